@@ -1,0 +1,317 @@
+//! Errors: one enum a host can act on, each variant with a stable machine code and an HTTP status.
+//!
+//! ```
+//! use twofactor::Error;
+//!
+//! let e = Error::InvalidCode { attempts_remaining: Some(2) };
+//! assert_eq!(e.code(), "invalid_code");
+//! assert_eq!(e.http_status(), 401);
+//! // One message for every failed code step, so a response reveals nothing.
+//! assert_eq!(e.public_message(), Error::InvalidChallenge.public_message());
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+/// A boxed error source, kept so that a host can log the underlying cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in a two-factor flow.
+///
+/// Match on the variants you treat specially and fall back to [`Error::http_status`] and
+/// [`Error::code`] for the rest. No variant ever carries a secret or a code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The code was well formed but wrong.
+    #[error("the code is not valid")]
+    InvalidCode {
+        /// How many more tries the current challenge allows, when known.
+        attempts_remaining: Option<u32>,
+    },
+    /// The input is not a code at all: empty, too long, or with characters a code never has.
+    #[error("the input is not a well-formed code")]
+    MalformedCode,
+    /// The code or challenge was valid once but has expired.
+    #[error("the code or challenge has expired")]
+    Expired,
+    /// The challenge token is unknown, tampered with, already used, or made for another purpose.
+    #[error("the challenge is not valid")]
+    InvalidChallenge,
+    /// The code was right but has been used before (a replayed TOTP step or a spent code).
+    #[error("the code has already been used")]
+    CodeReused,
+    /// The challenge (or pending code) used up its attempts and is void.
+    #[error("too many attempts; start again")]
+    TooManyAttempts,
+    /// Too many consecutive failures for this user: the code step is locked for a while.
+    #[error("too many failed attempts; locked for {}s", retry_after.as_secs())]
+    Locked {
+        /// When the lock lifts.
+        retry_after: Duration,
+    },
+    /// A code was sent moments ago; wait before asking for another.
+    #[error("a code was sent recently; retry in {}s", retry_after.as_secs())]
+    Cooldown {
+        /// When a resend is allowed.
+        retry_after: Duration,
+    },
+    /// The send cap for this user was reached.
+    #[error("too many codes sent; retry in {}s", retry_after.as_secs())]
+    RateLimited {
+        /// When the next send is allowed.
+        retry_after: Duration,
+    },
+    /// The user has no such factor (or no pending setup to confirm).
+    #[error("the user is not enrolled in this factor")]
+    NotEnrolled,
+    /// The factor is already enabled; disable it first.
+    #[error("the factor is already enabled")]
+    AlreadyEnrolled,
+    /// There is no pending setup or code to confirm.
+    #[error("there is nothing pending to confirm")]
+    NothingPending,
+    /// The host's password check refused the password.
+    #[error("the password is not correct")]
+    InvalidPassword,
+    /// An argument was unusable (empty user id, malformed email address, …).
+    #[error("invalid input: {0}")]
+    InvalidInput(&'static str),
+    /// The service or policy configuration is not acceptable.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// A sealed secret did not open: wrong key, wrong user, tampered or unknown key id.
+    #[error("a sealed secret could not be opened")]
+    Crypto,
+    /// The storage backend failed. The flow failed closed.
+    #[error("storage failed")]
+    Store(#[from] StoreError),
+    /// The mailer failed. The flow failed closed and left no usable code.
+    #[error("delivery failed")]
+    Delivery(#[from] DeliveryError),
+}
+
+impl Error {
+    /// A stable, machine-readable code for this error, suitable for a JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidCode { .. } => "invalid_code",
+            Error::MalformedCode => "malformed_code",
+            Error::Expired => "expired",
+            Error::InvalidChallenge => "invalid_challenge",
+            Error::CodeReused => "code_reused",
+            Error::TooManyAttempts => "too_many_attempts",
+            Error::Locked { .. } => "locked",
+            Error::Cooldown { .. } => "cooldown",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::NotEnrolled => "not_enrolled",
+            Error::AlreadyEnrolled => "already_enrolled",
+            Error::NothingPending => "nothing_pending",
+            Error::InvalidPassword => "invalid_password",
+            Error::InvalidInput(_) => "invalid_input",
+            Error::InvalidConfig(_) => "invalid_config",
+            Error::Crypto => "crypto_failed",
+            Error::Store(_) => "store_unavailable",
+            Error::Delivery(_) => "delivery_failed",
+        }
+    }
+
+    /// The HTTP status a host should answer with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::MalformedCode | Error::InvalidInput(_) => 400,
+            Error::InvalidCode { .. }
+            | Error::Expired
+            | Error::InvalidChallenge
+            | Error::CodeReused
+            | Error::InvalidPassword => 401,
+            Error::NotEnrolled => 404,
+            Error::AlreadyEnrolled | Error::NothingPending => 409,
+            Error::TooManyAttempts
+            | Error::Locked { .. }
+            | Error::Cooldown { .. }
+            | Error::RateLimited { .. } => 429,
+            Error::InvalidConfig(_) | Error::Crypto => 500,
+            Error::Store(_) | Error::Delivery(_) => 503,
+        }
+    }
+
+    /// How long the caller should wait before trying again, for the 429 family.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Locked { retry_after }
+            | Error::Cooldown { retry_after }
+            | Error::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// Whether the same call may succeed if simply retried later (a store or mailer outage).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Store(e) => e.is_transient(),
+            Error::Delivery(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// A message safe to show an end user.
+    ///
+    /// Every failure of the code step (wrong, expired, reused code; unknown, used or tampered
+    /// challenge; malformed input) gets the same text, so a response never tells an attacker which
+    /// part was wrong (ASVS 5.0 6.3.8).
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            Error::InvalidCode { .. }
+            | Error::MalformedCode
+            | Error::Expired
+            | Error::InvalidChallenge
+            | Error::CodeReused => "The code is invalid or has expired.",
+            Error::TooManyAttempts => "Too many attempts. Please start again.",
+            Error::Locked { .. } => "Too many failed attempts. Please try again later.",
+            Error::Cooldown { .. } | Error::RateLimited { .. } => {
+                "Please wait before requesting another code."
+            }
+            Error::NotEnrolled => "Two-factor authentication is not set up.",
+            Error::AlreadyEnrolled => "Two-factor authentication is already enabled.",
+            Error::NothingPending => "There is nothing to confirm.",
+            Error::InvalidPassword => "The password is not correct.",
+            Error::InvalidInput(_) => "The request is not valid.",
+            Error::InvalidConfig(_) | Error::Crypto => "An internal error occurred.",
+            Error::Store(_) | Error::Delivery(_) => {
+                "The service is temporarily unavailable. Please try again."
+            }
+        }
+    }
+}
+
+/// What kind of failure a [`StoreError`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The backend could not be reached or refused the connection.
+    Unavailable,
+    /// The backend did not answer in time.
+    Timeout,
+    /// A record could not be decoded: the store holds something this crate did not write.
+    Corrupt,
+    /// Any other backend failure.
+    Other,
+}
+
+/// A failure of an [`OtpStore`](crate::OtpStore) or [`EnrollmentStore`](crate::EnrollmentStore).
+///
+/// It keeps its source, and says whether retrying may help.
+#[derive(Debug)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    source: Option<BoxError>,
+}
+
+impl StoreError {
+    /// A new error of `kind` caused by `source`.
+    pub fn new(kind: StoreErrorKind, source: impl Into<BoxError>) -> Self {
+        StoreError {
+            kind,
+            source: Some(source.into()),
+        }
+    }
+
+    /// The backend is unreachable or refused the connection.
+    pub fn unavailable(source: impl Into<BoxError>) -> Self {
+        Self::new(StoreErrorKind::Unavailable, source)
+    }
+
+    /// The backend did not answer in time.
+    pub fn timeout(source: impl Into<BoxError>) -> Self {
+        Self::new(StoreErrorKind::Timeout, source)
+    }
+
+    /// A stored record could not be decoded.
+    pub fn corrupt(source: impl Into<BoxError>) -> Self {
+        Self::new(StoreErrorKind::Corrupt, source)
+    }
+
+    /// Any other failure.
+    pub fn other(source: impl Into<BoxError>) -> Self {
+        Self::new(StoreErrorKind::Other, source)
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// Whether retrying the same operation later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.kind,
+            StoreErrorKind::Unavailable | StoreErrorKind::Timeout
+        )
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            StoreErrorKind::Unavailable => "store unavailable",
+            StoreErrorKind::Timeout => "store timed out",
+            StoreErrorKind::Corrupt => "store record corrupt",
+            StoreErrorKind::Other => "store failed",
+        };
+        match &self.source {
+            Some(s) => write!(f, "{what}: {s}"),
+            None => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A failure of a [`Mailer`](crate::Mailer). It keeps its source and says whether retrying may help.
+#[derive(Debug)]
+pub struct DeliveryError {
+    transient: bool,
+    source: BoxError,
+}
+
+impl DeliveryError {
+    /// A failure that may go away (connection refused, timeout, 4xx SMTP reply).
+    pub fn transient(source: impl Into<BoxError>) -> Self {
+        DeliveryError {
+            transient: true,
+            source: source.into(),
+        }
+    }
+
+    /// A failure that will not go away by retrying (bad address, 5xx SMTP reply, bad config).
+    pub fn permanent(source: impl Into<BoxError>) -> Self {
+        DeliveryError {
+            transient: false,
+            source: source.into(),
+        }
+    }
+
+    /// Whether retrying the same delivery later may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.transient
+    }
+}
+
+impl fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "delivery failed: {}", self.source)
+    }
+}
+
+impl std::error::Error for DeliveryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
+    }
+}

@@ -1,0 +1,36 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+mod clock;
+mod code;
+mod error;
+mod keys;
+mod mail;
+mod policy;
+mod store;
+mod totp;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use code::{spaced, Secret};
+pub use error::{BoxError, DeliveryError, Error, StoreError, StoreErrorKind};
+pub use keys::Keyring;
+pub use mail::{
+    escape_html, EnglishTemplates, LogMailer, MailContext, MailKind, Mailer, Message, MessageKind,
+    RecordingMailer, Rendered, Templates,
+};
+pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL};
+pub use store::{
+    BackupCodeRecord, EmailRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,
+    MemoryOtpStore, OtpStore, PendingTotp, Revision, StoreKey, TotpRecord,
+};
+pub use totp::{otpauth_uri, qr_png, qr_svg, totp_code, TotpParams, TotpSecret};

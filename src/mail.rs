@@ -1,0 +1,373 @@
+//! Delivery: the [`Mailer`] trait, the [`Message`] it sends, and the built-in templates.
+//!
+//! The service decides *what* to say ([`MailKind`]), a [`Templates`] implementation decides *how*
+//! (subject, plain text, HTML), and a [`Mailer`] delivers it. [`EnglishTemplates`] is the default;
+//! [`RecordingMailer`] keeps messages for tests and [`LogMailer`] writes them to the log during
+//! development.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::code::spaced;
+use crate::error::DeliveryError;
+
+/// Why a message is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MessageKind {
+    /// A code for the second step of a login.
+    LoginCode,
+    /// A code proving an address before it becomes a second factor.
+    EmailSetupCode,
+    /// A code verifying an address at registration.
+    RegistrationCode,
+    /// Two-factor authentication was turned off.
+    TwoFactorDisabled,
+    /// The backup codes were replaced by a new set.
+    BackupCodesRegenerated,
+    /// A TOTP code that had already been used was submitted again.
+    TotpReplayRejected,
+}
+
+/// What the service asks a [`Templates`] implementation to render.
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub enum MailKind<'a> {
+    /// A login code.
+    LoginCode {
+        /// The code (secret: only for the message body).
+        code: &'a str,
+        /// How long it is valid.
+        expires_in: Duration,
+    },
+    /// An email-setup code.
+    EmailSetupCode {
+        /// The code (secret: only for the message body).
+        code: &'a str,
+        /// How long it is valid.
+        expires_in: Duration,
+    },
+    /// A registration verification code.
+    RegistrationCode {
+        /// The code (secret: only for the message body).
+        code: &'a str,
+        /// How long it is valid.
+        expires_in: Duration,
+    },
+    /// Notification: two-factor authentication disabled.
+    TwoFactorDisabled,
+    /// Notification: backup codes regenerated.
+    BackupCodesRegenerated,
+    /// Notification: a replayed TOTP code was rejected.
+    TotpReplayRejected,
+}
+
+impl MailKind<'_> {
+    /// The kind without its data.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            MailKind::LoginCode { .. } => MessageKind::LoginCode,
+            MailKind::EmailSetupCode { .. } => MessageKind::EmailSetupCode,
+            MailKind::RegistrationCode { .. } => MessageKind::RegistrationCode,
+            MailKind::TwoFactorDisabled => MessageKind::TwoFactorDisabled,
+            MailKind::BackupCodesRegenerated => MessageKind::BackupCodesRegenerated,
+            MailKind::TotpReplayRejected => MessageKind::TotpReplayRejected,
+        }
+    }
+}
+
+impl fmt::Debug for MailKind<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.kind())
+    }
+}
+
+/// Everything a template may use.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct MailContext<'a> {
+    /// The service's issuer name (your product). Not HTML-safe: escape it.
+    pub issuer: &'a str,
+    /// The recipient's display name, when the host supplied one. Not HTML-safe: escape it.
+    pub display_name: Option<&'a str>,
+    /// What to say.
+    pub kind: MailKind<'a>,
+}
+
+impl<'a> MailContext<'a> {
+    /// A context from its parts.
+    pub fn new(issuer: &'a str, display_name: Option<&'a str>, kind: MailKind<'a>) -> Self {
+        MailContext {
+            issuer,
+            display_name,
+            kind,
+        }
+    }
+}
+
+/// A rendered message body, before it is addressed.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Rendered {
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text part.
+    pub text: String,
+    /// HTML part.
+    pub html: String,
+}
+
+impl Rendered {
+    /// A rendered message from its parts.
+    pub fn new(subject: String, text: String, html: String) -> Self {
+        Rendered {
+            subject,
+            text,
+            html,
+        }
+    }
+}
+
+/// Turns a [`MailContext`] into a subject, a text part and an HTML part.
+///
+/// Implement it to change wording or language. Escape every context string in HTML with
+/// [`escape_html`].
+pub trait Templates: Send + Sync + 'static {
+    /// Renders one message.
+    fn render(&self, ctx: &MailContext<'_>) -> Rendered;
+}
+
+/// The built-in English messages.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EnglishTemplates;
+
+fn minutes(d: Duration) -> u64 {
+    d.as_secs().div_ceil(60).max(1)
+}
+
+impl Templates for EnglishTemplates {
+    fn render(&self, ctx: &MailContext<'_>) -> Rendered {
+        let issuer = ctx.issuer;
+        let greeting = match ctx.display_name {
+            Some(n) => format!("Hello {n},"),
+            None => "Hello,".to_owned(),
+        };
+        let (subject, lead, code, expires, tail) = match ctx.kind {
+            MailKind::LoginCode { code, expires_in } => (
+                format!("{issuer}: your sign-in code"),
+                "Use this code to finish signing in:",
+                Some(code),
+                Some(expires_in),
+                "If you did not try to sign in, change your password: someone knows it.",
+            ),
+            MailKind::EmailSetupCode { code, expires_in } => (
+                format!("{issuer}: confirm your two-factor email"),
+                "Use this code to turn on two-factor authentication by email:",
+                Some(code),
+                Some(expires_in),
+                "If you did not ask for this, you can ignore this message.",
+            ),
+            MailKind::RegistrationCode { code, expires_in } => (
+                format!("{issuer}: verify your email address"),
+                "Use this code to verify your email address:",
+                Some(code),
+                Some(expires_in),
+                "If you did not create an account, you can ignore this message.",
+            ),
+            MailKind::TwoFactorDisabled => (
+                format!("{issuer}: two-factor authentication was turned off"),
+                "Two-factor authentication was just turned off for your account.",
+                None,
+                None,
+                "If this was not you, secure your account now.",
+            ),
+            MailKind::BackupCodesRegenerated => (
+                format!("{issuer}: new backup codes"),
+                "A new set of backup codes was created for your account; the old ones no longer work.",
+                None,
+                None,
+                "If this was not you, secure your account now.",
+            ),
+            MailKind::TotpReplayRejected => (
+                format!("{issuer}: a used sign-in code was rejected"),
+                "Someone entered an authenticator code for your account that had already been used.",
+                None,
+                None,
+                "If this was not you, change your password: someone may know it.",
+            ),
+        };
+        let mut text = format!("{greeting}\n\n{lead}\n");
+        let mut html = format!(
+            "<!doctype html><html><body style=\"font-family:sans-serif\"><p>{}</p><p>{}</p>",
+            escape_html(&greeting),
+            escape_html(lead)
+        );
+        if let Some(code) = code {
+            let code = spaced(code);
+            text.push_str(&format!("\n    {code}\n"));
+            html.push_str(&format!(
+                "<p style=\"font-size:28px;font-weight:bold;letter-spacing:4px\">{}</p>",
+                escape_html(&code)
+            ));
+        }
+        if let Some(e) = expires {
+            let m = minutes(e);
+            let unit = if m == 1 { "minute" } else { "minutes" };
+            text.push_str(&format!("\nThe code expires in {m} {unit}.\n"));
+            html.push_str(&format!("<p>The code expires in {m} {unit}.</p>"));
+        }
+        text.push_str(&format!("\n{tail}\n\n{issuer}\n"));
+        html.push_str(&format!(
+            "<p>{}</p><p>{}</p></body></html>",
+            escape_html(tail),
+            escape_html(issuer)
+        ));
+        Rendered::new(subject, text, html)
+    }
+}
+
+/// Escapes `&`, `<`, `>`, `"` and `'` for HTML text and attribute values.
+///
+/// ```
+/// assert_eq!(twofactor::escape_html("<b>&"), "&lt;b&gt;&amp;");
+/// ```
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// An addressed message, ready to deliver. Its `Debug` omits the bodies, which may hold a code.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Message {
+    /// Recipient address.
+    pub to: String,
+    /// Why it is sent.
+    pub kind: MessageKind,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text part (may contain a code: never log it).
+    pub text: String,
+    /// HTML part (may contain a code: never log it).
+    pub html: String,
+}
+
+impl Message {
+    /// A message from a rendered body.
+    pub fn new(to: impl Into<String>, kind: MessageKind, rendered: Rendered) -> Self {
+        Message {
+            to: to.into(),
+            kind,
+            subject: rendered.subject,
+            text: rendered.text,
+            html: rendered.html,
+        }
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("to", &self.to)
+            .field("kind", &self.kind)
+            .field("subject", &self.subject)
+            .field("body", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Delivers messages. Implement it for your email provider, or use a shipped one.
+///
+/// Return an error whenever the message may not have been accepted for delivery: the service then
+/// fails closed, leaves no usable code behind and starts no cooldown.
+#[async_trait]
+pub trait Mailer: Send + Sync + 'static {
+    /// Sends one message.
+    async fn send(&self, message: &Message) -> Result<(), DeliveryError>;
+}
+
+#[async_trait]
+impl<M: Mailer + ?Sized> Mailer for Arc<M> {
+    async fn send(&self, message: &Message) -> Result<(), DeliveryError> {
+        (**self).send(message).await
+    }
+}
+
+/// Keeps every message in memory, for tests: the equivalent of a stub transport.
+///
+/// ```
+/// use twofactor::RecordingMailer;
+/// let mailer = RecordingMailer::new();
+/// assert!(mailer.messages().is_empty());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct RecordingMailer {
+    sent: Arc<Mutex<Vec<Message>>>,
+}
+
+impl RecordingMailer {
+    /// An empty recorder. Clones share the same list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every message sent so far, oldest first.
+    pub fn messages(&self) -> Vec<Message> {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The most recent message to `to`, if any.
+    pub fn last_to(&self, to: &str) -> Option<Message> {
+        self.messages().into_iter().rev().find(|m| m.to == to)
+    }
+
+    /// Forgets every recorded message.
+    pub fn clear(&self) {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+#[async_trait]
+impl Mailer for RecordingMailer {
+    async fn send(&self, message: &Message) -> Result<(), DeliveryError> {
+        self.sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(message.clone());
+        Ok(())
+    }
+}
+
+/// Writes each message, body included, to the log at INFO level (target `twofactor::mail`).
+///
+/// **WARNING:** for development only. It logs codes, which is exactly what production must never
+/// do.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogMailer;
+
+#[async_trait]
+impl Mailer for LogMailer {
+    async fn send(&self, message: &Message) -> Result<(), DeliveryError> {
+        tracing::info!(
+            target: "twofactor::mail",
+            to = %message.to,
+            subject = %message.subject,
+            "development mailer (not delivered):\n{}",
+            message.text
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! [`Policy`]: every number of the flows, with where its default comes from.
+//!
+//! ```
+//! use std::time::Duration;
+//! use twofactor::Policy;
+//!
+//! let mut policy = Policy::default();
+//! policy.email_code_ttl = Duration::from_secs(120);
+//! assert!(policy.validate().is_ok());
+//! policy.email_code_ttl = Duration::from_secs(3600); // over the 10-minute cap
+//! assert!(policy.validate().is_err());
+//! ```
+
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// The HMAC algorithm of TOTP codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum TotpAlgorithm {
+    /// HMAC-SHA1: what every authenticator app honours (the default).
+    #[default]
+    Sha1,
+    /// HMAC-SHA256.
+    Sha256,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+impl TotpAlgorithm {
+    /// The name used in otpauth URIs and stored records: `SHA1`, `SHA256`, `SHA512`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TotpAlgorithm::Sha1 => "SHA1",
+            TotpAlgorithm::Sha256 => "SHA256",
+            TotpAlgorithm::Sha512 => "SHA512",
+        }
+    }
+
+    /// The algorithm named `name` (case-insensitive), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_uppercase().as_str() {
+            "SHA1" => Some(TotpAlgorithm::Sha1),
+            "SHA256" => Some(TotpAlgorithm::Sha256),
+            "SHA512" => Some(TotpAlgorithm::Sha512),
+            _ => None,
+        }
+    }
+}
+
+/// How backup codes are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum BackupCodeHashing {
+    /// Keyed HMAC-SHA256 with the keyring's MAC key: a check is one hash and one lookup. A 60-bit
+    /// code under a key that is not in the store cannot be brute-forced from a leaked store.
+    #[default]
+    Hmac,
+    /// Argon2id per code (PHC string), found through a short keyed-hash prefix so that one guess
+    /// costs one argon2 run. For deployments that want defence even if the MAC key leaks.
+    Argon2id,
+}
+
+/// Every number of the flows. Construct with [`Policy::default`] and change fields;
+/// [`Policy::validate`] (run by the service builder) refuses unsafe values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Policy {
+    /// Digits of an email code. Default 6 (ASVS 6.5.4 / 2.7.4: at least 20 bits; seeds 000, 001, 004).
+    /// Allowed 6..=10.
+    pub email_code_digits: u32,
+    /// How long an email code lives. Default 300 s (seed 000; ASVS 2.7.2 caps out-of-band codes at
+    /// 10 minutes, and so does [`Policy::validate`]).
+    pub email_code_ttl: Duration,
+    /// Wait between two sends to one user. Default 60 s (seeds 001, 004).
+    pub resend_cooldown: Duration,
+    /// Sends allowed per user per [`Policy::send_window`]. Default 5.
+    pub max_sends: u32,
+    /// The window of [`Policy::max_sends`]. Default 15 minutes.
+    pub send_window: Duration,
+    /// How long a login challenge lives. Default 5 minutes (seed 002's short-lived challenge;
+    /// NIST SP 800-63B §5.1.3.2 and ASVS 2.7.2 cap it at 10 minutes).
+    pub challenge_ttl: Duration,
+    /// Code attempts per challenge, across all its methods, after which it is void. Default 5
+    /// (seeds 001, 002; RFC 4226 §7.3 throttling).
+    pub challenge_max_attempts: u32,
+    /// Attempts per pending setup or verification code. Default 5.
+    pub code_max_attempts: u32,
+    /// Consecutive failures per user, across challenges, that trigger a lock. Default 10.
+    pub lockout_threshold: u32,
+    /// The first lock's length; each further lock doubles it. Default 15 minutes (seed 001).
+    pub lockout_base: Duration,
+    /// The longest lock. Default 24 hours. With the defaults, at most 70 consecutive failures are
+    /// ever evaluated in a day (NIST SP 800-63B §5.2.2 asks for at most 100).
+    pub lockout_max: Duration,
+    /// How long consecutive failures are remembered. Default 24 hours.
+    pub failure_window: Duration,
+    /// TOTP algorithm. Default SHA-1 (RFC 6238; what every authenticator app honours).
+    pub totp_algorithm: TotpAlgorithm,
+    /// TOTP digits: 6 (default) or 8.
+    pub totp_digits: u32,
+    /// TOTP step. Default 30 s (RFC 6238 §5.2).
+    pub totp_period: Duration,
+    /// Steps accepted either side of now. Default 1, the maximum (RFC 6238 §5.2).
+    pub totp_skew: u32,
+    /// TOTP secret length in bytes. Default 20 = 160 bits (RFC 4226 R6); under 16 refused.
+    pub totp_secret_bytes: usize,
+    /// How long an unconfirmed TOTP setup stays pending. Default 15 minutes.
+    pub totp_setup_ttl: Duration,
+    /// Backup codes per set. Default 10 (seed 002).
+    pub backup_code_count: u32,
+    /// How backup codes are stored. Default keyed HMAC.
+    pub backup_code_hashing: BackupCodeHashing,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            email_code_digits: 6,
+            email_code_ttl: Duration::from_secs(300),
+            resend_cooldown: Duration::from_secs(60),
+            max_sends: 5,
+            send_window: Duration::from_secs(15 * 60),
+            challenge_ttl: Duration::from_secs(300),
+            challenge_max_attempts: 5,
+            code_max_attempts: 5,
+            lockout_threshold: 10,
+            lockout_base: Duration::from_secs(15 * 60),
+            lockout_max: Duration::from_secs(24 * 3600),
+            failure_window: Duration::from_secs(24 * 3600),
+            totp_algorithm: TotpAlgorithm::Sha1,
+            totp_digits: 6,
+            totp_period: Duration::from_secs(30),
+            totp_skew: 1,
+            totp_secret_bytes: 20,
+            totp_setup_ttl: Duration::from_secs(15 * 60),
+            backup_code_count: 10,
+            backup_code_hashing: BackupCodeHashing::Hmac,
+        }
+    }
+}
+
+/// The cap on code and challenge lifetimes (ASVS 2.7.2, NIST SP 800-63B §5.1.3.2).
+pub const MAX_CODE_TTL: Duration = Duration::from_secs(600);
+
+impl Policy {
+    /// Checks every value against its safe range.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the first field out of range.
+    pub fn validate(&self) -> Result<(), Error> {
+        fn bad(what: &str) -> Result<(), Error> {
+            Err(Error::InvalidConfig(what.to_owned()))
+        }
+        if !(6..=10).contains(&self.email_code_digits) {
+            return bad("email_code_digits must be 6 to 10");
+        }
+        if self.email_code_ttl.as_secs() == 0 || self.email_code_ttl > MAX_CODE_TTL {
+            return bad("email_code_ttl must be 1 s to 10 min");
+        }
+        if self.challenge_ttl.as_secs() == 0 || self.challenge_ttl > MAX_CODE_TTL {
+            return bad("challenge_ttl must be 1 s to 10 min");
+        }
+        if self.challenge_max_attempts == 0 || self.challenge_max_attempts > 10 {
+            return bad("challenge_max_attempts must be 1 to 10");
+        }
+        if self.code_max_attempts == 0 || self.code_max_attempts > 10 {
+            return bad("code_max_attempts must be 1 to 10");
+        }
+        if self.max_sends == 0 || self.send_window.as_secs() == 0 {
+            return bad("max_sends and send_window must be positive");
+        }
+        if self.lockout_threshold == 0 || self.lockout_threshold > 100 {
+            return bad("lockout_threshold must be 1 to 100");
+        }
+        if self.lockout_base.as_secs() == 0 || self.lockout_max < self.lockout_base {
+            return bad("lockout_base must be positive and at most lockout_max");
+        }
+        if self.failure_window.as_secs() == 0 {
+            return bad("failure_window must be positive");
+        }
+        if !matches!(self.totp_digits, 6 | 8) {
+            return bad("totp_digits must be 6 or 8");
+        }
+        if !(15..=120).contains(&self.totp_period.as_secs()) {
+            return bad("totp_period must be 15 s to 120 s");
+        }
+        if self.totp_skew > 1 {
+            return bad("totp_skew must be 0 or 1 (RFC 6238 §5.2)");
+        }
+        if !(16..=64).contains(&self.totp_secret_bytes) {
+            return bad("totp_secret_bytes must be 16 to 64 (at least 128 bits)");
+        }
+        if self.totp_setup_ttl.as_secs() == 0 {
+            return bad("totp_setup_ttl must be positive");
+        }
+        if !(1..=32).contains(&self.backup_code_count) {
+            return bad("backup_code_count must be 1 to 32");
+        }
+        Ok(())
+    }
+
+    /// The length of the lock that starts at the `level`-th lock (0-based): `lockout_base`
+    /// doubled `level` times, capped at `lockout_max`. Saturates for any input.
+    pub fn lock_duration(&self, level: u32) -> Duration {
+        let factor = 1u64.checked_shl(level.min(63)).unwrap_or(u64::MAX);
+        let secs = self.lockout_base.as_secs().saturating_mul(factor);
+        Duration::from_secs(secs).min(self.lockout_max)
+    }
+}

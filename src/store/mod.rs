@@ -1,0 +1,313 @@
+//! Storage: the [`OtpStore`] for short-lived state and the [`EnrollmentStore`] for durable factors.
+//!
+//! Both traits are small, async and object safe; every method is required, so no default can
+//! quietly weaken single use or atomicity. Stores never read a clock: each call that decides
+//! expiry receives `now`, and each write receives the record's absolute `expires_at`. A backend's
+//! own TTL (Redis `PEXPIREAT`, a purge job in SQL) is only garbage collection.
+//!
+//! The crate ships [`MemoryOtpStore`] and [`MemoryEnrollmentStore`]; other backends live behind
+//! cargo features. To prove a store of your own right, run the conformance suite exported under
+//! the `test-util` feature.
+
+mod memory;
+
+pub use memory::{MemoryEnrollmentStore, MemoryOtpStore};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::error::StoreError;
+
+/// The key of a short-lived record, built by the service.
+///
+/// Keys are ASCII, at most a few hundred bytes, and contain a `{…}` hash tag naming the user or
+/// challenge they belong to, so that a Redis Cluster keeps related keys on one slot. A store may
+/// prefix them (to share one Redis between applications) but must not otherwise change them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreKey(String);
+
+impl StoreKey {
+    /// A key from its text. Intended for stores' own tests; the service builds its own keys.
+    pub fn new(key: impl Into<String>) -> Self {
+        StoreKey(key.into())
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The hash tag: the text between the first `{` and the next `}`, if any.
+    pub fn hash_tag(&self) -> Option<&str> {
+        let start = self.0.find('{')?;
+        let rest = self.0.get(start + 1..)?;
+        let end = rest.find('}')?;
+        rest.get(..end)
+    }
+}
+
+impl std::fmt::Display for StoreKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Short-lived state: pending codes, challenges, counters, lockouts, cooldowns, TOTP steps.
+///
+/// Each method must be atomic on its own (one round trip in Redis, one statement in SQL): the
+/// security of the limits depends on it. A record whose `expires_at` is at or before the `now`
+/// passed in is treated as absent by every method, whether or not the backend has removed it yet.
+///
+/// Values are opaque bytes written by this crate (at most a few kilobytes).
+#[async_trait]
+pub trait OtpStore: Send + Sync + 'static {
+    /// Stores `value` under `key`, replacing any record, until `expires_at`.
+    async fn put(
+        &self,
+        key: &StoreKey,
+        value: &[u8],
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Stores `value` only if no live record exists under `key`. Returns whether it was stored.
+    async fn put_if_absent(
+        &self,
+        key: &StoreKey,
+        value: &[u8],
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// The live value under `key`, if any.
+    async fn get(&self, key: &StoreKey, now: Timestamp) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Removes the record under `key` and returns its value if it was live.
+    ///
+    /// Under concurrent calls for one key, exactly one caller receives the value.
+    async fn take(&self, key: &StoreKey, now: Timestamp) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Removes the record under `key`, live or not. Removing nothing is not an error.
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError>;
+
+    /// Adds one to the counter under `key` and returns the new count.
+    ///
+    /// A missing or expired counter starts again at 1 and expires at `expires_at`; a live counter
+    /// keeps its expiry. N concurrent calls on a fresh key return exactly 1..=N.
+    async fn increment(
+        &self,
+        key: &StoreKey,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
+
+    /// Stores `value` if no live record exists under `key` or the live one holds a smaller number.
+    /// Returns whether it was stored; on success the record expires at `expires_at`.
+    ///
+    /// Used for the last accepted TOTP step: of N concurrent calls with the same value, exactly one
+    /// returns `true`.
+    async fn advance(
+        &self,
+        key: &StoreKey,
+        value: u64,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+}
+
+/// A revision number for optimistic concurrency on an [`EnrollmentRecord`].
+pub type Revision = u64;
+
+/// The durable two-factor state of one user, except backup codes (kept by the store on their own).
+///
+/// Serialisable; the `version` field lets a later release migrate old records.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EnrollmentRecord {
+    /// Record format version (currently 1).
+    pub version: u32,
+    /// The confirmed TOTP factor, if any.
+    pub totp: Option<TotpRecord>,
+    /// A TOTP setup started but not yet confirmed.
+    pub pending_totp: Option<PendingTotp>,
+    /// The proven email factor, if any.
+    pub email: Option<EmailRecord>,
+    /// When the user last passed a second-factor check.
+    pub last_verified_at: Option<Timestamp>,
+}
+
+impl EnrollmentRecord {
+    /// An empty record of the current version.
+    pub fn new() -> Self {
+        EnrollmentRecord {
+            version: 1,
+            ..Default::default()
+        }
+    }
+
+    /// Whether any second factor is enabled.
+    pub fn is_enabled(&self) -> bool {
+        self.totp.is_some() || self.email.is_some()
+    }
+}
+
+/// A TOTP factor: the secret, sealed, and its parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TotpRecord {
+    /// The sealed secret (an envelope naming its key id; opaque to stores).
+    pub sealed_secret: Vec<u8>,
+    /// Hash algorithm name: `SHA1`, `SHA256` or `SHA512`.
+    pub algorithm: String,
+    /// Digits per code (6 or 8).
+    pub digits: u32,
+    /// Step length in seconds.
+    pub period: u64,
+    /// When the setup was started.
+    pub created_at: Timestamp,
+    /// When a code from the app confirmed it.
+    pub confirmed_at: Option<Timestamp>,
+}
+
+impl TotpRecord {
+    /// A record from its parts.
+    pub fn new(
+        sealed_secret: Vec<u8>,
+        algorithm: impl Into<String>,
+        digits: u32,
+        period: u64,
+        created_at: Timestamp,
+    ) -> Self {
+        TotpRecord {
+            sealed_secret,
+            algorithm: algorithm.into(),
+            digits,
+            period,
+            created_at,
+            confirmed_at: None,
+        }
+    }
+}
+
+/// A TOTP setup waiting for its first code, with the backup codes that come with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PendingTotp {
+    /// The secret and parameters being set up.
+    pub totp: TotpRecord,
+    /// Hashes of the backup codes shown at setup; installed when the setup is confirmed.
+    pub backup_codes: Vec<BackupCodeRecord>,
+    /// When the pending setup lapses.
+    pub expires_at: Timestamp,
+}
+
+impl PendingTotp {
+    /// A pending setup from its parts.
+    pub fn new(
+        totp: TotpRecord,
+        backup_codes: Vec<BackupCodeRecord>,
+        expires_at: Timestamp,
+    ) -> Self {
+        PendingTotp {
+            totp,
+            backup_codes,
+            expires_at,
+        }
+    }
+}
+
+/// A proven email address used as a factor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EmailRecord {
+    /// The address.
+    pub address: String,
+    /// When a code sent to it was confirmed.
+    pub verified_at: Timestamp,
+}
+
+impl EmailRecord {
+    /// A record from its parts.
+    pub fn new(address: impl Into<String>, verified_at: Timestamp) -> Self {
+        EmailRecord {
+            address: address.into(),
+            verified_at,
+        }
+    }
+}
+
+/// One stored backup code: never the code itself.
+///
+/// `lookup` is a keyed HMAC of the code (the whole 32 bytes when codes are HMAC-stored, a short
+/// prefix when they are argon2id-stored); `verifier` is the argon2id PHC string in the latter case.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BackupCodeRecord {
+    /// Keyed-hash lookup value, unique within one user's set.
+    pub lookup: Vec<u8>,
+    /// An argon2id PHC string to check after the lookup, when codes are argon2id-stored.
+    pub verifier: Option<String>,
+}
+
+impl BackupCodeRecord {
+    /// A record from its parts.
+    pub fn new(lookup: Vec<u8>, verifier: Option<String>) -> Self {
+        BackupCodeRecord { lookup, verifier }
+    }
+}
+
+/// Durable per-user factors and backup codes.
+///
+/// Writes to the [`EnrollmentRecord`] use compare-and-swap on a [`Revision`], so two concurrent
+/// changes cannot silently overwrite each other. Backup codes are a set of their own whose
+/// consumption is a single atomic operation.
+#[async_trait]
+pub trait EnrollmentStore: Send + Sync + 'static {
+    /// The user's record and its revision, if the user has one.
+    async fn load(&self, user: &str) -> Result<Option<(EnrollmentRecord, Revision)>, StoreError>;
+
+    /// Writes `record` if the stored revision equals `expected` (`None`: no record exists yet).
+    ///
+    /// Returns the new revision, or `None` when the expectation failed and nothing was written.
+    async fn save(
+        &self,
+        user: &str,
+        record: &EnrollmentRecord,
+        expected: Option<Revision>,
+    ) -> Result<Option<Revision>, StoreError>;
+
+    /// Removes the user's record and all their backup codes, in one transaction where the
+    /// backend has them. Removing nothing is not an error.
+    async fn remove(&self, user: &str) -> Result<(), StoreError>;
+
+    /// Replaces the user's whole backup-code set with `codes`, atomically: afterwards no old code
+    /// is usable.
+    async fn replace_backup_codes(
+        &self,
+        user: &str,
+        codes: &[BackupCodeRecord],
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The unused backup code whose lookup equals `lookup`, if any (for argon2id-stored codes,
+    /// which need their verifier checked before they are consumed).
+    async fn find_backup_code(
+        &self,
+        user: &str,
+        lookup: &[u8],
+    ) -> Result<Option<BackupCodeRecord>, StoreError>;
+
+    /// Marks the unused backup code with `lookup` as used. Returns whether this call did so.
+    ///
+    /// Under N concurrent calls with the same lookup, exactly one returns `true`.
+    async fn consume_backup_code(
+        &self,
+        user: &str,
+        lookup: &[u8],
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// How many unused backup codes the user holds.
+    async fn backup_codes_remaining(&self, user: &str) -> Result<u32, StoreError>;
+}
