@@ -33,4 +33,6 @@ pub use store::{
     BackupCodeRecord, EmailRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,
     MemoryOtpStore, OtpStore, PendingTotp, Revision, StoreKey, TotpRecord,
 };
-pub use totp::{otpauth_uri, qr_png, qr_svg, totp_code, TotpParams, TotpSecret};
+pub use totp::{
+    otpauth_uri, qr_png, qr_svg, totp_code, OtpAuthUri, TotpParams, TotpSecret, TotpVerifier,
+};
