@@ -561,7 +561,13 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 
 /// Trims whitespace and checks an issuer or account name.
 fn clean_part(v: &str, is_issuer: bool) -> Result<String, Error> {
-    let v = v.trim();
+    // Control characters are refused before trimming: a trailing newline is not a space.
+    let trimmed = v.trim();
+    let v = if v.chars().any(char::is_control) {
+        v
+    } else {
+        trimmed
+    };
     check_label_part(v).map_err(|()| {
         Error::InvalidInput(if is_issuer {
             "the issuer is empty, over 256 bytes or has a control character"
@@ -628,4 +634,51 @@ pub fn qr_png(data: &str) -> Result<Vec<u8>, Error> {
     img.write_to(&mut out, image::ImageFormat::Png)
         .map_err(|_| Error::InvalidInput("QR image could not be encoded"))?;
     Ok(out.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `matching_step` (what the service calls) over random secrets: T-1, T and T+1 match with
+    /// skew 1, only T with skew 0, and T±2 never as itself.
+    #[test]
+    fn matching_step_window() {
+        let p = TotpParams::default();
+        for i in 0..500u64 {
+            let secret = TotpSecret::generate(20).unwrap();
+            let s = secret.as_bytes();
+            let time = 1_700_000_000 + i * 7919;
+            let step = time / 30;
+            let code = |st: u64| totp_code(s, p, st * 30);
+            for st in [step - 1, step, step + 1] {
+                let hit = matching_step(s, p, time, 1, &code(st)).unwrap();
+                assert!(hit <= st && hit + 1 >= step, "{hit} for {st}");
+            }
+            assert_eq!(matching_step(s, p, time, 0, &code(step)), Some(step));
+            for far in [step - 2, step + 2] {
+                for skew in [0, 1, 2, u32::MAX] {
+                    if let Some(hit) = matching_step(s, p, time, skew, &code(far)) {
+                        assert!(hit.abs_diff(step) <= 1 && code(hit) == code(far));
+                    }
+                }
+            }
+            for near in [step - 1, step + 1] {
+                if code(near) != code(step) {
+                    assert_eq!(matching_step(s, p, time, 0, &code(near)), None);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matching_step_saturates_at_the_ends_of_time() {
+        let s = b"12345678901234567890";
+        let p = TotpParams::default();
+        let last = u64::MAX / 30;
+        let code = totp_code(s, p, u64::MAX);
+        assert_eq!(matching_step(s, p, u64::MAX, 1, &code), Some(last));
+        let first = totp_code(s, p, 0);
+        assert_eq!(matching_step(s, p, 0, 1, &first), Some(0));
+    }
 }

@@ -108,7 +108,11 @@ fn rfc6238_vectors_verify_through_the_verifier_and_wrong_ones_do_not() {
         for (digits, code) in [(8, code), (6, last(code, 6))] {
             let v = TotpVerifier::new(&secret, params(alg, digits, 30)).unwrap();
             assert_eq!(v.code(time), code);
-            assert_eq!(v.verify(time, 0, code), Some(time / 30), "{alg:?} at {time}");
+            assert_eq!(
+                v.verify(time, 0, code),
+                Some(time / 30),
+                "{alg:?} at {time}"
+            );
             // A published code one digit off is refused.
             let mut wrong = code.as_bytes().to_vec();
             wrong[0] = if wrong[0] == b'9' { b'0' } else { wrong[0] + 1 };
