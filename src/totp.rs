@@ -193,7 +193,9 @@ fn truncate(hash: &[u8]) -> u32 {
 /// costs one HMAC from that state.
 ///
 /// Build one per verification from the freshly opened secret and drop it after. `Debug` is
-/// redacted.
+/// redacted. The keyed HMAC state it holds is derived from the secret; the `hmac` crate gives no
+/// way to zeroize it, so keep verifiers short-lived (the secret itself, in [`TotpSecret`], is
+/// zeroized on drop).
 ///
 /// **Security warning:** [`TotpVerifier::verify`] says which step matched; accept a step at most
 /// once per user (record it atomically, refuse a step not greater than the last one), or a code
@@ -212,6 +214,8 @@ fn truncate(hash: &[u8]) -> u32 {
 pub struct TotpVerifier {
     key: KeyedHmac,
     params: TotpParams,
+    /// `10^digits` (or `u32::MAX` for 10 digits, above any 31-bit value).
+    modulus: u32,
 }
 
 impl fmt::Debug for TotpVerifier {
@@ -238,14 +242,14 @@ impl TotpVerifier {
         Some(TotpVerifier {
             key: KeyedHmac::new(params.algorithm, secret)?,
             params,
+            modulus: 10u32
+                .checked_pow(params.digits_clamped())
+                .unwrap_or(u32::MAX),
         })
     }
 
     fn value_at_step(&self, step: u64) -> u32 {
-        let modulus = 10u32
-            .checked_pow(self.params.digits_clamped())
-            .unwrap_or(u32::MAX);
-        self.key.truncated(step) % modulus
+        self.key.truncated(step) % self.modulus
     }
 
     /// The code for Unix time `time`, zero-padded to the number of digits.
