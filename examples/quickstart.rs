@@ -97,7 +97,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let LoginStep::Challenge(challenge) = tf.begin_login(user).await? else {
         return Err("an enrolled user gets a challenge".into());
     };
-    let verified = tf.verify_login(challenge.token(), &backup[0]).await?;
+    let first_backup = backup.first().ok_or("setup gives backup codes")?;
+    let verified = tf.verify_login(challenge.token(), first_backup).await?;
     println!(
         "   verified by {:?}; {} backup codes left",
         verified.method, verified.backup_codes_remaining
