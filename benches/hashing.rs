@@ -7,6 +7,15 @@
 //!   check a code with a ±1 step window through [`TotpVerifier`], against the floor of that same
 //!   AEAD open plus three HMAC-SHA1 from a pre-keyed state. `totp_rs_per_step` is the same check
 //!   with `totp-rs`, which re-keys the HMAC for each step (for comparison; it compares with `==`).
+//! - `backup_code_verify`: a whole `verify_login` with a backup code on the memory stores, with
+//!   10 codes held and with 1 (the cost must not grow with the set), beside its crypto floor
+//!   (two pre-keyed HMAC-SHA256: the challenge token's id and the code's lookup).
+//! - `verify_login`: a whole `verify_login` with a TOTP code on the memory stores beside its
+//!   floor (the token's HMAC-SHA256, the AEAD open and three HMAC-SHA1, all pre-keyed).
+//!
+//! The service benches time only `verify_login`: each iteration first moves a manual clock one
+//! TOTP step on (so no code is a replay), makes fresh backup codes where needed and opens a
+//! challenge, untimed. The memory stores never wait, so a no-op waker drives the futures.
 //!
 //! Run: `cargo bench --bench hashing -- --warm-up-time 1 --measurement-time 3`.
 #![allow(
@@ -17,7 +26,10 @@
     missing_docs
 )]
 
+use std::future::Future;
 use std::hint::black_box;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -25,7 +37,11 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use twofactor::{totp_code, TotpParams, TotpSecret, TotpVerifier};
+use twofactor::{
+    totp_code, ChallengeToken, Keyring, LoginStep, ManualClock, MemoryEnrollmentStore,
+    MemoryOtpStore, Method, Policy, RecordingMailer, Timestamp, TotpParams, TotpSecret,
+    TotpVerifier, TwoFactorService,
+};
 
 type HmacSha256 = Hmac<Sha256>;
 type HmacSha1 = Hmac<sha1::Sha1>;
@@ -198,5 +214,191 @@ fn totp_verify(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, code_hashing, totp_verify);
+// ---------------------------------------------------------------------------------------------
+// The service: backup-code verify and a whole verify_login
+
+/// Drives a future that never waits (the memory stores) to completion.
+fn run<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// A service on the memory stores with one user enrolled in TOTP.
+struct Fixture {
+    tf: TwoFactorService,
+    clock: ManualClock,
+    secret: TotpSecret,
+}
+
+impl Fixture {
+    fn new(backup_codes: u32) -> Self {
+        let clock = ManualClock::new(Timestamp::from_unix_secs(NOW));
+        let mut policy = Policy::default();
+        policy.backup_code_count = backup_codes;
+        let tf = TwoFactorService::builder()
+            .issuer("Bench")
+            .keys(Keyring::generate())
+            .otp_store(MemoryOtpStore::new())
+            .enrollments(MemoryEnrollmentStore::new())
+            .mailer(RecordingMailer::new())
+            .policy(policy)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let setup = run(tf.start_totp_setup(USER, "bench@example.com")).unwrap();
+        let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
+        let f = Fixture { tf, clock, secret };
+        run(f.tf.confirm_totp_setup(USER, &f.code_now())).unwrap();
+        f
+    }
+
+    fn code_now(&self) -> String {
+        let policy = self.tf.policy();
+        let params = TotpParams {
+            algorithm: policy.totp_algorithm,
+            digits: policy.totp_digits,
+            period: policy.totp_period.as_secs(),
+        };
+        totp_code(self.secret.as_bytes(), params, self.clock_secs())
+    }
+
+    fn clock_secs(&self) -> u64 {
+        use twofactor::Clock;
+        self.clock.now().as_unix_secs()
+    }
+
+    /// Moves to the next TOTP step, so that its code has not been used.
+    fn next_step(&self) {
+        self.clock.advance(Duration::from_secs(30));
+    }
+
+    fn challenge(&self) -> ChallengeToken {
+        match run(self.tf.begin_login(USER)).unwrap() {
+            LoginStep::Challenge(ch) => ch.token().clone(),
+            LoginStep::Complete(_) => panic!("the user has a factor"),
+        }
+    }
+}
+
+/// Times `verify_login` alone; `prepare` runs untimed before each call.
+fn time_verify_login(
+    f: &Fixture,
+    iters: u64,
+    mut prepare: impl FnMut(&Fixture) -> (ChallengeToken, String),
+    expect: Method,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let (token, input) = prepare(f);
+        let start = Instant::now();
+        let v = run(f.tf.verify_login(black_box(&token), black_box(&input)));
+        total += start.elapsed();
+        assert_eq!(v.unwrap().method, Some(expect));
+    }
+    total
+}
+
+/// Fresh backup codes (through a TOTP step-up) and a challenge; returns a code to redeem.
+fn with_fresh_backup_codes(f: &Fixture) -> (ChallengeToken, String) {
+    f.next_step();
+    let codes = run(f.tf.regenerate_backup_codes(USER, &f.code_now())).unwrap();
+    (f.challenge(), codes[0].expose().to_owned())
+}
+
+fn prekeyed_sha256(key: &[u8; 32]) -> HmacSha256 {
+    <HmacSha256 as Mac>::new_from_slice(key).unwrap()
+}
+
+/// One HMAC-SHA256 from a pre-keyed state over length-prefixed parts.
+fn mac_from(state: &HmacSha256, parts: &[&[u8]]) -> [u8; 32] {
+    let mut m = state.clone();
+    for p in parts {
+        m.update(&(p.len() as u64).to_be_bytes());
+        m.update(p);
+    }
+    m.finalize().into_bytes().into()
+}
+
+fn backup_code_verify(c: &mut Criterion) {
+    let ten = Fixture::new(10);
+    let one = Fixture::new(1);
+    let mac_key = prekeyed_sha256(&random());
+    let token = "A".repeat(32);
+    let code = "ABCD1234EFGH";
+
+    let mut g = c.benchmark_group("backup_code_verify");
+    g.bench_function("floor_2_prekeyed_hmac_sha256", |b| {
+        b.iter(|| {
+            let id = mac_from(&mac_key, &[b"challenge", black_box(token.as_bytes())]);
+            let lookup = mac_from(
+                &mac_key,
+                &[b"backup code", USER.as_bytes(), black_box(code.as_bytes())],
+            );
+            (id, lookup)
+        })
+    });
+    for (name, f) in [
+        ("verify_login_10_held", &ten),
+        ("verify_login_1_held", &one),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                time_verify_login(f, iters, with_fresh_backup_codes, Method::BackupCode)
+            })
+        });
+    }
+    g.finish();
+}
+
+fn verify_login(c: &mut Criterion) {
+    let f = Fixture::new(10);
+    let mac_key = prekeyed_sha256(&random());
+    let token = "A".repeat(32);
+    let sealed = Sealed::new(f.secret.as_bytes());
+    let prekeyed = <HmacSha1 as Mac>::new_from_slice(f.secret.as_bytes()).unwrap();
+    let step = NOW / 30;
+
+    let mut g = c.benchmark_group("verify_login");
+    g.bench_function("floor_token_hmac_aead_open_3_hmac_sha1", |b| {
+        b.iter(|| {
+            let id = mac_from(&mac_key, &[b"challenge", black_box(token.as_bytes())]);
+            let pt = sealed.open(black_box(USER));
+            let mut acc = 0u8;
+            for s in step - 1..=step + 1 {
+                let mut m = prekeyed.clone();
+                m.update(&s.to_be_bytes());
+                acc ^= m.finalize().into_bytes()[19];
+            }
+            (id, pt, acc)
+        })
+    });
+    g.bench_function("totp", |b| {
+        b.iter_custom(|iters| {
+            time_verify_login(
+                &f,
+                iters,
+                |f| {
+                    f.next_step();
+                    (f.challenge(), f.code_now())
+                },
+                Method::Totp,
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    code_hashing,
+    totp_verify,
+    backup_code_verify,
+    verify_login
+);
 criterion_main!(benches);
