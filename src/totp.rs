@@ -268,13 +268,20 @@ impl TotpVerifier {
     /// Every step of the window is computed and compared in constant time, whichever matches.
     /// `skew` is capped at 1 (RFC 6238 §5.2): steps further away are never accepted. Steps
     /// saturate at 0 and `u64::MAX / period`, so no time panics.
+    ///
+    /// When two steps of the window share a code (one chance in a million for 6 digits), the
+    /// current step wins, then the previous, then the next: so with replay protection a code
+    /// that also belonged to the step used at the last login is still taken for the current one.
     pub fn verify(&self, time: u64, skew: u32, code: &str) -> Option<u64> {
         let digits = self.params.digits_clamped();
         let wanted = parse_digits(code, digits)?;
         let now = self.params.step(time);
         let skew = u64::from(skew.min(MAX_SKEW));
         let mut found: Option<u64> = None;
-        for step in now.saturating_sub(skew)..=now.saturating_add(skew) {
+        // Current step first, then the earlier, then the later ones.
+        let earlier = (1..=skew).map(|d| now.saturating_sub(d));
+        let later = (1..=skew).map(|d| now.saturating_add(d));
+        for step in std::iter::once(now).chain(earlier).chain(later) {
             let hit = bool::from(self.value_at_step(step).ct_eq(&wanted));
             if hit && found.is_none() {
                 found = Some(step);
@@ -657,7 +664,12 @@ mod tests {
             let code = |st: u64| totp_code(s, p, st * 30);
             for st in [step - 1, step, step + 1] {
                 let hit = matching_step(s, p, time, 1, &code(st)).unwrap();
-                assert!(hit <= st && hit + 1 >= step, "{hit} for {st}");
+                // The first of current, previous, next with that code.
+                let first = [step, step - 1, step + 1]
+                    .into_iter()
+                    .find(|t| code(*t) == code(st))
+                    .unwrap();
+                assert_eq!(hit, first, "for step {st}");
             }
             assert_eq!(matching_step(s, p, time, 0, &code(step)), Some(step));
             for far in [step - 2, step + 2] {
