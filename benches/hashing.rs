@@ -17,6 +17,10 @@
 //! TOTP step on (so no code is a replay), makes fresh backup codes where needed and opens a
 //! challenge, untimed. The memory stores never wait, so a no-op waker drives the futures.
 //!
+//! After criterion, a `paired ratios` table runs each subject and its floor in alternation (101
+//! short rounds) and prints the median per-round ratio, which drifting load on a shared machine
+//! disturbs far less than two medians measured one after the other.
+//!
 //! Run: `cargo bench --bench hashing -- --warm-up-time 1 --measurement-time 3`.
 #![allow(
     clippy::unwrap_used,
@@ -33,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, Criterion};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -165,52 +169,73 @@ impl Sealed {
     }
 }
 
+/// The TOTP check of one login, and its floor, on one sealed secret.
+struct TotpCase {
+    sealed: Sealed,
+    params: TotpParams,
+    code: String,
+    step: u64,
+    prekeyed: HmacSha1,
+}
+
+impl TotpCase {
+    fn new(secret: &TotpSecret) -> Self {
+        let params = TotpParams::default();
+        let case = TotpCase {
+            sealed: Sealed::new(secret.as_bytes()),
+            params,
+            code: totp_code(secret.as_bytes(), params, NOW),
+            step: NOW / 30,
+            prekeyed: <HmacSha1 as Mac>::new_from_slice(secret.as_bytes()).unwrap(),
+        };
+        // Sanity: the code is accepted before anything is timed.
+        assert_eq!(case.ours(), Some(case.step));
+        assert_eq!(case.totp_rs(), Some(case.step));
+        case
+    }
+
+    /// The floor: the AEAD open and three HMAC-SHA1 from a pre-keyed state.
+    fn floor(&self) -> (Vec<u8>, u8) {
+        let pt = self.sealed.open(black_box(USER));
+        let mut acc = 0u8;
+        for s in self.step - 1..=self.step + 1 {
+            let mut m = self.prekeyed.clone();
+            m.update(&s.to_be_bytes());
+            acc ^= m.finalize().into_bytes()[19];
+        }
+        (pt, acc)
+    }
+
+    /// Open, then verify through the public TotpVerifier (what `matching_step` does).
+    fn ours(&self) -> Option<u64> {
+        let secret = TotpSecret::from_bytes(self.sealed.open(black_box(USER))).unwrap();
+        let v = TotpVerifier::new(&secret, self.params).unwrap();
+        v.verify(black_box(NOW), 1, black_box(&self.code))
+    }
+
+    /// Open, then one totp-rs code per step of the window.
+    fn totp_rs(&self) -> Option<u64> {
+        let pt = self.sealed.open(black_box(USER));
+        let t = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 0, 30, pt);
+        let mut found = None;
+        for s in self.step - 1..=self.step + 1 {
+            let hit = t.generate(s * 30).as_bytes() == black_box(&self.code).as_bytes();
+            if hit && found.is_none() {
+                found = Some(s);
+            }
+        }
+        found
+    }
+}
+
 fn totp_verify(c: &mut Criterion) {
-    let secret = TotpSecret::generate(20).unwrap();
-    let params = TotpParams::default();
-    let sealed = Sealed::new(secret.as_bytes());
-    let code = totp_code(secret.as_bytes(), params, NOW);
-    let step = NOW / 30;
-    let prekeyed = <HmacSha1 as Mac>::new_from_slice(secret.as_bytes()).unwrap();
-
-    // Sanity: every variant accepts the code before it is timed.
-    let opened = TotpSecret::from_bytes(sealed.open(USER)).unwrap();
-    let v = TotpVerifier::new(&opened, params).unwrap();
-    assert_eq!(v.verify(NOW, 1, &code), Some(step));
-
+    let case = TotpCase::new(&TotpSecret::generate(20).unwrap());
     let mut g = c.benchmark_group("totp_verify");
     g.bench_function("floor_aead_open_plus_3_prekeyed_hmac_sha1", |b| {
-        b.iter(|| {
-            let pt = sealed.open(black_box(USER));
-            let mut acc = 0u8;
-            for s in step - 1..=step + 1 {
-                let mut m = prekeyed.clone();
-                m.update(&s.to_be_bytes());
-                acc ^= m.finalize().into_bytes()[19];
-            }
-            (pt, acc)
-        })
+        b.iter(|| case.floor())
     });
-    g.bench_function("twofactor_verifier", |b| {
-        b.iter(|| {
-            let secret = TotpSecret::from_bytes(sealed.open(black_box(USER))).unwrap();
-            let v = TotpVerifier::new(&secret, params).unwrap();
-            v.verify(black_box(NOW), 1, black_box(&code))
-        })
-    });
-    g.bench_function("totp_rs_per_step", |b| {
-        b.iter(|| {
-            let pt = sealed.open(black_box(USER));
-            let t = totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 0, 30, pt);
-            let mut found = None;
-            for s in step - 1..=step + 1 {
-                if t.generate(s * 30).as_bytes() == black_box(&code).as_bytes() && found.is_none() {
-                    found = Some(s);
-                }
-            }
-            found
-        })
-    });
+    g.bench_function("twofactor_verifier", |b| b.iter(|| case.ours()));
+    g.bench_function("totp_rs_per_step", |b| b.iter(|| case.totp_rs()));
     g.finish();
 }
 
@@ -325,23 +350,57 @@ fn mac_from(state: &HmacSha256, parts: &[&[u8]]) -> [u8; 32] {
     m.finalize().into_bytes().into()
 }
 
+/// The crypto floors of a login: the token's id, and then a backup code's lookup or a TOTP check.
+struct LoginFloor {
+    mac_key: HmacSha256,
+    token: String,
+    totp: TotpCase,
+}
+
+impl LoginFloor {
+    fn new(secret: &TotpSecret) -> Self {
+        LoginFloor {
+            mac_key: prekeyed_sha256(&random()),
+            token: "A".repeat(32),
+            totp: TotpCase::new(secret),
+        }
+    }
+
+    fn token_id(&self) -> [u8; 32] {
+        mac_from(
+            &self.mac_key,
+            &[b"challenge", black_box(self.token.as_bytes())],
+        )
+    }
+
+    /// Two pre-keyed HMAC-SHA256: the token's id and the backup code's lookup.
+    fn backup(&self) -> ([u8; 32], [u8; 32]) {
+        let lookup = mac_from(
+            &self.mac_key,
+            &[b"backup code", USER.as_bytes(), black_box(b"ABCD1234EFGH")],
+        );
+        (self.token_id(), lookup)
+    }
+
+    /// The token's id plus the TOTP floor.
+    fn totp(&self) -> ([u8; 32], (Vec<u8>, u8)) {
+        (self.token_id(), self.totp.floor())
+    }
+}
+
+fn login_totp(f: &Fixture) -> (ChallengeToken, String) {
+    f.next_step();
+    (f.challenge(), f.code_now())
+}
+
 fn backup_code_verify(c: &mut Criterion) {
     let ten = Fixture::new(10);
     let one = Fixture::new(1);
-    let mac_key = prekeyed_sha256(&random());
-    let token = "A".repeat(32);
-    let code = "ABCD1234EFGH";
+    let floor = LoginFloor::new(&ten.secret);
 
     let mut g = c.benchmark_group("backup_code_verify");
     g.bench_function("floor_2_prekeyed_hmac_sha256", |b| {
-        b.iter(|| {
-            let id = mac_from(&mac_key, &[b"challenge", black_box(token.as_bytes())]);
-            let lookup = mac_from(
-                &mac_key,
-                &[b"backup code", USER.as_bytes(), black_box(code.as_bytes())],
-            );
-            (id, lookup)
-        })
+        b.iter(|| floor.backup())
     });
     for (name, f) in [
         ("verify_login_10_held", &ten),
@@ -358,40 +417,107 @@ fn backup_code_verify(c: &mut Criterion) {
 
 fn verify_login(c: &mut Criterion) {
     let f = Fixture::new(10);
-    let mac_key = prekeyed_sha256(&random());
-    let token = "A".repeat(32);
-    let sealed = Sealed::new(f.secret.as_bytes());
-    let prekeyed = <HmacSha1 as Mac>::new_from_slice(f.secret.as_bytes()).unwrap();
-    let step = NOW / 30;
-
+    let floor = LoginFloor::new(&f.secret);
     let mut g = c.benchmark_group("verify_login");
     g.bench_function("floor_token_hmac_aead_open_3_hmac_sha1", |b| {
-        b.iter(|| {
-            let id = mac_from(&mac_key, &[b"challenge", black_box(token.as_bytes())]);
-            let pt = sealed.open(black_box(USER));
-            let mut acc = 0u8;
-            for s in step - 1..=step + 1 {
-                let mut m = prekeyed.clone();
-                m.update(&s.to_be_bytes());
-                acc ^= m.finalize().into_bytes()[19];
-            }
-            (id, pt, acc)
-        })
+        b.iter(|| floor.totp())
     });
     g.bench_function("totp", |b| {
-        b.iter_custom(|iters| {
-            time_verify_login(
-                &f,
-                iters,
-                |f| {
-                    f.next_step();
-                    (f.challenge(), f.code_now())
-                },
-                Method::Totp,
-            )
-        })
+        b.iter_custom(|iters| time_verify_login(&f, iters, login_totp, Method::Totp))
     });
     g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paired ratios
+
+/// Nanoseconds per call of `f` over `n` calls.
+fn per_call<T>(n: u64, mut f: impl FnMut() -> T) -> f64 {
+    let start = Instant::now();
+    for _ in 0..n {
+        black_box(f());
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Runs `floor` and `subject` in alternation, `rounds` times, and prints the medians and the
+/// median of the per-round ratios. On a shared machine the load drifts between two criterion
+/// benchmarks run one after the other; alternating in short rounds cancels most of that drift.
+fn paired(
+    name: &str,
+    rounds: usize,
+    mut floor: impl FnMut() -> f64,
+    mut subject: impl FnMut() -> f64,
+) {
+    let (mut fs, mut ss, mut rs) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let f = floor();
+        let s = subject();
+        fs.push(f);
+        ss.push(s);
+        rs.push(s / f);
+    }
+    println!(
+        "paired {name:<44} floor {:>9.0} ns  subject {:>9.0} ns  ratio {:.2}",
+        median(fs),
+        median(ss),
+        median(rs)
+    );
+}
+
+fn paired_ratios() {
+    println!("\npaired ratios (subject / floor, median of {ROUNDS} alternating rounds):");
+    const ROUNDS: usize = 101;
+    let secret = TotpSecret::generate(20).unwrap();
+    let case = TotpCase::new(&secret);
+    paired(
+        "totp_verify/twofactor_verifier",
+        ROUNDS,
+        || per_call(2000, || case.floor()),
+        || per_call(2000, || case.ours()),
+    );
+    paired(
+        "totp_verify/totp_rs_per_step",
+        ROUNDS,
+        || per_call(2000, || case.floor()),
+        || per_call(2000, || case.totp_rs()),
+    );
+
+    let ten = Fixture::new(10);
+    let one = Fixture::new(1);
+    let floor = LoginFloor::new(&ten.secret);
+    let login = |f: &Fixture, n: u64, prepare: fn(&Fixture) -> (ChallengeToken, String), m| {
+        time_verify_login(f, n, prepare, m).as_nanos() as f64 / n as f64
+    };
+    paired(
+        "verify_login/totp",
+        ROUNDS,
+        || per_call(500, || floor.totp()),
+        || login(&ten, 500, login_totp, Method::Totp),
+    );
+    paired(
+        "backup_code_verify/verify_login_10_held",
+        ROUNDS,
+        || per_call(500, || floor.backup()),
+        || login(&ten, 500, with_fresh_backup_codes, Method::BackupCode),
+    );
+    paired(
+        "backup_code_verify/verify_login_1_held",
+        ROUNDS,
+        || per_call(500, || floor.backup()),
+        || login(&one, 500, with_fresh_backup_codes, Method::BackupCode),
+    );
+    paired(
+        "backup: 10 held (floor) vs 1 held (subject)",
+        ROUNDS,
+        || login(&ten, 500, with_fresh_backup_codes, Method::BackupCode),
+        || login(&one, 500, with_fresh_backup_codes, Method::BackupCode),
+    );
 }
 
 criterion_group!(
@@ -401,4 +527,12 @@ criterion_group!(
     backup_code_verify,
     verify_login
 );
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    // `cargo bench` passes --bench; `cargo test --benches` does not, and skips this part.
+    if std::env::args().any(|a| a == "--bench") {
+        paired_ratios();
+    }
+    Criterion::default().configure_from_args().final_summary();
+}
