@@ -50,7 +50,10 @@ fn env(name: &str) -> Option<String> {
 
 async fn run() -> Result<(), Box<dyn Error>> {
     let port: u16 = match env("PORT") {
-        Some(p) => p.trim().parse().map_err(|_| format!("PORT={p:?} is not a port number"))?,
+        Some(p) => p
+            .trim()
+            .parse()
+            .map_err(|_| format!("PORT={p:?} is not a port number"))?,
         None => 8080,
     };
 
@@ -59,7 +62,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
     let (keys, tokens) = match env("TWOFACTOR_KEY") {
         Some(key) => {
             let keys = Keyring::from_base64(&key)?;
-            banner.push(format!("keys       TWOFACTOR_KEY (key id {})", keys.key_id()));
+            banner.push(format!(
+                "keys       TWOFACTOR_KEY (key id {})",
+                keys.key_id()
+            ));
             (keys, Tokens::from_secret(key.trim().as_bytes()))
         }
         None => {
@@ -71,17 +77,21 @@ async fn run() -> Result<(), Box<dyn Error>> {
     };
 
     if env("REDIS_URL").is_some() || env("DATABASE_URL").is_some() {
-        return Err("REDIS_URL / DATABASE_URL are set, but this crate version has no Redis or \
+        return Err(
+            "REDIS_URL / DATABASE_URL are set, but this crate version has no Redis or \
                     SQL store feature: unset them to run on the memory stores"
-            .into());
+                .into(),
+        );
     }
     banner.push("otp store  memory (this process only)".to_owned());
     banner.push("enrolments memory (this process only)".to_owned());
 
     if env("SMTP_URL").is_some() {
-        return Err("SMTP_URL is set, but this crate version has no SMTP mailer feature: \
+        return Err(
+            "SMTP_URL is set, but this crate version has no SMTP mailer feature: \
                     unset it to print mail on the console"
-            .into());
+                .into(),
+        );
     }
     let mailer: Arc<dyn Mailer> = Arc::new(ConsoleMailer);
     banner.push(

@@ -26,7 +26,7 @@ use twofactor::{
     Timestamp, TwoFactorService,
 };
 
-pub(crate) use tokens::{Tokens, ACCESS_TTL, REFRESH_TTL};
+pub(crate) use tokens::Tokens;
 pub(crate) use users::{normalize_username, Users};
 
 /// The issuer shown in authenticator apps and mail.
@@ -101,11 +101,6 @@ impl AppState {
         })
     }
 
-    /// The two-factor service (tests inspect it).
-    pub(crate) fn service(&self) -> &TwoFactorService {
-        &self.tf
-    }
-
     fn now(&self) -> Timestamp {
         self.clock.now()
     }
@@ -130,6 +125,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/auth/2fa/totp/enable", post(totp_enable))
         .route("/auth/2fa/email/setup", post(email_setup))
         .route("/auth/2fa/email/confirm", post(email_confirm))
+        .route("/auth/2fa/step-up", post(step_up))
         .route("/auth/2fa/disable", post(disable))
         .route("/auth/2fa/backup-codes/regenerate", post(regenerate))
         .fallback(not_found)
@@ -161,11 +157,8 @@ impl ApiError {
     }
 
     /// No access token, or not a valid one.
-    const UNAUTHORIZED: ApiError = ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "Please sign in.",
-    );
+    const UNAUTHORIZED: ApiError =
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Please sign in.");
     /// Wrong username or password, and unknown usernames alike.
     const INVALID_CREDENTIALS: ApiError = ApiError::new(
         StatusCode::UNAUTHORIZED,
@@ -327,7 +320,10 @@ async fn security_headers(mut response: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }
 
@@ -414,7 +410,10 @@ async fn register_verify(
         .users
         .activate(&username, &id)
         .ok_or_else(ApiError::invalid_code)?;
-    Ok((StatusCode::CREATED, Json(tokens_json(&s, &user.id, json!({})))))
+    Ok((
+        StatusCode::CREATED,
+        Json(tokens_json(&s, &user.id, json!({}))),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -428,10 +427,7 @@ struct LoginRequest {
 
 /// `POST /auth/login`: 200 with tokens when the user has no second factor, 202 with a challenge
 /// when they have one. Unknown user and wrong password answer alike, after the same argon2 work.
-async fn login(
-    State(s): State<AppState>,
-    Body(req): Body<LoginRequest>,
-) -> ApiResult<Response> {
+async fn login(State(s): State<AppState>, Body(req): Body<LoginRequest>) -> ApiResult<Response> {
     let username = normalize_username(&req.username).unwrap_or_default();
     let users = Arc::clone(&s.users);
     let user = tokio::task::spawn_blocking(move || users.authenticate(&username, &req.password))
@@ -442,20 +438,20 @@ async fn login(
     match s.tf.begin_login(&user.id).await? {
         LoginStep::Complete(_) => Ok(Json(tokens_json(&s, &user.id, json!({}))).into_response()),
         LoginStep::Challenge(ch) => {
-            let methods: Vec<&str> = ch.methods().iter().map(|m| method_name(*m)).collect();
+            let methods: Vec<&str> = ch.methods().iter().map(|m| m.as_str()).collect();
             let mut body = json!({
                 "two_fa_required": true,
                 "challenge": ch.token().as_str(),
                 "methods": methods,
                 "expires_in": ch.expires_at().duration_since(s.now()).as_secs(),
+                "email_sent": ch.email_sent(),
             });
             if methods.contains(&"email") {
                 if let Some(obj) = body.as_object_mut() {
                     obj.insert("email_hint".into(), mask_email(&user.email).into());
-                    obj.insert(
-                        "code_expires_in".into(),
-                        s.policy.email_code_ttl.as_secs().into(),
-                    );
+                    // The code lives no longer than its challenge.
+                    let ttl = s.policy.email_code_ttl.min(s.policy.challenge_ttl);
+                    obj.insert("code_expires_in".into(), ttl.as_secs().into());
                     obj.insert(
                         "resend_after".into(),
                         s.policy.resend_cooldown.as_secs().into(),
@@ -478,16 +474,6 @@ fn mask_email(email: &str) -> String {
     }
 }
 
-/// The method names of the API.
-pub(crate) fn method_name(m: Method) -> &'static str {
-    match m {
-        Method::Totp => "totp",
-        Method::Email => "email",
-        Method::BackupCode => "backup_code",
-        _ => "other",
-    }
-}
-
 #[derive(Deserialize)]
 struct CodeStepRequest {
     challenge: String,
@@ -506,7 +492,7 @@ async fn login_two_factor(
         &s,
         &verified.user,
         json!({
-            "method": method_name(verified.method),
+            "method": verified.method.map(Method::as_str),
             "backup_codes_remaining": verified.backup_codes_remaining,
         }),
     )))
@@ -590,7 +576,7 @@ async fn me(Auth(user): Auth) -> Json<Value> {
 
 async fn status_json(s: &AppState, user: &str) -> ApiResult<Value> {
     let st = s.tf.status(user).await?;
-    let methods: Vec<&str> = st.methods.iter().map(|m| method_name(*m)).collect();
+    let methods: Vec<&str> = st.methods.iter().map(|m| m.as_str()).collect();
     Ok(json!({
         "enabled": st.enabled,
         "methods": methods,
@@ -670,6 +656,20 @@ async fn email_confirm(
 ) -> ApiResult<Json<Value>> {
     s.tf.confirm_email_setup(&user.id, &req.code).await?;
     Ok(Json(status_json(&s, &user.id).await?))
+}
+
+/// `POST /auth/2fa/step-up`: mails a code to the email factor, to answer disable or regenerate
+/// without the authenticator app at hand.
+async fn step_up(State(s): State<AppState>, Auth(user): Auth) -> ApiResult<impl IntoResponse> {
+    s.tf.send_step_up_code(&user.id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "status": "sent",
+            "code_expires_in": s.policy.email_code_ttl.as_secs(),
+            "resend_after": s.policy.resend_cooldown.as_secs(),
+        })),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -148,12 +148,6 @@ impl Tokens {
         }
     }
 
-    /// Revokes every refresh token of `user` (after disabling two-factor authentication, for
-    /// instance, other sessions should sign in again).
-    pub(crate) fn revoke_all(&self, user: &str) {
-        self.live().retain(|_, (u, _)| u != user);
-    }
-
     fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, u64)>> {
         self.live_refresh
             .lock()

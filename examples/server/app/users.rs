@@ -164,7 +164,9 @@ impl Users {
     /// known one, and both failures look the same to the caller.
     pub(crate) fn authenticate(&self, username: &str, password: &str) -> Option<User> {
         let user = self.lock().by_name.get(username).cloned();
-        let hash = user.as_ref().map_or(self.dummy_hash.as_str(), |u| &u.password_hash);
+        let hash = user
+            .as_ref()
+            .map_or(self.dummy_hash.as_str(), |u| &u.password_hash);
         let ok = twofactor::verify_password(password, hash);
         user.filter(|_| ok)
     }
