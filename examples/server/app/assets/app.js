@@ -307,6 +307,7 @@ async function loadProfile() {
   $("start-totp").hidden = s.methods.includes("totp");
   $("start-email").hidden = s.methods.includes("email");
   $("manage").hidden = !s.enabled;
+  $("step-up-line").hidden = !s.methods.includes("email");
 }
 
 $("logout").addEventListener("click", async () => {
@@ -382,6 +383,13 @@ $("email-form").addEventListener("submit", async (e) => {
   $("email-setup").hidden = true;
   flash("Email codes are on.", "info");
   loadProfile();
+});
+
+$("send-step-up").addEventListener("click", async () => {
+  clearFlash();
+  const r = await authed("POST", "/auth/2fa/step-up");
+  if (!r.ok) { flash(errorText(r)); return; }
+  flash("We emailed you a code. Enter it below.", "info");
 });
 
 $("regen-form").addEventListener("submit", async (e) => {
