@@ -208,8 +208,16 @@ impl From<twofactor::Error> for ApiError {
 }
 
 impl From<JsonRejection> for ApiError {
-    fn from(_: JsonRejection) -> Self {
-        ApiError::BAD_REQUEST
+    fn from(rejection: JsonRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "The request is too large.",
+            )
+        } else {
+            ApiError::BAD_REQUEST
+        }
     }
 }
 
@@ -581,6 +589,7 @@ async fn status_json(s: &AppState, user: &str) -> ApiResult<Value> {
         "enabled": st.enabled,
         "methods": methods,
         "totp_confirmed_at": st.totp_confirmed_at.map(Timestamp::as_unix_secs),
+        "totp_pending": st.totp_pending,
         "email": st.email,
         "last_verified_at": st.last_verified_at.map(Timestamp::as_unix_secs),
         "backup_codes_remaining": st.backup_codes_remaining,
