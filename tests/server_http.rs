@@ -449,6 +449,31 @@ async fn registration_answers_alike_whether_or_not_the_username_is_taken() {
 }
 
 #[tokio::test]
+async fn one_address_is_not_mailed_again_and_again_under_new_names() {
+    let s = Server::new();
+    for i in 0..6 {
+        let r = s
+            .post(
+                "/auth/register",
+                json!({"username": format!("user{i}"), "password": PASSWORD, "email": "victim@example.com"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+    }
+    assert_eq!(s.sent_to("victim@example.com"), 3);
+    // Once the waiting registrations lapse (an hour), the address can be used again.
+    s.advance(3600);
+    let r = s
+        .post(
+            "/auth/register",
+            json!({"username": "user9", "password": PASSWORD, "email": "victim@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(s.sent_to("victim@example.com"), 4);
+}
+
+#[tokio::test]
 async fn registration_refuses_bad_input() {
     let s = Server::new();
     let cases = [

@@ -171,6 +171,12 @@ impl ApiError {
         "invalid_token",
         "Your session has ended. Please sign in again.",
     );
+    /// Something failed inside the server; details are in its log.
+    const INTERNAL: ApiError = ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "An internal error occurred.",
+    );
     /// A body that is not the JSON the endpoint takes.
     const BAD_REQUEST: ApiError = ApiError::new(
         StatusCode::BAD_REQUEST,
@@ -367,7 +373,9 @@ async fn register(
     let password = req.password;
     let hash = tokio::task::spawn_blocking(move || twofactor::hash_password(&password))
         .await
-        .map_err(|_| ApiError::from(twofactor::Error::InvalidInput("hashing was interrupted")))??;
+        .map_err(|_| ApiError::INTERNAL)??;
+    // A taken name, or an address with too many registrations waiting, gets the same answer and
+    // no mail.
     if let Some(id) = s.users.register(&username, &email, hash, s.now()) {
         s.tf.send_verification_code(&id, &email).await?;
     }
@@ -440,8 +448,7 @@ async fn login(State(s): State<AppState>, Body(req): Body<LoginRequest>) -> ApiR
     let users = Arc::clone(&s.users);
     let user = tokio::task::spawn_blocking(move || users.authenticate(&username, &req.password))
         .await
-        .ok()
-        .flatten()
+        .map_err(|_| ApiError::INTERNAL)?
         .ok_or(ApiError::INVALID_CREDENTIALS)?;
     match s.tf.begin_login(&user.id).await? {
         LoginStep::Complete(_) => Ok(Json(tokens_json(&s, &user.id, json!({}))).into_response()),

@@ -14,6 +14,9 @@ use twofactor::Timestamp;
 
 /// How long a registration waits for its email code.
 const PENDING_TTL: Duration = Duration::from_secs(3600);
+/// Registrations waiting at once for one address: the crate limits sends per user, and this
+/// keeps anyone from mailing an address again and again under ever new usernames.
+const MAX_PENDING_PER_ADDRESS: usize = 3;
 
 /// A verified user.
 #[derive(Clone)]
@@ -100,8 +103,9 @@ impl Users {
     }
 
     /// Records a pending registration and returns the id its email code is sent for, or `None`
-    /// when the username belongs to a verified user. A second registration of the same free name
-    /// replaces the first.
+    /// when the username belongs to a verified user or the address already has
+    /// [`MAX_PENDING_PER_ADDRESS`] registrations waiting. A second registration of the same free
+    /// name replaces the first.
     pub(crate) fn register(
         &self,
         username: &str,
@@ -111,7 +115,12 @@ impl Users {
     ) -> Option<String> {
         let mut inner = self.lock();
         inner.pending.retain(|_, p| p.expires > now);
-        if inner.by_name.contains_key(username) {
+        let waiting = inner
+            .pending
+            .values()
+            .filter(|p| p.user.email.eq_ignore_ascii_case(email))
+            .count();
+        if inner.by_name.contains_key(username) || waiting >= MAX_PENDING_PER_ADDRESS {
             return None;
         }
         let id = new_user_id();
