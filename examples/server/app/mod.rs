@@ -27,10 +27,10 @@ use twofactor::{
 };
 
 pub(crate) use tokens::Tokens;
-pub(crate) use users::{normalize_username, Users};
+use users::{normalize_username, Users};
 
 /// The issuer shown in authenticator apps and mail.
-pub(crate) const ISSUER: &str = "twofactor demo";
+const ISSUER: &str = "twofactor demo";
 /// The largest request body accepted.
 const BODY_LIMIT: usize = 16 * 1024;
 
@@ -59,7 +59,6 @@ pub(crate) struct AppState {
     users: Arc<Users>,
     tokens: Arc<Tokens>,
     clock: Arc<dyn Clock>,
-    policy: Arc<Policy>,
 }
 
 /// A clock shared between the service and the token code.
@@ -85,7 +84,7 @@ impl AppState {
             .otp_store_arc(backends.otp_store)
             .enrollments_arc(backends.enrollments)
             .mailer(backends.mailer)
-            .policy(backends.policy.clone())
+            .policy(backends.policy)
             .clock(SharedClock(Arc::clone(&backends.clock)))
             .password_verifier(move |user: &str, password: &str| {
                 for_password.check_password(user, password)
@@ -97,12 +96,15 @@ impl AppState {
             users,
             tokens: Arc::new(backends.tokens),
             clock: backends.clock,
-            policy: Arc::new(backends.policy),
         })
     }
 
     fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    fn policy(&self) -> &Policy {
+        self.tf.policy()
     }
 }
 
@@ -383,7 +385,7 @@ async fn register(
         StatusCode::ACCEPTED,
         Json(json!({
             "status": "verification_sent",
-            "code_expires_in": s.policy.email_code_ttl.as_secs(),
+            "code_expires_in": s.policy().email_code_ttl.as_secs(),
         })),
     ))
 }
@@ -465,11 +467,11 @@ async fn login(State(s): State<AppState>, Body(req): Body<LoginRequest>) -> ApiR
                 if let Some(obj) = body.as_object_mut() {
                     obj.insert("email_hint".into(), mask_email(&user.email).into());
                     // The code lives no longer than its challenge.
-                    let ttl = s.policy.email_code_ttl.min(s.policy.challenge_ttl);
+                    let ttl = s.policy().email_code_ttl.min(s.policy().challenge_ttl);
                     obj.insert("code_expires_in".into(), ttl.as_secs().into());
                     obj.insert(
                         "resend_after".into(),
-                        s.policy.resend_cooldown.as_secs().into(),
+                        s.policy().resend_cooldown.as_secs().into(),
                     );
                 }
             }
@@ -529,8 +531,8 @@ async fn login_resend(
         StatusCode::ACCEPTED,
         Json(json!({
             "status": "sent",
-            "resend_after": s.policy.resend_cooldown.as_secs(),
-            "code_expires_in": s.policy.email_code_ttl.as_secs(),
+            "resend_after": s.policy().resend_cooldown.as_secs(),
+            "code_expires_in": s.policy().email_code_ttl.as_secs(),
         })),
     ))
 }
@@ -538,9 +540,13 @@ async fn login_resend(
 // ---------------------------------------------------------------------------------------------
 // Session tokens.
 
-/// The token answer: `{access_token, refresh_token, token_type, expires_in, ...extra}`.
+/// A new token pair for `user`, as the token answer with `extra` fields.
 fn tokens_json(s: &AppState, user: &str, extra: Value) -> Value {
-    let pair = s.tokens.issue(user, s.now());
+    pair_json(s.tokens.issue(user, s.now()), extra)
+}
+
+/// The token answer: `{access_token, refresh_token, token_type, expires_in, ...extra}`.
+fn pair_json(pair: tokens::TokenPair, extra: Value) -> Value {
     let mut body = json!({
         "access_token": pair.access_token,
         "refresh_token": pair.refresh_token,
@@ -567,12 +573,7 @@ async fn refresh(
         .tokens
         .refresh(&req.refresh_token, s.now())
         .ok_or(ApiError::INVALID_TOKEN)?;
-    Ok(Json(json!({
-        "access_token": pair.access_token,
-        "refresh_token": pair.refresh_token,
-        "token_type": "Bearer",
-        "expires_in": pair.expires_in,
-    })))
+    Ok(Json(pair_json(pair, json!({}))))
 }
 
 /// `POST /auth/logout`: revokes the refresh token. Always 204.
@@ -658,8 +659,8 @@ async fn email_setup(
         StatusCode::ACCEPTED,
         Json(json!({
             "email": email,
-            "code_expires_in": s.policy.email_code_ttl.as_secs(),
-            "resend_after": s.policy.resend_cooldown.as_secs(),
+            "code_expires_in": s.policy().email_code_ttl.as_secs(),
+            "resend_after": s.policy().resend_cooldown.as_secs(),
         })),
     ))
 }
@@ -682,8 +683,8 @@ async fn step_up(State(s): State<AppState>, Auth(user): Auth) -> ApiResult<impl 
         StatusCode::ACCEPTED,
         Json(json!({
             "status": "sent",
-            "code_expires_in": s.policy.email_code_ttl.as_secs(),
-            "resend_after": s.policy.resend_cooldown.as_secs(),
+            "code_expires_in": s.policy().email_code_ttl.as_secs(),
+            "resend_after": s.policy().resend_cooldown.as_secs(),
         })),
     ))
 }

@@ -184,7 +184,7 @@ function startCodeStep(ch) {
   $("email-timer").hidden = !email;
   $("resend").hidden = !email;
   if (email) {
-    state.codeDeadline = now + (ch.code_expires_in || 300) * 1000;
+    state.codeDeadline = Math.min(now + (ch.code_expires_in || 300) * 1000, state.challengeDeadline);
     state.resendAt = now + (ch.resend_after || 60) * 1000;
   }
   $("use-backup").hidden = !state.methods.includes("backup_code");
@@ -254,7 +254,8 @@ $("resend").addEventListener("click", async () => {
   const now = Date.now();
   if (r.ok) {
     state.resendAt = now + (r.data.resend_after || 60) * 1000;
-    state.codeDeadline = now + (r.data.code_expires_in || 300) * 1000;
+    // A code never outlives its challenge.
+    state.codeDeadline = Math.min(now + (r.data.code_expires_in || 300) * 1000, state.challengeDeadline);
     flash("We sent a new code. The previous one no longer works.", "info");
   } else {
     if (r.retryAfter) state.resendAt = now + r.retryAfter * 1000;
