@@ -1418,11 +1418,15 @@ impl TwoFactorService {
             attempts_remaining: None,
         };
         if let Some(canonical) = backup::canonical(code.expose()) {
-            return if self.consume_backup(user, &canonical, now).await? {
-                Ok(Method::BackupCode)
-            } else {
-                Err(invalid())
-            };
+            if !self.consume_backup(user, &canonical, now).await? {
+                return Err(invalid());
+            }
+            let remaining = self.inner.enrollments.backup_codes_remaining(user).await?;
+            self.event(Event::BackupCodeUsed {
+                user: user.to_owned(),
+                remaining,
+            });
+            return Ok(Method::BackupCode);
         }
         if rec.email.is_some() && code::is_numeric(code, self.inner.policy.email_code_digits) {
             match self
