@@ -10,6 +10,8 @@ const state = {
   challenge: null,      // the login challenge token (opaque)
   methods: [],          // methods the challenge accepts
   backupMode: false,    // whether the code field takes a backup code
+  prompt: "",           // what the code step asks for
+  email: false,         // whether an email code is on its way
   codeDeadline: 0,      // when the emailed code expires (ms since epoch)
   resendAt: 0,          // when a resend is allowed
   challengeDeadline: 0, // when the challenge expires
@@ -177,13 +179,18 @@ function startCodeStep(ch) {
   const email = state.methods.includes("email");
   const totp = state.methods.includes("totp");
   const where = ch.email_hint ? " to " + ch.email_hint : "";
-  $("code-prompt").textContent =
+  state.prompt =
     totp && email ? "Enter the code from your authenticator app, or the code we emailed" + where + "."
     : totp ? "Enter the 6-digit code from your authenticator app."
     : "We emailed a 6-digit code" + where + ". Enter it below.";
-  $("email-timer").hidden = !email;
+  state.email = email;
   $("resend").hidden = !email;
-  if (email) {
+  if (email && ch.email_sent === false) {
+    // The send cap was reached: the app (or a backup code) still works; resend may later.
+    state.prompt = "We could not send an email code just now. Use your authenticator app or a backup code, or resend later.";
+    state.codeDeadline = now;
+    state.resendAt = now;
+  } else if (email) {
     state.codeDeadline = Math.min(now + (ch.code_expires_in || 300) * 1000, state.challengeDeadline);
     state.resendAt = now + (ch.resend_after || 60) * 1000;
   }
@@ -208,7 +215,7 @@ function tick() {
     flash("This sign-in attempt has expired. Please sign in again.");
     return;
   }
-  if (!$("email-timer").hidden) {
+  if (state.email) {
     const left = state.codeDeadline - now;
     $("email-countdown").textContent = left > 0 ? mmss(left) : "0:00 (expired: send a new code)";
     const wait = state.resendAt - now;
@@ -221,6 +228,8 @@ function setBackupMode(on) {
   state.backupMode = on;
   const input = $("code-input");
   input.value = "";
+  $("code-prompt").textContent = on ? "Enter one of your backup codes. Each works only once." : state.prompt;
+  $("email-timer").hidden = on || !state.email;
   if (on) {
     $("code-label").textContent = "Backup code";
     input.setAttribute("inputmode", "text");
