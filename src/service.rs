@@ -694,8 +694,9 @@ impl TwoFactorService {
         }
     }
 
-    /// Stores a fresh code under `code_key`, mails it, and on any failure removes the code and
-    /// the cooldown so that nothing usable is left and the user may retry at once.
+    /// Mails a fresh code and then stores it under `code_key`, replacing the previous one. On a
+    /// failed send the previous code stays as it was and the cooldown is lifted, so that the user
+    /// may retry at once; on a failed store the new code is unusable (fail closed).
     async fn store_and_send<T: Serialize>(
         &self,
         user: &str,
@@ -709,16 +710,11 @@ impl TwoFactorService {
         let code = code::generate_numeric(policy.email_code_digits);
         let expires = now.saturating_add(policy.email_code_ttl);
         let stored = encode(&record(&code))?;
-        let result = async {
-            self.inner.otp.put(code_key, &stored, expires, now).await?;
-            self.send_mail(user, to, kind(code.expose())).await
-        }
-        .await;
-        if let Err(e) = result {
-            let _ = self.inner.otp.delete(code_key).await;
+        if let Err(e) = self.send_mail(user, to, kind(code.expose())).await {
             let _ = self.inner.otp.delete(cooldown).await;
             return Err(e);
         }
+        self.inner.otp.put(code_key, &stored, expires, now).await?;
         self.event(Event::CodeSent {
             user: user.to_owned(),
         });
@@ -1374,7 +1370,9 @@ impl TwoFactorService {
         {
             return Err(Error::InvalidChallenge);
         }
-        let _ = self.inner.otp.delete(&Self::ckey(id, "code")).await;
+        if challenge.email.is_some() {
+            let _ = self.inner.otp.delete(&Self::ckey(id, "code")).await;
+        }
         Ok((method, rec, rev, reseal))
     }
 
@@ -1420,11 +1418,15 @@ impl TwoFactorService {
             attempts_remaining: None,
         };
         if let Some(canonical) = backup::canonical(code.expose()) {
-            return if self.consume_backup(user, &canonical, now).await? {
-                Ok(Method::BackupCode)
-            } else {
-                Err(invalid())
-            };
+            if !self.consume_backup(user, &canonical, now).await? {
+                return Err(invalid());
+            }
+            let remaining = self.inner.enrollments.backup_codes_remaining(user).await?;
+            self.event(Event::BackupCodeUsed {
+                user: user.to_owned(),
+                remaining,
+            });
+            return Ok(Method::BackupCode);
         }
         if rec.email.is_some() && code::is_numeric(code, self.inner.policy.email_code_digits) {
             match self
@@ -1442,10 +1444,15 @@ impl TwoFactorService {
             .as_ref()
             .filter(|t| code::is_numeric(code, t.digits))
         {
-            Some(totp) => self
-                .check_totp(user, totp, code, now)
-                .await
-                .map(|_| Method::Totp),
+            Some(totp) => match self.check_totp(user, totp, code, now).await {
+                Ok(_) => Ok(Method::Totp),
+                Err(Error::CodeReused) => {
+                    let to = rec.email.as_ref().map(|e| e.address.as_str());
+                    self.notify(user, to, MailKind::TotpReplayRejected).await;
+                    Err(Error::CodeReused)
+                }
+                Err(e) => Err(e),
+            },
             None => Err(invalid()),
         }
     }
