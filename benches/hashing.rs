@@ -28,6 +28,8 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
+    // A benchmark measures wall time: Instant is its instrument, not the logic's clock.
+    clippy::disallowed_methods,
     missing_docs
 )]
 
