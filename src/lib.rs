@@ -28,6 +28,7 @@ pub use mail::{
     escape_html, EnglishTemplates, LogMailer, MailContext, MailKind, Mailer, Message, MessageKind,
     RecordingMailer, Rendered, Templates,
 };
+pub use mail::{GermanTemplates, StandardMessage};
 pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL};
 pub use store::{
     BackupCodeRecord, EmailRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,
