@@ -29,6 +29,8 @@ pub use mail::{
     RecordingMailer, Rendered, Templates,
 };
 pub use mail::{GermanTemplates, StandardMessage};
+#[cfg(feature = "smtp")]
+pub use mail::{SmtpMailer, SmtpMailerBuilder, SmtpTls};
 pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL};
 pub use store::{
     BackupCodeRecord, EmailRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,

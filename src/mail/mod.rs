@@ -13,8 +13,13 @@ use async_trait::async_trait;
 
 use crate::error::DeliveryError;
 
+#[cfg(feature = "smtp")]
+mod smtp;
 mod templates;
 
+#[cfg(feature = "smtp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
+pub use smtp::{SmtpMailer, SmtpMailerBuilder, SmtpTls};
 pub use templates::{
     escape_html, EnglishTemplates, GermanTemplates, Rendered, StandardMessage, Templates,
 };
