@@ -268,7 +268,7 @@ fn classify(e: lettre::transport::smtp::Error) -> DeliveryError {
             _ => DeliveryError::permanent(SmtpFailure::new(FailureKind::Refused, number, e)),
         };
     }
-    if e.is_client() || e.is_tls() {
+    if e.is_client() || e.is_tls() || tls_refused(&e) {
         // No STARTTLS offered, no usable login mechanism, an untrusted certificate, a message the
         // server cannot take: retrying the same thing gives the same answer.
         return DeliveryError::permanent(SmtpFailure::new(FailureKind::Setup, None, e));
@@ -278,6 +278,21 @@ fn classify(e: lettre::transport::smtp::Error) -> DeliveryError {
     }
     // Connection refused or dropped, network error, a garbled reply: the server may be back soon.
     DeliveryError::transient(SmtpFailure::new(FailureKind::Connection, None, e))
+}
+
+/// A TLS handshake that failed on its merits (untrusted or mismatched certificate, a TLS alert)
+/// reaches us as an I/O error of kind `InvalidData` somewhere in the source chain.
+fn tls_refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::InvalidData {
+                return true;
+            }
+        }
+        current = err.source();
+    }
+    false
 }
 
 #[derive(Clone, Copy, Debug)]
