@@ -11,18 +11,26 @@
     )
 )]
 
+mod backup;
+mod challenge;
 mod clock;
 mod code;
 mod error;
+mod events;
 mod keys;
 mod mail;
+mod password;
 mod policy;
+mod service;
 mod store;
 mod totp;
 
+pub use backup::BackupCodeSet;
+pub use challenge::{Challenge, ChallengeToken};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use code::{spaced, Secret};
 pub use error::{BoxError, DeliveryError, Error, StoreError, StoreErrorKind};
+pub use events::{Event, EventSink, RecordingEvents, TracingEvents};
 pub use keys::Keyring;
 pub use mail::{
     escape_html, EnglishTemplates, LogMailer, MailContext, MailKind, Mailer, Message, MessageKind,
@@ -31,7 +39,12 @@ pub use mail::{
 pub use mail::{GermanTemplates, StandardMessage};
 #[cfg(feature = "smtp")]
 pub use mail::{SmtpMailer, SmtpMailerBuilder, SmtpTls};
+pub use password::{hash_password, verify_password};
 pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL};
+pub use service::{
+    LoginStep, Method, PasswordVerifier, ServiceBuilder, Status, TotpSetup, TwoFactorService,
+    Verified,
+};
 pub use store::{
     BackupCodeRecord, EmailRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,
     MemoryOtpStore, OtpStore, PendingTotp, Revision, StoreKey, TotpRecord,
