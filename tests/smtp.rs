@@ -17,10 +17,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
+use async_trait::async_trait;
+use common::{code_in, START};
 use serde_json::Value;
 use twofactor::{
-    DeliveryError, EnglishTemplates, Error, GermanTemplates, MailContext, MailKind, Mailer,
-    Message, SmtpMailer, SmtpMailerBuilder, SmtpTls, Templates,
+    Challenge, DeliveryError, EnglishTemplates, Error, GermanTemplates, Keyring, LoginStep,
+    MailContext, MailKind, Mailer, ManualClock, MemoryEnrollmentStore, MemoryOtpStore, Message,
+    Method, RecordingMailer, SmtpMailer, SmtpMailerBuilder, SmtpTls, Templates, Timestamp,
+    TwoFactorService,
 };
 
 const CODE: &str = "042917";
@@ -585,4 +591,174 @@ async fn tls_failures_are_permanent_and_never_fall_back_to_plaintext() {
     let e = mailer.send(&msg).await.unwrap_err();
     assert!(!e.is_transient(), "{}", everything_said(&e));
     assert!(plain.received().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The login flow over SMTP: a refused send fails closed, leaves no usable code and starts no
+// cooldown.
+
+/// Sends through SMTP, and keeps a copy of every message it was asked to send, delivered or not:
+/// the test can then try the code of a message the server refused.
+#[derive(Clone)]
+struct Tap {
+    smtp: SmtpMailer,
+    attempted: RecordingMailer,
+}
+
+#[async_trait]
+impl Mailer for Tap {
+    async fn send(&self, message: &Message) -> Result<(), DeliveryError> {
+        self.attempted.send(message).await?;
+        self.smtp.send(message).await
+    }
+}
+
+struct Flow {
+    sink: Sink,
+    tf: TwoFactorService,
+    tap: Tap,
+    clock: ManualClock,
+}
+
+/// A service whose mail goes through `SmtpMailer` to a sink, with a user enrolled in email 2FA
+/// by a code that really travelled over SMTP.
+async fn email_user_over_smtp() -> Option<Flow> {
+    let sink = Sink::start()?;
+    let tap = Tap {
+        smtp: sink.mailer().build().unwrap(),
+        attempted: RecordingMailer::new(),
+    };
+    let clock = ManualClock::new(Timestamp::from_unix_secs(START));
+    let tf = TwoFactorService::builder()
+        .issuer("Acme")
+        .keys(Keyring::generate())
+        .otp_store(MemoryOtpStore::new())
+        .enrollments(MemoryEnrollmentStore::new())
+        .mailer(tap.clone())
+        .clock(clock.clone())
+        .display_names(|_user: &str| Some(SCRIPT_NAME.to_owned()))
+        .build()
+        .unwrap();
+    tf.start_email_setup("u1", "alice@example.com")
+        .await
+        .unwrap();
+    let code = delivered_code(&sink, 1);
+    tf.confirm_email_setup("u1", &code).await.unwrap();
+    Some(Flow {
+        sink,
+        tf,
+        tap,
+        clock,
+    })
+}
+
+/// The code in the text part of the `n`-th message the sink received (1-based), checking that
+/// exactly `n` have arrived.
+fn delivered_code(sink: &Sink, n: usize) -> String {
+    let got = sink.received();
+    assert_eq!(got.len(), n, "messages delivered");
+    let (m, _) = &got[n - 1];
+    assert_eq!(m["rcpt_tos"], serde_json::json!(["alice@example.com"]));
+    let parts = parts(m);
+    assert!(!parts[1].1.contains("<script>"), "escaped name in HTML");
+    assert!(
+        parts[1].1.contains("&lt;script&gt;"),
+        "escaped name in HTML"
+    );
+    code_in(&parts[0].1).expect("a code in the text part")
+}
+
+fn challenge(step: LoginStep) -> Challenge {
+    match step {
+        LoginStep::Challenge(c) => c,
+        LoginStep::Complete(_) => panic!("an email-2FA user must get a challenge"),
+    }
+}
+
+#[tokio::test]
+async fn begin_login_with_smtp_refusing_fails_closed_and_starts_no_cooldown() {
+    let Some(flow) = email_user_over_smtp().await else {
+        return;
+    };
+    let Flow { sink, tf, tap, .. } = &flow;
+
+    for (refusal, transient) in [
+        ("550 5.1.1 mailbox unavailable", false),
+        ("451 4.3.0 try again later", true),
+    ] {
+        let delivered_before = sink.received().len();
+        if transient {
+            sink.refuse_data(Some(refusal));
+        } else {
+            sink.refuse_rcpt(Some(refusal));
+        }
+        let err = tf.begin_login("u1").await.unwrap_err();
+        assert!(matches!(err, Error::Delivery(_)), "{refusal}: {err:?}");
+        assert_eq!(err.is_transient(), transient, "{refusal}");
+        assert_eq!(err.code(), "delivery_failed");
+        assert_eq!(err.http_status(), 503);
+        assert_eq!(sink.received().len(), delivered_before, "nothing delivered");
+        // The code of the refused message, as the service generated it.
+        let refused_code = code_in(&tap.attempted.messages().last().unwrap().text).unwrap();
+
+        // The server is back. No clock movement: a cooldown would refuse this at once.
+        sink.refuse_rcpt(None);
+        sink.refuse_data(None);
+        let ch = challenge(tf.begin_login("u1").await.unwrap());
+        assert!(ch.email_sent());
+        let code = delivered_code(sink, delivered_before + 1);
+        // The successful send, and only it, started the cooldown.
+        assert!(matches!(
+            tf.resend_code(ch.token()).await,
+            Err(Error::Cooldown { .. })
+        ));
+        // The refused message's code is not usable on the new challenge.
+        if refused_code != code {
+            assert!(matches!(
+                tf.verify_login(ch.token(), &refused_code).await,
+                Err(Error::InvalidCode { .. })
+            ));
+        }
+        let v = tf.verify_login(ch.token(), &code).await.unwrap();
+        assert_eq!(v.user, "u1");
+        assert_eq!(v.method, Some(Method::Email));
+    }
+}
+
+#[tokio::test]
+async fn a_resend_refused_by_smtp_starts_no_cooldown_and_leaves_no_usable_code() {
+    let Some(flow) = email_user_over_smtp().await else {
+        return;
+    };
+    let Flow {
+        sink,
+        tf,
+        tap,
+        clock,
+    } = &flow;
+    let ch = challenge(tf.begin_login("u1").await.unwrap());
+    let first = delivered_code(sink, 2);
+
+    clock.advance(Duration::from_secs(60)); // past the resend cooldown
+    sink.refuse_data(Some("554 5.7.1 message refused"));
+    let err = tf.resend_code(ch.token()).await.unwrap_err();
+    assert!(matches!(err, Error::Delivery(_)), "{err:?}");
+    assert!(!err.is_transient());
+    let refused = code_in(&tap.attempted.messages().last().unwrap().text).unwrap();
+    assert_eq!(sink.received().len(), 2, "nothing delivered");
+
+    // Back at once, with no clock movement: the refused send started no cooldown.
+    sink.refuse_data(None);
+    tf.resend_code(ch.token()).await.unwrap();
+    let second = delivered_code(sink, 3);
+    for old in [&first, &refused] {
+        if *old != second {
+            assert!(
+                tf.verify_login(ch.token(), old).await.is_err(),
+                "a replaced or refused code must not verify"
+            );
+        }
+    }
+    let v = tf.verify_login(ch.token(), &second).await.unwrap();
+    assert_eq!(v.method, Some(Method::Email));
 }
