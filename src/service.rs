@@ -1444,10 +1444,15 @@ impl TwoFactorService {
             .as_ref()
             .filter(|t| code::is_numeric(code, t.digits))
         {
-            Some(totp) => self
-                .check_totp(user, totp, code, now)
-                .await
-                .map(|_| Method::Totp),
+            Some(totp) => match self.check_totp(user, totp, code, now).await {
+                Ok(_) => Ok(Method::Totp),
+                Err(Error::CodeReused) => {
+                    let to = rec.email.as_ref().map(|e| e.address.as_str());
+                    self.notify(user, to, MailKind::TotpReplayRejected).await;
+                    Err(Error::CodeReused)
+                }
+                Err(e) => Err(e),
+            },
             None => Err(invalid()),
         }
     }
