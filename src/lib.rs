@@ -36,6 +36,9 @@ pub use mail::{
     escape_html, EnglishTemplates, LogMailer, MailContext, MailKind, Mailer, Message, MessageKind,
     RecordingMailer, Rendered, Templates,
 };
+pub use mail::{GermanTemplates, StandardMessage};
+#[cfg(feature = "smtp")]
+pub use mail::{SmtpMailer, SmtpMailerBuilder, SmtpTls};
 pub use password::{hash_password, verify_password};
 pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL};
 pub use service::{

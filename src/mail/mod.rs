@@ -1,9 +1,9 @@
 //! Delivery: the [`Mailer`] trait, the [`Message`] it sends, and the built-in templates.
 //!
 //! The service decides *what* to say ([`MailKind`]), a [`Templates`] implementation decides *how*
-//! (subject, plain text, HTML), and a [`Mailer`] delivers it. [`EnglishTemplates`] is the default;
-//! [`RecordingMailer`] keeps messages for tests and [`LogMailer`] writes them to the log during
-//! development.
+//! (subject, plain text, HTML), and a [`Mailer`] delivers it. [`EnglishTemplates`] is the default
+//! and [`GermanTemplates`] the example of a translation; [`RecordingMailer`] keeps messages for
+//! tests and [`LogMailer`] writes them to the log during development.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -11,8 +11,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::code::spaced;
 use crate::error::DeliveryError;
+
+#[cfg(feature = "smtp")]
+mod smtp;
+mod templates;
+
+#[cfg(feature = "smtp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
+pub use smtp::{SmtpMailer, SmtpMailerBuilder, SmtpTls};
+pub use templates::{
+    escape_html, EnglishTemplates, GermanTemplates, Rendered, StandardMessage, Templates,
+};
 
 /// Why a message is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -106,147 +116,6 @@ impl<'a> MailContext<'a> {
             kind,
         }
     }
-}
-
-/// A rendered message body, before it is addressed.
-#[derive(Clone)]
-#[non_exhaustive]
-pub struct Rendered {
-    /// Subject line.
-    pub subject: String,
-    /// Plain-text part.
-    pub text: String,
-    /// HTML part.
-    pub html: String,
-}
-
-impl Rendered {
-    /// A rendered message from its parts.
-    pub fn new(subject: String, text: String, html: String) -> Self {
-        Rendered {
-            subject,
-            text,
-            html,
-        }
-    }
-}
-
-/// Turns a [`MailContext`] into a subject, a text part and an HTML part.
-///
-/// Implement it to change wording or language. Escape every context string in HTML with
-/// [`escape_html`].
-pub trait Templates: Send + Sync + 'static {
-    /// Renders one message.
-    fn render(&self, ctx: &MailContext<'_>) -> Rendered;
-}
-
-/// The built-in English messages.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct EnglishTemplates;
-
-fn minutes(d: Duration) -> u64 {
-    d.as_secs().div_ceil(60).max(1)
-}
-
-impl Templates for EnglishTemplates {
-    fn render(&self, ctx: &MailContext<'_>) -> Rendered {
-        let issuer = ctx.issuer;
-        let greeting = match ctx.display_name {
-            Some(n) => format!("Hello {n},"),
-            None => "Hello,".to_owned(),
-        };
-        let (subject, lead, code, expires, tail) = match ctx.kind {
-            MailKind::LoginCode { code, expires_in } => (
-                format!("{issuer}: your sign-in code"),
-                "Use this code to finish signing in:",
-                Some(code),
-                Some(expires_in),
-                "If you did not try to sign in, change your password: someone knows it.",
-            ),
-            MailKind::EmailSetupCode { code, expires_in } => (
-                format!("{issuer}: confirm your two-factor email"),
-                "Use this code to turn on two-factor authentication by email:",
-                Some(code),
-                Some(expires_in),
-                "If you did not ask for this, you can ignore this message.",
-            ),
-            MailKind::RegistrationCode { code, expires_in } => (
-                format!("{issuer}: verify your email address"),
-                "Use this code to verify your email address:",
-                Some(code),
-                Some(expires_in),
-                "If you did not create an account, you can ignore this message.",
-            ),
-            MailKind::TwoFactorDisabled => (
-                format!("{issuer}: two-factor authentication was turned off"),
-                "Two-factor authentication was just turned off for your account.",
-                None,
-                None,
-                "If this was not you, secure your account now.",
-            ),
-            MailKind::BackupCodesRegenerated => (
-                format!("{issuer}: new backup codes"),
-                "A new set of backup codes was created for your account; the old ones no longer work.",
-                None,
-                None,
-                "If this was not you, secure your account now.",
-            ),
-            MailKind::TotpReplayRejected => (
-                format!("{issuer}: a used sign-in code was rejected"),
-                "Someone entered an authenticator code for your account that had already been used.",
-                None,
-                None,
-                "If this was not you, change your password: someone may know it.",
-            ),
-        };
-        let mut text = format!("{greeting}\n\n{lead}\n");
-        let mut html = format!(
-            "<!doctype html><html><body style=\"font-family:sans-serif\"><p>{}</p><p>{}</p>",
-            escape_html(&greeting),
-            escape_html(lead)
-        );
-        if let Some(code) = code {
-            let code = spaced(code);
-            text.push_str(&format!("\n    {code}\n"));
-            html.push_str(&format!(
-                "<p style=\"font-size:28px;font-weight:bold;letter-spacing:4px\">{}</p>",
-                escape_html(&code)
-            ));
-        }
-        if let Some(e) = expires {
-            let m = minutes(e);
-            let unit = if m == 1 { "minute" } else { "minutes" };
-            text.push_str(&format!("\nThe code expires in {m} {unit}.\n"));
-            html.push_str(&format!("<p>The code expires in {m} {unit}.</p>"));
-        }
-        text.push_str(&format!("\n{tail}\n\n{issuer}\n"));
-        html.push_str(&format!(
-            "<p>{}</p><p>{}</p></body></html>",
-            escape_html(tail),
-            escape_html(issuer)
-        ));
-        Rendered::new(subject, text, html)
-    }
-}
-
-/// Escapes `&`, `<`, `>`, `"` and `'` for HTML text and attribute values.
-///
-/// ```
-/// assert_eq!(twofactor::escape_html("<b>&"), "&lt;b&gt;&amp;");
-/// ```
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// An addressed message, ready to deliver. Its `Debug` omits the bodies, which may hold a code.

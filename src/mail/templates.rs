@@ -1,0 +1,575 @@
+//! The built-in message templates and the layout they share.
+//!
+//! A [`Templates`] implementation turns a [`MailContext`] into a subject, a plain-text part and an
+//! HTML part. [`EnglishTemplates`] is the default and [`GermanTemplates`] shows what a translation
+//! takes: the wording per [`MailKind`], handed to [`StandardMessage`], which escapes, spaces the
+//! code and lays out both parts. A host that wants another language or its own wording writes the
+//! same few lines (see [`StandardMessage`] for a French example); no template engine is involved.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::{MailContext, MailKind};
+use crate::code::spaced;
+
+/// A rendered message body, before it is addressed.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Rendered {
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text part.
+    pub text: String,
+    /// HTML part.
+    pub html: String,
+}
+
+impl Rendered {
+    /// A rendered message from its parts.
+    pub fn new(subject: String, text: String, html: String) -> Self {
+        Rendered {
+            subject,
+            text,
+            html,
+        }
+    }
+}
+
+impl fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rendered")
+            .field("subject", &self.subject)
+            .field("body", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Turns a [`MailContext`] into a subject, a text part and an HTML part.
+///
+/// Implement it to change wording or language. Escape every context string in HTML with
+/// [`escape_html`], or build the message with [`StandardMessage`], which does it for you.
+pub trait Templates: Send + Sync + 'static {
+    /// Renders one message.
+    fn render(&self, ctx: &MailContext<'_>) -> Rendered;
+}
+
+/// The layout of every built-in message: greeting, lead, the code and its expiry when there is
+/// one, a closing line and a signature, as a plain-text part and an HTML part.
+///
+/// [`StandardMessage::render`] HTML-escapes every field in the HTML part, replaces control
+/// characters (line breaks included) in the greeting, subject and signature by spaces, and prints
+/// the code spaced in two halves (`123 456`) so it is easy to read and type. The text part is
+/// plain text, never HTML.
+///
+/// The messages are deliberately plain — no links, no images, no tracking, no shouting — which is
+/// what keeps one-time-code mail out of spam folders.
+///
+/// A translation is one `match` over [`MailKind`]:
+///
+/// ```
+/// use twofactor::{MailContext, MailKind, Rendered, StandardMessage, Templates};
+///
+/// struct FrenchTemplates;
+///
+/// impl Templates for FrenchTemplates {
+///     fn render(&self, ctx: &MailContext<'_>) -> Rendered {
+///         let (subject, lead, code, expires_in) = match ctx.kind {
+///             MailKind::LoginCode { code, expires_in } => (
+///                 "votre code de connexion",
+///                 "Saisissez ce code pour terminer la connexion :",
+///                 Some(code),
+///                 Some(expires_in),
+///             ),
+///             // … one arm per kind; a catch-all keeps the code compiling when kinds are added.
+///             _ => ("avis de sécurité", "Votre compte a changé.", None, None),
+///         };
+///         StandardMessage {
+///             lang: "fr",
+///             subject: format!("{} : {subject}", ctx.issuer),
+///             greeting: match ctx.display_name {
+///                 Some(n) => format!("Bonjour {n},"),
+///                 None => "Bonjour,".to_owned(),
+///             },
+///             lead: lead.to_owned(),
+///             code,
+///             expiry: expires_in.map(|d| {
+///                 let m = StandardMessage::minutes(d);
+///                 format!("Le code expire dans {m} minute{}.", if m == 1 { "" } else { "s" })
+///             }),
+///             closing: "Si ce n'était pas vous, changez votre mot de passe.".to_owned(),
+///             signature: ctx.issuer.to_owned(),
+///         }
+///         .render()
+///     }
+/// }
+///
+/// let r = FrenchTemplates.render(&MailContext::new(
+///     "Acme",
+///     Some("<b>Zoé</b>"),
+///     MailKind::LoginCode { code: "042917", expires_in: std::time::Duration::from_secs(300) },
+/// ));
+/// assert!(r.text.contains("042 917"));
+/// assert!(r.text.contains("dans 5 minutes"));
+/// assert!(r.html.contains("Bonjour &lt;b&gt;Zoé&lt;/b&gt;,"));
+/// ```
+#[derive(Clone)]
+pub struct StandardMessage<'a> {
+    /// The language tag of the message (`"en"`, `"de"`, …), set on the HTML part.
+    pub lang: &'a str,
+    /// The subject line.
+    pub subject: String,
+    /// The first line, usually with the recipient's name.
+    pub greeting: String,
+    /// What happened, or what the code is for.
+    pub lead: String,
+    /// The one-time code, when the message carries one (secret: only the body shows it).
+    pub code: Option<&'a str>,
+    /// The line saying how long the code is valid; see [`StandardMessage::minutes`].
+    pub expiry: Option<String>,
+    /// What to do if the recipient did not cause this message.
+    pub closing: String,
+    /// The sender's name at the bottom, usually the issuer.
+    pub signature: String,
+}
+
+impl StandardMessage<'_> {
+    /// A validity period in whole minutes, rounded up and at least 1: what the expiry line states.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use twofactor::StandardMessage;
+    /// assert_eq!(StandardMessage::minutes(Duration::from_secs(300)), 5);
+    /// assert_eq!(StandardMessage::minutes(Duration::from_secs(301)), 6);
+    /// assert_eq!(StandardMessage::minutes(Duration::from_secs(0)), 1);
+    /// ```
+    pub fn minutes(d: Duration) -> u64 {
+        d.as_secs().div_ceil(60).max(1)
+    }
+
+    /// Lays the message out as a plain-text part and an escaped HTML part.
+    pub fn render(&self) -> Rendered {
+        let subject = one_line(&self.subject);
+        let greeting = one_line(&self.greeting);
+        let signature = one_line(&self.signature);
+        let code = self.code.map(spaced);
+
+        let mut text = format!("{greeting}\n\n{}\n", self.lead);
+        let mut html = format!(
+            "<!doctype html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n\
+             <meta name=\"viewport\" content=\"width=device-width\">\n<title>{}</title>\n</head>\n\
+             <body style=\"font-family:sans-serif;line-height:1.5;color:#222\">\n\
+             <p>{}</p>\n<p>{}</p>\n",
+            escape_html(self.lang),
+            escape_html(&subject),
+            escape_html(&greeting),
+            escape_html(&self.lead),
+        );
+        if let Some(code) = &code {
+            text.push_str(&format!("\n    {code}\n"));
+            html.push_str(&format!(
+                "<p style=\"font-size:28px;font-weight:bold;letter-spacing:4px;\
+                 font-family:monospace\">{}</p>\n",
+                escape_html(code)
+            ));
+        }
+        if let Some(expiry) = &self.expiry {
+            text.push_str(&format!("\n{expiry}\n"));
+            html.push_str(&format!("<p>{}</p>\n", escape_html(expiry)));
+        }
+        text.push_str(&format!("\n{}\n\n{signature}\n", self.closing));
+        html.push_str(&format!(
+            "<p>{}</p>\n<p>{}</p>\n</body>\n</html>\n",
+            escape_html(&self.closing),
+            escape_html(&signature)
+        ));
+        Rendered::new(subject, text, html)
+    }
+}
+
+impl fmt::Debug for StandardMessage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StandardMessage")
+            .field("lang", &self.lang)
+            .field("subject", &self.subject)
+            .field("code", &self.code.map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Control characters (line breaks, tabs, escapes) become spaces: a name or issuer can then never
+/// add lines to a subject or a greeting.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The built-in English messages (the default).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EnglishTemplates;
+
+impl Templates for EnglishTemplates {
+    fn render(&self, ctx: &MailContext<'_>) -> Rendered {
+        let issuer = ctx.issuer;
+        let (subject, lead, code, expires_in, closing) = match ctx.kind {
+            MailKind::LoginCode { code, expires_in } => (
+                format!("{issuer}: your sign-in code"),
+                "Use this code to finish signing in:",
+                Some(code),
+                Some(expires_in),
+                "If you did not try to sign in, change your password: someone knows it.",
+            ),
+            MailKind::EmailSetupCode { code, expires_in } => (
+                format!("{issuer}: confirm your two-factor email"),
+                "Use this code to turn on two-factor authentication by email:",
+                Some(code),
+                Some(expires_in),
+                "If you did not ask for this, you can ignore this message.",
+            ),
+            MailKind::RegistrationCode { code, expires_in } => (
+                format!("{issuer}: verify your email address"),
+                "Use this code to verify your email address:",
+                Some(code),
+                Some(expires_in),
+                "If you did not create an account, you can ignore this message.",
+            ),
+            MailKind::TwoFactorDisabled => (
+                format!("{issuer}: two-factor authentication was turned off"),
+                "Two-factor authentication was just turned off for your account.",
+                None,
+                None,
+                "If this was not you, secure your account now.",
+            ),
+            MailKind::BackupCodesRegenerated => (
+                format!("{issuer}: new backup codes"),
+                "A new set of backup codes was created for your account; the old ones no longer work.",
+                None,
+                None,
+                "If this was not you, secure your account now.",
+            ),
+            MailKind::TotpReplayRejected => (
+                format!("{issuer}: a used sign-in code was rejected"),
+                "Someone entered an authenticator code for your account that had already been used.",
+                None,
+                None,
+                "If this was not you, change your password: someone may know it.",
+            ),
+        };
+        StandardMessage {
+            lang: "en",
+            subject,
+            greeting: match ctx.display_name {
+                Some(n) => format!("Hello {n},"),
+                None => "Hello,".to_owned(),
+            },
+            lead: lead.to_owned(),
+            code,
+            expiry: expires_in.map(|d| {
+                let m = StandardMessage::minutes(d);
+                let unit = if m == 1 { "minute" } else { "minutes" };
+                format!("The code expires in {m} {unit}.")
+            }),
+            closing: closing.to_owned(),
+            signature: issuer.to_owned(),
+        }
+        .render()
+    }
+}
+
+/// The built-in German messages, and the example of a translation.
+///
+/// ```
+/// use std::time::Duration;
+/// use twofactor::{GermanTemplates, MailContext, MailKind, Templates};
+///
+/// let r = GermanTemplates.render(&MailContext::new(
+///     "Acme",
+///     Some("Jürgen"),
+///     MailKind::LoginCode { code: "123456", expires_in: Duration::from_secs(600) },
+/// ));
+/// assert_eq!(r.subject, "Acme: Ihr Anmeldecode");
+/// assert!(r.text.starts_with("Hallo Jürgen,"));
+/// assert!(r.text.contains("123 456"));
+/// assert!(r.text.contains("Der Code ist 10 Minuten gültig."));
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GermanTemplates;
+
+impl Templates for GermanTemplates {
+    fn render(&self, ctx: &MailContext<'_>) -> Rendered {
+        let issuer = ctx.issuer;
+        let (subject, lead, code, expires_in, closing) = match ctx.kind {
+            MailKind::LoginCode { code, expires_in } => (
+                format!("{issuer}: Ihr Anmeldecode"),
+                "Geben Sie diesen Code ein, um die Anmeldung abzuschließen:",
+                Some(code),
+                Some(expires_in),
+                "Wenn Sie sich nicht anmelden wollten, ändern Sie Ihr Passwort: Jemand kennt es.",
+            ),
+            MailKind::EmailSetupCode { code, expires_in } => (
+                format!("{issuer}: Bestätigen Sie Ihre E-Mail-Adresse für die Zwei-Faktor-Anmeldung"),
+                "Geben Sie diesen Code ein, um die Zwei-Faktor-Authentifizierung per E-Mail einzuschalten:",
+                Some(code),
+                Some(expires_in),
+                "Wenn Sie das nicht angefordert haben, können Sie diese Nachricht ignorieren.",
+            ),
+            MailKind::RegistrationCode { code, expires_in } => (
+                format!("{issuer}: Bestätigen Sie Ihre E-Mail-Adresse"),
+                "Geben Sie diesen Code ein, um Ihre E-Mail-Adresse zu bestätigen:",
+                Some(code),
+                Some(expires_in),
+                "Wenn Sie kein Konto angelegt haben, können Sie diese Nachricht ignorieren.",
+            ),
+            MailKind::TwoFactorDisabled => (
+                format!("{issuer}: Zwei-Faktor-Authentifizierung ausgeschaltet"),
+                "Die Zwei-Faktor-Authentifizierung wurde soeben für Ihr Konto ausgeschaltet.",
+                None,
+                None,
+                "Wenn Sie das nicht waren, sichern Sie Ihr Konto jetzt.",
+            ),
+            MailKind::BackupCodesRegenerated => (
+                format!("{issuer}: neue Backup-Codes"),
+                "Für Ihr Konto wurden neue Backup-Codes erstellt; die alten gelten nicht mehr.",
+                None,
+                None,
+                "Wenn Sie das nicht waren, sichern Sie Ihr Konto jetzt.",
+            ),
+            MailKind::TotpReplayRejected => (
+                format!("{issuer}: ein bereits benutzter Anmeldecode wurde abgelehnt"),
+                "Jemand hat für Ihr Konto einen Code aus der Authenticator-App eingegeben, der bereits benutzt worden war.",
+                None,
+                None,
+                "Wenn Sie das nicht waren, ändern Sie Ihr Passwort: Jemand kennt es möglicherweise.",
+            ),
+        };
+        StandardMessage {
+            lang: "de",
+            subject,
+            greeting: match ctx.display_name {
+                Some(n) => format!("Hallo {n},"),
+                None => "Hallo,".to_owned(),
+            },
+            lead: lead.to_owned(),
+            code,
+            expiry: expires_in.map(|d| {
+                let m = StandardMessage::minutes(d);
+                let unit = if m == 1 { "Minute" } else { "Minuten" };
+                format!("Der Code ist {m} {unit} gültig.")
+            }),
+            closing: closing.to_owned(),
+            signature: issuer.to_owned(),
+        }
+        .render()
+    }
+}
+
+/// Escapes `&`, `<`, `>`, `"` and `'` for HTML text and attribute values.
+///
+/// ```
+/// assert_eq!(twofactor::escape_html("<b>&"), "&lt;b&gt;&amp;");
+/// ```
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CODE: &str = "042917";
+    const TTL: Duration = Duration::from_secs(300);
+
+    fn every_kind() -> Vec<MailKind<'static>> {
+        vec![
+            MailKind::LoginCode {
+                code: CODE,
+                expires_in: TTL,
+            },
+            MailKind::EmailSetupCode {
+                code: CODE,
+                expires_in: TTL,
+            },
+            MailKind::RegistrationCode {
+                code: CODE,
+                expires_in: TTL,
+            },
+            MailKind::TwoFactorDisabled,
+            MailKind::BackupCodesRegenerated,
+            MailKind::TotpReplayRejected,
+        ]
+    }
+
+    fn languages() -> Vec<(&'static str, Box<dyn Templates>)> {
+        vec![
+            ("en", Box::new(EnglishTemplates)),
+            ("de", Box::new(GermanTemplates)),
+        ]
+    }
+
+    fn has_code(kind: &MailKind<'_>) -> bool {
+        matches!(
+            kind,
+            MailKind::LoginCode { .. }
+                | MailKind::EmailSetupCode { .. }
+                | MailKind::RegistrationCode { .. }
+        )
+    }
+
+    #[test]
+    fn every_kind_renders_in_both_languages() {
+        for (lang, t) in languages() {
+            let mut subjects = Vec::new();
+            for kind in every_kind() {
+                let r = t.render(&MailContext::new("Acme", Some("Alice"), kind));
+                assert!(
+                    r.subject.starts_with("Acme: "),
+                    "{lang} {kind:?}: {}",
+                    r.subject
+                );
+                assert!(r.subject.len() > "Acme: ".len() + 5, "{lang} {kind:?}");
+                assert!(r.text.contains("Alice"), "{lang} {kind:?}");
+                assert!(r.text.trim_end().ends_with("Acme"), "{lang} {kind:?}");
+                assert!(r.html.contains(&format!("<html lang=\"{lang}\">")));
+                assert!(r.html.contains("<meta charset=\"utf-8\">"));
+                assert!(r.html.trim_end().ends_with("</html>"));
+                // The text part is plain: no markup at all.
+                assert!(
+                    !r.text.contains('<') && !r.text.contains('>'),
+                    "{lang} {kind:?}"
+                );
+                if has_code(&kind) {
+                    assert!(r.text.contains("042 917"), "{lang} {kind:?}: spaced code");
+                    assert!(r.html.contains("042 917"), "{lang} {kind:?}: spaced code");
+                    assert!(
+                        !r.text.contains(CODE),
+                        "{lang} {kind:?}: only the spaced form"
+                    );
+                } else {
+                    assert!(!r.text.contains("042"), "{lang} {kind:?}: no code");
+                    assert!(!r.html.contains("042"), "{lang} {kind:?}: no code");
+                }
+                subjects.push(r.subject);
+            }
+            let mut unique = subjects.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), subjects.len(), "{lang}: one subject per kind");
+        }
+    }
+
+    #[test]
+    fn german_is_german_and_english_is_english() {
+        let kind = MailKind::LoginCode {
+            code: CODE,
+            expires_in: TTL,
+        };
+        let en = EnglishTemplates.render(&MailContext::new("Acme", None, kind));
+        let de = GermanTemplates.render(&MailContext::new("Acme", None, kind));
+        assert!(en.text.starts_with("Hello,\n"));
+        assert!(en.text.contains("The code expires in 5 minutes."));
+        assert!(de.text.starts_with("Hallo,\n"));
+        assert!(de.text.contains("Der Code ist 5 Minuten gültig."));
+        assert!(de.html.contains("Der Code ist 5 Minuten gültig."));
+        assert_ne!(en.subject, de.subject);
+    }
+
+    #[test]
+    fn expiry_is_stated_in_minutes_rounded_up() {
+        for (secs, en, de) in [
+            (60, "1 minute.", "1 Minute gültig."),
+            (61, "2 minutes.", "2 Minuten gültig."),
+            (600, "10 minutes.", "10 Minuten gültig."),
+            (1, "1 minute.", "1 Minute gültig."),
+        ] {
+            let kind = MailKind::RegistrationCode {
+                code: CODE,
+                expires_in: Duration::from_secs(secs),
+            };
+            let e = EnglishTemplates.render(&MailContext::new("Acme", None, kind));
+            let d = GermanTemplates.render(&MailContext::new("Acme", None, kind));
+            assert!(e.text.contains(en), "{secs}: {}", e.text);
+            assert!(d.text.contains(de), "{secs}: {}", d.text);
+        }
+    }
+
+    #[test]
+    fn names_and_issuer_are_escaped_in_html() {
+        let name = "<script>alert('x')</script>";
+        let issuer = "Acme & \"Sons\" <b>";
+        for (lang, t) in languages() {
+            for kind in every_kind() {
+                let r = t.render(&MailContext::new(issuer, Some(name), kind));
+                assert!(!r.html.contains("<script>"), "{lang} {kind:?}");
+                assert!(!r.html.contains("<b>"), "{lang} {kind:?}");
+                assert!(
+                    r.html
+                        .contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"),
+                    "{lang} {kind:?}"
+                );
+                assert!(
+                    r.html.contains("Acme &amp; &quot;Sons&quot; &lt;b&gt;"),
+                    "{lang} {kind:?}"
+                );
+                // The text part is not HTML: it shows the name as it is.
+                assert!(r.text.contains(name), "{lang} {kind:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn line_breaks_in_names_do_not_add_lines() {
+        let kind = MailKind::LoginCode {
+            code: CODE,
+            expires_in: TTL,
+        };
+        let r = EnglishTemplates.render(&MailContext::new(
+            "Acme\r\nBcc: x@example.com",
+            Some("Eve\r\n\r\nfake line"),
+            kind,
+        ));
+        assert!(!r.subject.contains('\n') && !r.subject.contains('\r'));
+        assert!(r.text.starts_with("Hello Eve    fake line,\n"));
+        assert!(!r.text.contains("\nBcc:"));
+    }
+
+    #[test]
+    fn without_a_name_the_greeting_is_generic() {
+        let r =
+            GermanTemplates.render(&MailContext::new("Acme", None, MailKind::TwoFactorDisabled));
+        assert!(r.text.starts_with("Hallo,\n"));
+        assert!(r.html.contains("<p>Hallo,</p>"));
+    }
+
+    #[test]
+    fn debug_never_shows_the_code() {
+        let kind = MailKind::LoginCode {
+            code: CODE,
+            expires_in: TTL,
+        };
+        let r = EnglishTemplates.render(&MailContext::new("Acme", None, kind));
+        assert!(!format!("{r:?}").contains("042"));
+        let m = StandardMessage {
+            lang: "en",
+            subject: "s".into(),
+            greeting: "g".into(),
+            lead: "l".into(),
+            code: Some(CODE),
+            expiry: None,
+            closing: "c".into(),
+            signature: "x".into(),
+        };
+        assert!(!format!("{m:?}").contains("042"));
+        assert!(!format!("{kind:?}").contains("042"));
+    }
+}
