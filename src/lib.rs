@@ -20,6 +20,16 @@ mod policy;
 mod store;
 mod totp;
 
+#[cfg(feature = "test-util")]
+#[path = "store/conformance.rs"]
+pub mod conformance;
+#[cfg(feature = "redis")]
+#[path = "store/redis.rs"]
+mod redis_store;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[path = "store/sql.rs"]
+mod sql_store;
+
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use code::{spaced, Secret};
 pub use error::{BoxError, DeliveryError, Error, StoreError, StoreErrorKind};
@@ -29,6 +39,10 @@ pub use mail::{
     RecordingMailer, Rendered, Templates,
 };
 pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL};
+#[cfg(feature = "redis")]
+pub use redis_store::{RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use sql_store::{SqlStore, SqlStoreBuilder};
 pub use store::{
     BackupCodeRecord, EmailRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,
     MemoryOtpStore, OtpStore, PendingTotp, Revision, StoreKey, TotpRecord,
