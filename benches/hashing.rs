@@ -1,1 +1,3 @@
+//! Criterion benchmarks of hashing and verification.
+
 fn main() {}

@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(t.saturating_add(Duration::from_secs(30)).as_unix_secs(), 20_000_000_030);
 /// assert_eq!(Timestamp::MAX.saturating_add(Duration::from_secs(1)), Timestamp::MAX);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(u64);
 
@@ -73,6 +75,7 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // the one place that reads the wall clock
     fn now(&self) -> Timestamp {
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)

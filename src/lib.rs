@@ -11,12 +11,17 @@
     )
 )]
 
+mod backup;
+mod challenge;
 mod clock;
 mod code;
 mod error;
+mod events;
 mod keys;
 mod mail;
+mod password;
 mod policy;
+mod service;
 mod store;
 mod totp;
 
@@ -30,17 +35,25 @@ mod redis_store;
 #[path = "store/sql.rs"]
 mod sql_store;
 
+pub use backup::BackupCodeSet;
+pub use challenge::{Challenge, ChallengeToken};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use code::{spaced, Secret};
 pub use error::{BoxError, DeliveryError, Error, StoreError, StoreErrorKind};
+pub use events::{Event, EventSink, RecordingEvents, TracingEvents};
 pub use keys::Keyring;
 pub use mail::{
     escape_html, EnglishTemplates, LogMailer, MailContext, MailKind, Mailer, Message, MessageKind,
     RecordingMailer, Rendered, Templates,
 };
+pub use password::{hash_password, verify_password};
 pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL};
 #[cfg(feature = "redis")]
 pub use redis_store::{RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX};
+pub use service::{
+    LoginStep, Method, PasswordVerifier, ServiceBuilder, Status, TotpSetup, TwoFactorService,
+    Verified,
+};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use sql_store::{SqlStore, SqlStoreBuilder};
 pub use store::{

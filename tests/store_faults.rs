@@ -35,7 +35,7 @@ fn silent_server() -> (TcpListener, u16) {
 #[cfg(feature = "redis")]
 mod redis {
     use super::*;
-    use std::process::{Child, Command, Stdio};
+    use store_support::OwnRedis;
     use twofactor::{OtpStore, RedisOtpStore, StoreKey, Timestamp};
 
     #[test]
@@ -93,70 +93,6 @@ mod redis {
             assert_eq!(bad.code(), "invalid_config");
             assert!(!format!("{bad} {bad:?}").contains("hunter2"));
         });
-    }
-
-    /// A `redis-server` child process on a port of its own, killed when dropped.
-    struct OwnRedis {
-        child: Option<Child>,
-        port: u16,
-    }
-
-    impl OwnRedis {
-        fn start(port: u16) -> Option<Self> {
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            match child {
-                Ok(child) => Some(OwnRedis {
-                    child: Some(child),
-                    port,
-                }),
-                Err(e) if store_support::servers_required() => {
-                    panic!("redis-server could not be started: {e}")
-                }
-                Err(e) => {
-                    eprintln!("skipped: redis-server could not be started: {e}");
-                    None
-                }
-            }
-        }
-
-        fn url(&self) -> String {
-            format!("redis://127.0.0.1:{}", self.port)
-        }
-
-        fn kill(&mut self) {
-            if let Some(mut child) = self.child.take() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-
-        /// Connects, waiting (a bounded number of tries) for the server to accept.
-        async fn connect(&self) -> RedisOtpStore {
-            for _ in 0..100 {
-                match RedisOtpStore::builder(self.url())
-                    .connect_timeout(SHORT)
-                    .response_timeout(SHORT)
-                    .reconnect_attempts(1)
-                    .connect()
-                    .await
-                {
-                    Ok(store) => return store,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
-            panic!("the redis-server started by the test never accepted a connection");
-        }
-    }
-
-    impl Drop for OwnRedis {
-        fn drop(&mut self) {
-            self.kill();
-        }
     }
 
     #[test]

@@ -48,7 +48,7 @@ impl OtpState {
     /// map never grows with dead entries.
     fn note_write(&mut self, now: Timestamp) {
         self.writes = self.writes.wrapping_add(1);
-        if self.writes % SWEEP_EVERY == 0 {
+        if self.writes.is_multiple_of(SWEEP_EVERY) {
             self.entries.retain(|_, e| e.live(now));
         }
     }

@@ -131,3 +131,72 @@ pub(crate) fn has_source(e: &dyn std::error::Error) -> bool {
 }
 
 pub(crate) const SHORT: Duration = Duration::from_millis(500);
+
+/// A `redis-server` child process on a port of its own (no persistence), killed when dropped.
+#[cfg(feature = "redis")]
+pub(crate) struct OwnRedis {
+    child: Option<std::process::Child>,
+    port: u16,
+}
+
+#[cfg(feature = "redis")]
+impl OwnRedis {
+    /// Starts `redis-server` on `port`; `None` (after printing why) when the binary is missing
+    /// and servers are not required.
+    pub(crate) fn start(port: u16) -> Option<Self> {
+        use std::process::{Command, Stdio};
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match child {
+            Ok(child) => Some(OwnRedis {
+                child: Some(child),
+                port,
+            }),
+            Err(e) if servers_required() => panic!("redis-server could not be started: {e}"),
+            Err(e) => {
+                eprintln!("skipped: redis-server could not be started: {e}");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server at once (SIGKILL), as a crash would.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Connects, waiting (a bounded number of tries) for the server to accept.
+    pub(crate) async fn connect(&self) -> twofactor::RedisOtpStore {
+        for _ in 0..100 {
+            match twofactor::RedisOtpStore::builder(self.url())
+                .connect_timeout(SHORT)
+                .response_timeout(SHORT)
+                .reconnect_attempts(1)
+                .connect()
+                .await
+            {
+                Ok(store) => return store,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        panic!("the redis-server started by the test never accepted a connection");
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,139 @@
+//! The whole life of a user's second factor, printed step by step:
+//! enrol TOTP, log in with TOTP, with an email code and with a backup code, regenerate the backup
+//! codes, and disable.
+//!
+//! Run with `cargo run --example quickstart`. It uses the in-memory stores, a mailer that keeps
+//! messages in memory (so it can read the emailed code), and a manual clock that it moves forward
+//! instead of waiting for the next 30-second TOTP step.
+
+use std::time::Duration;
+
+use twofactor::{
+    hash_password, totp_code, verify_password, Clock, Keyring, LoginStep, ManualClock,
+    MemoryEnrollmentStore, MemoryOtpStore, RecordingMailer, SystemClock, TotpParams, TotpSecret,
+    TwoFactorService,
+};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The host's own user table, reduced to one password hash.
+    let password_hash = hash_password("hunter2-but-longer")?;
+
+    let clock = ManualClock::new(SystemClock.now());
+    let mailer = RecordingMailer::new();
+    let tf = TwoFactorService::builder()
+        .issuer("Acme")
+        // In production: Keyring::from_base64(&std::env::var("TWOFACTOR_KEY")?)?
+        .keys(Keyring::generate())
+        .otp_store(MemoryOtpStore::new())
+        .enrollments(MemoryEnrollmentStore::new())
+        .mailer(mailer.clone())
+        .clock(clock.clone())
+        .password_verifier(move |_user: &str, password: &str| {
+            verify_password(password, &password_hash)
+        })
+        .build()?;
+    let user = "user-42";
+    let next_step = || clock.advance(Duration::from_secs(30));
+    let app_code = |secret: &str| -> Result<String, twofactor::Error> {
+        let secret = TotpSecret::from_base32(secret)?;
+        Ok(totp_code(
+            secret.as_bytes(),
+            TotpParams::default(),
+            clock.now().as_unix_secs(),
+        ))
+    };
+
+    println!("1. Enrol an authenticator app");
+    let setup = tf.start_totp_setup(user, "alice@example.com").await?;
+    println!("   otpauth URI: {}", setup.otpauth_uri());
+    println!(
+        "   QR code: {} bytes of SVG, {} bytes of PNG",
+        setup.qr_svg().len(),
+        setup.qr_png().len()
+    );
+    let backup: Vec<String> = setup
+        .backup_codes()
+        .iter()
+        .map(|c| c.expose().to_owned())
+        .collect();
+    println!("   backup codes (shown once): {}", backup.join(" "));
+    let secret = setup.secret_base32().to_owned();
+    tf.confirm_totp_setup(user, &app_code(&secret)?).await?;
+    println!("   confirmed with a code from the app: TOTP is on");
+
+    println!("2. Log in with the app");
+    next_step();
+    let LoginStep::Challenge(challenge) = tf.begin_login(user).await? else {
+        return Err("an enrolled user gets a challenge".into());
+    };
+    let methods: Vec<&str> = challenge.methods().iter().map(|m| m.as_str()).collect();
+    println!(
+        "   password ok -> challenge, methods: {}",
+        methods.join(", ")
+    );
+    let verified = tf
+        .verify_login(challenge.token(), &app_code(&secret)?)
+        .await?;
+    println!("   verified {} by {:?}", verified.user, verified.method);
+
+    println!("3. Add email as a second factor and log in with an emailed code");
+    tf.start_email_setup(user, "alice@example.com").await?;
+    let code = last_code(&mailer)?;
+    tf.confirm_email_setup(user, &code).await?;
+    println!("   email factor confirmed");
+    let LoginStep::Challenge(challenge) = tf.begin_login(user).await? else {
+        return Err("an enrolled user gets a challenge".into());
+    };
+    let code = last_code(&mailer)?;
+    println!(
+        "   the login code was mailed ({} messages so far)",
+        mailer.messages().len()
+    );
+    let verified = tf.verify_login(challenge.token(), &code).await?;
+    println!("   verified by {:?}", verified.method);
+
+    println!("4. Log in with a backup code");
+    let LoginStep::Challenge(challenge) = tf.begin_login(user).await? else {
+        return Err("an enrolled user gets a challenge".into());
+    };
+    let first_backup = backup.first().ok_or("setup gives backup codes")?;
+    let verified = tf.verify_login(challenge.token(), first_backup).await?;
+    println!(
+        "   verified by {:?}; {} backup codes left",
+        verified.method, verified.backup_codes_remaining
+    );
+
+    println!("5. Regenerate the backup codes (needs a fresh code)");
+    next_step();
+    let fresh = tf
+        .regenerate_backup_codes(user, &app_code(&secret)?)
+        .await?;
+    println!("   {} new codes; the old ones no longer work", fresh.len());
+
+    println!("6. Status");
+    let status = tf.status(user).await?;
+    println!(
+        "   enabled: {}, methods: {:?}, backup codes left: {}",
+        status.enabled, status.methods, status.backup_codes_remaining
+    );
+
+    println!("7. Disable (password + code)");
+    next_step();
+    tf.disable(user, "hunter2-but-longer", &app_code(&secret)?)
+        .await?;
+    let status = tf.status(user).await?;
+    println!("   enabled: {}", status.enabled);
+    Ok(())
+}
+
+/// The code in the most recent message, as the user would read it.
+fn last_code(mailer: &RecordingMailer) -> Result<String, Box<dyn std::error::Error>> {
+    let message = mailer.messages().pop().ok_or("no message sent")?;
+    message
+        .text
+        .lines()
+        .map(|l| l.replace(' ', ""))
+        .find(|l| l.len() == 6 && l.chars().all(|c| c.is_ascii_digit()))
+        .ok_or_else(|| "no code in the message".into())
+}

@@ -1,0 +1,201 @@
+//! Backup codes: shown once, stored keyed-hashed, single use.
+//!
+//! A code is 12 Crockford base32 characters (60 bits from the OS CSPRNG), shown as
+//! `XXXX-XXXX-XXXX`. Input is forgiving: case, spaces and dashes are ignored and the letters
+//! `I`, `L` and `O` read as `1`, `1` and `0`. The store holds only
+//! `HMAC-SHA256(mac_key, "backup" ‖ user ‖ code)`, so a check is one hash and one lookup however
+//! many codes a user holds; with [`BackupCodeHashing::Argon2id`] it holds an argon2id PHC string per
+//! code, found through a short prefix of that HMAC so that one guess costs one argon2 run.
+
+use rand::rngs::OsRng;
+use rand::RngCore;
+
+use crate::code::Secret;
+use crate::error::Error;
+use crate::keys::Keyring;
+use crate::password::{argon2_hash, argon2_verify};
+use crate::policy::BackupCodeHashing;
+use crate::store::BackupCodeRecord;
+
+/// Crockford's base32 alphabet: no I, L, O or U.
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// Characters per code (12 × 5 = 60 bits).
+pub(crate) const CODE_CHARS: usize = 12;
+/// Bytes of the HMAC kept as the lookup of an argon2id-stored code.
+const ARGON2_LOOKUP_LEN: usize = 8;
+
+/// A freshly generated set of backup codes, to show the user once.
+///
+/// `Debug` is redacted; the codes are zeroized on drop.
+///
+/// ```
+/// let set = twofactor::BackupCodeSet::generate(10);
+/// assert_eq!(set.codes().len(), 10);
+/// let code = set.codes()[0].expose();
+/// assert_eq!(code.len(), 14); // XXXX-XXXX-XXXX
+/// assert_eq!(&code[4..5], "-");
+/// ```
+#[derive(Clone)]
+pub struct BackupCodeSet {
+    codes: Vec<Secret>,
+}
+
+impl std::fmt::Debug for BackupCodeSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BackupCodeSet({} codes, [redacted])", self.codes.len())
+    }
+}
+
+impl BackupCodeSet {
+    /// `count` new codes, all distinct.
+    pub fn generate(count: usize) -> Self {
+        let mut codes: Vec<Secret> = Vec::with_capacity(count);
+        while codes.len() < count {
+            let c = generate_code();
+            if !codes.iter().any(|x| x == &c) {
+                codes.push(c);
+            }
+        }
+        BackupCodeSet { codes }
+    }
+
+    /// The codes, formatted `XXXX-XXXX-XXXX`.
+    pub fn codes(&self) -> &[Secret] {
+        &self.codes
+    }
+
+    /// The stored form of every code for `user`.
+    pub(crate) fn records(
+        &self,
+        keys: &Keyring,
+        user: &str,
+        hashing: BackupCodeHashing,
+    ) -> Result<Vec<BackupCodeRecord>, Error> {
+        let mut out: Vec<BackupCodeRecord> = Vec::with_capacity(self.codes.len());
+        for code in &self.codes {
+            let canonical = canonical(code.expose()).ok_or(Error::MalformedCode)?;
+            let rec = match hashing {
+                BackupCodeHashing::Hmac => {
+                    BackupCodeRecord::new(full_lookup(keys, user, &canonical), None)
+                }
+                BackupCodeHashing::Argon2id => BackupCodeRecord::new(
+                    short_lookup(keys, user, &canonical),
+                    Some(argon2_hash(canonical.expose().as_bytes())?),
+                ),
+            };
+            if out.iter().any(|r| r.lookup == rec.lookup) {
+                // Two codes of one set sharing a 64-bit lookup prefix: astronomically unlikely,
+                // but a set must never hold one lookup twice.
+                return Err(Error::InvalidConfig(
+                    "backup code lookup collision; retry".into(),
+                ));
+            }
+            out.push(rec);
+        }
+        Ok(out)
+    }
+}
+
+fn generate_code() -> Secret {
+    let n = OsRng.next_u64() & ((1u64 << 60) - 1);
+    let mut s = String::with_capacity(CODE_CHARS + 2);
+    for i in 0..CODE_CHARS {
+        if i == 4 || i == 8 {
+            s.push('-');
+        }
+        let shift = 5 * (CODE_CHARS - 1 - i);
+        let idx = ((n >> shift) & 31) as usize;
+        s.push(char::from(ALPHABET.get(idx).copied().unwrap_or(b'0')));
+    }
+    Secret::new(s)
+}
+
+/// The canonical 12-character form of a backup code typed by a user, if it is one.
+///
+/// Input must already be normalised (ASCII, upper case, no spaces or dashes).
+pub(crate) fn canonical(input: &str) -> Option<Secret> {
+    let cleaned: String = input.chars().filter(|c| *c != '-' && *c != ' ').collect();
+    if cleaned.len() != CODE_CHARS {
+        return None;
+    }
+    let mut out = String::with_capacity(CODE_CHARS);
+    for c in cleaned.chars() {
+        let c = match c.to_ascii_uppercase() {
+            'I' | 'L' => '1',
+            'O' => '0',
+            c => c,
+        };
+        if !ALPHABET.contains(&(c as u8)) || !c.is_ascii() {
+            return None;
+        }
+        out.push(c);
+    }
+    Some(Secret::new(out))
+}
+
+pub(crate) fn full_lookup(keys: &Keyring, user: &str, canonical: &Secret) -> Vec<u8> {
+    keys.mac(&[
+        b"backup code",
+        user.as_bytes(),
+        canonical.expose().as_bytes(),
+    ])
+    .to_vec()
+}
+
+pub(crate) fn short_lookup(keys: &Keyring, user: &str, canonical: &Secret) -> Vec<u8> {
+    let mut v = full_lookup(keys, user, canonical);
+    v.truncate(ARGON2_LOOKUP_LEN);
+    v
+}
+
+pub(crate) fn check_verifier(canonical: &Secret, verifier: &str) -> bool {
+    argon2_verify(canonical.expose().as_bytes(), verifier)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_12_crockford_chars_in_three_groups() {
+        let set = BackupCodeSet::generate(50);
+        for c in set.codes() {
+            let s = c.expose();
+            assert_eq!(s.len(), 14);
+            let parts: Vec<&str> = s.split('-').collect();
+            assert_eq!(parts.len(), 3);
+            assert!(parts.iter().all(|p| p.len() == 4));
+            assert!(s
+                .bytes()
+                .filter(|b| *b != b'-')
+                .all(|b| ALPHABET.contains(&b)));
+        }
+    }
+
+    #[test]
+    fn canonical_forgives_case_and_confusables() {
+        assert_eq!(
+            canonical("abcd-efgh-jkmn").unwrap().expose(),
+            "ABCDEFGHJKMN"
+        );
+        assert_eq!(canonical("OIL0OIL0OIL0").unwrap().expose(), "011001100110");
+        assert!(canonical("ABCDEFGHJKMU").is_none()); // U is not Crockford
+        assert!(canonical("ABCDEFGHJKM").is_none());
+        assert!(canonical("ABCDEFGHJKMNP").is_none());
+    }
+
+    #[test]
+    fn records_hold_no_code() {
+        let keys = Keyring::generate();
+        let set = BackupCodeSet::generate(10);
+        let recs = set.records(&keys, "u", BackupCodeHashing::Hmac).unwrap();
+        for (code, rec) in set.codes().iter().zip(&recs) {
+            let plain = canonical(code.expose()).unwrap();
+            assert_eq!(rec.lookup.len(), 32);
+            assert!(!rec
+                .lookup
+                .windows(12)
+                .any(|w| w == plain.expose().as_bytes()));
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Security events: what happened, for audit logs and alerting (ASVS 2.5.5, 2.8.5).
+//!
+//! The service reports every success, failure, lockout, replay, enrolment change and backup-code
+//! use to an [`EventSink`]. The default, [`TracingEvents`], writes them to the `tracing` log;
+//! [`RecordingEvents`] keeps them for tests. Events never carry a code or a secret.
+
+use std::sync::{Arc, Mutex};
+
+use crate::clock::Timestamp;
+use crate::service::Method;
+
+/// One security event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A second-factor check passed.
+    Verified {
+        /// The user.
+        user: String,
+        /// How.
+        method: Method,
+    },
+    /// A submitted code was wrong, expired or malformed.
+    CodeRejected {
+        /// The user.
+        user: String,
+    },
+    /// Too many consecutive failures: the user's code step is locked.
+    LockedOut {
+        /// The user.
+        user: String,
+        /// When the lock lifts.
+        until: Timestamp,
+    },
+    /// A TOTP code was right but its step had been used before.
+    ReplayRejected {
+        /// The user.
+        user: String,
+    },
+    /// A factor was enabled.
+    FactorEnabled {
+        /// The user.
+        user: String,
+        /// Which factor.
+        method: Method,
+    },
+    /// Two-factor authentication was disabled.
+    FactorDisabled {
+        /// The user.
+        user: String,
+    },
+    /// A backup code was used.
+    BackupCodeUsed {
+        /// The user.
+        user: String,
+        /// Codes left.
+        remaining: u32,
+    },
+    /// A new backup-code set replaced the old one.
+    BackupCodesRegenerated {
+        /// The user.
+        user: String,
+    },
+    /// A code was mailed.
+    CodeSent {
+        /// The user.
+        user: String,
+    },
+}
+
+/// Receives security events. Implementations must be quick and must not fail the flow.
+pub trait EventSink: Send + Sync + 'static {
+    /// Records one event.
+    fn record(&self, event: &Event);
+}
+
+impl<F: Fn(&Event) + Send + Sync + 'static> EventSink for F {
+    fn record(&self, event: &Event) {
+        self(event)
+    }
+}
+
+/// Writes events to the `tracing` log (target `twofactor::events`): failures and lockouts at WARN,
+/// the rest at INFO.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TracingEvents;
+
+impl EventSink for TracingEvents {
+    fn record(&self, event: &Event) {
+        match event {
+            Event::CodeRejected { .. } | Event::LockedOut { .. } | Event::ReplayRejected { .. } => {
+                tracing::warn!(target: "twofactor::events", ?event, "two-factor event")
+            }
+            _ => tracing::info!(target: "twofactor::events", ?event, "two-factor event"),
+        }
+    }
+}
+
+/// Keeps every event in memory, for tests. Clones share the same list.
+#[derive(Clone, Debug, Default)]
+pub struct RecordingEvents {
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl RecordingEvents {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every event so far, oldest first.
+    pub fn events(&self) -> Vec<Event> {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Forgets every recorded event.
+    pub fn clear(&self) {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+impl EventSink for RecordingEvents {
+    fn record(&self, event: &Event) {
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event.clone());
+    }
+}

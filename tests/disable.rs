@@ -1,0 +1,107 @@
+//! Disable (seeds 002, 003): password plus a fresh factor; each refusal with its own error.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::{wrong, Harness, PASSWORD};
+use twofactor::{Error, LoginStep, MessageKind};
+
+#[tokio::test]
+async fn disable_needs_the_password_and_a_current_code() {
+    let h = Harness::new();
+    let (secret, codes) = h.enroll_totp("u1").await;
+    h.enroll_email("u1", "alice@example.com").await;
+    assert!(matches!(
+        h.tf.disable("u1", "wrong password", &h.totp(&secret)).await,
+        Err(Error::InvalidPassword)
+    ));
+    assert!(matches!(
+        h.tf.disable("u1", PASSWORD, &wrong(&h.totp(&secret))).await,
+        Err(Error::InvalidCode { .. })
+    ));
+    assert!(matches!(
+        h.tf.disable("u1", PASSWORD, "").await,
+        Err(Error::MalformedCode)
+    ));
+    assert!(h.tf.status("u1").await.unwrap().enabled);
+
+    h.tf.disable("u1", PASSWORD, &h.totp(&secret))
+        .await
+        .unwrap();
+    let status = h.tf.status("u1").await.unwrap();
+    assert!(!status.enabled);
+    assert!(status.methods.is_empty());
+    assert_eq!(status.backup_codes_remaining, 0);
+    assert_eq!(
+        h.mailer.last_to("alice@example.com").unwrap().kind,
+        MessageKind::TwoFactorDisabled
+    );
+    // Logins no longer ask for a code, and the old backup codes are gone.
+    assert!(matches!(
+        h.tf.begin_login("u1").await.unwrap(),
+        LoginStep::Complete(_)
+    ));
+    assert!(matches!(
+        h.tf.disable("u1", PASSWORD, &codes[0]).await,
+        Err(Error::NotEnrolled)
+    ));
+}
+
+#[tokio::test]
+async fn disable_with_a_backup_code() {
+    let h = Harness::new();
+    let (_, codes) = h.enroll_totp("u1").await;
+    h.tf.disable("u1", PASSWORD, &codes[0]).await.unwrap();
+    assert!(!h.tf.status("u1").await.unwrap().enabled);
+}
+
+#[tokio::test]
+async fn disable_with_a_step_up_email_code() {
+    let h = Harness::new();
+    h.enroll_email("u1", "alice@example.com").await;
+    // Without a step-up code sent, a numeric guess is wrong.
+    assert!(h.tf.disable("u1", PASSWORD, "123456").await.is_err());
+    h.advance(60);
+    h.tf.send_step_up_code("u1").await.unwrap();
+    let code = h.last_code("alice@example.com");
+    h.tf.disable("u1", PASSWORD, &code).await.unwrap();
+    assert!(!h.tf.status("u1").await.unwrap().enabled);
+}
+
+#[tokio::test]
+async fn wrong_passwords_count_towards_the_lockout() {
+    let h = Harness::new();
+    let (secret, _) = h.enroll_totp("u1").await;
+    for _ in 0..10 {
+        assert!(matches!(
+            h.tf.disable("u1", "guess", &h.totp(&secret)).await,
+            Err(Error::InvalidPassword)
+        ));
+    }
+    assert!(matches!(
+        h.tf.disable("u1", PASSWORD, &h.totp(&secret)).await,
+        Err(Error::Locked { .. })
+    ));
+}
+
+#[tokio::test]
+async fn without_a_password_verifier_disable_refuses() {
+    let tf = twofactor::TwoFactorService::builder()
+        .issuer("Acme")
+        .keys(twofactor::Keyring::generate())
+        .otp_store(twofactor::MemoryOtpStore::new())
+        .enrollments(twofactor::MemoryEnrollmentStore::new())
+        .mailer(twofactor::RecordingMailer::new())
+        .build()
+        .unwrap();
+    tf.start_totp_setup("u1", "a").await.unwrap();
+    assert!(matches!(
+        tf.disable("u1", PASSWORD, "123456").await,
+        Err(Error::InvalidConfig(_))
+    ));
+}
