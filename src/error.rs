@@ -158,15 +158,17 @@ impl Error {
     /// A message safe to show an end user.
     ///
     /// Every failure of the code step (wrong, expired, reused code; unknown, used or tampered
-    /// challenge; malformed input) gets the same text, so a response never tells an attacker which
-    /// part was wrong (ASVS 5.0 6.3.8).
+    /// challenge; malformed input; a code to confirm when none is pending, which is also what an
+    /// expired code looks like once the store has dropped it) gets the same text, so a response
+    /// never tells an attacker which part was wrong (ASVS 5.0 6.3.8).
     pub fn public_message(&self) -> &'static str {
         match self {
             Error::InvalidCode { .. }
             | Error::MalformedCode
             | Error::Expired
             | Error::InvalidChallenge
-            | Error::CodeReused => "The code is invalid or has expired.",
+            | Error::CodeReused
+            | Error::NothingPending => "The code is invalid or has expired.",
             Error::TooManyAttempts => "Too many attempts. Please start again.",
             Error::Locked { .. } => "Too many failed attempts. Please try again later.",
             Error::Cooldown { .. } | Error::RateLimited { .. } => {
@@ -174,7 +176,6 @@ impl Error {
             }
             Error::NotEnrolled => "Two-factor authentication is not set up.",
             Error::AlreadyEnrolled => "Two-factor authentication is already enabled.",
-            Error::NothingPending => "There is nothing to confirm.",
             Error::InvalidPassword => "The password is not correct.",
             Error::InvalidInput(_) => "The request is not valid.",
             Error::InvalidConfig(_) | Error::Crypto => "An internal error occurred.",

@@ -1418,11 +1418,15 @@ impl TwoFactorService {
             attempts_remaining: None,
         };
         if let Some(canonical) = backup::canonical(code.expose()) {
-            return if self.consume_backup(user, &canonical, now).await? {
-                Ok(Method::BackupCode)
-            } else {
-                Err(invalid())
-            };
+            if !self.consume_backup(user, &canonical, now).await? {
+                return Err(invalid());
+            }
+            let remaining = self.inner.enrollments.backup_codes_remaining(user).await?;
+            self.event(Event::BackupCodeUsed {
+                user: user.to_owned(),
+                remaining,
+            });
+            return Ok(Method::BackupCode);
         }
         if rec.email.is_some() && code::is_numeric(code, self.inner.policy.email_code_digits) {
             match self
@@ -1440,10 +1444,15 @@ impl TwoFactorService {
             .as_ref()
             .filter(|t| code::is_numeric(code, t.digits))
         {
-            Some(totp) => self
-                .check_totp(user, totp, code, now)
-                .await
-                .map(|_| Method::Totp),
+            Some(totp) => match self.check_totp(user, totp, code, now).await {
+                Ok(_) => Ok(Method::Totp),
+                Err(Error::CodeReused) => {
+                    let to = rec.email.as_ref().map(|e| e.address.as_str());
+                    self.notify(user, to, MailKind::TotpReplayRejected).await;
+                    Err(Error::CodeReused)
+                }
+                Err(e) => Err(e),
+            },
             None => Err(invalid()),
         }
     }

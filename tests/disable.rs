@@ -105,3 +105,22 @@ async fn without_a_password_verifier_disable_refuses() {
         Err(Error::InvalidConfig(_))
     ));
 }
+
+#[tokio::test]
+async fn a_replayed_totp_code_in_disable_is_refused_and_reported() {
+    let h = Harness::new();
+    let (secret, _) = h.enroll_totp("u1").await;
+    h.enroll_email("u1", "alice@example.com").await;
+    let code = h.totp(&secret);
+    let ch = h.challenge("u1").await;
+    h.tf.verify_login(ch.token(), &code).await.unwrap();
+    assert!(matches!(
+        h.tf.disable("u1", PASSWORD, &code).await,
+        Err(Error::CodeReused)
+    ));
+    assert_eq!(
+        h.mailer.last_to("alice@example.com").unwrap().kind,
+        MessageKind::TotpReplayRejected
+    );
+    assert!(h.tf.status("u1").await.unwrap().enabled);
+}

@@ -1,0 +1,1211 @@
+//! HTTP tests of the server example (`examples/server`): every endpoint and every documented
+//! error, through the example's own router in process (`tower::ServiceExt::oneshot`), on the
+//! memory stores, a manual clock and a recording mailer. No port is opened.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+#[allow(dead_code)]
+#[path = "../examples/server/app/mod.rs"]
+mod app;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use base64::Engine as _;
+use http_body_util::BodyExt as _;
+use serde_json::{json, Value};
+use tower::ServiceExt as _;
+use twofactor::{
+    totp_code, Clock, DeliveryError, Keyring, Mailer, ManualClock, MemoryEnrollmentStore,
+    MemoryOtpStore, Message, MessageKind, Policy, RecordingMailer, Timestamp, TotpParams,
+    TotpSecret,
+};
+
+use app::{AppState, Backends, Tokens};
+
+/// Well past 2038.
+const START: u64 = 2_200_000_000;
+const PASSWORD: &str = "correct horse battery";
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    json: Value,
+    text: String,
+}
+
+impl Reply {
+    fn error(&self) -> &str {
+        self.json["error"].as_str().unwrap_or("")
+    }
+    fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+struct Server {
+    router: Router,
+    clock: ManualClock,
+    mailer: RecordingMailer,
+}
+
+/// A user of the tests, with the tokens of their last sign-in.
+struct Account {
+    email: String,
+    access: String,
+    refresh: String,
+}
+
+impl Server {
+    fn new() -> Self {
+        let mailer = RecordingMailer::new();
+        Self::with_mailer(Arc::new(mailer.clone()), mailer)
+    }
+
+    fn with_mailer(mailer: Arc<dyn Mailer>, recording: RecordingMailer) -> Self {
+        let clock = ManualClock::new(Timestamp::from_unix_secs(START));
+        let state = AppState::new(Backends {
+            keys: Keyring::generate(),
+            otp_store: Arc::new(MemoryOtpStore::new()),
+            enrollments: Arc::new(MemoryEnrollmentStore::new()),
+            mailer,
+            clock: Arc::new(clock.clone()),
+            policy: Policy::default(),
+            tokens: Tokens::random(),
+        })
+        .unwrap();
+        Server {
+            router: app::router(state),
+            clock,
+            mailer: recording,
+        }
+    }
+
+    fn advance(&self, secs: u64) {
+        self.clock.advance(Duration::from_secs(secs));
+    }
+
+    async fn raw(&self, req: Request<Body>) -> Reply {
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            json,
+            text,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        };
+        self.raw(req.unwrap()).await
+    }
+
+    async fn post(&self, uri: &str, body: Value) -> Reply {
+        self.call("POST", uri, None, Some(body)).await
+    }
+
+    async fn get_auth(&self, uri: &str, token: &str) -> Reply {
+        self.call("GET", uri, Some(token), None).await
+    }
+
+    async fn post_auth(&self, uri: &str, token: &str, body: Value) -> Reply {
+        self.call("POST", uri, Some(token), Some(body)).await
+    }
+
+    /// The code in the last message of `kind` to `to`.
+    fn code_to(&self, to: &str, kind: MessageKind) -> String {
+        let msg = self
+            .mailer
+            .messages()
+            .into_iter()
+            .rev()
+            .find(|m| m.to == to && m.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind:?} message to {to}"));
+        code_in(&msg.text)
+    }
+
+    fn sent_to(&self, to: &str) -> usize {
+        self.mailer.messages().iter().filter(|m| m.to == to).count()
+    }
+
+    /// Registers `name` and verifies the address: signed in.
+    async fn register(&self, name: &str) -> Account {
+        let email = format!("{name}@example.com");
+        let r = self
+            .post(
+                "/auth/register",
+                json!({"username": name, "password": PASSWORD, "email": email}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        let code = self.code_to(&email, MessageKind::RegistrationCode);
+        let r = self
+            .post(
+                "/auth/register/verify",
+                json!({"username": name, "code": code}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        Account {
+            email,
+            access: r.json["access_token"].as_str().unwrap().to_owned(),
+            refresh: r.json["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    async fn login(&self, name: &str) -> Reply {
+        self.post(
+            "/auth/login",
+            json!({"username": name, "password": PASSWORD}),
+        )
+        .await
+    }
+
+    /// Signs in through a challenge and returns the challenge token.
+    async fn challenge(&self, name: &str) -> String {
+        let r = self.login(name).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        r.json["challenge"].as_str().unwrap().to_owned()
+    }
+
+    async fn answer(&self, challenge: &str, code: &str) -> Reply {
+        self.post(
+            "/auth/login/two-factor",
+            json!({"challenge": challenge, "code": code}),
+        )
+        .await
+    }
+
+    /// The TOTP code at now + `offset` seconds.
+    fn totp(&self, secret: &str, offset: u64) -> String {
+        let secret = TotpSecret::from_base32(secret).unwrap();
+        totp_code(
+            secret.as_bytes(),
+            TotpParams::default(),
+            self.clock.now().as_unix_secs() + offset,
+        )
+    }
+
+    /// Enrols TOTP; returns the secret and the backup codes.
+    async fn enrol_totp(&self, account: &Account) -> (String, Vec<String>) {
+        let r = self
+            .call("POST", "/auth/2fa/totp/setup", Some(&account.access), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let secret = r.json["secret"].as_str().unwrap().to_owned();
+        let codes = r.json["backup_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        let code = self.totp(&secret, 0);
+        let r = self
+            .post_auth(
+                "/auth/2fa/totp/enable",
+                &account.access,
+                json!({"code": code}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        // The next sign-in uses a later step: move past the one just used.
+        self.advance(30);
+        (secret, codes)
+    }
+
+    async fn enrol_email(&self, account: &Account) {
+        let r = self
+            .post_auth("/auth/2fa/email/setup", &account.access, json!({}))
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        let code = self.code_to(&account.email, MessageKind::EmailSetupCode);
+        let r = self
+            .post_auth(
+                "/auth/2fa/email/confirm",
+                &account.access,
+                json!({"code": code}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+}
+
+/// The code in a message body: the line that is only digits and spaces.
+fn code_in(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_digit() || c == ' '))
+        .map(|l| l.replace(' ', ""))
+        .expect("a code line")
+}
+
+fn assert_error(r: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{}", r.text);
+    assert_eq!(r.error(), code, "{}", r.text);
+    assert!(
+        r.json["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "a message: {}",
+        r.text
+    );
+}
+
+/// A 429 carries Retry-After, the same number in the body, and it is at least `min` seconds.
+fn assert_retry_after(r: &Reply, min: u64) -> u64 {
+    let header: u64 = r
+        .header(header::RETRY_AFTER)
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert_eq!(r.json["retry_after"].as_u64(), Some(header));
+    assert!(header >= min, "Retry-After {header} < {min}");
+    header
+}
+
+// ---- the page ----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn page_and_assets_are_served_with_security_headers() {
+    let s = Server::new();
+    let r = s.call("GET", "/", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r
+        .header(header::CONTENT_TYPE)
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(r.text.contains(r#"inputmode="numeric""#));
+    assert!(r.text.contains(r#"autocomplete="one-time-code""#));
+    assert!(r.text.contains(r#"name="viewport""#));
+    assert!(r.text.contains("Use a backup code instead"));
+    let csp = r.header(header::CONTENT_SECURITY_POLICY).unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
+    assert_eq!(r.header(header::X_CONTENT_TYPE_OPTIONS), Some("nosniff"));
+
+    let r = s.call("GET", "/app.js", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r
+        .header(header::CONTENT_TYPE)
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(r.text.contains("/auth/login/two-factor"));
+    let r = s.call("GET", "/style.css", None, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r
+        .header(header::CONTENT_TYPE)
+        .unwrap()
+        .starts_with("text/css"));
+
+    let r = s.call("GET", "/no/such/page", None, None).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+}
+
+// ---- registration ------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn register_verify_then_sign_in_without_second_factor() {
+    let s = Server::new();
+    let r = s
+        .post(
+            "/auth/register",
+            json!({"username": "Alice", "password": PASSWORD, "email": "alice@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.json["status"], "verification_sent");
+    assert_eq!(r.json["code_expires_in"], 300);
+    assert_eq!(r.header(header::CACHE_CONTROL), Some("no-store"));
+
+    // Not yet verified: no sign-in, and the answer is the one for a wrong password.
+    let r = s.login("alice").await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_credentials");
+
+    let code = s.code_to("alice@example.com", MessageKind::RegistrationCode);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let r = s
+        .post(
+            "/auth/register/verify",
+            json!({"username": "alice", "code": wrong}),
+        )
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_code");
+    let r = s
+        .post(
+            "/auth/register/verify",
+            json!({"username": "ALICE", "code": code}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["token_type"], "Bearer");
+    assert_eq!(r.json["expires_in"], 900);
+    let access = r.json["access_token"].as_str().unwrap();
+
+    let me = s.get_auth("/auth/me", access).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.json["username"], "alice");
+    assert_eq!(me.json["email"], "alice@example.com");
+    let st = s.get_auth("/auth/2fa/status", access).await;
+    assert_eq!(st.status, StatusCode::OK);
+    assert_eq!(st.json["enabled"], false);
+    assert_eq!(st.json["methods"], json!([]));
+    assert_eq!(st.json["backup_codes_remaining"], 0);
+
+    // The code is spent.
+    let r = s
+        .post(
+            "/auth/register/verify",
+            json!({"username": "alice", "code": code}),
+        )
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_code");
+
+    // No second factor: the password is the whole login.
+    let r = s.login("alice").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.json["access_token"]
+        .as_str()
+        .unwrap()
+        .starts_with("tfx1."));
+    assert!(r.json["refresh_token"].is_string());
+    assert!(r.json.get("two_fa_required").is_none());
+}
+
+#[tokio::test]
+async fn registration_answers_alike_whether_or_not_the_username_is_taken() {
+    let s = Server::new();
+    s.register("bob").await;
+    let free = s
+        .post(
+            "/auth/register",
+            json!({"username": "carol", "password": PASSWORD, "email": "carol@example.com"}),
+        )
+        .await;
+    let taken = s
+        .post(
+            "/auth/register",
+            json!({"username": "BOB", "password": PASSWORD, "email": "mallory@example.com"}),
+        )
+        .await;
+    assert_eq!(free.status, taken.status);
+    assert_eq!(free.json, taken.json);
+    // Only the free name got a code.
+    assert_eq!(s.sent_to("carol@example.com"), 1);
+    assert_eq!(s.sent_to("mallory@example.com"), 0);
+
+    // Verifying a taken name, an unknown name or a wrong code: one answer.
+    let taken = s
+        .post(
+            "/auth/register/verify",
+            json!({"username": "bob", "code": "123456"}),
+        )
+        .await;
+    let unknown = s
+        .post(
+            "/auth/register/verify",
+            json!({"username": "nobody", "code": "123456"}),
+        )
+        .await;
+    let real = s.code_to("carol@example.com", MessageKind::RegistrationCode);
+    let wrong = if real == "123456" { "654321" } else { "123456" };
+    let wrong = s
+        .post(
+            "/auth/register/verify",
+            json!({"username": "carol", "code": wrong}),
+        )
+        .await;
+    for r in [&taken, &unknown] {
+        assert_eq!(r.status, wrong.status);
+        assert_eq!(r.json, wrong.json);
+    }
+    assert_error(&wrong, StatusCode::UNAUTHORIZED, "invalid_code");
+    // Bob's account is untouched: his password still signs him in.
+    assert_eq!(s.login("bob").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn one_address_is_not_mailed_again_and_again_under_new_names() {
+    let s = Server::new();
+    for i in 0..6 {
+        let r = s
+            .post(
+                "/auth/register",
+                json!({"username": format!("user{i}"), "password": PASSWORD, "email": "victim@example.com"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+    }
+    assert_eq!(s.sent_to("victim@example.com"), 3);
+    // Once the waiting registrations lapse (an hour), the address can be used again.
+    s.advance(3600);
+    let r = s
+        .post(
+            "/auth/register",
+            json!({"username": "user9", "password": PASSWORD, "email": "victim@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(s.sent_to("victim@example.com"), 4);
+}
+
+#[tokio::test]
+async fn registration_refuses_bad_input() {
+    let s = Server::new();
+    let cases = [
+        json!({"username": "x", "password": PASSWORD, "email": "x@example.com"}),
+        json!({"username": "has space", "password": PASSWORD, "email": "x@example.com"}),
+        json!({"username": "dave", "password": "short", "email": "dave@example.com"}),
+        json!({"username": "dave", "password": PASSWORD, "email": "not an address"}),
+        json!({"username": "dave", "password": PASSWORD}),
+        json!({"username": 7, "password": PASSWORD, "email": "dave@example.com"}),
+    ];
+    for body in cases {
+        let r = s.post("/auth/register", body.clone()).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_input");
+    }
+    let r = s
+        .raw(
+            Request::post("/auth/register")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{not json"))
+                .unwrap(),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_input");
+    let r = s
+        .raw(
+            Request::post("/auth/login")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(vec![b' '; 64 * 1024]))
+                .unwrap(),
+        )
+        .await;
+    assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    assert!(s.mailer.messages().is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_mailer_answers_503_and_leaves_no_account() {
+    struct Down;
+    #[async_trait]
+    impl Mailer for Down {
+        async fn send(&self, _: &Message) -> Result<(), DeliveryError> {
+            Err(DeliveryError::transient("connection refused"))
+        }
+    }
+    let s = Server::with_mailer(Arc::new(Down), RecordingMailer::new());
+    let r = s
+        .post(
+            "/auth/register",
+            json!({"username": "erin", "password": PASSWORD, "email": "erin@example.com"}),
+        )
+        .await;
+    assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "delivery_failed");
+    assert!(
+        !r.text.contains("connection refused"),
+        "no internals: {}",
+        r.text
+    );
+    assert_error(
+        &s.login("erin").await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    );
+}
+
+// ---- login -------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn login_failures_never_reveal_whether_the_user_exists() {
+    let s = Server::new();
+    s.register("frank").await;
+    let wrong_password = s
+        .post(
+            "/auth/login",
+            json!({"username": "frank", "password": "wrong password"}),
+        )
+        .await;
+    let unknown = s
+        .post(
+            "/auth/login",
+            json!({"username": "nobody", "password": "wrong password"}),
+        )
+        .await;
+    let unusable = s
+        .post(
+            "/auth/login",
+            json!({"username": "?", "password": "wrong password"}),
+        )
+        .await;
+    assert_error(
+        &wrong_password,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    );
+    for r in [&unknown, &unusable] {
+        assert_eq!(r.status, wrong_password.status);
+        assert_eq!(r.json, wrong_password.json);
+    }
+    let r = s.post("/auth/login", json!({"username": "frank"})).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_input");
+}
+
+#[tokio::test]
+async fn totp_setup_enable_and_sign_in() {
+    let s = Server::new();
+    let grace = s.register("grace").await;
+
+    // Nothing pending yet.
+    let r = s
+        .post_auth(
+            "/auth/2fa/totp/enable",
+            &grace.access,
+            json!({"code": "123456"}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "nothing_pending");
+
+    let r = s
+        .call("POST", "/auth/2fa/totp/setup", Some(&grace.access), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.header(header::CACHE_CONTROL), Some("no-store"));
+    let secret = r.json["secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        TotpSecret::from_base32(&secret).unwrap().as_bytes().len(),
+        20
+    );
+    let uri = r.json["otpauth_uri"].as_str().unwrap();
+    assert!(
+        uri.starts_with("otpauth://totp/twofactor%20demo:grace?"),
+        "{uri}"
+    );
+    assert!(uri.contains(&format!("secret={secret}")));
+    assert!(r.json["qr_svg"].as_str().unwrap().contains("<svg"));
+    let png = r.json["qr_png"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("data:image/png;base64,")
+        .unwrap();
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(png)
+        .unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let codes = r.json["backup_codes"].as_array().unwrap();
+    assert_eq!(codes.len(), 10);
+    assert!(codes.iter().all(|c| c.as_str().unwrap().len() == 14));
+
+    let st = s.get_auth("/auth/2fa/status", &grace.access).await;
+    assert_eq!(st.json["totp_pending"], true);
+    assert_eq!(st.json["enabled"], false);
+
+    // A wrong code does not enable; a malformed one is refused as such.
+    let right = s.totp(&secret, 0);
+    let wrong = if right == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
+    let r = s
+        .post_auth(
+            "/auth/2fa/totp/enable",
+            &grace.access,
+            json!({"code": wrong}),
+        )
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_code");
+    let r = s
+        .post_auth(
+            "/auth/2fa/totp/enable",
+            &grace.access,
+            json!({"code": "12ab"}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "malformed_code");
+    let r = s
+        .post_auth(
+            "/auth/2fa/totp/enable",
+            &grace.access,
+            json!({"code": right}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["enabled"], true);
+    assert_eq!(r.json["methods"], json!(["totp", "backup_code"]));
+    assert_eq!(r.json["backup_codes_remaining"], 10);
+    assert_eq!(r.json["totp_confirmed_at"], START);
+
+    // A second setup is refused while TOTP is on.
+    let r = s
+        .call("POST", "/auth/2fa/totp/setup", Some(&grace.access), None)
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "already_enrolled");
+
+    // Sign in: 202 with a challenge.
+    let r = s.login("grace").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.json["two_fa_required"], true);
+    assert_eq!(r.json["methods"], json!(["totp", "backup_code"]));
+    assert_eq!(r.json["expires_in"], 300);
+    assert!(r.json.get("access_token").is_none());
+    assert!(r.json.get("resend_after").is_none());
+    let challenge = r.json["challenge"].as_str().unwrap().to_owned();
+
+    // The code used to enable is a replay.
+    let r = s.answer(&challenge, &right).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "code_reused");
+    let r = s.answer(&challenge, wrong).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_code");
+    s.advance(30);
+    let next = s.totp(&secret, 0);
+    let r = s
+        .answer(&challenge, &format!("{} {}", &next[..3], &next[3..]))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["method"], "totp");
+    assert_eq!(r.json["backup_codes_remaining"], 10);
+    let access = r.json["access_token"].as_str().unwrap();
+    assert_eq!(
+        s.get_auth("/auth/me", access).await.json["username"],
+        "grace"
+    );
+    let st = s.get_auth("/auth/2fa/status", access).await;
+    assert_eq!(st.json["last_verified_at"], START + 30);
+
+    // The challenge is spent.
+    let r = s.answer(&challenge, &s.totp(&secret, 30)).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_challenge");
+}
+
+#[tokio::test]
+async fn a_backup_code_signs_in_once() {
+    let s = Server::new();
+    let heidi = s.register("heidi").await;
+    let (_, codes) = s.enrol_totp(&heidi).await;
+
+    let challenge = s.challenge("heidi").await;
+    // Case and dashes do not matter.
+    let typed = codes[0].replace('-', "").to_lowercase();
+    let r = s.answer(&challenge, &typed).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["method"], "backup_code");
+    assert_eq!(r.json["backup_codes_remaining"], 9);
+
+    let challenge = s.challenge("heidi").await;
+    let r = s.answer(&challenge, &codes[0]).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_code");
+    let st = s.get_auth("/auth/2fa/status", &heidi.access).await;
+    assert_eq!(st.json["backup_codes_remaining"], 9);
+}
+
+#[tokio::test]
+async fn challenges_are_bounded_in_attempts_and_time() {
+    let s = Server::new();
+    let ivan = s.register("ivan").await;
+    let (secret, _) = s.enrol_totp(&ivan).await;
+    let right = s.totp(&secret, 0);
+    let wrong = if right == "999999" {
+        "999998"
+    } else {
+        "999999"
+    };
+
+    // Five attempts per challenge, then it is void even for the right code.
+    let challenge = s.challenge("ivan").await;
+    for _ in 0..5 {
+        assert_error(
+            &s.answer(&challenge, wrong).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_code",
+        );
+    }
+    let r = s.answer(&challenge, &right).await;
+    assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
+
+    // Expiry: five minutes. Expired or gone, the answer is the uniform one.
+    let challenge = s.challenge("ivan").await;
+    s.advance(300);
+    let r = s.answer(&challenge, &s.totp(&secret, 0)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert!(
+        ["expired", "invalid_challenge"].contains(&r.error()),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.json["message"], "The code is invalid or has expired.");
+
+    // Malformed input.
+    let r = s.answer("not a challenge", &right).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_challenge");
+    let challenge = s.challenge("ivan").await;
+    let r = s.answer(&challenge, "").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "malformed_code");
+    let r = s.answer(&challenge, &"9".repeat(1000)).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "malformed_code");
+    let r = s
+        .post("/auth/login/two-factor", json!({"challenge": challenge}))
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_input");
+}
+
+#[tokio::test]
+async fn repeated_failures_lock_the_code_step_with_retry_after() {
+    let s = Server::new();
+    let judy = s.register("judy").await;
+    let (secret, _) = s.enrol_totp(&judy).await;
+    let right = s.totp(&secret, 0);
+    let wrong = if right == "999999" {
+        "999998"
+    } else {
+        "999999"
+    };
+
+    // Wrong codes across fresh challenges (a new challenge resets nothing) until the user is
+    // locked: then both the code step and the next sign-in answer 429 locked with Retry-After.
+    let mut failures = 0;
+    let mut locked = None;
+    'outer: while failures < 50 {
+        let r = s.login("judy").await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            locked = Some(r);
+            break;
+        }
+        let challenge = r.json["challenge"].as_str().unwrap().to_owned();
+        for _ in 0..4 {
+            let r = s.answer(&challenge, wrong).await;
+            if r.status == StatusCode::TOO_MANY_REQUESTS {
+                locked = Some(r);
+                break 'outer;
+            }
+            assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_code");
+            failures += 1;
+        }
+    }
+    let r = locked.expect("the user is locked after repeated failures");
+    assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "locked");
+    assert_eq!(failures, 10, "the default threshold");
+    assert_retry_after(&r, 60);
+    let r = s.login("judy").await;
+    assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "locked");
+    let wait = assert_retry_after(&r, 60);
+    // … but a wrong password still gets the plain answer: no password, no information.
+    let r = s
+        .post(
+            "/auth/login",
+            json!({"username": "judy", "password": "wrong password"}),
+        )
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_credentials");
+
+    s.advance(wait);
+    let challenge = s.challenge("judy").await;
+    let r = s.answer(&challenge, &s.totp(&secret, 0)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+// ---- email codes, resend, step-up --------------------------------------------------------------
+
+#[tokio::test]
+async fn email_factor_login_with_resend_cooldown() {
+    let s = Server::new();
+    let kim = s.register("kim").await;
+
+    let r = s
+        .post_auth(
+            "/auth/2fa/email/setup",
+            &kim.access,
+            json!({"email": "nope"}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_input");
+    let r = s
+        .post_auth(
+            "/auth/2fa/email/confirm",
+            &kim.access,
+            json!({"code": "123456"}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "nothing_pending");
+    let r = s
+        .post_auth("/auth/2fa/email/setup", &kim.access, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.json["email"], "kim@example.com");
+    let code = s.code_to("kim@example.com", MessageKind::EmailSetupCode);
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let r = s
+        .post_auth(
+            "/auth/2fa/email/confirm",
+            &kim.access,
+            json!({"code": wrong}),
+        )
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_code");
+    let r = s
+        .post_auth(
+            "/auth/2fa/email/confirm",
+            &kim.access,
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["enabled"], true);
+    assert_eq!(r.json["methods"], json!(["email"]));
+    assert_eq!(r.json["email"], "kim@example.com");
+    let r = s
+        .post_auth("/auth/2fa/email/setup", &kim.access, json!({}))
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "already_enrolled");
+
+    // Sign in: the code is mailed at once; the answer carries the countdowns.
+    s.advance(60);
+    let r = s.login("kim").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.json["methods"], json!(["email"]));
+    assert_eq!(r.json["email_sent"], true);
+    assert_eq!(r.json["email_hint"], "k••••@example.com");
+    assert_eq!(r.json["code_expires_in"], 300);
+    assert_eq!(r.json["resend_after"], 60);
+    let challenge = r.json["challenge"].as_str().unwrap().to_owned();
+    let first = s.code_to("kim@example.com", MessageKind::LoginCode);
+
+    // Resend inside the cooldown: 429 with Retry-After.
+    let r = s
+        .post("/auth/login/resend", json!({"challenge": challenge}))
+        .await;
+    assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "cooldown");
+    assert_eq!(assert_retry_after(&r, 1), 60);
+    s.advance(45);
+    let r = s
+        .post("/auth/login/resend", json!({"challenge": challenge}))
+        .await;
+    assert_eq!(assert_retry_after(&r, 1), 15);
+    s.advance(15);
+    let r = s
+        .post("/auth/login/resend", json!({"challenge": challenge}))
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(r.json["resend_after"], 60);
+    let second = s.code_to("kim@example.com", MessageKind::LoginCode);
+
+    // The new code replaced the old one.
+    if first != second {
+        let r = s.answer(&challenge, &first).await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_code");
+    }
+    let r = s.answer(&challenge, &second).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["method"], "email");
+
+    // Resend for a bad or spent challenge.
+    let r = s
+        .post("/auth/login/resend", json!({"challenge": "x"}))
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_challenge");
+    let r = s
+        .post("/auth/login/resend", json!({"challenge": challenge}))
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_challenge");
+}
+
+#[tokio::test]
+async fn resend_without_an_email_factor_and_the_send_cap() {
+    let s = Server::new();
+    let leo = s.register("leo").await;
+    let (_, _) = s.enrol_totp(&leo).await;
+    let challenge = s.challenge("leo").await;
+    let r = s
+        .post("/auth/login/resend", json!({"challenge": challenge}))
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_enrolled");
+
+    // A user with email codes: sends are capped per window; the cap answers 429 rate_limited.
+    let mia = s.register("mia").await;
+    s.enrol_email(&mia).await;
+    s.advance(60);
+    let challenge = s.challenge("mia").await;
+    let mut capped = None;
+    for _ in 0..10 {
+        s.advance(61);
+        let r = s
+            .post("/auth/login/resend", json!({"challenge": challenge}))
+            .await;
+        if r.status != StatusCode::ACCEPTED {
+            capped = Some(r);
+            break;
+        }
+    }
+    let r = capped.expect("the send cap is reached");
+    assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_retry_after(&r, 1);
+}
+
+#[tokio::test]
+async fn step_up_code_regenerates_backup_codes_and_old_codes_die() {
+    let s = Server::new();
+    let nia = s.register("nia").await;
+    let r = s
+        .call("POST", "/auth/2fa/step-up", Some(&nia.access), None)
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_enrolled");
+    let r = s
+        .post_auth(
+            "/auth/2fa/backup-codes/regenerate",
+            &nia.access,
+            json!({"code": "123456"}),
+        )
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_enrolled");
+
+    let (_, old) = s.enrol_totp(&nia).await;
+    s.enrol_email(&nia).await;
+    s.advance(60);
+    let r = s
+        .call("POST", "/auth/2fa/step-up", Some(&nia.access), None)
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let code = s.code_to("nia@example.com", MessageKind::LoginCode);
+    let r = s
+        .post_auth(
+            "/auth/2fa/backup-codes/regenerate",
+            &nia.access,
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let fresh: Vec<String> = r.json["backup_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(fresh.len(), 10);
+    assert!(fresh.iter().all(|c| !old.contains(c)));
+
+    // An old code no longer works; a new one does.
+    let challenge = s.challenge("nia").await;
+    assert_error(
+        &s.answer(&challenge, &old[3]).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_code",
+    );
+    let r = s.answer(&challenge, &fresh[3]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["backup_codes_remaining"], 9);
+}
+
+#[tokio::test]
+async fn disable_needs_the_password_and_a_code() {
+    let s = Server::new();
+    let olga = s.register("olga").await;
+    let r = s
+        .post_auth(
+            "/auth/2fa/disable",
+            &olga.access,
+            json!({"password": PASSWORD, "code": "123456"}),
+        )
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_enrolled");
+
+    let (secret, codes) = s.enrol_totp(&olga).await;
+    let r = s
+        .post_auth(
+            "/auth/2fa/disable",
+            &olga.access,
+            json!({"password": "wrong password", "code": codes[0]}),
+        )
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_password");
+    let right = s.totp(&secret, 0);
+    let wrong = if right == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
+    let r = s
+        .post_auth(
+            "/auth/2fa/disable",
+            &olga.access,
+            json!({"password": PASSWORD, "code": wrong}),
+        )
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_code");
+    let r = s
+        .post_auth(
+            "/auth/2fa/disable",
+            &olga.access,
+            json!({"password": PASSWORD}),
+        )
+        .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_input");
+    assert_eq!(
+        s.get_auth("/auth/2fa/status", &olga.access).await.json["enabled"],
+        true
+    );
+
+    let r = s
+        .post_auth(
+            "/auth/2fa/disable",
+            &olga.access,
+            json!({"password": PASSWORD, "code": codes[1]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["enabled"], false);
+    assert_eq!(r.json["methods"], json!([]));
+    // The password alone signs in again.
+    assert_eq!(s.login("olga").await.status, StatusCode::OK);
+}
+
+// ---- session tokens ----------------------------------------------------------------------------
+
+/// Every endpoint that needs an access token.
+const PROTECTED: [(&str, &str); 9] = [
+    ("GET", "/auth/me"),
+    ("GET", "/auth/2fa/status"),
+    ("POST", "/auth/2fa/totp/setup"),
+    ("POST", "/auth/2fa/totp/enable"),
+    ("POST", "/auth/2fa/email/setup"),
+    ("POST", "/auth/2fa/email/confirm"),
+    ("POST", "/auth/2fa/step-up"),
+    ("POST", "/auth/2fa/disable"),
+    ("POST", "/auth/2fa/backup-codes/regenerate"),
+];
+
+#[tokio::test]
+async fn protected_endpoints_need_an_access_token() {
+    let s = Server::new();
+    for (method, uri) in PROTECTED {
+        let r = s
+            .call(
+                method,
+                uri,
+                None,
+                Some(json!({"code": "123456", "password": PASSWORD})),
+            )
+            .await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+        assert_eq!(r.header(header::WWW_AUTHENTICATE), Some("Bearer"), "{uri}");
+        let r = s.call(method, uri, Some("garbage"), None).await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    // Wrong method on a route: not an open door either.
+    let r = s.call("POST", "/auth/me", None, None).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn challenge_refresh_and_access_tokens_are_not_interchangeable() {
+    let s = Server::new();
+    let pat = s.register("pat").await;
+    s.enrol_totp(&pat).await;
+    let challenge = s.challenge("pat").await;
+
+    // A challenge is not an access token, nor is a refresh token.
+    for token in [&challenge, &pat.refresh] {
+        let r = s.get_auth("/auth/me", token).await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    // An access or refresh token is not a challenge.
+    for token in [&pat.access, &pat.refresh] {
+        let r = s.answer(token, "123456").await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_challenge");
+    }
+    // An access token cannot refresh.
+    let r = s
+        .post("/auth/refresh", json!({"refresh_token": pat.access}))
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_token");
+    let r = s
+        .post("/auth/refresh", json!({"refresh_token": challenge}))
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_token");
+
+    // A tampered access token is refused.
+    let mut tampered = pat.access.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let r = s.get_auth("/auth/me", &tampered).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+
+    // Access tokens expire after 15 minutes.
+    assert_eq!(
+        s.get_auth("/auth/me", &pat.access).await.status,
+        StatusCode::OK
+    );
+    s.advance(15 * 60);
+    let r = s.get_auth("/auth/me", &pat.access).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_logout_revokes() {
+    let s = Server::new();
+    let quinn = s.register("quinn").await;
+
+    let r = s
+        .post("/auth/refresh", json!({"refresh_token": quinn.refresh}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let access = r.json["access_token"].as_str().unwrap().to_owned();
+    let refresh = r.json["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(refresh, quinn.refresh);
+    assert_eq!(s.get_auth("/auth/me", &access).await.status, StatusCode::OK);
+
+    // The spent refresh token is refused.
+    let r = s
+        .post("/auth/refresh", json!({"refresh_token": quinn.refresh}))
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_token");
+
+    // Logout revokes; a second logout is harmless.
+    let r = s
+        .post("/auth/logout", json!({"refresh_token": refresh}))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(r.text.is_empty());
+    let r = s
+        .post("/auth/logout", json!({"refresh_token": refresh}))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = s
+        .post("/auth/refresh", json!({"refresh_token": refresh}))
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_token");
+    let r = s.post("/auth/logout", json!({})).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "invalid_input");
+
+    // Refresh tokens expire after seven days.
+    let r = s.login("quinn").await;
+    let refresh = r.json["refresh_token"].as_str().unwrap().to_owned();
+    s.advance(7 * 24 * 3600);
+    let r = s
+        .post("/auth/refresh", json!({"refresh_token": refresh}))
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_token");
+}
