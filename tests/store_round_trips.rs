@@ -299,7 +299,7 @@ async fn round_trips_per_flow_step() {
         ("verify_login (backup code)", 6, 10),
         ("status", 0, 2),
         ("regenerate_backup_codes", 4, 9),
-        ("disable", 3, 9),
+        ("disable", 3, 10),
         ("start_email_setup", 3, 4),
         ("confirm_email_setup", 7, 9),
         ("begin_login (email user, sends a code)", 5, 7),
