@@ -25,6 +25,16 @@ mod service;
 mod store;
 mod totp;
 
+#[cfg(feature = "test-util")]
+#[path = "store/conformance.rs"]
+pub mod conformance;
+#[cfg(feature = "redis")]
+#[path = "store/redis.rs"]
+mod redis_store;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[path = "store/sql.rs"]
+mod sql_store;
+
 pub use backup::BackupCodeSet;
 pub use challenge::{Challenge, ChallengeToken};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -41,10 +51,14 @@ pub use mail::{GermanTemplates, StandardMessage};
 pub use mail::{SmtpMailer, SmtpMailerBuilder, SmtpTls};
 pub use password::{hash_password, verify_password};
 pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL};
+#[cfg(feature = "redis")]
+pub use redis_store::{RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX};
 pub use service::{
     LoginStep, Method, PasswordVerifier, ServiceBuilder, Status, TotpSetup, TwoFactorService,
     Verified,
 };
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use sql_store::{SqlStore, SqlStoreBuilder};
 pub use store::{
     BackupCodeRecord, EmailRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,
     MemoryOtpStore, OtpStore, PendingTotp, Revision, StoreKey, TotpRecord,

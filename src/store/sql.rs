@@ -1,0 +1,833 @@
+//! [`SqlStore`]: both stores on PostgreSQL (feature `postgres`) or SQLite (feature `sqlite`).
+//!
+//! The schema ships with the crate under `migrations/` and is applied by [`SqlStore::migrate`].
+//! Every [`OtpStore`] primitive and every backup-code consumption is one statement, atomic on its
+//! own (`INSERT … ON CONFLICT … RETURNING`, `UPDATE … WHERE used_at IS NULL RETURNING`,
+//! `DELETE … RETURNING`); replacing a backup-code set and removing a user are one transaction.
+//!
+//! Timestamps and numbers are stored as signed 64-bit integers; values beyond `i64::MAX` (the
+//! year 292 billion) are clamped to it.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use crate::clock::Timestamp;
+use crate::error::{Error, StoreError};
+use crate::store::{
+    BackupCodeRecord, EnrollmentRecord, EnrollmentStore, OtpStore, Revision, StoreKey,
+};
+
+/// One schema migration shipped with the crate.
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+#[cfg(feature = "postgres")]
+const POSTGRES_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../migrations/postgres/0001_init.sql"),
+}];
+
+#[cfg(feature = "sqlite")]
+const SQLITE_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../migrations/sqlite/0001_init.sql"),
+}];
+
+/// The table recording which migrations ran (its own, so a host's own migration tool is not
+/// disturbed).
+const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS twofactor_schema_migrations (
+    version BIGINT PRIMARY KEY,
+    name    TEXT   NOT NULL
+)";
+
+/// Key of the PostgreSQL advisory lock that serialises concurrent `migrate()` calls.
+#[cfg(feature = "postgres")]
+const MIGRATION_LOCK: i64 = 0x7477_6f66_6163_746f; // "twofacto"
+
+/// The largest number of backup codes inserted by one statement.
+const CODES_PER_INSERT: usize = 200;
+
+const OTP_PUT: &str = "INSERT INTO twofactor_otp (key, value, number, expires_at)
+VALUES ($1, $2, NULL, $3)
+ON CONFLICT (key) DO UPDATE
+SET value = excluded.value, number = NULL, expires_at = excluded.expires_at";
+
+const OTP_PUT_IF_ABSENT: &str = "INSERT INTO twofactor_otp (key, value, number, expires_at)
+VALUES ($1, $2, NULL, $3)
+ON CONFLICT (key) DO UPDATE
+SET value = excluded.value, number = NULL, expires_at = excluded.expires_at
+WHERE twofactor_otp.expires_at <= $4
+RETURNING key";
+
+const OTP_GET: &str = "SELECT value, number FROM twofactor_otp WHERE key = $1 AND expires_at > $2";
+
+const OTP_TAKE: &str =
+    "DELETE FROM twofactor_otp WHERE key = $1 RETURNING value, number, expires_at";
+
+const OTP_DELETE: &str = "DELETE FROM twofactor_otp WHERE key = $1";
+
+const OTP_INCREMENT: &str = "INSERT INTO twofactor_otp (key, value, number, expires_at)
+VALUES ($1, NULL, 1, $2)
+ON CONFLICT (key) DO UPDATE SET
+    number = CASE WHEN twofactor_otp.expires_at > $3 THEN twofactor_otp.number + 1 ELSE 1 END,
+    value = CASE WHEN twofactor_otp.expires_at > $3 THEN twofactor_otp.value ELSE NULL END,
+    expires_at = CASE WHEN twofactor_otp.expires_at > $3
+        THEN twofactor_otp.expires_at ELSE excluded.expires_at END
+RETURNING number";
+
+const OTP_ADVANCE: &str = "INSERT INTO twofactor_otp (key, value, number, expires_at)
+VALUES ($1, NULL, $2, $3)
+ON CONFLICT (key) DO UPDATE
+SET value = NULL, number = excluded.number, expires_at = excluded.expires_at
+WHERE twofactor_otp.expires_at <= $4 OR twofactor_otp.number < excluded.number
+RETURNING key";
+
+const OTP_PURGE: &str = "DELETE FROM twofactor_otp WHERE expires_at <= $1";
+
+const ENROLLMENT_LOAD: &str = "SELECT record, revision FROM twofactor_enrollments
+WHERE user_id = $1 AND record IS NOT NULL";
+
+const ENROLLMENT_INSERT: &str = "INSERT INTO twofactor_enrollments (user_id, record, revision)
+VALUES ($1, $2, 1)
+ON CONFLICT (user_id) DO UPDATE
+SET record = excluded.record, revision = twofactor_enrollments.revision + 1
+WHERE twofactor_enrollments.record IS NULL
+RETURNING revision";
+
+const ENROLLMENT_UPDATE: &str = "UPDATE twofactor_enrollments
+SET record = $2, revision = revision + 1
+WHERE user_id = $1 AND revision = $3 AND record IS NOT NULL
+RETURNING revision";
+
+const ENROLLMENT_REMOVE: &str = "UPDATE twofactor_enrollments
+SET record = NULL, revision = revision + 1
+WHERE user_id = $1 AND record IS NOT NULL";
+
+const CODES_DELETE: &str = "DELETE FROM twofactor_backup_codes WHERE user_id = $1";
+
+const CODES_FIND: &str = "SELECT lookup, verifier FROM twofactor_backup_codes
+WHERE user_id = $1 AND lookup = $2 AND used_at IS NULL";
+
+const CODES_CONSUME: &str = "UPDATE twofactor_backup_codes SET used_at = $3
+WHERE user_id = $1 AND lookup = $2 AND used_at IS NULL
+RETURNING lookup";
+
+const CODES_REMAINING: &str = "SELECT COUNT(*) FROM twofactor_backup_codes
+WHERE user_id = $1 AND used_at IS NULL";
+
+enum Backend {
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::SqlitePool),
+}
+
+/// Runs `$body` with `$pool` bound to the pool of whichever backend the store uses. The SQL is
+/// the same text for both: SQLite accepts PostgreSQL's `$1` parameters.
+macro_rules! with_pool {
+    ($backend:expr, $pool:ident => $body:expr) => {
+        match &*$backend {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres($pool) => $body,
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$tx` bound to a new transaction (SQLite: `BEGIN IMMEDIATE`, so the write
+/// lock is taken up front), and commits it when `$body` succeeds.
+macro_rules! in_transaction {
+    ($backend:expr, $tx:ident => $body:expr) => {
+        match &*$backend {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pool) => {
+                let mut $tx = pool.begin().await?;
+                let out = $body;
+                $tx.commit().await?;
+                Ok(out)
+            }
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(pool) => {
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let out = $body;
+                $tx.commit().await?;
+                Ok(out)
+            }
+        }
+    };
+}
+
+/// Both stores on one SQL database: PostgreSQL for a fleet, SQLite for a single process that
+/// wants durable state in a file.
+///
+/// Call [`SqlStore::migrate`] once at start-up. Short-lived records expire by the `now` the
+/// service passes in; call [`SqlStore::purge_expired`] from time to time (every few minutes) to
+/// delete them. Cloning is cheap: clones share one connection pool.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), twofactor::Error> {
+/// use std::sync::Arc;
+/// use twofactor::SqlStore;
+///
+/// let store = SqlStore::connect("sqlite://twofactor.db").await?; // or "postgres://…"
+/// store.migrate().await?;
+/// let store = Arc::new(store); // one Arc serves as both the OtpStore and the EnrollmentStore
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqlStore {
+    backend: std::sync::Arc<Backend>,
+    schema: Option<String>,
+}
+
+impl fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend_name())
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures and connects a [`SqlStore`]; made by [`SqlStore::builder`].
+pub struct SqlStoreBuilder {
+    url: String,
+    max_connections: u32,
+    acquire_timeout: Duration,
+    schema: Option<String>,
+}
+
+impl fmt::Debug for SqlStoreBuilder {
+    // The URL may hold a password: it is not printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlStoreBuilder")
+            .field("url", &"[redacted]")
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl SqlStoreBuilder {
+    /// The largest number of pooled connections (default 10).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// How long a call may wait for a connection, and SQLite for a lock (default 5 s); past it
+    /// the call fails with a transient [`StoreError`] of kind `Timeout`.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// PostgreSQL only: keep the tables in this schema (created by [`SqlStore::migrate`]) by
+    /// putting it first on every connection's `search_path`. Lower-case ASCII letters, digits
+    /// and `_`, at most 63 characters, not starting with a digit. Useful to keep the tables
+    /// apart from the host's, and to give parallel test runs their own tables.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+
+    /// Connects. The URL's scheme chooses the backend: `postgres://` or `postgresql://`
+    /// (feature `postgres`), `sqlite:` (feature `sqlite`; `sqlite://path/file.db` creates the
+    /// file when missing, `sqlite::memory:` is an in-memory database).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for an unknown scheme, a backend not compiled in, or a malformed
+    /// URL; [`Error::Store`] when the database cannot be reached in time.
+    pub async fn connect(self) -> Result<SqlStore, Error> {
+        if let Some(schema) = &self.schema {
+            let valid = !schema.is_empty()
+                && schema.len() <= 63
+                && !schema.starts_with(|c: char| c.is_ascii_digit())
+                && schema
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                return Err(Error::InvalidConfig(
+                    "the schema name must be lower-case ASCII letters, digits and `_`".into(),
+                ));
+            }
+        }
+        let backend =
+            if self.url.starts_with("postgres://") || self.url.starts_with("postgresql://") {
+                self.connect_postgres().await?
+            } else if self.url.starts_with("sqlite:") {
+                self.connect_sqlite().await?
+            } else {
+                return Err(Error::InvalidConfig(
+                    "the SQL URL must start with postgres://, postgresql:// or sqlite:".into(),
+                ));
+            };
+        Ok(SqlStore {
+            backend: std::sync::Arc::new(backend),
+            schema: self.schema,
+        })
+    }
+
+    #[cfg(feature = "postgres")]
+    async fn connect_postgres(&self) -> Result<Backend, Error> {
+        use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+        // The parse error may quote the URL and its password: not passed on.
+        let mut options: PgConnectOptions = self
+            .url
+            .parse()
+            .map_err(|_| Error::InvalidConfig("the PostgreSQL URL is not valid".into()))?;
+        if let Some(schema) = &self.schema {
+            options = options.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(|e| Error::Store(store_error(e)))?;
+        Ok(Backend::Postgres(pool))
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    async fn connect_postgres(&self) -> Result<Backend, Error> {
+        Err(Error::InvalidConfig(
+            "PostgreSQL support needs the `postgres` feature of twofactor".into(),
+        ))
+    }
+
+    #[cfg(feature = "sqlite")]
+    async fn connect_sqlite(&self) -> Result<Backend, Error> {
+        if self.schema.is_some() {
+            return Err(Error::InvalidConfig(
+                "a schema can only be chosen on PostgreSQL".into(),
+            ));
+        }
+        use sqlx::sqlite::{
+            SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+        };
+        let in_memory = self.url.contains(":memory:") || self.url.contains("mode=memory");
+        let mut options: SqliteConnectOptions = self
+            .url
+            .parse()
+            .map_err(|_| Error::InvalidConfig("the SQLite URL is not valid".into()))?;
+        options = options
+            .create_if_missing(true)
+            .busy_timeout(self.acquire_timeout)
+            .foreign_keys(true);
+        if !in_memory {
+            options = options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+        }
+        let mut pool = SqlitePoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout);
+        if in_memory {
+            // An in-memory database lives as long as one connection to it: keep one open.
+            pool = pool
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        let pool = pool
+            .connect_with(options)
+            .await
+            .map_err(|e| Error::Store(store_error(e)))?;
+        Ok(Backend::Sqlite(pool))
+    }
+
+    #[cfg(not(feature = "sqlite"))]
+    async fn connect_sqlite(&self) -> Result<Backend, Error> {
+        Err(Error::InvalidConfig(
+            "SQLite support needs the `sqlite` feature of twofactor".into(),
+        ))
+    }
+}
+
+impl SqlStore {
+    /// A builder for a store at `url`; see [`SqlStoreBuilder::connect`] for the URL forms.
+    pub fn builder(url: impl Into<String>) -> SqlStoreBuilder {
+        SqlStoreBuilder {
+            url: url.into(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            schema: None,
+        }
+    }
+
+    /// Connects to `url` with the default pool settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`SqlStoreBuilder::connect`].
+    pub async fn connect(url: impl Into<String>) -> Result<Self, Error> {
+        Self::builder(url).connect().await
+    }
+
+    /// `"postgres"` or `"sqlite"`.
+    pub fn backend_name(&self) -> &'static str {
+        match &*self.backend {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => "postgres",
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Creates or upgrades the tables (see `migrations/` in the crate). Safe to call at every
+    /// start and from several instances at once: each migration runs once, in a transaction.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the database fails or refuses the statements.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let run: Result<(), sqlx::Error> = async {
+            match &*self.backend {
+                #[cfg(feature = "postgres")]
+                Backend::Postgres(pool) => {
+                    let mut tx = pool.begin().await?;
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                        .bind(MIGRATION_LOCK)
+                        .execute(&mut *tx)
+                        .await?;
+                    if let Some(schema) = &self.schema {
+                        // The name was checked to be a plain identifier when connecting.
+                        sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    sqlx::query(CREATE_MIGRATIONS_TABLE)
+                        .execute(&mut *tx)
+                        .await?;
+                    let done: Vec<i64> =
+                        sqlx::query_scalar("SELECT version FROM twofactor_schema_migrations")
+                            .fetch_all(&mut *tx)
+                            .await?;
+                    for m in POSTGRES_MIGRATIONS {
+                        if !done.contains(&m.version) {
+                            sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
+                            sqlx::query(
+                                "INSERT INTO twofactor_schema_migrations (version, name) VALUES ($1, $2)",
+                            )
+                            .bind(m.version)
+                            .bind(m.name)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                    }
+                    tx.commit().await
+                }
+                #[cfg(feature = "sqlite")]
+                Backend::Sqlite(pool) => {
+                    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                    sqlx::query(CREATE_MIGRATIONS_TABLE)
+                        .execute(&mut *tx)
+                        .await?;
+                    let done: Vec<i64> =
+                        sqlx::query_scalar("SELECT version FROM twofactor_schema_migrations")
+                            .fetch_all(&mut *tx)
+                            .await?;
+                    for m in SQLITE_MIGRATIONS {
+                        if !done.contains(&m.version) {
+                            sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
+                            sqlx::query(
+                                "INSERT INTO twofactor_schema_migrations (version, name) VALUES ($1, $2)",
+                            )
+                            .bind(m.version)
+                            .bind(m.name)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                    }
+                    tx.commit().await
+                }
+            }
+        }
+        .await;
+        run.map_err(store_error)
+    }
+
+    /// Deletes every short-lived record that has expired by `now`, and returns how many.
+    ///
+    /// Expired records are already treated as absent; this only reclaims their space. Run it
+    /// every few minutes (the index on `expires_at` keeps it cheap).
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the database fails.
+    pub async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        with_pool!(self.backend, pool => sqlx::query(OTP_PURGE)
+            .bind(secs(now))
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(store_error)
+    }
+
+    /// Closes the pool; later calls fail with a [`StoreError`] of kind `Unavailable`.
+    pub async fn close(&self) {
+        with_pool!(self.backend, pool => pool.close().await)
+    }
+}
+
+/// A timestamp as the signed integer stored, clamped to `i64::MAX`.
+fn secs(t: Timestamp) -> i64 {
+    clamp(t.as_unix_secs())
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn unsigned(n: i64, what: &'static str) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::corrupt(what))
+}
+
+/// The value of a short-lived record: its bytes, or its number as decimal text.
+fn otp_value(value: Option<Vec<u8>>, number: Option<i64>) -> Result<Vec<u8>, StoreError> {
+    match (value, number) {
+        (Some(v), _) => Ok(v),
+        (None, Some(n)) => Ok(n.to_string().into_bytes()),
+        (None, None) => Err(StoreError::corrupt("a short-lived record holds no value")),
+    }
+}
+
+/// Maps a database failure to a [`StoreError`], keeping it as the source.
+fn store_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::unavailable(e),
+        sqlx::Error::PoolTimedOut => StoreError::timeout(e),
+        sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. } => StoreError::corrupt(e),
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            match code.as_str() {
+                // PostgreSQL: connection exceptions, shutdown, too many connections.
+                c if c.starts_with("08") || c.starts_with("57P") || c == "53300" => {
+                    StoreError::unavailable(e)
+                }
+                // PostgreSQL: serialization failure, deadlock, lock not available, cancelled.
+                "40001" | "40P01" | "55P03" | "57014" => StoreError::timeout(e),
+                // SQLite: SQLITE_BUSY and SQLITE_LOCKED with their extended codes.
+                c if c.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6)) => {
+                    StoreError::timeout(e)
+                }
+                _ => StoreError::other(e),
+            }
+        }
+        _ => StoreError::other(e),
+    }
+}
+
+#[async_trait]
+impl OtpStore for SqlStore {
+    async fn put(
+        &self,
+        key: &StoreKey,
+        value: &[u8],
+        expires_at: Timestamp,
+        _now: Timestamp,
+    ) -> Result<(), StoreError> {
+        with_pool!(self.backend, pool => sqlx::query(OTP_PUT)
+            .bind(key.as_str())
+            .bind(value)
+            .bind(secs(expires_at))
+            .execute(pool)
+            .await
+            .map(|_| ()))
+        .map_err(store_error)
+    }
+
+    async fn put_if_absent(
+        &self,
+        key: &StoreKey,
+        value: &[u8],
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self.backend, pool => sqlx::query(OTP_PUT_IF_ABSENT)
+            .bind(key.as_str())
+            .bind(value)
+            .bind(secs(expires_at))
+            .bind(secs(now))
+            .fetch_optional(pool)
+            .await
+            .map(|row| row.is_some()))
+        .map_err(store_error)
+    }
+
+    async fn get(&self, key: &StoreKey, now: Timestamp) -> Result<Option<Vec<u8>>, StoreError> {
+        let row: Option<(Option<Vec<u8>>, Option<i64>)> = with_pool!(self.backend, pool => {
+            match sqlx::query(OTP_GET)
+                .bind(key.as_str())
+                .bind(secs(now))
+                .fetch_optional(pool)
+                .await
+            {
+                Ok(Some(row)) => row
+                    .try_get::<Option<Vec<u8>>, _>(0)
+                    .and_then(|v| Ok((v, row.try_get::<Option<i64>, _>(1)?)))
+                    .map(Some),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .map_err(store_error)?;
+        row.map(|(v, n)| otp_value(v, n)).transpose()
+    }
+
+    async fn take(&self, key: &StoreKey, now: Timestamp) -> Result<Option<Vec<u8>>, StoreError> {
+        type Taken = (Option<Vec<u8>>, Option<i64>, i64);
+        let row: Option<Taken> = with_pool!(self.backend, pool => {
+            match sqlx::query(OTP_TAKE)
+                .bind(key.as_str())
+                .fetch_optional(pool)
+                .await
+            {
+                Ok(Some(row)) => (|| -> Result<Taken, sqlx::Error> {
+                    Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+                })()
+                .map(Some),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .map_err(store_error)?;
+        match row {
+            Some((v, n, expires_at)) if expires_at > secs(now) => otp_value(v, n).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        with_pool!(self.backend, pool => sqlx::query(OTP_DELETE)
+            .bind(key.as_str())
+            .execute(pool)
+            .await
+            .map(|_| ()))
+        .map_err(store_error)
+    }
+
+    async fn increment(
+        &self,
+        key: &StoreKey,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let count: Option<i64> = with_pool!(self.backend, pool => sqlx::query_scalar(OTP_INCREMENT)
+            .bind(key.as_str())
+            .bind(secs(expires_at))
+            .bind(secs(now))
+            .fetch_one(pool)
+            .await)
+        .map_err(store_error)?;
+        let count =
+            count.ok_or_else(|| StoreError::corrupt("increment on a key that holds bytes"))?;
+        unsigned(count, "a counter is negative")
+    }
+
+    async fn advance(
+        &self,
+        key: &StoreKey,
+        value: u64,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self.backend, pool => sqlx::query(OTP_ADVANCE)
+            .bind(key.as_str())
+            .bind(clamp(value))
+            .bind(secs(expires_at))
+            .bind(secs(now))
+            .fetch_optional(pool)
+            .await
+            .map(|row| row.is_some()))
+        .map_err(store_error)
+    }
+}
+
+#[async_trait]
+impl EnrollmentStore for SqlStore {
+    async fn load(&self, user: &str) -> Result<Option<(EnrollmentRecord, Revision)>, StoreError> {
+        let row: Option<(String, i64)> =
+            with_pool!(self.backend, pool => sqlx::query_as(ENROLLMENT_LOAD)
+            .bind(user)
+            .fetch_optional(pool)
+            .await)
+            .map_err(store_error)?;
+        let Some((json, revision)) = row else {
+            return Ok(None);
+        };
+        let record: EnrollmentRecord = serde_json::from_str(&json).map_err(StoreError::corrupt)?;
+        Ok(Some((
+            record,
+            unsigned(revision, "a revision is negative")?,
+        )))
+    }
+
+    async fn save(
+        &self,
+        user: &str,
+        record: &EnrollmentRecord,
+        expected: Option<Revision>,
+    ) -> Result<Option<Revision>, StoreError> {
+        let json = serde_json::to_string(record).map_err(StoreError::other)?;
+        let revision: Option<i64> = match expected {
+            None => with_pool!(self.backend, pool => sqlx::query_scalar(ENROLLMENT_INSERT)
+                .bind(user)
+                .bind(&json)
+                .fetch_optional(pool)
+                .await),
+            Some(rev) => {
+                let Ok(rev) = i64::try_from(rev) else {
+                    return Ok(None);
+                };
+                with_pool!(self.backend, pool => sqlx::query_scalar(ENROLLMENT_UPDATE)
+                    .bind(user)
+                    .bind(&json)
+                    .bind(rev)
+                    .fetch_optional(pool)
+                    .await)
+            }
+        }
+        .map_err(store_error)?;
+        revision
+            .map(|r| unsigned(r, "a revision is negative"))
+            .transpose()
+    }
+
+    async fn remove(&self, user: &str) -> Result<(), StoreError> {
+        let run: Result<(), sqlx::Error> = async {
+            in_transaction!(self.backend, tx => {
+                sqlx::query(CODES_DELETE).bind(user).execute(&mut *tx).await?;
+                sqlx::query(ENROLLMENT_REMOVE).bind(user).execute(&mut *tx).await?;
+            })
+        }
+        .await;
+        run.map_err(store_error)
+    }
+
+    async fn replace_backup_codes(
+        &self,
+        user: &str,
+        codes: &[BackupCodeRecord],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let run: Result<(), sqlx::Error> = async {
+            in_transaction!(self.backend, tx => {
+                sqlx::query(CODES_DELETE).bind(user).execute(&mut *tx).await?;
+                for chunk in codes.chunks(CODES_PER_INSERT) {
+                    let sql = insert_codes_sql(chunk.len());
+                    let mut q = sqlx::query(&sql).bind(user).bind(secs(now));
+                    for c in chunk {
+                        q = q.bind(c.lookup.as_slice()).bind(c.verifier.as_deref());
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+            })
+        }
+        .await;
+        run.map_err(store_error)
+    }
+
+    async fn find_backup_code(
+        &self,
+        user: &str,
+        lookup: &[u8],
+    ) -> Result<Option<BackupCodeRecord>, StoreError> {
+        let row: Option<(Vec<u8>, Option<String>)> =
+            with_pool!(self.backend, pool => sqlx::query_as(CODES_FIND)
+            .bind(user)
+            .bind(lookup)
+            .fetch_optional(pool)
+            .await)
+            .map_err(store_error)?;
+        Ok(row.map(|(lookup, verifier)| BackupCodeRecord::new(lookup, verifier)))
+    }
+
+    async fn consume_backup_code(
+        &self,
+        user: &str,
+        lookup: &[u8],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        with_pool!(self.backend, pool => sqlx::query(CODES_CONSUME)
+            .bind(user)
+            .bind(lookup)
+            .bind(secs(now))
+            .fetch_optional(pool)
+            .await
+            .map(|row| row.is_some()))
+        .map_err(store_error)
+    }
+
+    async fn backup_codes_remaining(&self, user: &str) -> Result<u32, StoreError> {
+        let n: i64 = with_pool!(self.backend, pool => sqlx::query_scalar(CODES_REMAINING)
+            .bind(user)
+            .fetch_one(pool)
+            .await)
+        .map_err(store_error)?;
+        Ok(u32::try_from(n).unwrap_or(if n < 0 { 0 } else { u32::MAX }))
+    }
+}
+
+/// `INSERT` of `n` backup codes: `$1` the user, `$2` the time, then lookup and verifier of each.
+fn insert_codes_sql(n: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO twofactor_backup_codes (user_id, lookup, verifier, created_at) VALUES ",
+    );
+    for i in 0..n {
+        let p = 3 + 2 * i;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("($1, ${p}, ${}, $2)", p + 1));
+    }
+    sql.push_str(" ON CONFLICT (user_id, lookup) DO NOTHING");
+    sql
+}
+
+#[cfg(feature = "test-util")]
+#[async_trait]
+impl crate::conformance::Purge for SqlStore {
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        SqlStore::purge_expired(self, now).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_sql_numbers_its_parameters() {
+        assert_eq!(
+            insert_codes_sql(2),
+            "INSERT INTO twofactor_backup_codes (user_id, lookup, verifier, created_at) VALUES \
+             ($1, $3, $4, $2), ($1, $5, $6, $2) ON CONFLICT (user_id, lookup) DO NOTHING"
+        );
+    }
+
+    #[test]
+    fn large_values_clamp() {
+        assert_eq!(secs(Timestamp::MAX), i64::MAX);
+        assert_eq!(clamp(7), 7);
+        assert!(unsigned(-1, "x").is_err());
+    }
+}

@@ -1,0 +1,450 @@
+//! The whole flows against every store: login with TOTP, email code and backup code; lockout;
+//! replay; regeneration and disable; durability across service instances; and a Redis that dies
+//! in the middle of a login. Redis and PostgreSQL read their URLs from the environment.
+#![cfg(feature = "test-util")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+mod store_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{code_in, wrong};
+use twofactor::{
+    totp_code, Challenge, EnrollmentStore, Error, Keyring, LoginStep, ManualClock, Method,
+    OtpStore, RecordingMailer, Timestamp, TotpParams, TotpSecret, TwoFactorService,
+};
+
+/// After 2038, so no flow depends on 32-bit time.
+const START: u64 = 2_200_000_000;
+const PASSWORD: &str = "correct horse battery staple";
+
+/// The two stores a service runs on.
+type Stores = (Arc<dyn OtpStore>, Arc<dyn EnrollmentStore>);
+
+/// A service on the given stores with a manual clock and a recording mailer.
+struct Flow {
+    tf: TwoFactorService,
+    clock: ManualClock,
+    mailer: RecordingMailer,
+    keys: Keyring,
+}
+
+impl Flow {
+    fn new(stores: &Stores) -> Self {
+        let clock = ManualClock::new(Timestamp::from_unix_secs(START));
+        Self::with(stores, Keyring::generate(), clock)
+    }
+
+    /// Another service instance on the same stores, keys and clock (a second app server).
+    fn twin(&self, stores: &Stores) -> Self {
+        Self::with(stores, self.keys.clone(), self.clock.clone())
+    }
+
+    fn with(stores: &Stores, keys: Keyring, clock: ManualClock) -> Self {
+        let mailer = RecordingMailer::new();
+        let tf = TwoFactorService::builder()
+            .issuer("Acme")
+            .keys(keys.clone())
+            .otp_store_arc(stores.0.clone())
+            .enrollments_arc(stores.1.clone())
+            .mailer(mailer.clone())
+            .clock(clock.clone())
+            .password_verifier(|_user: &str, password: &str| password == PASSWORD)
+            .build()
+            .unwrap();
+        Flow {
+            tf,
+            clock,
+            mailer,
+            keys,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        use twofactor::Clock;
+        self.clock.now().as_unix_secs()
+    }
+
+    fn advance(&self, secs: u64) {
+        self.clock.advance(Duration::from_secs(secs));
+    }
+
+    fn totp(&self, secret_b32: &str) -> String {
+        let secret = TotpSecret::from_base32(secret_b32).unwrap();
+        totp_code(secret.as_bytes(), TotpParams::default(), self.now())
+    }
+
+    async fn enroll_totp(&self, user: &str) -> (String, Vec<String>) {
+        let setup = self
+            .tf
+            .start_totp_setup(user, &format!("{user}@example.com"))
+            .await
+            .unwrap();
+        let secret = setup.secret_base32().to_owned();
+        let codes = setup
+            .backup_codes()
+            .iter()
+            .map(|c| c.expose().to_owned())
+            .collect();
+        self.tf
+            .confirm_totp_setup(user, &self.totp(&secret))
+            .await
+            .unwrap();
+        self.advance(30);
+        (secret, codes)
+    }
+
+    async fn enroll_email(&self, user: &str, address: &str) {
+        self.tf.start_email_setup(user, address).await.unwrap();
+        let code = self.last_code(address);
+        self.tf.confirm_email_setup(user, &code).await.unwrap();
+    }
+
+    fn last_code(&self, to: &str) -> String {
+        let msg = self.mailer.last_to(to).expect("a message was sent");
+        code_in(&msg.text).expect("the message holds a code")
+    }
+
+    async fn challenge(&self, user: &str) -> Challenge {
+        match self.tf.begin_login(user).await.unwrap() {
+            LoginStep::Challenge(c) => c,
+            LoginStep::Complete(_) => panic!("expected a challenge"),
+        }
+    }
+}
+
+/// A user id of its own, so flows can share one database.
+fn user() -> String {
+    format!("flow-user-{}", store_support::random_word())
+}
+
+/// The flow bodies, each run against every store.
+mod flows {
+    use super::*;
+
+    /// Enrol TOTP, log in with it; the challenge is single use; a second instance sees it all.
+    pub(crate) async fn login_with_totp(stores: Arc<Stores>) {
+        let f = Flow::new(&stores);
+        let u = user();
+        let (secret, _) = f.enroll_totp(&u).await;
+        let status = f.tf.status(&u).await.unwrap();
+        assert!(status.enabled);
+        assert_eq!(status.methods, vec![Method::Totp, Method::BackupCode]);
+        assert_eq!(status.backup_codes_remaining, 10);
+
+        let ch = f.challenge(&u).await;
+        let v =
+            f.tf.verify_login(ch.token(), &f.totp(&secret))
+                .await
+                .unwrap();
+        assert_eq!(
+            (v.user.as_str(), v.method),
+            (u.as_str(), Some(Method::Totp))
+        );
+        f.advance(30);
+        assert!(matches!(
+            f.tf.verify_login(ch.token(), &f.totp(&secret)).await,
+            Err(Error::InvalidChallenge)
+        ));
+
+        // Another instance on the same stores: the challenge made here is answered there.
+        let twin = f.twin(&stores);
+        let ch = f.challenge(&u).await;
+        let v = twin
+            .tf
+            .verify_login(ch.token(), &f.totp(&secret))
+            .await
+            .unwrap();
+        assert_eq!(v.method, Some(Method::Totp));
+        let status = twin.tf.status(&u).await.unwrap();
+        assert_eq!(status.last_verified_at.unwrap().as_unix_secs(), f.now());
+    }
+
+    /// Enrol email, log in with the mailed code; the code of one challenge never answers another.
+    pub(crate) async fn login_with_email_code(stores: Arc<Stores>) {
+        let f = Flow::new(&stores);
+        let u = user();
+        let addr = format!("{u}@example.com");
+        f.enroll_email(&u, &addr).await;
+        let ch1 = f.challenge(&u).await;
+        assert_eq!(ch1.methods(), &[Method::Email]);
+        let code1 = f.last_code(&addr);
+        f.advance(61);
+        let ch2 = f.challenge(&u).await;
+        let code2 = f.last_code(&addr);
+        if code1 != code2 {
+            assert!(f.tf.verify_login(ch2.token(), &code1).await.is_err());
+        }
+        let v = f.tf.verify_login(ch2.token(), &code2).await.unwrap();
+        assert_eq!(v.method, Some(Method::Email));
+        assert!(
+            f.tf.verify_login(ch2.token(), &code2).await.is_err(),
+            "single use"
+        );
+    }
+
+    /// A backup code logs in once, on any challenge; the count goes down.
+    pub(crate) async fn login_with_backup_code(stores: Arc<Stores>) {
+        let f = Flow::new(&stores);
+        let u = user();
+        let (_, codes) = f.enroll_totp(&u).await;
+        let ch = f.challenge(&u).await;
+        let v = f.tf.verify_login(ch.token(), &codes[3]).await.unwrap();
+        assert_eq!(v.method, Some(Method::BackupCode));
+        assert_eq!(v.backup_codes_remaining, 9);
+        let ch = f.challenge(&u).await;
+        assert!(matches!(
+            f.tf.verify_login(ch.token(), &codes[3]).await,
+            Err(Error::InvalidCode { .. })
+        ));
+        assert_eq!(f.tf.status(&u).await.unwrap().backup_codes_remaining, 9);
+    }
+
+    /// Five attempts void a challenge; ten failures across challenges lock the user.
+    pub(crate) async fn lockout(stores: Arc<Stores>) {
+        let f = Flow::new(&stores);
+        let u = user();
+        let (secret, _) = f.enroll_totp(&u).await;
+        let ch = f.challenge(&u).await;
+        let bad = wrong(&f.totp(&secret));
+        for remaining in (0..5).rev() {
+            match f.tf.verify_login(ch.token(), &bad).await {
+                Err(Error::InvalidCode { attempts_remaining }) => {
+                    assert_eq!(attempts_remaining, Some(remaining))
+                }
+                other => panic!("expected InvalidCode, got {other:?}"),
+            }
+        }
+        assert!(matches!(
+            f.tf.verify_login(ch.token(), &f.totp(&secret)).await,
+            Err(Error::TooManyAttempts)
+        ));
+        // Five more failures on new challenges: ten in all, the user is locked.
+        for _ in 0..5 {
+            let ch = f.challenge(&u).await;
+            let r = f.tf.verify_login(ch.token(), "000000").await;
+            assert!(matches!(r, Err(Error::InvalidCode { .. })), "{r:?}");
+        }
+        match f.tf.begin_login(&u).await {
+            Err(Error::Locked { retry_after }) => {
+                assert_eq!(retry_after, Duration::from_secs(900));
+                f.clock.advance(retry_after);
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        let ch = f.challenge(&u).await;
+        let v =
+            f.tf.verify_login(ch.token(), &f.totp(&secret))
+                .await
+                .unwrap();
+        assert_eq!(v.method, Some(Method::Totp));
+    }
+
+    /// A TOTP code is accepted once per user: a replay on another challenge is refused, and of
+    /// 8 concurrent submissions on 8 challenges exactly one succeeds.
+    pub(crate) async fn replay(stores: Arc<Stores>) {
+        let f = Flow::new(&stores);
+        let u = user();
+        let (secret, _) = f.enroll_totp(&u).await;
+        let code = f.totp(&secret);
+        let ch1 = f.challenge(&u).await;
+        f.tf.verify_login(ch1.token(), &code).await.unwrap();
+        let ch2 = f.challenge(&u).await;
+        assert!(matches!(
+            f.tf.verify_login(ch2.token(), &code).await,
+            Err(Error::CodeReused)
+        ));
+
+        f.advance(30);
+        let code = f.totp(&secret);
+        let mut tokens = Vec::new();
+        for _ in 0..8 {
+            tokens.push(f.challenge(&u).await.token().clone());
+        }
+        let mut handles = Vec::new();
+        for token in tokens {
+            let (tf, code) = (f.tf.clone(), code.clone());
+            handles.push(tokio::spawn(
+                async move { tf.verify_login(&token, &code).await },
+            ));
+        }
+        let mut ok = 0;
+        for h in handles {
+            match h.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(Error::CodeReused | Error::Locked { .. }) => {}
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!(ok, 1, "one acceptance of one TOTP code");
+    }
+
+    /// Regeneration voids the old set; disable needs the password and a code, and removes all.
+    pub(crate) async fn regenerate_and_disable(stores: Arc<Stores>) {
+        let f = Flow::new(&stores);
+        let u = user();
+        let (secret, old) = f.enroll_totp(&u).await;
+        let new =
+            f.tf.regenerate_backup_codes(&u, &f.totp(&secret))
+                .await
+                .unwrap();
+        assert_eq!(new.len(), 10);
+        let ch = f.challenge(&u).await;
+        assert!(
+            f.tf.verify_login(ch.token(), &old[0]).await.is_err(),
+            "old set void"
+        );
+        let v =
+            f.tf.verify_login(ch.token(), new[0].expose())
+                .await
+                .unwrap();
+        assert_eq!(v.backup_codes_remaining, 9);
+        f.advance(30);
+        assert!(matches!(
+            f.tf.disable(&u, "wrong password", &f.totp(&secret)).await,
+            Err(Error::InvalidPassword)
+        ));
+        assert!(f.tf.status(&u).await.unwrap().enabled, "nothing disabled");
+        f.tf.disable(&u, PASSWORD, new[1].expose()).await.unwrap();
+        let status = f.tf.status(&u).await.unwrap();
+        assert!(!status.enabled);
+        assert_eq!(status.backup_codes_remaining, 0);
+        assert!(matches!(
+            f.tf.begin_login(&u).await.unwrap(),
+            LoginStep::Complete(_)
+        ));
+    }
+}
+
+/// One `#[test]` per flow body for the stores `$make` gives.
+macro_rules! flow_tests {
+    ($make:expr) => {
+        flow_tests!(@each $make; login_with_totp, login_with_email_code, login_with_backup_code,
+            lockout, replay, regenerate_and_disable);
+    };
+    (@each $make:expr; $($name:ident),+) => {
+        $(
+            #[test]
+            fn $name() {
+                twofactor::conformance::run(stringify!($name), $make, crate::flows::$name);
+            }
+        )+
+    };
+}
+
+mod memory {
+    use super::*;
+    use twofactor::{MemoryEnrollmentStore, MemoryOtpStore};
+
+    async fn stores() -> Option<Stores> {
+        Some((
+            Arc::new(MemoryOtpStore::new()),
+            Arc::new(MemoryEnrollmentStore::new()),
+        ))
+    }
+    flow_tests!(stores);
+}
+
+#[cfg(feature = "redis")]
+mod redis {
+    use super::*;
+    use twofactor::MemoryEnrollmentStore;
+
+    async fn stores() -> Option<Stores> {
+        let otp = store_support::redis_store().await?;
+        Some((Arc::new(otp), Arc::new(MemoryEnrollmentStore::new())))
+    }
+    flow_tests!(stores);
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+
+    async fn stores() -> Option<Stores> {
+        let sql = Arc::new(store_support::postgres_store().await?);
+        Some((sql.clone(), sql))
+    }
+    flow_tests!(stores);
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+
+    async fn stores() -> Option<Stores> {
+        let sql = Arc::new(store_support::sqlite_store().await?);
+        Some((sql.clone(), sql))
+    }
+    flow_tests!(stores);
+}
+
+/// Redis dies in the middle of a login: the right code is not accepted while it is down, the
+/// login fails closed after it comes back empty, and the enrollment (in SQLite) is intact.
+#[cfg(all(feature = "redis", feature = "sqlite"))]
+#[test]
+fn redis_stopped_mid_login_fails_closed_and_loses_no_enrollment() {
+    let port = store_support::dead_port();
+    let Some(mut server) = store_support::OwnRedis::start(port) else {
+        return;
+    };
+    twofactor::conformance::run(
+        "redis_stopped_mid_login_fails_closed_and_loses_no_enrollment",
+        || async { Some(()) },
+        |_| async move {
+            let otp = Arc::new(server.connect().await);
+            let sql = Arc::new(store_support::sqlite_store().await.unwrap());
+            let stores: Stores = (otp, sql);
+            let f = Flow::new(&stores);
+            let u = user();
+            let (secret, codes) = f.enroll_totp(&u).await;
+            let ch = f.challenge(&u).await;
+
+            server.kill();
+            for code in [f.totp(&secret), codes[0].clone()] {
+                match f.tf.verify_login(ch.token(), &code).await {
+                    Err(e @ Error::Store(_)) => {
+                        assert!(e.is_transient());
+                        assert_eq!(e.http_status(), 503);
+                    }
+                    other => panic!("expected a store error, got {other:?}"),
+                }
+            }
+            assert!(matches!(f.tf.begin_login(&u).await, Err(Error::Store(_))));
+            // The enrollment does not live in Redis: status still answers, nothing was lost.
+            let status = f.tf.status(&u).await.unwrap();
+            assert!(status.enabled);
+            assert_eq!(
+                status.backup_codes_remaining, 10,
+                "no backup code spent by a failed login"
+            );
+
+            let _back = store_support::OwnRedis::start(port).unwrap();
+            let mut outcome = None;
+            for _ in 0..100 {
+                match f.tf.verify_login(ch.token(), &f.totp(&secret)).await {
+                    Err(Error::Store(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    other => {
+                        outcome = Some(other);
+                        break;
+                    }
+                }
+            }
+            assert!(
+                matches!(outcome, Some(Err(Error::InvalidChallenge))),
+                "the challenge died with the server: {outcome:?}"
+            );
+            let ch = f.challenge(&u).await;
+            let v = f.tf.verify_login(ch.token(), &codes[0]).await.unwrap();
+            assert_eq!(v.method, Some(Method::BackupCode));
+            assert_eq!(v.backup_codes_remaining, 9);
+        },
+    );
+}

@@ -1,0 +1,317 @@
+//! Round trips of each flow step, counted: the stores are wrapped in a decorator that counts
+//! every call, and each step's calls are compared with the budget below.
+//!
+//! Every `OtpStore` call is one round trip on Redis (one command or one script) and one
+//! statement on SQL; every `EnrollmentStore` call is one statement on SQL, except
+//! `replace_backup_codes` and `remove`, which are one transaction (four round trips).
+#![cfg(feature = "test-util")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use common::{code_in, wrong};
+use twofactor::{
+    totp_code, BackupCodeRecord, EnrollmentRecord, EnrollmentStore, LoginStep, ManualClock,
+    MemoryEnrollmentStore, MemoryOtpStore, OtpStore, RecordingMailer, Revision, StoreError,
+    StoreKey, Timestamp, TotpParams, TotpSecret, TwoFactorService,
+};
+
+/// Calls per store method since the last reset.
+#[derive(Default)]
+struct Counts(Mutex<BTreeMap<&'static str, u32>>);
+
+impl Counts {
+    fn hit(&self, method: &'static str) {
+        *self.0.lock().unwrap().entry(method).or_default() += 1;
+    }
+
+    fn take(&self) -> BTreeMap<&'static str, u32> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// Counts every call, then passes it on.
+struct Counting<S: ?Sized> {
+    inner: Arc<S>,
+    counts: Arc<Counts>,
+}
+
+#[async_trait]
+impl OtpStore for Counting<dyn OtpStore> {
+    async fn put(
+        &self,
+        key: &StoreKey,
+        value: &[u8],
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.counts.hit("otp.put");
+        self.inner.put(key, value, expires_at, now).await
+    }
+    async fn put_if_absent(
+        &self,
+        key: &StoreKey,
+        value: &[u8],
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.counts.hit("otp.put_if_absent");
+        self.inner.put_if_absent(key, value, expires_at, now).await
+    }
+    async fn get(&self, key: &StoreKey, now: Timestamp) -> Result<Option<Vec<u8>>, StoreError> {
+        self.counts.hit("otp.get");
+        self.inner.get(key, now).await
+    }
+    async fn take(&self, key: &StoreKey, now: Timestamp) -> Result<Option<Vec<u8>>, StoreError> {
+        self.counts.hit("otp.take");
+        self.inner.take(key, now).await
+    }
+    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+        self.counts.hit("otp.delete");
+        self.inner.delete(key).await
+    }
+    async fn increment(
+        &self,
+        key: &StoreKey,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.counts.hit("otp.increment");
+        self.inner.increment(key, expires_at, now).await
+    }
+    async fn advance(
+        &self,
+        key: &StoreKey,
+        value: u64,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.counts.hit("otp.advance");
+        self.inner.advance(key, value, expires_at, now).await
+    }
+}
+
+#[async_trait]
+impl EnrollmentStore for Counting<dyn EnrollmentStore> {
+    async fn load(&self, user: &str) -> Result<Option<(EnrollmentRecord, Revision)>, StoreError> {
+        self.counts.hit("enr.load");
+        self.inner.load(user).await
+    }
+    async fn save(
+        &self,
+        user: &str,
+        record: &EnrollmentRecord,
+        expected: Option<Revision>,
+    ) -> Result<Option<Revision>, StoreError> {
+        self.counts.hit("enr.save");
+        self.inner.save(user, record, expected).await
+    }
+    async fn remove(&self, user: &str) -> Result<(), StoreError> {
+        self.counts.hit("enr.remove");
+        self.inner.remove(user).await
+    }
+    async fn replace_backup_codes(
+        &self,
+        user: &str,
+        codes: &[BackupCodeRecord],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.counts.hit("enr.replace_backup_codes");
+        self.inner.replace_backup_codes(user, codes, now).await
+    }
+    async fn find_backup_code(
+        &self,
+        user: &str,
+        lookup: &[u8],
+    ) -> Result<Option<BackupCodeRecord>, StoreError> {
+        self.counts.hit("enr.find_backup_code");
+        self.inner.find_backup_code(user, lookup).await
+    }
+    async fn consume_backup_code(
+        &self,
+        user: &str,
+        lookup: &[u8],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.counts.hit("enr.consume_backup_code");
+        self.inner.consume_backup_code(user, lookup, now).await
+    }
+    async fn backup_codes_remaining(&self, user: &str) -> Result<u32, StoreError> {
+        self.counts.hit("enr.backup_codes_remaining");
+        self.inner.backup_codes_remaining(user).await
+    }
+}
+
+/// Round trips of one step on Redis (OTP calls) and on SQL (every call; a transaction is 4).
+fn round_trips(calls: &BTreeMap<&'static str, u32>) -> (u32, u32) {
+    let otp: u32 = calls
+        .iter()
+        .filter(|(m, _)| m.starts_with("otp."))
+        .map(|(_, n)| n)
+        .sum();
+    let sql: u32 = calls
+        .iter()
+        .map(|(m, n)| match *m {
+            "enr.replace_backup_codes" | "enr.remove" => 4 * n,
+            _ => *n,
+        })
+        .sum();
+    (otp, sql)
+}
+
+#[tokio::test]
+async fn round_trips_per_flow_step() {
+    let counts = Arc::new(Counts::default());
+    let otp: Arc<dyn OtpStore> = Arc::new(MemoryOtpStore::new());
+    let enr: Arc<dyn EnrollmentStore> = Arc::new(MemoryEnrollmentStore::new());
+    let clock = ManualClock::new(Timestamp::from_unix_secs(2_200_000_000));
+    let mailer = RecordingMailer::new();
+    let tf = TwoFactorService::builder()
+        .issuer("Acme")
+        .keys(twofactor::Keyring::generate())
+        .otp_store_arc(Arc::new(Counting {
+            inner: otp,
+            counts: counts.clone(),
+        }))
+        .enrollments_arc(Arc::new(Counting {
+            inner: enr,
+            counts: counts.clone(),
+        }))
+        .mailer(mailer.clone())
+        .clock(clock.clone())
+        .password_verifier(|_: &str, p: &str| p == "pw")
+        .build()
+        .unwrap();
+    let totp = |secret: &str| {
+        use twofactor::Clock;
+        let s = TotpSecret::from_base32(secret).unwrap();
+        totp_code(
+            s.as_bytes(),
+            TotpParams::default(),
+            clock.now().as_unix_secs(),
+        )
+    };
+    let last_code = |to: &str| code_in(&mailer.last_to(to).unwrap().text).unwrap();
+    let challenge = |step: LoginStep| match step {
+        LoginStep::Challenge(c) => c,
+        LoginStep::Complete(_) => panic!("expected a challenge"),
+    };
+
+    let mut steps: Vec<(&'static str, BTreeMap<&'static str, u32>)> = Vec::new();
+    let mut record = |name: &'static str| steps.push((name, counts.take()));
+
+    // TOTP enrollment.
+    let setup = tf.start_totp_setup("t", "t@example.com").await.unwrap();
+    record("start_totp_setup");
+    let secret = setup.secret_base32().to_owned();
+    let backup: Vec<String> = setup
+        .backup_codes()
+        .iter()
+        .map(|c| c.expose().to_owned())
+        .collect();
+    tf.confirm_totp_setup("t", &totp(&secret)).await.unwrap();
+    record("confirm_totp_setup");
+    clock.advance(Duration::from_secs(30));
+
+    // Login with TOTP, a wrong code, a backup code.
+    let ch = challenge(tf.begin_login("t").await.unwrap());
+    record("begin_login (TOTP user)");
+    tf.verify_login(ch.token(), &totp(&secret)).await.unwrap();
+    record("verify_login (TOTP)");
+    let ch = challenge(tf.begin_login("t").await.unwrap());
+    counts.take();
+    tf.verify_login(ch.token(), &wrong(&totp(&secret)))
+        .await
+        .unwrap_err();
+    record("verify_login (wrong code)");
+    tf.verify_login(ch.token(), &backup[0]).await.unwrap();
+    record("verify_login (backup code)");
+    tf.status("t").await.unwrap();
+    record("status");
+    clock.advance(Duration::from_secs(30));
+    let fresh = tf
+        .regenerate_backup_codes("t", &totp(&secret))
+        .await
+        .unwrap();
+    record("regenerate_backup_codes");
+    tf.disable("t", "pw", fresh[0].expose()).await.unwrap();
+    record("disable");
+
+    // Email enrollment and login by email code.
+    tf.start_email_setup("e", "e@example.com").await.unwrap();
+    record("start_email_setup");
+    tf.confirm_email_setup("e", &last_code("e@example.com"))
+        .await
+        .unwrap();
+    record("confirm_email_setup");
+    let ch = challenge(tf.begin_login("e").await.unwrap());
+    record("begin_login (email user, sends a code)");
+    clock.advance(Duration::from_secs(61));
+    tf.resend_code(ch.token()).await.unwrap();
+    record("resend_code");
+    tf.verify_login(ch.token(), &last_code("e@example.com"))
+        .await
+        .unwrap();
+    record("verify_login (email code)");
+
+    // Registration code; a user without factors.
+    tf.send_verification_code("r", "r@example.com")
+        .await
+        .unwrap();
+    record("send_verification_code");
+    tf.verify_registration_code("r", &last_code("r@example.com"))
+        .await
+        .unwrap();
+    record("verify_registration_code");
+    assert!(matches!(
+        tf.begin_login("none").await.unwrap(),
+        LoginStep::Complete(_)
+    ));
+    record("begin_login (no factor)");
+
+    println!("| step | store calls | Redis round trips | SQL round trips |");
+    println!("| --- | --- | --- | --- |");
+    let mut measured = Vec::new();
+    for (name, calls) in &steps {
+        let (redis, sql) = round_trips(calls);
+        let detail: Vec<String> = calls.iter().map(|(m, n)| format!("{m}×{n}")).collect();
+        println!("| {name} | {} | {redis} | {sql} |", detail.join(", "));
+        measured.push((*name, redis, sql));
+    }
+
+    // (step, Redis round trips, SQL round trips): the budget each step is held to.
+    let budget: &[(&str, u32, u32)] = &[
+        ("start_totp_setup", 0, 2),
+        ("confirm_totp_setup", 4, 11),
+        ("begin_login (TOTP user)", 2, 4),
+        ("verify_login (TOTP)", 7, 10),
+        ("verify_login (wrong code)", 4, 5),
+        ("verify_login (backup code)", 6, 10),
+        ("status", 0, 2),
+        ("regenerate_backup_codes", 4, 9),
+        ("disable", 3, 10),
+        ("start_email_setup", 3, 4),
+        ("confirm_email_setup", 7, 9),
+        ("begin_login (email user, sends a code)", 5, 7),
+        ("resend_code", 4, 4),
+        ("verify_login (email code)", 8, 11),
+        ("send_verification_code", 3, 3),
+        ("verify_registration_code", 7, 7),
+        ("begin_login (no factor)", 0, 2),
+    ];
+    assert_eq!(
+        measured,
+        budget.to_vec(),
+        "round trips per step changed: update the budget and the README"
+    );
+}

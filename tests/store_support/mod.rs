@@ -1,0 +1,202 @@
+//! Shared set-up of the store test suites: servers from the environment, per-run isolation.
+//!
+//! - `TWOFACTOR_TEST_REDIS_URL`, `TWOFACTOR_TEST_POSTGRES_URL`: the servers. Absent: the
+//!   server-backed tests print `skipped: …` and pass.
+//! - `TWOFACTOR_REQUIRE_SERVERS=1` (set by CI): an absent URL is a failure instead.
+//! - `TWOFACTOR_TEST_PG_SCHEMA_PREFIX`: the prefix of the per-process PostgreSQL schema
+//!   (default `tf_test`), so a CI run can drop its own schemas afterwards.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use twofactor::Error;
+
+/// Whether absent servers fail the run (CI) instead of skipping.
+pub(crate) fn servers_required() -> bool {
+    std::env::var("TWOFACTOR_REQUIRE_SERVERS").is_ok_and(|v| v == "1")
+}
+
+fn server_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if servers_required() => {
+            panic!("{var} is not set but TWOFACTOR_REQUIRE_SERVERS=1: the server-backed suite must run")
+        }
+        _ => {
+            eprintln!("skipped: {var} is not set");
+            None
+        }
+    }
+}
+
+/// The Redis URL, or `None` (after printing why) when the suite should skip.
+pub(crate) fn redis_url() -> Option<String> {
+    server_url("TWOFACTOR_TEST_REDIS_URL")
+}
+
+/// The PostgreSQL URL, or `None` (after printing why) when the suite should skip.
+pub(crate) fn postgres_url() -> Option<String> {
+    server_url("TWOFACTOR_TEST_POSTGRES_URL")
+}
+
+/// A random hex word.
+pub(crate) fn random_word() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// A key prefix of its own for one store instance, so runs and tests never share keys.
+pub(crate) fn redis_prefix() -> String {
+    format!("twofactor-test:{}:", random_word())
+}
+
+/// The PostgreSQL schema of this test process: one per process, named for this run.
+pub(crate) fn pg_schema() -> &'static str {
+    static SCHEMA: OnceLock<String> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let prefix =
+            std::env::var("TWOFACTOR_TEST_PG_SCHEMA_PREFIX").unwrap_or_else(|_| "tf_test".into());
+        format!("{prefix}_{}_{}", std::process::id(), random_word())
+    })
+}
+
+/// A SQLite database file of this test process, under cargo's temporary directory for tests.
+pub(crate) fn sqlite_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let path = dir.join(format!(
+            "twofactor-{}-{}.db",
+            std::process::id(),
+            random_word()
+        ));
+        format!("sqlite://{}", path.display())
+    })
+}
+
+#[cfg(feature = "redis")]
+pub(crate) async fn redis_store() -> Option<twofactor::RedisOtpStore> {
+    let url = redis_url()?;
+    Some(
+        twofactor::RedisOtpStore::builder(url)
+            .prefix(redis_prefix())
+            .connect()
+            .await
+            .expect("connect to the test Redis"),
+    )
+}
+
+#[cfg(feature = "postgres")]
+pub(crate) async fn postgres_store() -> Option<twofactor::SqlStore> {
+    let url = postgres_url()?;
+    let store = twofactor::SqlStore::builder(url)
+        .schema(pg_schema())
+        .max_connections(8)
+        .connect()
+        .await
+        .expect("connect to the test PostgreSQL");
+    store.migrate().await.expect("migrate");
+    Some(store)
+}
+
+#[cfg(feature = "sqlite")]
+pub(crate) async fn sqlite_store() -> Option<twofactor::SqlStore> {
+    let store = twofactor::SqlStore::builder(sqlite_url())
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .expect("open the test SQLite file");
+    store.migrate().await.expect("migrate");
+    Some(store)
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on (bound, then released).
+pub(crate) fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// The store error inside `e`, or a failure naming what came instead.
+pub(crate) fn store_error(e: Error) -> twofactor::StoreError {
+    match e {
+        Error::Store(s) => s,
+        other => panic!("expected a store error, got {other:?}"),
+    }
+}
+
+/// Whether `e` keeps its cause (a non-empty `source()` chain).
+pub(crate) fn has_source(e: &dyn std::error::Error) -> bool {
+    e.source().is_some()
+}
+
+pub(crate) const SHORT: Duration = Duration::from_millis(500);
+
+/// A `redis-server` child process on a port of its own (no persistence), killed when dropped.
+#[cfg(feature = "redis")]
+pub(crate) struct OwnRedis {
+    child: Option<std::process::Child>,
+    port: u16,
+}
+
+#[cfg(feature = "redis")]
+impl OwnRedis {
+    /// Starts `redis-server` on `port`; `None` (after printing why) when the binary is missing
+    /// and servers are not required.
+    pub(crate) fn start(port: u16) -> Option<Self> {
+        use std::process::{Command, Stdio};
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match child {
+            Ok(child) => Some(OwnRedis {
+                child: Some(child),
+                port,
+            }),
+            Err(e) if servers_required() => panic!("redis-server could not be started: {e}"),
+            Err(e) => {
+                eprintln!("skipped: redis-server could not be started: {e}");
+                None
+            }
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server at once (SIGKILL), as a crash would.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Connects, waiting (a bounded number of tries) for the server to accept.
+    pub(crate) async fn connect(&self) -> twofactor::RedisOtpStore {
+        for _ in 0..100 {
+            match twofactor::RedisOtpStore::builder(self.url())
+                .connect_timeout(SHORT)
+                .response_timeout(SHORT)
+                .reconnect_attempts(1)
+                .connect()
+                .await
+            {
+                Ok(store) => return store,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        panic!("the redis-server started by the test never accepted a connection");
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
