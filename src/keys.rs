@@ -30,21 +30,29 @@ struct KeySet {
     id: [u8; KEY_ID_LEN],
     mac: [u8; 32],
     aead: [u8; 32],
+    /// HMAC-SHA256 keyed once with `mac`, cloned for each use (the `hmac` crate offers no way to
+    /// wipe its inner state; the raw key above is wiped).
+    #[zeroize(skip)]
+    mac_state: HmacSha256,
 }
 
 impl KeySet {
     fn derive(master: &[u8; 32]) -> Self {
         let hk = Hkdf::<Sha256>::new(Some(b"twofactor keyring v1"), master);
-        let mut ks = KeySet {
-            id: [0; KEY_ID_LEN],
-            mac: [0; 32],
-            aead: [0; 32],
-        };
+        let mut id = [0; KEY_ID_LEN];
+        let mut mac = [0; 32];
+        let mut aead = [0; 32];
         // Expanding 32 or 4 bytes from HKDF-SHA256 cannot fail (the limit is 255 * 32 bytes).
-        let _ = hk.expand(b"key id", &mut ks.id);
-        let _ = hk.expand(b"mac key", &mut ks.mac);
-        let _ = hk.expand(b"aead key", &mut ks.aead);
-        ks
+        let _ = hk.expand(b"key id", &mut id);
+        let _ = hk.expand(b"mac key", &mut mac);
+        let _ = hk.expand(b"aead key", &mut aead);
+        let mac_state = hmac_with(&mac);
+        KeySet {
+            id,
+            mac,
+            aead,
+            mac_state,
+        }
     }
 }
 
@@ -151,7 +159,12 @@ impl Keyring {
 
     /// A pre-keyed HMAC-SHA256 over length-prefixed parts.
     pub(crate) fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
-        mac_with(&self.current.mac, parts)
+        let mut m = self.current.mac_state.clone();
+        for p in parts {
+            m.update(&(p.len() as u64).to_be_bytes());
+            m.update(p);
+        }
+        m.finalize().into_bytes().into()
     }
 
     /// Seals `secret` for `user` under the current key.
@@ -222,28 +235,21 @@ fn aad(key_id: &[u8], user: &str) -> Vec<u8> {
     aad
 }
 
-/// HMAC-SHA256 over length-prefixed parts, so that `("ab","c")` and `("a","bc")` differ.
-fn mac_with(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
-    // HMAC accepts keys of any length.
-    let mut m = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable_mac());
-    for p in parts {
-        m.update(&(p.len() as u64).to_be_bytes());
-        m.update(p);
-    }
-    m.finalize().into_bytes().into()
-}
-
-#[cold]
-fn unreachable_mac() -> HmacSha256 {
-    // HMAC's new_from_slice only fails for fixed-size keys, which HMAC has not.
-    <HmacSha256 as KeyInit>::new(&Default::default())
+/// HMAC-SHA256 keyed with `key`.
+fn hmac_with(key: &[u8; 32]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so this never falls back.
+    <HmacSha256 as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| <HmacSha256 as KeyInit>::new(&Default::default()))
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
+    fn nibble(n: u8) -> char {
+        char::from(if n < 10 { b'0' + n } else { b'a' + (n - 10) })
+    }
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(s, "{b:02x}");
+        s.push(nibble(b >> 4));
+        s.push(nibble(b & 0x0f));
     }
     s
 }

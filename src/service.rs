@@ -381,6 +381,19 @@ impl CodePurpose {
 struct Attempt {
     state: LockState,
     count: u64,
+    /// The user's key tag, computed once per flow.
+    tag: String,
+}
+
+impl Attempt {
+    fn key(&self, what: &str) -> StoreKey {
+        tag_key(&self.tag, what)
+    }
+}
+
+/// The key of a user's short-lived record `what`, under the user's hash tag.
+fn tag_key(tag: &str, what: &str) -> StoreKey {
+    StoreKey::new(format!("tf:u:{{{tag}}}:{what}"))
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {
@@ -459,7 +472,7 @@ impl TwoFactorService {
     }
 
     fn ukey(&self, user: &str, what: &str) -> StoreKey {
-        StoreKey::new(format!("tf:u:{{{}}}:{what}", self.user_tag(user)))
+        tag_key(&self.user_tag(user), what)
     }
 
     fn ckey(id: &str, what: &str) -> StoreKey {
@@ -511,8 +524,8 @@ impl TwoFactorService {
 
     // ---- the per-user ceiling --------------------------------------------------------------
 
-    async fn lock_state(&self, user: &str, now: Timestamp) -> Result<LockState, Error> {
-        match self.inner.otp.get(&self.ukey(user, "lock"), now).await? {
+    async fn lock_state(&self, lock_key: &StoreKey, now: Timestamp) -> Result<LockState, Error> {
+        match self.inner.otp.get(lock_key, now).await? {
             Some(bytes) => decode(&bytes),
             None => Ok(LockState::default()),
         }
@@ -522,13 +535,14 @@ impl TwoFactorService {
     /// ceiling, counted before any comparison.
     async fn reserve_attempt(&self, user: &str, now: Timestamp) -> Result<Attempt, Error> {
         let policy = &self.inner.policy;
-        let state = self.lock_state(user, now).await?;
+        let tag = self.user_tag(user);
+        let state = self.lock_state(&tag_key(&tag, "lock"), now).await?;
         if state.until > now {
             return Err(Error::Locked {
                 retry_after: until(state.until, now),
             });
         }
-        let key = self.ukey(user, &format!("fails:{}", state.generation));
+        let key = tag_key(&tag, &format!("fails:{}", state.generation));
         let count = self
             .inner
             .otp
@@ -541,7 +555,7 @@ impl TwoFactorService {
                 retry_after: policy.lock_duration(state.level),
             });
         }
-        Ok(Attempt { state, count })
+        Ok(Attempt { state, count, tag })
     }
 
     /// Records the failure of a reserved attempt; the one that reaches the threshold locks.
@@ -565,7 +579,7 @@ impl TwoFactorService {
             let expires = next.until.saturating_add(policy.failure_window);
             self.inner
                 .otp
-                .put(&self.ukey(user, "lock"), &encode(&next)?, expires, now)
+                .put(&attempt.key("lock"), &encode(&next)?, expires, now)
                 .await?;
             self.event(Event::LockedOut {
                 user: user.to_owned(),
@@ -576,12 +590,7 @@ impl TwoFactorService {
     }
 
     /// A success ends the run of consecutive failures: a new generation, level 0.
-    async fn reset_attempts(
-        &self,
-        user: &str,
-        attempt: &Attempt,
-        now: Timestamp,
-    ) -> Result<(), Error> {
+    async fn reset_attempts(&self, attempt: &Attempt, now: Timestamp) -> Result<(), Error> {
         let next = LockState {
             generation: attempt.state.generation.wrapping_add(1),
             level: 0,
@@ -590,7 +599,7 @@ impl TwoFactorService {
         let expires = now.saturating_add(self.inner.policy.failure_window);
         self.inner
             .otp
-            .put(&self.ukey(user, "lock"), &encode(&next)?, expires, now)
+            .put(&attempt.key("lock"), &encode(&next)?, expires, now)
             .await?;
         Ok(())
     }
@@ -606,7 +615,7 @@ impl TwoFactorService {
     ) -> Result<T, Error> {
         match result {
             Ok(v) => {
-                self.reset_attempts(user, attempt, now).await?;
+                self.reset_attempts(attempt, now).await?;
                 Ok(v)
             }
             Err(e) => {
@@ -906,7 +915,9 @@ impl TwoFactorService {
             return Err(Error::MalformedCode);
         }
         let attempt = self.reserve_attempt(user, now).await?;
-        let checked = self.check_totp(user, &pending.totp, &input, now).await;
+        let checked = self
+            .check_totp(user, &attempt, &pending.totp, &input, now)
+            .await;
         self.settle(user, &attempt, now, checked).await?;
         // Install the backup codes first: if saving the record then fails, a retry installs the
         // same set again and nothing is lost.
@@ -940,6 +951,7 @@ impl TwoFactorService {
     async fn check_totp(
         &self,
         user: &str,
+        attempt: &Attempt,
         rec: &TotpRecord,
         code: &Secret,
         now: Timestamp,
@@ -963,7 +975,7 @@ impl TwoFactorService {
         if !self
             .inner
             .otp
-            .advance(&self.ukey(user, "totp-step"), step, expires, now)
+            .advance(&attempt.key("totp-step"), step, expires, now)
             .await?
         {
             self.event(Event::ReplayRejected {
@@ -1096,7 +1108,7 @@ impl TwoFactorService {
                 verified_at: now,
             }));
         }
-        let lock = self.lock_state(user, now).await?;
+        let lock = self.lock_state(&self.ukey(user, "lock"), now).await?;
         if lock.until > now {
             return Err(Error::Locked {
                 retry_after: until(lock.until, now),
@@ -1258,7 +1270,7 @@ impl TwoFactorService {
             return Err(Error::TooManyAttempts);
         }
         let attempt = self.reserve_attempt(user, now).await?;
-        let result = self.answer(&id, &challenge, &code, now).await;
+        let result = self.answer(&id, &challenge, &attempt, &code, now).await;
         let (method, rec, rev, reseal) = match self.settle(user, &attempt, now, result).await {
             Ok(v) => v,
             Err(Error::InvalidCode { .. }) => {
@@ -1313,6 +1325,7 @@ impl TwoFactorService {
         &self,
         id: &str,
         challenge: &ChallengeRecord,
+        attempt: &Attempt,
         code: &Secret,
         now: Timestamp,
     ) -> Result<(Method, EnrollmentRecord, Option<Revision>, bool), Error> {
@@ -1342,7 +1355,7 @@ impl TwoFactorService {
                     .as_ref()
                     .filter(|t| code::is_numeric(code, t.digits))
                 {
-                    match self.check_totp(user, totp, code, now).await {
+                    match self.check_totp(user, attempt, totp, code, now).await {
                         Ok(old_key) => matched = Some((Method::Totp, old_key)),
                         Err(Error::CodeReused) => {
                             let to = rec.email.as_ref().map(|e| e.address.as_str());
@@ -1411,6 +1424,7 @@ impl TwoFactorService {
         &self,
         user: &str,
         rec: &EnrollmentRecord,
+        attempt: &Attempt,
         code: &Secret,
         now: Timestamp,
     ) -> Result<Method, Error> {
@@ -1444,7 +1458,7 @@ impl TwoFactorService {
             .as_ref()
             .filter(|t| code::is_numeric(code, t.digits))
         {
-            Some(totp) => match self.check_totp(user, totp, code, now).await {
+            Some(totp) => match self.check_totp(user, attempt, totp, code, now).await {
                 Ok(_) => Ok(Method::Totp),
                 Err(Error::CodeReused) => {
                     let to = rec.email.as_ref().map(|e| e.address.as_str());
@@ -1480,7 +1494,7 @@ impl TwoFactorService {
         let code = code::normalize(code)?;
         let attempt = self.reserve_attempt(user, now).await?;
         let result = if verifier.verify(user, password) {
-            self.step_up(user, &rec, &code, now).await
+            self.step_up(user, &rec, &attempt, &code, now).await
         } else {
             Err(Error::InvalidPassword)
         };
@@ -1513,7 +1527,7 @@ impl TwoFactorService {
             return Err(Error::NotEnrolled);
         }
         let attempt = self.reserve_attempt(user, now).await?;
-        let result = self.step_up(user, &rec, &code, now).await;
+        let result = self.step_up(user, &rec, &attempt, &code, now).await;
         self.settle(user, &attempt, now, result).await?;
         let set = BackupCodeSet::generate(policy.backup_code_count as usize);
         let records = set.records(&self.inner.keys, user, policy.backup_code_hashing)?;
