@@ -1,6 +1,7 @@
 //! HTTP tests of the server example (`examples/server`): every endpoint and every documented
 //! error, through the example's own router in process (`tower::ServiceExt::oneshot`), on the
-//! memory stores, a manual clock and a recording mailer. No port is opened.
+//! memory stores (and, with the `sqlite` feature, once on `SqlStore` over a SQLite file), a
+//! manual clock and a recording mailer. No port is opened.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -24,9 +25,9 @@ use http_body_util::BodyExt as _;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 use twofactor::{
-    totp_code, Clock, DeliveryError, Keyring, Mailer, ManualClock, MemoryEnrollmentStore,
-    MemoryOtpStore, Message, MessageKind, Policy, RecordingMailer, Timestamp, TotpParams,
-    TotpSecret,
+    totp_code, Clock, DeliveryError, EnrollmentStore, Keyring, Mailer, ManualClock,
+    MemoryEnrollmentStore, MemoryOtpStore, Message, MessageKind, OtpStore, Policy, RecordingMailer,
+    Timestamp, TotpParams, TotpSecret,
 };
 
 use app::{AppState, Backends, Tokens};
@@ -71,11 +72,32 @@ impl Server {
     }
 
     fn with_mailer(mailer: Arc<dyn Mailer>, recording: RecordingMailer) -> Self {
+        Self::build(
+            mailer,
+            recording,
+            Arc::new(MemoryOtpStore::new()),
+            Arc::new(MemoryEnrollmentStore::new()),
+        )
+    }
+
+    /// On these stores, with a recording mailer.
+    #[cfg(feature = "sqlite")]
+    fn with_stores(otp_store: Arc<dyn OtpStore>, enrollments: Arc<dyn EnrollmentStore>) -> Self {
+        let mailer = RecordingMailer::new();
+        Self::build(Arc::new(mailer.clone()), mailer, otp_store, enrollments)
+    }
+
+    fn build(
+        mailer: Arc<dyn Mailer>,
+        recording: RecordingMailer,
+        otp_store: Arc<dyn OtpStore>,
+        enrollments: Arc<dyn EnrollmentStore>,
+    ) -> Self {
         let clock = ManualClock::new(Timestamp::from_unix_secs(START));
         let state = AppState::new(Backends {
             keys: Keyring::generate(),
-            otp_store: Arc::new(MemoryOtpStore::new()),
-            enrollments: Arc::new(MemoryEnrollmentStore::new()),
+            otp_store,
+            enrollments,
             mailer,
             clock: Arc::new(clock.clone()),
             policy: Policy::default(),
@@ -1208,4 +1230,86 @@ async fn refresh_rotates_and_logout_revokes() {
         .post("/auth/refresh", json!({"refresh_token": refresh}))
         .await;
     assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_token");
+}
+
+/// A SQLite file of its own in the temporary directory, deleted (with its journal) on drop.
+#[cfg(feature = "sqlite")]
+struct TempDatabase(std::path::PathBuf);
+
+#[cfg(feature = "sqlite")]
+impl TempDatabase {
+    fn new() -> Self {
+        let name = format!(
+            "twofactor-server-http-{}-{:016x}.db",
+            std::process::id(),
+            rand::random::<u64>()
+        );
+        TempDatabase(std::env::temp_dir().join(name))
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.0.display())
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.0.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The example's state over `SqlStore` on a SQLite file, as `cargo run --example server
+/// --features sqlite` runs it: registration, TOTP enrolment and sign-in with TOTP and with a
+/// backup code go through the file, where a second connection finds what they wrote.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn the_flows_run_over_sql_store_on_a_sqlite_file() {
+    use twofactor::SqlStore;
+
+    let db = TempDatabase::new();
+    let store = SqlStore::connect(db.url()).await.unwrap();
+    store.migrate().await.unwrap();
+    let s = Server::with_stores(Arc::new(store.clone()), Arc::new(store.clone()));
+
+    let judy = s.register("judy").await;
+    let id = s.get_auth("/auth/me", &judy.access).await.json["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (secret, codes) = s.enrol_totp(&judy).await;
+
+    let challenge = s.challenge("judy").await;
+    let r = s.answer(&challenge, &s.totp(&secret, 0)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["method"], "totp");
+    // The challenge was taken from the file: it cannot be answered twice.
+    let r = s.answer(&challenge, &s.totp(&secret, 30)).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_challenge");
+
+    let challenge = s.challenge("judy").await;
+    let r = s.answer(&challenge, &codes[0]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["method"], "backup_code");
+    assert_eq!(r.json["backup_codes_remaining"], 9);
+    let challenge = s.challenge("judy").await;
+    let r = s.answer(&challenge, &codes[0]).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_code");
+
+    // A second connection to the file sees the confirmed factor and the spent code.
+    let other = SqlStore::connect(db.url()).await.unwrap();
+    let (record, _) = other
+        .load(&id)
+        .await
+        .unwrap()
+        .expect("the enrolment is in the file");
+    assert!(record.totp.is_some());
+    assert!(record.pending_totp.is_none());
+    assert_eq!(other.backup_codes_remaining(&id).await.unwrap(), 9);
+    other.close().await;
+    store.close().await;
 }

@@ -1,13 +1,19 @@
 //! `cargo run --example server`: the whole two-factor flow behind a JSON API and a web page.
 //!
-//! With no configuration it listens on 127.0.0.1:8080, keeps everything in memory and prints each
-//! email on the console, so a developer can read the codes. Environment:
+//! With no configuration it listens on 127.0.0.1:8080, keeps everything in memory (in a SQLite
+//! file when built with the `sqlite` feature) and prints each email on the console, so a
+//! developer can read the codes. Environment:
 //!
 //! - `PORT`: the port on 127.0.0.1 (default 8080; 0 picks a free one, printed in the banner);
 //! - `TWOFACTOR_KEY`: the 32-byte master key, base64 (`Keyring::generate_base64()` makes one);
 //!   without it a random key is used and nothing survives a restart;
-//! - `REDIS_URL`, `DATABASE_URL`, `SMTP_URL`: stores and mailer of the features built in.
+//! - `REDIS_URL` (feature `redis`): the short-lived state on Redis (`RedisOtpStore`);
+//! - `DATABASE_URL` (`postgres://…` with feature `postgres`, `sqlite:…` with feature `sqlite`):
+//!   the enrolments on SQL (`SqlStore`, migrated at start), and the short-lived state too when
+//!   `REDIS_URL` is unset;
+//! - `SMTP_URL` (feature `smtp`): mail over SMTP (`SmtpMailer::from_url`) instead of the console.
 //!
+//! A variable whose feature is not compiled in stops the start with the `--features` to add.
 //! Open <http://127.0.0.1:8080/> and register; the API is described in the README.
 
 mod app;
@@ -19,9 +25,11 @@ use std::sync::Arc;
 use std::io::Write as _;
 
 use tracing_subscriber::EnvFilter;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+use twofactor::SqlStore;
 use twofactor::{
-    DeliveryError, Keyring, Mailer, MemoryEnrollmentStore, MemoryOtpStore, Message, Policy,
-    SystemClock,
+    DeliveryError, EnrollmentStore, Keyring, Mailer, MemoryEnrollmentStore, MemoryOtpStore,
+    Message, OtpStore, Policy, SystemClock,
 };
 
 use app::{AppState, Backends, Tokens};
@@ -76,33 +84,17 @@ async fn run() -> Result<(), Box<dyn Error>> {
         }
     };
 
-    if env("REDIS_URL").is_some() || env("DATABASE_URL").is_some() {
-        return Err(
-            "REDIS_URL / DATABASE_URL are set, but this crate version has no Redis or \
-                    SQL store feature: unset them to run on the memory stores"
-                .into(),
-        );
-    }
-    banner.push("otp store  memory (this process only)".to_owned());
-    banner.push("enrolments memory (this process only)".to_owned());
-
-    if env("SMTP_URL").is_some() {
-        return Err(
-            "SMTP_URL is set, but this crate version has no SMTP mailer feature: \
-                    unset it to print mail on the console"
-                .into(),
-        );
-    }
-    let mailer: Arc<dyn Mailer> = Arc::new(ConsoleMailer);
+    check_features()?;
+    let stores = open_stores(&mut banner).await?;
+    let mailer = open_mailer(&mut banner)?;
     banner.push(
-        "mailer     console: every message, code included, is printed below (development only)"
-            .to_owned(),
+        "users      memory: the example's own user table, accounts end with the process".to_owned(),
     );
 
     let state = AppState::new(Backends {
         keys,
-        otp_store: Arc::new(MemoryOtpStore::new()),
-        enrollments: Arc::new(MemoryEnrollmentStore::new()),
+        otp_store: Arc::clone(&stores.otp_store),
+        enrollments: Arc::clone(&stores.enrollments),
         mailer,
         clock: Arc::new(SystemClock),
         policy: Policy::default(),
@@ -121,7 +113,242 @@ async fn run() -> Result<(), Box<dyn Error>> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    stores.close().await;
     Ok(())
+}
+
+/// The SQLite file of a build with the `sqlite` feature when `DATABASE_URL` is unset.
+#[cfg(feature = "sqlite")]
+const SQLITE_DEFAULT_FILE: &str = "twofactor-demo.db";
+
+/// How often expired short-lived records are deleted when they live in SQL.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+const PURGE_EVERY_MINUTES: u64 = 5;
+
+/// Refuses to start when a variable asks for a store or mailer whose feature this build lacks.
+/// The message names the `--features` that cover every variable set, so one rebuild suffices.
+/// Runs before anything is connected.
+fn check_features() -> Result<(), Box<dyn Error>> {
+    // (variable, feature, compiled in)
+    let mut wanted: Vec<(&str, &str, bool)> = Vec::new();
+    if env("REDIS_URL").is_some() {
+        wanted.push(("REDIS_URL", "redis", cfg!(feature = "redis")));
+    }
+    if let Some(url) = env("DATABASE_URL") {
+        let url = url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            wanted.push(("DATABASE_URL", "postgres", cfg!(feature = "postgres")));
+        } else if url.starts_with("sqlite:") {
+            wanted.push(("DATABASE_URL", "sqlite", cfg!(feature = "sqlite")));
+        } else {
+            // The value may hold a password: it is not repeated.
+            return Err(
+                "DATABASE_URL must start with postgres://, postgresql:// or sqlite:".into(),
+            );
+        }
+    }
+    if env("SMTP_URL").is_some() {
+        wanted.push(("SMTP_URL", "smtp", cfg!(feature = "smtp")));
+    }
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(_, _, compiled)| !compiled)
+        .map(|(var, _, _)| *var)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let features: Vec<&str> = wanted.iter().map(|(_, feature, _)| *feature).collect();
+    let (verb, pronoun) = if missing.len() == 1 {
+        ("is", "it")
+    } else {
+        ("are", "them")
+    };
+    Err(format!(
+        "{} {verb} set, but this build lacks the feature: run \
+         `cargo run --example server --features {}`, or unset {pronoun} to run on the \
+         defaults (memory stores, console mailer)",
+        missing.join(" and "),
+        features.join(","),
+    )
+    .into())
+}
+
+/// The stores of this run.
+struct Stores {
+    /// Short-lived state: Redis, SQL or memory.
+    otp_store: Arc<dyn OtpStore>,
+    /// Durable factors: SQL or memory.
+    enrollments: Arc<dyn EnrollmentStore>,
+    /// The SQL store behind either, closed when the server stops.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    sql: Option<SqlStore>,
+}
+
+impl Stores {
+    /// Closes the SQL pool, if any (SQLite then folds its journal back into the file).
+    async fn close(&self) {
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
+        if let Some(sql) = &self.sql {
+            sql.close().await;
+        }
+    }
+}
+
+/// Connects the stores the environment and the features ask for, and says which in `banner`.
+async fn open_stores(banner: &mut Vec<String>) -> Result<Stores, Box<dyn Error>> {
+    #[cfg(feature = "redis")]
+    let redis: Option<Arc<dyn OtpStore>> = match env("REDIS_URL") {
+        Some(url) => {
+            let shown = redact(&url);
+            let store = twofactor::RedisOtpStore::connect(url.trim())
+                .await
+                .map_err(|e| format!("REDIS_URL ({shown}): {e}"))?;
+            banner.push(format!(
+                "otp store  Redis at {shown} (RedisOtpStore, key prefix {})",
+                store.prefix()
+            ));
+            Some(Arc::new(store))
+        }
+        None => None,
+    };
+    // Without the feature, check_features refused a REDIS_URL.
+    #[cfg(not(feature = "redis"))]
+    let redis: Option<Arc<dyn OtpStore>> = None;
+
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    if let Some((sql, place, origin)) = open_sql().await? {
+        let otp_store: Arc<dyn OtpStore> = match redis {
+            Some(redis) => redis,
+            None => {
+                banner.push(format!(
+                    "otp store  {place} (SqlStore; expired records purged every \
+                     {PURGE_EVERY_MINUTES} minutes)"
+                ));
+                spawn_purge(sql.clone());
+                Arc::new(sql.clone())
+            }
+        };
+        banner.push(format!(
+            "enrolments {place} (SqlStore, schema migrated; {origin})"
+        ));
+        return Ok(Stores {
+            otp_store,
+            enrollments: Arc::new(sql.clone()),
+            sql: Some(sql),
+        });
+    }
+
+    let otp_store = match redis {
+        Some(redis) => redis,
+        None => {
+            banner.push("otp store  memory (this process only)".to_owned());
+            Arc::new(MemoryOtpStore::new())
+        }
+    };
+    banner.push("enrolments memory (this process only)".to_owned());
+    Ok(Stores {
+        otp_store,
+        enrollments: Arc::new(MemoryEnrollmentStore::new()),
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
+        sql: None,
+    })
+}
+
+/// The SQL store of `DATABASE_URL`, else (feature `sqlite`) the demo's SQLite file, migrated;
+/// with where it is and why, for the banner. `None` without either.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+async fn open_sql() -> Result<Option<(SqlStore, String, &'static str)>, Box<dyn Error>> {
+    let (url, place, origin) = match env("DATABASE_URL") {
+        Some(url) => {
+            let url = url.trim().to_owned();
+            let kind = if url.starts_with("sqlite:") {
+                "SQLite"
+            } else {
+                "PostgreSQL"
+            };
+            let place = format!("{kind} at {}", redact(&url));
+            (url, place, "from DATABASE_URL")
+        }
+        #[cfg(feature = "sqlite")]
+        None => {
+            let path = std::env::current_dir()?.join(SQLITE_DEFAULT_FILE);
+            (
+                format!("sqlite://{SQLITE_DEFAULT_FILE}"),
+                format!("SQLite file {}", path.display()),
+                "the sqlite feature's default; DATABASE_URL picks another database",
+            )
+        }
+        #[cfg(not(feature = "sqlite"))]
+        None => return Ok(None),
+    };
+    let store = SqlStore::connect(url)
+        .await
+        .map_err(|e| format!("{place}: {e}"))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| format!("{place}: migrating the schema: {e}"))?;
+    Ok(Some((store, place, origin)))
+}
+
+/// Deletes expired short-lived records from time to time; they are already treated as absent,
+/// this only reclaims their space.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+fn spawn_purge(store: SqlStore) {
+    use twofactor::Clock as _;
+    tokio::spawn(async move {
+        let period = std::time::Duration::from_secs(PURGE_EVERY_MINUTES * 60);
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            every.tick().await;
+            match store.purge_expired(SystemClock.now()).await {
+                Ok(n) => tracing::debug!(deleted = n, "expired short-lived records purged"),
+                Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
+            }
+        }
+    });
+}
+
+/// `SMTP_URL`'s mailer (feature `smtp`), else the console mailer; says which in `banner`.
+fn open_mailer(banner: &mut Vec<String>) -> Result<Arc<dyn Mailer>, Box<dyn Error>> {
+    #[cfg(feature = "smtp")]
+    if let Some(url) = env("SMTP_URL") {
+        // Neither the builder's errors nor the banner repeat the password.
+        let builder =
+            twofactor::SmtpMailer::from_url(url.trim()).map_err(|e| format!("SMTP_URL: {e}"))?;
+        let tls = builder.tls_mode();
+        let mailer = builder.build().map_err(|e| format!("SMTP_URL: {e}"))?;
+        banner.push(format!(
+            "mailer     SMTP via {} (SmtpMailer, TLS {tls:?}; connects on the first message)",
+            redact(&url)
+        ));
+        return Ok(Arc::new(mailer));
+    }
+    banner.push(
+        "mailer     console: every message, code included, is printed below (development only)"
+            .to_owned(),
+    );
+    Ok(Arc::new(ConsoleMailer))
+}
+
+/// `url` without user, password, query and fragment, fit for the banner and error messages.
+#[cfg(any(
+    feature = "redis",
+    feature = "postgres",
+    feature = "sqlite",
+    feature = "smtp"
+))]
+fn redact(url: &str) -> String {
+    let url = url.trim();
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{rest}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// The development mailer: prints each message, code included, on standard output.
