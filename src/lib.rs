@@ -26,6 +26,7 @@ mod store;
 mod totp;
 
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 #[path = "store/conformance.rs"]
 pub mod conformance;
 #[cfg(feature = "redis")]
@@ -48,16 +49,19 @@ pub use mail::{
 };
 pub use mail::{GermanTemplates, StandardMessage};
 #[cfg(feature = "smtp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
 pub use mail::{SmtpMailer, SmtpMailerBuilder, SmtpTls};
 pub use password::{hash_password, verify_password};
 pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_store::{RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX};
 pub use service::{
     LoginStep, Method, PasswordVerifier, ServiceBuilder, Status, TotpSetup, TwoFactorService,
     Verified,
 };
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use sql_store::{SqlStore, SqlStoreBuilder};
 pub use store::{
     BackupCodeRecord, EmailRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,
