@@ -104,8 +104,15 @@ async fn a_failed_login_send_for_an_email_only_user_fails_closed() {
     tf.verify_login(ch.token(), &code).await.unwrap();
 }
 
-#[tokio::test]
-async fn a_failed_resend_keeps_the_previous_code_and_starts_no_cooldown() {
+/// An email-2FA user in the middle of a login: the mailer, clock, service, challenge and the code
+/// mailed for it.
+async fn email_user_in_login() -> (
+    FlakyMailer,
+    ManualClock,
+    TwoFactorService,
+    twofactor::Challenge,
+    String,
+) {
     let mailer = FlakyMailer::default();
     let clock = ManualClock::new(Timestamp::from_unix_secs(START));
     let tf = service_with_clock(mailer.clone(), clock.clone());
@@ -118,6 +125,12 @@ async fn a_failed_resend_keeps_the_previous_code_and_starts_no_cooldown() {
         panic!("email user gets a challenge");
     };
     let first = code_in(&mailer.inner.messages().last().unwrap().text).unwrap();
+    (mailer, clock, tf, ch, first)
+}
+
+#[tokio::test]
+async fn a_failed_resend_keeps_the_previous_code_and_starts_no_cooldown() {
+    let (mailer, clock, tf, ch, first) = email_user_in_login().await;
     clock.advance(std::time::Duration::from_secs(60));
     mailer.down.store(true, Ordering::SeqCst);
     assert!(matches!(
@@ -139,18 +152,7 @@ async fn a_failed_resend_keeps_the_previous_code_and_starts_no_cooldown() {
 
 #[tokio::test]
 async fn the_previous_code_survives_a_failed_resend() {
-    let mailer = FlakyMailer::default();
-    let clock = ManualClock::new(Timestamp::from_unix_secs(START));
-    let tf = service_with_clock(mailer.clone(), clock.clone());
-    tf.start_email_setup("u1", "alice@example.com")
-        .await
-        .unwrap();
-    let code = code_in(&mailer.inner.messages()[0].text).unwrap();
-    tf.confirm_email_setup("u1", &code).await.unwrap();
-    let LoginStep::Challenge(ch) = tf.begin_login("u1").await.unwrap() else {
-        panic!("email user gets a challenge");
-    };
-    let first = code_in(&mailer.inner.messages().last().unwrap().text).unwrap();
+    let (mailer, clock, tf, ch, first) = email_user_in_login().await;
     clock.advance(std::time::Duration::from_secs(60));
     mailer.down.store(true, Ordering::SeqCst);
     assert!(tf.resend_code(ch.token()).await.is_err());
