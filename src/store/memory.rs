@@ -205,22 +205,13 @@ impl OtpStore for MemoryOtpStore {
     ) -> Result<u64, StoreError> {
         let mut state = lock(&self.state);
         state.note_write(now);
-        let current = match state.live(key, now).map(|e| &e.value) {
-            Some(Value::Number(n)) => Some(*n),
-            Some(Value::Bytes(_)) => {
-                return Err(StoreError::corrupt("increment on a key that holds bytes"))
-            }
-            None => None,
-        };
-        let (count, expires_at) = match current {
-            Some(n) => {
-                let keep = state
-                    .entries
-                    .get(key.as_str())
-                    .map(|e| e.expires_at)
-                    .unwrap_or(expires_at);
-                (n.saturating_add(1), keep)
-            }
+        // A live counter keeps its expiry; a missing or expired one starts again.
+        let (count, expires_at) = match state.live(key, now) {
+            Some(Entry {
+                value: Value::Number(n),
+                expires_at: keep,
+            }) => (n.saturating_add(1), *keep),
+            Some(_) => return Err(StoreError::corrupt("increment on a key that holds bytes")),
             None => (1, expires_at),
         };
         state.entries.insert(
