@@ -490,12 +490,29 @@ impl TwoFactorService {
 
     /// Applies `change` to the user's record with compare-and-swap, retrying on a concurrent
     /// change. `change` returns `Ok(false)` to write nothing.
-    async fn update<F>(&self, user: &str, mut change: F) -> Result<EnrollmentRecord, Error>
+    async fn update<F>(&self, user: &str, change: F) -> Result<EnrollmentRecord, Error>
+    where
+        F: FnMut(&mut EnrollmentRecord) -> Result<bool, Error>,
+    {
+        self.update_from(user, None, change).await
+    }
+
+    /// As [`update`](Self::update), starting from a record the caller has just loaded (saving a
+    /// round trip); on a concurrent change it reloads.
+    async fn update_from<F>(
+        &self,
+        user: &str,
+        mut loaded: Option<(EnrollmentRecord, Option<Revision>)>,
+        mut change: F,
+    ) -> Result<EnrollmentRecord, Error>
     where
         F: FnMut(&mut EnrollmentRecord) -> Result<bool, Error>,
     {
         for _ in 0..5 {
-            let (mut rec, rev) = self.load(user).await?;
+            let (mut rec, rev) = match loaded.take() {
+                Some(first) => first,
+                None => self.load(user).await?,
+            };
             if !change(&mut rec)? {
                 return Ok(rec);
             }
@@ -903,12 +920,12 @@ impl TwoFactorService {
         check_user(user)?;
         let input = code::normalize(code)?;
         let now = self.now();
-        let (rec, _) = self.load(user).await?;
+        let (rec, rev) = self.load(user).await?;
         if rec.totp.is_some() {
             return Err(Error::AlreadyEnrolled);
         }
-        let pending = match rec.pending_totp {
-            Some(p) if p.expires_at > now => p,
+        let pending = match &rec.pending_totp {
+            Some(p) if p.expires_at > now => p.clone(),
             _ => return Err(Error::NothingPending),
         };
         if !code::is_numeric(&input, pending.totp.digits) {
@@ -926,7 +943,7 @@ impl TwoFactorService {
             .replace_backup_codes(user, &pending.backup_codes, now)
             .await?;
         let sealed = pending.totp.sealed_secret.clone();
-        self.update(user, |rec| {
+        self.update_from(user, Some((rec, rev)), |rec| {
             match &rec.pending_totp {
                 Some(p) if p.totp.sealed_secret == sealed => {}
                 _ => return Err(Error::NothingPending),
@@ -1281,21 +1298,11 @@ impl TwoFactorService {
             Err(e) => return Err(e),
         };
 
-        let mut updated = rec;
-        updated.last_verified_at = Some(now);
-        if self
-            .inner
-            .enrollments
-            .save(user, &updated, rev)
-            .await?
-            .is_none()
-        {
-            self.update(user, |r| {
-                r.last_verified_at = Some(now);
-                Ok(true)
-            })
-            .await?;
-        }
+        self.update_from(user, Some((rec, rev)), |r| {
+            r.last_verified_at = Some(now);
+            Ok(true)
+        })
+        .await?;
         if reseal {
             self.reseal(user).await;
         }

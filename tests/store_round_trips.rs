@@ -292,7 +292,7 @@ async fn round_trips_per_flow_step() {
     // (step, Redis round trips, SQL round trips): the budget each step is held to.
     let budget: &[(&str, u32, u32)] = &[
         ("start_totp_setup", 0, 2),
-        ("confirm_totp_setup", 4, 11),
+        ("confirm_totp_setup", 4, 10),
         ("begin_login (TOTP user)", 2, 4),
         ("verify_login (TOTP)", 7, 10),
         ("verify_login (wrong code)", 4, 5),
