@@ -10,7 +10,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Harness, START};
+use common::Harness;
 use twofactor::{
     EnrollmentStore, Error, Keyring, ManualClock, Method, Policy, RecordingMailer, Timestamp,
     TwoFactorService,
@@ -131,7 +131,6 @@ async fn rotation_keeps_old_secrets_working_and_reseals_them() {
     };
     let code = h.totp_at(&secret, clock.now_secs());
     new_only.verify_login(ch.token(), &code).await.unwrap();
-    let _ = START;
 }
 
 #[test]
