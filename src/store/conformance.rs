@@ -122,6 +122,20 @@ macro_rules! otp_store_tests {
             advance_concurrent_racing_values,
             key_isolation,
         );
+        /// The composite operations, native.
+        mod flow {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__flow_conformance_tests!($make);
+        }
+        /// The composite operations on the defaults built from the store's primitives.
+        mod flow_defaults {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__flow_conformance_tests!(|| async {
+                ($make)().await.map($crate::conformance::PrimitivesOnly)
+            });
+        }
     };
     ($make:expr, purge) => {
         $crate::otp_store_tests!($make);
@@ -168,8 +182,29 @@ macro_rules! __conformance_tests {
     };
 }
 
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __flow_conformance_tests {
+    ($make:expr) => {
+        $crate::__conformance_tests!(flow; $make;
+            begin_creates_once,
+            begin_reserves_the_send,
+            resend_keeps_limits_and_attempts,
+            store_code_creates_only_when_asked,
+            open_stops_at_the_challenge_cap,
+            open_concurrent_respects_the_cap,
+            threshold_and_lock_across_challenges,
+            settle_passes_once_and_refuses_replays,
+            settle_concurrent_exactly_one,
+            runs_and_levels_lapse,
+        );
+    };
+}
+
 #[doc(inline)]
 pub use crate::{enrollment_store_tests, otp_store_tests};
+
+include!("flow_conformance.rs");
 
 /// A text with a random part, so tests can share one store.
 fn unique(what: &str) -> String {

@@ -1,7 +1,8 @@
 //! Storage: the [`OtpStore`] for short-lived state and the [`EnrollmentStore`] for durable factors.
 //!
-//! Both traits are small, async and object safe; every method is required, so no default can
-//! quietly weaken single use or atomicity. Stores never read a clock: each call that decides
+//! Both traits are small, async and object safe; every primitive is required, so no default can
+//! quietly weaken single use or atomicity. The composite operations shaped like a login step
+//! (see [`flow`]) have defaults built from the primitives, which fast stores override. Stores never read a clock: each call that decides
 //! expiry receives `now`, and each write receives the record's absolute `expires_at`. A backend's
 //! own TTL (Redis `PEXPIREAT`, a purge job in SQL) is only garbage collection.
 //!
@@ -9,8 +10,13 @@
 //! cargo features. To prove a store of your own right, run the conformance suite exported under
 //! the `test-util` feature.
 
+pub mod flow;
 mod memory;
 
+use flow::{
+    AttemptSpec, Begun, NewChallenge, Opened, Reserved, SendSpec, Settled, Settlement, UserLimits,
+    UserState,
+};
 pub use memory::{MemoryEnrollmentStore, MemoryOtpStore};
 
 use async_trait::async_trait;
@@ -114,6 +120,85 @@ pub trait OtpStore: Send + Sync + 'static {
         expires_at: Timestamp,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
+
+    // ---- composite operations (see [`flow`]) -------------------------------------------------
+
+    /// Creates a login challenge in one step: refuses a locked user, reserves the code's send
+    /// when one is asked for, and stores the challenge (with the code when the send was granted).
+    ///
+    /// The default runs the [`flow`] rules over the primitives (several round trips); a native
+    /// store does it in one.
+    async fn begin_challenge(
+        &self,
+        new: &NewChallenge<'_>,
+        now: Timestamp,
+    ) -> Result<Begun, StoreError> {
+        flow::default_begin_challenge(self, new, now).await
+    }
+
+    /// Reserves a send for the user `user`: checks the named challenge is live (returning its
+    /// value), then the cooldown and the send cap; a granted send starts the cooldown and is
+    /// counted.
+    async fn reserve_send(
+        &self,
+        user: &StoreKey,
+        challenge: Option<&StoreKey>,
+        spec: &SendSpec<'_>,
+        now: Timestamp,
+    ) -> Result<Reserved, StoreError> {
+        flow::default_reserve_send(self, user, challenge, spec, now).await
+    }
+
+    /// Stores `code` as the current code of the challenge or pending record under `key`, keeping
+    /// its attempt count. With `create = Some((value, expires_at))` the record's value and expiry
+    /// are set too, and a missing record is created; without it, a missing record is left missing
+    /// and `false` returned.
+    async fn store_code(
+        &self,
+        key: &StoreKey,
+        create: Option<(&[u8], Timestamp)>,
+        code: &[u8],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        flow::default_store_code(self, key, create, code, now).await
+    }
+
+    /// Opens one attempt: loads the named challenge and counts the attempt on it, refuses a
+    /// locked user, and counts the attempt against the user's run of failures, before the caller
+    /// compares anything.
+    ///
+    /// Under N concurrent calls, no more than the challenge's cap and the user's threshold are
+    /// opened.
+    async fn open_attempt(
+        &self,
+        spec: &AttemptSpec<'_>,
+        now: Timestamp,
+    ) -> Result<Opened, StoreError> {
+        flow::default_open_attempt(self, spec, now).await
+    }
+
+    /// Settles an opened attempt: on a pass, takes the challenge, records the TOTP step (refusing
+    /// a replay) and ends the user's run; on a failure that reached the threshold, locks.
+    ///
+    /// Under N concurrent passes on one challenge, exactly one returns [`Settled::Done`], and a
+    /// pass that does not is written nowhere.
+    async fn settle(
+        &self,
+        settlement: &Settlement<'_>,
+        now: Timestamp,
+    ) -> Result<Settled, StoreError> {
+        flow::default_settle(self, settlement, now).await
+    }
+
+    /// The user's record as of `now` (default values when there is none).
+    async fn user_state(
+        &self,
+        user: &StoreKey,
+        limits: &UserLimits,
+        now: Timestamp,
+    ) -> Result<UserState, StoreError> {
+        flow::default_user_state(self, user, limits, now).await
+    }
 }
 
 /// A revision number for optimistic concurrency on an [`EnrollmentRecord`].
@@ -310,4 +395,32 @@ pub trait EnrollmentStore: Send + Sync + 'static {
 
     /// How many unused backup codes the user holds.
     async fn backup_codes_remaining(&self, user: &str) -> Result<u32, StoreError>;
+
+    /// The user's record and revision with the number of unused backup codes, in one call where
+    /// the backend can (the default makes two).
+    async fn load_with_codes(
+        &self,
+        user: &str,
+    ) -> Result<(Option<(EnrollmentRecord, Revision)>, u32), StoreError> {
+        let record = self.load(user).await?;
+        let remaining = self.backup_codes_remaining(user).await?;
+        Ok((record, remaining))
+    }
+
+    /// Consumes the unused backup code with `lookup` and returns how many unused codes remain,
+    /// or `None` when there was no such code (in one call where the backend can; the default
+    /// makes two).
+    ///
+    /// Under N concurrent calls with the same lookup, exactly one returns `Some`.
+    async fn redeem_backup_code(
+        &self,
+        user: &str,
+        lookup: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<u32>, StoreError> {
+        if !self.consume_backup_code(user, lookup, now).await? {
+            return Ok(None);
+        }
+        Ok(Some(self.backup_codes_remaining(user).await?))
+    }
 }

@@ -1,0 +1,936 @@
+//! Composite [`OtpStore`] operations shaped like the login flow.
+//!
+//! A login step needs several records at once: the challenge (or pending code) with its attempt
+//! count, and the user's record with the run of failures, the lock, the last accepted TOTP step,
+//! the send budget and the last verification. The composite operations read and change them
+//! together, so that one step is one store call:
+//!
+//! | operation | what it does, atomically |
+//! | --- | --- |
+//! | [`OtpStore::begin_challenge`] | refuses a locked user; reserves a send (cooldown, cap); creates the challenge with its code |
+//! | [`OtpStore::reserve_send`] | checks the challenge, the cooldown and the send cap; starts the cooldown; counts the send |
+//! | [`OtpStore::store_code`] | puts a new code into a challenge or pending record, keeping its attempt count |
+//! | [`OtpStore::open_attempt`] | loads the challenge and counts the attempt; refuses a locked user; counts the attempt against the user's run |
+//! | [`OtpStore::settle`] | on a pass: takes the challenge, records the TOTP step (refusing a replay), ends the run; on a failure that reached the threshold: locks |
+//! | [`OtpStore::user_state`] | the user's record, for status |
+//!
+//! Every operation has a default implementation built from the primitives, in the layout
+//! described under [Default layout](#default-layout), so a store that implements only the
+//! primitives works unchanged, with more round trips. A native implementation keeps one record
+//! per challenge and one per user, and runs each operation as one round trip: the memory store
+//! under its lock, Redis as one Lua script on the user's slot, SQL as one statement or one
+//! transaction. The rules every implementation follows are the functions of [`rules`]; the
+//! conformance suite checks them on defaults and natives alike.
+//!
+//! # Default layout
+//!
+//! Built from the primitives, under the keys the service passes in:
+//! - a challenge key `K` holds `expires_at` (8 bytes, big-endian) and the challenge's value; its
+//!   code is under `K:code` and its attempt counter under `K:n`;
+//! - a user key `U` holds the user's record without its counters; the run of failures is the
+//!   counter `U:f:<run>`, the last TOTP step `U:step` (an [`OtpStore::advance`] mark), and the
+//!   send count `U:sends`.
+
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::error::StoreError;
+
+use super::{OtpStore, StoreKey};
+
+/// What the login steps keep per user in the [`OtpStore`].
+///
+/// A native store keeps it as one record (see [`UserState::to_bytes`]) and changes it only
+/// through the [`rules`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UserState {
+    /// Failures counted in the current run (attempts opened and not yet passed).
+    pub failures: u32,
+    /// When the current run of failures is forgotten.
+    pub failures_until: Timestamp,
+    /// Locks set in the current run; each one lasts longer.
+    pub level: u32,
+    /// Until when the code step is locked (`EPOCH`: not locked).
+    pub locked_until: Timestamp,
+    /// The last TOTP time step accepted for the user.
+    pub last_step: Option<u64>,
+    /// Codes sent in the current send window.
+    pub sends: u32,
+    /// When the current send window ends.
+    pub sends_until: Timestamp,
+    /// When the user last passed a code check.
+    pub last_verified_at: Option<Timestamp>,
+}
+
+/// The length of [`UserState::to_bytes`].
+pub const USER_STATE_LEN: usize = 1 + 4 + 8 + 4 + 8 + 9 + 4 + 8 + 9;
+
+const USER_STATE_VERSION: u8 = 1;
+
+impl UserState {
+    /// The fixed binary form: a version byte, then each field big-endian, options as a presence
+    /// byte and a value.
+    pub fn to_bytes(&self) -> [u8; USER_STATE_LEN] {
+        let mut out = [0u8; USER_STATE_LEN];
+        let mut w = Writer(&mut out, 0);
+        w.put(&[USER_STATE_VERSION]);
+        w.put(&self.failures.to_be_bytes());
+        w.put(&self.failures_until.as_unix_secs().to_be_bytes());
+        w.put(&self.level.to_be_bytes());
+        w.put(&self.locked_until.as_unix_secs().to_be_bytes());
+        w.opt(self.last_step);
+        w.put(&self.sends.to_be_bytes());
+        w.put(&self.sends_until.as_unix_secs().to_be_bytes());
+        w.opt(self.last_verified_at.map(Timestamp::as_unix_secs));
+        out
+    }
+
+    /// Reads [`to_bytes`](Self::to_bytes) output.
+    ///
+    /// # Errors
+    /// A corrupt-record error for any other input.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = || StoreError::corrupt("malformed user record");
+        if bytes.len() != USER_STATE_LEN || bytes.first() != Some(&USER_STATE_VERSION) {
+            return Err(corrupt());
+        }
+        let mut r = Reader(bytes.get(1..).ok_or_else(corrupt)?);
+        let state = UserState {
+            failures: r.u32().ok_or_else(corrupt)?,
+            failures_until: Timestamp::from_unix_secs(r.u64().ok_or_else(corrupt)?),
+            level: r.u32().ok_or_else(corrupt)?,
+            locked_until: Timestamp::from_unix_secs(r.u64().ok_or_else(corrupt)?),
+            last_step: r.opt().ok_or_else(corrupt)?,
+            sends: r.u32().ok_or_else(corrupt)?,
+            sends_until: Timestamp::from_unix_secs(r.u64().ok_or_else(corrupt)?),
+            last_verified_at: r.opt().ok_or_else(corrupt)?.map(Timestamp::from_unix_secs),
+        };
+        Ok(state)
+    }
+}
+
+struct Writer<'a>(&'a mut [u8], usize);
+
+impl Writer<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(dst) = self.0.get_mut(self.1..self.1 + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+        self.1 += bytes.len();
+    }
+
+    fn opt(&mut self, v: Option<u64>) {
+        self.put(&[u8::from(v.is_some())]);
+        self.put(&v.unwrap_or(0).to_be_bytes());
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.take::<4>().map(u32::from_be_bytes)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.take::<8>().map(u64::from_be_bytes)
+    }
+
+    fn opt(&mut self) -> Option<Option<u64>> {
+        let [present] = self.take::<1>()?;
+        let v = self.u64()?;
+        match present {
+            0 => Some(None),
+            1 => Some(Some(v)),
+            _ => None,
+        }
+    }
+}
+
+/// A live challenge (or pending code) as a store holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChallengeState {
+    /// The value written when it was created (opaque to the store).
+    pub value: Vec<u8>,
+    /// The current code, if one was stored (opaque to the store).
+    pub code: Option<Vec<u8>>,
+    /// Attempts opened on it so far.
+    pub attempts: u32,
+    /// When it lapses.
+    pub expires_at: Timestamp,
+}
+
+impl ChallengeState {
+    /// A fresh challenge with no attempt yet.
+    pub fn new(value: Vec<u8>, code: Option<Vec<u8>>, expires_at: Timestamp) -> Self {
+        ChallengeState {
+            value,
+            code,
+            attempts: 0,
+            expires_at,
+        }
+    }
+}
+
+/// The per-user limits an operation enforces, and how long the user's record is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UserLimits {
+    /// Consecutive failures allowed before the code step locks.
+    pub threshold: u32,
+    /// How long a run of failures, and a lock level after its lock lifts, is remembered.
+    pub failure_window: Duration,
+    /// How long the user's record is kept after the operation writes it.
+    pub retention: Duration,
+}
+
+impl UserLimits {
+    /// Limits from their parts.
+    pub fn new(threshold: u32, failure_window: Duration, retention: Duration) -> Self {
+        UserLimits {
+            threshold,
+            failure_window,
+            retention,
+        }
+    }
+}
+
+/// A send to reserve: the cooldown and the per-user cap.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct SendSpec<'a> {
+    /// The cooldown record of what is sent (one challenge, or one purpose of one user).
+    pub cooldown: &'a StoreKey,
+    /// Until when the next send of the same kind is refused.
+    pub cooldown_until: Timestamp,
+    /// Sends allowed per user and window.
+    pub max_sends: u32,
+    /// The send window, started by its first send.
+    pub send_window: Duration,
+}
+
+impl<'a> SendSpec<'a> {
+    /// A send from its parts.
+    pub fn new(
+        cooldown: &'a StoreKey,
+        cooldown_until: Timestamp,
+        max_sends: u32,
+        send_window: Duration,
+    ) -> Self {
+        SendSpec {
+            cooldown,
+            cooldown_until,
+            max_sends,
+            send_window,
+        }
+    }
+}
+
+/// Why a send was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendRefused {
+    /// Within the cooldown, which ends then.
+    Cooldown {
+        /// The end of the cooldown.
+        until: Timestamp,
+    },
+    /// The user's send cap is reached until then.
+    Capped {
+        /// The end of the send window.
+        until: Timestamp,
+    },
+}
+
+/// A challenge to create with [`OtpStore::begin_challenge`].
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct NewChallenge<'a> {
+    /// The user's record.
+    pub user: &'a StoreKey,
+    /// The user's limits.
+    pub limits: UserLimits,
+    /// Where the challenge goes (under the user's hash tag).
+    pub challenge: &'a StoreKey,
+    /// Its value.
+    pub value: &'a [u8],
+    /// When it lapses.
+    pub expires_at: Timestamp,
+    /// A code to send with it: the send to reserve, and the code stored if it is granted.
+    pub send: Option<(SendSpec<'a>, &'a [u8])>,
+    /// Whether a refused send refuses the whole challenge (nothing is created).
+    pub send_required: bool,
+}
+
+/// The outcome of [`OtpStore::begin_challenge`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Begun {
+    /// The challenge was created; `send` says whether its code's send was granted (and the code
+    /// stored), when one was asked for.
+    Created {
+        /// The send's outcome.
+        send: Option<Result<(), SendRefused>>,
+    },
+    /// The send was required and refused: nothing was created.
+    SendRefused(SendRefused),
+    /// The user is locked until then: nothing was created.
+    Locked {
+        /// The end of the lock.
+        until: Timestamp,
+    },
+    /// A live record already exists under the challenge key: nothing was created.
+    Collision,
+}
+
+/// The outcome of [`OtpStore::reserve_send`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reserved {
+    /// Granted: the cooldown runs and the send is counted. Holds the challenge's value when one
+    /// was named.
+    Granted(Option<Vec<u8>>),
+    /// Refused.
+    Refused(SendRefused),
+    /// The named challenge is not live.
+    NoChallenge,
+}
+
+/// One attempt to open with [`OtpStore::open_attempt`].
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct AttemptSpec<'a> {
+    /// The challenge or pending code answered, and its attempt cap.
+    pub challenge: Option<(&'a StoreKey, u32)>,
+    /// The user's record.
+    pub user: &'a StoreKey,
+    /// The user's limits.
+    pub limits: UserLimits,
+}
+
+/// An attempt counted by [`OtpStore::open_attempt`]: the caller may now compare.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenAttempt {
+    /// The challenge, when one was named.
+    pub challenge: Option<ChallengeState>,
+    /// This attempt's number on the challenge (1-based; 0 without a challenge).
+    pub attempts: u32,
+    /// This attempt's number in the user's run of failures (1-based).
+    pub failures: u32,
+    /// Locks already set in the user's run.
+    pub level: u32,
+}
+
+/// The outcome of [`OtpStore::open_attempt`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Opened {
+    /// Counted; compare, then [`settle`](OtpStore::settle).
+    Open(OpenAttempt),
+    /// The named challenge is not live.
+    NoChallenge,
+    /// The challenge's attempts are used up; nothing was counted.
+    Exhausted,
+    /// The user is locked; nothing was counted against the user. `until` is `None` while the
+    /// attempt that reached the threshold is still being settled.
+    Locked {
+        /// The end of the lock, when known.
+        until: Option<Timestamp>,
+    },
+}
+
+/// How an opened attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The code matched. `totp_step` is the TOTP step it matched, to record (and refuse if not
+    /// newer than the last one).
+    Passed {
+        /// The matched TOTP step, if the code was a TOTP code.
+        totp_step: Option<u64>,
+    },
+    /// The code failed and the attempt reached the threshold: lock until `until`, at `level`.
+    Lock {
+        /// The end of the lock.
+        until: Timestamp,
+        /// The new lock level.
+        level: u32,
+    },
+}
+
+/// An attempt to settle with [`OtpStore::settle`].
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Settlement<'a> {
+    /// The challenge the attempt was opened on, if any.
+    pub challenge: Option<&'a StoreKey>,
+    /// The user's record.
+    pub user: &'a StoreKey,
+    /// The user's limits.
+    pub limits: UserLimits,
+    /// How the attempt ended.
+    pub outcome: Outcome,
+}
+
+/// The result of [`OtpStore::settle`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Settled {
+    /// Done: on a pass, the challenge was taken, the step recorded and the run ended.
+    Done,
+    /// The challenge was no longer live (another attempt took it): nothing was written.
+    ChallengeGone,
+    /// The TOTP step was not newer than the last one accepted: nothing was written.
+    Replayed,
+}
+
+/// The rules of the composite operations, as pure functions over the records: a native store
+/// loads the records, applies the rule and writes back what changed, all in one atomic step.
+pub mod rules {
+    use super::*;
+
+    /// The user's record as seen at `now`: a lapsed run of failures, lock level or send window
+    /// is forgotten.
+    pub fn current(mut user: UserState, limits: &UserLimits, now: Timestamp) -> UserState {
+        if user.failures_until <= now {
+            user.failures = 0;
+        }
+        if user.level > 0 && user.locked_until.saturating_add(limits.failure_window) <= now {
+            user.level = 0;
+        }
+        if user.sends_until <= now {
+            user.sends = 0;
+        }
+        user
+    }
+
+    /// Reserves a send for `user`, given whether a cooldown is live (and until when). Returns
+    /// the refusal, or changes `user` and returns `Ok`; the caller then starts the cooldown.
+    pub fn reserve(
+        user: &mut UserState,
+        cooldown: Option<Timestamp>,
+        spec: &SendSpec<'_>,
+        now: Timestamp,
+    ) -> Result<(), SendRefused> {
+        if let Some(until) = cooldown {
+            return Err(SendRefused::Cooldown { until });
+        }
+        if user.sends >= spec.max_sends {
+            return Err(SendRefused::Capped {
+                until: user.sends_until,
+            });
+        }
+        if user.sends == 0 {
+            user.sends_until = now.saturating_add(spec.send_window);
+        }
+        user.sends = user.sends.saturating_add(1);
+        Ok(())
+    }
+
+    /// Whether the user's code step is locked at `now` (for `begin_challenge`).
+    pub fn locked(user: &UserState, now: Timestamp) -> Option<Timestamp> {
+        (user.locked_until > now).then_some(user.locked_until)
+    }
+
+    /// Opens an attempt: counts it on the challenge (when named) and against the user's run.
+    /// `challenge` is the live challenge, if any; on `Opened::Open` both records were changed
+    /// and must be written back, otherwise nothing was changed.
+    pub fn open(
+        challenge: Option<&mut ChallengeState>,
+        max_attempts: Option<u32>,
+        user: &mut UserState,
+        limits: &UserLimits,
+        now: Timestamp,
+    ) -> Opened {
+        let mut attempts = 0;
+        let mut challenge = challenge;
+        if let Some(max) = max_attempts {
+            let Some(ch) = challenge.as_deref() else {
+                return Opened::NoChallenge;
+            };
+            if ch.attempts >= max {
+                return Opened::Exhausted;
+            }
+            attempts = ch.attempts + 1;
+        }
+        if let Some(until) = locked(user, now) {
+            return Opened::Locked { until: Some(until) };
+        }
+        if user.failures >= limits.threshold {
+            return Opened::Locked { until: None };
+        }
+        if user.failures == 0 {
+            user.failures_until = now.saturating_add(limits.failure_window);
+        }
+        user.failures += 1;
+        if let Some(ch) = challenge.as_deref_mut() {
+            ch.attempts = attempts;
+        }
+        Opened::Open(OpenAttempt {
+            challenge: challenge.as_deref().cloned(),
+            attempts,
+            failures: user.failures,
+            level: user.level,
+        })
+    }
+
+    /// Settles an attempt. `challenge_live` says whether the named challenge is still live
+    /// (`true` when none was named). On `Settled::Done` the caller writes `user` back and, on
+    /// a pass with a challenge, deletes the challenge; otherwise it writes nothing.
+    pub fn settle(
+        challenge_live: bool,
+        user: &mut UserState,
+        outcome: Outcome,
+        now: Timestamp,
+    ) -> Settled {
+        match outcome {
+            Outcome::Passed { totp_step } => {
+                if !challenge_live {
+                    return Settled::ChallengeGone;
+                }
+                if let Some(step) = totp_step {
+                    if user.last_step.is_some_and(|last| last >= step) {
+                        return Settled::Replayed;
+                    }
+                    user.last_step = Some(step);
+                }
+                user.failures = 0;
+                user.level = 0;
+                user.locked_until = Timestamp::EPOCH;
+                user.last_verified_at = Some(user.last_verified_at.map_or(now, |t| t.max(now)));
+                Settled::Done
+            }
+            Outcome::Lock { until, level } => {
+                user.failures = 0;
+                user.level = level;
+                user.locked_until = user.locked_until.max(until);
+                Settled::Done
+            }
+        }
+    }
+
+    /// When the user's record expires after a write at `now`: kept `retention`, and never
+    /// before its lock and run are over.
+    pub fn user_expires_at(user: &UserState, limits: &UserLimits, now: Timestamp) -> Timestamp {
+        now.saturating_add(limits.retention)
+            .max(user.failures_until)
+            .max(user.locked_until.saturating_add(limits.failure_window))
+            .max(user.sends_until)
+    }
+}
+
+// ---- the default implementations, built from the primitives ----------------------------------
+
+fn sub(key: &StoreKey, suffix: &str) -> StoreKey {
+    StoreKey::new(format!("{}:{suffix}", key.as_str()))
+}
+
+/// The user's record as the default layout keeps it: without the counters, plus the id of the
+/// current run of failures.
+fn encode_default_user(user: &UserState, run: u64) -> Vec<u8> {
+    let mut out = user.to_bytes().to_vec();
+    out.extend_from_slice(&run.to_be_bytes());
+    out
+}
+
+fn decode_default_user(bytes: &[u8]) -> Result<(UserState, u64), StoreError> {
+    let (state, run) = bytes
+        .split_at_checked(USER_STATE_LEN)
+        .ok_or_else(|| StoreError::corrupt("malformed user record"))?;
+    let run: [u8; 8] = run
+        .try_into()
+        .map_err(|_| StoreError::corrupt("malformed user record"))?;
+    Ok((UserState::from_bytes(state)?, u64::from_be_bytes(run)))
+}
+
+fn parse_number(bytes: &[u8]) -> u64 {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn load_user<S: OtpStore + ?Sized>(
+    store: &S,
+    key: &StoreKey,
+    now: Timestamp,
+) -> Result<(UserState, u64), StoreError> {
+    match store.get(key, now).await? {
+        Some(bytes) => decode_default_user(&bytes),
+        None => Ok((UserState::default(), 0)),
+    }
+}
+
+async fn save_user<S: OtpStore + ?Sized>(
+    store: &S,
+    key: &StoreKey,
+    user: &UserState,
+    run: u64,
+    limits: &UserLimits,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let expires = rules::user_expires_at(user, limits, now);
+    store
+        .put(key, &encode_default_user(user, run), expires, now)
+        .await
+}
+
+async fn load_challenge<S: OtpStore + ?Sized>(
+    store: &S,
+    key: &StoreKey,
+    now: Timestamp,
+) -> Result<Option<ChallengeState>, StoreError> {
+    let Some(bytes) = store.get(key, now).await? else {
+        return Ok(None);
+    };
+    let (expires, value) = bytes
+        .split_first_chunk::<8>()
+        .ok_or_else(|| StoreError::corrupt("malformed challenge record"))?;
+    let expires_at = Timestamp::from_unix_secs(u64::from_be_bytes(*expires));
+    if expires_at <= now {
+        return Ok(None);
+    }
+    let code = store.get(&sub(key, "code"), now).await?;
+    let attempts = match store.get(&sub(key, "n"), now).await? {
+        Some(n) => u32::try_from(parse_number(&n)).unwrap_or(u32::MAX),
+        None => 0,
+    };
+    Ok(Some(ChallengeState {
+        value: value.to_vec(),
+        code,
+        attempts,
+        expires_at,
+    }))
+}
+
+fn challenge_bytes(value: &[u8], expires_at: Timestamp) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + value.len());
+    out.extend_from_slice(&expires_at.as_unix_secs().to_be_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+/// Reserves a send in the default layout: the cooldown by `put_if_absent`, the cap by
+/// `increment` (a refused send gives its cooldown back).
+async fn default_reserve<S: OtpStore + ?Sized>(
+    store: &S,
+    user_key: &StoreKey,
+    spec: &SendSpec<'_>,
+    now: Timestamp,
+) -> Result<Result<(), SendRefused>, StoreError> {
+    let stamp = spec.cooldown_until.as_unix_secs().to_be_bytes();
+    if !store
+        .put_if_absent(spec.cooldown, &stamp, spec.cooldown_until, now)
+        .await?
+    {
+        let until = match store.get(spec.cooldown, now).await? {
+            Some(b) => b.first_chunk::<8>().map_or(spec.cooldown_until, |t| {
+                Timestamp::from_unix_secs(u64::from_be_bytes(*t))
+            }),
+            None => now.saturating_add(Duration::from_secs(1)),
+        };
+        return Ok(Err(SendRefused::Cooldown { until }));
+    }
+    let window_end = now.saturating_add(spec.send_window);
+    match store
+        .increment(&sub(user_key, "sends"), window_end, now)
+        .await
+    {
+        Ok(n) if n <= u64::from(spec.max_sends) => Ok(Ok(())),
+        Ok(_) => {
+            store.delete(spec.cooldown).await?;
+            Ok(Err(SendRefused::Capped { until: window_end }))
+        }
+        Err(e) => {
+            let _ = store.delete(spec.cooldown).await;
+            Err(e)
+        }
+    }
+}
+
+pub(crate) async fn default_begin_challenge<S: OtpStore + ?Sized>(
+    store: &S,
+    new: &NewChallenge<'_>,
+    now: Timestamp,
+) -> Result<Begun, StoreError> {
+    let (user, _) = load_user(store, new.user, now).await?;
+    if let Some(until) = rules::locked(&user, now) {
+        return Ok(Begun::Locked { until });
+    }
+    let send = match &new.send {
+        Some((spec, _)) => Some(default_reserve(store, new.user, spec, now).await?),
+        None => None,
+    };
+    if let (true, Some(Err(refused))) = (new.send_required, send) {
+        return Ok(Begun::SendRefused(refused));
+    }
+    if !store
+        .put_if_absent(
+            new.challenge,
+            &challenge_bytes(new.value, new.expires_at),
+            new.expires_at,
+            now,
+        )
+        .await?
+    {
+        return Ok(Begun::Collision);
+    }
+    if let (Some((_, code)), Some(Ok(()))) = (&new.send, send) {
+        store
+            .put(&sub(new.challenge, "code"), code, new.expires_at, now)
+            .await?;
+    }
+    Ok(Begun::Created { send })
+}
+
+pub(crate) async fn default_reserve_send<S: OtpStore + ?Sized>(
+    store: &S,
+    user: &StoreKey,
+    challenge: Option<&StoreKey>,
+    spec: &SendSpec<'_>,
+    now: Timestamp,
+) -> Result<Reserved, StoreError> {
+    let value = match challenge {
+        Some(key) => match load_challenge(store, key, now).await? {
+            Some(ch) => Some(ch.value),
+            None => return Ok(Reserved::NoChallenge),
+        },
+        None => None,
+    };
+    Ok(match default_reserve(store, user, spec, now).await? {
+        Ok(()) => Reserved::Granted(value),
+        Err(refused) => Reserved::Refused(refused),
+    })
+}
+
+pub(crate) async fn default_store_code<S: OtpStore + ?Sized>(
+    store: &S,
+    key: &StoreKey,
+    create: Option<(&[u8], Timestamp)>,
+    code: &[u8],
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let expires_at = match load_challenge(store, key, now).await? {
+        Some(ch) => match create {
+            // A new pending code replaces the value and expiry; the attempt count stays.
+            Some((value, expires_at)) => {
+                store
+                    .put(key, &challenge_bytes(value, expires_at), expires_at, now)
+                    .await?;
+                // The attempt counter moves to the new expiry with its count (counted again:
+                // the primitives have no way to change a counter's expiry).
+                let n = sub(key, "n");
+                if ch.attempts > 0 {
+                    store.delete(&n).await?;
+                    for _ in 0..ch.attempts {
+                        store.increment(&n, expires_at, now).await?;
+                    }
+                }
+                expires_at
+            }
+            None => ch.expires_at,
+        },
+        None => match create {
+            Some((value, expires_at)) => {
+                store.delete(&sub(key, "n")).await?;
+                store
+                    .put(key, &challenge_bytes(value, expires_at), expires_at, now)
+                    .await?;
+                expires_at
+            }
+            None => return Ok(false),
+        },
+    };
+    store.put(&sub(key, "code"), code, expires_at, now).await?;
+    Ok(true)
+}
+
+pub(crate) async fn default_open_attempt<S: OtpStore + ?Sized>(
+    store: &S,
+    spec: &AttemptSpec<'_>,
+    now: Timestamp,
+) -> Result<Opened, StoreError> {
+    let mut challenge = None;
+    if let Some((key, max)) = spec.challenge {
+        let Some(ch) = load_challenge(store, key, now).await? else {
+            return Ok(Opened::NoChallenge);
+        };
+        if ch.attempts >= max {
+            return Ok(Opened::Exhausted);
+        }
+        challenge = Some((key, max, ch));
+    }
+    let (user, run) = load_user(store, spec.user, now).await?;
+    let user = rules::current(user, &spec.limits, now);
+    if let Some(until) = rules::locked(&user, now) {
+        return Ok(Opened::Locked { until: Some(until) });
+    }
+    let mut attempts = 0;
+    let challenge = match challenge {
+        Some((key, max, mut ch)) => {
+            let n = store.increment(&sub(key, "n"), ch.expires_at, now).await?;
+            if n > u64::from(max) {
+                return Ok(Opened::Exhausted);
+            }
+            attempts = u32::try_from(n).unwrap_or(u32::MAX);
+            ch.attempts = attempts;
+            Some(ch)
+        }
+        None => None,
+    };
+    let failures = store
+        .increment(
+            &sub(spec.user, &format!("f:{run}")),
+            now.saturating_add(spec.limits.failure_window),
+            now,
+        )
+        .await?;
+    if failures > u64::from(spec.limits.threshold) {
+        return Ok(Opened::Locked { until: None });
+    }
+    Ok(Opened::Open(OpenAttempt {
+        challenge,
+        attempts,
+        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+        level: user.level,
+    }))
+}
+
+pub(crate) async fn default_settle<S: OtpStore + ?Sized>(
+    store: &S,
+    settlement: &Settlement<'_>,
+    now: Timestamp,
+) -> Result<Settled, StoreError> {
+    let (user, run) = load_user(store, settlement.user, now).await?;
+    let mut user = rules::current(user, &settlement.limits, now);
+    match settlement.outcome {
+        Outcome::Passed { totp_step } => {
+            if let Some(key) = settlement.challenge {
+                if load_challenge(store, key, now).await?.is_none() {
+                    return Ok(Settled::ChallengeGone);
+                }
+            }
+            if let Some(step) = totp_step {
+                // The mark outlives every window in which a code of that step is accepted.
+                let expires = now.saturating_add(settlement.limits.retention);
+                if !store
+                    .advance(&sub(settlement.user, "step"), step, expires, now)
+                    .await?
+                {
+                    return Ok(Settled::Replayed);
+                }
+            }
+            if let Some(key) = settlement.challenge {
+                if store.take(key, now).await?.is_none() {
+                    return Ok(Settled::ChallengeGone);
+                }
+                let _ = store.delete(&sub(key, "code")).await;
+                let _ = store.delete(&sub(key, "n")).await;
+            }
+            rules::settle(true, &mut user, Outcome::Passed { totp_step: None }, now);
+            user.last_step = totp_step.or(user.last_step);
+        }
+        outcome @ Outcome::Lock { .. } => {
+            rules::settle(true, &mut user, outcome, now);
+        }
+    }
+    // A new run: the old run's counter is no longer read.
+    save_user(
+        store,
+        settlement.user,
+        &user,
+        run.wrapping_add(1),
+        &settlement.limits,
+        now,
+    )
+    .await?;
+    Ok(Settled::Done)
+}
+
+pub(crate) async fn default_user_state<S: OtpStore + ?Sized>(
+    store: &S,
+    user: &StoreKey,
+    limits: &UserLimits,
+    now: Timestamp,
+) -> Result<UserState, StoreError> {
+    let (state, run) = load_user(store, user, now).await?;
+    // The counters keep their own expiry: read them after the record's lapses are applied.
+    let mut state = rules::current(state, limits, now);
+    if let Some(n) = store.get(&sub(user, &format!("f:{run}")), now).await? {
+        state.failures = u32::try_from(parse_number(&n)).unwrap_or(u32::MAX);
+    }
+    if let Some(n) = store.get(&sub(user, "sends"), now).await? {
+        state.sends = u32::try_from(parse_number(&n)).unwrap_or(u32::MAX);
+    }
+    if let Some(n) = store.get(&sub(user, "step"), now).await? {
+        state.last_step = Some(parse_number(&n));
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_state_round_trips_and_refuses_garbage() {
+        let s = UserState {
+            failures: 3,
+            failures_until: Timestamp::from_unix_secs(99),
+            level: 2,
+            locked_until: Timestamp::from_unix_secs(1_000),
+            last_step: Some(u64::MAX),
+            sends: 4,
+            sends_until: Timestamp::MAX,
+            last_verified_at: None,
+        };
+        assert_eq!(UserState::from_bytes(&s.to_bytes()).unwrap(), s);
+        assert!(UserState::from_bytes(&[]).is_err());
+        let mut bad = s.to_bytes();
+        bad[0] = 9;
+        assert!(UserState::from_bytes(&bad).is_err());
+        let mut bad = s.to_bytes();
+        bad[21] = 7; // the presence byte of last_step
+        assert!(UserState::from_bytes(&bad).is_err());
+    }
+
+    #[test]
+    fn open_counts_before_comparing_and_stops_at_the_threshold() {
+        let limits = UserLimits::new(2, Duration::from_secs(100), Duration::from_secs(1_000));
+        let now = Timestamp::from_unix_secs(10);
+        let mut user = UserState::default();
+        let mut ch = ChallengeState::new(b"v".to_vec(), None, Timestamp::from_unix_secs(50));
+        let first = rules::open(Some(&mut ch), Some(5), &mut user, &limits, now);
+        assert!(matches!(
+            first,
+            Opened::Open(OpenAttempt {
+                attempts: 1,
+                failures: 1,
+                ..
+            })
+        ));
+        let second = rules::open(Some(&mut ch), Some(5), &mut user, &limits, now);
+        assert!(matches!(
+            second,
+            Opened::Open(OpenAttempt {
+                attempts: 2,
+                failures: 2,
+                ..
+            })
+        ));
+        let third = rules::open(Some(&mut ch), Some(5), &mut user, &limits, now);
+        assert_eq!(third, Opened::Locked { until: None });
+        assert_eq!(ch.attempts, 2, "a refused attempt is not counted");
+        let later = rules::current(user, &limits, now.saturating_add(Duration::from_secs(100)));
+        assert_eq!(later.failures, 0, "the run lapses after the window");
+    }
+}
