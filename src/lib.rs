@@ -19,6 +19,7 @@ mod error;
 mod events;
 mod keys;
 mod mail;
+mod method;
 mod password;
 mod policy;
 mod service;
@@ -51,14 +52,14 @@ pub use mail::{GermanTemplates, StandardMessage};
 #[cfg(feature = "smtp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
 pub use mail::{SmtpMailer, SmtpMailerBuilder, SmtpTls};
+pub use method::{Method, Verified};
 pub use password::{hash_password, verify_password};
 pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_store::{RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX};
 pub use service::{
-    LoginStep, Method, PasswordVerifier, ServiceBuilder, Status, TotpSetup, TwoFactorService,
-    Verified,
+    LoginStep, PasswordVerifier, ServiceBuilder, Status, TotpSetup, TwoFactorService,
 };
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
