@@ -6,15 +6,20 @@
 //! `HMAC-SHA256(mac_key, "backup" ‖ user ‖ code)`, so a check is one hash and one lookup however
 //! many codes a user holds; with [`BackupCodeHashing::Argon2id`] it holds an argon2id PHC string per
 //! code, found through a short prefix of that HMAC so that one guess costs one argon2 run.
+//!
+//! The service's check of a submitted backup code (`consume_backup`, in an
+//! `impl TwoFactorService` block) lives here too, next to the hashing it relies on.
 
 use rand::rngs::OsRng;
 use rand::RngCore;
 
+use crate::clock::Timestamp;
 use crate::code::Secret;
 use crate::error::Error;
 use crate::keys::Keyring;
 use crate::password::{argon2_hash, argon2_verify};
 use crate::policy::BackupCodeHashing;
+use crate::service::TwoFactorService;
 use crate::store::BackupCodeRecord;
 
 /// Crockford's base32 alphabet: no I, L, O or U.
@@ -133,7 +138,7 @@ pub(crate) fn canonical(input: &str) -> Option<Secret> {
     Some(Secret::new(out))
 }
 
-pub(crate) fn full_lookup(keys: &Keyring, user: &str, canonical: &Secret) -> Vec<u8> {
+fn full_lookup(keys: &Keyring, user: &str, canonical: &Secret) -> Vec<u8> {
     keys.mac(&[
         b"backup code",
         user.as_bytes(),
@@ -142,14 +147,43 @@ pub(crate) fn full_lookup(keys: &Keyring, user: &str, canonical: &Secret) -> Vec
     .to_vec()
 }
 
-pub(crate) fn short_lookup(keys: &Keyring, user: &str, canonical: &Secret) -> Vec<u8> {
+fn short_lookup(keys: &Keyring, user: &str, canonical: &Secret) -> Vec<u8> {
     let mut v = full_lookup(keys, user, canonical);
     v.truncate(ARGON2_LOOKUP_LEN);
     v
 }
 
-pub(crate) fn check_verifier(canonical: &Secret, verifier: &str) -> bool {
+fn check_verifier(canonical: &Secret, verifier: &str) -> bool {
     argon2_verify(canonical.expose().as_bytes(), verifier)
+}
+
+impl TwoFactorService {
+    pub(crate) async fn consume_backup(
+        &self,
+        user: &str,
+        canonical: &Secret,
+        now: Timestamp,
+    ) -> Result<bool, Error> {
+        let keys = &self.inner.keys;
+        let store = &self.inner.enrollments;
+        match self.inner.policy.backup_code_hashing {
+            BackupCodeHashing::Hmac => {
+                let lookup = full_lookup(keys, user, canonical);
+                Ok(store.consume_backup_code(user, &lookup, now).await?)
+            }
+            BackupCodeHashing::Argon2id => {
+                let lookup = short_lookup(keys, user, canonical);
+                let Some(found) = store.find_backup_code(user, &lookup).await? else {
+                    return Ok(false);
+                };
+                let ok = found
+                    .verifier
+                    .as_deref()
+                    .is_some_and(|v| check_verifier(canonical, v));
+                Ok(ok && store.consume_backup_code(user, &lookup, now).await?)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::keys::{hex, Keyring};
-use crate::service::Method;
+use crate::method::Method;
 
 const PREFIX: &str = "tfc1_";
 const TOKEN_BYTES: usize = 32;

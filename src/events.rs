@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::clock::Timestamp;
-use crate::service::Method;
+use crate::method::Method;
 
 /// One security event.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,13 +15,18 @@ mod backup;
 mod challenge;
 mod clock;
 mod code;
+mod email_code;
 mod error;
 mod events;
 mod keys;
+mod lockout;
+mod login;
 mod mail;
+mod method;
 mod password;
 mod policy;
 mod service;
+mod step_up;
 mod store;
 mod totp;
 
@@ -43,6 +48,7 @@ pub use code::{spaced, Secret};
 pub use error::{BoxError, DeliveryError, Error, StoreError, StoreErrorKind};
 pub use events::{Event, EventSink, RecordingEvents, TracingEvents};
 pub use keys::Keyring;
+pub use login::LoginStep;
 pub use mail::{
     escape_html, EnglishTemplates, LogMailer, MailContext, MailKind, Mailer, Message, MessageKind,
     RecordingMailer, Rendered, Templates,
@@ -51,23 +57,23 @@ pub use mail::{GermanTemplates, StandardMessage};
 #[cfg(feature = "smtp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
 pub use mail::{SmtpMailer, SmtpMailerBuilder, SmtpTls};
+pub use method::{Method, Verified};
 pub use password::{hash_password, verify_password};
 pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis_store::{RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX};
-pub use service::{
-    LoginStep, Method, PasswordVerifier, ServiceBuilder, Status, TotpSetup, TwoFactorService,
-    Verified,
-};
+pub use service::{PasswordVerifier, ServiceBuilder, TwoFactorService};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use sql_store::{SqlStore, SqlStoreBuilder};
+pub use step_up::Status;
 pub use store::flow;
 pub use store::{
     BackupCodeRecord, EmailRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,
     MemoryOtpStore, OtpStore, PendingTotp, Revision, StoreKey, TotpRecord,
 };
 pub use totp::{
-    otpauth_uri, qr_png, qr_svg, totp_code, OtpAuthUri, TotpParams, TotpSecret, TotpVerifier,
+    otpauth_uri, qr_png, qr_svg, totp_code, OtpAuthUri, TotpParams, TotpSecret, TotpSetup,
+    TotpVerifier,
 };

@@ -1,0 +1,43 @@
+//! [`Method`], how a user passed the second factor, and [`Verified`], the proof of it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+
+/// How a user passed the second factor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Method {
+    /// A TOTP code from an authenticator app.
+    Totp,
+    /// A code sent by email.
+    Email,
+    /// A single-use backup code.
+    BackupCode,
+}
+
+impl Method {
+    /// The method's stable name: `totp`, `email` or `backup_code`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Totp => "totp",
+            Method::Email => "email",
+            Method::BackupCode => "backup_code",
+        }
+    }
+}
+
+/// Proof that a user passed the second factor. The host issues its own session from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Verified {
+    /// The user.
+    pub user: String,
+    /// How they passed; `None` when they have no factor enrolled and no code was asked.
+    pub method: Option<Method>,
+    /// Unused backup codes left.
+    pub backup_codes_remaining: u32,
+    /// When.
+    pub verified_at: Timestamp,
+}

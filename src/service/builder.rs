@@ -1,0 +1,182 @@
+//! [`ServiceBuilder`], the [`PasswordVerifier`] it takes, and [`TwoFactorService::builder`].
+
+use std::sync::Arc;
+
+use super::{DisplayNames, Inner, TwoFactorService};
+use crate::clock::{Clock, SystemClock};
+use crate::error::Error;
+use crate::events::{EventSink, TracingEvents};
+use crate::keys::Keyring;
+use crate::mail::{EnglishTemplates, Mailer, Templates};
+use crate::policy::Policy;
+use crate::store::{EnrollmentStore, OtpStore};
+
+/// Checks a user's password for the flows that need it (disable). Closures
+/// `Fn(&str, &str) -> bool` (user, password) implement it.
+pub trait PasswordVerifier: Send + Sync + 'static {
+    /// Whether `password` is `user`'s password.
+    fn verify(&self, user: &str, password: &str) -> bool;
+}
+
+impl<F: Fn(&str, &str) -> bool + Send + Sync + 'static> PasswordVerifier for F {
+    fn verify(&self, user: &str, password: &str) -> bool {
+        self(user, password)
+    }
+}
+
+/// Builds a [`TwoFactorService`].
+pub struct ServiceBuilder {
+    issuer: Option<String>,
+    keys: Option<Keyring>,
+    otp: Option<Arc<dyn OtpStore>>,
+    enrollments: Option<Arc<dyn EnrollmentStore>>,
+    mailer: Option<Arc<dyn Mailer>>,
+    templates: Arc<dyn Templates>,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    password: Option<Arc<dyn PasswordVerifier>>,
+    display_names: Option<Arc<DisplayNames>>,
+    events: Arc<dyn EventSink>,
+}
+
+impl std::fmt::Debug for ServiceBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceBuilder")
+            .field("issuer", &self.issuer)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceBuilder {
+    /// The product name shown in authenticator apps and messages. Required.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// The keys. Required.
+    pub fn keys(mut self, keys: Keyring) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The short-lived store. Required.
+    pub fn otp_store(self, store: impl OtpStore) -> Self {
+        self.otp_store_arc(Arc::new(store))
+    }
+
+    /// The short-lived store, shared.
+    pub fn otp_store_arc(mut self, store: Arc<dyn OtpStore>) -> Self {
+        self.otp = Some(store);
+        self
+    }
+
+    /// The durable store. Required.
+    pub fn enrollments(self, store: impl EnrollmentStore) -> Self {
+        self.enrollments_arc(Arc::new(store))
+    }
+
+    /// The durable store, shared.
+    pub fn enrollments_arc(mut self, store: Arc<dyn EnrollmentStore>) -> Self {
+        self.enrollments = Some(store);
+        self
+    }
+
+    /// The mailer. Required.
+    pub fn mailer(mut self, mailer: impl Mailer) -> Self {
+        self.mailer = Some(Arc::new(mailer));
+        self
+    }
+
+    /// The message templates. Default [`EnglishTemplates`].
+    pub fn templates(mut self, templates: impl Templates) -> Self {
+        self.templates = Arc::new(templates);
+        self
+    }
+
+    /// The policy. Default [`Policy::default`].
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The clock. Default [`SystemClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The password check used by [`TwoFactorService::disable`]. Without it, `disable` refuses.
+    pub fn password_verifier(mut self, verifier: impl PasswordVerifier) -> Self {
+        self.password = Some(Arc::new(verifier));
+        self
+    }
+
+    /// A lookup of a user's display name, for greetings in messages.
+    pub fn display_names(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.display_names = Some(Arc::new(lookup));
+        self
+    }
+
+    /// Where security events go. Default [`TracingEvents`].
+    pub fn events(mut self, sink: impl EventSink) -> Self {
+        self.events = Arc::new(sink);
+        self
+    }
+
+    /// The service.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when a required part is missing, the issuer is unusable in an
+    /// otpauth URI, or the policy fails [`Policy::validate`].
+    pub fn build(self) -> Result<TwoFactorService, Error> {
+        self.policy.validate()?;
+        let issuer = self
+            .issuer
+            .ok_or_else(|| Error::InvalidConfig("issuer is required".into()))?;
+        if issuer.is_empty() || issuer.len() > 128 || issuer.contains(':') {
+            return Err(Error::InvalidConfig(
+                "issuer must be 1 to 128 characters without ':'".into(),
+            ));
+        }
+        let missing = |what: &str| Error::InvalidConfig(format!("{what} is required"));
+        Ok(TwoFactorService {
+            inner: Arc::new(Inner {
+                issuer,
+                keys: self.keys.ok_or_else(|| missing("keys"))?,
+                otp: self.otp.ok_or_else(|| missing("otp_store"))?,
+                enrollments: self.enrollments.ok_or_else(|| missing("enrollments"))?,
+                mailer: self.mailer.ok_or_else(|| missing("mailer"))?,
+                templates: self.templates,
+                policy: self.policy,
+                clock: self.clock,
+                password: self.password,
+                display_names: self.display_names,
+                events: self.events,
+            }),
+        })
+    }
+}
+
+impl TwoFactorService {
+    /// A builder. `issuer`, `keys`, `otp_store`, `enrollments` and `mailer` are required.
+    pub fn builder() -> ServiceBuilder {
+        ServiceBuilder {
+            issuer: None,
+            keys: None,
+            otp: None,
+            enrollments: None,
+            mailer: None,
+            templates: Arc::new(EnglishTemplates),
+            policy: Policy::default(),
+            clock: Arc::new(SystemClock),
+            password: None,
+            display_names: None,
+            events: Arc::new(TracingEvents),
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! TOTP enrolment in the service: [`TwoFactorService::start_totp_setup`] and
+//! [`TwoFactorService::confirm_totp_setup`], the TOTP check with replay protection used by every
+//! flow, and re-sealing a secret after a key rotation.
+
+use std::time::Duration;
+
+use crate::backup::BackupCodeSet;
+use crate::clock::Timestamp;
+use crate::code::{self, Secret};
+use crate::error::Error;
+use crate::events::Event;
+use crate::lockout::Attempt;
+use crate::method::Method;
+use crate::service::{check_user, TwoFactorService};
+use crate::store::{PendingTotp, TotpRecord};
+use crate::totp::{self, TotpParams, TotpSecret};
+
+/// What a TOTP setup shows the user, once.
+pub struct TotpSetup {
+    secret: Secret,
+    uri: Secret,
+    svg: String,
+    png: Vec<u8>,
+    backup_codes: BackupCodeSet,
+}
+
+impl std::fmt::Debug for TotpSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpSetup([redacted])")
+    }
+}
+
+impl TotpSetup {
+    /// The secret as unpadded base32, for manual entry.
+    ///
+    /// **Security warning:** show it only to the enrolling user, once.
+    pub fn secret_base32(&self) -> &str {
+        self.secret.expose()
+    }
+
+    /// The `otpauth://` URI (it contains the secret).
+    pub fn otpauth_uri(&self) -> &str {
+        self.uri.expose()
+    }
+
+    /// The QR code of the URI as an SVG document (it contains the secret).
+    pub fn qr_svg(&self) -> &str {
+        &self.svg
+    }
+
+    /// The QR code of the URI as PNG bytes (it contains the secret).
+    pub fn qr_png(&self) -> &[u8] {
+        &self.png
+    }
+
+    /// The backup codes that become valid when the setup is confirmed.
+    pub fn backup_codes(&self) -> &[Secret] {
+        self.backup_codes.codes()
+    }
+}
+
+impl TwoFactorService {
+    /// Starts (or restarts) a TOTP setup: a new secret, its otpauth URI and QR code, and a backup
+    /// code set that becomes valid on confirmation. A second call replaces an unconfirmed setup.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyEnrolled`] when TOTP is already confirmed; [`Error::InvalidInput`] for an
+    /// unusable user id or account name; store errors.
+    pub async fn start_totp_setup(
+        &self,
+        user: &str,
+        account_name: &str,
+    ) -> Result<TotpSetup, Error> {
+        check_user(user)?;
+        let policy = &self.inner.policy;
+        let now = self.now();
+        let secret = TotpSecret::generate(policy.totp_secret_bytes)?;
+        let params = TotpParams {
+            algorithm: policy.totp_algorithm,
+            digits: policy.totp_digits,
+            period: policy.totp_period.as_secs(),
+        };
+        let uri = Secret::new(totp::otpauth_uri(
+            &self.inner.issuer,
+            account_name,
+            &secret,
+            params,
+        )?);
+        let svg = totp::qr_svg(uri.expose())?;
+        let png = totp::qr_png(uri.expose())?;
+        let codes = BackupCodeSet::generate(policy.backup_code_count as usize);
+        let records = codes.records(&self.inner.keys, user, policy.backup_code_hashing)?;
+        let sealed = self.inner.keys.seal(user, secret.as_bytes())?;
+        let totp_rec = TotpRecord::new(
+            sealed,
+            params.algorithm.name(),
+            params.digits,
+            params.period,
+            now,
+        );
+        let pending =
+            PendingTotp::new(totp_rec, records, now.saturating_add(policy.totp_setup_ttl));
+        self.update(user, |rec| {
+            if rec.totp.is_some() {
+                return Err(Error::AlreadyEnrolled);
+            }
+            rec.pending_totp = Some(pending.clone());
+            Ok(true)
+        })
+        .await?;
+        Ok(TotpSetup {
+            secret: Secret::new(secret.to_base32()),
+            uri,
+            svg,
+            png,
+            backup_codes: codes,
+        })
+    }
+
+    /// Confirms a TOTP setup with a code from the app, enabling TOTP and installing the backup
+    /// codes shown at setup. The code's step is recorded, so it cannot be replayed at login.
+    ///
+    /// # Errors
+    /// [`Error::NothingPending`] without a live setup; [`Error::InvalidCode`], [`Error::CodeReused`],
+    /// [`Error::Locked`], [`Error::MalformedCode`]; store errors (nothing is half-enabled).
+    pub async fn confirm_totp_setup(&self, user: &str, code: &str) -> Result<(), Error> {
+        check_user(user)?;
+        let input = code::normalize(code)?;
+        let now = self.now();
+        let (rec, rev) = self.load(user).await?;
+        if rec.totp.is_some() {
+            return Err(Error::AlreadyEnrolled);
+        }
+        let pending = match &rec.pending_totp {
+            Some(p) if p.expires_at > now => p.clone(),
+            _ => return Err(Error::NothingPending),
+        };
+        if !code::is_numeric(&input, pending.totp.digits) {
+            return Err(Error::MalformedCode);
+        }
+        let attempt = self.reserve_attempt(user, now).await?;
+        let checked = self
+            .check_totp(user, &attempt, &pending.totp, &input, now)
+            .await;
+        self.settle(user, &attempt, now, checked).await?;
+        // Install the backup codes first: if saving the record then fails, a retry installs the
+        // same set again and nothing is lost.
+        self.inner
+            .enrollments
+            .replace_backup_codes(user, &pending.backup_codes, now)
+            .await?;
+        let sealed = pending.totp.sealed_secret.clone();
+        self.update_from(user, Some((rec, rev)), |rec| {
+            match &rec.pending_totp {
+                Some(p) if p.totp.sealed_secret == sealed => {}
+                _ => return Err(Error::NothingPending),
+            }
+            let mut totp = pending.totp.clone();
+            totp.confirmed_at = Some(now);
+            rec.totp = Some(totp);
+            rec.pending_totp = None;
+            rec.last_verified_at = Some(now);
+            Ok(true)
+        })
+        .await?;
+        self.event(Event::FactorEnabled {
+            user: user.to_owned(),
+            method: Method::Totp,
+        });
+        Ok(())
+    }
+
+    /// Checks a TOTP code against `rec`, recording its step. `Ok(true)` when the secret was sealed
+    /// under an older key (the caller may re-seal).
+    pub(crate) async fn check_totp(
+        &self,
+        user: &str,
+        attempt: &Attempt,
+        rec: &TotpRecord,
+        code: &Secret,
+        now: Timestamp,
+    ) -> Result<bool, Error> {
+        let params = Self::totp_params(rec)?;
+        let (secret, old_key) = self.inner.keys.open(user, &rec.sealed_secret)?;
+        let skew = self.inner.policy.totp_skew;
+        let Some(step) =
+            totp::matching_step(&secret, params, now.as_unix_secs(), skew, code.expose())
+        else {
+            return Err(Error::InvalidCode {
+                attempts_remaining: None,
+            });
+        };
+        // The step stays recorded until no code of it could be accepted any more.
+        let last_valid = step
+            .saturating_add(u64::from(skew))
+            .saturating_add(1)
+            .saturating_mul(params.period);
+        let expires = Timestamp::from_unix_secs(last_valid).saturating_add(Duration::from_secs(1));
+        if !self
+            .inner
+            .otp
+            .advance(&attempt.key("totp-step"), step, expires, now)
+            .await?
+        {
+            self.event(Event::ReplayRejected {
+                user: user.to_owned(),
+            });
+            return Err(Error::CodeReused);
+        }
+        Ok(old_key)
+    }
+
+    /// Re-seals a TOTP secret under the current key after a rotation. Best effort: the old
+    /// envelope keeps working if this fails.
+    pub(crate) async fn reseal(&self, user: &str) {
+        let keys = &self.inner.keys;
+        let result = self
+            .update(user, |rec| {
+                let Some(totp) = rec.totp.as_mut() else {
+                    return Ok(false);
+                };
+                let (secret, old) = keys.open(user, &totp.sealed_secret)?;
+                if !old {
+                    return Ok(false);
+                }
+                totp.sealed_secret = keys.seal(user, &secret)?;
+                Ok(true)
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(target: "twofactor", error = %e, "re-sealing a TOTP secret failed");
+        }
+    }
+}
