@@ -158,29 +158,35 @@ fn check_verifier(canonical: &Secret, verifier: &str) -> bool {
 }
 
 impl TwoFactorService {
-    pub(crate) async fn consume_backup(
+    /// Consumes a backup code and returns how many unused codes remain, or `None` when the code
+    /// is not an unused code of the user's. With argon2id-stored codes, the lookup prefix finds
+    /// the candidate and one argon2 run checks it.
+    pub(crate) async fn redeem_backup(
         &self,
         user: &str,
         canonical: &Secret,
         now: Timestamp,
-    ) -> Result<bool, Error> {
+    ) -> Result<Option<u32>, Error> {
         let keys = &self.inner.keys;
         let store = &self.inner.enrollments;
         match self.inner.policy.backup_code_hashing {
             BackupCodeHashing::Hmac => {
                 let lookup = full_lookup(keys, user, canonical);
-                Ok(store.consume_backup_code(user, &lookup, now).await?)
+                Ok(store.redeem_backup_code(user, &lookup, now).await?)
             }
             BackupCodeHashing::Argon2id => {
                 let lookup = short_lookup(keys, user, canonical);
                 let Some(found) = store.find_backup_code(user, &lookup).await? else {
-                    return Ok(false);
+                    return Ok(None);
                 };
                 let ok = found
                     .verifier
                     .as_deref()
                     .is_some_and(|v| check_verifier(canonical, v));
-                Ok(ok && store.consume_backup_code(user, &lookup, now).await?)
+                if !ok {
+                    return Ok(None);
+                }
+                Ok(store.redeem_backup_code(user, &lookup, now).await?)
             }
         }
     }

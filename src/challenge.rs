@@ -1,9 +1,12 @@
 //! The login challenge: an opaque, typed token and the record it points to.
 //!
-//! A [`ChallengeToken`] is 256 bits from the OS CSPRNG, shown as `tfc1_` followed by 43 base64url
-//! characters. The store never sees it: records live under a keyed hash of it, so a leaked store
-//! gives no usable token. The record names the user, the purpose and the methods on offer, and
-//! nothing else: no password, no code.
+//! A [`ChallengeToken`] is shown as `tfc2_` followed by 59 base64url characters: the user's
+//! 12-byte key tag (a keyed hash of the user id, which names where the user's records live) and
+//! 256 bits from the OS CSPRNG. The store never sees the token: the challenge lives under a keyed
+//! hash of it, beside the user's other records, so a leaked store gives no usable token and one
+//! store call can reach the challenge and the user's limits together. The record names the user,
+//! the methods on offer, the email address and the sealed TOTP secret the answer is checked
+//! against, and the unused backup-code count: no password, no code.
 
 use std::fmt;
 
@@ -11,16 +14,20 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use rand::rngs::OsRng;
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::clock::Timestamp;
-use crate::error::Error;
-use crate::keys::{hex, Keyring};
+use crate::codec::{Reader, Writer};
+use crate::error::{Error, StoreError};
+use crate::keys::Keyring;
 use crate::method::Method;
+use crate::policy::TotpAlgorithm;
 
-const PREFIX: &str = "tfc1_";
-const TOKEN_BYTES: usize = 32;
+const PREFIX: &str = "tfc2_";
+/// The length of a user's key tag.
+pub(crate) const TAG_BYTES: usize = 12;
+const RANDOM_BYTES: usize = 32;
+const BODY_CHARS: usize = 59;
 
 /// An opaque login challenge token, handed to the client after the password step.
 ///
@@ -42,9 +49,12 @@ impl fmt::Debug for ChallengeToken {
 }
 
 impl ChallengeToken {
-    pub(crate) fn generate() -> Self {
-        let mut bytes = [0u8; TOKEN_BYTES];
-        OsRng.fill_bytes(&mut bytes);
+    /// A fresh token for the user whose key tag is `tag`.
+    pub(crate) fn generate(tag: &[u8; TAG_BYTES]) -> Self {
+        let mut bytes = [0u8; TAG_BYTES + RANDOM_BYTES];
+        let (head, random) = bytes.split_at_mut(TAG_BYTES);
+        head.copy_from_slice(tag);
+        OsRng.fill_bytes(random);
         let t = ChallengeToken(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)));
         bytes.zeroize();
         t
@@ -56,13 +66,15 @@ impl ChallengeToken {
     /// [`Error::InvalidChallenge`] when the text is not a well-formed token.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let body = text.strip_prefix(PREFIX).ok_or(Error::InvalidChallenge)?;
-        if body.len() != 43 {
+        if body.len() != BODY_CHARS {
             return Err(Error::InvalidChallenge);
         }
-        let decoded = URL_SAFE_NO_PAD
+        let mut decoded = URL_SAFE_NO_PAD
             .decode(body)
             .map_err(|_| Error::InvalidChallenge)?;
-        if decoded.len() != TOKEN_BYTES {
+        let ok = decoded.len() == TAG_BYTES + RANDOM_BYTES;
+        decoded.zeroize();
+        if !ok {
             return Err(Error::InvalidChallenge);
         }
         Ok(ChallengeToken(text.to_owned()))
@@ -76,30 +88,154 @@ impl ChallengeToken {
         &self.0
     }
 
-    /// The id the token's records are stored under: a keyed hash, never the token itself.
-    pub(crate) fn id(&self, keys: &Keyring) -> String {
-        let mac = keys.mac(&[b"challenge", self.0.as_bytes()]);
-        hex(mac.get(..16).unwrap_or(&mac))
+    /// The user's key tag and the challenge id: a keyed hash of the whole token, never the
+    /// token itself. `None` only for a token that did not come from `parse` or `generate`.
+    pub(crate) fn locate(&self, keys: &Keyring) -> Option<([u8; TAG_BYTES], [u8; 16])> {
+        let body = self.0.strip_prefix(PREFIX)?;
+        let mut decoded = URL_SAFE_NO_PAD.decode(body).ok()?;
+        let tag = decoded.first_chunk::<TAG_BYTES>().copied();
+        let mac = keys.mac(&[b"challenge", &decoded]);
+        decoded.zeroize();
+        Some((tag?, *mac.first_chunk::<16>()?))
     }
 }
 
-/// What a challenge is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Purpose {
-    Login,
+/// The TOTP factor a challenge is answered against: the sealed secret and its parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ChallengeTotp {
+    pub(crate) sealed: Vec<u8>,
+    pub(crate) algorithm: TotpAlgorithm,
+    pub(crate) digits: u32,
+    pub(crate) period: u64,
 }
 
-/// The stored state of a challenge.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// The stored state of a login challenge, in a fixed binary layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ChallengeRecord {
-    pub(crate) v: u32,
     pub(crate) user: String,
-    pub(crate) purpose: Purpose,
     pub(crate) methods: Vec<Method>,
     pub(crate) email: Option<String>,
-    pub(crate) created_at: Timestamp,
+    pub(crate) totp: Option<ChallengeTotp>,
+    pub(crate) backup_codes_remaining: u32,
     pub(crate) expires_at: Timestamp,
+}
+
+const RECORD_VERSION: u8 = 2;
+
+fn method_bit(m: Method) -> u8 {
+    match m {
+        Method::Totp => 1,
+        Method::Email => 2,
+        Method::BackupCode => 4,
+    }
+}
+
+fn algorithm_byte(a: TotpAlgorithm) -> u8 {
+    match a {
+        TotpAlgorithm::Sha1 => 1,
+        TotpAlgorithm::Sha256 => 2,
+        TotpAlgorithm::Sha512 => 3,
+    }
+}
+
+impl ChallengeRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let extra = self.user.len()
+            + self.email.as_ref().map_or(0, String::len)
+            + self.totp.as_ref().map_or(0, |t| t.sealed.len());
+        let mut w = Writer::with_capacity(32 + extra);
+        let bits = self.methods.iter().fold(0, |b, m| b | method_bit(*m));
+        w.u8(RECORD_VERSION)
+            .u8(bits)
+            .u32(self.backup_codes_remaining)
+            .u64(self.expires_at.as_unix_secs())
+            .bytes(self.user.as_bytes());
+        match &self.email {
+            Some(e) => w.u8(1).bytes(e.as_bytes()),
+            None => w.u8(0),
+        };
+        match &self.totp {
+            Some(t) => w
+                .u8(algorithm_byte(t.algorithm))
+                .u8(u8::try_from(t.digits).unwrap_or(u8::MAX))
+                .u64(t.period)
+                .bytes(&t.sealed),
+            None => w.u8(0),
+        };
+        w.into_vec()
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        Self::read(bytes).ok_or_else(|| Error::Store(StoreError::corrupt("malformed challenge")))
+    }
+
+    fn read(bytes: &[u8]) -> Option<Self> {
+        let mut r = Reader(bytes);
+        if r.u8()? != RECORD_VERSION {
+            return None;
+        }
+        let bits = r.u8()?;
+        let methods = [Method::Totp, Method::Email, Method::BackupCode]
+            .into_iter()
+            .filter(|m| bits & method_bit(*m) != 0)
+            .collect();
+        let backup_codes_remaining = r.u32()?;
+        let expires_at = Timestamp::from_unix_secs(r.u64()?);
+        let user = String::from_utf8(r.bytes()?.to_vec()).ok()?;
+        let email = match r.u8()? {
+            0 => None,
+            1 => Some(String::from_utf8(r.bytes()?.to_vec()).ok()?),
+            _ => return None,
+        };
+        let totp = match r.u8()? {
+            0 => None,
+            a => Some(ChallengeTotp {
+                algorithm: match a {
+                    1 => TotpAlgorithm::Sha1,
+                    2 => TotpAlgorithm::Sha256,
+                    3 => TotpAlgorithm::Sha512,
+                    _ => return None,
+                },
+                digits: u32::from(r.u8()?),
+                period: r.u64()?,
+                sealed: r.bytes()?.to_vec(),
+            }),
+        };
+        r.is_empty().then_some(ChallengeRecord {
+            user,
+            methods,
+            email,
+            totp,
+            backup_codes_remaining,
+            expires_at,
+        })
+    }
+}
+
+/// A code waiting to be entered: its keyed hash and its expiry, 40 bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CodeRecord {
+    pub(crate) mac: [u8; 32],
+    pub(crate) expires_at: Timestamp,
+}
+
+impl CodeRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(40);
+        out.extend_from_slice(&self.mac);
+        out.extend_from_slice(&self.expires_at.as_unix_secs().to_be_bytes());
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, Error> {
+        let corrupt = || Error::Store(StoreError::corrupt("malformed code record"));
+        let (mac, rest) = bytes.split_first_chunk::<32>().ok_or_else(corrupt)?;
+        let expires: [u8; 8] = rest.try_into().map_err(|_| corrupt())?;
+        Ok(CodeRecord {
+            mac: *mac,
+            expires_at: Timestamp::from_unix_secs(u64::from_be_bytes(expires)),
+        })
+    }
 }
 
 /// The second step of a login: hand [`Challenge::token`] to the client and ask for a code.
@@ -131,5 +267,69 @@ impl Challenge {
     /// the send cap was reached: the user may then resend later or use another method).
     pub fn email_sent(&self) -> bool {
         self.email_sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> ChallengeRecord {
+        ChallengeRecord {
+            user: "alice".into(),
+            methods: vec![Method::Totp, Method::Email, Method::BackupCode],
+            email: Some("alice@example.com".into()),
+            totp: Some(ChallengeTotp {
+                sealed: vec![1, 2, 3],
+                algorithm: TotpAlgorithm::Sha256,
+                digits: 8,
+                period: 30,
+            }),
+            backup_codes_remaining: 7,
+            expires_at: Timestamp::from_unix_secs(1_700_000_300),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_refuse_garbage() {
+        let r = record();
+        let bytes = r.encode();
+        assert_eq!(ChallengeRecord::decode(&bytes).unwrap(), r);
+        for cut in 0..bytes.len() {
+            assert!(
+                ChallengeRecord::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(ChallengeRecord::decode(&longer).is_err());
+        let bare = ChallengeRecord {
+            email: None,
+            totp: None,
+            methods: vec![Method::BackupCode],
+            ..r
+        };
+        assert_eq!(ChallengeRecord::decode(&bare.encode()).unwrap(), bare);
+        let code = CodeRecord {
+            mac: [9; 32],
+            expires_at: Timestamp::from_unix_secs(5),
+        };
+        assert_eq!(CodeRecord::decode(&code.encode()).unwrap(), code);
+        assert!(CodeRecord::decode(&code.encode()[1..]).is_err());
+    }
+
+    #[test]
+    fn tokens_carry_the_tag_and_parse_strictly() {
+        let keys = Keyring::generate();
+        let token = ChallengeToken::generate(&[7; TAG_BYTES]);
+        let parsed = ChallengeToken::parse(token.as_str()).unwrap();
+        let (tag, id) = parsed.locate(&keys).unwrap();
+        assert_eq!(tag, [7; TAG_BYTES]);
+        let other = ChallengeToken::generate(&[7; TAG_BYTES]);
+        assert_ne!(other.locate(&keys).unwrap().1, id, "ids differ per token");
+        assert!(ChallengeToken::parse(&token.as_str()[..token.as_str().len() - 1]).is_err());
+        assert!(ChallengeToken::parse(&format!("{}A", token.as_str())).is_err());
+        assert!(ChallengeToken::parse("tfc1_AAAA").is_err());
     }
 }

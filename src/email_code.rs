@@ -1,19 +1,21 @@
 //! Emailed codes outside a login challenge: email 2FA setup, email verification at registration
-//! and step-up codes, with the machinery shared with the login code (keyed code MACs, cooldown
-//! and send cap, rendering and sending mail, notifications).
+//! and step-up codes, with the machinery shared with the login code (keyed code MACs, the send
+//! reservation, rendering and sending mail, notifications).
+//!
+//! A code is mailed first and stored second: a failed send leaves the previous code as it was
+//! and lifts the cooldown so the user may retry at once; a failed store leaves the new code
+//! unusable (fail closed). Each check opens an attempt on the pending code (its own cap) and
+//! against the user's run before comparing.
 
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
-
+use crate::challenge::CodeRecord;
 use crate::clock::Timestamp;
 use crate::code::{self, Secret};
 use crate::error::Error;
 use crate::events::Event;
-use crate::keys::hex;
-use crate::mail::{MailContext, MailKind, Mailer, Message};
+use crate::flow::{Reserved, SendRefused, SendSpec};
+use crate::mail::{MailContext, MailKind, Message};
 use crate::method::Method;
-use crate::service::{check_address, check_user, decode, encode, until, TwoFactorService};
+use crate::service::{check_address, check_user, until, TwoFactorService, UserKeys};
 use crate::store::{EmailRecord, StoreKey};
 
 /// Purposes of codes sent outside a login challenge.
@@ -25,28 +27,13 @@ pub(crate) enum CodePurpose {
 }
 
 impl CodePurpose {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             CodePurpose::EmailSetup => "email-setup",
             CodePurpose::Registration => "registration",
             CodePurpose::StepUp => "step-up",
         }
     }
-}
-
-/// A code pending confirmation (email setup, registration, step-up).
-#[derive(Serialize, Deserialize)]
-struct PendingCode {
-    mac: String,
-    address: Option<String>,
-    expires_at: Timestamp,
-}
-
-/// The email code of a login challenge.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct ChallengeCode {
-    pub(crate) mac: String,
-    pub(crate) expires_at: Timestamp,
 }
 
 impl TwoFactorService {
@@ -125,63 +112,54 @@ impl TwoFactorService {
             .await
     }
 
-    pub(crate) fn code_mac(&self, scope: &str, user: &str, code: &Secret) -> String {
-        hex(&self.inner.keys.mac(&[
-            b"code",
-            scope.as_bytes(),
-            user.as_bytes(),
-            code.expose().as_bytes(),
-        ]))
+    /// The keyed hash a code is stored as: bound to its scope (a purpose, or a challenge id)
+    /// and the user.
+    pub(crate) fn code_mac(&self, scope: &[u8], user: &str, code: &Secret) -> [u8; 32] {
+        self.inner
+            .keys
+            .mac(&[b"code", scope, user.as_bytes(), code.expose().as_bytes()])
     }
 
-    /// Takes a cooldown slot and a send-cap slot; on refusal, says how long to wait.
+    /// The send reservation for a code stored under `key`: its cooldown and the user's cap.
+    pub(crate) fn send_spec<'a>(&self, cooldown: &'a StoreKey, now: Timestamp) -> SendSpec<'a> {
+        let policy = &self.inner.policy;
+        SendSpec::new(
+            cooldown,
+            now.saturating_add(policy.resend_cooldown),
+            policy.max_sends,
+            policy.send_window,
+        )
+    }
+
+    /// Reserves a send; on refusal, says how long to wait. Returns the value of `challenge` when
+    /// one is named.
     pub(crate) async fn reserve_send(
         &self,
-        user: &str,
+        keys: &UserKeys,
+        challenge: Option<&StoreKey>,
         cooldown: &StoreKey,
         now: Timestamp,
-    ) -> Result<(), Error> {
-        let policy = &self.inner.policy;
-        let cool_until = now.saturating_add(policy.resend_cooldown);
-        let stamp = encode(&cool_until)?;
-        if !self
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let spec = self.send_spec(cooldown, now);
+        match self
             .inner
             .otp
-            .put_if_absent(cooldown, &stamp, cool_until, now)
+            .reserve_send(keys.user(), challenge, &spec, now)
             .await?
         {
-            let wait = match self.inner.otp.get(cooldown, now).await? {
-                Some(b) => decode::<Timestamp>(&b).map(|t| until(t, now))?,
-                None => Duration::from_secs(1),
-            };
-            return Err(Error::Cooldown { retry_after: wait });
-        }
-        let sends = self
-            .inner
-            .otp
-            .increment(
-                &self.ukey(user, "sends"),
-                now.saturating_add(policy.send_window),
-                now,
-            )
-            .await;
-        match sends {
-            Ok(n) if n <= u64::from(policy.max_sends) => Ok(()),
-            Ok(_) => {
-                self.inner.otp.delete(cooldown).await?;
-                Err(Error::RateLimited {
-                    retry_after: policy.send_window,
-                })
-            }
-            Err(e) => {
-                let _ = self.inner.otp.delete(cooldown).await;
-                Err(e.into())
-            }
+            Reserved::Granted(value) => Ok(value),
+            Reserved::Refused(refused) => Err(refused_error(refused, now)),
+            Reserved::NoChallenge => Err(Error::InvalidChallenge),
         }
     }
 
     /// Renders and sends one message.
-    async fn send_mail(&self, user: &str, to: &str, kind: MailKind<'_>) -> Result<(), Error> {
+    pub(crate) async fn send_mail(
+        &self,
+        user: &str,
+        to: &str,
+        kind: MailKind<'_>,
+    ) -> Result<(), Error> {
         let name = self.inner.display_names.as_ref().and_then(|f| f(user));
         let ctx = MailContext::new(&self.inner.issuer, name.as_deref(), kind);
         let rendered = self.inner.templates.render(&ctx);
@@ -199,30 +177,20 @@ impl TwoFactorService {
         }
     }
 
-    /// Mails a fresh code and then stores it under `code_key`, replacing the previous one. On a
-    /// failed send the previous code stays as it was and the cooldown is lifted, so that the user
-    /// may retry at once; on a failed store the new code is unusable (fail closed).
-    pub(crate) async fn store_and_send<T: Serialize>(
+    /// Mails `code`; on failure lifts the cooldown, so that the user may retry at once.
+    pub(crate) async fn mail_code(
         &self,
         user: &str,
         to: &str,
-        (code_key, cooldown): (&StoreKey, &StoreKey),
-        record: impl FnOnce(&Secret) -> T,
-        kind: impl FnOnce(&str) -> MailKind<'_>,
-        now: Timestamp,
+        cooldown: &StoreKey,
+        kind: MailKind<'_>,
     ) -> Result<(), Error> {
-        let policy = &self.inner.policy;
-        let code = code::generate_numeric(policy.email_code_digits);
-        let expires = now.saturating_add(policy.email_code_ttl);
-        let stored = encode(&record(&code))?;
-        if let Err(e) = self.send_mail(user, to, kind(code.expose())).await {
-            let _ = self.inner.otp.delete(cooldown).await;
+        if let Err(e) = self.send_mail(user, to, kind).await {
+            if let Err(lift) = self.inner.otp.delete(cooldown).await {
+                tracing::warn!(target: "twofactor", error = %lift, "lifting a cooldown failed");
+            }
             return Err(e);
         }
-        self.inner.otp.put(code_key, &stored, expires, now).await?;
-        self.event(Event::CodeSent {
-            user: user.to_owned(),
-        });
         Ok(())
     }
 
@@ -232,38 +200,47 @@ impl TwoFactorService {
         address: &str,
         purpose: CodePurpose,
     ) -> Result<(), Error> {
+        let policy = &self.inner.policy;
         let now = self.now();
-        let cooldown = self.ukey(user, &format!("cooldown:{}", purpose.name()));
-        self.reserve_send(user, &cooldown, now).await?;
-        let code_key = self.ukey(user, &format!("code:{}", purpose.name()));
-        let expires_at = now.saturating_add(self.inner.policy.email_code_ttl);
-        let ttl = self.inner.policy.email_code_ttl;
-        self.store_and_send(
-            user,
-            address,
-            (&code_key, &cooldown),
-            |code| PendingCode {
-                mac: self.code_mac(purpose.name(), user, code),
-                address: Some(address.to_owned()),
-                expires_at,
+        let keys = self.user_keys(user);
+        let key = keys.pending(purpose);
+        let cooldown = UserKeys::cooldown(&key);
+        self.reserve_send(&keys, None, &cooldown, now).await?;
+        let code = code::generate_numeric(policy.email_code_digits);
+        let expires_at = now.saturating_add(policy.email_code_ttl);
+        let (code_text, ttl) = (code.expose(), policy.email_code_ttl);
+        let kind = match purpose {
+            CodePurpose::EmailSetup => MailKind::EmailSetupCode {
+                code: code_text,
+                expires_in: ttl,
             },
-            |code| match purpose {
-                CodePurpose::EmailSetup => MailKind::EmailSetupCode {
-                    code,
-                    expires_in: ttl,
-                },
-                CodePurpose::Registration => MailKind::RegistrationCode {
-                    code,
-                    expires_in: ttl,
-                },
-                CodePurpose::StepUp => MailKind::LoginCode {
-                    code,
-                    expires_in: ttl,
-                },
+            CodePurpose::Registration => MailKind::RegistrationCode {
+                code: code_text,
+                expires_in: ttl,
             },
-            now,
-        )
-        .await
+            CodePurpose::StepUp => MailKind::LoginCode {
+                code: code_text,
+                expires_in: ttl,
+            },
+        };
+        self.mail_code(user, address, &cooldown, kind).await?;
+        let record = CodeRecord {
+            mac: self.code_mac(purpose.name().as_bytes(), user, &code),
+            expires_at,
+        };
+        self.inner
+            .otp
+            .store_code(
+                &key,
+                Some((address.as_bytes(), expires_at)),
+                &record.encode(),
+                now,
+            )
+            .await?;
+        self.event(Event::CodeSent {
+            user: user.to_owned(),
+        });
+        Ok(())
     }
 
     /// Checks a code sent for `purpose`; on success it is consumed and its address returned.
@@ -278,55 +255,72 @@ impl TwoFactorService {
             return Err(Error::MalformedCode);
         }
         let now = self.now();
-        let attempt = self.reserve_attempt(user, now).await?;
-        let result = self.match_purpose_code(user, &code, purpose, now).await;
-        self.settle(user, &attempt, now, result).await
+        let keys = self.user_keys(user);
+        self.check_purpose_code(user, &keys, &code, purpose, now)
+            .await
     }
 
-    /// Compares `code` with the pending code of `purpose`, counting the attempt against the code
-    /// first; on a match the code is consumed. The caller has reserved a per-user attempt.
-    pub(crate) async fn match_purpose_code(
+    /// Opens an attempt on the pending code of `purpose`, compares, and settles: on a match the
+    /// code is consumed and its address returned.
+    pub(crate) async fn check_purpose_code(
         &self,
         user: &str,
+        keys: &UserKeys,
         code: &Secret,
         purpose: CodePurpose,
         now: Timestamp,
     ) -> Result<String, Error> {
-        let code_key = self.ukey(user, &format!("code:{}", purpose.name()));
-        let stored = self
-            .inner
-            .otp
-            .get(&code_key, now)
-            .await?
-            .ok_or(Error::NothingPending)?;
-        let pending: PendingCode = decode(&stored)?;
-        if pending.expires_at <= now {
-            return Err(Error::Expired);
-        }
-        let attempts_key = self.ukey(user, &format!("attempts:{}", purpose.name()));
-        let n = self
-            .inner
-            .otp
-            .increment(&attempts_key, pending.expires_at, now)
-            .await?;
-        let max = u64::from(self.inner.policy.code_max_attempts);
-        if n > max {
-            self.inner.otp.delete(&code_key).await?;
-            return Err(Error::TooManyAttempts);
-        }
-        let expected = self.code_mac(purpose.name(), user, code);
-        if !code::ct_eq(expected.as_bytes(), pending.mac.as_bytes()) {
+        let key = keys.pending(purpose);
+        let max = self.inner.policy.code_max_attempts;
+        let attempt = match self
+            .open_attempt(keys, Some((&key, max)), Error::NothingPending, now)
+            .await
+        {
+            Err(Error::TooManyAttempts) => {
+                // Spent: a new code may be sent, with a budget of its own under the user's run.
+                self.inner.otp.delete(&key).await?;
+                return Err(Error::TooManyAttempts);
+            }
+            other => other?,
+        };
+        let pending = attempt.challenge.as_ref().ok_or(Error::NothingPending)?;
+        let stored = match &pending.code {
+            Some(bytes) => CodeRecord::decode(bytes)?,
+            None => return Err(Error::NothingPending),
+        };
+        let expected = self.code_mac(purpose.name().as_bytes(), user, code);
+        if stored.expires_at <= now || !code::ct_eq(&expected, &stored.mac) {
+            self.fail_attempt(user, keys, &attempt, now).await;
+            if stored.expires_at <= now {
+                return Err(Error::Expired);
+            }
             return Err(Error::InvalidCode {
-                attempts_remaining: Some(u32::try_from(max - n).unwrap_or(0)),
+                attempts_remaining: Some(max.saturating_sub(attempt.attempts)),
             });
         }
-        // Single use: of concurrent correct submissions, only the one that takes the very record
-        // it checked succeeds.
-        match self.inner.otp.take(&code_key, now).await? {
-            Some(taken) if taken == stored => {}
-            _ => return Err(Error::CodeReused),
-        }
-        let _ = self.inner.otp.delete(&attempts_key).await;
-        pending.address.ok_or(Error::NothingPending)
+        let address = String::from_utf8(pending.value.clone())
+            .map_err(|_| Error::Store(crate::error::StoreError::corrupt("pending address")))?;
+        self.pass_attempt(
+            user,
+            keys,
+            &attempt,
+            (Some(&key), None),
+            Error::CodeReused,
+            now,
+        )
+        .await?;
+        Ok(address)
+    }
+}
+
+/// The error for a refused send.
+pub(crate) fn refused_error(refused: SendRefused, now: Timestamp) -> Error {
+    match refused {
+        SendRefused::Cooldown { until: t } => Error::Cooldown {
+            retry_after: until(t, now),
+        },
+        SendRefused::Capped { until: t } => Error::RateLimited {
+            retry_after: until(t, now),
+        },
     }
 }

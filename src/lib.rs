@@ -15,6 +15,7 @@ mod backup;
 mod challenge;
 mod clock;
 mod code;
+mod codec;
 mod email_code;
 mod error;
 mod events;

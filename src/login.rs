@@ -2,18 +2,30 @@
 //! when email is a method), [`TwoFactorService::resend_code`] mails a new one, and
 //! [`TwoFactorService::verify_login`] answers it with a TOTP, email or backup code.
 
+//!
+//! Each step is at most two calls on the short-lived store: `begin_login` creates the challenge
+//! (with the email code and its send reserved) in one; `resend_code` reserves the send, mails,
+//! then stores the new code; `verify_login` opens an attempt (loading the challenge, counting it
+//! on the challenge and against the user) and settles it (taking the challenge and recording the
+//! TOTP step together). The challenge carries what its answer is checked against, so a TOTP or
+//! email answer reads no enrolment record; a backup code is redeemed in the enrolment store.
+
 use crate::backup;
-use crate::challenge::{Challenge, ChallengeRecord, ChallengeToken, Purpose};
+use crate::challenge::{
+    Challenge, ChallengeRecord, ChallengeToken, ChallengeTotp, CodeRecord, TAG_BYTES,
+};
 use crate::clock::Timestamp;
 use crate::code::{self, Secret};
-use crate::email_code::ChallengeCode;
+use crate::email_code::refused_error;
 use crate::error::{Error, StoreError};
 use crate::events::Event;
-use crate::lockout::Attempt;
+use crate::flow::{Begun, NewChallenge};
 use crate::mail::MailKind;
 use crate::method::{Method, Verified};
-use crate::service::{check_user, decode, encode, until, TwoFactorService};
-use crate::store::{EnrollmentRecord, Revision};
+use crate::policy::TotpAlgorithm;
+use crate::service::{check_user, until, TwoFactorService, UserKeys};
+use crate::store::{EnrollmentRecord, StoreKey};
+use crate::totp::TotpParams;
 
 /// The outcome of [`TwoFactorService::begin_login`].
 #[derive(Debug)]
@@ -22,6 +34,22 @@ pub enum LoginStep {
     Complete(Verified),
     /// Ask for a code.
     Challenge(Challenge),
+}
+
+/// A challenge located from its token: the user's keys and the challenge's key.
+struct Located {
+    keys: UserKeys,
+    challenge: StoreKey,
+}
+
+/// What an answer matched.
+enum Matched {
+    /// A TOTP code of this step; `reseal` when the secret is sealed under an older key.
+    Totp { step: u64, reseal: bool },
+    /// The emailed code.
+    Email,
+    /// A backup code, to redeem before the challenge is taken.
+    BackupCode(Secret),
 }
 
 impl TwoFactorService {
@@ -35,9 +63,10 @@ impl TwoFactorService {
     /// errors; a delivery error when the email code could not be sent and email is the only method.
     pub async fn begin_login(&self, user: &str) -> Result<LoginStep, Error> {
         check_user(user)?;
+        let policy = &self.inner.policy;
         let now = self.now();
-        let (rec, _) = self.load(user).await?;
-        let remaining = self.inner.enrollments.backup_codes_remaining(user).await?;
+        let (loaded, remaining) = self.inner.enrollments.load_with_codes(user).await?;
+        let rec = loaded.map_or_else(EnrollmentRecord::new, |(rec, _)| rec);
         if !rec.is_enabled() {
             return Ok(LoginStep::Complete(Verified {
                 user: user.to_owned(),
@@ -46,59 +75,106 @@ impl TwoFactorService {
                 verified_at: now,
             }));
         }
-        let lock = self.lock_state(&self.ukey(user, "lock"), now).await?;
-        if lock.until > now {
-            return Err(Error::Locked {
-                retry_after: until(lock.until, now),
-            });
-        }
-        let mut methods = Vec::new();
-        if rec.totp.is_some() {
-            methods.push(Method::Totp);
-        }
-        if rec.email.is_some() {
+        let mut methods = Vec::with_capacity(3);
+        let totp = match &rec.totp {
+            Some(t) => {
+                methods.push(Method::Totp);
+                Some(ChallengeTotp {
+                    sealed: t.sealed_secret.clone(),
+                    algorithm: TotpAlgorithm::from_name(&t.algorithm).ok_or(Error::Crypto)?,
+                    digits: t.digits,
+                    period: t.period,
+                })
+            }
+            None => None,
+        };
+        let email = rec.email.map(|e| e.address);
+        if email.is_some() {
             methods.push(Method::Email);
         }
         if remaining > 0 {
             methods.push(Method::BackupCode);
         }
-        let token = ChallengeToken::generate();
-        let id = token.id(&self.inner.keys);
-        let expires_at = now.saturating_add(self.inner.policy.challenge_ttl);
+        let keys = self.user_keys(user);
+        let token = ChallengeToken::generate(&keys.tag);
+        let (_, id) = token
+            .locate(&self.inner.keys)
+            .ok_or(Error::InvalidChallenge)?;
+        let key = keys.challenge(&id);
+        let cooldown = UserKeys::cooldown(&key);
+        let expires_at = now.saturating_add(policy.challenge_ttl);
         let record = ChallengeRecord {
-            v: 1,
             user: user.to_owned(),
-            purpose: Purpose::Login,
             methods: methods.clone(),
-            email: rec.email.as_ref().map(|e| e.address.clone()),
-            created_at: now,
+            email,
+            totp,
+            backup_codes_remaining: remaining,
             expires_at,
         };
-        if !self
-            .inner
-            .otp
-            .put_if_absent(
-                &Self::ckey(&id, "challenge"),
-                &encode(&record)?,
-                expires_at,
-                now,
-            )
-            .await?
-        {
-            return Err(Error::Store(StoreError::other("challenge id collision")));
-        }
+        // The email code is made now and stored with the challenge when its send is granted.
+        let code = record
+            .email
+            .as_ref()
+            .map(|_| code::generate_numeric(policy.email_code_digits));
+        let code_expires = now.saturating_add(policy.email_code_ttl).min(expires_at);
+        let code_record = code.as_ref().map(|c| {
+            CodeRecord {
+                mac: self.code_mac(&id, user, c),
+                expires_at: code_expires,
+            }
+            .encode()
+        });
+        let value = record.encode();
+        let new = NewChallenge {
+            user: keys.user(),
+            limits: self.limits(),
+            challenge: &key,
+            value: &value,
+            expires_at,
+            send: code_record
+                .as_deref()
+                .map(|c| (self.send_spec(&cooldown, now), c)),
+            // Without an authenticator app the emailed code is the only way in (or a backup
+            // code, which the user may not have at hand): a refused send refuses the login.
+            send_required: record.totp.is_none(),
+        };
+        let granted = match self.inner.otp.begin_challenge(&new, now).await? {
+            Begun::Created { send } => send,
+            Begun::SendRefused(refused) => return Err(refused_error(refused, now)),
+            Begun::Locked { until: t } => {
+                return Err(Error::Locked {
+                    retry_after: until(t, now),
+                })
+            }
+            Begun::Collision => {
+                return Err(Error::Store(StoreError::other("challenge id collision")))
+            }
+        };
         let mut email_sent = false;
-        if let Some(address) = &record.email {
-            match self.send_login_code(&id, &record, address, now).await {
-                Ok(()) => email_sent = true,
+        if let (Some(address), Some(code), Some(sent)) = (&record.email, &code, granted) {
+            let kind = MailKind::LoginCode {
+                code: code.expose(),
+                expires_in: code_expires.duration_since(now),
+            };
+            let mailed = match sent {
+                Ok(()) => self.mail_code(user, address, &cooldown, kind).await,
+                Err(refused) => Err(refused_error(refused, now)),
+            };
+            match mailed {
+                Ok(()) => {
+                    email_sent = true;
+                    self.event(Event::CodeSent {
+                        user: user.to_owned(),
+                    });
+                }
                 // With an authenticator app the user can still answer; they may resend later.
-                Err(
-                    e @ (Error::Delivery(_) | Error::RateLimited { .. } | Error::Cooldown { .. }),
-                ) if methods.contains(&Method::Totp) => {
+                Err(e) if record.totp.is_some() => {
                     tracing::warn!(target: "twofactor", error = %e, "login code not sent");
                 }
                 Err(e) => {
-                    let _ = self.inner.otp.delete(&Self::ckey(&id, "challenge")).await;
+                    if let Err(gone) = self.inner.otp.delete(&key).await {
+                        tracing::warn!(target: "twofactor", error = %gone, "removing a challenge failed");
+                    }
                     return Err(e);
                 }
             }
@@ -111,56 +187,13 @@ impl TwoFactorService {
         }))
     }
 
-    async fn send_login_code(
-        &self,
-        id: &str,
-        record: &ChallengeRecord,
-        address: &str,
-        now: Timestamp,
-    ) -> Result<(), Error> {
-        let cooldown = Self::ckey(id, "cooldown");
-        self.reserve_send(&record.user, &cooldown, now).await?;
-        let expires_at = now
-            .saturating_add(self.inner.policy.email_code_ttl)
-            .min(record.expires_at);
-        let ttl = expires_at.duration_since(now);
-        self.store_and_send(
-            &record.user,
-            address,
-            (&Self::ckey(id, "code"), &cooldown),
-            |code| ChallengeCode {
-                mac: self.code_mac(id, &record.user, code),
-                expires_at,
-            },
-            |code| MailKind::LoginCode {
-                code,
-                expires_in: ttl,
-            },
-            now,
-        )
-        .await
-    }
-
-    async fn load_challenge(
-        &self,
-        token: &ChallengeToken,
-        now: Timestamp,
-    ) -> Result<(String, ChallengeRecord), Error> {
-        let id = token.id(&self.inner.keys);
-        let bytes = self
-            .inner
-            .otp
-            .get(&Self::ckey(&id, "challenge"), now)
-            .await?
+    fn locate(&self, token: &ChallengeToken) -> Result<(Located, [u8; 16]), Error> {
+        let (tag, id): ([u8; TAG_BYTES], [u8; 16]) = token
+            .locate(&self.inner.keys)
             .ok_or(Error::InvalidChallenge)?;
-        let record: ChallengeRecord = decode(&bytes)?;
-        if record.purpose != Purpose::Login || record.v != 1 {
-            return Err(Error::InvalidChallenge);
-        }
-        if record.expires_at <= now {
-            return Err(Error::Expired);
-        }
-        Ok((id, record))
+        let keys = UserKeys::from_tag(tag);
+        let challenge = keys.challenge(&id);
+        Ok((Located { keys, challenge }, id))
     }
 
     /// Sends a new email code for a challenge, replacing the old one. Counters are not reset.
@@ -170,10 +203,45 @@ impl TwoFactorService {
     /// [`Error::Cooldown`] within the cooldown; [`Error::RateLimited`] past the send cap;
     /// delivery and store errors (no cooldown started, no usable code left).
     pub async fn resend_code(&self, token: &ChallengeToken) -> Result<(), Error> {
+        let policy = &self.inner.policy;
         let now = self.now();
-        let (id, record) = self.load_challenge(token, now).await?;
-        let address = record.email.clone().ok_or(Error::NotEnrolled)?;
-        self.send_login_code(&id, &record, &address, now).await
+        let (at, id) = self.locate(token)?;
+        let cooldown = UserKeys::cooldown(&at.challenge);
+        let value = self
+            .reserve_send(&at.keys, Some(&at.challenge), &cooldown, now)
+            .await?
+            .ok_or(Error::InvalidChallenge)?;
+        let record = ChallengeRecord::decode(&value)?;
+        let Some(address) = &record.email else {
+            let _ = self.inner.otp.delete(&cooldown).await;
+            return Err(Error::NotEnrolled);
+        };
+        let user = record.user.as_str();
+        let code = code::generate_numeric(policy.email_code_digits);
+        let expires_at = now
+            .saturating_add(policy.email_code_ttl)
+            .min(record.expires_at);
+        let kind = MailKind::LoginCode {
+            code: code.expose(),
+            expires_in: expires_at.duration_since(now),
+        };
+        self.mail_code(user, address, &cooldown, kind).await?;
+        let stored = CodeRecord {
+            mac: self.code_mac(&id, user, &code),
+            expires_at,
+        };
+        if !self
+            .inner
+            .otp
+            .store_code(&at.challenge, None, &stored.encode(), now)
+            .await?
+        {
+            return Err(Error::InvalidChallenge);
+        }
+        self.event(Event::CodeSent {
+            user: user.to_owned(),
+        });
+        Ok(())
     }
 
     /// Answers a challenge with a TOTP code, the emailed code, or a backup code.
@@ -198,45 +266,82 @@ impl TwoFactorService {
     ) -> Result<Verified, Error> {
         let code = code::normalize(input)?;
         let now = self.now();
-        let (id, challenge) = self.load_challenge(token, now).await?;
-        let user = challenge.user.as_str();
-        let max = u64::from(self.inner.policy.challenge_max_attempts);
-        let attempts = self
-            .inner
-            .otp
-            .increment(&Self::ckey(&id, "attempts"), challenge.expires_at, now)
+        let (at, id) = self.locate(token)?;
+        let max = self.inner.policy.challenge_max_attempts;
+        let attempt = self
+            .open_attempt(
+                &at.keys,
+                Some((&at.challenge, max)),
+                Error::InvalidChallenge,
+                now,
+            )
             .await?;
-        if attempts > max {
-            let _ = self.inner.otp.delete(&Self::ckey(&id, "challenge")).await;
-            return Err(Error::TooManyAttempts);
-        }
-        let attempt = self.reserve_attempt(user, now).await?;
-        let result = self.answer(&id, &challenge, &attempt, &code, now).await;
-        let (method, rec, rev, reseal) = match self.settle(user, &attempt, now, result).await {
-            Ok(v) => v,
-            Err(Error::InvalidCode { .. }) => {
+        let stored = attempt.challenge.as_ref().ok_or(Error::InvalidChallenge)?;
+        let challenge = ChallengeRecord::decode(&stored.value)?;
+        let user = challenge.user.as_str();
+        let matched = match self.answer(&id, &challenge, stored.code.as_deref(), &code, now) {
+            Ok(Some(m)) => m,
+            outcome => {
+                self.fail_attempt(user, &at.keys, &attempt, now).await;
+                outcome?;
                 return Err(Error::InvalidCode {
-                    attempts_remaining: Some(u32::try_from(max - attempts).unwrap_or(0)),
-                })
+                    attempts_remaining: Some(max.saturating_sub(attempt.attempts)),
+                });
             }
-            Err(e) => return Err(e),
         };
-
-        self.update_from(user, Some((rec, rev)), |r| {
-            r.last_verified_at = Some(now);
-            Ok(true)
-        })
-        .await?;
-        if reseal {
-            self.reseal(user).await;
+        // A backup code is redeemed before the challenge is taken: only a code that exists can
+        // pass, and of concurrent redemptions exactly one does.
+        let mut remaining = challenge.backup_codes_remaining;
+        if let Matched::BackupCode(canonical) = &matched {
+            match self.redeem_backup(user, canonical, now).await {
+                Ok(Some(left)) => remaining = left,
+                outcome => {
+                    self.fail_attempt(user, &at.keys, &attempt, now).await;
+                    outcome?;
+                    return Err(Error::InvalidCode {
+                        attempts_remaining: Some(max.saturating_sub(attempt.attempts)),
+                    });
+                }
+            }
         }
-        let remaining = self.inner.enrollments.backup_codes_remaining(user).await?;
-        if method == Method::BackupCode {
-            self.event(Event::BackupCodeUsed {
-                user: user.to_owned(),
-                remaining,
-            });
+        let step = match &matched {
+            Matched::Totp { step, .. } => Some(*step),
+            _ => None,
+        };
+        match self
+            .pass_attempt(
+                user,
+                &at.keys,
+                &attempt,
+                (Some(&at.challenge), step),
+                Error::InvalidChallenge,
+                now,
+            )
+            .await
+        {
+            Err(Error::CodeReused) => {
+                let to = challenge.email.as_deref();
+                self.notify(user, to, MailKind::TotpReplayRejected).await;
+                return Err(Error::CodeReused);
+            }
+            other => other?,
         }
+        let method = match matched {
+            Matched::Totp { reseal, .. } => {
+                if reseal {
+                    self.reseal(user).await;
+                }
+                Method::Totp
+            }
+            Matched::Email => Method::Email,
+            Matched::BackupCode(_) => {
+                self.event(Event::BackupCodeUsed {
+                    user: user.to_owned(),
+                    remaining,
+                });
+                Method::BackupCode
+            }
+        };
         self.event(Event::Verified {
             user: user.to_owned(),
             method,
@@ -249,74 +354,40 @@ impl TwoFactorService {
         })
     }
 
-    /// Checks `code` against every method the challenge offers and, on a match, consumes the
-    /// challenge. Returns the method, the enrolment record read and its revision, and whether the
-    /// TOTP secret should be re-sealed.
-    async fn answer(
+    /// Checks `code` against every method the challenge offers, reading nothing: `None` when
+    /// nothing matched.
+    fn answer(
         &self,
-        id: &str,
+        id: &[u8; 16],
         challenge: &ChallengeRecord,
-        attempt: &Attempt,
+        email_code: Option<&[u8]>,
         code: &Secret,
         now: Timestamp,
-    ) -> Result<(Method, EnrollmentRecord, Option<Revision>, bool), Error> {
-        let user = challenge.user.as_str();
-        let (rec, rev) = self.load(user).await?;
+    ) -> Result<Option<Matched>, Error> {
         let offers = |m: Method| challenge.methods.contains(&m);
-        let mut matched = None;
+        let user = challenge.user.as_str();
         if let Some(canonical) = backup::canonical(code.expose()) {
-            if offers(Method::BackupCode) && self.consume_backup(user, &canonical, now).await? {
-                matched = Some((Method::BackupCode, false));
-            }
-        } else {
-            if offers(Method::Email) && code::is_numeric(code, self.inner.policy.email_code_digits)
-            {
-                if let Some(bytes) = self.inner.otp.get(&Self::ckey(id, "code"), now).await? {
-                    let stored: ChallengeCode = decode(&bytes)?;
-                    let mac = self.code_mac(id, user, code);
-                    if stored.expires_at > now && code::ct_eq(mac.as_bytes(), stored.mac.as_bytes())
-                    {
-                        matched = Some((Method::Email, false));
-                    }
-                }
-            }
-            if matched.is_none() && offers(Method::Totp) {
-                if let Some(totp) = rec
-                    .totp
-                    .as_ref()
-                    .filter(|t| code::is_numeric(code, t.digits))
-                {
-                    match self.check_totp(user, attempt, totp, code, now).await {
-                        Ok(old_key) => matched = Some((Method::Totp, old_key)),
-                        Err(Error::CodeReused) => {
-                            let to = rec.email.as_ref().map(|e| e.address.as_str());
-                            self.notify(user, to, MailKind::TotpReplayRejected).await;
-                            return Err(Error::CodeReused);
-                        }
-                        Err(Error::InvalidCode { .. }) => {}
-                        Err(e) => return Err(e),
-                    }
+            return Ok(offers(Method::BackupCode).then_some(Matched::BackupCode(canonical)));
+        }
+        if let (true, Some(bytes)) = (offers(Method::Email), email_code) {
+            if code::is_numeric(code, self.inner.policy.email_code_digits) {
+                let stored = CodeRecord::decode(bytes)?;
+                let mac = self.code_mac(id, user, code);
+                if stored.expires_at > now && code::ct_eq(&mac, &stored.mac) {
+                    return Ok(Some(Matched::Email));
                 }
             }
         }
-        let Some((method, reseal)) = matched else {
-            return Err(Error::InvalidCode {
-                attempts_remaining: None,
-            });
-        };
-        // Single use: of concurrent successes, one takes the challenge.
-        if self
-            .inner
-            .otp
-            .take(&Self::ckey(id, "challenge"), now)
-            .await?
-            .is_none()
-        {
-            return Err(Error::InvalidChallenge);
+        if let (true, Some(totp)) = (offers(Method::Totp), &challenge.totp) {
+            let params = TotpParams {
+                algorithm: totp.algorithm,
+                digits: totp.digits,
+                period: totp.period,
+            };
+            if let Some((step, reseal)) = self.match_totp(user, &totp.sealed, params, code, now)? {
+                return Ok(Some(Matched::Totp { step, reseal }));
+            }
         }
-        if challenge.email.is_some() {
-            let _ = self.inner.otp.delete(&Self::ckey(id, "code")).await;
-        }
-        Ok((method, rec, rev, reseal))
+        Ok(None)
     }
 }

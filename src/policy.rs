@@ -96,6 +96,11 @@ pub struct Policy {
     pub lockout_max: Duration,
     /// How long consecutive failures are remembered. Default 24 hours.
     pub failure_window: Duration,
+    /// How long the user's short-lived record (the last verification time that status shows, the
+    /// last TOTP step, the lock) is kept after the user's last code check. Default 400 days, so
+    /// that status keeps the last verification of anyone who signs in at least yearly. A value
+    /// below `failure_window` counts as `failure_window`.
+    pub user_record_ttl: Duration,
     /// TOTP algorithm. Default SHA-1 (RFC 6238; what every authenticator app honours).
     pub totp_algorithm: TotpAlgorithm,
     /// TOTP digits: 6 (default) or 8.
@@ -129,6 +134,7 @@ impl Default for Policy {
             lockout_base: Duration::from_secs(15 * 60),
             lockout_max: Duration::from_secs(24 * 3600),
             failure_window: Duration::from_secs(24 * 3600),
+            user_record_ttl: Duration::from_secs(400 * 24 * 3600),
             totp_algorithm: TotpAlgorithm::Sha1,
             totp_digits: 6,
             totp_period: Duration::from_secs(30),

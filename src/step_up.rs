@@ -2,12 +2,13 @@
 //! [`TwoFactorService::regenerate_backup_codes`]) and the user's [`Status`].
 
 use crate::backup::{self, BackupCodeSet};
+use crate::challenge::CodeRecord;
 use crate::clock::Timestamp;
 use crate::code::{self, Secret};
 use crate::email_code::CodePurpose;
 use crate::error::Error;
 use crate::events::Event;
-use crate::lockout::Attempt;
+use crate::flow::OpenAttempt;
 use crate::mail::MailKind;
 use crate::method::Method;
 use crate::service::{check_user, TwoFactorService};
@@ -33,58 +34,147 @@ pub struct Status {
     pub backup_codes_remaining: u32,
 }
 
+/// What a passed step-up takes with it when it settles.
+enum Taken {
+    Nothing,
+    /// The pending step-up code.
+    PendingCode,
+    /// The TOTP step.
+    Step(u64),
+}
+
 impl TwoFactorService {
     /// Checks a fresh factor outside a login (a TOTP code, a step-up email code, or a backup
-    /// code) against a reserved attempt.
+    /// code), and the password first when `password` is given: one attempt, opened before any
+    /// comparison (on the pending step-up code, when the input may be one) and settled.
     async fn step_up(
         &self,
         user: &str,
         rec: &EnrollmentRecord,
-        attempt: &Attempt,
         code: &Secret,
+        password: Option<bool>,
         now: Timestamp,
     ) -> Result<Method, Error> {
-        let invalid = || Error::InvalidCode {
-            attempts_remaining: None,
-        };
-        if let Some(canonical) = backup::canonical(code.expose()) {
-            if !self.consume_backup(user, &canonical, now).await? {
-                return Err(invalid());
+        let policy = &self.inner.policy;
+        let keys = self.user_keys(user);
+        let backup_code = backup::canonical(code.expose());
+        let pending = keys.pending(CodePurpose::StepUp);
+        let may_be_email = backup_code.is_none()
+            && rec.email.is_some()
+            && code::is_numeric(code, policy.email_code_digits);
+        let attempt = if may_be_email {
+            let opened = self
+                .open_attempt(
+                    &keys,
+                    Some((&pending, policy.code_max_attempts)),
+                    Error::NothingPending,
+                    now,
+                )
+                .await;
+            match opened {
+                Err(Error::NothingPending | Error::TooManyAttempts) if rec.totp.is_some() => {
+                    self.open_attempt(&keys, None, Error::NothingPending, now)
+                        .await?
+                }
+                Err(Error::NothingPending) => {
+                    return Err(Error::InvalidCode {
+                        attempts_remaining: None,
+                    })
+                }
+                other => other?,
             }
-            let remaining = self.inner.enrollments.backup_codes_remaining(user).await?;
+        } else {
+            self.open_attempt(&keys, None, Error::NothingPending, now)
+                .await?
+        };
+        let matched = self
+            .match_step_up(
+                user,
+                rec,
+                code,
+                backup_code.as_ref(),
+                &attempt,
+                password,
+                now,
+            )
+            .await;
+        let (method, taken) = match matched {
+            Ok(Some(m)) => m,
+            outcome => {
+                self.fail_attempt(user, &keys, &attempt, now).await;
+                outcome?;
+                return Err(Error::InvalidCode {
+                    attempts_remaining: None,
+                });
+            }
+        };
+        let (challenge, step) = match taken {
+            Taken::Nothing => (None, None),
+            Taken::PendingCode => (Some(&pending), None),
+            Taken::Step(step) => (None, Some(step)),
+        };
+        match self
+            .pass_attempt(
+                user,
+                &keys,
+                &attempt,
+                (challenge, step),
+                Error::CodeReused,
+                now,
+            )
+            .await
+        {
+            Err(Error::CodeReused) if step.is_some() => {
+                let to = rec.email.as_ref().map(|e| e.address.as_str());
+                self.notify(user, to, MailKind::TotpReplayRejected).await;
+                Err(Error::CodeReused)
+            }
+            other => other.map(|()| method),
+        }
+    }
+
+    /// Compares the input of an opened step-up attempt: `None` when nothing matched. A backup
+    /// code is redeemed here (only an existing code passes).
+    #[allow(clippy::too_many_arguments)]
+    async fn match_step_up(
+        &self,
+        user: &str,
+        rec: &EnrollmentRecord,
+        code: &Secret,
+        backup_code: Option<&Secret>,
+        attempt: &OpenAttempt,
+        password: Option<bool>,
+        now: Timestamp,
+    ) -> Result<Option<(Method, Taken)>, Error> {
+        if password == Some(false) {
+            return Err(Error::InvalidPassword);
+        }
+        if let Some(canonical) = backup_code {
+            let Some(remaining) = self.redeem_backup(user, canonical, now).await? else {
+                return Ok(None);
+            };
             self.event(Event::BackupCodeUsed {
                 user: user.to_owned(),
                 remaining,
             });
-            return Ok(Method::BackupCode);
+            return Ok(Some((Method::BackupCode, Taken::Nothing)));
         }
-        if rec.email.is_some() && code::is_numeric(code, self.inner.policy.email_code_digits) {
-            match self
-                .match_purpose_code(user, code, CodePurpose::StepUp, now)
-                .await
-            {
-                Ok(_) => return Ok(Method::Email),
-                Err(Error::InvalidCode { .. } | Error::NothingPending) if rec.totp.is_some() => {}
-                Err(Error::NothingPending) => return Err(invalid()),
-                Err(e) => return Err(e),
+        if let Some(bytes) = attempt.challenge.as_ref().and_then(|p| p.code.as_deref()) {
+            let stored = CodeRecord::decode(bytes)?;
+            let expected = self.code_mac(CodePurpose::StepUp.name().as_bytes(), user, code);
+            if stored.expires_at > now && code::ct_eq(&expected, &stored.mac) {
+                return Ok(Some((Method::Email, Taken::PendingCode)));
             }
         }
-        match rec
-            .totp
-            .as_ref()
-            .filter(|t| code::is_numeric(code, t.digits))
-        {
-            Some(totp) => match self.check_totp(user, attempt, totp, code, now).await {
-                Ok(_) => Ok(Method::Totp),
-                Err(Error::CodeReused) => {
-                    let to = rec.email.as_ref().map(|e| e.address.as_str());
-                    self.notify(user, to, MailKind::TotpReplayRejected).await;
-                    Err(Error::CodeReused)
-                }
-                Err(e) => Err(e),
-            },
-            None => Err(invalid()),
+        if let Some(totp) = &rec.totp {
+            let params = Self::totp_params(totp)?;
+            if let Some((step, _)) =
+                self.match_totp(user, &totp.sealed_secret, params, code, now)?
+            {
+                return Ok(Some((Method::Totp, Taken::Step(step))));
+            }
         }
+        Ok(None)
     }
 
     /// Turns two-factor authentication off: needs the password (checked by the host's
@@ -110,13 +200,9 @@ impl TwoFactorService {
         }
         // A wrong password counts against the same ceiling as a wrong code.
         let code = code::normalize(code)?;
-        let attempt = self.reserve_attempt(user, now).await?;
-        let result = if verifier.verify(user, password) {
-            self.step_up(user, &rec, &attempt, &code, now).await
-        } else {
-            Err(Error::InvalidPassword)
-        };
-        self.settle(user, &attempt, now, result).await?;
+        let password_ok = verifier.verify(user, password);
+        self.step_up(user, &rec, &code, Some(password_ok), now)
+            .await?;
         self.inner.enrollments.remove(user).await?;
         self.event(Event::FactorDisabled {
             user: user.to_owned(),
@@ -144,9 +230,7 @@ impl TwoFactorService {
         if !rec.is_enabled() {
             return Err(Error::NotEnrolled);
         }
-        let attempt = self.reserve_attempt(user, now).await?;
-        let result = self.step_up(user, &rec, &attempt, &code, now).await;
-        self.settle(user, &attempt, now, result).await?;
+        self.step_up(user, &rec, &code, None, now).await?;
         let set = BackupCodeSet::generate(policy.backup_code_count as usize);
         let records = set.records(&self.inner.keys, user, policy.backup_code_hashing)?;
         self.inner
@@ -169,8 +253,22 @@ impl TwoFactorService {
     pub async fn status(&self, user: &str) -> Result<Status, Error> {
         check_user(user)?;
         let now = self.now();
-        let (rec, _) = self.load(user).await?;
-        let remaining = self.inner.enrollments.backup_codes_remaining(user).await?;
+        let (loaded, remaining) = self.inner.enrollments.load_with_codes(user).await?;
+        let rec = loaded.map_or_else(EnrollmentRecord::new, |(rec, _)| rec);
+        // The last verification lives with the short-lived records; status still answers from
+        // the enrolment alone when that store is down.
+        let last_seen = match self
+            .inner
+            .otp
+            .user_state(self.user_keys(user).user(), &self.limits(), now)
+            .await
+        {
+            Ok(state) => state.last_verified_at,
+            Err(e) => {
+                tracing::warn!(target: "twofactor", error = %e, "reading the last verification failed");
+                None
+            }
+        };
         let mut methods = Vec::new();
         if rec.totp.is_some() {
             methods.push(Method::Totp);
@@ -190,7 +288,7 @@ impl TwoFactorService {
                 .as_ref()
                 .is_some_and(|p| p.expires_at > now),
             email: rec.email.map(|e| e.address),
-            last_verified_at: rec.last_verified_at,
+            last_verified_at: rec.last_verified_at.max(last_seen),
             backup_codes_remaining: remaining,
         })
     }

@@ -247,7 +247,7 @@ async fn login_failures_get_the_uniform_message() {
     let mut seen = Vec::new();
 
     // Unknown and tampered challenges.
-    let unknown = ChallengeToken::parse(&format!("tfc1_{}", "A".repeat(43))).unwrap();
+    let unknown = ChallengeToken::parse(&format!("tfc2_{}", "A".repeat(59))).unwrap();
     seen.push(h.tf.verify_login(&unknown, "123456").await.unwrap_err());
     let ch = h.challenge("u1").await;
     let mut tampered = ch.token().as_str().to_owned();

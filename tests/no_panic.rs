@@ -30,8 +30,8 @@ fn nasty() -> impl Strategy<Value = String> {
         "\\PC{0,40}",
         "[0-9 \\-\t]{0,16}",
         "[0-9A-Za-z\\- ]{10,20}",
-        "tfc1_[A-Za-z0-9_\\-]{40,46}",
-        "tfc1_\\PC{43}",
+        "tfc2_[A-Za-z0-9_\\-]{56,62}",
+        "tfc2_\\PC{59}",
         Just("١٢٣٤٥٦".to_owned()),
         Just("１２３４５６".to_owned()),
         Just("१२३४५६".to_owned()),
@@ -85,7 +85,7 @@ fn verify_login_takes_any_input_with_a_real_or_a_garbage_token() {
     let h = Harness::new();
     let (_, backup) = rt.block_on(h.enroll_totp("u1"));
     rt.block_on(h.enroll_email("u1", "a@example.com"));
-    let garbage = ChallengeToken::parse(&format!("tfc1_{}", "A".repeat(43))).unwrap();
+    let garbage = ChallengeToken::parse(&format!("tfc2_{}", "A".repeat(59))).unwrap();
     runner(256)
         .run(&(nasty(), nasty()), |(input, token_text)| {
             // A fresh day: no lock, a live challenge.
@@ -108,7 +108,7 @@ fn verify_login_takes_any_input_with_a_real_or_a_garbage_token() {
             // Any token text: parsed or refused as an invalid challenge, never a panic.
             match ChallengeToken::parse(&token_text) {
                 Ok(t) => {
-                    prop_assert!(token_text.starts_with("tfc1_"));
+                    prop_assert!(token_text.starts_with("tfc2_"));
                     prop_assert_eq!(t.as_str(), token_text.as_str());
                     let r = rt.block_on(h.tf.verify_login(&t, "123456"));
                     prop_assert_eq!(r.unwrap_err().code(), "invalid_challenge");

@@ -9,12 +9,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 
+use crate::challenge::TAG_BYTES;
 use crate::clock::{Clock, Timestamp};
-use crate::error::{Error, StoreError};
+use crate::email_code::CodePurpose;
+use crate::error::Error;
 use crate::events::{Event, EventSink};
-use crate::keys::{hex, Keyring};
+use crate::flow::UserLimits;
+use crate::keys::Keyring;
 use crate::mail::{Mailer, Templates};
 use crate::policy::Policy;
 use crate::store::{EnrollmentStore, OtpStore, StoreKey};
@@ -77,19 +81,6 @@ impl std::fmt::Debug for TwoFactorService {
     }
 }
 
-/// The key of a user's short-lived record `what`, under the user's hash tag.
-pub(crate) fn tag_key(tag: &str, what: &str) -> StoreKey {
-    StoreKey::new(format!("tf:u:{{{tag}}}:{what}"))
-}
-
-pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, Error> {
-    serde_json::to_vec(v).map_err(|e| Error::Store(StoreError::corrupt(e)))
-}
-
-pub(crate) fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Error> {
-    serde_json::from_slice(bytes).map_err(|e| Error::Store(StoreError::corrupt(e)))
-}
-
 pub(crate) fn check_user(user: &str) -> Result<(), Error> {
     if user.is_empty() || user.len() > 256 || user.chars().any(char::is_control) {
         return Err(Error::InvalidInput("user id must be 1 to 256 characters"));
@@ -133,16 +124,84 @@ impl TwoFactorService {
         self.inner.events.record(&e);
     }
 
-    pub(crate) fn user_tag(&self, user: &str) -> String {
+    /// Where the user's short-lived records live.
+    pub(crate) fn user_keys(&self, user: &str) -> UserKeys {
         let mac = self.inner.keys.mac(&[b"user tag", user.as_bytes()]);
-        hex(mac.get(..12).unwrap_or(&mac))
+        let mut tag = [0u8; TAG_BYTES];
+        if let Some(head) = mac.first_chunk::<TAG_BYTES>() {
+            tag = *head;
+        }
+        UserKeys::from_tag(tag)
     }
 
-    pub(crate) fn ukey(&self, user: &str, what: &str) -> StoreKey {
-        tag_key(&self.user_tag(user), what)
+    /// The per-user limits every code check counts against.
+    pub(crate) fn limits(&self) -> UserLimits {
+        let p = &self.inner.policy;
+        UserLimits::new(
+            p.lockout_threshold,
+            p.failure_window,
+            p.user_record_ttl.max(p.failure_window),
+        )
+    }
+}
+
+/// The keys of one user's short-lived records. All of them carry the user's key tag (a keyed
+/// hash of the user id) as their `{…}` hash tag, so a Redis Cluster keeps them on one slot and
+/// one script can reach them together:
+///
+/// | record | key |
+/// | --- | --- |
+/// | the user's record (failures, lock, last TOTP step, sends, last verification) | `tf:{tag}` |
+/// | a login challenge | `tf:{tag}:c:<id>` |
+/// | a pending code of a purpose | `tf:{tag}:p:<purpose>` |
+/// | the send cooldown of either | the key above + `:s` |
+pub(crate) struct UserKeys {
+    pub(crate) tag: [u8; TAG_BYTES],
+    user: StoreKey,
+}
+
+impl UserKeys {
+    pub(crate) fn from_tag(tag: [u8; TAG_BYTES]) -> Self {
+        let mut base = String::with_capacity(24);
+        base.push_str("tf:{");
+        URL_SAFE_NO_PAD.encode_string(tag, &mut base);
+        base.push('}');
+        UserKeys {
+            tag,
+            user: StoreKey::new(base),
+        }
     }
 
-    pub(crate) fn ckey(id: &str, what: &str) -> StoreKey {
-        StoreKey::new(format!("tf:c:{{{id}}}:{what}"))
+    /// The user's record.
+    pub(crate) fn user(&self) -> &StoreKey {
+        &self.user
+    }
+
+    fn under(&self, kind: &str, name: &str) -> StoreKey {
+        let base = self.user.as_str();
+        let mut key = String::with_capacity(base.len() + kind.len() + name.len() + 2);
+        key.push_str(base);
+        key.push(':');
+        key.push_str(kind);
+        key.push(':');
+        key.push_str(name);
+        StoreKey::new(key)
+    }
+
+    /// A login challenge, by its id.
+    pub(crate) fn challenge(&self, id: &[u8; 16]) -> StoreKey {
+        let mut name = String::with_capacity(22);
+        URL_SAFE_NO_PAD.encode_string(id, &mut name);
+        self.under("c", &name)
+    }
+
+    /// The pending code of a purpose.
+    pub(crate) fn pending(&self, purpose: CodePurpose) -> StoreKey {
+        self.under("p", purpose.name())
+    }
+
+    /// The send cooldown of a challenge or pending code.
+    pub(crate) fn cooldown(of: &StoreKey) -> StoreKey {
+        StoreKey::new(format!("{}:s", of.as_str()))
     }
 }

@@ -34,6 +34,7 @@
 use std::time::Duration;
 
 use crate::clock::Timestamp;
+use crate::codec::{Reader, Writer};
 use crate::error::StoreError;
 
 use super::{OtpStore, StoreKey};
@@ -72,17 +73,21 @@ impl UserState {
     /// The fixed binary form: a version byte, then each field big-endian, options as a presence
     /// byte and a value.
     pub fn to_bytes(&self) -> [u8; USER_STATE_LEN] {
+        let mut w = Writer::with_capacity(USER_STATE_LEN);
+        w.u8(USER_STATE_VERSION)
+            .u32(self.failures)
+            .u64(self.failures_until.as_unix_secs())
+            .u32(self.level)
+            .u64(self.locked_until.as_unix_secs())
+            .opt_u64(self.last_step)
+            .u32(self.sends)
+            .u64(self.sends_until.as_unix_secs())
+            .opt_u64(self.last_verified_at.map(Timestamp::as_unix_secs));
         let mut out = [0u8; USER_STATE_LEN];
-        let mut w = Writer(&mut out, 0);
-        w.put(&[USER_STATE_VERSION]);
-        w.put(&self.failures.to_be_bytes());
-        w.put(&self.failures_until.as_unix_secs().to_be_bytes());
-        w.put(&self.level.to_be_bytes());
-        w.put(&self.locked_until.as_unix_secs().to_be_bytes());
-        w.opt(self.last_step);
-        w.put(&self.sends.to_be_bytes());
-        w.put(&self.sends_until.as_unix_secs().to_be_bytes());
-        w.opt(self.last_verified_at.map(Timestamp::as_unix_secs));
+        let bytes = w.into_vec();
+        if let Some(dst) = out.get_mut(..bytes.len()) {
+            dst.copy_from_slice(&bytes);
+        }
         out
     }
 
@@ -91,66 +96,25 @@ impl UserState {
     /// # Errors
     /// A corrupt-record error for any other input.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, StoreError> {
-        let corrupt = || StoreError::corrupt("malformed user record");
-        if bytes.len() != USER_STATE_LEN || bytes.first() != Some(&USER_STATE_VERSION) {
-            return Err(corrupt());
+        Self::read(bytes).ok_or_else(|| StoreError::corrupt("malformed user record"))
+    }
+
+    fn read(bytes: &[u8]) -> Option<Self> {
+        let mut r = Reader(bytes);
+        if r.u8()? != USER_STATE_VERSION {
+            return None;
         }
-        let mut r = Reader(bytes.get(1..).ok_or_else(corrupt)?);
         let state = UserState {
-            failures: r.u32().ok_or_else(corrupt)?,
-            failures_until: Timestamp::from_unix_secs(r.u64().ok_or_else(corrupt)?),
-            level: r.u32().ok_or_else(corrupt)?,
-            locked_until: Timestamp::from_unix_secs(r.u64().ok_or_else(corrupt)?),
-            last_step: r.opt().ok_or_else(corrupt)?,
-            sends: r.u32().ok_or_else(corrupt)?,
-            sends_until: Timestamp::from_unix_secs(r.u64().ok_or_else(corrupt)?),
-            last_verified_at: r.opt().ok_or_else(corrupt)?.map(Timestamp::from_unix_secs),
+            failures: r.u32()?,
+            failures_until: Timestamp::from_unix_secs(r.u64()?),
+            level: r.u32()?,
+            locked_until: Timestamp::from_unix_secs(r.u64()?),
+            last_step: r.opt_u64()?,
+            sends: r.u32()?,
+            sends_until: Timestamp::from_unix_secs(r.u64()?),
+            last_verified_at: r.opt_u64()?.map(Timestamp::from_unix_secs),
         };
-        Ok(state)
-    }
-}
-
-struct Writer<'a>(&'a mut [u8], usize);
-
-impl Writer<'_> {
-    fn put(&mut self, bytes: &[u8]) {
-        if let Some(dst) = self.0.get_mut(self.1..self.1 + bytes.len()) {
-            dst.copy_from_slice(bytes);
-        }
-        self.1 += bytes.len();
-    }
-
-    fn opt(&mut self, v: Option<u64>) {
-        self.put(&[u8::from(v.is_some())]);
-        self.put(&v.unwrap_or(0).to_be_bytes());
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let (head, rest) = self.0.split_first_chunk::<N>()?;
-        self.0 = rest;
-        Some(*head)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        self.take::<4>().map(u32::from_be_bytes)
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        self.take::<8>().map(u64::from_be_bytes)
-    }
-
-    fn opt(&mut self) -> Option<Option<u64>> {
-        let [present] = self.take::<1>()?;
-        let v = self.u64()?;
-        match present {
-            0 => Some(None),
-            1 => Some(Some(v)),
-            _ => None,
-        }
+        r.is_empty().then_some(state)
     }
 }
 
@@ -899,7 +863,7 @@ mod tests {
         bad[0] = 9;
         assert!(UserState::from_bytes(&bad).is_err());
         let mut bad = s.to_bytes();
-        bad[21] = 7; // the presence byte of last_step
+        bad[25] = 7; // the presence byte of last_step
         assert!(UserState::from_bytes(&bad).is_err());
     }
 

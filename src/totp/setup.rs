@@ -2,14 +2,11 @@
 //! [`TwoFactorService::confirm_totp_setup`], the TOTP check with replay protection used by every
 //! flow, and re-sealing a secret after a key rotation.
 
-use std::time::Duration;
-
 use crate::backup::BackupCodeSet;
 use crate::clock::Timestamp;
 use crate::code::{self, Secret};
 use crate::error::Error;
 use crate::events::Event;
-use crate::lockout::Attempt;
 use crate::method::Method;
 use crate::service::{check_user, TwoFactorService};
 use crate::store::{PendingTotp, TotpRecord};
@@ -138,11 +135,28 @@ impl TwoFactorService {
         if !code::is_numeric(&input, pending.totp.digits) {
             return Err(Error::MalformedCode);
         }
-        let attempt = self.reserve_attempt(user, now).await?;
-        let checked = self
-            .check_totp(user, &attempt, &pending.totp, &input, now)
-            .await;
-        self.settle(user, &attempt, now, checked).await?;
+        let keys = self.user_keys(user);
+        let attempt = self
+            .open_attempt(&keys, None, Error::NothingPending, now)
+            .await?;
+        let params = Self::totp_params(&pending.totp)?;
+        let matched = self.match_totp(user, &pending.totp.sealed_secret, params, &input, now);
+        let Ok(Some((step, _))) = matched else {
+            self.fail_attempt(user, &keys, &attempt, now).await;
+            matched?;
+            return Err(Error::InvalidCode {
+                attempts_remaining: None,
+            });
+        };
+        self.pass_attempt(
+            user,
+            &keys,
+            &attempt,
+            (None, Some(step)),
+            Error::NothingPending,
+            now,
+        )
+        .await?;
         // Install the backup codes first: if saving the record then fails, a retry installs the
         // same set again and nothing is lost.
         self.inner
@@ -170,44 +184,26 @@ impl TwoFactorService {
         Ok(())
     }
 
-    /// Checks a TOTP code against `rec`, recording its step. `Ok(true)` when the secret was sealed
-    /// under an older key (the caller may re-seal).
-    pub(crate) async fn check_totp(
+    /// The TOTP step `code` matches for the sealed secret, within the skew window, and whether
+    /// the secret was sealed under an older key (the caller may re-seal). Stores nothing: the
+    /// step is recorded, refusing a replay, when the attempt is settled.
+    pub(crate) fn match_totp(
         &self,
         user: &str,
-        attempt: &Attempt,
-        rec: &TotpRecord,
+        sealed: &[u8],
+        params: TotpParams,
         code: &Secret,
         now: Timestamp,
-    ) -> Result<bool, Error> {
-        let params = Self::totp_params(rec)?;
-        let (secret, old_key) = self.inner.keys.open(user, &rec.sealed_secret)?;
-        let skew = self.inner.policy.totp_skew;
-        let Some(step) =
-            totp::matching_step(&secret, params, now.as_unix_secs(), skew, code.expose())
-        else {
-            return Err(Error::InvalidCode {
-                attempts_remaining: None,
-            });
-        };
-        // The step stays recorded until no code of it could be accepted any more.
-        let last_valid = step
-            .saturating_add(u64::from(skew))
-            .saturating_add(1)
-            .saturating_mul(params.period);
-        let expires = Timestamp::from_unix_secs(last_valid).saturating_add(Duration::from_secs(1));
-        if !self
-            .inner
-            .otp
-            .advance(&attempt.key("totp-step"), step, expires, now)
-            .await?
-        {
-            self.event(Event::ReplayRejected {
-                user: user.to_owned(),
-            });
-            return Err(Error::CodeReused);
+    ) -> Result<Option<(u64, bool)>, Error> {
+        if !code::is_numeric(code, params.digits) {
+            return Ok(None);
         }
-        Ok(old_key)
+        let (secret, old_key) = self.inner.keys.open(user, sealed)?;
+        let skew = self.inner.policy.totp_skew;
+        Ok(
+            totp::matching_step(&secret, params, now.as_unix_secs(), skew, code.expose())
+                .map(|step| (step, old_key)),
+        )
     }
 
     /// Re-seals a TOTP secret under the current key after a rotation. Best effort: the old

@@ -17,6 +17,10 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use twofactor::flow::{
+    AttemptSpec, Begun, NewChallenge, Opened, Reserved, SendSpec, Settled, Settlement, UserLimits,
+    UserState,
+};
 use twofactor::{
     BackupCodeRecord, DeliveryError, EnrollmentRecord, EnrollmentStore, Keyring, Mailer,
     ManualClock, MemoryEnrollmentStore, MemoryOtpStore, Message, OtpStore, Policy, RecordingEvents,
@@ -232,6 +236,75 @@ impl OtpStore for FaultyOtpStore {
             self.inner.advance(key, value, expires_at, now)
         )
     }
+
+    async fn begin_challenge(
+        &self,
+        new: &NewChallenge<'_>,
+        now: Timestamp,
+    ) -> Result<Begun, StoreError> {
+        faulty!(
+            self,
+            "otp.begin_challenge",
+            self.inner.begin_challenge(new, now)
+        )
+    }
+
+    async fn reserve_send(
+        &self,
+        user: &StoreKey,
+        challenge: Option<&StoreKey>,
+        spec: &SendSpec<'_>,
+        now: Timestamp,
+    ) -> Result<Reserved, StoreError> {
+        faulty!(
+            self,
+            "otp.reserve_send",
+            self.inner.reserve_send(user, challenge, spec, now)
+        )
+    }
+
+    async fn store_code(
+        &self,
+        key: &StoreKey,
+        create: Option<(&[u8], Timestamp)>,
+        code: &[u8],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        faulty!(
+            self,
+            "otp.store_code",
+            self.inner.store_code(key, create, code, now)
+        )
+    }
+
+    async fn open_attempt(
+        &self,
+        spec: &AttemptSpec<'_>,
+        now: Timestamp,
+    ) -> Result<Opened, StoreError> {
+        faulty!(self, "otp.open_attempt", self.inner.open_attempt(spec, now))
+    }
+
+    async fn settle(
+        &self,
+        settlement: &Settlement<'_>,
+        now: Timestamp,
+    ) -> Result<Settled, StoreError> {
+        faulty!(self, "otp.settle", self.inner.settle(settlement, now))
+    }
+
+    async fn user_state(
+        &self,
+        user: &StoreKey,
+        limits: &UserLimits,
+        now: Timestamp,
+    ) -> Result<UserState, StoreError> {
+        faulty!(
+            self,
+            "otp.user_state",
+            self.inner.user_state(user, limits, now)
+        )
+    }
 }
 
 /// An [`EnrollmentStore`] that fails as planned.
@@ -302,6 +375,30 @@ impl EnrollmentStore for FaultyEnrollmentStore {
             self,
             "enrol.backup_codes_remaining",
             self.inner.backup_codes_remaining(user)
+        )
+    }
+
+    async fn load_with_codes(
+        &self,
+        user: &str,
+    ) -> Result<(Option<(EnrollmentRecord, Revision)>, u32), StoreError> {
+        faulty!(
+            self,
+            "enrol.load_with_codes",
+            self.inner.load_with_codes(user)
+        )
+    }
+
+    async fn redeem_backup_code(
+        &self,
+        user: &str,
+        lookup: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<u32>, StoreError> {
+        faulty!(
+            self,
+            "enrol.redeem_backup_code",
+            self.inner.redeem_backup_code(user, lookup, now)
         )
     }
 }
