@@ -24,6 +24,18 @@ pub enum LoginStep {
     Challenge(Challenge),
 }
 
+/// A matched answer to a login challenge (the challenge already consumed).
+struct Answered {
+    /// The method that matched.
+    method: Method,
+    /// The enrolment record read for the check.
+    record: EnrollmentRecord,
+    /// Its revision, for the compare-and-swap that records the success.
+    revision: Option<Revision>,
+    /// Whether the TOTP secret was sealed under an older key and should be re-sealed.
+    reseal: bool,
+}
+
 impl TwoFactorService {
     /// The second step of a login, called after the host has checked the password.
     ///
@@ -212,7 +224,12 @@ impl TwoFactorService {
         }
         let attempt = self.reserve_attempt(user, now).await?;
         let result = self.answer(&id, &challenge, &attempt, &code, now).await;
-        let (method, rec, rev, reseal) = match self.settle(user, &attempt, now, result).await {
+        let Answered {
+            method,
+            record,
+            revision,
+            reseal,
+        } = match self.settle(user, &attempt, now, result).await {
             Ok(v) => v,
             Err(Error::InvalidCode { .. }) => {
                 return Err(Error::InvalidCode {
@@ -222,7 +239,7 @@ impl TwoFactorService {
             Err(e) => return Err(e),
         };
 
-        self.update_from(user, Some((rec, rev)), |r| {
+        self.update_from(user, Some((record, revision)), |r| {
             r.last_verified_at = Some(now);
             Ok(true)
         })
@@ -251,7 +268,7 @@ impl TwoFactorService {
 
     /// Checks `code` against every method the challenge offers and, on a match, consumes the
     /// challenge. Returns the method, the enrolment record read and its revision, and whether the
-    /// TOTP secret should be re-sealed.
+    /// TOTP secret should be re-sealed, as an [`Answered`].
     async fn answer(
         &self,
         id: &str,
@@ -259,7 +276,7 @@ impl TwoFactorService {
         attempt: &Attempt,
         code: &Secret,
         now: Timestamp,
-    ) -> Result<(Method, EnrollmentRecord, Option<Revision>, bool), Error> {
+    ) -> Result<Answered, Error> {
         let user = challenge.user.as_str();
         let (rec, rev) = self.load(user).await?;
         let offers = |m: Method| challenge.methods.contains(&m);
@@ -317,6 +334,11 @@ impl TwoFactorService {
         if challenge.email.is_some() {
             let _ = self.inner.otp.delete(&Self::ckey(id, "code")).await;
         }
-        Ok((method, rec, rev, reseal))
+        Ok(Answered {
+            method,
+            record: rec,
+            revision: rev,
+            reseal,
+        })
     }
 }
