@@ -31,17 +31,6 @@ mod step_up;
 mod store;
 mod totp;
 
-#[cfg(feature = "test-util")]
-#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
-#[path = "store/conformance.rs"]
-pub mod conformance;
-#[cfg(feature = "redis")]
-#[path = "store/redis.rs"]
-mod redis_store;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-#[path = "store/sql.rs"]
-mod sql_store;
-
 pub use backup::BackupCodeSet;
 pub use challenge::{Challenge, ChallengeToken};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -61,19 +50,22 @@ pub use mail::{SmtpMailer, SmtpMailerBuilder, SmtpTls};
 pub use method::{Method, Verified};
 pub use password::{hash_password, verify_password};
 pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL};
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis_store::{RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX};
 pub use service::{PasswordVerifier, ServiceBuilder, TwoFactorService};
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
-pub use sql_store::{SqlStore, SqlStoreBuilder};
 pub use step_up::Status;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub use store::conformance;
 pub use store::flow;
 pub use store::{
     BackupCodeRecord, EmailRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,
     MemoryOtpStore, OtpStore, PendingTotp, Revision, StoreKey, TotpRecord,
 };
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use store::{RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
+pub use store::{SqlStore, SqlStoreBuilder};
 pub use totp::{
     otpauth_uri, qr_png, qr_svg, totp_code, OtpAuthUri, TotpParams, TotpSecret, TotpSetup,
     TotpVerifier,

@@ -10,14 +10,24 @@
 //! cargo features. To prove a store of your own right, run the conformance suite exported under
 //! the `test-util` feature.
 
+#[cfg(feature = "test-util")]
+pub mod conformance;
 pub mod flow;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX};
 use flow::{
     AttemptSpec, Begun, NewChallenge, Opened, Reserved, SendSpec, Settled, Settlement, UserLimits,
     UserState,
 };
 pub use memory::{MemoryEnrollmentStore, MemoryOtpStore};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use sql::{SqlStore, SqlStoreBuilder};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,372 @@
+//! Conformance bodies for [`EnrollmentStore`].
+
+use super::*;
+use crate::store::{BackupCodeRecord, EmailRecord, EnrollmentRecord, PendingTotp, TotpRecord};
+
+const T0: u64 = 1_700_000_000;
+
+fn user() -> String {
+    unique("user")
+}
+
+fn record(n: u8) -> EnrollmentRecord {
+    let mut r = EnrollmentRecord::new();
+    let mut totp = TotpRecord::new(vec![n, 0, 255, 7, 42], "SHA1", 6, 30, at(T0));
+    totp.confirmed_at = Some(at(T0 + 5));
+    r.totp = Some(totp);
+    r.pending_totp = Some(PendingTotp::new(
+        TotpRecord::new(vec![1, 2, 3], "SHA256", 8, 60, at(T0 + 1)),
+        vec![BackupCodeRecord::new(vec![9; 32], None)],
+        at(T0 + 600),
+    ));
+    r.email = Some(EmailRecord::new(
+        format!("user{n}+2fa@example.com"),
+        at(T0 + 2),
+    ));
+    r.last_verified_at = Some(at(T0 + u64::from(n)));
+    r
+}
+
+fn codes(seed: u8, n: u8) -> Vec<BackupCodeRecord> {
+    (0..n)
+        .map(|i| {
+            let lookup: Vec<u8> = (0..32u8).map(|j| seed ^ i.wrapping_mul(31) ^ j).collect();
+            let verifier =
+                (i % 2 == 0).then(|| format!("$argon2id$v=19$m=19456,t=2,p=1${seed}{i}"));
+            BackupCodeRecord::new(lookup, verifier)
+        })
+        .collect()
+}
+
+/// A saved record loads back equal, with the revision `save` returned.
+pub async fn record_round_trip<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    let u = user();
+    let r1 = record(1);
+    let rev1 = store
+        .save(&u, &r1, None)
+        .await
+        .unwrap()
+        .expect("first save");
+    assert_eq!(store.load(&u).await.unwrap(), Some((r1, rev1)));
+    let r2 = record(2);
+    let rev2 = store
+        .save(&u, &r2, Some(rev1))
+        .await
+        .unwrap()
+        .expect("second save");
+    assert_ne!(rev1, rev2, "each write gets a new revision");
+    assert_eq!(store.load(&u).await.unwrap(), Some((r2, rev2)));
+    let empty = EnrollmentRecord::new();
+    let rev3 = store
+        .save(&u, &empty, Some(rev2))
+        .await
+        .unwrap()
+        .expect("third save");
+    assert_eq!(store.load(&u).await.unwrap(), Some((empty, rev3)));
+}
+
+/// An unknown user has no record and no backup codes.
+pub async fn unknown_user_is_empty<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    let u = user();
+    assert_eq!(store.load(&u).await.unwrap(), None);
+    assert_eq!(store.backup_codes_remaining(&u).await.unwrap(), 0);
+    assert_eq!(store.find_backup_code(&u, &[1; 32]).await.unwrap(), None);
+    assert!(!store
+        .consume_backup_code(&u, &[1; 32], at(T0))
+        .await
+        .unwrap());
+    store.remove(&u).await.unwrap();
+}
+
+/// `save` writes nothing when the expected revision is not the stored one.
+pub async fn save_refuses_stale_revisions<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    let u = user();
+    let rev1 = store.save(&u, &record(1), None).await.unwrap().unwrap();
+    assert_eq!(
+        store.save(&u, &record(9), None).await.unwrap(),
+        None,
+        "record exists"
+    );
+    let rev2 = store
+        .save(&u, &record(2), Some(rev1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.save(&u, &record(9), Some(rev1)).await.unwrap(),
+        None,
+        "stale revision"
+    );
+    assert_eq!(
+        store
+            .save(&u, &record(9), Some(rev2.wrapping_add(1000)))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.load(&u).await.unwrap(),
+        Some((record(2), rev2)),
+        "nothing written"
+    );
+    let other = user();
+    assert_eq!(
+        store.save(&other, &record(3), Some(rev2)).await.unwrap(),
+        None,
+        "no record yet"
+    );
+    assert_eq!(store.load(&other).await.unwrap(), None);
+}
+
+/// Of 32 concurrent writers expecting the same revision, exactly one succeeds.
+pub async fn save_concurrent_exactly_one<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    let u = user();
+    let first = concurrently(32, |i| {
+        let (store, u) = (store.clone(), u.clone());
+        async move { store.save(&u, &record(i as u8), None).await.unwrap() }
+    })
+    .await;
+    let won: Vec<Revision> = first.into_iter().flatten().collect();
+    assert_eq!(won.len(), 1, "exactly one creator");
+    let rev = won[0];
+    let second = concurrently(32, |i| {
+        let (store, u) = (store.clone(), u.clone());
+        async move {
+            (
+                i,
+                store
+                    .save(&u, &record(100 + i as u8), Some(rev))
+                    .await
+                    .unwrap(),
+            )
+        }
+    })
+    .await;
+    let winners: Vec<_> = second
+        .into_iter()
+        .filter_map(|(i, r)| r.map(|r| (i, r)))
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one updater");
+    let (i, rev2) = winners[0];
+    assert_eq!(
+        store.load(&u).await.unwrap(),
+        Some((record(100 + i as u8), rev2))
+    );
+}
+
+use crate::store::Revision;
+
+/// `remove` deletes the record and every backup code; a new enrollment can start afterwards.
+pub async fn remove_clears_record_and_codes<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    let u = user();
+    store.save(&u, &record(1), None).await.unwrap().unwrap();
+    store
+        .replace_backup_codes(&u, &codes(1, 10), at(T0))
+        .await
+        .unwrap();
+    store.remove(&u).await.unwrap();
+    assert_eq!(store.load(&u).await.unwrap(), None);
+    assert_eq!(store.backup_codes_remaining(&u).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .find_backup_code(&u, &codes(1, 10)[0].lookup)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(!store
+        .consume_backup_code(&u, &codes(1, 10)[3].lookup, at(T0))
+        .await
+        .unwrap());
+    store.remove(&u).await.unwrap();
+    let rev = store
+        .save(&u, &record(2), None)
+        .await
+        .unwrap()
+        .expect("enrol again");
+    assert_eq!(store.load(&u).await.unwrap(), Some((record(2), rev)));
+}
+
+/// A writer holding a revision from before a removal cannot overwrite a later enrollment.
+pub async fn stale_revision_refused_after_remove<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    let u = user();
+    let old = store.save(&u, &record(1), None).await.unwrap().unwrap();
+    store.remove(&u).await.unwrap();
+    assert_eq!(
+        store.save(&u, &record(7), Some(old)).await.unwrap(),
+        None,
+        "removed record"
+    );
+    let new = store.save(&u, &record(2), None).await.unwrap().unwrap();
+    assert_eq!(
+        store.save(&u, &record(8), Some(old)).await.unwrap(),
+        None,
+        "revision from before the removal"
+    );
+    assert_eq!(store.load(&u).await.unwrap(), Some((record(2), new)));
+}
+
+/// Stored codes are found by lookup, with their verifier, and counted.
+pub async fn backup_codes_round_trip<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    let u = user();
+    let set = codes(7, 10);
+    store.replace_backup_codes(&u, &set, at(T0)).await.unwrap();
+    assert_eq!(store.backup_codes_remaining(&u).await.unwrap(), 10);
+    for c in &set {
+        assert_eq!(
+            store
+                .find_backup_code(&u, &c.lookup)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(c)
+        );
+    }
+    let mut wrong = set[0].lookup.clone();
+    wrong[31] ^= 1;
+    assert_eq!(store.find_backup_code(&u, &wrong).await.unwrap(), None);
+    assert_eq!(
+        store
+            .find_backup_code(&u, &set[0].lookup[..16])
+            .await
+            .unwrap(),
+        None,
+        "no prefix match"
+    );
+    assert!(!store.consume_backup_code(&u, &wrong, at(T0)).await.unwrap());
+    store.replace_backup_codes(&u, &[], at(T0)).await.unwrap();
+    assert_eq!(store.backup_codes_remaining(&u).await.unwrap(), 0);
+}
+
+/// A code is consumed once; afterwards it is neither found nor counted.
+pub async fn backup_code_consumed_once<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    let u = user();
+    let set = codes(3, 10);
+    store.replace_backup_codes(&u, &set, at(T0)).await.unwrap();
+    assert!(store
+        .consume_backup_code(&u, &set[4].lookup, at(T0 + 1))
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .consume_backup_code(&u, &set[4].lookup, at(T0 + 2))
+            .await
+            .unwrap(),
+        "second use"
+    );
+    assert_eq!(
+        store.find_backup_code(&u, &set[4].lookup).await.unwrap(),
+        None
+    );
+    assert_eq!(store.backup_codes_remaining(&u).await.unwrap(), 9);
+    for c in &set[5..] {
+        assert!(store
+            .consume_backup_code(&u, &c.lookup, at(T0 + 3))
+            .await
+            .unwrap());
+    }
+    assert_eq!(store.backup_codes_remaining(&u).await.unwrap(), 4);
+}
+
+/// Of 32 concurrent attempts to consume one code, exactly one succeeds.
+pub async fn backup_code_concurrent_consume_exactly_one<S: EnrollmentStore + ?Sized>(
+    store: Arc<S>,
+) {
+    let u = user();
+    let set = codes(5, 10);
+    store.replace_backup_codes(&u, &set, at(T0)).await.unwrap();
+    for c in &set[..3] {
+        let wins = concurrently(32, |_| {
+            let (store, u, lookup) = (store.clone(), u.clone(), c.lookup.clone());
+            async move {
+                store
+                    .consume_backup_code(&u, &lookup, at(T0))
+                    .await
+                    .unwrap()
+            }
+        })
+        .await;
+        assert_eq!(
+            wins.iter().filter(|w| **w).count(),
+            1,
+            "exactly one consumption"
+        );
+    }
+    assert_eq!(store.backup_codes_remaining(&u).await.unwrap(), 7);
+}
+
+/// Replacing the set voids every old code, used or not.
+pub async fn backup_codes_replacement_voids_old<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    let u = user();
+    let old = codes(1, 10);
+    let new = codes(2, 8);
+    store.replace_backup_codes(&u, &old, at(T0)).await.unwrap();
+    assert!(store
+        .consume_backup_code(&u, &old[0].lookup, at(T0))
+        .await
+        .unwrap());
+    store
+        .replace_backup_codes(&u, &new, at(T0 + 10))
+        .await
+        .unwrap();
+    assert_eq!(store.backup_codes_remaining(&u).await.unwrap(), 8);
+    for c in &old {
+        assert_eq!(store.find_backup_code(&u, &c.lookup).await.unwrap(), None);
+        assert!(!store
+            .consume_backup_code(&u, &c.lookup, at(T0 + 11))
+            .await
+            .unwrap());
+    }
+    assert!(store
+        .consume_backup_code(&u, &new[0].lookup, at(T0 + 12))
+        .await
+        .unwrap());
+    // A code shared by the old and the new set is usable again: it belongs to the new set.
+    store
+        .replace_backup_codes(&u, &new, at(T0 + 20))
+        .await
+        .unwrap();
+    assert!(store
+        .consume_backup_code(&u, &new[0].lookup, at(T0 + 21))
+        .await
+        .unwrap());
+}
+
+/// One user's codes and record never answer for another user.
+pub async fn backup_codes_kept_per_user<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    let (a, b) = (user(), user());
+    let prefix_of_a = a[..a.len() - 1].to_owned();
+    let set = codes(4, 10);
+    store.replace_backup_codes(&a, &set, at(T0)).await.unwrap();
+    store.save(&a, &record(1), None).await.unwrap().unwrap();
+    for other in [&b, &prefix_of_a] {
+        assert_eq!(store.backup_codes_remaining(other).await.unwrap(), 0);
+        assert_eq!(
+            store.find_backup_code(other, &set[0].lookup).await.unwrap(),
+            None
+        );
+        assert!(!store
+            .consume_backup_code(other, &set[0].lookup, at(T0))
+            .await
+            .unwrap());
+        assert_eq!(store.load(other).await.unwrap(), None);
+    }
+    store
+        .replace_backup_codes(&b, &set[..2], at(T0))
+        .await
+        .unwrap();
+    assert!(store
+        .consume_backup_code(&b, &set[0].lookup, at(T0))
+        .await
+        .unwrap());
+    assert!(
+        store
+            .consume_backup_code(&a, &set[0].lookup, at(T0))
+            .await
+            .unwrap(),
+        "a's copy unaffected"
+    );
+    store.remove(&b).await.unwrap();
+    assert_eq!(store.backup_codes_remaining(&a).await.unwrap(), 9);
+    assert!(store.load(&a).await.unwrap().is_some());
+}
