@@ -5,26 +5,47 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use indexmap::IndexMap;
 
 use super::{BackupCodeRecord, EnrollmentRecord, EnrollmentStore, OtpStore, Revision, StoreKey};
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 
-/// Writes between two sweeps of expired records.
-const SWEEP_EVERY: u64 = 256;
+/// Live records the sweep steps over per write, at most.
+const SWEEP_CHECKS: usize = 4;
+/// Expired records one write may remove, at least. Removing is paid for by the write that
+/// inserted the record, so it does not count against [`SWEEP_CHECKS`].
+const SWEEP_REMOVALS: usize = 32;
+/// One write may also remove up to `len >> SWEEP_REMOVALS_SHIFT` expired records (1/4096 of the
+/// map), so that a large map left full of expired records drains in a few thousand writes.
+const SWEEP_REMOVALS_SHIFT: u32 = 12;
+/// Tables of at most this capacity are never shrunk: too small to matter.
+const SHRINK_FLOOR: usize = 1024;
+
+/// The slots of a hash table sized for `n` records: a power of two, at most 7/8 full (as
+/// hashbrown, under `IndexMap`, sizes them). Only when the table shrinks depends on it.
+fn slots(n: usize) -> usize {
+    (n.saturating_mul(8) / 7).next_power_of_two()
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave a map half-updated (every update is a single
-    // insert or remove), so a poisoned lock is safe to use.
+    // A panic while holding the lock cannot leave a map half-updated (every update is a whole
+    // insert, remove or shrink), so a poisoned lock is safe to use.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[derive(Debug)]
 enum Value {
-    Bytes(Vec<u8>),
+    Bytes(Box<[u8]>),
     Number(u64),
 }
 
+/// One record.
+///
+/// Every pending record costs this struct inline (plus the key's pointer and the map's stored
+/// hash: 24 more bytes), and the table keeps up to ~2x slack: keep new fields small, and put
+/// variable-length data behind a `Box<[u8]>` (16 bytes) rather than a `Vec` (24).
+/// `tests/heap.rs` checks the whole cost of a challenge-sized record.
 #[derive(Debug)]
 struct Entry {
     value: Value,
@@ -32,38 +53,136 @@ struct Entry {
 }
 
 impl Entry {
+    fn bytes(value: &[u8], expires_at: Timestamp) -> Self {
+        Entry {
+            value: Value::Bytes(value.into()),
+            expires_at,
+        }
+    }
+
+    fn number(n: u64, expires_at: Timestamp) -> Self {
+        Entry {
+            value: Value::Number(n),
+            expires_at,
+        }
+    }
+
     fn live(&self, now: Timestamp) -> bool {
         self.expires_at > now
     }
+
+    fn into_bytes(self) -> Vec<u8> {
+        match self.value {
+            Value::Bytes(b) => b.into_vec(),
+            Value::Number(n) => n.to_string().into_bytes(),
+        }
+    }
 }
 
+/// The records, and the sweep that garbage-collects the expired ones.
+///
+/// The map keeps its records in one dense vector (an [`IndexMap`]), so the sweep is a cursor
+/// into it: each write steps over at most [`SWEEP_CHECKS`] live records and removes the expired
+/// ones it meets (`swap_remove`, O(1)), so no write ever scans the whole map. Every record is
+/// reached within `len / SWEEP_CHECKS` writes. Expired records left behind the cursor number at
+/// most the records inserted during one pass (one per write), so the map holds at most about
+/// 4/3 of what is live plus what expired during the last pass. A map full of expired records
+/// (a flood gone stale) drains faster: a write may remove up to `len / 4096` of them, each paid
+/// for by its own insertion. Liveness is always decided from `expires_at` and the `now` of the
+/// call: the sweep is only garbage collection.
 #[derive(Debug, Default)]
 struct OtpState {
-    entries: HashMap<String, Entry>,
-    writes: u64,
+    entries: IndexMap<Box<str>, Entry>,
+    /// The position the sweep looks at next.
+    cursor: usize,
+    /// The most records held since the table was last shrunk: it has room for at least these.
+    peak: usize,
+    /// Records removed since the table was last shrunk: what pays for the next shrink.
+    removed: usize,
+    /// How many times the table was shrunk.
+    shrinks: u64,
 }
 
 impl OtpState {
-    /// Counts a write and, every so often, drops the records that have expired by `now`, so the
-    /// map never grows with dead entries.
+    /// Runs one bounded step of the sweep; called by every write that may insert.
     fn note_write(&mut self, now: Timestamp) {
-        self.writes = self.writes.wrapping_add(1);
-        if self.writes.is_multiple_of(SWEEP_EVERY) {
-            self.entries.retain(|_, e| e.live(now));
+        let mut checks = SWEEP_CHECKS;
+        let mut removals = SWEEP_REMOVALS.max(self.entries.len() >> SWEEP_REMOVALS_SHIFT);
+        while checks > 0 && removals > 0 && !self.entries.is_empty() {
+            if self.cursor >= self.entries.len() {
+                self.cursor = 0;
+            }
+            let expired = self
+                .entries
+                .get_index(self.cursor)
+                .is_some_and(|(_, e)| !e.live(now));
+            if expired {
+                // The last record moves into this slot: look at it next.
+                self.entries.swap_remove_index(self.cursor);
+                self.removed = self.removed.saturating_add(1);
+                removals -= 1;
+            } else {
+                self.cursor += 1;
+                checks -= 1;
+            }
         }
+        self.shrink_if_sparse();
+    }
+
+    /// Gives memory back once a table fitted to 5/4 of the records left would be smaller than
+    /// the one held, shrinking it to fit.
+    ///
+    /// A shrink rehashes the records left, O(len): it waits until at least as many records have
+    /// been removed since the last one, so it is amortized O(1) per removal; and the 5/4 margin
+    /// keeps a map that hovers around a growth boundary from growing and shrinking over and
+    /// over. The table held is sized from the larger of the most records it held since the last
+    /// shrink (which follows a draining flood at once) and the capacity it reports (which sees
+    /// the slack left after a shrink, but which tombstones left by removals lower for a while).
+    fn shrink_if_sparse(&mut self) {
+        let held = self.peak.max(self.entries.capacity());
+        let len = self.entries.len();
+        if held > SHRINK_FLOOR && slots(len + len / 4) < slots(held) && self.removed >= len {
+            self.entries.shrink_to_fit();
+            self.peak = len;
+            self.removed = 0;
+            self.shrinks = self.shrinks.wrapping_add(1);
+        }
+    }
+
+    /// Removes the record under `key`, live or not.
+    fn remove(&mut self, key: &StoreKey) -> Option<Entry> {
+        let entry = self.entries.swap_remove(key.as_str());
+        if entry.is_some() {
+            self.removed = self.removed.saturating_add(1);
+        }
+        entry
     }
 
     fn live(&self, key: &StoreKey, now: Timestamp) -> Option<&Entry> {
         self.entries.get(key.as_str()).filter(|e| e.live(now))
+    }
+
+    /// Stores `entry` under `key`, in place when the key is held (no new allocation for it).
+    fn set(&mut self, key: &StoreKey, entry: Entry) {
+        match self.entries.get_mut(key.as_str()) {
+            Some(slot) => *slot = entry,
+            None => {
+                self.entries.insert(key.as_str().into(), entry);
+                self.peak = self.peak.max(self.entries.len());
+            }
+        }
     }
 }
 
 /// An [`OtpStore`] in process memory, for a single instance and for tests.
 ///
 /// Every operation holds one lock for its whole duration, so each is atomic. Expired records are
-/// swept as writes happen, using the `now` the service passes in: the map does not grow without
-/// bound. State is lost on restart and not shared between processes: run several instances on
-/// Redis or SQL instead.
+/// treated as absent at once, and garbage-collected a few at a time as writes happen, using the
+/// `now` the service passes in: no operation scans the whole map, and the map does not grow
+/// without bound. [`purge_expired`](Self::purge_expired) removes them all at once, for a host
+/// that wants to run it from a timer. The table shrinks again after a flood has expired. State
+/// is lost on restart and not shared between processes: run several instances on Redis or SQL
+/// instead.
 ///
 /// ```
 /// # tokio_test_block_on(async {
@@ -102,11 +221,17 @@ impl MemoryOtpStore {
     }
 
     /// Removes every record that has expired by `now`, and returns how many were removed.
+    ///
+    /// This scans the whole map. Afterwards the table is shrunk to fit the records left when that
+    /// makes it smaller (by the rule the sweep follows).
     pub fn purge_expired(&self, now: Timestamp) -> usize {
         let mut state = lock(&self.state);
         let before = state.entries.len();
         state.entries.retain(|_, e| e.live(now));
-        before - state.entries.len()
+        let removed = before - state.entries.len();
+        state.removed = state.removed.saturating_add(removed);
+        state.shrink_if_sparse();
+        removed
     }
 
     /// A copy of every live byte value, for tests that inspect what a store holds.
@@ -118,10 +243,10 @@ impl MemoryOtpStore {
             .filter(|(_, e)| e.live(now))
             .map(|(k, e)| {
                 let bytes = match &e.value {
-                    Value::Bytes(b) => b.clone(),
+                    Value::Bytes(b) => b.to_vec(),
                     Value::Number(n) => n.to_string().into_bytes(),
                 };
-                (k.clone(), bytes)
+                (k.to_string(), bytes)
             })
             .collect();
         out.sort();
@@ -140,13 +265,7 @@ impl OtpStore for MemoryOtpStore {
     ) -> Result<(), StoreError> {
         let mut state = lock(&self.state);
         state.note_write(now);
-        state.entries.insert(
-            key.as_str().to_owned(),
-            Entry {
-                value: Value::Bytes(value.to_vec()),
-                expires_at,
-            },
-        );
+        state.set(key, Entry::bytes(value, expires_at));
         Ok(())
     }
 
@@ -162,20 +281,14 @@ impl OtpStore for MemoryOtpStore {
             return Ok(false);
         }
         state.note_write(now);
-        state.entries.insert(
-            key.as_str().to_owned(),
-            Entry {
-                value: Value::Bytes(value.to_vec()),
-                expires_at,
-            },
-        );
+        state.set(key, Entry::bytes(value, expires_at));
         Ok(true)
     }
 
     async fn get(&self, key: &StoreKey, now: Timestamp) -> Result<Option<Vec<u8>>, StoreError> {
         let state = lock(&self.state);
         Ok(match state.live(key, now).map(|e| &e.value) {
-            Some(Value::Bytes(b)) => Some(b.clone()),
+            Some(Value::Bytes(b)) => Some(b.to_vec()),
             Some(Value::Number(n)) => Some(n.to_string().into_bytes()),
             None => None,
         })
@@ -183,17 +296,14 @@ impl OtpStore for MemoryOtpStore {
 
     async fn take(&self, key: &StoreKey, now: Timestamp) -> Result<Option<Vec<u8>>, StoreError> {
         let mut state = lock(&self.state);
-        Ok(match state.entries.remove(key.as_str()) {
-            Some(e) if e.live(now) => match e.value {
-                Value::Bytes(b) => Some(b),
-                Value::Number(n) => Some(n.to_string().into_bytes()),
-            },
+        Ok(match state.remove(key) {
+            Some(e) if e.live(now) => Some(e.into_bytes()),
             _ => None,
         })
     }
 
     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-        lock(&self.state).entries.remove(key.as_str());
+        lock(&self.state).remove(key);
         Ok(())
     }
 
@@ -205,23 +315,25 @@ impl OtpStore for MemoryOtpStore {
     ) -> Result<u64, StoreError> {
         let mut state = lock(&self.state);
         state.note_write(now);
-        // A live counter keeps its expiry; a missing or expired one starts again.
-        let (count, expires_at) = match state.live(key, now) {
-            Some(Entry {
-                value: Value::Number(n),
-                expires_at: keep,
-            }) => (n.saturating_add(1), *keep),
-            Some(_) => return Err(StoreError::corrupt("increment on a key that holds bytes")),
-            None => (1, expires_at),
-        };
-        state.entries.insert(
-            key.as_str().to_owned(),
-            Entry {
-                value: Value::Number(count),
-                expires_at,
-            },
-        );
-        Ok(count)
+        // A live counter keeps its expiry and counts up in place; a missing or expired one
+        // starts again.
+        if let Some(entry) = state.entries.get_mut(key.as_str()) {
+            if entry.live(now) {
+                return match &mut entry.value {
+                    Value::Number(n) => {
+                        *n = n.saturating_add(1);
+                        Ok(*n)
+                    }
+                    Value::Bytes(_) => {
+                        Err(StoreError::corrupt("increment on a key that holds bytes"))
+                    }
+                };
+            }
+            *entry = Entry::number(1, expires_at);
+            return Ok(1);
+        }
+        state.set(key, Entry::number(1, expires_at));
+        Ok(1)
     }
 
     async fn advance(
@@ -243,13 +355,7 @@ impl OtpStore for MemoryOtpStore {
             return Ok(false);
         }
         state.note_write(now);
-        state.entries.insert(
-            key.as_str().to_owned(),
-            Entry {
-                value: Value::Number(value),
-                expires_at,
-            },
-        );
+        state.set(key, Entry::number(value, expires_at));
         Ok(true)
     }
 }
@@ -369,5 +475,137 @@ impl EnrollmentStore for MemoryEnrollmentStore {
             .map(|set| set.iter().filter(|(_, used)| used.is_none()).count())
             .unwrap_or(0);
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    fn run<F: Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(v) => v,
+            Poll::Pending => panic!("the memory store never waits"),
+        }
+    }
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_unix_secs(secs)
+    }
+
+    fn capacity(store: &MemoryOtpStore) -> usize {
+        lock(&store.state).entries.capacity()
+    }
+
+    /// Writes `put`s on one key at `now` until the store holds `target` records; returns how
+    /// many it took, or `None` after `limit`.
+    fn writes_until(
+        store: &MemoryOtpStore,
+        now: u64,
+        target: usize,
+        limit: usize,
+    ) -> Option<usize> {
+        let key = StoreKey::new("{w}:writer");
+        (1..=limit).find(|_| {
+            run(store.put(&key, b"w", at(now + 1_000), at(now))).unwrap();
+            store.len() == target
+        })
+    }
+
+    #[test]
+    fn the_sweep_reaches_expired_records_between_live_ones() {
+        let store = MemoryOtpStore::new();
+        let n = 20_000;
+        for i in 0..n {
+            // Alternately a record that outlives the test and one that expires at 200.
+            let expires = if i % 2 == 0 { 1_000_000 } else { 200 };
+            run(store.put(
+                &StoreKey::new(format!("{{k}}:{i}")),
+                b"v",
+                at(expires),
+                at(100),
+            ))
+            .unwrap();
+        }
+        // Each write steps over SWEEP_CHECKS live records. The pass starts wherever the cursor
+        // stood, and after it wraps, a removal can pull a record already seen back under it:
+        // still within len / SWEEP_CHECKS writes.
+        let took = writes_until(&store, 300, n / 2 + 1, n).unwrap();
+        assert!(took <= n / SWEEP_CHECKS, "{took} writes");
+        for i in (0..n).step_by(2) {
+            let key = StoreKey::new(format!("{{k}}:{i}"));
+            assert_eq!(
+                run(store.get(&key, at(300))).unwrap().as_deref(),
+                Some(&b"v"[..])
+            );
+        }
+    }
+
+    #[test]
+    fn a_stale_flood_drains_and_the_table_shrinks() {
+        let store = MemoryOtpStore::new();
+        let n = 200_000;
+        for i in 0..n {
+            run(store.put(&StoreKey::new(format!("{{f}}:{i}")), b"v", at(200), at(100))).unwrap();
+        }
+        let full = capacity(&store);
+        assert!(full >= n);
+        // Far fewer writes than records: each removes up to len / 4096 expired ones.
+        let took = writes_until(&store, 300, 1, n / 10).unwrap();
+        let state = lock(&store.state);
+        let left = state.entries.capacity();
+        assert!(left <= SHRINK_FLOOR, "{left} slots left");
+        // About one shrink per halving, not one per write.
+        assert!(state.shrinks <= 20, "{} shrinks", state.shrinks);
+        eprintln!(
+            "{n} expired records drained by {took} writes; {full} slots shrank to {left} in {} \
+             steps",
+            state.shrinks
+        );
+    }
+
+    #[test]
+    fn purge_shrinks_the_table() {
+        let store = MemoryOtpStore::new();
+        for i in 0..50_000 {
+            let expires = if i < 100 { 1_000 } else { 200 };
+            run(store.put(
+                &StoreKey::new(format!("{{p}}:{i}")),
+                b"v",
+                at(expires),
+                at(100),
+            ))
+            .unwrap();
+        }
+        assert!(capacity(&store) >= 50_000);
+        assert_eq!(store.purge_expired(at(300)), 49_900);
+        assert_eq!(store.len(), 100);
+        assert!(capacity(&store) < 256, "{} slots left", capacity(&store));
+    }
+
+    #[test]
+    fn a_steady_map_does_not_shrink() {
+        // Records come and go around a number just past a growth boundary (3584 slots): the
+        // table keeps its size however many records are removed.
+        let store = MemoryOtpStore::new();
+        let live = 3_585;
+        let key = |i: usize| StoreKey::new(format!("{{s}}:{i}"));
+        for i in 0..live {
+            run(store.put(&key(i), b"v", at(10_000), at(100))).unwrap();
+        }
+        for i in live..live * 20 {
+            run(store.put(&key(i), b"v", at(10_000), at(100))).unwrap();
+            assert!(run(store.take(&key(i - live), at(100))).unwrap().is_some());
+            if i % 7 == 0 {
+                // Dip a few below, and come back.
+                run(store.delete(&key(i - live + 1))).unwrap();
+                run(store.put(&key(i - live + 1), b"v", at(10_000), at(100))).unwrap();
+            }
+        }
+        assert_eq!(lock(&store.state).shrinks, 0);
     }
 }
