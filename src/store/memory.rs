@@ -7,8 +7,13 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use indexmap::IndexMap;
 
+use super::flow::{
+    rules, AttemptSpec, Begun, ChallengeState, NewChallenge, Opened, Outcome, Reserved,
+    SendRefused, SendSpec, Settled, Settlement, UserLimits, UserState,
+};
 use super::{BackupCodeRecord, EnrollmentRecord, EnrollmentStore, OtpStore, Revision, StoreKey};
 use crate::clock::Timestamp;
+use crate::codec::{Reader, Writer};
 use crate::error::StoreError;
 
 /// Live records the sweep steps over per write, at most.
@@ -77,6 +82,21 @@ impl Entry {
             Value::Number(n) => n.to_string().into_bytes(),
         }
     }
+}
+
+/// A challenge's entry: the attempt count, the code (a presence byte and a length-prefixed
+/// string) and the value, in one allocation.
+fn challenge_entry(ch: &ChallengeState) -> Entry {
+    let code_len = ch.code.as_ref().map_or(0, |c| c.len() + 2);
+    let mut w = Writer::with_capacity(5 + code_len + ch.value.len());
+    w.u32(ch.attempts);
+    match &ch.code {
+        Some(code) => w.u8(1).bytes(code),
+        None => w.u8(0),
+    };
+    let mut bytes = w.into_vec();
+    bytes.extend_from_slice(&ch.value);
+    Entry::bytes(&bytes, ch.expires_at)
 }
 
 /// The records, and the sweep that garbage-collects the expired ones.
@@ -160,6 +180,71 @@ impl OtpState {
 
     fn live(&self, key: &StoreKey, now: Timestamp) -> Option<&Entry> {
         self.entries.get(key.as_str()).filter(|e| e.live(now))
+    }
+
+    // ---- the records of the composite operations ---------------------------------------------
+
+    /// The live challenge under `key`: its entry holds the attempt count, the code and the value
+    /// in one allocation (see [`challenge_entry`]).
+    fn challenge(
+        &self,
+        key: &StoreKey,
+        now: Timestamp,
+    ) -> Result<Option<ChallengeState>, StoreError> {
+        let Some(entry) = self.live(key, now) else {
+            return Ok(None);
+        };
+        let Value::Bytes(bytes) = &entry.value else {
+            return Err(StoreError::corrupt("a challenge key holds a counter"));
+        };
+        let mut r = Reader(bytes);
+        let read = (|| {
+            let attempts = r.u32()?;
+            let code = match r.u8()? {
+                0 => None,
+                1 => Some(r.bytes()?.to_vec()),
+                _ => return None,
+            };
+            Some((attempts, code))
+        })();
+        let (attempts, code) = read.ok_or_else(|| StoreError::corrupt("malformed challenge"))?;
+        Ok(Some(ChallengeState {
+            value: r.0.to_vec(),
+            code,
+            attempts,
+            expires_at: entry.expires_at,
+        }))
+    }
+
+    /// The user's record as of `now`; a missing one is a fresh user.
+    fn user(&self, key: &StoreKey, now: Timestamp) -> Result<(UserState, Timestamp), StoreError> {
+        match self.live(key, now) {
+            Some(Entry {
+                value: Value::Bytes(b),
+                expires_at,
+            }) => Ok((UserState::from_bytes(b)?, *expires_at)),
+            Some(_) => Err(StoreError::corrupt("a user key holds a counter")),
+            None => Ok((UserState::default(), Timestamp::EPOCH)),
+        }
+    }
+
+    fn cooldown_until(&self, key: &StoreKey, now: Timestamp) -> Option<Timestamp> {
+        self.live(key, now).map(|e| e.expires_at)
+    }
+
+    fn set_user(&mut self, key: &StoreKey, user: &UserState, expires_at: Timestamp) {
+        self.set(key, Entry::bytes(&user.to_bytes(), expires_at));
+    }
+
+    /// Reserves a send: the cooldown, then the cap, on a user record already read.
+    fn reserve(
+        &mut self,
+        user: &mut UserState,
+        spec: &SendSpec<'_>,
+        now: Timestamp,
+    ) -> Result<(), SendRefused> {
+        let cooldown = self.cooldown_until(spec.cooldown, now);
+        rules::reserve(user, cooldown, spec, now)
     }
 
     /// Stores `entry` under `key`, in place when the key is held (no new allocation for it).
@@ -357,6 +442,161 @@ impl OtpStore for MemoryOtpStore {
         state.note_write(now);
         state.set(key, Entry::number(value, expires_at));
         Ok(true)
+    }
+
+    async fn begin_challenge(
+        &self,
+        new: &NewChallenge<'_>,
+        now: Timestamp,
+    ) -> Result<Begun, StoreError> {
+        let mut state = lock(&self.state);
+        let (user, _) = state.user(new.user, now)?;
+        let mut user = rules::current(user, &new.limits, now);
+        if let Some(until) = rules::locked(&user, now) {
+            return Ok(Begun::Locked { until });
+        }
+        let send = match &new.send {
+            Some((spec, _)) => Some(state.reserve(&mut user, spec, now)),
+            None => None,
+        };
+        if let (true, Some(Err(refused))) = (new.send_required, send) {
+            return Ok(Begun::SendRefused(refused));
+        }
+        if state.live(new.challenge, now).is_some() {
+            return Ok(Begun::Collision);
+        }
+        state.note_write(now);
+        let mut code = None;
+        if let (Some((spec, c)), Some(Ok(()))) = (&new.send, send) {
+            state.set(spec.cooldown, Entry::bytes(&[], spec.cooldown_until));
+            let expires = rules::user_expires_at(&user, &new.limits, now);
+            state.set_user(new.user, &user, expires);
+            code = Some(c.to_vec());
+        }
+        let ch = ChallengeState::new(new.value.to_vec(), code, new.expires_at);
+        state.set(new.challenge, challenge_entry(&ch));
+        Ok(Begun::Created { send })
+    }
+
+    async fn reserve_send(
+        &self,
+        user: &StoreKey,
+        challenge: Option<&StoreKey>,
+        spec: &SendSpec<'_>,
+        now: Timestamp,
+    ) -> Result<Reserved, StoreError> {
+        let mut state = lock(&self.state);
+        let value = match challenge {
+            Some(key) => match state.challenge(key, now)? {
+                Some(ch) => Some(ch.value),
+                None => return Ok(Reserved::NoChallenge),
+            },
+            None => None,
+        };
+        let (mut record, expires) = state.user(user, now)?;
+        if record.sends_until <= now {
+            record.sends = 0;
+        }
+        if let Err(refused) = state.reserve(&mut record, spec, now) {
+            return Ok(Reserved::Refused(refused));
+        }
+        state.note_write(now);
+        state.set(spec.cooldown, Entry::bytes(&[], spec.cooldown_until));
+        state.set_user(user, &record, expires.max(record.sends_until));
+        Ok(Reserved::Granted(value))
+    }
+
+    async fn store_code(
+        &self,
+        key: &StoreKey,
+        create: Option<(&[u8], Timestamp)>,
+        code: &[u8],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut state = lock(&self.state);
+        let ch = match (state.challenge(key, now)?, create) {
+            (Some(mut ch), create) => {
+                if let Some((value, expires_at)) = create {
+                    ch.value = value.to_vec();
+                    ch.expires_at = expires_at;
+                }
+                ch.code = Some(code.to_vec());
+                ch
+            }
+            (None, Some((value, expires_at))) => {
+                ChallengeState::new(value.to_vec(), Some(code.to_vec()), expires_at)
+            }
+            (None, None) => return Ok(false),
+        };
+        state.note_write(now);
+        state.set(key, challenge_entry(&ch));
+        Ok(true)
+    }
+
+    async fn open_attempt(
+        &self,
+        spec: &AttemptSpec<'_>,
+        now: Timestamp,
+    ) -> Result<Opened, StoreError> {
+        let mut state = lock(&self.state);
+        let mut challenge = match spec.challenge {
+            Some((key, _)) => state.challenge(key, now)?,
+            None => None,
+        };
+        let (user, _) = state.user(spec.user, now)?;
+        let mut user = rules::current(user, &spec.limits, now);
+        let opened = rules::open(
+            challenge.as_mut(),
+            spec.challenge.map(|(_, max)| max),
+            &mut user,
+            &spec.limits,
+            now,
+        );
+        if let Opened::Open(_) = opened {
+            state.note_write(now);
+            if let (Some((key, _)), Some(ch)) = (spec.challenge, &challenge) {
+                state.set(key, challenge_entry(ch));
+            }
+            let expires = rules::user_expires_at(&user, &spec.limits, now);
+            state.set_user(spec.user, &user, expires);
+        }
+        Ok(opened)
+    }
+
+    async fn settle(
+        &self,
+        settlement: &Settlement<'_>,
+        now: Timestamp,
+    ) -> Result<Settled, StoreError> {
+        let mut state = lock(&self.state);
+        let live = match settlement.challenge {
+            Some(key) => state.live(key, now).is_some(),
+            None => true,
+        };
+        let (user, _) = state.user(settlement.user, now)?;
+        let mut user = rules::current(user, &settlement.limits, now);
+        let settled = rules::settle(live, &mut user, settlement.outcome, now);
+        if settled == Settled::Done {
+            if let (Some(key), Outcome::Passed { .. }) = (settlement.challenge, settlement.outcome)
+            {
+                state.remove(key);
+            }
+            state.note_write(now);
+            let expires = rules::user_expires_at(&user, &settlement.limits, now);
+            state.set_user(settlement.user, &user, expires);
+        }
+        Ok(settled)
+    }
+
+    async fn user_state(
+        &self,
+        user: &StoreKey,
+        limits: &UserLimits,
+        now: Timestamp,
+    ) -> Result<UserState, StoreError> {
+        let state = lock(&self.state);
+        let (record, _) = state.user(user, now)?;
+        Ok(rules::current(record, limits, now))
     }
 }
 
