@@ -24,7 +24,8 @@
 //! failures, lock level or send window is forgotten. `reserve_send`, which is given no
 //! [`UserLimits`](crate::flow::UserLimits), leaves the lock level as stored (it lapses on the
 //! next read all the same) and keeps the record until its earlier expiry or the end of the send
-//! window, whichever is later. A key holds the records of one layout only.
+//! window, whichever is later. A key holds the records of one layout only: a record of the
+//! other layout under it is refused as corrupt.
 //!
 //! Lua has only one kind of number, a double, which holds integers exactly up to 2^53 - 1. The
 //! store therefore clamps every time, duration (in whole seconds, as
@@ -647,6 +648,11 @@ fn store_error(e: RedisError) -> StoreError {
     }
     if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
         return StoreError::unavailable(e);
+    }
+    // A record of the other layout under the key: a string where a composite operation keeps a
+    // hash, or the reverse.
+    if e.code() == Some("WRONGTYPE") {
+        return StoreError::corrupt(e);
     }
     match e.kind() {
         ErrorKind::Server(
