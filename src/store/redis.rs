@@ -1334,3 +1334,308 @@ mod tests {
         assert!(odd.unexpected::<()>().is_err());
     }
 }
+
+/// The native layout on a live Redis (`TWOFACTOR_TEST_REDIS_URL`; skipped without it): the
+/// records, their TTLs and the keys touched, the clamp of far times, and records of the other
+/// layout.
+#[cfg(test)]
+mod live {
+    use super::*;
+    use crate::StoreErrorKind;
+
+    const T0: u64 = 1_700_000_000;
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_unix_secs(secs)
+    }
+
+    fn limits() -> UserLimits {
+        UserLimits::new(5, Duration::from_secs(600), Duration::from_secs(3_600))
+    }
+
+    struct Keys {
+        user: StoreKey,
+        challenge: StoreKey,
+        cooldown: StoreKey,
+    }
+
+    fn keys() -> Keys {
+        let tag = format!("{:016x}", rand::random::<u64>());
+        Keys {
+            user: StoreKey::new(format!("u:{{{tag}}}")),
+            challenge: StoreKey::new(format!("u:{{{tag}}}:c")),
+            cooldown: StoreKey::new(format!("u:{{{tag}}}:c:cool")),
+        }
+    }
+
+    /// Runs `test` with a store under a prefix of its own, and removes its keys afterwards.
+    fn with_redis<F, Fut>(name: &str, test: F)
+    where
+        F: FnOnce(RedisOtpStore) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let Some(url) = std::env::var("TWOFACTOR_TEST_REDIS_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            eprintln!("skipped: {name}: TWOFACTOR_TEST_REDIS_URL is not set");
+            return;
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let prefix = format!("twofactor-test:{:016x}:", rand::random::<u64>());
+            let store = RedisOtpStore::builder(url)
+                .prefix(prefix.clone())
+                .connect()
+                .await
+                .unwrap();
+            test(store.clone()).await;
+            let mut conn = store.conn.clone();
+            let left: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if !left.is_empty() {
+                redis::cmd("DEL")
+                    .arg(left)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+
+    async fn query<T: redis::FromRedisValue>(store: &RedisOtpStore, cmd: &mut redis::Cmd) -> T {
+        let mut conn = store.conn.clone();
+        cmd.query_async(&mut conn).await.unwrap()
+    }
+
+    async fn pttl(store: &RedisOtpStore, key: &StoreKey) -> i64 {
+        query(store, redis::cmd("PTTL").arg(store.full_key(key))).await
+    }
+
+    #[test]
+    fn records_ttls_and_keys() {
+        with_redis("records_ttls_and_keys", |store| async move {
+            let k = keys();
+            let (value, code) = (&b"\x00value\xff"[..], &b"\xffcode\x00"[..]);
+            let send = SendSpec::new(&k.cooldown, at(T0 + 60), 3, Duration::from_secs(900));
+            let new = NewChallenge {
+                user: &k.user,
+                limits: limits(),
+                challenge: &k.challenge,
+                value,
+                expires_at: at(T0 + 300),
+                send: Some((send, code)),
+                send_required: true,
+            };
+            assert_eq!(
+                store.begin_challenge(&new, at(T0)).await.unwrap(),
+                Begun::Created { send: Some(Ok(())) }
+            );
+            let mut all: Vec<String> = query(
+                &store,
+                redis::cmd("KEYS").arg(format!("{}*", store.prefix())),
+            )
+            .await;
+            all.sort();
+            let mut expected = vec![
+                store.full_key(&k.user),
+                store.full_key(&k.challenge),
+                store.full_key(&k.cooldown),
+            ];
+            expected.sort();
+            assert_eq!(all, expected, "only the keys passed in");
+            let kind = |key: &StoreKey| {
+                let key = store.full_key(key);
+                let store = store.clone();
+                async move { query::<String>(&store, redis::cmd("TYPE").arg(key)).await }
+            };
+            assert_eq!(kind(&k.user).await, "hash");
+            assert_eq!(kind(&k.challenge).await, "hash");
+            assert_eq!(kind(&k.cooldown).await, "string");
+            let ch: std::collections::HashMap<String, Vec<u8>> = query(
+                &store,
+                redis::cmd("HGETALL").arg(store.full_key(&k.challenge)),
+            )
+            .await;
+            assert_eq!(ch.get("e").map(Vec::as_slice), Some(&b"1700000300"[..]));
+            assert_eq!(ch.get("v").map(Vec::as_slice), Some(value));
+            assert_eq!(ch.get("c").map(Vec::as_slice), Some(code));
+            assert_eq!(ch.get("n").map(Vec::as_slice), Some(&b"0"[..]));
+            let cool: Vec<u8> =
+                query(&store, redis::cmd("GET").arg(store.full_key(&k.cooldown))).await;
+            assert_eq!(cool, b"1700000060");
+            // TTLs: the lifetime plus the grace period (less the milliseconds since the write).
+            let near = |ttl: i64, secs: i64| {
+                let full = secs * 1_000 + 60_000;
+                (full - 5_000..=full).contains(&ttl)
+            };
+            assert!(near(pttl(&store, &k.challenge).await, 300));
+            assert!(near(pttl(&store, &k.cooldown).await, 60));
+            assert!(near(pttl(&store, &k.user).await, 3_600), "kept `retention`");
+
+            let spec = AttemptSpec {
+                challenge: Some((&k.challenge, 3)),
+                user: &k.user,
+                limits: limits(),
+            };
+            let Opened::Open(a) = store.open_attempt(&spec, at(T0 + 1)).await.unwrap() else {
+                panic!("not opened");
+            };
+            let ch = a.challenge.unwrap();
+            assert_eq!(
+                (ch.value.as_slice(), ch.code.as_deref()),
+                (value, Some(code))
+            );
+            assert_eq!((a.attempts, ch.attempts, a.failures), (1, 1, 1));
+            let pass = Settlement {
+                challenge: Some(&k.challenge),
+                user: &k.user,
+                limits: limits(),
+                outcome: Outcome::Passed { totp_step: None },
+            };
+            assert_eq!(
+                store.settle(&pass, at(T0 + 2)).await.unwrap(),
+                Settled::Done
+            );
+            let exists: i64 = query(
+                &store,
+                redis::cmd("EXISTS").arg(store.full_key(&k.challenge)),
+            )
+            .await;
+            assert_eq!(exists, 0, "a pass deletes the challenge");
+            let user: std::collections::HashMap<String, String> =
+                query(&store, redis::cmd("HGETALL").arg(store.full_key(&k.user))).await;
+            assert_eq!(
+                user.get("last_verified_at").map(String::as_str),
+                Some("1700000002")
+            );
+            assert_eq!(user.get("failures").map(String::as_str), Some("0"));
+            assert_eq!(user.get("sends").map(String::as_str), Some("1"));
+            assert!(
+                !user.contains_key("last_step"),
+                "an absent option has no field"
+            );
+        });
+    }
+
+    #[test]
+    fn far_times_and_steps_clamp_at_two_to_the_53_minus_one() {
+        with_redis("far_times_and_steps_clamp", |store| async move {
+            let k = keys();
+            let far = at(LUA_MAX);
+            let new = NewChallenge {
+                user: &k.user,
+                limits: limits(),
+                challenge: &k.challenge,
+                value: b"v",
+                expires_at: Timestamp::MAX,
+                send: None,
+                send_required: false,
+            };
+            assert_eq!(
+                store.begin_challenge(&new, at(T0)).await.unwrap(),
+                Begun::Created { send: None }
+            );
+            let ttl = pttl(&store, &k.challenge).await;
+            assert!(ttl > 0 && ttl <= i64::try_from(MAX_TTL_MS).unwrap());
+            let spec = AttemptSpec {
+                challenge: Some((&k.challenge, 3)),
+                user: &k.user,
+                limits: limits(),
+            };
+            let Opened::Open(a) = store.open_attempt(&spec, at(T0)).await.unwrap() else {
+                panic!("not opened");
+            };
+            assert_eq!(a.challenge.unwrap().expires_at, far);
+            let pass = |step| Settlement {
+                challenge: Some(&k.challenge),
+                user: &k.user,
+                limits: limits(),
+                outcome: Outcome::Passed {
+                    totp_step: Some(step),
+                },
+            };
+            assert_eq!(
+                store.settle(&pass(u64::MAX), at(T0)).await.unwrap(),
+                Settled::Done
+            );
+            let state = store.user_state(&k.user, &limits(), at(T0)).await.unwrap();
+            assert_eq!(state.last_step, Some(LUA_MAX));
+            store.begin_challenge(&new, at(T0)).await.unwrap();
+            assert_eq!(
+                store.settle(&pass(LUA_MAX + 1), at(T0)).await.unwrap(),
+                Settled::Replayed,
+                "steps past the clamp are one step"
+            );
+            let lock = Settlement {
+                challenge: None,
+                user: &k.user,
+                limits: limits(),
+                outcome: Outcome::Lock {
+                    until: Timestamp::MAX,
+                    level: 1,
+                },
+            };
+            assert_eq!(store.settle(&lock, at(T0)).await.unwrap(), Settled::Done);
+            let ttl = pttl(&store, &k.user).await;
+            assert!(ttl > 0 && ttl <= i64::try_from(MAX_TTL_MS).unwrap());
+            let state = store.user_state(&k.user, &limits(), at(T0)).await.unwrap();
+            assert_eq!((state.locked_until, state.level), (far, 1));
+            assert_eq!(
+                store.open_attempt(&spec, at(T0)).await.unwrap(),
+                Opened::Locked { until: Some(far) }
+            );
+            // The lock lapses at the clamped time, as the challenge does.
+            let state = store
+                .user_state(&k.user, &limits(), Timestamp::MAX)
+                .await
+                .unwrap();
+            assert_eq!(state, UserState::default(), "the record lapsed");
+        });
+    }
+
+    #[test]
+    fn records_of_the_other_layout_are_corrupt() {
+        with_redis(
+            "records_of_the_other_layout_are_corrupt",
+            |store| async move {
+                let k = keys();
+                store.put(&k.user, b"x", at(T0 + 60), at(T0)).await.unwrap();
+                let e = store
+                    .user_state(&k.user, &limits(), at(T0))
+                    .await
+                    .unwrap_err();
+                assert_eq!(e.kind(), StoreErrorKind::Corrupt);
+                store
+                    .store_code(&k.challenge, Some((b"v", at(T0 + 60))), b"c", at(T0))
+                    .await
+                    .unwrap();
+                let e = store.get(&k.challenge, at(T0)).await.unwrap_err();
+                assert_eq!(e.kind(), StoreErrorKind::Corrupt);
+                let _: () = query(
+                    &store,
+                    redis::cmd("HSET")
+                        .arg(store.full_key(&k.challenge))
+                        .arg("n")
+                        .arg("many"),
+                )
+                .await;
+                let spec = AttemptSpec {
+                    challenge: Some((&k.challenge, 3)),
+                    user: &k.cooldown,
+                    limits: limits(),
+                };
+                let e = store.open_attempt(&spec, at(T0)).await.unwrap_err();
+                assert_eq!(e.kind(), StoreErrorKind::Corrupt);
+                assert!(e.to_string().contains("malformed challenge record"), "{e}");
+            },
+        );
+    }
+}
