@@ -2,19 +2,49 @@
 //!
 //! # Layout
 //!
-//! Every record is one Redis string under `<prefix><key>`. Its value is the record's own
-//! `expires_at` as 20 ASCII digits, a type byte (`b` for bytes, `n` for a number) and the payload
-//! (the bytes, or the number as 20 ASCII digits). Fixed-width digits compare as text exactly as
-//! the numbers do, so the Lua scripts decide expiry and "greater than" without floating point.
+//! The primitives keep every record as one Redis string under `<prefix><key>`. Its value is the
+//! record's own `expires_at` as 20 ASCII digits, a type byte (`b` for bytes, `n` for a number) and
+//! the payload (the bytes, or the number as 20 ASCII digits). Fixed-width digits compare as text
+//! exactly as the numbers do, so the Lua scripts decide expiry and "greater than" without floating
+//! point.
 //!
-//! Whether a record is live is decided from that stored `expires_at` and the `now` the service
-//! passes in, never from the Redis clock. Redis' own expiry is only garbage collection: every
-//! write sets a TTL of `expires_at - now` plus a grace period, so a record is never collected
-//! while it is still live for the service, even when the host's clock and Redis' clock disagree.
+//! The composite operations (see [`flow`](crate::flow)) keep one record per challenge and one
+//! per user, under the keys the service passes in, instead of the default layout of
+//! [`flow`](crate::flow#default-layout):
+//!
+//! | record | Redis type | contents |
+//! | --- | --- | --- |
+//! | a challenge or pending code | hash | `e`: `expires_at`; `v`: the value; `c`: the code (absent: none); `n`: the attempts |
+//! | the user (the `user` key itself) | hash | `expires_at` (when the record lapses, [`rules::user_expires_at`](crate::flow::rules::user_expires_at)), and the fields of [`UserState`](crate::flow::UserState): `failures`, `failures_until`, `level`, `locked_until`, `last_step`, `sends`, `sends_until`, `last_verified_at` (an absent option: no field) |
+//! | a cooldown | string | the end of the cooldown |
+//!
+//! Times are Unix seconds and every field is a decimal integer. A user whose record is absent or
+//! lapsed is [`UserState::default()`](crate::flow::UserState); each script applies
+//! [`rules::current`](crate::flow::rules::current) to what it reads, so a lapsed run of
+//! failures, lock level or send window is forgotten. `reserve_send`, which is given no
+//! [`UserLimits`](crate::flow::UserLimits), leaves the lock level as stored (it lapses on the
+//! next read all the same) and keeps the record until its earlier expiry or the end of the send
+//! window, whichever is later. A key holds the records of one layout only: a record of the
+//! other layout under it is refused as corrupt.
+//!
+//! Lua has only one kind of number, a double, which holds integers exactly up to 2^53 - 1. The
+//! store therefore clamps every time, duration (in whole seconds, as
+//! [`Timestamp::saturating_add`] counts them), TOTP step and count it passes to a script at
+//! 2^53 - 1, and sums in the scripts saturate there, so every comparison is exact. The only
+//! visible difference from the [`rules`](crate::flow::rules), which saturate at `u64::MAX`: a
+//! time or step past 2^53 - 1 (some 285 million years after the epoch) is kept and read back as
+//! 2^53 - 1. The scripts write numbers with `string.format('%d')`, never `tostring`, which would
+//! round them to 14 digits.
+//!
+//! Whether a record is live is decided from its stored `expires_at` (for a cooldown, its end)
+//! and the `now` the service passes in, never from the Redis clock. Redis' own expiry is only
+//! garbage collection: every write sets a TTL of `expires_at - now` plus a grace period, so a
+//! record is never collected while it is still live for the service, even when the host's clock
+//! and Redis' clock disagree.
 //!
 //! # Round trips
 //!
-//! | primitive | Redis |
+//! | operation | Redis |
 //! | --- | --- |
 //! | `put` | `SET … PX` |
 //! | `put_if_absent` | one Lua script (`GET`, then `SET … PX` when absent or expired) |
@@ -23,20 +53,33 @@
 //! | `delete` | `DEL` |
 //! | `increment` | one Lua script (`GET`, `SET … KEEPTTL` or `SET … PX`) |
 //! | `advance` | one Lua script (`GET`, `SET … PX` when greater, absent or expired) |
+//! | `begin_challenge` | one Lua script (user, challenge and, with a send, its cooldown) |
+//! | `reserve_send` | one Lua script (user, cooldown and, when named, the challenge) |
+//! | `store_code` | one Lua script (the challenge or pending record) |
+//! | `open_attempt` | one Lua script (user and, when named, the challenge) |
+//! | `settle` | one Lua script (user and, when named, the challenge) |
+//! | `user_state` | one Lua script (user) |
 //!
-//! Each script touches only its one key, so all of them are safe on Redis Cluster, and the
-//! `{…}` hash tag in every key keeps one user's records on one slot. Requires Redis 6.2 or later
-//! (`GETDEL`, `SET … KEEPTTL`).
+//! Scripts run as `EVALSHA` (the first call after Redis lost its script cache loads the script
+//! once more). Each primitive's script touches only its one key; each composite operation's
+//! script touches only the keys it is passed in `KEYS`, which the service puts under one `{…}`
+//! hash tag (the user's: the challenge, its cooldown and the user's record), so every script
+//! runs on one slot of a Redis Cluster. Requires Redis 6.2 or later (`GETDEL`,
+//! `SET … KEEPTTL`).
 
 use std::fmt;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{ErrorKind, RedisError, Script, ServerErrorKind};
+use ::redis::{ErrorKind, RedisError, Script, ScriptInvocation, ServerErrorKind, Value};
 use async_trait::async_trait;
 
 use crate::clock::Timestamp;
 use crate::error::{Error, StoreError};
+use crate::store::flow::{
+    AttemptSpec, Begun, ChallengeState, NewChallenge, OpenAttempt, Opened, Outcome, Reserved,
+    SendRefused, SendSpec, Settled, Settlement, UserLimits, UserState,
+};
 use crate::store::{OtpStore, StoreKey};
 
 /// The key prefix used when none is configured.
@@ -100,7 +143,325 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
 return 1
 ";
 
-/// An [`OtpStore`] on Redis: every primitive atomic in one round trip, shared by all instances.
+// ---- the composite operations (see `flow`): one script each --------------------------------
+//
+// Every script starts with the prelude below. The layout and the number rules are in the module
+// docs; the rules themselves are those of `flow::rules`, named beside each step.
+
+/// The largest integer a Lua number (a double) holds exactly, 2^53 - 1: every number passed to a
+/// script is clamped to it.
+const LUA_MAX: u64 = (1 << 53) - 1;
+
+/// The start of every composite script: numbers, TTLs and the three records.
+///
+/// `load_user` gives the user's record live at `now` (the default record when there is none or it
+/// lapsed), `load_challenge` the live challenge or `false`, `load_cooldown` the end of a live
+/// cooldown or `false`; each gives `nil` and a reason for a malformed record.
+macro_rules! lua_prelude {
+    () => {
+        r"
+local MAX = 9007199254740991
+local GRACE_MS = 60000
+local MAX_TTL_MS = 315360000000
+
+-- An integer in 0..=MAX, or nil.
+local function int(s)
+  if not s then return nil end
+  local n = tonumber(s)
+  if n == nil or n < 0 or n > MAX or n ~= math.floor(n) then return nil end
+  return n
+end
+
+local now = int(ARGV[1])
+
+-- a + b, saturating at MAX: both are at most MAX, so a sum past it rounds to 2^53 or more.
+local function add(a, b)
+  local s = a + b
+  if s > MAX then return MAX end
+  return s
+end
+
+-- Exact decimal text (tostring would round to 14 digits).
+local function fmt(n)
+  return string.format('%d', n)
+end
+
+-- The Redis TTL of a record the service keeps until exp: garbage collection only.
+local function ttl(exp)
+  local d = exp - now
+  if d < 0 then d = 0 end
+  local ms = d * 1000 + GRACE_MS
+  if ms > MAX_TTL_MS then ms = MAX_TTL_MS end
+  return fmt(ms)
+end
+
+local USER = {'expires_at', 'failures', 'failures_until', 'level', 'locked_until', 'last_step',
+  'sends', 'sends_until', 'last_verified_at'}
+local OPTIONAL = {last_step = true, last_verified_at = true}
+
+local function load_user(key)
+  local f = redis.call('HMGET', key, unpack(USER))
+  local u = {expires_at = 0, failures = 0, failures_until = 0, level = 0, locked_until = 0,
+    last_step = false, sends = 0, sends_until = 0, last_verified_at = false}
+  if not f[1] then
+    for i = 2, #USER do
+      if f[i] then return nil, 'malformed user record' end
+    end
+    return u
+  end
+  local exp = int(f[1])
+  if exp == nil then return nil, 'malformed user record' end
+  if exp <= now then return u end
+  u.expires_at = exp
+  for i = 2, #USER do
+    local name = USER[i]
+    if f[i] then
+      local n = int(f[i])
+      if n == nil then return nil, 'malformed user record' end
+      u[name] = n
+    elseif not OPTIONAL[name] then
+      return nil, 'malformed user record'
+    end
+  end
+  return u
+end
+
+-- rules::current. Without a window (reserve_send has none) the level is left as stored: it
+-- lapses on the next read all the same.
+local function current(u, window)
+  if u.failures_until <= now then u.failures = 0 end
+  if window and u.level > 0 and add(u.locked_until, window) <= now then u.level = 0 end
+  if u.sends_until <= now then u.sends = 0 end
+end
+
+-- Writes the user's record, kept until rules::user_expires_at; without limits (reserve_send)
+-- until its earlier expiry or the end of the send window, whichever is later.
+local function save_user(key, u, window, retention)
+  local exp
+  if retention then
+    exp = math.max(add(now, retention), u.failures_until, add(u.locked_until, window),
+      u.sends_until)
+  else
+    exp = math.max(u.expires_at, u.sends_until)
+  end
+  local args = {'expires_at', fmt(exp)}
+  for i = 2, #USER do
+    local name = USER[i]
+    if u[name] then
+      args[#args + 1] = name
+      args[#args + 1] = fmt(u[name])
+    end
+  end
+  redis.call('DEL', key)
+  redis.call('HSET', key, unpack(args))
+  redis.call('PEXPIRE', key, ttl(exp))
+end
+
+local function load_challenge(key)
+  local f = redis.call('HMGET', key, 'e', 'v', 'c', 'n')
+  if not (f[1] or f[2] or f[3] or f[4]) then return false end
+  local e, n = int(f[1]), int(f[4])
+  if e == nil or n == nil or not f[2] then return nil, 'malformed challenge record' end
+  if e <= now then return false end
+  return {e = e, v = f[2], c = f[3], n = n}
+end
+
+local function load_cooldown(key)
+  local v = redis.call('GET', key)
+  if not v then return false end
+  local t = int(v)
+  if t == nil then return nil, 'malformed cooldown record' end
+  if t <= now then return false end
+  return t
+end
+
+local function start_cooldown(key, t)
+  redis.call('SET', key, fmt(t), 'PX', ttl(t))
+end
+
+-- rules::reserve: the refusal and its end, or nothing once the send is counted in u.
+local function reserve(u, cooldown, max_sends, send_window)
+  if cooldown then return 'cooldown', cooldown end
+  if u.sends >= max_sends then return 'capped', u.sends_until end
+  if u.sends == 0 then u.sends_until = add(now, send_window) end
+  u.sends = u.sends + 1
+  return nil
+end
+"
+    };
+}
+
+/// `begin_challenge`: KEYS user, challenge[, cooldown]; ARGV now, failure_window, retention,
+/// value, expires_at, send_required, code, cooldown_until, max_sends, send_window. Replies
+/// `locked until`, `refused kind until`, `collision` or `created send until` (send: `none`,
+/// `granted`, `cooldown` or `capped`).
+const BEGIN_CHALLENGE: &str = concat!(
+    lua_prelude!(),
+    r"
+local window, retention = int(ARGV[2]), int(ARGV[3])
+local u, bad = load_user(KEYS[1])
+if bad then return {'corrupt', bad} end
+if u.locked_until > now then return {'locked', u.locked_until} end
+current(u, window)
+local send, send_until = 'none', 0
+if KEYS[3] then
+  local cooldown, bad = load_cooldown(KEYS[3])
+  if bad then return {'corrupt', bad} end
+  local refused, t = reserve(u, cooldown, int(ARGV[9]), int(ARGV[10]))
+  if refused then
+    if ARGV[6] == '1' then return {'refused', refused, t} end
+    send, send_until = refused, t
+  else
+    send = 'granted'
+  end
+end
+local ch, bad = load_challenge(KEYS[2])
+if bad then return {'corrupt', bad} end
+if ch then return {'collision'} end
+local expires_at = int(ARGV[5])
+redis.call('DEL', KEYS[2])
+if send == 'granted' then
+  redis.call('HSET', KEYS[2], 'e', fmt(expires_at), 'v', ARGV[4], 'n', '0', 'c', ARGV[7])
+else
+  redis.call('HSET', KEYS[2], 'e', fmt(expires_at), 'v', ARGV[4], 'n', '0')
+end
+redis.call('PEXPIRE', KEYS[2], ttl(expires_at))
+if send == 'granted' then
+  start_cooldown(KEYS[3], int(ARGV[8]))
+  save_user(KEYS[1], u, window, retention)
+end
+return {'created', send, send_until}
+"
+);
+
+/// `reserve_send`: KEYS user, cooldown[, challenge]; ARGV now, cooldown_until, max_sends,
+/// send_window. Replies `nochallenge`, `cooldown until`, `capped until` or `granted value`.
+const RESERVE_SEND: &str = concat!(
+    lua_prelude!(),
+    r"
+local value = false
+if KEYS[3] then
+  local ch, bad = load_challenge(KEYS[3])
+  if bad then return {'corrupt', bad} end
+  if not ch then return {'nochallenge'} end
+  value = ch.v
+end
+local u, bad = load_user(KEYS[1])
+if bad then return {'corrupt', bad} end
+current(u, nil)
+local cooldown, bad = load_cooldown(KEYS[2])
+if bad then return {'corrupt', bad} end
+local refused, t = reserve(u, cooldown, int(ARGV[3]), int(ARGV[4]))
+if refused then return {refused, t} end
+start_cooldown(KEYS[2], int(ARGV[2]))
+save_user(KEYS[1], u, nil, nil)
+return {'granted', value}
+"
+);
+
+/// `store_code`: KEYS record; ARGV now, code, create, value, expires_at. Replies `stored` or
+/// `missing`.
+const STORE_CODE: &str = concat!(
+    lua_prelude!(),
+    r"
+local ch, bad = load_challenge(KEYS[1])
+if bad then return {'corrupt', bad} end
+if ARGV[3] == '1' then
+  local e, n = int(ARGV[5]), 0
+  if ch then n = ch.n end
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'e', fmt(e), 'v', ARGV[4], 'c', ARGV[2], 'n', fmt(n))
+  redis.call('PEXPIRE', KEYS[1], ttl(e))
+  return {'stored'}
+end
+if not ch then return {'missing'} end
+redis.call('HSET', KEYS[1], 'c', ARGV[2])
+return {'stored'}
+"
+);
+
+/// `open_attempt`: KEYS user[, challenge]; ARGV now, threshold, failure_window, retention,
+/// max_attempts. Replies `nochallenge`, `exhausted`, `locked until|nil` or
+/// `open attempts failures level[ value code|nil expires_at]`.
+const OPEN_ATTEMPT: &str = concat!(
+    lua_prelude!(),
+    r"
+local threshold, window, retention = int(ARGV[2]), int(ARGV[3]), int(ARGV[4])
+local ch = false
+if KEYS[2] then
+  local bad
+  ch, bad = load_challenge(KEYS[2])
+  if bad then return {'corrupt', bad} end
+  if not ch then return {'nochallenge'} end
+  if ch.n >= int(ARGV[5]) then return {'exhausted'} end
+end
+local u, bad = load_user(KEYS[1])
+if bad then return {'corrupt', bad} end
+current(u, window)
+-- rules::open
+if u.locked_until > now then return {'locked', u.locked_until} end
+if u.failures >= threshold then return {'locked', false} end
+if u.failures == 0 then u.failures_until = add(now, window) end
+u.failures = u.failures + 1
+save_user(KEYS[1], u, window, retention)
+if not ch then return {'open', 0, u.failures, u.level} end
+ch.n = ch.n + 1
+redis.call('HSET', KEYS[2], 'n', fmt(ch.n))
+return {'open', ch.n, u.failures, u.level, ch.v, ch.c, ch.e}
+"
+);
+
+/// `settle`: KEYS user[, challenge]; ARGV now, failure_window, retention, then `pass` and the
+/// TOTP step (empty for none), or `lock`, until and level. Replies `done`, `gone` or
+/// `replayed`.
+const SETTLE: &str = concat!(
+    lua_prelude!(),
+    r"
+local window, retention = int(ARGV[2]), int(ARGV[3])
+local u, bad = load_user(KEYS[1])
+if bad then return {'corrupt', bad} end
+current(u, window)
+-- rules::settle
+if ARGV[4] == 'pass' then
+  if KEYS[2] then
+    local ch, bad = load_challenge(KEYS[2])
+    if bad then return {'corrupt', bad} end
+    if not ch then return {'gone'} end
+  end
+  if ARGV[5] ~= '' then
+    local step = int(ARGV[5])
+    if u.last_step and u.last_step >= step then return {'replayed'} end
+    u.last_step = step
+  end
+  u.failures, u.level, u.locked_until = 0, 0, 0
+  if not u.last_verified_at or u.last_verified_at < now then u.last_verified_at = now end
+  save_user(KEYS[1], u, window, retention)
+  if KEYS[2] then redis.call('DEL', KEYS[2]) end
+  return {'done'}
+end
+u.failures = 0
+u.level = int(ARGV[6])
+u.locked_until = math.max(u.locked_until, int(ARGV[5]))
+save_user(KEYS[1], u, window, retention)
+return {'done'}
+"
+);
+
+/// `user_state`: KEYS user; ARGV now, failure_window. Replies `user` and the fields of
+/// `UserState` in order (nil for an absent option).
+const USER_STATE: &str = concat!(
+    lua_prelude!(),
+    r"
+local u, bad = load_user(KEYS[1])
+if bad then return {'corrupt', bad} end
+current(u, int(ARGV[2]))
+return {'user', u.failures, u.failures_until, u.level, u.locked_until, u.last_step, u.sends,
+  u.sends_until, u.last_verified_at}
+"
+);
+
+/// An [`OtpStore`] on Redis: every primitive and every composite operation atomic in one round
+/// trip, shared by all instances.
 ///
 /// Cloning is cheap and clones share one multiplexed connection, which reconnects by itself
 /// after the server went away. While Redis is unreachable every call fails with a transient
@@ -127,6 +488,12 @@ struct Scripts {
     put_if_absent: Script,
     increment: Script,
     advance: Script,
+    begin_challenge: Script,
+    reserve_send: Script,
+    store_code: Script,
+    open_attempt: Script,
+    settle: Script,
+    user_state: Script,
 }
 
 impl fmt::Debug for RedisOtpStore {
@@ -220,6 +587,12 @@ impl RedisOtpStoreBuilder {
                 put_if_absent: Script::new(PUT_IF_ABSENT),
                 increment: Script::new(INCREMENT),
                 advance: Script::new(ADVANCE),
+                begin_challenge: Script::new(BEGIN_CHALLENGE),
+                reserve_send: Script::new(RESERVE_SEND),
+                store_code: Script::new(STORE_CODE),
+                open_attempt: Script::new(OPEN_ATTEMPT),
+                settle: Script::new(SETTLE),
+                user_state: Script::new(USER_STATE),
             }),
         })
     }
@@ -258,6 +631,14 @@ impl RedisOtpStore {
         k.push_str(key.as_str());
         k
     }
+
+    /// Runs one composite script: one round trip (`EVALSHA`; after a server restart the script
+    /// is loaded once more).
+    async fn run(&self, call: &ScriptInvocation<'_>) -> Result<Reply, StoreError> {
+        let mut conn = self.conn.clone();
+        let value: Value = call.invoke_async(&mut conn).await.map_err(store_error)?;
+        Reply::parse(value)
+    }
 }
 
 /// Maps a Redis failure to a [`StoreError`], keeping it as the source.
@@ -267,6 +648,11 @@ fn store_error(e: RedisError) -> StoreError {
     }
     if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
         return StoreError::unavailable(e);
+    }
+    // A record of the other layout under the key: a string where a composite operation keeps a
+    // hash, or the reverse.
+    if e.code() == Some("WRONGTYPE") {
+        return StoreError::corrupt(e);
     }
     match e.kind() {
         ErrorKind::Server(
@@ -330,6 +716,115 @@ fn decode_live(raw: Option<Vec<u8>>, now: Timestamp) -> Result<Option<Vec<u8>>, 
         TAG_BYTES => Ok(Some(payload.to_vec())),
         TAG_NUMBER => Ok(Some(parse_digits(payload)?.to_string().into_bytes())),
         _ => Err(StoreError::corrupt("a Redis record has an unknown type")),
+    }
+}
+
+/// A number for a script, clamped at 2^53 - 1 so that a Lua number holds it exactly.
+fn lua_num(n: u64) -> u64 {
+    n.min(LUA_MAX)
+}
+
+/// A time for a script, in seconds, clamped like [`lua_num`].
+fn lua_time(t: Timestamp) -> u64 {
+    lua_num(t.as_unix_secs())
+}
+
+/// A duration for a script, in whole seconds (as [`Timestamp::saturating_add`] counts it),
+/// clamped like [`lua_num`].
+fn lua_secs(d: Duration) -> u64 {
+    lua_num(d.as_secs())
+}
+
+fn malformed_reply() -> StoreError {
+    StoreError::corrupt("a Redis script gave a malformed reply")
+}
+
+/// A composite script's reply: an array whose first element names the outcome, then its values.
+#[derive(Debug)]
+struct Reply {
+    outcome: String,
+    rest: std::vec::IntoIter<Value>,
+}
+
+impl Reply {
+    /// Reads a reply; the outcome `corrupt` (a malformed record, with its reason) is an error.
+    fn parse(value: Value) -> Result<Self, StoreError> {
+        let Value::Array(items) = value else {
+            return Err(malformed_reply());
+        };
+        let mut rest = items.into_iter();
+        let outcome = text(rest.next())?;
+        let mut reply = Reply { outcome, rest };
+        if reply.outcome == "corrupt" {
+            let reason = reply.word()?;
+            return Err(StoreError::corrupt(format!("Redis holds a {reason}")));
+        }
+        Ok(reply)
+    }
+
+    fn word(&mut self) -> Result<String, StoreError> {
+        text(self.rest.next())
+    }
+
+    fn opt_num(&mut self) -> Result<Option<u64>, StoreError> {
+        match self.rest.next() {
+            Some(Value::Nil) => Ok(None),
+            Some(Value::Int(n)) => u64::try_from(n).map(Some).map_err(|_| malformed_reply()),
+            _ => Err(malformed_reply()),
+        }
+    }
+
+    fn num(&mut self) -> Result<u64, StoreError> {
+        self.opt_num()?.ok_or_else(malformed_reply)
+    }
+
+    fn count(&mut self) -> Result<u32, StoreError> {
+        u32::try_from(self.num()?).map_err(|_| malformed_reply())
+    }
+
+    fn time(&mut self) -> Result<Timestamp, StoreError> {
+        self.num().map(Timestamp::from_unix_secs)
+    }
+
+    fn opt_time(&mut self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self.opt_num()?.map(Timestamp::from_unix_secs))
+    }
+
+    fn opt_bytes(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.rest.next() {
+            Some(Value::Nil) => Ok(None),
+            Some(Value::BulkString(b)) => Ok(Some(b)),
+            _ => Err(malformed_reply()),
+        }
+    }
+
+    fn bytes(&mut self) -> Result<Vec<u8>, StoreError> {
+        self.opt_bytes()?.ok_or_else(malformed_reply)
+    }
+
+    /// A refused send: its kind, then its end.
+    fn refusal(&mut self, kind: &str) -> Result<SendRefused, StoreError> {
+        let until = self.time()?;
+        match kind {
+            "cooldown" => Ok(SendRefused::Cooldown { until }),
+            "capped" => Ok(SendRefused::Capped { until }),
+            _ => Err(malformed_reply()),
+        }
+    }
+
+    fn unexpected<T>(&self) -> Result<T, StoreError> {
+        Err(StoreError::corrupt(format!(
+            "a Redis script gave an unexpected outcome `{}`",
+            self.outcome
+        )))
+    }
+}
+
+fn text(value: Option<Value>) -> Result<String, StoreError> {
+    match value {
+        Some(Value::BulkString(b)) => String::from_utf8(b).map_err(|_| malformed_reply()),
+        Some(Value::SimpleString(s)) => Ok(s),
+        _ => Err(malformed_reply()),
     }
 }
 
@@ -449,6 +944,203 @@ impl OtpStore for RedisOtpStore {
             _ => Err(StoreError::corrupt("advance on a key that holds bytes")),
         }
     }
+
+    // ---- composite operations: one script each (see the module docs) -------------------------
+
+    async fn begin_challenge(
+        &self,
+        new: &NewChallenge<'_>,
+        now: Timestamp,
+    ) -> Result<Begun, StoreError> {
+        let mut call = self.scripts.begin_challenge.prepare_invoke();
+        call.key(self.full_key(new.user))
+            .key(self.full_key(new.challenge))
+            .arg(lua_time(now))
+            .arg(lua_secs(new.limits.failure_window))
+            .arg(lua_secs(new.limits.retention))
+            .arg(new.value)
+            .arg(lua_time(new.expires_at))
+            .arg(if new.send_required { "1" } else { "0" });
+        if let Some((spec, code)) = &new.send {
+            call.key(self.full_key(spec.cooldown))
+                .arg(*code)
+                .arg(lua_time(spec.cooldown_until))
+                .arg(spec.max_sends)
+                .arg(lua_secs(spec.send_window));
+        }
+        let mut reply = self.run(&call).await?;
+        match reply.outcome.as_str() {
+            "locked" => Ok(Begun::Locked {
+                until: reply.time()?,
+            }),
+            "refused" => {
+                let kind = reply.word()?;
+                Ok(Begun::SendRefused(reply.refusal(&kind)?))
+            }
+            "collision" => Ok(Begun::Collision),
+            "created" => {
+                let send = match reply.word()?.as_str() {
+                    "none" => None,
+                    "granted" => Some(Ok(())),
+                    kind => Some(Err(reply.refusal(kind)?)),
+                };
+                Ok(Begun::Created { send })
+            }
+            _ => reply.unexpected(),
+        }
+    }
+
+    async fn reserve_send(
+        &self,
+        user: &StoreKey,
+        challenge: Option<&StoreKey>,
+        spec: &SendSpec<'_>,
+        now: Timestamp,
+    ) -> Result<Reserved, StoreError> {
+        let mut call = self.scripts.reserve_send.prepare_invoke();
+        call.key(self.full_key(user))
+            .key(self.full_key(spec.cooldown))
+            .arg(lua_time(now))
+            .arg(lua_time(spec.cooldown_until))
+            .arg(spec.max_sends)
+            .arg(lua_secs(spec.send_window));
+        if let Some(challenge) = challenge {
+            call.key(self.full_key(challenge));
+        }
+        let mut reply = self.run(&call).await?;
+        match reply.outcome.as_str() {
+            "nochallenge" => Ok(Reserved::NoChallenge),
+            "granted" => Ok(Reserved::Granted(reply.opt_bytes()?)),
+            "cooldown" | "capped" => {
+                let kind = std::mem::take(&mut reply.outcome);
+                Ok(Reserved::Refused(reply.refusal(&kind)?))
+            }
+            _ => reply.unexpected(),
+        }
+    }
+
+    async fn store_code(
+        &self,
+        key: &StoreKey,
+        create: Option<(&[u8], Timestamp)>,
+        code: &[u8],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut call = self.scripts.store_code.prepare_invoke();
+        call.key(self.full_key(key)).arg(lua_time(now)).arg(code);
+        match create {
+            Some((value, expires_at)) => call.arg("1").arg(value).arg(lua_time(expires_at)),
+            None => call.arg("0"),
+        };
+        let reply = self.run(&call).await?;
+        match reply.outcome.as_str() {
+            "stored" => Ok(true),
+            "missing" => Ok(false),
+            _ => reply.unexpected(),
+        }
+    }
+
+    async fn open_attempt(
+        &self,
+        spec: &AttemptSpec<'_>,
+        now: Timestamp,
+    ) -> Result<Opened, StoreError> {
+        let mut call = self.scripts.open_attempt.prepare_invoke();
+        call.key(self.full_key(spec.user))
+            .arg(lua_time(now))
+            .arg(spec.limits.threshold)
+            .arg(lua_secs(spec.limits.failure_window))
+            .arg(lua_secs(spec.limits.retention));
+        if let Some((challenge, max_attempts)) = spec.challenge {
+            call.key(self.full_key(challenge)).arg(max_attempts);
+        }
+        let mut reply = self.run(&call).await?;
+        match reply.outcome.as_str() {
+            "nochallenge" => Ok(Opened::NoChallenge),
+            "exhausted" => Ok(Opened::Exhausted),
+            "locked" => Ok(Opened::Locked {
+                until: reply.opt_time()?,
+            }),
+            "open" => {
+                let attempts = reply.count()?;
+                let failures = reply.count()?;
+                let level = reply.count()?;
+                let challenge = match spec.challenge {
+                    Some(_) => Some(ChallengeState {
+                        value: reply.bytes()?,
+                        code: reply.opt_bytes()?,
+                        attempts,
+                        expires_at: reply.time()?,
+                    }),
+                    None => None,
+                };
+                Ok(Opened::Open(OpenAttempt {
+                    challenge,
+                    attempts,
+                    failures,
+                    level,
+                }))
+            }
+            _ => reply.unexpected(),
+        }
+    }
+
+    async fn settle(
+        &self,
+        settlement: &Settlement<'_>,
+        now: Timestamp,
+    ) -> Result<Settled, StoreError> {
+        let mut call = self.scripts.settle.prepare_invoke();
+        call.key(self.full_key(settlement.user))
+            .arg(lua_time(now))
+            .arg(lua_secs(settlement.limits.failure_window))
+            .arg(lua_secs(settlement.limits.retention));
+        match settlement.outcome {
+            Outcome::Passed { totp_step } => {
+                let step = totp_step.map(|s| lua_num(s).to_string());
+                call.arg("pass").arg(step.unwrap_or_default());
+            }
+            Outcome::Lock { until, level } => {
+                call.arg("lock").arg(lua_time(until)).arg(level);
+            }
+        }
+        if let Some(challenge) = settlement.challenge {
+            call.key(self.full_key(challenge));
+        }
+        let reply = self.run(&call).await?;
+        match reply.outcome.as_str() {
+            "done" => Ok(Settled::Done),
+            "gone" => Ok(Settled::ChallengeGone),
+            "replayed" => Ok(Settled::Replayed),
+            _ => reply.unexpected(),
+        }
+    }
+
+    async fn user_state(
+        &self,
+        user: &StoreKey,
+        limits: &UserLimits,
+        now: Timestamp,
+    ) -> Result<UserState, StoreError> {
+        let mut call = self.scripts.user_state.prepare_invoke();
+        call.key(self.full_key(user))
+            .arg(lua_time(now))
+            .arg(lua_secs(limits.failure_window));
+        let mut reply = self.run(&call).await?;
+        if reply.outcome != "user" {
+            return reply.unexpected();
+        }
+        Ok(UserState {
+            failures: reply.count()?,
+            failures_until: reply.time()?,
+            level: reply.count()?,
+            locked_until: reply.time()?,
+            last_step: reply.opt_num()?,
+            sends: reply.count()?,
+            sends_until: reply.time()?,
+            last_verified_at: reply.opt_time()?,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -494,5 +1186,456 @@ mod tests {
         assert_eq!(ttl_ms(Timestamp::from_unix_secs(1_060), now), 120_000);
         assert_eq!(ttl_ms(Timestamp::from_unix_secs(10), now), GC_GRACE_MS);
         assert_eq!(ttl_ms(Timestamp::MAX, now), MAX_TTL_MS);
+    }
+    #[test]
+    fn numbers_for_lua_clamp_at_two_to_the_53_minus_one() {
+        assert_eq!(LUA_MAX, 9_007_199_254_740_991);
+        assert_eq!(lua_num(LUA_MAX - 1), LUA_MAX - 1);
+        assert_eq!(lua_num(LUA_MAX), LUA_MAX);
+        assert_eq!(lua_num(LUA_MAX + 1), LUA_MAX);
+        assert_eq!(lua_num(u64::MAX), LUA_MAX);
+        assert_eq!(
+            lua_time(Timestamp::from_unix_secs(1_700_000_000)),
+            1_700_000_000
+        );
+        assert_eq!(lua_time(Timestamp::MAX), LUA_MAX);
+        // Whole seconds, as `Timestamp::saturating_add` counts a duration.
+        assert_eq!(lua_secs(Duration::from_millis(1_999)), 1);
+        assert_eq!(lua_secs(Duration::MAX), LUA_MAX);
+        // The clamp is the last integer a double holds exactly, and its sum with itself is past
+        // it: saturating there in the scripts is exact.
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
+        let round_trip = |n: u64| (n as f64) as u64;
+        assert_eq!(round_trip(LUA_MAX), LUA_MAX);
+        assert_ne!(round_trip(LUA_MAX + 2), LUA_MAX + 2);
+        #[allow(clippy::cast_precision_loss)]
+        let twice = LUA_MAX as f64 + LUA_MAX as f64;
+        assert!(twice > LUA_MAX as f64);
+    }
+
+    #[test]
+    fn the_lua_prelude_uses_the_rust_constants() {
+        let prelude = lua_prelude!();
+        assert!(prelude.contains(&format!("local MAX = {LUA_MAX}\n")));
+        assert!(prelude.contains(&format!("local GRACE_MS = {GC_GRACE_MS}\n")));
+        assert!(prelude.contains(&format!("local MAX_TTL_MS = {MAX_TTL_MS}\n")));
+        for script in COMPOSITE_SCRIPTS {
+            assert!(script.starts_with(prelude));
+        }
+    }
+
+    const COMPOSITE_SCRIPTS: [&str; 6] = [
+        BEGIN_CHALLENGE,
+        RESERVE_SEND,
+        STORE_CODE,
+        OPEN_ATTEMPT,
+        SETTLE,
+        USER_STATE,
+    ];
+
+    /// Every Redis command of a composite script names a key passed in `KEYS` (directly, or as
+    /// the `key` parameter of a prelude function called with one): the script stays on the slot
+    /// of those keys.
+    #[test]
+    fn composite_scripts_touch_only_their_keys() {
+        for script in COMPOSITE_SCRIPTS {
+            let mut rest = script;
+            let mut calls = 0;
+            while let Some(at) = rest.find("redis.call('") {
+                calls += 1;
+                let after = rest.get(at + "redis.call('".len()..).unwrap_or_default();
+                let key = after.split_once(", ").map_or("", |(_, k)| k);
+                assert!(
+                    key.starts_with("key,") || key.starts_with("key)") || key.starts_with("KEYS["),
+                    "a command on another key: {}",
+                    after.lines().next().unwrap_or_default()
+                );
+                rest = after;
+            }
+            assert!(calls >= 7, "the prelude's commands at least");
+            for helper in [
+                "load_user(",
+                "save_user(",
+                "load_challenge(",
+                "load_cooldown(",
+                "start_cooldown(",
+            ] {
+                let body = script.get(lua_prelude!().len()..).unwrap_or_default();
+                for (at, _) in body.match_indices(helper) {
+                    let arg = body.get(at + helper.len()..).unwrap_or_default();
+                    assert!(arg.starts_with("KEYS["), "{helper} on another key");
+                }
+            }
+        }
+    }
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn script_replies_parse_and_refuse_garbage() {
+        let mut open = Reply::parse(Value::Array(vec![
+            bulk("open"),
+            Value::Int(2),
+            Value::Int(3),
+            Value::Int(1),
+            Value::BulkString(b"\x00v\xff".to_vec()),
+            Value::Nil,
+            Value::Int(9_007_199_254_740_991),
+        ]))
+        .unwrap();
+        assert_eq!(open.outcome, "open");
+        assert_eq!(
+            (
+                open.count().unwrap(),
+                open.count().unwrap(),
+                open.count().unwrap()
+            ),
+            (2, 3, 1)
+        );
+        assert_eq!(open.bytes().unwrap(), b"\x00v\xff");
+        assert_eq!(open.opt_bytes().unwrap(), None);
+        assert_eq!(open.time().unwrap(), Timestamp::from_unix_secs(LUA_MAX));
+        assert!(open.opt_num().is_err(), "past the end");
+
+        let mut refused = Reply::parse(Value::Array(vec![bulk("capped"), Value::Int(60)])).unwrap();
+        assert_eq!(
+            refused.refusal("capped").unwrap(),
+            SendRefused::Capped {
+                until: Timestamp::from_unix_secs(60)
+            }
+        );
+
+        let corrupt = Reply::parse(Value::Array(vec![
+            bulk("corrupt"),
+            bulk("malformed user record"),
+        ]))
+        .unwrap_err();
+        assert_eq!(corrupt.kind(), crate::StoreErrorKind::Corrupt);
+        assert!(corrupt.to_string().contains("malformed user record"));
+
+        for garbage in [
+            Value::Nil,
+            Value::Int(1),
+            Value::Array(vec![]),
+            Value::Array(vec![Value::Int(1)]),
+            Value::Array(vec![Value::BulkString(vec![0xff])]),
+        ] {
+            let e = Reply::parse(garbage).unwrap_err();
+            assert_eq!(e.kind(), crate::StoreErrorKind::Corrupt);
+        }
+        let mut negative = Reply::parse(Value::Array(vec![bulk("user"), Value::Int(-1)])).unwrap();
+        assert!(negative.num().is_err());
+        let mut too_big =
+            Reply::parse(Value::Array(vec![bulk("user"), Value::Int(1 << 40)])).unwrap();
+        assert!(too_big.count().is_err(), "a count is a u32");
+        let odd = Reply::parse(Value::Array(vec![bulk("what")])).unwrap();
+        assert!(odd.unexpected::<()>().is_err());
+    }
+}
+
+/// The native layout on a live Redis (`TWOFACTOR_TEST_REDIS_URL`; skipped without it): the
+/// records, their TTLs and the keys touched, the clamp of far times, and records of the other
+/// layout.
+#[cfg(test)]
+mod live {
+    use super::*;
+    use crate::StoreErrorKind;
+
+    const T0: u64 = 1_700_000_000;
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_unix_secs(secs)
+    }
+
+    fn limits() -> UserLimits {
+        UserLimits::new(5, Duration::from_secs(600), Duration::from_secs(3_600))
+    }
+
+    struct Keys {
+        user: StoreKey,
+        challenge: StoreKey,
+        cooldown: StoreKey,
+    }
+
+    fn keys() -> Keys {
+        let tag = format!("{:016x}", rand::random::<u64>());
+        Keys {
+            user: StoreKey::new(format!("u:{{{tag}}}")),
+            challenge: StoreKey::new(format!("u:{{{tag}}}:c")),
+            cooldown: StoreKey::new(format!("u:{{{tag}}}:c:cool")),
+        }
+    }
+
+    /// Runs `test` with a store under a prefix of its own, and removes its keys afterwards.
+    fn with_redis<F, Fut>(name: &str, test: F)
+    where
+        F: FnOnce(RedisOtpStore) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let Some(url) = std::env::var("TWOFACTOR_TEST_REDIS_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            eprintln!("skipped: {name}: TWOFACTOR_TEST_REDIS_URL is not set");
+            return;
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let prefix = format!("twofactor-test:{:016x}:", rand::random::<u64>());
+            let store = RedisOtpStore::builder(url)
+                .prefix(prefix.clone())
+                .connect()
+                .await
+                .unwrap();
+            test(store.clone()).await;
+            let mut conn = store.conn.clone();
+            let left: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if !left.is_empty() {
+                redis::cmd("DEL")
+                    .arg(left)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+
+    async fn query<T: redis::FromRedisValue>(store: &RedisOtpStore, cmd: &mut redis::Cmd) -> T {
+        let mut conn = store.conn.clone();
+        cmd.query_async(&mut conn).await.unwrap()
+    }
+
+    async fn pttl(store: &RedisOtpStore, key: &StoreKey) -> i64 {
+        query(store, redis::cmd("PTTL").arg(store.full_key(key))).await
+    }
+
+    #[test]
+    fn records_ttls_and_keys() {
+        with_redis("records_ttls_and_keys", |store| async move {
+            let k = keys();
+            let (value, code) = (&b"\x00value\xff"[..], &b"\xffcode\x00"[..]);
+            let send = SendSpec::new(&k.cooldown, at(T0 + 60), 3, Duration::from_secs(900));
+            let new = NewChallenge {
+                user: &k.user,
+                limits: limits(),
+                challenge: &k.challenge,
+                value,
+                expires_at: at(T0 + 300),
+                send: Some((send, code)),
+                send_required: true,
+            };
+            assert_eq!(
+                store.begin_challenge(&new, at(T0)).await.unwrap(),
+                Begun::Created { send: Some(Ok(())) }
+            );
+            let mut all: Vec<String> = query(
+                &store,
+                redis::cmd("KEYS").arg(format!("{}*", store.prefix())),
+            )
+            .await;
+            all.sort();
+            let mut expected = vec![
+                store.full_key(&k.user),
+                store.full_key(&k.challenge),
+                store.full_key(&k.cooldown),
+            ];
+            expected.sort();
+            assert_eq!(all, expected, "only the keys passed in");
+            let kind = |key: &StoreKey| {
+                let key = store.full_key(key);
+                let store = store.clone();
+                async move { query::<String>(&store, redis::cmd("TYPE").arg(key)).await }
+            };
+            assert_eq!(kind(&k.user).await, "hash");
+            assert_eq!(kind(&k.challenge).await, "hash");
+            assert_eq!(kind(&k.cooldown).await, "string");
+            let ch: std::collections::HashMap<String, Vec<u8>> = query(
+                &store,
+                redis::cmd("HGETALL").arg(store.full_key(&k.challenge)),
+            )
+            .await;
+            assert_eq!(ch.get("e").map(Vec::as_slice), Some(&b"1700000300"[..]));
+            assert_eq!(ch.get("v").map(Vec::as_slice), Some(value));
+            assert_eq!(ch.get("c").map(Vec::as_slice), Some(code));
+            assert_eq!(ch.get("n").map(Vec::as_slice), Some(&b"0"[..]));
+            let cool: Vec<u8> =
+                query(&store, redis::cmd("GET").arg(store.full_key(&k.cooldown))).await;
+            assert_eq!(cool, b"1700000060");
+            // TTLs: the lifetime plus the grace period (less the milliseconds since the write).
+            let near = |ttl: i64, secs: i64| {
+                let full = secs * 1_000 + 60_000;
+                (full - 5_000..=full).contains(&ttl)
+            };
+            assert!(near(pttl(&store, &k.challenge).await, 300));
+            assert!(near(pttl(&store, &k.cooldown).await, 60));
+            assert!(near(pttl(&store, &k.user).await, 3_600), "kept `retention`");
+
+            let spec = AttemptSpec {
+                challenge: Some((&k.challenge, 3)),
+                user: &k.user,
+                limits: limits(),
+            };
+            let Opened::Open(a) = store.open_attempt(&spec, at(T0 + 1)).await.unwrap() else {
+                panic!("not opened");
+            };
+            let ch = a.challenge.unwrap();
+            assert_eq!(
+                (ch.value.as_slice(), ch.code.as_deref()),
+                (value, Some(code))
+            );
+            assert_eq!((a.attempts, ch.attempts, a.failures), (1, 1, 1));
+            let pass = Settlement {
+                challenge: Some(&k.challenge),
+                user: &k.user,
+                limits: limits(),
+                outcome: Outcome::Passed { totp_step: None },
+            };
+            assert_eq!(
+                store.settle(&pass, at(T0 + 2)).await.unwrap(),
+                Settled::Done
+            );
+            let exists: i64 = query(
+                &store,
+                redis::cmd("EXISTS").arg(store.full_key(&k.challenge)),
+            )
+            .await;
+            assert_eq!(exists, 0, "a pass deletes the challenge");
+            let user: std::collections::HashMap<String, String> =
+                query(&store, redis::cmd("HGETALL").arg(store.full_key(&k.user))).await;
+            assert_eq!(
+                user.get("last_verified_at").map(String::as_str),
+                Some("1700000002")
+            );
+            assert_eq!(user.get("failures").map(String::as_str), Some("0"));
+            assert_eq!(user.get("sends").map(String::as_str), Some("1"));
+            assert!(
+                !user.contains_key("last_step"),
+                "an absent option has no field"
+            );
+        });
+    }
+
+    #[test]
+    fn far_times_and_steps_clamp_at_two_to_the_53_minus_one() {
+        with_redis("far_times_and_steps_clamp", |store| async move {
+            let k = keys();
+            let far = at(LUA_MAX);
+            let new = NewChallenge {
+                user: &k.user,
+                limits: limits(),
+                challenge: &k.challenge,
+                value: b"v",
+                expires_at: Timestamp::MAX,
+                send: None,
+                send_required: false,
+            };
+            assert_eq!(
+                store.begin_challenge(&new, at(T0)).await.unwrap(),
+                Begun::Created { send: None }
+            );
+            let ttl = pttl(&store, &k.challenge).await;
+            assert!(ttl > 0 && ttl <= i64::try_from(MAX_TTL_MS).unwrap());
+            let spec = AttemptSpec {
+                challenge: Some((&k.challenge, 3)),
+                user: &k.user,
+                limits: limits(),
+            };
+            let Opened::Open(a) = store.open_attempt(&spec, at(T0)).await.unwrap() else {
+                panic!("not opened");
+            };
+            assert_eq!(a.challenge.unwrap().expires_at, far);
+            let pass = |step| Settlement {
+                challenge: Some(&k.challenge),
+                user: &k.user,
+                limits: limits(),
+                outcome: Outcome::Passed {
+                    totp_step: Some(step),
+                },
+            };
+            assert_eq!(
+                store.settle(&pass(u64::MAX), at(T0)).await.unwrap(),
+                Settled::Done
+            );
+            let state = store.user_state(&k.user, &limits(), at(T0)).await.unwrap();
+            assert_eq!(state.last_step, Some(LUA_MAX));
+            store.begin_challenge(&new, at(T0)).await.unwrap();
+            assert_eq!(
+                store.settle(&pass(LUA_MAX + 1), at(T0)).await.unwrap(),
+                Settled::Replayed,
+                "steps past the clamp are one step"
+            );
+            let lock = Settlement {
+                challenge: None,
+                user: &k.user,
+                limits: limits(),
+                outcome: Outcome::Lock {
+                    until: Timestamp::MAX,
+                    level: 1,
+                },
+            };
+            assert_eq!(store.settle(&lock, at(T0)).await.unwrap(), Settled::Done);
+            let ttl = pttl(&store, &k.user).await;
+            assert!(ttl > 0 && ttl <= i64::try_from(MAX_TTL_MS).unwrap());
+            let state = store.user_state(&k.user, &limits(), at(T0)).await.unwrap();
+            assert_eq!((state.locked_until, state.level), (far, 1));
+            assert_eq!(
+                store.open_attempt(&spec, at(T0)).await.unwrap(),
+                Opened::Locked { until: Some(far) }
+            );
+            // The lock lapses at the clamped time, as the challenge does.
+            let state = store
+                .user_state(&k.user, &limits(), Timestamp::MAX)
+                .await
+                .unwrap();
+            assert_eq!(state, UserState::default(), "the record lapsed");
+        });
+    }
+
+    #[test]
+    fn records_of_the_other_layout_are_corrupt() {
+        with_redis(
+            "records_of_the_other_layout_are_corrupt",
+            |store| async move {
+                let k = keys();
+                store.put(&k.user, b"x", at(T0 + 60), at(T0)).await.unwrap();
+                let e = store
+                    .user_state(&k.user, &limits(), at(T0))
+                    .await
+                    .unwrap_err();
+                assert_eq!(e.kind(), StoreErrorKind::Corrupt);
+                store
+                    .store_code(&k.challenge, Some((b"v", at(T0 + 60))), b"c", at(T0))
+                    .await
+                    .unwrap();
+                let e = store.get(&k.challenge, at(T0)).await.unwrap_err();
+                assert_eq!(e.kind(), StoreErrorKind::Corrupt);
+                let _: () = query(
+                    &store,
+                    redis::cmd("HSET")
+                        .arg(store.full_key(&k.challenge))
+                        .arg("n")
+                        .arg("many"),
+                )
+                .await;
+                let spec = AttemptSpec {
+                    challenge: Some((&k.challenge, 3)),
+                    user: &k.cooldown,
+                    limits: limits(),
+                };
+                let e = store.open_attempt(&spec, at(T0)).await.unwrap_err();
+                assert_eq!(e.kind(), StoreErrorKind::Corrupt);
+                assert!(e.to_string().contains("malformed challenge record"), "{e}");
+            },
+        );
     }
 }
