@@ -455,10 +455,10 @@ impl OtpStore for MemoryOtpStore {
         if let Some(until) = rules::locked(&user, now) {
             return Ok(Begun::Locked { until });
         }
-        let send = match &new.send {
-            Some((spec, _)) => Some(state.reserve(&mut user, spec, now)),
-            None => None,
-        };
+        let send = new
+            .send
+            .as_ref()
+            .map(|(spec, _)| state.reserve(&mut user, spec, now));
         if let (true, Some(Err(refused))) = (new.send_required, send) {
             return Ok(Begun::SendRefused(refused));
         }
