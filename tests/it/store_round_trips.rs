@@ -4,27 +4,19 @@
 //! Every `OtpStore` call is one round trip on Redis (one command or one script) and one
 //! statement on SQL; every `EnrollmentStore` call is one statement on SQL, except
 //! `replace_backup_codes` and `remove`, which are one transaction (four round trips).
-#![cfg(feature = "test-util")]
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{code_in, wrong};
 use twofactor::{
     totp_code, BackupCodeRecord, EnrollmentRecord, EnrollmentStore, LoginStep, ManualClock,
     MemoryEnrollmentStore, MemoryOtpStore, OtpStore, RecordingMailer, Revision, StoreError,
     StoreKey, Timestamp, TotpParams, TotpSecret, TwoFactorService,
 };
+
+use crate::support::{code_in, wrong};
 
 /// Calls per store method since the last reset.
 #[derive(Default)]
