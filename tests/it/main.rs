@@ -28,6 +28,7 @@ mod server_http;
 mod smtp;
 #[cfg(feature = "test-util")]
 mod store_conformance;
+#[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
 mod store_faults;
 #[cfg(feature = "test-util")]
 mod store_flows;
