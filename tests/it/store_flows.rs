@@ -10,11 +10,7 @@ use twofactor::{
     OtpStore, RecordingMailer, Timestamp, TotpParams, TotpSecret, TwoFactorService,
 };
 
-use crate::support::{code_in, stores, wrong};
-
-/// After 2038, so no flow depends on 32-bit time.
-const START: u64 = 2_200_000_000;
-const PASSWORD: &str = "correct horse battery staple";
+use crate::support::{code_in, stores, wrong, PASSWORD, START};
 
 /// The two stores a service runs on.
 type Stores = (Arc<dyn OtpStore>, Arc<dyn EnrollmentStore>);
