@@ -5,7 +5,7 @@
 //! that state. This module adds what a server needs around it: secrets from the OS CSPRNG, a
 //! verification window with replay protection (the caller records the accepted step), URIs that
 //! every authenticator app reads (and a parser for them), and QR rendering. The RFC 4226 and
-//! RFC 6238 test vectors in `tests/rfc_vectors.rs` pin the output.
+//! RFC 6238 test vectors in `tests/it/rfc_vectors.rs` pin the output.
 
 use std::fmt;
 

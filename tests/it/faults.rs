@@ -3,8 +3,8 @@
 //! enrolment.
 //!
 //! Each flow is first run without faults to count its store and mailer calls, n. Then, for every
-//! k in 1..=n and three kinds of fault, a fresh service on faulty wrappers (tests/common/faults.rs)
-//! runs the flow with call k failing:
+//! k in 1..=n and three kinds of fault, a fresh service on faulty wrappers
+//! (tests/it/support/faults.rs) runs the flow with call k failing:
 //! - once, before the call (nothing was done);
 //! - once, after the call (the change was made but the answer was lost, as with a timeout);
 //! - from call k on (an outage).
