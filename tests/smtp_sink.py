@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A real SMTP server for the tests in tests/smtp.rs, built on aiosmtpd.
+"""A real SMTP server for the tests in tests/it/smtp.rs, built on aiosmtpd.
 
 It listens on 127.0.0.1 on a port the operating system picks, prints `PORT <n>` on stdout, and
 saves every accepted message in --dir as `<n>.eml` (the bytes received) and `<n>.json` (what

@@ -1,6 +1,6 @@
 //! The server example's application: state, routes and handlers.
 //!
-//! `main.rs` reads the environment and serves this router; `tests/server_http.rs` includes this
+//! `main.rs` reads the environment and serves this router; `tests/it/server_http.rs` includes this
 //! module with `#[path]` and drives the same router in process.
 
 mod tokens;

@@ -1,12 +1,8 @@
 //! Shared test harness: a service on memory stores, a manual clock, a recording mailer and a
 //! recording event sink, plus helpers to read codes the way a user would.
-#![allow(
-    dead_code,
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
+
+pub(crate) mod faults;
+pub(crate) mod stores;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,30 +13,29 @@ use twofactor::{
 };
 
 /// A fixed start time well past 2038, so no test depends on 32-bit time.
-pub const START: u64 = 2_200_000_000;
+pub(crate) const START: u64 = 2_200_000_000;
 
-pub const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
-pub struct Harness {
-    pub tf: TwoFactorService,
-    pub clock: ManualClock,
-    pub mailer: RecordingMailer,
-    pub events: RecordingEvents,
-    pub otp: Arc<MemoryOtpStore>,
-    pub enrollments: Arc<MemoryEnrollmentStore>,
-    pub keys: Keyring,
+pub(crate) struct Harness {
+    pub(crate) tf: TwoFactorService,
+    pub(crate) clock: ManualClock,
+    pub(crate) mailer: RecordingMailer,
+    pub(crate) events: RecordingEvents,
+    pub(crate) otp: Arc<MemoryOtpStore>,
+    pub(crate) enrollments: Arc<MemoryEnrollmentStore>,
 }
 
 impl Harness {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_policy(Policy::default())
     }
 
-    pub fn with_policy(policy: Policy) -> Self {
+    pub(crate) fn with_policy(policy: Policy) -> Self {
         Self::with(policy, Keyring::generate())
     }
 
-    pub fn with(policy: Policy, keys: Keyring) -> Self {
+    pub(crate) fn with(policy: Policy, keys: Keyring) -> Self {
         let clock = ManualClock::new(Timestamp::from_unix_secs(START));
         let mailer = RecordingMailer::new();
         let events = RecordingEvents::new();
@@ -48,7 +43,7 @@ impl Harness {
         let enrollments = Arc::new(MemoryEnrollmentStore::new());
         let tf = TwoFactorService::builder()
             .issuer("Acme")
-            .keys(keys.clone())
+            .keys(keys)
             .otp_store_arc(otp.clone())
             .enrollments_arc(enrollments.clone())
             .mailer(mailer.clone())
@@ -65,31 +60,30 @@ impl Harness {
             events,
             otp,
             enrollments,
-            keys,
         }
     }
 
-    pub fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         use twofactor::Clock;
         self.clock.now().as_unix_secs()
     }
 
-    pub fn advance(&self, secs: u64) {
+    pub(crate) fn advance(&self, secs: u64) {
         self.clock.advance(Duration::from_secs(secs));
     }
 
     /// The current TOTP code for a base32 secret.
-    pub fn totp(&self, secret_b32: &str) -> String {
+    pub(crate) fn totp(&self, secret_b32: &str) -> String {
         self.totp_at(secret_b32, self.now())
     }
 
-    pub fn totp_at(&self, secret_b32: &str, time: u64) -> String {
+    pub(crate) fn totp_at(&self, secret_b32: &str, time: u64) -> String {
         let secret = TotpSecret::from_base32(secret_b32).unwrap();
         totp_code(secret.as_bytes(), TotpParams::default(), time)
     }
 
     /// Enrols TOTP for `user`; returns the secret and the backup codes.
-    pub async fn enroll_totp(&self, user: &str) -> (String, Vec<String>) {
+    pub(crate) async fn enroll_totp(&self, user: &str) -> (String, Vec<String>) {
         let setup = self
             .tf
             .start_totp_setup(user, &format!("{user}@example.com"))
@@ -111,20 +105,20 @@ impl Harness {
     }
 
     /// Enrols email 2FA for `user` at `address`.
-    pub async fn enroll_email(&self, user: &str, address: &str) {
+    pub(crate) async fn enroll_email(&self, user: &str, address: &str) {
         self.tf.start_email_setup(user, address).await.unwrap();
         let code = self.last_code(address);
         self.tf.confirm_email_setup(user, &code).await.unwrap();
     }
 
     /// The code in the most recent message to `to`, as the user reads it (digits only).
-    pub fn last_code(&self, to: &str) -> String {
+    pub(crate) fn last_code(&self, to: &str) -> String {
         let msg = self.mailer.last_to(to).expect("a message was sent");
         code_in(&msg.text).expect("the message holds a code")
     }
 
     /// Starts a login that must answer with a challenge.
-    pub async fn challenge(&self, user: &str) -> twofactor::Challenge {
+    pub(crate) async fn challenge(&self, user: &str) -> twofactor::Challenge {
         match self.tf.begin_login(user).await.unwrap() {
             LoginStep::Challenge(c) => c,
             LoginStep::Complete(_) => panic!("expected a challenge"),
@@ -133,7 +127,7 @@ impl Harness {
 }
 
 /// The first run of digits (spaces allowed inside) of 6 to 10 digits in `text`.
-pub fn code_in(text: &str) -> Option<String> {
+pub(crate) fn code_in(text: &str) -> Option<String> {
     for line in text.lines() {
         let t = line.trim();
         let digits: String = t.chars().filter(|c| !c.is_whitespace()).collect();
@@ -145,7 +139,7 @@ pub fn code_in(text: &str) -> Option<String> {
 }
 
 /// A numeric code that differs from `code`.
-pub fn wrong(code: &str) -> String {
+pub(crate) fn wrong(code: &str) -> String {
     code.chars()
         .map(|c| {
             let d = c.to_digit(10).unwrap();

@@ -1,17 +1,10 @@
 //! The second login step (all seeds): challenge, limits, lockout, expiry, resend, input handling.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{wrong, Harness};
 use twofactor::{ChallengeToken, Error, LoginStep, Method, Policy};
+
+use crate::support::{wrong, Harness};
 
 #[tokio::test]
 async fn a_user_without_factors_completes_at_once() {

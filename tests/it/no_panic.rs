@@ -3,24 +3,17 @@
 //! text gets a typed error — a 4xx one, since the stores are healthy — or a legitimate success,
 //! never a panic; times up to `u64::MAX` on the clock and huge `Policy` values either are refused
 //! by `Policy::validate` or run every flow without a panic.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{code_in, Harness, PASSWORD};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use twofactor::{
     otpauth_uri, qr_png, qr_svg, ChallengeToken, Error, Keyring, LoginStep, Policy, Timestamp,
     TotpParams, TotpSecret,
 };
+
+use crate::support::{code_in, Harness, PASSWORD};
 
 /// Text a client might send: random Unicode, digits of other scripts, NUL, emoji, huge runs,
 /// near-misses of codes, backup codes and tokens.

@@ -1,22 +1,15 @@
 //! A mailer that fails: the flow fails closed, leaves no usable code and starts no cooldown.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use common::{code_in, START};
 use twofactor::{
     DeliveryError, Error, Keyring, LoginStep, Mailer, ManualClock, MemoryEnrollmentStore,
     MemoryOtpStore, Message, RecordingMailer, Timestamp, TwoFactorService,
 };
+
+use crate::support::{code_in, START};
 
 /// Records messages, or refuses them while `down` is set.
 #[derive(Clone, Default)]

@@ -1,18 +1,11 @@
 //! Email codes (seeds 000, 001, 004): email 2FA enrolment, login by email code, registration
 //! verification, resend with cooldown and cap, purpose and challenge isolation.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{code_in, wrong, Harness};
 use twofactor::{Error, MessageKind, Method};
+
+use crate::support::{self, code_in, wrong, Harness};
 
 #[tokio::test]
 async fn email_setup_proves_the_address_before_it_becomes_a_factor() {
@@ -145,7 +138,7 @@ async fn codes_are_bound_to_their_purpose_and_user() {
     // A login code does not serve the disable flow's step-up.
     let ch = h.challenge("u1").await;
     let login = h.last_code("alice@example.com");
-    assert!(h.tf.disable("u1", common::PASSWORD, &login).await.is_err());
+    assert!(h.tf.disable("u1", support::PASSWORD, &login).await.is_err());
     h.tf.verify_login(ch.token(), &login).await.unwrap();
 }
 

@@ -1,18 +1,11 @@
 //! Concurrent submissions: attempts counted atomically before comparing; every code, backup code,
 //! TOTP step and challenge accepted at most once.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
 
 use std::sync::Arc;
 
-use common::{wrong, Harness};
 use twofactor::{Error, Method};
+
+use crate::support::{wrong, Harness};
 
 /// Runs `n` copies of `f` at once on a multi-threaded runtime and returns their results.
 async fn race<F, Fut, T>(n: usize, f: F) -> Vec<T>

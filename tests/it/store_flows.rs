@@ -1,29 +1,16 @@
 //! The whole flows against every store: login with TOTP, email code and backup code; lockout;
 //! replay; regeneration and disable; durability across service instances; and a Redis that dies
 //! in the middle of a login. Redis and PostgreSQL read their URLs from the environment.
-#![cfg(feature = "test-util")]
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
-mod store_support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{code_in, wrong};
 use twofactor::{
     totp_code, Challenge, EnrollmentStore, Error, Keyring, LoginStep, ManualClock, Method,
     OtpStore, RecordingMailer, Timestamp, TotpParams, TotpSecret, TwoFactorService,
 };
 
-/// After 2038, so no flow depends on 32-bit time.
-const START: u64 = 2_200_000_000;
-const PASSWORD: &str = "correct horse battery staple";
+use crate::support::{code_in, stores, wrong, PASSWORD, START};
 
 /// The two stores a service runs on.
 type Stores = (Arc<dyn OtpStore>, Arc<dyn EnrollmentStore>);
@@ -122,7 +109,7 @@ impl Flow {
 
 /// A user id of its own, so flows can share one database.
 fn user() -> String {
-    format!("flow-user-{}", store_support::random_word())
+    format!("flow-user-{}", stores::random_word())
 }
 
 /// The flow bodies, each run against every store.
@@ -333,7 +320,7 @@ macro_rules! flow_tests {
         $(
             #[test]
             fn $name() {
-                twofactor::conformance::run(stringify!($name), $make, crate::flows::$name);
+                twofactor::conformance::run(stringify!($name), $make, crate::store_flows::flows::$name);
             }
         )+
     };
@@ -358,7 +345,7 @@ mod redis {
     use twofactor::MemoryEnrollmentStore;
 
     async fn stores() -> Option<Stores> {
-        let otp = store_support::redis_store().await?;
+        let otp = stores::redis_store().await?;
         Some((Arc::new(otp), Arc::new(MemoryEnrollmentStore::new())))
     }
     flow_tests!(stores);
@@ -369,7 +356,7 @@ mod postgres {
     use super::*;
 
     async fn stores() -> Option<Stores> {
-        let sql = Arc::new(store_support::postgres_store().await?);
+        let sql = Arc::new(stores::postgres_store().await?);
         Some((sql.clone(), sql))
     }
     flow_tests!(stores);
@@ -380,7 +367,7 @@ mod sqlite {
     use super::*;
 
     async fn stores() -> Option<Stores> {
-        let sql = Arc::new(store_support::sqlite_store().await?);
+        let sql = Arc::new(stores::sqlite_store().await?);
         Some((sql.clone(), sql))
     }
     flow_tests!(stores);
@@ -391,8 +378,8 @@ mod sqlite {
 #[cfg(all(feature = "redis", feature = "sqlite"))]
 #[test]
 fn redis_stopped_mid_login_fails_closed_and_loses_no_enrollment() {
-    let port = store_support::dead_port();
-    let Some(mut server) = store_support::OwnRedis::start(port) else {
+    let port = stores::dead_port();
+    let Some(mut server) = stores::OwnRedis::start(port) else {
         return;
     };
     twofactor::conformance::run(
@@ -400,7 +387,7 @@ fn redis_stopped_mid_login_fails_closed_and_loses_no_enrollment() {
         || async { Some(()) },
         |_| async move {
             let otp = Arc::new(server.connect().await);
-            let sql = Arc::new(store_support::sqlite_store().await.unwrap());
+            let sql = Arc::new(stores::sqlite_store().await.unwrap());
             let stores: Stores = (otp, sql);
             let f = Flow::new(&stores);
             let u = user();
@@ -426,7 +413,7 @@ fn redis_stopped_mid_login_fails_closed_and_loses_no_enrollment() {
                 "no backup code spent by a failed login"
             );
 
-            let _back = store_support::OwnRedis::start(port).unwrap();
+            let _back = stores::OwnRedis::start(port).unwrap();
             let mut outcome = None;
             for _ in 0..100 {
                 match f.tf.verify_login(ch.token(), &f.totp(&secret)).await {

@@ -1,15 +1,8 @@
 //! Disable (seeds 002, 003): password plus a fresh factor; each refusal with its own error.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
-
-use common::{wrong, Harness, PASSWORD};
 use twofactor::{Error, LoginStep, MessageKind};
+
+use crate::support::{wrong, Harness, PASSWORD};
 
 #[tokio::test]
 async fn disable_needs_the_password_and_a_current_code() {

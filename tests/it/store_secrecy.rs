@@ -10,22 +10,11 @@
 //! - The `tracing` output of a whole enrol / login / backup / disable run, captured at TRACE,
 //!   holds no code, secret, token or password, while the same capture does see a code that the
 //!   development `LogMailer` logs on purpose.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
-#[path = "common/faults.rs"]
-mod faults;
 
 use std::collections::HashSet;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::{code_in, wrong, Harness, PASSWORD, START};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use twofactor::{
@@ -33,6 +22,8 @@ use twofactor::{
     ManualClock, MemoryEnrollmentStore, MemoryOtpStore, Policy, RecordingMailer, Secret, Timestamp,
     TotpSecret, TwoFactorService,
 };
+
+use crate::support::{self, code_in, faults, wrong, Harness, PASSWORD, START};
 
 // ---- what a leaked store shows ------------------------------------------------------------
 
@@ -651,7 +642,7 @@ async fn a_whole_run_logs_no_code_secret_token_or_password() {
     tf.send_verification_code("u1", "alice@example.com")
         .await
         .unwrap();
-    let reg = common::code_in(&mailer.last_to("alice@example.com").unwrap().text).unwrap();
+    let reg = support::code_in(&mailer.last_to("alice@example.com").unwrap().text).unwrap();
     tf.verify_registration_code("u1", &wrong(&reg))
         .await
         .unwrap_err();
@@ -677,7 +668,7 @@ async fn a_whole_run_logs_no_code_secret_token_or_password() {
     tf.start_email_setup("u1", "alice@example.com")
         .await
         .unwrap();
-    let c = common::code_in(&mailer.last_to("alice@example.com").unwrap().text).unwrap();
+    let c = support::code_in(&mailer.last_to("alice@example.com").unwrap().text).unwrap();
     tf.confirm_email_setup("u1", &c).await.unwrap();
 
     // Logins: replayed TOTP (and its notification), TOTP, email code with a resend, backup code.
@@ -704,7 +695,7 @@ async fn a_whole_run_logs_no_code_secret_token_or_password() {
         tf.resend_code(ch.token()).await.unwrap_err().code(),
         "cooldown"
     );
-    let c = common::code_in(&mailer.last_to("alice@example.com").unwrap().text).unwrap();
+    let c = support::code_in(&mailer.last_to("alice@example.com").unwrap().text).unwrap();
     tf.verify_login(ch.token(), &wrong(&c)).await.unwrap_err();
     tf.verify_login(ch.token(), &c).await.unwrap();
     login(&tf, "u1", setup.backup_codes()[0].expose())
@@ -733,7 +724,7 @@ async fn a_whole_run_logs_no_code_secret_token_or_password() {
         .unwrap();
     secrets.backup(&codes);
     tf.send_step_up_code("u1").await.unwrap();
-    let c = common::code_in(&mailer.last_to("alice@example.com").unwrap().text).unwrap();
+    let c = support::code_in(&mailer.last_to("alice@example.com").unwrap().text).unwrap();
     let codes = tf.regenerate_backup_codes("u1", &c).await.unwrap();
     secrets.backup(&codes);
     tf.disable("u1", "not the password", codes[0].expose())
@@ -768,7 +759,7 @@ async fn a_whole_run_logs_no_code_secret_token_or_password() {
     tf2.start_email_setup("u2", "bob@example.com")
         .await
         .unwrap();
-    let c = common::code_in(&mailer2.last_to("bob@example.com").unwrap().text).unwrap();
+    let c = support::code_in(&mailer2.last_to("bob@example.com").unwrap().text).unwrap();
     tf2.confirm_email_setup("u2", &c).await.unwrap();
     tick(30);
 

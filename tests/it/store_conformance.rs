@@ -1,14 +1,5 @@
 //! The store conformance suite against every store of the crate: the same tests, four stores.
-//! Redis and PostgreSQL read their URLs from the environment (see `store_support`).
-#![cfg(feature = "test-util")]
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod store_support;
+//! Redis and PostgreSQL read their URLs from the environment (see `support::stores`).
 
 mod memory {
     mod otp {
@@ -23,10 +14,10 @@ mod memory {
 
 #[cfg(feature = "redis")]
 mod redis {
-    use super::store_support;
+    use crate::support::stores;
 
     mod otp {
-        use super::store_support::redis_store;
+        use crate::support::stores::redis_store;
         twofactor::otp_store_tests!(redis_store);
     }
 
@@ -37,14 +28,14 @@ mod redis {
         twofactor::conformance::run(
             "prefixes_isolate_stores_on_one_redis",
             || async {
-                let a = store_support::redis_store().await?;
-                let b = store_support::redis_store().await?;
+                let a = stores::redis_store().await?;
+                let b = stores::redis_store().await?;
                 Some((a, b))
             },
             |stores| async move {
                 let (a, b) = &*stores;
                 assert_ne!(a.prefix(), b.prefix());
-                let k = StoreKey::new(format!("{{{}}}:code", store_support::random_word()));
+                let k = StoreKey::new(format!("{{{}}}:code", stores::random_word()));
                 let (now, exp) = (
                     Timestamp::from_unix_secs(100),
                     Timestamp::from_unix_secs(400),
@@ -97,11 +88,11 @@ mod redis {
 #[cfg(feature = "postgres")]
 mod postgres {
     mod otp {
-        use super::super::store_support::postgres_store;
+        use crate::support::stores::postgres_store;
         twofactor::otp_store_tests!(postgres_store, purge);
     }
     mod enrollment {
-        use super::super::store_support::postgres_store;
+        use crate::support::stores::postgres_store;
         twofactor::enrollment_store_tests!(postgres_store);
     }
 }
@@ -109,11 +100,11 @@ mod postgres {
 #[cfg(feature = "sqlite")]
 mod sqlite {
     mod otp {
-        use super::super::store_support::sqlite_store;
+        use crate::support::stores::sqlite_store;
         twofactor::otp_store_tests!(sqlite_store, purge);
     }
     mod enrollment {
-        use super::super::store_support::sqlite_store;
+        use crate::support::stores::sqlite_store;
         twofactor::enrollment_store_tests!(sqlite_store);
     }
 }

@@ -4,15 +4,6 @@
 //! All three share one [`Faults`] counter, so "call number k" counts every store and mailer call
 //! of a flow in order. A failure can happen before the wrapped call (nothing was done) or after it
 //! (the change was made but the answer was lost, as with a timeout), once or from call k on.
-//!
-//! Include it next to `mod common;` with `#[path = "common/faults.rs"] mod faults;`.
-#![allow(
-    dead_code,
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
 
 use std::sync::{Arc, Mutex};
 
@@ -27,11 +18,11 @@ use twofactor::{
     RecordingMailer, Revision, StoreError, StoreKey, Timestamp, TwoFactorService,
 };
 
-use crate::common::{Harness, PASSWORD, START};
+use super::{Harness, PASSWORD, START};
 
 /// When the injected failure strikes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// No failure.
     Off,
     /// Call `at` fails (1-based); `after` makes the wrapped call first, then reports failure.
@@ -51,7 +42,7 @@ struct State {
 
 /// The shared call counter and failure plan.
 #[derive(Debug)]
-pub struct Faults {
+pub(crate) struct Faults {
     state: Mutex<State>,
 }
 
@@ -64,7 +55,7 @@ enum Verdict {
 }
 
 impl Faults {
-    pub fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         Arc::new(Faults {
             state: Mutex::new(State {
                 mode: Mode::Off,
@@ -77,7 +68,7 @@ impl Faults {
     }
 
     /// Starts counting calls from zero under `mode`; injected errors say `transient`.
-    pub fn arm(&self, mode: Mode, transient: bool) {
+    pub(crate) fn arm(&self, mode: Mode, transient: bool) {
         let mut s = self.state.lock().unwrap();
         s.mode = mode;
         s.transient = transient;
@@ -87,26 +78,26 @@ impl Faults {
     }
 
     /// Stops injecting (the counter keeps counting).
-    pub fn disarm(&self) {
+    pub(crate) fn disarm(&self) {
         self.state.lock().unwrap().mode = Mode::Off;
     }
 
     /// Calls counted since the last `arm`.
-    pub fn calls(&self) -> u64 {
+    pub(crate) fn calls(&self) -> u64 {
         self.state.lock().unwrap().calls
     }
 
     /// The names of the calls since the last `arm`, in order.
-    pub fn trace(&self) -> Vec<&'static str> {
+    pub(crate) fn trace(&self) -> Vec<&'static str> {
         self.state.lock().unwrap().trace.clone()
     }
 
     /// The calls that were made to fail since the last `arm`: (number, name).
-    pub fn injected(&self) -> Vec<(u64, &'static str)> {
+    pub(crate) fn injected(&self) -> Vec<(u64, &'static str)> {
         self.state.lock().unwrap().injected.clone()
     }
 
-    pub fn transient(&self) -> bool {
+    pub(crate) fn transient(&self) -> bool {
         self.state.lock().unwrap().transient
     }
 
@@ -167,9 +158,9 @@ macro_rules! faulty {
 }
 
 /// An [`OtpStore`] that fails as planned.
-pub struct FaultyOtpStore {
-    pub inner: Arc<MemoryOtpStore>,
-    pub faults: Arc<Faults>,
+pub(crate) struct FaultyOtpStore {
+    pub(crate) inner: Arc<MemoryOtpStore>,
+    pub(crate) faults: Arc<Faults>,
 }
 
 #[async_trait]
@@ -308,9 +299,9 @@ impl OtpStore for FaultyOtpStore {
 }
 
 /// An [`EnrollmentStore`] that fails as planned.
-pub struct FaultyEnrollmentStore {
-    pub inner: Arc<MemoryEnrollmentStore>,
-    pub faults: Arc<Faults>,
+pub(crate) struct FaultyEnrollmentStore {
+    pub(crate) inner: Arc<MemoryEnrollmentStore>,
+    pub(crate) faults: Arc<Faults>,
 }
 
 #[async_trait]
@@ -404,9 +395,9 @@ impl EnrollmentStore for FaultyEnrollmentStore {
 }
 
 /// A [`Mailer`] that fails as planned; what it delivers is recorded by the inner mailer.
-pub struct FaultyMailer {
-    pub inner: RecordingMailer,
-    pub faults: Arc<Faults>,
+pub(crate) struct FaultyMailer {
+    pub(crate) inner: RecordingMailer,
+    pub(crate) faults: Arc<Faults>,
 }
 
 #[async_trait]
@@ -425,17 +416,16 @@ impl Mailer for FaultyMailer {
 
 /// A [`Harness`] whose service runs on the faulty wrappers (its `otp`, `enrollments` and
 /// `mailer` fields are the healthy stores and mailer underneath), and the shared fault plan.
-pub fn harness(policy: Policy) -> (Harness, Arc<Faults>) {
+pub(crate) fn harness(policy: Policy) -> (Harness, Arc<Faults>) {
     let faults = Faults::new();
     let clock = ManualClock::new(Timestamp::from_unix_secs(START));
     let mailer = RecordingMailer::new();
     let events = RecordingEvents::new();
     let otp = Arc::new(MemoryOtpStore::new());
     let enrollments = Arc::new(MemoryEnrollmentStore::new());
-    let keys = Keyring::generate();
     let tf = TwoFactorService::builder()
         .issuer("Acme")
-        .keys(keys.clone())
+        .keys(Keyring::generate())
         .otp_store(FaultyOtpStore {
             inner: otp.clone(),
             faults: faults.clone(),
@@ -461,7 +451,6 @@ pub fn harness(policy: Policy) -> (Harness, Arc<Faults>) {
         events,
         otp,
         enrollments,
-        keys,
     };
     (h, faults)
 }

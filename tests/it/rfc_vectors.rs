@@ -1,11 +1,5 @@
 //! Known-answer tests: every published RFC 4226 (HOTP) and RFC 6238 (TOTP) vector through the
 //! crate's public TOTP functions.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 use twofactor::{totp_code, TotpAlgorithm, TotpParams, TotpSecret, TotpVerifier};
 

@@ -4,12 +4,6 @@
 //! When the sink cannot be started (no Python with aiosmtpd), each test prints `skipped: …` and
 //! passes, unless `TWOFACTOR_REQUIRE_SERVERS=1`, when it fails. The Python used is
 //! `TWOFACTOR_SMTP_PYTHON`, else `/usr/bin/python3` (Debian's `python3-aiosmtpd`), else `python3`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -17,10 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-mod common;
-
 use async_trait::async_trait;
-use common::{code_in, START};
 use serde_json::Value;
 use twofactor::{
     Challenge, DeliveryError, EnglishTemplates, Error, GermanTemplates, Keyring, LoginStep,
@@ -28,6 +19,8 @@ use twofactor::{
     Method, RecordingMailer, SmtpMailer, SmtpMailerBuilder, SmtpTls, Templates, Timestamp,
     TwoFactorService,
 };
+
+use crate::support::{code_in, START};
 
 const CODE: &str = "042917";
 const SPACED: &str = "042 917";

@@ -2,15 +2,9 @@
 //! error, through the example's own router in process (`tower::ServiceExt::oneshot`), on the
 //! memory stores (and, with the `sqlite` feature, once on `SqlStore` over a SQLite file), a
 //! manual clock and a recording mailer. No port is opened.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 #[allow(dead_code)]
-#[path = "../examples/server/app/mod.rs"]
+#[path = "../../examples/server/app/mod.rs"]
 mod app;
 
 use std::sync::Arc;

@@ -1,15 +1,8 @@
 //! TOTP enrolment (seeds 002, 003): setup, confirmation, replacement, replay of the confirmation.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
-
-use common::{wrong, Harness};
 use twofactor::{Error, LoginStep, Method, TotpSecret};
+
+use crate::support::{wrong, Harness};
 
 #[tokio::test]
 async fn setup_gives_a_160_bit_secret_uri_qr_and_backup_codes() {

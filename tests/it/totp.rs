@@ -1,11 +1,5 @@
 //! TOTP secrets, the verification window, otpauth URIs and QR codes, through the public API, with
 //! `oathtool` and `zbarimg` as outside witnesses when they are installed.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,20 +1,13 @@
 //! Sealed TOTP secrets: bound to their user and key id, tamper-evident, and rotatable.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
 
 use std::sync::Arc;
 
-use common::Harness;
 use twofactor::{
     EnrollmentStore, Error, Keyring, ManualClock, Method, Policy, RecordingMailer, Timestamp,
     TwoFactorService,
 };
+
+use crate::support::Harness;
 
 #[tokio::test]
 async fn a_sealed_secret_moved_to_another_user_does_not_open() {

@@ -1,21 +1,14 @@
 //! Faults: a store that is down, refusing or not answering gives a typed, transient
 //! `StoreError` that keeps its cause, and never a wrongful value. Ports are chosen at run time;
 //! the Redis stopped mid-flow is one this test starts itself (`redis-server` on a free port).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod store_support;
 
 use std::error::Error as _;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use store_support::{dead_port, has_source, store_error, SHORT};
 use twofactor::StoreErrorKind;
+
+use crate::support::stores::{self, dead_port, has_source, store_error, SHORT};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -35,7 +28,7 @@ fn silent_server() -> (TcpListener, u16) {
 #[cfg(feature = "redis")]
 mod redis {
     use super::*;
-    use store_support::OwnRedis;
+    use stores::OwnRedis;
     use twofactor::{OtpStore, RedisOtpStore, StoreKey, Timestamp};
 
     #[test]
@@ -216,10 +209,10 @@ mod postgres {
     #[test]
     fn closed_store_fails_transiently_and_loses_nothing() {
         runtime().block_on(async {
-            let Some(store) = store_support::postgres_store().await else {
+            let Some(store) = stores::postgres_store().await else {
                 return;
             };
-            let user = format!("fault-{}", store_support::random_word());
+            let user = format!("fault-{}", stores::random_word());
             let mut rec = twofactor::EnrollmentRecord::new();
             rec.last_verified_at = Some(twofactor::Timestamp::from_unix_secs(5));
             let rev = store.save(&user, &rec, None).await.unwrap().unwrap();
@@ -230,7 +223,7 @@ mod postgres {
             let e = store.save(&user, &rec, Some(rev)).await.unwrap_err();
             assert!(e.is_transient());
             // A new connection finds the enrollment intact.
-            let again = store_support::postgres_store().await.unwrap();
+            let again = stores::postgres_store().await.unwrap();
             assert_eq!(again.load(&user).await.unwrap(), Some((rec, rev)));
         });
     }
@@ -257,7 +250,7 @@ mod sqlite {
     #[test]
     fn closed_store_fails_transiently() {
         runtime().block_on(async {
-            let store = store_support::sqlite_store().await.unwrap();
+            let store = stores::sqlite_store().await.unwrap();
             let k = StoreKey::new("{u}:k");
             let now = Timestamp::from_unix_secs(1);
             store

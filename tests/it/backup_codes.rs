@@ -1,15 +1,8 @@
 //! Backup codes (seed 002): single use, forgiving input, regeneration, keyed storage.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
-
-use common::{wrong, Harness};
 use twofactor::{BackupCodeHashing, Error, MessageKind, Method, Policy};
+
+use crate::support::{wrong, Harness};
 
 #[tokio::test]
 async fn a_backup_code_logs_in_once() {

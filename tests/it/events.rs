@@ -4,19 +4,10 @@
 //!
 //! Attempts refused before any code is compared (malformed input, a void or unknown challenge, a
 //! locked user, a cooldown) record nothing: no code was evaluated.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
-#[path = "common/faults.rs"]
-mod faults;
-
-use common::{wrong, Harness, PASSWORD};
 use twofactor::{Event, Method, Policy, Timestamp};
+
+use crate::support::{faults, wrong, Harness, PASSWORD};
 
 fn verified(user: &str, method: Method) -> Event {
     Event::Verified {

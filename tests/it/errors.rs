@@ -3,20 +3,13 @@
 //! for every failure of the code step (unknown challenge, wrong, expired, reused or malformed
 //! code), produced by the real flows; and `retry_after` on every `Locked`, `Cooldown` and
 //! `RateLimited` the flows return, counting down with the clock.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{wrong, Harness};
 use twofactor::{ChallengeToken, DeliveryError, Error, Policy, StoreError, StoreErrorKind};
+
+use crate::support::{wrong, Harness};
 
 /// The message every failure of the code step shares.
 const UNIFORM: &str = "The code is invalid or has expired.";

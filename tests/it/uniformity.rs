@@ -24,14 +24,6 @@
 //!
 //! The same statistics are also run on a deliberately biased generator (the classic modulo bias)
 //! with a fixed seed, to show they catch it.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,6 +35,8 @@ use twofactor::{
     BackupCodeSet, DeliveryError, Keyring, Mailer, ManualClock, MemoryEnrollmentStore,
     MemoryOtpStore, Message, RecordingEvents, Timestamp, TwoFactorService,
 };
+
+use crate::support;
 
 /// The largest probability with which a uniform generator may fail any one test.
 const ALPHA: f64 = 1e-7;
@@ -129,7 +123,7 @@ struct CodeCollector {
 #[async_trait]
 impl Mailer for CodeCollector {
     async fn send(&self, message: &Message) -> Result<(), DeliveryError> {
-        let code = common::code_in(&message.text).expect("a code in the message");
+        let code = support::code_in(&message.text).expect("a code in the message");
         self.codes.lock().unwrap().push(code);
         Ok(())
     }
@@ -138,7 +132,7 @@ impl Mailer for CodeCollector {
 /// Collects `n` registration codes from the service, for many users.
 async fn email_codes(n: usize) -> Vec<String> {
     const USERS: usize = 2_000;
-    let clock = ManualClock::new(Timestamp::from_unix_secs(common::START));
+    let clock = ManualClock::new(Timestamp::from_unix_secs(support::START));
     let mailer = CodeCollector::default();
     let otp = Arc::new(MemoryOtpStore::new());
     let tf = TwoFactorService::builder()

@@ -3,8 +3,8 @@
 //! enrolment.
 //!
 //! Each flow is first run without faults to count its store and mailer calls, n. Then, for every
-//! k in 1..=n and three kinds of fault, a fresh service on faulty wrappers (tests/common/faults.rs)
-//! runs the flow with call k failing:
+//! k in 1..=n and three kinds of fault, a fresh service on faulty wrappers
+//! (tests/it/support/faults.rs) runs the flow with call k failing:
 //! - once, before the call (nothing was done);
 //! - once, after the call (the change was made but the answer was lost, as with a timeout);
 //! - from call k on (an outage).
@@ -17,20 +17,11 @@
 //! - afterwards, with the store healthy, the enrolment is whole (the factor enabled with its
 //!   methods and backup codes, or not enabled at all — never half) and the flow can be retried to
 //!   completion.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 
-mod common;
-#[path = "common/faults.rs"]
-mod faults;
-
-use common::{wrong, Harness, PASSWORD};
-use faults::{Faults, Mode};
 use twofactor::{BackupCodeSet, Error, LoginStep, Method, Policy, Status};
+
+use crate::support::faults::{self, Faults, Mode};
+use crate::support::{self, wrong, Harness, PASSWORD};
 
 const USER: &str = "u1";
 const ADDR: &str = "alice@example.com";
@@ -305,7 +296,7 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
                 if let Err(Error::Delivery(_)) = r {
                     // A message reported as failed may still have gone out: its code is void.
                     if let Some(m) = h.mailer.last_to(ADDR) {
-                        let code = common::code_in(&m.text).unwrap();
+                        let code = support::code_in(&m.text).unwrap();
                         assert!(h.tf.confirm_email_setup(USER, &code).await.is_err());
                     }
                 }

@@ -5,22 +5,12 @@
 //! statement (or one transaction on one connection) on SQL; the composite operations are counted
 //! as the one call each native store makes of them. Every `EnrollmentStore` call is one statement
 //! on SQL, except `replace_backup_codes` and `remove`, which are one transaction (four round trips).
-#![cfg(feature = "test-util")]
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-mod common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{code_in, wrong};
 use twofactor::flow::{
     AttemptSpec, Begun, NewChallenge, Opened, Reserved, SendSpec, Settled, Settlement, UserLimits,
     UserState,
@@ -30,6 +20,8 @@ use twofactor::{
     MemoryEnrollmentStore, MemoryOtpStore, OtpStore, RecordingMailer, Revision, StoreError,
     StoreKey, Timestamp, TotpParams, TotpSecret, TwoFactorService,
 };
+
+use crate::support::{code_in, wrong};
 
 /// Calls per store method since the last reset.
 #[derive(Default)]

@@ -1,0 +1,40 @@
+//! The integration tests, as one test binary: one module per area, sharing `support`.
+//!
+//! One binary links the crate and the dev-dependencies once instead of once per file. A module
+//! that needs a feature is compiled only with it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+mod backup_codes;
+mod concurrency;
+mod delivery_failure;
+mod disable;
+mod email_flows;
+mod errors;
+mod events;
+mod faults;
+mod keys;
+mod login;
+mod no_panic;
+mod rfc_vectors;
+mod server_http;
+#[cfg(feature = "smtp")]
+mod smtp;
+#[cfg(feature = "test-util")]
+mod store_conformance;
+#[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
+mod store_faults;
+#[cfg(feature = "test-util")]
+mod store_flows;
+#[cfg(feature = "test-util")]
+mod store_round_trips;
+mod store_secrecy;
+mod totp;
+mod totp_enrollment;
+mod uniformity;
