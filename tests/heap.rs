@@ -256,3 +256,61 @@ fn a_pending_challenge_costs_at_most_256_bytes() {
     );
     assert!(per_record <= 256.0, "{per_record:.1} B per record");
 }
+
+/// A real pending login challenge, made by `begin_login` for a TOTP user, costs at most 256 bytes
+/// of the store's heap: its key, its record (which carries the sealed TOTP secret the answer is
+/// checked against) and its share of the table.
+#[test]
+fn a_pending_login_challenge_costs_at_most_256_bytes() {
+    use std::sync::Arc;
+    use twofactor::{
+        totp_code, EnrollmentStore, Keyring, LoginStep, ManualClock, MemoryEnrollmentStore,
+        RecordingMailer, TotpParams, TotpSecret, TwoFactorService,
+    };
+
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    const USERS: usize = 100_000;
+    let otp = Arc::new(MemoryOtpStore::new());
+    let enrollments = Arc::new(MemoryEnrollmentStore::new());
+    let clock = ManualClock::new(at(T0));
+    let tf = TwoFactorService::builder()
+        .issuer("Acme")
+        .keys(Keyring::generate())
+        .otp_store_arc(otp.clone())
+        .enrollments_arc(enrollments.clone())
+        .mailer(RecordingMailer::new())
+        .clock(clock)
+        .build()
+        .unwrap();
+    let name = |i: usize| format!("user-{i:06}");
+    let setup = run(tf.start_totp_setup(&name(0), "a@example.com")).unwrap();
+    let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
+    let code = totp_code(secret.as_bytes(), TotpParams::default(), T0);
+    run(tf.confirm_totp_setup(&name(0), &code)).unwrap();
+    // Every other user gets a copy of the record: begin_login stores the sealed secret without
+    // opening it, so the copy costs a challenge exactly what a real enrolment would.
+    let (record, _) = run(enrollments.load(&name(0))).unwrap().unwrap();
+    for i in 1..USERS {
+        run(enrollments.save(&name(i), &record, None)).unwrap();
+    }
+    let records_before = otp.len();
+    let meter = Meter::start();
+    for i in 0..USERS {
+        let step = run(tf.begin_login(&name(i))).unwrap();
+        assert!(matches!(step, LoginStep::Challenge(_)));
+    }
+    assert_eq!(
+        otp.len() - records_before,
+        USERS,
+        "one record per challenge"
+    );
+    let per_challenge = meter.held() / USERS;
+    eprintln!(
+        "{USERS} pending login challenges of TOTP users: {} B of heap, {per_challenge} B each",
+        meter.held()
+    );
+    assert!(
+        per_challenge <= 256,
+        "{per_challenge} B per pending challenge"
+    );
+}
