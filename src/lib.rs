@@ -49,7 +49,7 @@ pub use mail::{GermanTemplates, StandardMessage};
 pub use mail::{SmtpMailer, SmtpMailerBuilder, SmtpTls};
 pub use method::{Method, Verified};
 pub use password::{hash_password, verify_password};
-pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL};
+pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL, MAX_FAILURES_PER_DAY};
 pub use service::{PasswordVerifier, ServiceBuilder, TwoFactorService};
 pub use step_up::Status;
 #[cfg(feature = "test-util")]

@@ -117,6 +117,8 @@ pub struct Policy {
     pub backup_code_count: u32,
     /// How backup codes are stored. Default keyed HMAC.
     pub backup_code_hashing: BackupCodeHashing,
+    /// Set only by [`Policy::dangerous_allow_over_100_failures_per_day`].
+    allow_over_100_failures_per_day: bool,
 }
 
 impl Default for Policy {
@@ -143,12 +145,20 @@ impl Default for Policy {
             totp_setup_ttl: Duration::from_secs(15 * 60),
             backup_code_count: 10,
             backup_code_hashing: BackupCodeHashing::Hmac,
+            allow_over_100_failures_per_day: false,
         }
     }
 }
 
 /// The cap on code and challenge lifetimes (ASVS 2.7.2, NIST SP 800-63B §5.1.3.2).
 pub const MAX_CODE_TTL: Duration = Duration::from_secs(600);
+
+/// The most consecutive failed code checks a policy may let an attacker have evaluated per user in
+/// any 24 hours (NIST SP 800-63B §5.2.2), unless the host opts out with
+/// [`Policy::dangerous_allow_over_100_failures_per_day`].
+pub const MAX_FAILURES_PER_DAY: u64 = 100;
+
+const DAY_SECS: u64 = 86_400;
 
 impl Policy {
     /// Checks every value against its safe range.
@@ -186,6 +196,14 @@ impl Policy {
         if self.failure_window.as_secs() == 0 {
             return bad("failure_window must be positive");
         }
+        let worst = self.worst_case_failures_per_day();
+        if worst > MAX_FAILURES_PER_DAY && !self.allow_over_100_failures_per_day {
+            return Err(Error::InvalidConfig(format!(
+                "this lockout policy lets {worst} failed codes per user be evaluated in 24 hours; \
+                 NIST SP 800-63B allows at most {MAX_FAILURES_PER_DAY} (raise lockout_base or \
+                 failure_window, or lower lockout_threshold)"
+            )));
+        }
         if !matches!(self.totp_digits, 6 | 8) {
             return bad("totp_digits must be 6 or 8");
         }
@@ -205,6 +223,83 @@ impl Policy {
             return bad("backup_code_count must be 1 to 32");
         }
         Ok(())
+    }
+
+    /// The most failed code checks an attacker holding the password can have evaluated for one
+    /// user in 24 hours under this policy (saturating above 10,000).
+    ///
+    /// Computed over every strategy the lock allows: a run of `lockout_threshold` failures locks
+    /// for [`lock_duration`](Self::lock_duration) of the level reached; the next run may start as
+    /// the lock lifts (one level up), or after waiting `failure_window` more for the level to
+    /// lapse (back to level 0); and a run stopped one short of the threshold is forgotten
+    /// `failure_window` after its first failure, without a lock. [`validate`](Self::validate)
+    /// refuses a policy whose figure passes [`MAX_FAILURES_PER_DAY`].
+    ///
+    /// ```
+    /// use twofactor::Policy;
+    /// // 10 failures, then 15 min, 30 min, 1 h, … of lock (capped at 24 h): 70 in a day.
+    /// assert_eq!(Policy::default().worst_case_failures_per_day(), 70);
+    /// ```
+    pub fn worst_case_failures_per_day(&self) -> u64 {
+        const CAP: u64 = 10_000;
+        const LEVELS: usize = 65;
+        let threshold = u64::from(self.lockout_threshold.max(1));
+        let window = self.failure_window.as_secs().max(1);
+        let lock = |level: usize| {
+            self.lock_duration(u32::try_from(level).unwrap_or(u32::MAX))
+                .as_secs()
+                .max(1)
+        };
+        // earliest[f][level]: the earliest second at which `f` failures have been evaluated and
+        // the user stands unlocked at `level`. A state reached before the day ends may still
+        // spend a whole run (or a run one short of the threshold) at once.
+        let width = usize::try_from(CAP + threshold).unwrap_or(usize::MAX);
+        let mut earliest = vec![[u64::MAX; LEVELS]; width + 1];
+        if let Some(row) = earliest.get_mut(0) {
+            row[0] = 0;
+        }
+        let mut best = 0u64;
+        for f in 0..=width {
+            for level in 0..LEVELS {
+                let t = earliest
+                    .get(f)
+                    .and_then(|row| row.get(level).copied())
+                    .unwrap_or(u64::MAX);
+                if t >= DAY_SECS {
+                    continue;
+                }
+                let done = u64::try_from(f).unwrap_or(u64::MAX);
+                best = best.max(done + threshold);
+                let after_run = usize::try_from(done + threshold).unwrap_or(usize::MAX);
+                let lifted = t.saturating_add(lock(level));
+                let mut reach = |f: usize, level: usize, at: u64| {
+                    if let Some(slot) = earliest.get_mut(f).and_then(|row| row.get_mut(level)) {
+                        *slot = (*slot).min(at);
+                    }
+                };
+                reach(after_run, (level + 1).min(LEVELS - 1), lifted);
+                reach(after_run, 0, lifted.saturating_add(window));
+                if threshold > 1 {
+                    let short = usize::try_from(done + threshold - 1).unwrap_or(usize::MAX);
+                    reach(short, level, t.saturating_add(window));
+                }
+            }
+            if best >= CAP {
+                return CAP;
+            }
+        }
+        best.min(CAP)
+    }
+
+    /// Accepts a lockout policy that lets more than [`MAX_FAILURES_PER_DAY`] failed codes per
+    /// user be evaluated in 24 hours.
+    ///
+    /// **WARNING:** above that figure a 6-digit code falls to online guessing far sooner than
+    /// NIST SP 800-63B §5.2.2 allows. Meant for tests and for deployments with a limit of their
+    /// own in front.
+    pub fn dangerous_allow_over_100_failures_per_day(mut self) -> Self {
+        self.allow_over_100_failures_per_day = true;
+        self
     }
 
     /// The length of the lock that starts at the `level`-th lock (0-based): `lockout_base`

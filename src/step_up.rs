@@ -198,9 +198,27 @@ impl TwoFactorService {
         if !rec.is_enabled() {
             return Err(Error::NotEnrolled);
         }
-        // A wrong password counts against the same ceiling as a wrong code.
         let code = code::normalize(code)?;
+        // Passwords have a limit of their own, counted before the check, which only a correct
+        // password ends: no code, however right, resets it. A wrong password also counts
+        // against the code step's ceiling, as a wrong code does.
+        let keys = self.user_keys(user);
+        let run = keys.password_run();
+        let policy = &self.inner.policy;
+        let tried = self
+            .inner
+            .otp
+            .increment(&run, now.saturating_add(policy.failure_window), now)
+            .await?;
+        if tried > u64::from(policy.lockout_threshold) {
+            return Err(Error::Locked {
+                retry_after: policy.failure_window,
+            });
+        }
         let password_ok = verifier.verify(user, password);
+        if password_ok {
+            self.inner.otp.delete(&run).await?;
+        }
         self.step_up(user, &rec, &code, Some(password_ok), now)
             .await?;
         self.inner.enrollments.remove(user).await?;

@@ -154,6 +154,7 @@ impl TwoFactorService {
 /// | the user's record (failures, lock, last TOTP step, sends, last verification) | `tf:{tag}` |
 /// | a login challenge | `tf:{tag}:c:<id>` |
 /// | a pending code of a purpose | `tf:{tag}:p:<purpose>` |
+/// | the password checks since the last correct one | `tf:{tag}:pw:run` |
 /// | the send cooldown of either | the key above + `:s` |
 pub(crate) struct UserKeys {
     pub(crate) tag: [u8; TAG_BYTES],
@@ -198,6 +199,11 @@ impl UserKeys {
     /// The pending code of a purpose.
     pub(crate) fn pending(&self, purpose: CodePurpose) -> StoreKey {
         self.under("p", purpose.name())
+    }
+
+    /// The count of password checks since the last correct password.
+    pub(crate) fn password_run(&self) -> StoreKey {
+        self.under("pw", "run")
     }
 
     /// The send cooldown of a challenge or pending code.

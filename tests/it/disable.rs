@@ -117,3 +117,41 @@ async fn a_replayed_totp_code_in_disable_is_refused_and_reported() {
     );
     assert!(h.tf.status("u1").await.unwrap().enabled);
 }
+
+/// No success in another flow resets the password limit: 1000 rounds of a right code at login
+/// and a wrong password at disable evaluate no more wrong passwords than the threshold.
+#[tokio::test]
+async fn no_code_success_resets_the_password_limit() {
+    use std::sync::atomic::Ordering;
+    let h = Harness::new();
+    let (secret, _) = h.enroll_totp("u1").await;
+    let threshold = u64::from(h.tf.policy().lockout_threshold);
+    let mut evaluated = 0;
+    for _ in 0..1000 {
+        h.advance(30);
+        let ch = h.challenge("u1").await;
+        h.tf.verify_login(ch.token(), &h.totp(&secret))
+            .await
+            .unwrap();
+        let before = h.password_checks.load(Ordering::SeqCst);
+        let refused = h.tf.disable("u1", "guess", &wrong(&h.totp(&secret))).await;
+        assert!(
+            matches!(refused, Err(Error::InvalidPassword | Error::Locked { .. })),
+            "{refused:?}"
+        );
+        evaluated += h.password_checks.load(Ordering::SeqCst) - before;
+    }
+    assert_eq!(
+        evaluated, threshold,
+        "wrong passwords evaluated in 1000 rounds"
+    );
+    // The right password is refused too until the limit lapses; then it works, and ends the run.
+    assert!(matches!(
+        h.tf.disable("u1", PASSWORD, &h.totp(&secret)).await,
+        Err(Error::Locked { .. })
+    ));
+    h.advance(86_400);
+    h.tf.disable("u1", PASSWORD, &h.totp(&secret))
+        .await
+        .unwrap();
+}

@@ -34,7 +34,7 @@ async fn every_flipped_byte_of_the_envelope_is_refused() {
     // Each refused envelope counts as a failed attempt: allow enough of them.
     let mut policy = Policy::default();
     policy.lockout_threshold = 100;
-    let h = Harness::with_policy(policy);
+    let h = Harness::with_policy(policy.dangerous_allow_over_100_failures_per_day());
     let (secret, _) = h.enroll_totp("alice").await;
     let (original, _) = h.enrollments.load("alice").await.unwrap().unwrap();
     let envelope = original.totp.as_ref().unwrap().sealed_secret.clone();

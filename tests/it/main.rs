@@ -22,6 +22,7 @@ mod faults;
 mod keys;
 mod login;
 mod no_panic;
+mod policy_bounds;
 mod rfc_vectors;
 mod server_http;
 #[cfg(feature = "smtp")]

@@ -366,7 +366,7 @@ async fn round_trips_per_flow_step() {
         ("verify_login (backup code)", 2, 3),
         ("status", 1, 2),
         ("regenerate_backup_codes", 2, 7),
-        ("disable", 2, 8),
+        ("disable", 4, 10),
         ("start_email_setup", 2, 3),
         ("confirm_email_setup", 2, 4),
         ("begin_login (email user, sends a code)", 1, 2),

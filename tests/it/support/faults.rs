@@ -451,6 +451,7 @@ pub(crate) fn harness(policy: Policy) -> (Harness, Arc<Faults>) {
         events,
         otp,
         enrollments,
+        password_checks: Default::default(),
     };
     (h, faults)
 }

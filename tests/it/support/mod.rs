@@ -24,6 +24,8 @@ pub(crate) struct Harness {
     pub(crate) events: RecordingEvents,
     pub(crate) otp: Arc<MemoryOtpStore>,
     pub(crate) enrollments: Arc<MemoryEnrollmentStore>,
+    /// Passwords the service has had checked.
+    pub(crate) password_checks: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Harness {
@@ -41,6 +43,8 @@ impl Harness {
         let events = RecordingEvents::new();
         let otp = Arc::new(MemoryOtpStore::new());
         let enrollments = Arc::new(MemoryEnrollmentStore::new());
+        let password_checks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let checks = password_checks.clone();
         let tf = TwoFactorService::builder()
             .issuer("Acme")
             .keys(keys)
@@ -50,7 +54,10 @@ impl Harness {
             .clock(clock.clone())
             .policy(policy)
             .events(events.clone())
-            .password_verifier(|_user: &str, password: &str| password == PASSWORD)
+            .password_verifier(move |_user: &str, password: &str| {
+                checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                password == PASSWORD
+            })
             .build()
             .unwrap();
         Harness {
@@ -60,6 +67,7 @@ impl Harness {
             events,
             otp,
             enrollments,
+            password_checks,
         }
     }
 
