@@ -95,32 +95,58 @@ impl TwoFactorService {
         attempt: &OpenAttempt,
         now: Timestamp,
     ) {
+        self.fail_on(user, keys, attempt, None, now).await;
+    }
+
+    /// As [`fail_attempt`](Self::fail_attempt), for a failure that stands only if `challenge`
+    /// still does (a backup code found spent, perhaps by a concurrent pass of the same
+    /// challenge): when the challenge was taken meanwhile nothing is charged and `false` is
+    /// returned.
+    pub(crate) async fn fail_on(
+        &self,
+        user: &str,
+        keys: &UserKeys,
+        attempt: &OpenAttempt,
+        challenge: Option<&StoreKey>,
+        now: Timestamp,
+    ) -> bool {
         let policy = &self.inner.policy;
+        let at_threshold = attempt.failures == policy.lockout_threshold;
+        let lock_until = now.saturating_add(policy.lock_duration(attempt.level));
+        let mut locked = false;
+        if at_threshold || challenge.is_some() {
+            let outcome = if at_threshold {
+                Outcome::Lock {
+                    until: lock_until,
+                    level: attempt.level.saturating_add(1),
+                }
+            } else {
+                Outcome::Failed
+            };
+            let settlement = Settlement {
+                challenge,
+                user: keys.user(),
+                limits: self.limits(),
+                outcome,
+            };
+            match self.inner.otp.settle(&settlement, now).await {
+                Ok(Settled::ChallengeGone) => return false,
+                Ok(_) => locked = at_threshold,
+                Err(e) => {
+                    tracing::warn!(target: "twofactor", error = %e, "setting a lock failed");
+                }
+            }
+        }
         self.event(Event::CodeRejected {
             user: user.to_owned(),
         });
-        if attempt.failures != policy.lockout_threshold {
-            return;
-        }
-        let lock_until = now.saturating_add(policy.lock_duration(attempt.level));
-        let settlement = Settlement {
-            challenge: None,
-            user: keys.user(),
-            limits: self.limits(),
-            outcome: Outcome::Lock {
-                until: lock_until,
-                level: attempt.level.saturating_add(1),
-            },
-        };
-        match self.inner.otp.settle(&settlement, now).await {
-            Ok(_) => self.event(Event::LockedOut {
+        if locked {
+            self.event(Event::LockedOut {
                 user: user.to_owned(),
                 until: lock_until,
-            }),
-            Err(e) => {
-                tracing::warn!(target: "twofactor", error = %e, "setting a lock failed");
-            }
+            });
         }
+        true
     }
 
     /// Settles a passed check: takes `challenge` (when named) and records `totp_step` (when

@@ -295,12 +295,22 @@ impl TwoFactorService {
         if let Matched::BackupCode(canonical) = &matched {
             match self.redeem_backup(user, canonical, now).await {
                 Ok(Some(left)) => remaining = left,
-                outcome => {
-                    self.fail_attempt(user, &at.keys, &attempt, now).await;
-                    outcome?;
+                Ok(None) => {
+                    // Spent or unknown. If a concurrent pass took the challenge, this attempt
+                    // lost a race: refused, not charged.
+                    let charged = self
+                        .fail_on(user, &at.keys, &attempt, Some(&at.challenge), now)
+                        .await;
+                    if !charged {
+                        return Err(Error::InvalidChallenge);
+                    }
                     return Err(Error::InvalidCode {
                         attempts_remaining: Some(max.saturating_sub(attempt.attempts)),
                     });
+                }
+                Err(e) => {
+                    self.fail_attempt(user, &at.keys, &attempt, now).await;
+                    return Err(e);
                 }
             }
         }

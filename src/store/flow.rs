@@ -322,7 +322,12 @@ pub enum Outcome {
         /// The matched TOTP step, if the code was a TOTP code.
         totp_step: Option<u64>,
     },
-    /// The code failed and the attempt reached the threshold: lock until `until`, at `level`.
+    /// The code failed, where the failure depends on the challenge still standing (a backup
+    /// code found spent may have been spent by a concurrent pass of the same challenge): nothing
+    /// is written; [`Settled::ChallengeGone`] says the challenge was taken meanwhile.
+    Failed,
+    /// The code failed and the attempt reached the threshold: lock until `until`, at `level`
+    /// (unless the named challenge was taken meanwhile).
     Lock {
         /// The end of the lock.
         until: Timestamp,
@@ -448,8 +453,9 @@ pub mod rules {
     }
 
     /// Settles an attempt. `challenge_live` says whether the named challenge is still live
-    /// (`true` when none was named). On `Settled::Done` the caller writes `user` back and, on
-    /// a pass with a challenge, deletes the challenge; otherwise it writes nothing.
+    /// (`true` when none was named). On `Settled::Done` the caller writes `user` back (unless the
+    /// outcome was `Failed`) and, on a pass with a challenge, deletes the challenge; otherwise it
+    /// writes nothing.
     pub fn settle(
         challenge_live: bool,
         user: &mut UserState,
@@ -473,7 +479,16 @@ pub mod rules {
                 user.last_verified_at = Some(user.last_verified_at.map_or(now, |t| t.max(now)));
                 Settled::Done
             }
+            Outcome::Failed => {
+                if !challenge_live {
+                    return Settled::ChallengeGone;
+                }
+                Settled::Done
+            }
             Outcome::Lock { until, level } => {
+                if !challenge_live {
+                    return Settled::ChallengeGone;
+                }
                 user.failures = 0;
                 user.level = level;
                 user.locked_until = user.locked_until.max(until);
@@ -778,11 +793,16 @@ pub(crate) async fn default_settle<S: OtpStore + ?Sized>(
     let mut user = rules::current(user, &settlement.limits, now);
     match settlement.outcome {
         Outcome::Passed { totp_step } => {
-            if let Some(key) = settlement.challenge {
-                if load_challenge(store, key, now).await?.is_none() {
-                    return Ok(Settled::ChallengeGone);
-                }
-            }
+            // Take the challenge first: of concurrent passes exactly one gets it, and the others
+            // find it gone (charged nothing). A replayed step then puts it back as it was (its
+            // attempt count and code live under keys of their own and were not touched).
+            let taken = match settlement.challenge {
+                Some(key) => match store.take(key, now).await? {
+                    Some(bytes) => Some((key, bytes)),
+                    None => return Ok(Settled::ChallengeGone),
+                },
+                None => None,
+            };
             if let Some(step) = totp_step {
                 // The mark outlives every window in which a code of that step is accepted.
                 let expires = now.saturating_add(settlement.limits.retention);
@@ -790,21 +810,31 @@ pub(crate) async fn default_settle<S: OtpStore + ?Sized>(
                     .advance(&sub(settlement.user, "step"), step, expires, now)
                     .await?
                 {
+                    if let Some((key, bytes)) = &taken {
+                        let expires_at = bytes
+                            .first_chunk::<8>()
+                            .map_or(now, |t| Timestamp::from_unix_secs(u64::from_be_bytes(*t)));
+                        store.put(key, bytes, expires_at, now).await?;
+                    }
                     return Ok(Settled::Replayed);
                 }
             }
-            if let Some(key) = settlement.challenge {
-                if store.take(key, now).await?.is_none() {
-                    return Ok(Settled::ChallengeGone);
-                }
+            if let Some((key, _)) = taken {
                 let _ = store.delete(&sub(key, "code")).await;
                 let _ = store.delete(&sub(key, "n")).await;
             }
             rules::settle(true, &mut user, Outcome::Passed { totp_step: None }, now);
             user.last_step = totp_step.or(user.last_step);
         }
-        outcome @ Outcome::Lock { .. } => {
-            rules::settle(true, &mut user, outcome, now);
+        outcome @ (Outcome::Lock { .. } | Outcome::Failed) => {
+            let live = match settlement.challenge {
+                Some(key) => load_challenge(store, key, now).await?.is_some(),
+                None => true,
+            };
+            let settled = rules::settle(live, &mut user, outcome, now);
+            if settled != Settled::Done || outcome == Outcome::Failed {
+                return Ok(settled);
+            }
         }
     }
     // A new run: the old run's counter is no longer read.

@@ -576,7 +576,7 @@ impl OtpStore for MemoryOtpStore {
         let (user, _) = state.user(settlement.user, now)?;
         let mut user = rules::current(user, &settlement.limits, now);
         let settled = rules::settle(live, &mut user, settlement.outcome, now);
-        if settled == Settled::Done {
+        if settled == Settled::Done && settlement.outcome != Outcome::Failed {
             if let (Some(key), Outcome::Passed { .. }) = (settlement.challenge, settlement.outcome)
             {
                 state.remove(key);

@@ -412,7 +412,7 @@ return {'open', ch.n, u.failures, u.level, ch.v, ch.c, ch.e}
 );
 
 /// `settle`: KEYS user[, challenge]; ARGV now, failure_window, retention, then `pass` and the
-/// TOTP step (empty for none), or `lock`, until and level. Replies `done`, `gone` or
+/// TOTP step (empty for none), `failed`, or `lock`, until and level. Replies `done`, `gone` or
 /// `replayed`.
 const SETTLE: &str = concat!(
     lua_prelude!(),
@@ -422,12 +422,13 @@ local u, bad = load_user(KEYS[1])
 if bad then return {'corrupt', bad} end
 current(u, window)
 -- rules::settle
+if KEYS[2] then
+  local ch, bad = load_challenge(KEYS[2])
+  if bad then return {'corrupt', bad} end
+  if not ch then return {'gone'} end
+end
+if ARGV[4] == 'failed' then return {'done'} end
 if ARGV[4] == 'pass' then
-  if KEYS[2] then
-    local ch, bad = load_challenge(KEYS[2])
-    if bad then return {'corrupt', bad} end
-    if not ch then return {'gone'} end
-  end
   if ARGV[5] ~= '' then
     local step = int(ARGV[5])
     if u.last_step and u.last_step >= step then return {'replayed'} end
@@ -1099,6 +1100,9 @@ impl OtpStore for RedisOtpStore {
             Outcome::Passed { totp_step } => {
                 let step = totp_step.map(|s| lua_num(s).to_string());
                 call.arg("pass").arg(step.unwrap_or_default());
+            }
+            Outcome::Failed => {
+                call.arg("failed");
             }
             Outcome::Lock { until, level } => {
                 call.arg("lock").arg(lua_time(until)).arg(level);

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use twofactor::{
-    totp_code, Challenge, EnrollmentStore, Error, Keyring, LoginStep, ManualClock, Method,
-    OtpStore, RecordingMailer, Timestamp, TotpParams, TotpSecret, TwoFactorService,
+    totp_code, Challenge, EnrollmentStore, Error, Event, Keyring, LoginStep, ManualClock, Method,
+    OtpStore, RecordingEvents, RecordingMailer, Timestamp, TotpParams, TotpSecret,
+    TwoFactorService,
 };
 
 use crate::support::{code_in, stores, wrong, PASSWORD, START};
@@ -20,6 +21,7 @@ struct Flow {
     tf: TwoFactorService,
     clock: ManualClock,
     mailer: RecordingMailer,
+    events: RecordingEvents,
     keys: Keyring,
 }
 
@@ -36,6 +38,7 @@ impl Flow {
 
     fn with(stores: &Stores, keys: Keyring, clock: ManualClock) -> Self {
         let mailer = RecordingMailer::new();
+        let events = RecordingEvents::new();
         let tf = TwoFactorService::builder()
             .issuer("Acme")
             .keys(keys.clone())
@@ -43,6 +46,7 @@ impl Flow {
             .enrollments_arc(stores.1.clone())
             .mailer(mailer.clone())
             .clock(clock.clone())
+            .events(events.clone())
             .password_verifier(|_user: &str, password: &str| password == PASSWORD)
             .build()
             .unwrap();
@@ -50,6 +54,7 @@ impl Flow {
             tf,
             clock,
             mailer,
+            events,
             keys,
         }
     }
@@ -310,11 +315,127 @@ mod flows {
     }
 }
 
+/// Floods: 64 concurrent submissions of the right answer on one challenge.
+mod floods {
+    use super::*;
+
+    /// Submits `code` 64 times at once on `ch`: the number of successes, and the failures
+    /// charged to the user meanwhile.
+    async fn flood(f: &Flow, ch: &Challenge, code: &str) -> (usize, usize) {
+        f.events.clear();
+        let barrier = Arc::new(tokio::sync::Barrier::new(64));
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let (tf, token, code, barrier) = (
+                f.tf.clone(),
+                ch.token().clone(),
+                code.to_owned(),
+                barrier.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                tf.verify_login(&token, &code).await
+            }));
+        }
+        let mut wins = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => wins += 1,
+                // A loser's refusal; whether it was charged shows in the events.
+                Err(
+                    Error::TooManyAttempts
+                    | Error::InvalidChallenge
+                    | Error::CodeReused
+                    | Error::InvalidCode { .. }
+                    | Error::Locked { .. },
+                ) => {}
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        let charged = f
+            .events
+            .events()
+            .iter()
+            .filter(|e| matches!(e, Event::CodeRejected { .. }))
+            .count();
+        (wins, charged)
+    }
+
+    /// 20 rounds of 64 concurrent right TOTP codes: exactly one success each round, and no
+    /// loser is charged a failure.
+    pub(crate) async fn right_totp_codes(stores: Arc<Stores>) {
+        let f = Flow::new(&stores);
+        let u = user();
+        let (secret, _) = f.enroll_totp(&u).await;
+        for round in 0..20 {
+            f.advance(30);
+            let ch = f.challenge(&u).await;
+            let (wins, charged) = flood(&f, &ch, &f.totp(&secret)).await;
+            assert_eq!((wins, charged), (1, 0), "round {round}");
+        }
+    }
+
+    /// The same with the emailed code, and with one backup code: one success, one code spent.
+    /// A backup code is redeemed in the enrolment store before the challenge is taken, so a
+    /// loser that finds it spent while the winner has not yet settled is refused as a failure;
+    /// the winner's pass then ends the run, so nothing charged outlives the round: after the
+    /// last round the whole threshold of failures is still available.
+    pub(crate) async fn right_email_and_backup_codes(stores: Arc<Stores>) {
+        let f = Flow::new(&stores);
+        let u = user();
+        let (secret, codes) = f.enroll_totp(&u).await;
+        f.enroll_email(&u, &format!("{u}@example.com")).await;
+        for round in 0..5 {
+            let ch = f.challenge(&u).await;
+            let code = f.last_code(&format!("{u}@example.com"));
+            assert_eq!(flood(&f, &ch, &code).await, (1, 0), "email round {round}");
+            // Past the send window, so that the next challenge's code is sent.
+            f.advance(901);
+        }
+        for (round, code) in codes.iter().take(3).enumerate() {
+            let ch = f.challenge(&u).await;
+            let (wins, _) = flood(&f, &ch, code).await;
+            assert_eq!(wins, 1, "backup round {round}");
+        }
+        let status = f.tf.status(&u).await.unwrap();
+        assert_eq!(status.backup_codes_remaining, 7, "one code spent per round");
+        // The run is clear: nine wrong codes are evaluated, and so is the tenth.
+        let threshold = f.tf.policy().lockout_threshold;
+        let mut evaluated = 0;
+        while evaluated < threshold {
+            let ch = f.challenge(&u).await;
+            loop {
+                match f
+                    .tf
+                    .verify_login(ch.token(), &wrong(&f.totp(&secret)))
+                    .await
+                {
+                    Err(Error::InvalidCode { .. }) => evaluated += 1,
+                    Err(Error::TooManyAttempts) => break,
+                    other => panic!("after {evaluated} failures: {other:?}"),
+                }
+                if evaluated == threshold {
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// One `#[test]` per flow body for the stores `$make` gives.
 macro_rules! flow_tests {
     ($make:expr) => {
         flow_tests!(@each $make; login_with_totp, login_with_email_code, login_with_backup_code,
             lockout, replay, regenerate_and_disable);
+        flow_tests!(@floods $make; right_totp_codes, right_email_and_backup_codes);
+    };
+    (@floods $make:expr; $($name:ident),+) => {
+        $(
+            #[test]
+            fn $name() {
+                twofactor::conformance::run(stringify!($name), $make, crate::store_flows::floods::$name);
+            }
+        )+
     };
     (@each $make:expr; $($name:ident),+) => {
         $(

@@ -463,3 +463,48 @@ pub async fn runs_and_levels_lapse<S: OtpStore + ?Sized>(store: Arc<S>) {
         "the level lapsed a window after the lock lifted"
     );
 }
+
+/// A failure that depends on the challenge: `Failed` writes nothing and reports a challenge
+/// taken meanwhile; so does `Lock`, which then locks nothing.
+pub async fn failure_on_a_gone_challenge_is_not_charged<S: OtpStore + ?Sized>(store: Arc<S>) {
+    let k = keys();
+    create(&*store, &k, None).await;
+    opened(store.open_attempt(&attempt(&k, 5), at(T0)).await.unwrap());
+    let failed = |outcome| Settlement {
+        challenge: Some(&k.challenge),
+        user: &k.user,
+        limits: limits(),
+        outcome,
+    };
+    assert_eq!(
+        store
+            .settle(&failed(Outcome::Failed), at(T0))
+            .await
+            .unwrap(),
+        Settled::Done
+    );
+    let state = store.user_state(&k.user, &limits(), at(T0)).await.unwrap();
+    assert_eq!(state.failures, 1, "the failure stands, counted once");
+    opened(store.open_attempt(&attempt(&k, 5), at(T0)).await.unwrap());
+    assert_eq!(
+        store.settle(&pass(&k, None), at(T0)).await.unwrap(),
+        Settled::Done
+    );
+    assert_eq!(
+        store
+            .settle(&failed(Outcome::Failed), at(T0))
+            .await
+            .unwrap(),
+        Settled::ChallengeGone
+    );
+    let lock = Outcome::Lock {
+        until: at(T0 + 900),
+        level: 1,
+    };
+    assert_eq!(
+        store.settle(&failed(lock), at(T0)).await.unwrap(),
+        Settled::ChallengeGone
+    );
+    let state = store.user_state(&k.user, &limits(), at(T0)).await.unwrap();
+    assert_eq!((state.failures, state.locked_until), (0, Timestamp::EPOCH));
+}

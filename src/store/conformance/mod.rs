@@ -201,6 +201,7 @@ macro_rules! __flow_conformance_tests {
             settle_passes_once_and_refuses_replays,
             settle_concurrent_exactly_one,
             runs_and_levels_lapse,
+            failure_on_a_gone_challenge_is_not_charged,
         );
     };
 }
