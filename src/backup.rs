@@ -26,8 +26,14 @@ use crate::store::BackupCodeRecord;
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// Characters per code (12 × 5 = 60 bits).
 pub(crate) const CODE_CHARS: usize = 12;
-/// Bytes of the HMAC kept as the lookup of an argon2id-stored code.
-const ARGON2_LOOKUP_LEN: usize = 8;
+/// Bytes of the HMAC kept as the lookup of an argon2id-stored code: 16 bits. Each prefix is
+/// shared by 2^44 of the 2^60 possible codes, so even a holder of the MAC key learns nothing
+/// from it and must run argon2 per guess; a set never holds one prefix twice (a colliding code
+/// is drawn again), so a guess costs at most one argon2 run.
+const ARGON2_LOOKUP_LEN: usize = 2;
+/// The lookup length of argon2id-stored codes written by earlier versions (64 bits), still
+/// found so that their codes keep working until the set is regenerated.
+const LEGACY_ARGON2_LOOKUP_LEN: usize = 8;
 
 /// A freshly generated set of backup codes, to show the user once.
 ///
@@ -69,35 +75,51 @@ impl BackupCodeSet {
         &self.codes
     }
 
-    /// The stored form of every code for `user`.
+    /// The stored form of every code for `user`. A code whose lookup would repeat one of the
+    /// set's is drawn again first (with argon2id's 16-bit prefixes that happens to about one set
+    /// in 1,500), so the codes to show are read from `self` after this call.
     pub(crate) fn records(
-        &self,
+        &mut self,
         keys: &Keyring,
         user: &str,
         hashing: BackupCodeHashing,
     ) -> Result<Vec<BackupCodeRecord>, Error> {
-        let mut out: Vec<BackupCodeRecord> = Vec::with_capacity(self.codes.len());
-        for code in &self.codes {
-            let canonical = canonical(code.expose()).ok_or(Error::MalformedCode)?;
-            let rec = match hashing {
-                BackupCodeHashing::Hmac => {
-                    BackupCodeRecord::new(full_lookup(keys, user, &canonical), None)
+        let mut lookups: Vec<(Secret, Vec<u8>)> = Vec::with_capacity(self.codes.len());
+        for i in 0..self.codes.len() {
+            loop {
+                let code = self.codes.get(i).ok_or(Error::MalformedCode)?;
+                let canonical = canonical(code.expose()).ok_or(Error::MalformedCode)?;
+                let lookup = match hashing {
+                    BackupCodeHashing::Hmac => full_lookup(keys, user, &canonical),
+                    BackupCodeHashing::Argon2id => short_lookup(keys, user, &canonical),
+                };
+                if !lookups.iter().any(|(_, l)| *l == lookup) {
+                    lookups.push((canonical, lookup));
+                    break;
                 }
-                BackupCodeHashing::Argon2id => BackupCodeRecord::new(
-                    short_lookup(keys, user, &canonical),
-                    Some(argon2_hash(canonical.expose().as_bytes())?),
-                ),
-            };
-            if out.iter().any(|r| r.lookup == rec.lookup) {
-                // Two codes of one set sharing a 64-bit lookup prefix: astronomically unlikely,
-                // but a set must never hold one lookup twice.
-                return Err(Error::InvalidConfig(
-                    "backup code lookup collision; retry".into(),
-                ));
+                let fresh = loop {
+                    let c = generate_code();
+                    if !self.codes.contains(&c) {
+                        break c;
+                    }
+                };
+                if let Some(slot) = self.codes.get_mut(i) {
+                    *slot = fresh;
+                }
             }
-            out.push(rec);
         }
-        Ok(out)
+        lookups
+            .into_iter()
+            .map(|(canonical, lookup)| {
+                let verifier = match hashing {
+                    BackupCodeHashing::Hmac => None,
+                    BackupCodeHashing::Argon2id => {
+                        Some(argon2_hash(canonical.expose().as_bytes())?)
+                    }
+                };
+                Ok(BackupCodeRecord::new(lookup, verifier))
+            })
+            .collect()
     }
 }
 
@@ -175,8 +197,16 @@ impl TwoFactorService {
                 Ok(store.redeem_backup_code(user, &lookup, now).await?)
             }
             BackupCodeHashing::Argon2id => {
-                let lookup = short_lookup(keys, user, canonical);
-                let Some(found) = store.find_backup_code(user, &lookup).await? else {
+                let full = full_lookup(keys, user, canonical);
+                let mut found = None;
+                for len in [ARGON2_LOOKUP_LEN, LEGACY_ARGON2_LOOKUP_LEN] {
+                    let lookup = full.get(..len).unwrap_or(&full).to_vec();
+                    if let Some(record) = store.find_backup_code(user, &lookup).await? {
+                        found = Some((lookup, record));
+                        break;
+                    }
+                }
+                let Some((lookup, found)) = found else {
                     return Ok(None);
                 };
                 let ok = found
@@ -227,7 +257,7 @@ mod tests {
     #[test]
     fn records_hold_no_code() {
         let keys = Keyring::generate();
-        let set = BackupCodeSet::generate(10);
+        let mut set = BackupCodeSet::generate(10);
         let recs = set.records(&keys, "u", BackupCodeHashing::Hmac).unwrap();
         for (code, rec) in set.codes().iter().zip(&recs) {
             let plain = canonical(code.expose()).unwrap();
@@ -237,5 +267,28 @@ mod tests {
                 .windows(12)
                 .any(|w| w == plain.expose().as_bytes()));
         }
+    }
+
+    #[test]
+    fn argon2_lookups_are_16_bit_prefixes_unique_within_a_set() {
+        let keys = Keyring::generate();
+        let mut set = BackupCodeSet::generate(32);
+        let recs = set
+            .records(&keys, "u", BackupCodeHashing::Argon2id)
+            .unwrap();
+        for (i, (code, rec)) in set.codes().iter().zip(&recs).enumerate() {
+            assert_eq!(rec.lookup.len(), 2);
+            assert!(recs[..i].iter().all(|r| r.lookup != rec.lookup));
+            let plain = canonical(code.expose()).unwrap();
+            assert!(check_verifier(&plain, rec.verifier.as_deref().unwrap()));
+        }
+        // A prefix names many codes: among 4,096 random codes some share one (about 128 pairs
+        // are expected), so a prefix confirms no guess without an argon2 run.
+        let mut seen = std::collections::HashSet::new();
+        let shared = (0..4096)
+            .map(|_| short_lookup(&keys, "u", &canonical(generate_code().expose()).unwrap()))
+            .filter(|l| !seen.insert(l.clone()))
+            .count();
+        assert!(shared > 0);
     }
 }

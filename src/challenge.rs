@@ -39,8 +39,17 @@ const BODY_CHARS: usize = 59;
 /// assert!(ChallengeToken::parse("not a token").is_err());
 /// assert!(ChallengeToken::parse("").is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct ChallengeToken(String);
+
+/// Compared in constant time (for tokens of equal length; the length is public).
+impl PartialEq for ChallengeToken {
+    fn eq(&self, other: &Self) -> bool {
+        subtle::ConstantTimeEq::ct_eq(self.0.as_bytes(), other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for ChallengeToken {}
 
 impl fmt::Debug for ChallengeToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -80,6 +80,9 @@ pub enum Error {
     /// The service or policy configuration is not acceptable.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// An internal failure that no input explains (the argon2 hasher failed).
+    #[error("internal failure: {0}")]
+    Internal(&'static str),
     /// A sealed secret did not open: wrong key, wrong user, tampered or unknown key id.
     #[error("a sealed secret could not be opened")]
     Crypto,
@@ -110,6 +113,7 @@ impl Error {
             Error::InvalidPassword => "invalid_password",
             Error::InvalidInput(_) => "invalid_input",
             Error::InvalidConfig(_) => "invalid_config",
+            Error::Internal(_) => "internal_error",
             Error::Crypto => "crypto_failed",
             Error::Store(_) => "store_unavailable",
             Error::Delivery(_) => "delivery_failed",
@@ -131,7 +135,7 @@ impl Error {
             | Error::Locked { .. }
             | Error::Cooldown { .. }
             | Error::RateLimited { .. } => 429,
-            Error::InvalidConfig(_) | Error::Crypto => 500,
+            Error::InvalidConfig(_) | Error::Internal(_) | Error::Crypto => 500,
             Error::Store(_) | Error::Delivery(_) => 503,
         }
     }
@@ -152,6 +156,29 @@ impl Error {
             Error::Store(e) => e.is_transient(),
             Error::Delivery(e) => e.is_transient(),
             _ => false,
+        }
+    }
+
+    /// A machine code safe to show a client: [`code`](Self::code), except that every failure of
+    /// the code step (wrong, malformed, expired or reused code; unknown, used or tampered
+    /// challenge; nothing pending) shares `invalid_code`, so a response never tells an attacker
+    /// which part was wrong. Log [`code`](Self::code); answer with this.
+    ///
+    /// ```
+    /// use twofactor::Error;
+    /// assert_eq!(Error::CodeReused.public_code(), "invalid_code");
+    /// assert_eq!(Error::InvalidChallenge.public_code(), "invalid_code");
+    /// assert_eq!(Error::TooManyAttempts.public_code(), "too_many_attempts");
+    /// ```
+    pub fn public_code(&self) -> &'static str {
+        match self {
+            Error::InvalidCode { .. }
+            | Error::MalformedCode
+            | Error::Expired
+            | Error::InvalidChallenge
+            | Error::CodeReused
+            | Error::NothingPending => "invalid_code",
+            other => other.code(),
         }
     }
 
@@ -178,7 +205,9 @@ impl Error {
             Error::AlreadyEnrolled => "Two-factor authentication is already enabled.",
             Error::InvalidPassword => "The password is not correct.",
             Error::InvalidInput(_) => "The request is not valid.",
-            Error::InvalidConfig(_) | Error::Crypto => "An internal error occurred.",
+            Error::InvalidConfig(_) | Error::Internal(_) | Error::Crypto => {
+                "An internal error occurred."
+            }
             Error::Store(_) | Error::Delivery(_) => {
                 "The service is temporarily unavailable. Please try again."
             }

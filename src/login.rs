@@ -22,9 +22,8 @@ use crate::events::Event;
 use crate::flow::{Begun, NewChallenge};
 use crate::mail::MailKind;
 use crate::method::{Method, Verified};
-use crate::policy::TotpAlgorithm;
 use crate::service::{check_user, until, TwoFactorService, UserKeys};
-use crate::store::{EnrollmentRecord, StoreKey};
+use crate::store::StoreKey;
 use crate::totp::TotpParams;
 
 /// The outcome of [`TwoFactorService::begin_login`].
@@ -65,8 +64,7 @@ impl TwoFactorService {
         check_user(user)?;
         let policy = &self.inner.policy;
         let now = self.now();
-        let (loaded, remaining) = self.inner.enrollments.load_with_codes(user).await?;
-        let rec = loaded.map_or_else(EnrollmentRecord::new, |(rec, _)| rec);
+        let (rec, remaining) = self.load_with_codes(user).await?;
         if !rec.is_enabled() {
             return Ok(LoginStep::Complete(Verified {
                 user: user.to_owned(),
@@ -81,7 +79,7 @@ impl TwoFactorService {
                 methods.push(Method::Totp);
                 Some(ChallengeTotp {
                     sealed: t.sealed_secret.clone(),
-                    algorithm: TotpAlgorithm::from_name(&t.algorithm).ok_or(Error::Crypto)?,
+                    algorithm: crate::service::algorithm(&t.algorithm)?,
                     digits: t.digits,
                     period: t.period,
                 })

@@ -46,11 +46,11 @@ pub(crate) fn argon2_hash(secret: &[u8]) -> Result<String, Error> {
     let mut salt = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut salt);
     let salt = SaltString::encode_b64(&salt)
-        .map_err(|_| Error::InvalidConfig("argon2 salt encoding failed".into()))?;
+        .map_err(|_| Error::Internal("argon2 salt encoding failed"))?;
     Argon2::default()
         .hash_password(secret, &salt)
         .map(|h| h.to_string())
-        .map_err(|_| Error::InvalidConfig("argon2 hashing failed".into()))
+        .map_err(|_| Error::Internal("argon2 hashing failed"))
 }
 
 pub(crate) fn argon2_verify(secret: &[u8], phc: &str) -> bool {

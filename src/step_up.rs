@@ -249,7 +249,7 @@ impl TwoFactorService {
             return Err(Error::NotEnrolled);
         }
         self.step_up(user, &rec, &code, None, now).await?;
-        let set = BackupCodeSet::generate(policy.backup_code_count as usize);
+        let mut set = BackupCodeSet::generate(policy.backup_code_count as usize);
         let records = set.records(&self.inner.keys, user, policy.backup_code_hashing)?;
         self.inner
             .enrollments
@@ -271,8 +271,7 @@ impl TwoFactorService {
     pub async fn status(&self, user: &str) -> Result<Status, Error> {
         check_user(user)?;
         let now = self.now();
-        let (loaded, remaining) = self.inner.enrollments.load_with_codes(user).await?;
-        let rec = loaded.map_or_else(EnrollmentRecord::new, |(rec, _)| rec);
+        let (rec, remaining) = self.load_with_codes(user).await?;
         // The last verification lives with the short-lived records; status still answers from
         // the enrolment alone when that store is down.
         let last_seen = match self

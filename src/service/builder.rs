@@ -138,9 +138,10 @@ impl ServiceBuilder {
         let issuer = self
             .issuer
             .ok_or_else(|| Error::InvalidConfig("issuer is required".into()))?;
-        if issuer.is_empty() || issuer.len() > 128 || issuer.contains(':') {
+        if !crate::totp::usable_label(&issuer) {
             return Err(Error::InvalidConfig(
-                "issuer must be 1 to 128 characters without ':'".into(),
+                "issuer must be 1 to 256 bytes without ':', control characters or outer spaces"
+                    .into(),
             ));
         }
         let missing = |what: &str| Error::InvalidConfig(format!("{what} is required"));

@@ -27,6 +27,7 @@ mod builder;
 mod records;
 
 pub use builder::{PasswordVerifier, ServiceBuilder};
+pub(crate) use records::algorithm;
 
 type DisplayNames = dyn Fn(&str) -> Option<String> + Send + Sync;
 

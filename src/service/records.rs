@@ -13,9 +13,22 @@ impl TwoFactorService {
         user: &str,
     ) -> Result<(EnrollmentRecord, Option<Revision>), Error> {
         Ok(match self.inner.enrollments.load(user).await? {
-            Some((rec, rev)) => (rec, Some(rev)),
+            Some((rec, rev)) => (known(rec)?, Some(rev)),
             None => (EnrollmentRecord::new(), None),
         })
+    }
+
+    /// The user's record (a new one when there is none) and the number of unused backup codes.
+    pub(crate) async fn load_with_codes(
+        &self,
+        user: &str,
+    ) -> Result<(EnrollmentRecord, u32), Error> {
+        let (loaded, remaining) = self.inner.enrollments.load_with_codes(user).await?;
+        let rec = match loaded {
+            Some((rec, _)) => known(rec)?,
+            None => EnrollmentRecord::new(),
+        };
+        Ok((rec, remaining))
     }
 
     /// Applies `change` to the user's record with compare-and-swap, retrying on a concurrent
@@ -63,9 +76,28 @@ impl TwoFactorService {
 
     pub(crate) fn totp_params(rec: &TotpRecord) -> Result<TotpParams, Error> {
         Ok(TotpParams {
-            algorithm: TotpAlgorithm::from_name(&rec.algorithm).ok_or(Error::Crypto)?,
+            algorithm: algorithm(&rec.algorithm)?,
             digits: rec.digits,
             period: rec.period,
         })
     }
+}
+
+/// A record of a format version this release reads; any other is refused, never read as "no
+/// factor".
+fn known(rec: EnrollmentRecord) -> Result<EnrollmentRecord, Error> {
+    if rec.version == EnrollmentRecord::VERSION {
+        Ok(rec)
+    } else {
+        Err(Error::Store(StoreError::corrupt(format!(
+            "enrolment record of unknown version {}",
+            rec.version
+        ))))
+    }
+}
+
+/// The TOTP algorithm a stored record names.
+pub(crate) fn algorithm(name: &str) -> Result<TotpAlgorithm, Error> {
+    TotpAlgorithm::from_name(name)
+        .ok_or_else(|| Error::Store(StoreError::corrupt("unknown stored TOTP algorithm")))
 }

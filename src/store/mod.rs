@@ -233,10 +233,13 @@ pub struct EnrollmentRecord {
 }
 
 impl EnrollmentRecord {
+    /// The format version this release writes and reads.
+    pub const VERSION: u32 = 1;
+
     /// An empty record of the current version.
     pub fn new() -> Self {
         EnrollmentRecord {
-            version: 1,
+            version: Self::VERSION,
             ..Default::default()
         }
     }

@@ -16,4 +16,5 @@ pub(crate) use math::matching_step;
 pub use math::{totp_code, TotpParams, TotpSecret, TotpVerifier};
 pub use qr::{qr_png, qr_svg};
 pub use setup::TotpSetup;
+pub(crate) use uri::usable_label;
 pub use uri::{otpauth_uri, OtpAuthUri};

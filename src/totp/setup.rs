@@ -85,7 +85,7 @@ impl TwoFactorService {
         )?);
         let svg = totp::qr_svg(uri.expose())?;
         let png = totp::qr_png(uri.expose())?;
-        let codes = BackupCodeSet::generate(policy.backup_code_count as usize);
+        let mut codes = BackupCodeSet::generate(policy.backup_code_count as usize);
         let records = codes.records(&self.inner.keys, user, policy.backup_code_hashing)?;
         let sealed = self.inner.keys.seal(user, secret.as_bytes())?;
         let totp_rec = TotpRecord::new(

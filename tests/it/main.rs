@@ -19,6 +19,7 @@ mod email_flows;
 mod errors;
 mod events;
 mod faults;
+mod hardening;
 mod keys;
 mod login;
 mod no_panic;

@@ -205,10 +205,20 @@ impl From<twofactor::Error> for ApiError {
             // The error's text and source chain carry no secret.
             tracing::error!(error = %e, source = ?std::error::Error::source(&e), "two-factor service failed");
         }
+        // Every failure of the code step answers the same code and status, so a response never
+        // tells an attacker whether the code, its format or the challenge was wrong.
+        let code = e.public_code();
+        let status = if code == "invalid_code" {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        };
+        if code != e.code() {
+            tracing::info!(error = e.code(), "code step refused");
+        }
         ApiError {
-            status: StatusCode::from_u16(e.http_status())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            code: e.code(),
+            status,
+            code,
             message: e.public_message(),
             retry_after: e.retry_after(),
         }
