@@ -290,9 +290,12 @@ impl SqlStoreBuilder {
         if let Some(schema) = &self.schema {
             options = options.options([("search_path", schema.as_str())]);
         }
+        // No ping before each acquire: it costs a round trip per statement. A broken
+        // connection fails its statement, and the pool's check on release closes it.
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(self.acquire_timeout)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(|e| Error::Store(store_error(e)))?;
@@ -332,7 +335,8 @@ impl SqlStoreBuilder {
         }
         let mut pool = SqlitePoolOptions::new()
             .max_connections(self.max_connections)
-            .acquire_timeout(self.acquire_timeout);
+            .acquire_timeout(self.acquire_timeout)
+            .test_before_acquire(false);
         if in_memory {
             // An in-memory database lives as long as one connection to it: keep one open.
             pool = pool
