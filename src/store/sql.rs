@@ -16,9 +16,20 @@ use sqlx::Row;
 
 use crate::clock::Timestamp;
 use crate::error::{Error, StoreError};
+use crate::store::flow::{
+    rules, AttemptSpec, Begun, NewChallenge, Opened, Reserved, SendSpec, Settled, Settlement,
+    UserLimits, UserState,
+};
 use crate::store::{
     BackupCodeRecord, EnrollmentRecord, EnrollmentStore, OtpStore, Revision, StoreKey,
 };
+
+#[cfg(feature = "postgres")]
+#[path = "sql/postgres.rs"]
+mod postgres;
+#[cfg(feature = "sqlite")]
+#[path = "sql/sqlite.rs"]
+mod sqlite;
 
 /// One schema migration shipped with the crate.
 struct Migration {
@@ -28,18 +39,32 @@ struct Migration {
 }
 
 #[cfg(feature = "postgres")]
-const POSTGRES_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/postgres/0001_init.sql"),
-}];
+const POSTGRES_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "flow",
+        sql: include_str!("../../migrations/postgres/0002_flow.sql"),
+    },
+];
 
 #[cfg(feature = "sqlite")]
-const SQLITE_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/sqlite/0001_init.sql"),
-}];
+const SQLITE_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "flow",
+        sql: include_str!("../../migrations/sqlite/0002_flow.sql"),
+    },
+];
 
 /// The table recording which migrations ran (its own, so a host's own migration tool is not
 /// disturbed).
@@ -58,12 +83,12 @@ const CODES_PER_INSERT: usize = 200;
 const OTP_PUT: &str = "INSERT INTO twofactor_otp (key, value, number, expires_at)
 VALUES ($1, $2, NULL, $3)
 ON CONFLICT (key) DO UPDATE
-SET value = excluded.value, number = NULL, expires_at = excluded.expires_at";
+SET value = excluded.value, number = NULL, code = NULL, expires_at = excluded.expires_at";
 
 const OTP_PUT_IF_ABSENT: &str = "INSERT INTO twofactor_otp (key, value, number, expires_at)
 VALUES ($1, $2, NULL, $3)
 ON CONFLICT (key) DO UPDATE
-SET value = excluded.value, number = NULL, expires_at = excluded.expires_at
+SET value = excluded.value, number = NULL, code = NULL, expires_at = excluded.expires_at
 WHERE twofactor_otp.expires_at <= $4
 RETURNING key";
 
@@ -79,6 +104,7 @@ VALUES ($1, NULL, 1, $2)
 ON CONFLICT (key) DO UPDATE SET
     number = CASE WHEN twofactor_otp.expires_at > $3 THEN twofactor_otp.number + 1 ELSE 1 END,
     value = CASE WHEN twofactor_otp.expires_at > $3 THEN twofactor_otp.value ELSE NULL END,
+    code = CASE WHEN twofactor_otp.expires_at > $3 THEN twofactor_otp.code ELSE NULL END,
     expires_at = CASE WHEN twofactor_otp.expires_at > $3
         THEN twofactor_otp.expires_at ELSE excluded.expires_at END
 RETURNING number";
@@ -86,11 +112,31 @@ RETURNING number";
 const OTP_ADVANCE: &str = "INSERT INTO twofactor_otp (key, value, number, expires_at)
 VALUES ($1, NULL, $2, $3)
 ON CONFLICT (key) DO UPDATE
-SET value = NULL, number = excluded.number, expires_at = excluded.expires_at
+SET value = NULL, number = excluded.number, code = NULL, expires_at = excluded.expires_at
 WHERE twofactor_otp.expires_at <= $4 OR twofactor_otp.number < excluded.number
 RETURNING key";
 
 const OTP_PURGE: &str = "DELETE FROM twofactor_otp WHERE expires_at <= $1";
+
+const USERS_PURGE: &str = "DELETE FROM twofactor_users WHERE expires_at <= $1";
+
+/// `store_code` with `create`: value, expiry and code replaced, the attempt count kept while the
+/// record is live.
+const CODE_CREATE: &str = "INSERT INTO twofactor_otp (key, value, number, code, expires_at)
+VALUES ($1, $2, 0, $3, $4)
+ON CONFLICT (key) DO UPDATE SET
+    value = excluded.value,
+    number = CASE WHEN twofactor_otp.expires_at > $5 THEN COALESCE(twofactor_otp.number, 0) ELSE 0 END,
+    code = excluded.code,
+    expires_at = excluded.expires_at";
+
+/// `store_code` without `create`: the code of a live record only.
+const CODE_REPLACE: &str = "UPDATE twofactor_otp SET code = $2 WHERE key = $1 AND expires_at > $3";
+
+/// The user's record, when live (`user_state`, and the SQLite transactions).
+const USER_GET: &str = "SELECT failures, failures_until, level, locked_until, last_step, sends,
+    sends_until, last_verified_at
+FROM twofactor_users WHERE key = $1 AND expires_at > $2";
 
 const ENROLLMENT_LOAD: &str = "SELECT record, revision FROM twofactor_enrollments
 WHERE user_id = $1 AND record IS NOT NULL";
@@ -128,6 +174,19 @@ enum Backend {
     Postgres(sqlx::PgPool),
     #[cfg(feature = "sqlite")]
     Sqlite(sqlx::SqlitePool),
+}
+
+/// Runs the composite operation `$op` of the backend's module (`postgres` or `sqlite`) on its
+/// pool.
+macro_rules! composite {
+    ($backend:expr, $op:ident($($arg:expr),* $(,)?)) => {
+        match &*$backend {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pool) => postgres::$op(pool, $($arg),*).await,
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(pool) => sqlite::$op(pool, $($arg),*).await,
+        }
+    };
 }
 
 /// Runs `$body` with `$pool` bound to the pool of whichever backend the store uses. The SQL is
@@ -471,12 +530,16 @@ impl SqlStore {
     ///
     /// A [`StoreError`] when the database fails.
     pub async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
-        with_pool!(self.backend, pool => sqlx::query(OTP_PURGE)
-            .bind(secs(now))
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))
-        .map_err(store_error)
+        let mut purged = 0;
+        for sql in [OTP_PURGE, USERS_PURGE] {
+            purged += with_pool!(self.backend, pool => sqlx::query(sql)
+                .bind(secs(now))
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()))
+            .map_err(store_error)?;
+        }
+        Ok(purged)
     }
 
     /// Closes the pool; later calls fail with a [`StoreError`] of kind `Unavailable`.
@@ -496,6 +559,46 @@ fn clamp(n: u64) -> i64 {
 
 fn unsigned(n: i64, what: &'static str) -> Result<u64, StoreError> {
     u64::try_from(n).map_err(|_| StoreError::corrupt(what))
+}
+
+/// A duration as stored: whole seconds, as [`Timestamp::saturating_add`] counts them, clamped.
+#[cfg(feature = "postgres")]
+fn dur(d: Duration) -> i64 {
+    clamp(d.as_secs())
+}
+
+/// A stored count (attempts, failures, lock level, sends).
+fn count(n: i64, what: &'static str) -> Result<u32, StoreError> {
+    u32::try_from(n).map_err(|_| StoreError::corrupt(what))
+}
+
+/// A stored time.
+fn time(n: i64) -> Result<Timestamp, StoreError> {
+    unsigned(n, "a time is negative").map(Timestamp::from_unix_secs)
+}
+
+/// A row of [`USER_GET`].
+type UserRow = (i64, i64, i64, i64, Option<i64>, i64, i64, Option<i64>);
+
+/// The user's record from its row; the default record when there is none (or it expired).
+fn user_from_row(row: Option<UserRow>) -> Result<UserState, StoreError> {
+    let Some((failures, failures_until, level, locked_until, last_step, sends, sends_until, last)) =
+        row
+    else {
+        return Ok(UserState::default());
+    };
+    Ok(UserState {
+        failures: count(failures, "a failure count is out of range")?,
+        failures_until: time(failures_until)?,
+        level: count(level, "a lock level is out of range")?,
+        locked_until: time(locked_until)?,
+        last_step: last_step
+            .map(|s| unsigned(s, "a TOTP step is negative"))
+            .transpose()?,
+        sends: count(sends, "a send count is out of range")?,
+        sends_until: time(sends_until)?,
+        last_verified_at: last.map(time).transpose()?,
+    })
 }
 
 /// The value of a short-lived record: its bytes, or its number as decimal text.
@@ -663,6 +766,83 @@ impl OtpStore for SqlStore {
             .await
             .map(|row| row.is_some()))
         .map_err(store_error)
+    }
+
+    async fn begin_challenge(
+        &self,
+        new: &NewChallenge<'_>,
+        now: Timestamp,
+    ) -> Result<Begun, StoreError> {
+        composite!(self.backend, begin_challenge(new, now))
+    }
+
+    async fn reserve_send(
+        &self,
+        user: &StoreKey,
+        challenge: Option<&StoreKey>,
+        spec: &SendSpec<'_>,
+        now: Timestamp,
+    ) -> Result<Reserved, StoreError> {
+        composite!(self.backend, reserve_send(user, challenge, spec, now))
+    }
+
+    async fn store_code(
+        &self,
+        key: &StoreKey,
+        create: Option<(&[u8], Timestamp)>,
+        code: &[u8],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        match create {
+            Some((value, expires_at)) => with_pool!(self.backend, pool => sqlx::query(CODE_CREATE)
+                .bind(key.as_str())
+                .bind(value)
+                .bind(code)
+                .bind(secs(expires_at))
+                .bind(secs(now))
+                .execute(pool)
+                .await
+                .map(|_| true)),
+            None => with_pool!(self.backend, pool => sqlx::query(CODE_REPLACE)
+                .bind(key.as_str())
+                .bind(code)
+                .bind(secs(now))
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected() > 0)),
+        }
+        .map_err(store_error)
+    }
+
+    async fn open_attempt(
+        &self,
+        spec: &AttemptSpec<'_>,
+        now: Timestamp,
+    ) -> Result<Opened, StoreError> {
+        composite!(self.backend, open_attempt(spec, now))
+    }
+
+    async fn settle(
+        &self,
+        settlement: &Settlement<'_>,
+        now: Timestamp,
+    ) -> Result<Settled, StoreError> {
+        composite!(self.backend, settle(settlement, now))
+    }
+
+    async fn user_state(
+        &self,
+        user: &StoreKey,
+        limits: &UserLimits,
+        now: Timestamp,
+    ) -> Result<UserState, StoreError> {
+        let row: Option<UserRow> = with_pool!(self.backend, pool => sqlx::query_as(USER_GET)
+            .bind(user.as_str())
+            .bind(secs(now))
+            .fetch_optional(pool)
+            .await)
+        .map_err(store_error)?;
+        Ok(rules::current(user_from_row(row)?, limits, now))
     }
 }
 
