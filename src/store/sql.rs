@@ -141,6 +141,12 @@ FROM twofactor_users WHERE key = $1 AND expires_at > $2";
 const ENROLLMENT_LOAD: &str = "SELECT record, revision FROM twofactor_enrollments
 WHERE user_id = $1 AND record IS NOT NULL";
 
+/// The record (if any) and the unused backup codes, in one row.
+const ENROLLMENT_LOAD_WITH_CODES: &str = "SELECT e.record, e.revision,
+    (SELECT COUNT(*) FROM twofactor_backup_codes c WHERE c.user_id = $1 AND c.used_at IS NULL)
+FROM (SELECT 1) AS one
+LEFT JOIN twofactor_enrollments e ON e.user_id = $1 AND e.record IS NOT NULL";
+
 const ENROLLMENT_INSERT: &str = "INSERT INTO twofactor_enrollments (user_id, record, revision)
 VALUES ($1, $2, 1)
 ON CONFLICT (user_id) DO UPDATE
@@ -168,6 +174,17 @@ RETURNING lookup";
 
 const CODES_REMAINING: &str = "SELECT COUNT(*) FROM twofactor_backup_codes
 WHERE user_id = $1 AND used_at IS NULL";
+
+/// Consumes a code and counts the unused ones, in one statement. Both counts read the snapshot
+/// taken before the `UPDATE`: the remaining count is the second minus the first.
+#[cfg(feature = "postgres")]
+const CODES_REDEEM: &str = "WITH used AS (
+    UPDATE twofactor_backup_codes SET used_at = $3
+    WHERE user_id = $1 AND lookup = $2 AND used_at IS NULL
+    RETURNING 1
+)
+SELECT (SELECT COUNT(*) FROM used),
+    (SELECT COUNT(*) FROM twofactor_backup_codes WHERE user_id = $1 AND used_at IS NULL)";
 
 enum Backend {
     #[cfg(feature = "postgres")]
@@ -577,6 +594,11 @@ fn time(n: i64) -> Result<Timestamp, StoreError> {
     unsigned(n, "a time is negative").map(Timestamp::from_unix_secs)
 }
 
+/// A count of backup codes, clamped to `u32`.
+fn codes_count(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(if n < 0 { 0 } else { u32::MAX })
+}
+
 /// A row of [`USER_GET`].
 type UserRow = (i64, i64, i64, i64, Option<i64>, i64, i64, Option<i64>);
 
@@ -599,6 +621,12 @@ fn user_from_row(row: Option<UserRow>) -> Result<UserState, StoreError> {
         sends_until: time(sends_until)?,
         last_verified_at: last.map(time).transpose()?,
     })
+}
+
+/// An enrolment record and its revision from their columns.
+fn enrollment(json: String, revision: i64) -> Result<(EnrollmentRecord, Revision), StoreError> {
+    let record: EnrollmentRecord = serde_json::from_str(&json).map_err(StoreError::corrupt)?;
+    Ok((record, unsigned(revision, "a revision is negative")?))
 }
 
 /// The value of a short-lived record: its bytes, or its number as decimal text.
@@ -855,14 +883,8 @@ impl EnrollmentStore for SqlStore {
             .fetch_optional(pool)
             .await)
             .map_err(store_error)?;
-        let Some((json, revision)) = row else {
-            return Ok(None);
-        };
-        let record: EnrollmentRecord = serde_json::from_str(&json).map_err(StoreError::corrupt)?;
-        Ok(Some((
-            record,
-            unsigned(revision, "a revision is negative")?,
-        )))
+        row.map(|(json, revision)| enrollment(json, revision))
+            .transpose()
     }
 
     async fn save(
@@ -967,7 +989,47 @@ impl EnrollmentStore for SqlStore {
             .fetch_one(pool)
             .await)
         .map_err(store_error)?;
-        Ok(u32::try_from(n).unwrap_or(if n < 0 { 0 } else { u32::MAX }))
+        Ok(codes_count(n))
+    }
+
+    async fn load_with_codes(
+        &self,
+        user: &str,
+    ) -> Result<(Option<(EnrollmentRecord, Revision)>, u32), StoreError> {
+        let (json, revision, remaining): (Option<String>, Option<i64>, i64) =
+            with_pool!(self.backend, pool => sqlx::query_as(ENROLLMENT_LOAD_WITH_CODES)
+                .bind(user)
+                .fetch_one(pool)
+                .await)
+            .map_err(store_error)?;
+        let record = match (json, revision) {
+            (Some(json), Some(revision)) => Some(enrollment(json, revision)?),
+            _ => None,
+        };
+        Ok((record, codes_count(remaining)))
+    }
+
+    async fn redeem_backup_code(
+        &self,
+        user: &str,
+        lookup: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<u32>, StoreError> {
+        match &*self.backend {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pool) => {
+                let (used, unused_before): (i64, i64) = sqlx::query_as(CODES_REDEEM)
+                    .bind(user)
+                    .bind(lookup)
+                    .bind(secs(now))
+                    .fetch_one(pool)
+                    .await
+                    .map_err(store_error)?;
+                Ok((used > 0).then(|| codes_count(unused_before.saturating_sub(used))))
+            }
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(pool) => sqlite::redeem_backup_code(pool, user, lookup, now).await,
+        }
     }
 }
 

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use sqlx::{SqliteConnection, SqlitePool, Transaction};
 
-use super::{count, secs, store_error, time, user_from_row, UserRow, OTP_DELETE};
+use super::{
+    codes_count, count, secs, store_error, time, user_from_row, UserRow, CODES_CONSUME,
+    CODES_REMAINING, OTP_DELETE,
+};
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::store::flow::{
@@ -340,4 +343,33 @@ async fn settle_in(
         save_user(conn, settlement.user, &user, expires_at).await?;
     }
     Ok(settled)
+}
+
+/// `EnrollmentStore::redeem_backup_code`: the consumption and the count in one transaction.
+pub(super) async fn redeem_backup_code(
+    pool: &SqlitePool,
+    user: &str,
+    lookup: &[u8],
+    now: Timestamp,
+) -> Result<Option<u32>, StoreError> {
+    let mut tx = immediate(pool).await?;
+    let used = sqlx::query(CODES_CONSUME)
+        .bind(user)
+        .bind(lookup)
+        .bind(secs(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?
+        .is_some();
+    let remaining = if used {
+        let n: i64 = sqlx::query_scalar(CODES_REMAINING)
+            .bind(user)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        Some(codes_count(n))
+    } else {
+        None
+    };
+    commit(tx, remaining).await
 }
