@@ -1058,6 +1058,10 @@ impl crate::conformance::Purge for SqlStore {
 }
 
 #[cfg(test)]
+#[path = "sql/tests.rs"]
+mod backend_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
