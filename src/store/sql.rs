@@ -4,9 +4,60 @@
 //! Every [`OtpStore`] primitive and every backup-code consumption is one statement, atomic on its
 //! own (`INSERT … ON CONFLICT … RETURNING`, `UPDATE … WHERE used_at IS NULL RETURNING`,
 //! `DELETE … RETURNING`); replacing a backup-code set and removing a user are one transaction.
+//! The composite operations of [`flow`](crate::flow) run natively: on PostgreSQL each one is one
+//! statement, a call of a PL/pgSQL function (`migrations/postgres/0002_flow.sql`); on SQLite,
+//! which runs in the process, each one is one transaction on one connection (`BEGIN IMMEDIATE`:
+//! read the rows, apply [`flow::rules`](crate::flow::rules) in Rust, write back, commit).
 //!
 //! Timestamps and numbers are stored as signed 64-bit integers; values beyond `i64::MAX` (the
-//! year 292 billion) are clamped to it.
+//! year 292 billion) are clamped to it. Whether a record is live is decided from its
+//! `expires_at` and the `now` passed in, never from the database's clock.
+//!
+//! # Layout
+//!
+//! | table | a row is | columns |
+//! | --- | --- | --- |
+//! | `twofactor_otp` | a short-lived record | `key`; `value` (bytes); `number` (a counter or a TOTP step); `code` (a challenge's current code); `expires_at` |
+//! | `twofactor_users` | the [`UserState`] of a user key | one column per field (`failures`, `failures_until`, `level`, `locked_until`, `last_step`, `sends`, `sends_until`, `last_verified_at`); `expires_at` |
+//! | `twofactor_enrollments` | a user who ever enrolled | `user_id`; `record` (the [`EnrollmentRecord`] as JSON, NULL once removed); `revision` |
+//! | `twofactor_backup_codes` | a backup code | `user_id`, `lookup`; `verifier`; `created_at`; `used_at` (NULL while unused) |
+//! | `twofactor_schema_migrations` | an applied migration | `version`, `name` |
+//!
+//! For the composite operations, a challenge (or pending code) is a `twofactor_otp` row: its
+//! value in `value`, its attempt count in `number`, its code in `code`. A send's cooldown is a
+//! `twofactor_otp` row that expires when the cooldown ends. A user's record is a
+//! `twofactor_users` row, kept as long as [`rules::user_expires_at`] says; a row that has expired
+//! reads as the default record. [`SqlStore::purge_expired`] deletes expired rows of both tables.
+//!
+//! # Statements per operation
+//!
+//! A PostgreSQL statement is one round trip (prepared once per connection, then cached; the pool
+//! does not ping a connection before handing it out). A SQLite transaction counts its `BEGIN`
+//! and `COMMIT`; statements in italics run only on some paths.
+//!
+//! | operation | PostgreSQL | SQLite |
+//! | --- | --- | --- |
+//! | each primitive (`put` … `advance`) | 1 | 1 |
+//! | `begin_challenge` | 1: `twofactor_begin_challenge` | 1 transaction, 3–7: user, *cooldown*, *insert challenge*, *cooldown, user* |
+//! | `reserve_send` | 1: `twofactor_reserve_send` | 1 transaction, 3–7: *challenge*, *user, cooldown*, *cooldown, user* |
+//! | `store_code` | 1: `INSERT … ON CONFLICT` or `UPDATE` | the same 1 |
+//! | `open_attempt` | 1: `twofactor_open_attempt` | 1 transaction, 3–6: *challenge*, user, *attempts, user* |
+//! | `settle` | 1: `twofactor_settle` | 1 transaction, 3–6: *challenge*, user, *delete challenge, user* |
+//! | `user_state` | 1: `SELECT` | the same 1 |
+//! | `load`, `save`, `find_backup_code`, `consume_backup_code`, `backup_codes_remaining` | 1 | 1 |
+//! | `load_with_codes` | 1: `SELECT` with a count | the same 1 |
+//! | `redeem_backup_code` | 1: `WITH used AS (UPDATE …) SELECT` counts | 1 transaction, 3–4: consume, *count* |
+//! | `replace_backup_codes` | 1 transaction: delete, one insert per 200 codes | the same |
+//! | `remove` | 1 transaction: delete codes, clear record | the same |
+//! | `purge_expired` | 2: one per table | 2 |
+//!
+//! The PostgreSQL functions lock the user's row first (`SELECT … FOR UPDATE`, inserting an
+//! expired placeholder row when there is none), then the challenge's: the operations of one user
+//! run one after the other, and no two of them wait for each other's locks in opposite order.
+//! `reserve_send` is given no [`UserLimits`]: it keeps the lock level as stored, and keeps the
+//! user's row as long as before and at least to the end of the send window. A
+//! `begin_challenge` whose key collides with a live record writes nothing, not even the send it
+//! would have reserved.
 
 use std::fmt;
 use std::time::Duration;
