@@ -7,11 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-
 use super::*;
-use crate::store::flow::Outcome;
 
 fn word() -> String {
     format!("{:016x}", rand::random::<u64>())
@@ -96,152 +92,161 @@ fn at(secs: u64) -> Timestamp {
     Timestamp::from_unix_secs(secs)
 }
 
-/// One random step of a login-shaped workload on one user with two challenges.
-struct Workload {
-    rng: StdRng,
-    now: u64,
-    user: StoreKey,
-    challenges: [StoreKey; 2],
-    cooldowns: [StoreKey; 2],
-    limits: UserLimits,
-}
-
-impl Workload {
-    fn new(seed: u64) -> Self {
-        let tag = word();
-        let key = |s: String| StoreKey::new(format!("tf:u:{{{tag}}}{s}"));
-        Workload {
-            rng: StdRng::seed_from_u64(seed),
-            now: 1_700_000_000,
-            user: key(String::new()),
-            challenges: [key(":c:0".into()), key(":c:1".into())],
-            cooldowns: [key(":c:0:cool".into()), key(":c:1:cool".into())],
-            limits: UserLimits::new(3, Duration::from_secs(300), Duration::from_secs(3_600)),
-        }
-    }
-
-    /// Moves time on (now and then back a little, or on by a long way), then runs one random
-    /// operation on `store`; returns its result as text.
-    async fn step(&mut self, store: &SqlStore, pick: u32) -> String {
-        let now = at(self.now);
-        let r = &mut self.rng;
-        let i = r.gen_range(0..2);
-        let challenge = &self.challenges[i];
-        let spec = SendSpec::new(
-            &self.cooldowns[i],
-            at(self.now + r.gen_range(0..40)),
-            3,
-            Duration::from_secs(400),
-        );
-        match pick {
-            0..=2 => {
-                let code = [r.gen::<u8>(); 3];
-                let send = r.gen_bool(0.7).then_some((spec, &code[..]));
-                let new = NewChallenge {
-                    user: &self.user,
-                    limits: self.limits,
-                    challenge,
-                    value: b"value",
-                    expires_at: at(self.now + r.gen_range(0..200)),
-                    send,
-                    send_required: r.gen_bool(0.3),
-                };
-                format!("{:?}", store.begin_challenge(&new, now).await)
-            }
-            3 | 4 => {
-                let named = r.gen_bool(0.7).then_some(challenge);
-                format!(
-                    "{:?}",
-                    store.reserve_send(&self.user, named, &spec, now).await
-                )
-            }
-            5 => {
-                let expires = at(self.now + r.gen_range(0..200));
-                let value = [r.gen::<u8>(); 2];
-                let create = r.gen_bool(0.5).then_some((&value[..], expires));
-                let code = [r.gen::<u8>(); 4];
-                format!(
-                    "{:?}",
-                    store.store_code(challenge, create, &code, now).await
-                )
-            }
-            6..=10 => {
-                let spec = AttemptSpec {
-                    challenge: r.gen_bool(0.8).then_some((challenge, r.gen_range(0..5))),
-                    user: &self.user,
-                    limits: self.limits,
-                };
-                format!("{:?}", store.open_attempt(&spec, now).await)
-            }
-            11..=13 => {
-                let outcome = if r.gen_bool(0.6) {
-                    Outcome::Passed {
-                        totp_step: r.gen_bool(0.6).then(|| r.gen_range(0..12)),
-                    }
-                } else {
-                    Outcome::Lock {
-                        until: at(self.now + r.gen_range(0..600)),
-                        level: r.gen_range(0..4),
-                    }
-                };
-                let settlement = Settlement {
-                    challenge: r.gen_bool(0.8).then_some(challenge),
-                    user: &self.user,
-                    limits: self.limits,
-                    outcome,
-                };
-                format!("{:?}", store.settle(&settlement, now).await)
-            }
-            _ => format!(
-                "{:?}",
-                store.user_state(&self.user, &self.limits, now).await
-            ),
-        }
-    }
-}
-
-/// The composite operations of PostgreSQL (PL/pgSQL functions) and SQLite (the `rules` in
-/// Rust) give the same results over random sequences: refusals, counts, lapses, user records.
+/// The two backends against each other.
 #[cfg(all(feature = "postgres", feature = "sqlite"))]
-#[test]
-fn composite_operations_agree_across_backends() {
-    runtime().block_on(async {
-        let Some(pg) = postgres_unmigrated().await else {
-            return;
-        };
-        let lite = sqlite_unmigrated().await;
-        pg.migrate().await.unwrap();
-        lite.migrate().await.unwrap();
-        for seed in 0..12u64 {
-            // The same seed drives both stores: equal operations at equal times.
-            let (mut a, mut b) = (Workload::new(seed), Workload::new(seed));
-            b.user = a.user.clone();
-            b.challenges = a.challenges.clone();
-            b.cooldowns = a.cooldowns.clone();
-            let mut picks = StdRng::seed_from_u64(seed ^ 0x5eed);
-            for n in 0..250 {
-                let pick = picks.gen_range(0..16);
-                let jump = match picks.gen_range(0..40) {
-                    0 => picks.gen_range(300..5_000),
-                    1 => 0u64.wrapping_sub(picks.gen_range(1..10)),
-                    _ => picks.gen_range(0..30),
-                };
-                a.now = a.now.wrapping_add(jump);
-                b.now = a.now;
-                let (x, y) = (a.step(&pg, pick).await, b.step(&lite, pick).await);
-                assert_eq!(x, y, "seed {seed}, step {n}: PostgreSQL and SQLite differ");
-                let (x, y) = (
-                    pg.user_state(&a.user, &a.limits, at(a.now)).await.unwrap(),
-                    lite.user_state(&b.user, &b.limits, at(b.now))
-                        .await
-                        .unwrap(),
-                );
-                assert_eq!(x, y, "seed {seed}, step {n}: the user records differ");
+mod differential {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::store::flow::Outcome;
+
+    /// One random step of a login-shaped workload on one user with two challenges.
+    struct Workload {
+        rng: StdRng,
+        now: u64,
+        user: StoreKey,
+        challenges: [StoreKey; 2],
+        cooldowns: [StoreKey; 2],
+        limits: UserLimits,
+    }
+
+    impl Workload {
+        fn new(seed: u64) -> Self {
+            let tag = word();
+            let key = |s: String| StoreKey::new(format!("tf:u:{{{tag}}}{s}"));
+            Workload {
+                rng: StdRng::seed_from_u64(seed),
+                now: 1_700_000_000,
+                user: key(String::new()),
+                challenges: [key(":c:0".into()), key(":c:1".into())],
+                cooldowns: [key(":c:0:cool".into()), key(":c:1:cool".into())],
+                limits: UserLimits::new(3, Duration::from_secs(300), Duration::from_secs(3_600)),
             }
         }
-        dispose(&pg).await;
-        dispose(&lite).await;
-    });
+
+        /// Moves time on (now and then back a little, or on by a long way), then runs one random
+        /// operation on `store`; returns its result as text.
+        async fn step(&mut self, store: &SqlStore, pick: u32) -> String {
+            let now = at(self.now);
+            let r = &mut self.rng;
+            let i = r.gen_range(0..2);
+            let challenge = &self.challenges[i];
+            let spec = SendSpec::new(
+                &self.cooldowns[i],
+                at(self.now + r.gen_range(0..40)),
+                3,
+                Duration::from_secs(400),
+            );
+            match pick {
+                0..=2 => {
+                    let code = [r.gen::<u8>(); 3];
+                    let send = r.gen_bool(0.7).then_some((spec, &code[..]));
+                    let new = NewChallenge {
+                        user: &self.user,
+                        limits: self.limits,
+                        challenge,
+                        value: b"value",
+                        expires_at: at(self.now + r.gen_range(0..200)),
+                        send,
+                        send_required: r.gen_bool(0.3),
+                    };
+                    format!("{:?}", store.begin_challenge(&new, now).await)
+                }
+                3 | 4 => {
+                    let named = r.gen_bool(0.7).then_some(challenge);
+                    format!(
+                        "{:?}",
+                        store.reserve_send(&self.user, named, &spec, now).await
+                    )
+                }
+                5 => {
+                    let expires = at(self.now + r.gen_range(0..200));
+                    let value = [r.gen::<u8>(); 2];
+                    let create = r.gen_bool(0.5).then_some((&value[..], expires));
+                    let code = [r.gen::<u8>(); 4];
+                    format!(
+                        "{:?}",
+                        store.store_code(challenge, create, &code, now).await
+                    )
+                }
+                6..=10 => {
+                    let spec = AttemptSpec {
+                        challenge: r.gen_bool(0.8).then_some((challenge, r.gen_range(0..5))),
+                        user: &self.user,
+                        limits: self.limits,
+                    };
+                    format!("{:?}", store.open_attempt(&spec, now).await)
+                }
+                11..=13 => {
+                    let outcome = if r.gen_bool(0.6) {
+                        Outcome::Passed {
+                            totp_step: r.gen_bool(0.6).then(|| r.gen_range(0..12)),
+                        }
+                    } else {
+                        Outcome::Lock {
+                            until: at(self.now + r.gen_range(0..600)),
+                            level: r.gen_range(0..4),
+                        }
+                    };
+                    let settlement = Settlement {
+                        challenge: r.gen_bool(0.8).then_some(challenge),
+                        user: &self.user,
+                        limits: self.limits,
+                        outcome,
+                    };
+                    format!("{:?}", store.settle(&settlement, now).await)
+                }
+                _ => format!(
+                    "{:?}",
+                    store.user_state(&self.user, &self.limits, now).await
+                ),
+            }
+        }
+    }
+
+    /// The composite operations of PostgreSQL (PL/pgSQL functions) and SQLite (the `rules` in
+    /// Rust) give the same results over random sequences: refusals, counts, lapses, user records.
+    #[test]
+    fn composite_operations_agree_across_backends() {
+        runtime().block_on(async {
+            let Some(pg) = postgres_unmigrated().await else {
+                return;
+            };
+            let lite = sqlite_unmigrated().await;
+            pg.migrate().await.unwrap();
+            lite.migrate().await.unwrap();
+            for seed in 0..12u64 {
+                // The same seed drives both stores: equal operations at equal times.
+                let (mut a, mut b) = (Workload::new(seed), Workload::new(seed));
+                b.user = a.user.clone();
+                b.challenges = a.challenges.clone();
+                b.cooldowns = a.cooldowns.clone();
+                let mut picks = StdRng::seed_from_u64(seed ^ 0x5eed);
+                for n in 0..250 {
+                    let pick = picks.gen_range(0..16);
+                    let jump = match picks.gen_range(0..40) {
+                        0 => picks.gen_range(300..5_000),
+                        1 => 0u64.wrapping_sub(picks.gen_range(1..10)),
+                        _ => picks.gen_range(0..30),
+                    };
+                    a.now = a.now.wrapping_add(jump);
+                    b.now = a.now;
+                    let (x, y) = (a.step(&pg, pick).await, b.step(&lite, pick).await);
+                    assert_eq!(x, y, "seed {seed}, step {n}: PostgreSQL and SQLite differ");
+                    let (x, y) = (
+                        pg.user_state(&a.user, &a.limits, at(a.now)).await.unwrap(),
+                        lite.user_state(&b.user, &b.limits, at(b.now))
+                            .await
+                            .unwrap(),
+                    );
+                    assert_eq!(x, y, "seed {seed}, step {n}: the user records differ");
+                }
+            }
+            dispose(&pg).await;
+            dispose(&lite).await;
+        });
+    }
 }
 
 /// `load_with_codes` and `redeem_backup_code`: the record with the count, a redemption with
