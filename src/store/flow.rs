@@ -893,7 +893,9 @@ mod tests {
         bad[0] = 9;
         assert!(UserState::from_bytes(&bad).is_err());
         let mut bad = s.to_bytes();
-        bad[25] = 7; // the presence byte of last_step
+        // The presence byte of last_step, after the version, failures, failures_until, level
+        // and locked_until.
+        bad[1 + 4 + 8 + 4 + 8] = 7;
         assert!(UserState::from_bytes(&bad).is_err());
     }
 

@@ -4,9 +4,60 @@
 //! Every [`OtpStore`] primitive and every backup-code consumption is one statement, atomic on its
 //! own (`INSERT … ON CONFLICT … RETURNING`, `UPDATE … WHERE used_at IS NULL RETURNING`,
 //! `DELETE … RETURNING`); replacing a backup-code set and removing a user are one transaction.
+//! The composite operations of [`flow`](crate::flow) run natively: on PostgreSQL each one is one
+//! statement, a call of a PL/pgSQL function (`migrations/postgres/0002_flow.sql`); on SQLite,
+//! which runs in the process, each one is one transaction on one connection (`BEGIN IMMEDIATE`:
+//! read the rows, apply [`flow::rules`](crate::flow::rules) in Rust, write back, commit).
 //!
 //! Timestamps and numbers are stored as signed 64-bit integers; values beyond `i64::MAX` (the
-//! year 292 billion) are clamped to it.
+//! year 292 billion) are clamped to it. Whether a record is live is decided from its
+//! `expires_at` and the `now` passed in, never from the database's clock.
+//!
+//! # Layout
+//!
+//! | table | a row is | columns |
+//! | --- | --- | --- |
+//! | `twofactor_otp` | a short-lived record | `key`; `value` (bytes); `number` (a counter or a TOTP step); `code` (a challenge's current code); `expires_at` |
+//! | `twofactor_users` | the [`UserState`] of a user key | one column per field (`failures`, `failures_until`, `level`, `locked_until`, `last_step`, `sends`, `sends_until`, `last_verified_at`); `expires_at` |
+//! | `twofactor_enrollments` | a user who ever enrolled | `user_id`; `record` (the [`EnrollmentRecord`] as JSON, NULL once removed); `revision` |
+//! | `twofactor_backup_codes` | a backup code | `user_id`, `lookup`; `verifier`; `created_at`; `used_at` (NULL while unused) |
+//! | `twofactor_schema_migrations` | an applied migration | `version`, `name` |
+//!
+//! For the composite operations, a challenge (or pending code) is a `twofactor_otp` row: its
+//! value in `value`, its attempt count in `number`, its code in `code`. A send's cooldown is a
+//! `twofactor_otp` row that expires when the cooldown ends. A user's record is a
+//! `twofactor_users` row, kept as long as [`rules::user_expires_at`] says; a row that has expired
+//! reads as the default record. [`SqlStore::purge_expired`] deletes expired rows of both tables.
+//!
+//! # Statements per operation
+//!
+//! A PostgreSQL statement is one round trip (prepared once per connection, then cached; the pool
+//! does not ping a connection before handing it out). A SQLite transaction counts its `BEGIN`
+//! and `COMMIT`; statements in italics run only on some paths.
+//!
+//! | operation | PostgreSQL | SQLite |
+//! | --- | --- | --- |
+//! | each primitive (`put` … `advance`) | 1 | 1 |
+//! | `begin_challenge` | 1: `twofactor_begin_challenge` | 1 transaction, 3–7: user, *cooldown*, *insert challenge*, *cooldown, user* |
+//! | `reserve_send` | 1: `twofactor_reserve_send` | 1 transaction, 3–7: *challenge*, *user, cooldown*, *cooldown, user* |
+//! | `store_code` | 1: `INSERT … ON CONFLICT` or `UPDATE` | the same 1 |
+//! | `open_attempt` | 1: `twofactor_open_attempt` | 1 transaction, 3–6: *challenge*, user, *attempts, user* |
+//! | `settle` | 1: `twofactor_settle` | 1 transaction, 3–6: *challenge*, user, *delete challenge, user* |
+//! | `user_state` | 1: `SELECT` | the same 1 |
+//! | `load`, `save`, `find_backup_code`, `consume_backup_code`, `backup_codes_remaining` | 1 | 1 |
+//! | `load_with_codes` | 1: `SELECT` with a count | the same 1 |
+//! | `redeem_backup_code` | 1: `WITH used AS (UPDATE …) SELECT` counts | 1 transaction, 3–4: consume, *count* |
+//! | `replace_backup_codes` | 1 transaction: delete, one insert per 200 codes | the same |
+//! | `remove` | 1 transaction: delete codes, clear record | the same |
+//! | `purge_expired` | 2: one per table | 2 |
+//!
+//! The PostgreSQL functions lock the user's row first (`SELECT … FOR UPDATE`, inserting an
+//! expired placeholder row when there is none), then the challenge's: the operations of one user
+//! run one after the other, and no two of them wait for each other's locks in opposite order.
+//! `reserve_send` is given no [`UserLimits`]: it keeps the lock level as stored, and keeps the
+//! user's row as long as before and at least to the end of the send window. A
+//! `begin_challenge` whose key collides with a live record writes nothing, not even the send it
+//! would have reserved.
 
 use std::fmt;
 use std::time::Duration;
@@ -16,9 +67,20 @@ use sqlx::Row;
 
 use crate::clock::Timestamp;
 use crate::error::{Error, StoreError};
+use crate::store::flow::{
+    rules, AttemptSpec, Begun, NewChallenge, Opened, Reserved, SendSpec, Settled, Settlement,
+    UserLimits, UserState,
+};
 use crate::store::{
     BackupCodeRecord, EnrollmentRecord, EnrollmentStore, OtpStore, Revision, StoreKey,
 };
+
+#[cfg(feature = "postgres")]
+#[path = "sql/postgres.rs"]
+mod postgres;
+#[cfg(feature = "sqlite")]
+#[path = "sql/sqlite.rs"]
+mod sqlite;
 
 /// One schema migration shipped with the crate.
 struct Migration {
@@ -28,18 +90,32 @@ struct Migration {
 }
 
 #[cfg(feature = "postgres")]
-const POSTGRES_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/postgres/0001_init.sql"),
-}];
+const POSTGRES_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "flow",
+        sql: include_str!("../../migrations/postgres/0002_flow.sql"),
+    },
+];
 
 #[cfg(feature = "sqlite")]
-const SQLITE_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/sqlite/0001_init.sql"),
-}];
+const SQLITE_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "flow",
+        sql: include_str!("../../migrations/sqlite/0002_flow.sql"),
+    },
+];
 
 /// The table recording which migrations ran (its own, so a host's own migration tool is not
 /// disturbed).
@@ -58,12 +134,12 @@ const CODES_PER_INSERT: usize = 200;
 const OTP_PUT: &str = "INSERT INTO twofactor_otp (key, value, number, expires_at)
 VALUES ($1, $2, NULL, $3)
 ON CONFLICT (key) DO UPDATE
-SET value = excluded.value, number = NULL, expires_at = excluded.expires_at";
+SET value = excluded.value, number = NULL, code = NULL, expires_at = excluded.expires_at";
 
 const OTP_PUT_IF_ABSENT: &str = "INSERT INTO twofactor_otp (key, value, number, expires_at)
 VALUES ($1, $2, NULL, $3)
 ON CONFLICT (key) DO UPDATE
-SET value = excluded.value, number = NULL, expires_at = excluded.expires_at
+SET value = excluded.value, number = NULL, code = NULL, expires_at = excluded.expires_at
 WHERE twofactor_otp.expires_at <= $4
 RETURNING key";
 
@@ -79,6 +155,7 @@ VALUES ($1, NULL, 1, $2)
 ON CONFLICT (key) DO UPDATE SET
     number = CASE WHEN twofactor_otp.expires_at > $3 THEN twofactor_otp.number + 1 ELSE 1 END,
     value = CASE WHEN twofactor_otp.expires_at > $3 THEN twofactor_otp.value ELSE NULL END,
+    code = CASE WHEN twofactor_otp.expires_at > $3 THEN twofactor_otp.code ELSE NULL END,
     expires_at = CASE WHEN twofactor_otp.expires_at > $3
         THEN twofactor_otp.expires_at ELSE excluded.expires_at END
 RETURNING number";
@@ -86,14 +163,40 @@ RETURNING number";
 const OTP_ADVANCE: &str = "INSERT INTO twofactor_otp (key, value, number, expires_at)
 VALUES ($1, NULL, $2, $3)
 ON CONFLICT (key) DO UPDATE
-SET value = NULL, number = excluded.number, expires_at = excluded.expires_at
+SET value = NULL, number = excluded.number, code = NULL, expires_at = excluded.expires_at
 WHERE twofactor_otp.expires_at <= $4 OR twofactor_otp.number < excluded.number
 RETURNING key";
 
 const OTP_PURGE: &str = "DELETE FROM twofactor_otp WHERE expires_at <= $1";
 
+const USERS_PURGE: &str = "DELETE FROM twofactor_users WHERE expires_at <= $1";
+
+/// `store_code` with `create`: value, expiry and code replaced, the attempt count kept while the
+/// record is live.
+const CODE_CREATE: &str = "INSERT INTO twofactor_otp (key, value, number, code, expires_at)
+VALUES ($1, $2, 0, $3, $4)
+ON CONFLICT (key) DO UPDATE SET
+    value = excluded.value,
+    number = CASE WHEN twofactor_otp.expires_at > $5 THEN COALESCE(twofactor_otp.number, 0) ELSE 0 END,
+    code = excluded.code,
+    expires_at = excluded.expires_at";
+
+/// `store_code` without `create`: the code of a live record only.
+const CODE_REPLACE: &str = "UPDATE twofactor_otp SET code = $2 WHERE key = $1 AND expires_at > $3";
+
+/// The user's record, when live (`user_state`, and the SQLite transactions).
+const USER_GET: &str = "SELECT failures, failures_until, level, locked_until, last_step, sends,
+    sends_until, last_verified_at
+FROM twofactor_users WHERE key = $1 AND expires_at > $2";
+
 const ENROLLMENT_LOAD: &str = "SELECT record, revision FROM twofactor_enrollments
 WHERE user_id = $1 AND record IS NOT NULL";
+
+/// The record (if any) and the unused backup codes, in one row.
+const ENROLLMENT_LOAD_WITH_CODES: &str = "SELECT e.record, e.revision,
+    (SELECT COUNT(*) FROM twofactor_backup_codes c WHERE c.user_id = $1 AND c.used_at IS NULL)
+FROM (SELECT 1) AS one
+LEFT JOIN twofactor_enrollments e ON e.user_id = $1 AND e.record IS NOT NULL";
 
 const ENROLLMENT_INSERT: &str = "INSERT INTO twofactor_enrollments (user_id, record, revision)
 VALUES ($1, $2, 1)
@@ -123,11 +226,35 @@ RETURNING lookup";
 const CODES_REMAINING: &str = "SELECT COUNT(*) FROM twofactor_backup_codes
 WHERE user_id = $1 AND used_at IS NULL";
 
+/// Consumes a code and counts the unused ones, in one statement. Both counts read the snapshot
+/// taken before the `UPDATE`: the remaining count is the second minus the first.
+#[cfg(feature = "postgres")]
+const CODES_REDEEM: &str = "WITH used AS (
+    UPDATE twofactor_backup_codes SET used_at = $3
+    WHERE user_id = $1 AND lookup = $2 AND used_at IS NULL
+    RETURNING 1
+)
+SELECT (SELECT COUNT(*) FROM used),
+    (SELECT COUNT(*) FROM twofactor_backup_codes WHERE user_id = $1 AND used_at IS NULL)";
+
 enum Backend {
     #[cfg(feature = "postgres")]
     Postgres(sqlx::PgPool),
     #[cfg(feature = "sqlite")]
     Sqlite(sqlx::SqlitePool),
+}
+
+/// Runs the composite operation `$op` of the backend's module (`postgres` or `sqlite`) on its
+/// pool.
+macro_rules! composite {
+    ($backend:expr, $op:ident($($arg:expr),* $(,)?)) => {
+        match &*$backend {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pool) => postgres::$op(pool, $($arg),*).await,
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(pool) => sqlite::$op(pool, $($arg),*).await,
+        }
+    };
 }
 
 /// Runs `$body` with `$pool` bound to the pool of whichever backend the store uses. The SQL is
@@ -290,9 +417,12 @@ impl SqlStoreBuilder {
         if let Some(schema) = &self.schema {
             options = options.options([("search_path", schema.as_str())]);
         }
+        // No ping before each acquire: it costs a round trip per statement. A broken
+        // connection fails its statement, and the pool's check on release closes it.
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(self.acquire_timeout)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(|e| Error::Store(store_error(e)))?;
@@ -332,7 +462,8 @@ impl SqlStoreBuilder {
         }
         let mut pool = SqlitePoolOptions::new()
             .max_connections(self.max_connections)
-            .acquire_timeout(self.acquire_timeout);
+            .acquire_timeout(self.acquire_timeout)
+            .test_before_acquire(false);
         if in_memory {
             // An in-memory database lives as long as one connection to it: keep one open.
             pool = pool
@@ -467,12 +598,16 @@ impl SqlStore {
     ///
     /// A [`StoreError`] when the database fails.
     pub async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
-        with_pool!(self.backend, pool => sqlx::query(OTP_PURGE)
-            .bind(secs(now))
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))
-        .map_err(store_error)
+        let mut purged = 0;
+        for sql in [OTP_PURGE, USERS_PURGE] {
+            purged += with_pool!(self.backend, pool => sqlx::query(sql)
+                .bind(secs(now))
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()))
+            .map_err(store_error)?;
+        }
+        Ok(purged)
     }
 
     /// Closes the pool; later calls fail with a [`StoreError`] of kind `Unavailable`.
@@ -492,6 +627,57 @@ fn clamp(n: u64) -> i64 {
 
 fn unsigned(n: i64, what: &'static str) -> Result<u64, StoreError> {
     u64::try_from(n).map_err(|_| StoreError::corrupt(what))
+}
+
+/// A duration as stored: whole seconds, as [`Timestamp::saturating_add`] counts them, clamped.
+#[cfg(feature = "postgres")]
+fn dur(d: Duration) -> i64 {
+    clamp(d.as_secs())
+}
+
+/// A stored count (attempts, failures, lock level, sends).
+fn count(n: i64, what: &'static str) -> Result<u32, StoreError> {
+    u32::try_from(n).map_err(|_| StoreError::corrupt(what))
+}
+
+/// A stored time.
+fn time(n: i64) -> Result<Timestamp, StoreError> {
+    unsigned(n, "a time is negative").map(Timestamp::from_unix_secs)
+}
+
+/// A count of backup codes, clamped to `u32`.
+fn codes_count(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(if n < 0 { 0 } else { u32::MAX })
+}
+
+/// A row of [`USER_GET`].
+type UserRow = (i64, i64, i64, i64, Option<i64>, i64, i64, Option<i64>);
+
+/// The user's record from its row; the default record when there is none (or it expired).
+fn user_from_row(row: Option<UserRow>) -> Result<UserState, StoreError> {
+    let Some((failures, failures_until, level, locked_until, last_step, sends, sends_until, last)) =
+        row
+    else {
+        return Ok(UserState::default());
+    };
+    Ok(UserState {
+        failures: count(failures, "a failure count is out of range")?,
+        failures_until: time(failures_until)?,
+        level: count(level, "a lock level is out of range")?,
+        locked_until: time(locked_until)?,
+        last_step: last_step
+            .map(|s| unsigned(s, "a TOTP step is negative"))
+            .transpose()?,
+        sends: count(sends, "a send count is out of range")?,
+        sends_until: time(sends_until)?,
+        last_verified_at: last.map(time).transpose()?,
+    })
+}
+
+/// An enrolment record and its revision from their columns.
+fn enrollment(json: String, revision: i64) -> Result<(EnrollmentRecord, Revision), StoreError> {
+    let record: EnrollmentRecord = serde_json::from_str(&json).map_err(StoreError::corrupt)?;
+    Ok((record, unsigned(revision, "a revision is negative")?))
 }
 
 /// The value of a short-lived record: its bytes, or its number as decimal text.
@@ -660,6 +846,83 @@ impl OtpStore for SqlStore {
             .map(|row| row.is_some()))
         .map_err(store_error)
     }
+
+    async fn begin_challenge(
+        &self,
+        new: &NewChallenge<'_>,
+        now: Timestamp,
+    ) -> Result<Begun, StoreError> {
+        composite!(self.backend, begin_challenge(new, now))
+    }
+
+    async fn reserve_send(
+        &self,
+        user: &StoreKey,
+        challenge: Option<&StoreKey>,
+        spec: &SendSpec<'_>,
+        now: Timestamp,
+    ) -> Result<Reserved, StoreError> {
+        composite!(self.backend, reserve_send(user, challenge, spec, now))
+    }
+
+    async fn store_code(
+        &self,
+        key: &StoreKey,
+        create: Option<(&[u8], Timestamp)>,
+        code: &[u8],
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        match create {
+            Some((value, expires_at)) => with_pool!(self.backend, pool => sqlx::query(CODE_CREATE)
+                .bind(key.as_str())
+                .bind(value)
+                .bind(code)
+                .bind(secs(expires_at))
+                .bind(secs(now))
+                .execute(pool)
+                .await
+                .map(|_| true)),
+            None => with_pool!(self.backend, pool => sqlx::query(CODE_REPLACE)
+                .bind(key.as_str())
+                .bind(code)
+                .bind(secs(now))
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected() > 0)),
+        }
+        .map_err(store_error)
+    }
+
+    async fn open_attempt(
+        &self,
+        spec: &AttemptSpec<'_>,
+        now: Timestamp,
+    ) -> Result<Opened, StoreError> {
+        composite!(self.backend, open_attempt(spec, now))
+    }
+
+    async fn settle(
+        &self,
+        settlement: &Settlement<'_>,
+        now: Timestamp,
+    ) -> Result<Settled, StoreError> {
+        composite!(self.backend, settle(settlement, now))
+    }
+
+    async fn user_state(
+        &self,
+        user: &StoreKey,
+        limits: &UserLimits,
+        now: Timestamp,
+    ) -> Result<UserState, StoreError> {
+        let row: Option<UserRow> = with_pool!(self.backend, pool => sqlx::query_as(USER_GET)
+            .bind(user.as_str())
+            .bind(secs(now))
+            .fetch_optional(pool)
+            .await)
+        .map_err(store_error)?;
+        Ok(rules::current(user_from_row(row)?, limits, now))
+    }
 }
 
 #[async_trait]
@@ -671,14 +934,8 @@ impl EnrollmentStore for SqlStore {
             .fetch_optional(pool)
             .await)
             .map_err(store_error)?;
-        let Some((json, revision)) = row else {
-            return Ok(None);
-        };
-        let record: EnrollmentRecord = serde_json::from_str(&json).map_err(StoreError::corrupt)?;
-        Ok(Some((
-            record,
-            unsigned(revision, "a revision is negative")?,
-        )))
+        row.map(|(json, revision)| enrollment(json, revision))
+            .transpose()
     }
 
     async fn save(
@@ -783,7 +1040,47 @@ impl EnrollmentStore for SqlStore {
             .fetch_one(pool)
             .await)
         .map_err(store_error)?;
-        Ok(u32::try_from(n).unwrap_or(if n < 0 { 0 } else { u32::MAX }))
+        Ok(codes_count(n))
+    }
+
+    async fn load_with_codes(
+        &self,
+        user: &str,
+    ) -> Result<(Option<(EnrollmentRecord, Revision)>, u32), StoreError> {
+        let (json, revision, remaining): (Option<String>, Option<i64>, i64) =
+            with_pool!(self.backend, pool => sqlx::query_as(ENROLLMENT_LOAD_WITH_CODES)
+                .bind(user)
+                .fetch_one(pool)
+                .await)
+            .map_err(store_error)?;
+        let record = match (json, revision) {
+            (Some(json), Some(revision)) => Some(enrollment(json, revision)?),
+            _ => None,
+        };
+        Ok((record, codes_count(remaining)))
+    }
+
+    async fn redeem_backup_code(
+        &self,
+        user: &str,
+        lookup: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<u32>, StoreError> {
+        match &*self.backend {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pool) => {
+                let (used, unused_before): (i64, i64) = sqlx::query_as(CODES_REDEEM)
+                    .bind(user)
+                    .bind(lookup)
+                    .bind(secs(now))
+                    .fetch_one(pool)
+                    .await
+                    .map_err(store_error)?;
+                Ok((used > 0).then(|| codes_count(unused_before.saturating_sub(used))))
+            }
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(pool) => sqlite::redeem_backup_code(pool, user, lookup, now).await,
+        }
     }
 }
 
@@ -810,6 +1107,10 @@ impl crate::conformance::Purge for SqlStore {
         SqlStore::purge_expired(self, now).await
     }
 }
+
+#[cfg(test)]
+#[path = "sql/tests.rs"]
+mod backend_tests;
 
 #[cfg(test)]
 mod tests {

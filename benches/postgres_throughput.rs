@@ -1,0 +1,312 @@
+//! `verify_login` (TOTP) throughput with both stores on PostgreSQL (`SqlStore`), at 1, 8 and 64
+//! concurrent tasks, beside `pgbench` on the same server in the same run: a script of one upsert
+//! per transaction, at as many clients as tasks.
+//!
+//! Needs `TWOFACTOR_TEST_POSTGRES_URL` (for example `postgres://postgres@127.0.0.1:5432/test`)
+//! and the `pgbench` binary; without either the bench prints `skipped: …` and does nothing. It
+//! works in a schema of its own, dropped at the end. Users are enrolled once, outside the timed
+//! part, and reused: each batch moves the clock on by a TOTP step and opens one challenge per
+//! login (also outside the timed part); only `verify_login` is timed.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use twofactor::{
+    totp_code, ChallengeToken, Clock, Keyring, LoginStep, ManualClock, RecordingMailer, SqlStore,
+    Timestamp, TotpParams, TotpSecret, TwoFactorService,
+};
+
+const CONCURRENCY: [usize; 3] = [1, 8, 64];
+
+/// How long pgbench runs at each client count.
+const PGBENCH_SECONDS: u32 = 5;
+
+fn postgres_url() -> Option<String> {
+    std::env::var("TWOFACTOR_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+fn pgbench_present() -> bool {
+    std::process::Command::new("pgbench")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+struct Bench {
+    tf: TwoFactorService,
+    /// The service's stores (a clone sharing its pool), to close before pgbench runs.
+    store: SqlStore,
+    clock: ManualClock,
+    /// Enrolled users and their TOTP secrets.
+    users: tokio::sync::Mutex<Vec<(String, String)>>,
+    next_user: AtomicU64,
+    run: String,
+    schema: String,
+}
+
+impl Bench {
+    async fn new(url: &str) -> Self {
+        let run = format!("{:08x}", rand_word());
+        let schema = format!("twofactor_bench_{run}");
+        let store = SqlStore::builder(url)
+            .schema(schema.clone())
+            .max_connections(CONCURRENCY.into_iter().max().unwrap_or(1) as u32)
+            .connect()
+            .await
+            .expect("connect to PostgreSQL");
+        store.migrate().await.expect("migrate");
+        let clock = ManualClock::new(Timestamp::from_unix_secs(2_000_000_000));
+        let tf = TwoFactorService::builder()
+            .issuer("Bench")
+            .keys(Keyring::generate())
+            .otp_store(store.clone())
+            .enrollments(store.clone())
+            .mailer(RecordingMailer::new())
+            .clock(clock.clone())
+            .build()
+            .expect("service");
+        Bench {
+            tf,
+            store,
+            clock,
+            users: tokio::sync::Mutex::new(Vec::new()),
+            next_user: AtomicU64::new(0),
+            run,
+            schema,
+        }
+    }
+
+    fn code(&self, secret: &str) -> String {
+        let s = TotpSecret::from_base32(secret).unwrap();
+        totp_code(
+            s.as_bytes(),
+            TotpParams::default(),
+            self.clock.now().as_unix_secs(),
+        )
+    }
+
+    /// Enrolls users in TOTP until there are `n` (once each, QR codes included).
+    async fn enroll_up_to(self: &Arc<Self>, n: usize) {
+        let mut users = self.users.lock().await;
+        let missing = n.saturating_sub(users.len());
+        if missing == 0 {
+            return;
+        }
+        let mut tasks = Vec::new();
+        for _ in 0..missing {
+            let this = self.clone();
+            tasks.push(tokio::spawn(async move {
+                let i = this.next_user.fetch_add(1, Ordering::Relaxed);
+                let user = format!("bench-{}-{i}", this.run);
+                let setup = this.tf.start_totp_setup(&user, &user).await.unwrap();
+                let secret = setup.secret_base32().to_owned();
+                this.tf
+                    .confirm_totp_setup(&user, &this.code(&secret))
+                    .await
+                    .unwrap();
+                (user, secret)
+            }));
+        }
+        for t in tasks {
+            users.push(t.await.unwrap());
+        }
+    }
+
+    /// `n` logins waiting for their code: each a distinct user with an open challenge, and the
+    /// code of a TOTP step none of them has used.
+    async fn prepare(self: &Arc<Self>, n: u64) -> Vec<(ChallengeToken, String)> {
+        let n = usize::try_from(n).unwrap();
+        self.enroll_up_to(n).await;
+        // A fresh step, after every step used so far.
+        self.clock.advance(Duration::from_secs(60));
+        let users: Vec<(String, String)> =
+            self.users.lock().await.iter().take(n).cloned().collect();
+        let mut tasks = Vec::new();
+        for (user, secret) in users {
+            let this = self.clone();
+            tasks.push(tokio::spawn(async move {
+                let LoginStep::Challenge(ch) = this.tf.begin_login(&user).await.unwrap() else {
+                    panic!("enrolled users get a challenge");
+                };
+                (ch.token().clone(), this.code(&secret))
+            }));
+        }
+        let mut out = Vec::with_capacity(n);
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
+}
+
+fn rand_word() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish() as u32
+}
+
+/// Runs every login of `work` on `concurrency` tasks; returns the time taken.
+async fn verify_all(
+    tf: &TwoFactorService,
+    work: Vec<(ChallengeToken, String)>,
+    concurrency: usize,
+) -> Duration {
+    let work = Arc::new(Mutex::new(work));
+    #[allow(clippy::disallowed_methods)] // a benchmark measures elapsed time
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (tf, work) = (tf.clone(), work.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let item = work.lock().unwrap().pop();
+                let Some((token, code)) = item else { break };
+                tf.verify_login(&token, &code).await.expect("login");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    start.elapsed()
+}
+
+/// pgbench's rate (transactions per second) for one upsert per transaction into a table of the
+/// bench's schema, at `clients` connections, with prepared statements like sqlx's.
+fn pgbench_upsert(url: &str, schema: &str, clients: usize) -> Option<f64> {
+    let script = std::env::temp_dir().join(format!("{schema}-{clients}.sql"));
+    std::fs::write(
+        &script,
+        format!(
+            "\\set k random(1, 100000)\n\
+             INSERT INTO {schema}.pgbench_upsert (key, n, expires_at) VALUES (:k, 1, 2000000000) \
+             ON CONFLICT (key) DO UPDATE SET n = pgbench_upsert.n + 1;\n"
+        ),
+    )
+    .ok()?;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let out = std::process::Command::new("pgbench")
+        .args(["-n", "-M", "prepared", "-T", &PGBENCH_SECONDS.to_string()])
+        .args(["-c", &clients.to_string()])
+        .args(["-j", &clients.min(threads).to_string()])
+        .arg("-f")
+        .arg(&script)
+        .arg(url)
+        .output();
+    let _ = std::fs::remove_file(&script);
+    let out = out.ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "pgbench failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tps = "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn verify_login_on_postgres(c: &mut Criterion) {
+    let Some(url) = postgres_url() else {
+        eprintln!("skipped: TWOFACTOR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    if !pgbench_present() {
+        eprintln!("skipped: the pgbench binary was not found (PostgreSQL's client tools)");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bench = Arc::new(rt.block_on(Bench::new(&url)));
+    // Logins timed and the time they took, per concurrency.
+    let timed: Mutex<BTreeMap<usize, (u64, Duration)>> = Mutex::new(BTreeMap::new());
+    let mut group = c.benchmark_group("verify_login_postgres");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(1));
+    for concurrency in CONCURRENCY {
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("{concurrency}_tasks")),
+            &concurrency,
+            |b, &concurrency| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let work = bench.prepare(iters).await;
+                        let took = verify_all(&bench.tf, work, concurrency).await;
+                        let mut timed = timed.lock().unwrap();
+                        let entry = timed.entry(concurrency).or_default();
+                        entry.0 += iters;
+                        entry.1 += took;
+                        took
+                    })
+                });
+            },
+        );
+    }
+    group.finish();
+
+    // pgbench's table, in the bench's schema; the service's connections are closed first, so
+    // that pgbench's clients fit under the server's connection limit.
+    let pool = rt.block_on(async {
+        bench.store.close().await;
+        let pool = sqlx::PgPool::connect(&url)
+            .await
+            .expect("connect for pgbench");
+        sqlx::raw_sql(&format!(
+            "CREATE TABLE {}.pgbench_upsert (key BIGINT PRIMARY KEY, n BIGINT, expires_at BIGINT)",
+            bench.schema
+        ))
+        .execute(&pool)
+        .await
+        .expect("create the pgbench table");
+        pool
+    });
+    println!();
+    println!("| tasks | verify_login/s | pgbench upsert TPS | ratio |");
+    println!("| ---: | ---: | ---: | ---: |");
+    for concurrency in CONCURRENCY {
+        let (iters, took) = timed
+            .lock()
+            .unwrap()
+            .get(&concurrency)
+            .copied()
+            .unwrap_or_default();
+        let logins = iters as f64 / took.as_secs_f64().max(f64::MIN_POSITIVE);
+        match pgbench_upsert(&url, &bench.schema, concurrency) {
+            Some(tps) => println!(
+                "| {concurrency} | {logins:.0} | {tps:.0} | {:.2} |",
+                logins / tps
+            ),
+            None => println!("| {concurrency} | {logins:.0} | not measured | – |"),
+        }
+    }
+    rt.block_on(async {
+        sqlx::raw_sql(&format!("DROP SCHEMA {} CASCADE", bench.schema))
+            .execute(&pool)
+            .await
+            .expect("drop the bench's schema");
+        pool.close().await;
+    });
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    verify_login_on_postgres(&mut c);
+    c.final_summary();
+}
