@@ -13,25 +13,29 @@ use crate::code::{self, Secret};
 use crate::error::Error;
 use crate::events::Event;
 use crate::flow::{Reserved, SendRefused, SendSpec};
-use crate::mail::{MailContext, MailKind, Message};
+use crate::mail::{MailContext, MailKind, Message, SecurityAction};
 use crate::method::Method;
 use crate::service::{check_address, check_user, until, TwoFactorService, UserKeys};
 use crate::store::{EmailRecord, StoreKey};
 
-/// Purposes of codes sent outside a login challenge.
+/// Purposes of codes sent outside a login challenge. A step-up code names the change it
+/// confirms in its message; one pending step-up code serves every change.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CodePurpose {
     EmailSetup,
     Registration,
-    StepUp,
+    StepUp(SecurityAction),
 }
+
+/// The purpose a step-up code is stored and checked under, whatever change it names.
+pub(crate) const STEP_UP: CodePurpose = CodePurpose::StepUp(SecurityAction::AddFactor);
 
 impl CodePurpose {
     pub(crate) fn name(self) -> &'static str {
         match self {
             CodePurpose::EmailSetup => "email-setup",
             CodePurpose::Registration => "registration",
-            CodePurpose::StepUp => "step-up",
+            CodePurpose::StepUp(_) => "step-up",
         }
     }
 }
@@ -40,8 +44,12 @@ impl TwoFactorService {
     /// Mails a code to `address`; confirming it with [`confirm_email_setup`](Self::confirm_email_setup)
     /// makes the proven address a second factor.
     ///
+    /// On an account that already has a factor, this needs a fresh one: see
+    /// [`reauthenticate`](Self::reauthenticate).
+    ///
     /// # Errors
-    /// [`Error::AlreadyEnrolled`] when email 2FA is on; [`Error::InvalidInput`];
+    /// [`Error::AlreadyEnrolled`] when email 2FA is on; [`Error::ReauthRequired`];
+    /// [`Error::InvalidInput`];
     /// [`Error::Cooldown`] / [`Error::RateLimited`]; delivery and store errors (no usable code left).
     pub async fn start_email_setup(&self, user: &str, address: &str) -> Result<(), Error> {
         check_user(user)?;
@@ -50,8 +58,14 @@ impl TwoFactorService {
         if rec.email.is_some() {
             return Err(Error::AlreadyEnrolled);
         }
+        self.require_fresh_factor(user, &rec, self.now()).await?;
         self.send_purpose_code(user, address, CodePurpose::EmailSetup)
-            .await
+            .await?;
+        self.event(Event::FactorSetupStarted {
+            user: user.to_owned(),
+            method: Method::Email,
+        });
+        Ok(())
     }
 
     /// Confirms the email setup code, enabling email as a factor. Returns the proven address.
@@ -99,16 +113,18 @@ impl TwoFactorService {
             .await
     }
 
-    /// Mails a code to the user's email factor, to answer [`disable`](Self::disable) or
-    /// [`regenerate_backup_codes`](Self::regenerate_backup_codes) when they have no app at hand.
+    /// Mails a code to the user's email factor that confirms `action`, to answer
+    /// [`disable`](Self::disable), [`regenerate_backup_codes`](Self::regenerate_backup_codes) or
+    /// [`reauthenticate`](Self::reauthenticate) when they have no app at hand. The message names
+    /// the change it confirms.
     ///
     /// # Errors
     /// [`Error::NotEnrolled`] without an email factor; cooldown, cap, delivery and store errors.
-    pub async fn send_step_up_code(&self, user: &str) -> Result<(), Error> {
+    pub async fn send_step_up_code(&self, user: &str, action: SecurityAction) -> Result<(), Error> {
         check_user(user)?;
         let (rec, _) = self.load(user).await?;
         let address = rec.email.map(|e| e.address).ok_or(Error::NotEnrolled)?;
-        self.send_purpose_code(user, &address, CodePurpose::StepUp)
+        self.send_purpose_code(user, &address, CodePurpose::StepUp(action))
             .await
     }
 
@@ -218,8 +234,9 @@ impl TwoFactorService {
                 code: code_text,
                 expires_in: ttl,
             },
-            CodePurpose::StepUp => MailKind::LoginCode {
+            CodePurpose::StepUp(action) => MailKind::SecurityCode {
                 code: code_text,
+                action,
                 expires_in: ttl,
             },
         };

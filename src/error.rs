@@ -71,6 +71,10 @@ pub enum Error {
     /// There is no pending setup or code to confirm.
     #[error("there is nothing pending to confirm")]
     NothingPending,
+    /// The change needs a fresh second factor: confirm with a current code first
+    /// ([`TwoFactorService::reauthenticate`](crate::TwoFactorService::reauthenticate)).
+    #[error("a fresh second factor is required")]
+    ReauthRequired,
     /// The host's password check refused the password.
     #[error("the password is not correct")]
     InvalidPassword,
@@ -110,6 +114,7 @@ impl Error {
             Error::NotEnrolled => "not_enrolled",
             Error::AlreadyEnrolled => "already_enrolled",
             Error::NothingPending => "nothing_pending",
+            Error::ReauthRequired => "reauth_required",
             Error::InvalidPassword => "invalid_password",
             Error::InvalidInput(_) => "invalid_input",
             Error::InvalidConfig(_) => "invalid_config",
@@ -130,6 +135,7 @@ impl Error {
             | Error::CodeReused
             | Error::InvalidPassword => 401,
             Error::NotEnrolled => 404,
+            Error::ReauthRequired => 403,
             Error::AlreadyEnrolled | Error::NothingPending => 409,
             Error::TooManyAttempts
             | Error::Locked { .. }
@@ -203,6 +209,7 @@ impl Error {
             }
             Error::NotEnrolled => "Two-factor authentication is not set up.",
             Error::AlreadyEnrolled => "Two-factor authentication is already enabled.",
+            Error::ReauthRequired => "Please confirm with a current code first.",
             Error::InvalidPassword => "The password is not correct.",
             Error::InvalidInput(_) => "The request is not valid.",
             Error::InvalidConfig(_) | Error::Internal(_) | Error::Crypto => {

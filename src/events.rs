@@ -61,6 +61,20 @@ pub enum Event {
         /// The user.
         user: String,
     },
+    /// A user confirmed a fresh second factor for a security change.
+    Reauthenticated {
+        /// The user.
+        user: String,
+        /// How.
+        method: Method,
+    },
+    /// A user started adding a factor (its setup awaits confirmation).
+    FactorSetupStarted {
+        /// The user.
+        user: String,
+        /// The factor being added.
+        method: Method,
+    },
     /// A code was mailed.
     CodeSent {
         /// The user.

@@ -41,7 +41,7 @@ pub use keys::Keyring;
 pub use login::LoginStep;
 pub use mail::{
     escape_html, EnglishTemplates, LogMailer, MailContext, MailKind, Mailer, Message, MessageKind,
-    RecordingMailer, Rendered, Templates,
+    RecordingMailer, Rendered, SecurityAction, Templates,
 };
 pub use mail::{GermanTemplates, StandardMessage};
 #[cfg(feature = "smtp")]

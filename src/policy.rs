@@ -111,6 +111,10 @@ pub struct Policy {
     pub totp_skew: u32,
     /// TOTP secret length in bytes. Default 20 = 160 bits (RFC 4226 R6); under 16 refused.
     pub totp_secret_bytes: usize,
+    /// How recent a passed second-factor check must be to add a factor without a new code
+    /// (`start_totp_setup` and `start_email_setup` on an account with a factor). Default 5
+    /// minutes (ASVS 5.0 6.4.4: changes to factors need re-authentication); 1 s to 1 hour.
+    pub reauth_window: Duration,
     /// How long an unconfirmed TOTP setup stays pending. Default 15 minutes.
     pub totp_setup_ttl: Duration,
     /// Backup codes per set. Default 10 (seed 002).
@@ -142,6 +146,7 @@ impl Default for Policy {
             totp_period: Duration::from_secs(30),
             totp_skew: 1,
             totp_secret_bytes: 20,
+            reauth_window: Duration::from_secs(300),
             totp_setup_ttl: Duration::from_secs(15 * 60),
             backup_code_count: 10,
             backup_code_hashing: BackupCodeHashing::Hmac,
@@ -215,6 +220,9 @@ impl Policy {
         }
         if !(16..=64).contains(&self.totp_secret_bytes) {
             return bad("totp_secret_bytes must be 16 to 64 (at least 128 bits)");
+        }
+        if !(1..=3600).contains(&self.reauth_window.as_secs()) {
+            return bad("reauth_window must be 1 s to 1 hour");
         }
         if self.totp_setup_ttl.as_secs() == 0 {
             return bad("totp_setup_ttl must be positive");

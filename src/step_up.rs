@@ -5,7 +5,7 @@ use crate::backup::{self, BackupCodeSet};
 use crate::challenge::CodeRecord;
 use crate::clock::Timestamp;
 use crate::code::{self, Secret};
-use crate::email_code::CodePurpose;
+use crate::email_code::STEP_UP;
 use crate::error::Error;
 use crate::events::Event;
 use crate::flow::OpenAttempt;
@@ -58,7 +58,7 @@ impl TwoFactorService {
         let policy = &self.inner.policy;
         let keys = self.user_keys(user);
         let backup_code = backup::canonical(code.expose());
-        let pending = keys.pending(CodePurpose::StepUp);
+        let pending = keys.pending(STEP_UP);
         let may_be_email = backup_code.is_none()
             && rec.email.is_some()
             && code::is_numeric(code, policy.email_code_digits);
@@ -161,7 +161,7 @@ impl TwoFactorService {
         }
         if let Some(bytes) = attempt.challenge.as_ref().and_then(|p| p.code.as_deref()) {
             let stored = CodeRecord::decode(bytes)?;
-            let expected = self.code_mac(CodePurpose::StepUp.name().as_bytes(), user, code);
+            let expected = self.code_mac(STEP_UP.name().as_bytes(), user, code);
             if stored.expires_at > now && code::ct_eq(&expected, &stored.mac) {
                 return Ok(Some((Method::Email, Taken::PendingCode)));
             }
@@ -175,6 +175,92 @@ impl TwoFactorService {
             }
         }
         Ok(None)
+    }
+
+    /// Confirms a fresh second factor (a TOTP code, a step-up email code or a backup code) before
+    /// a change to the user's factors. For [`Policy::reauth_window`] afterwards, the user may add
+    /// a factor ([`start_totp_setup`](Self::start_totp_setup),
+    /// [`start_email_setup`](Self::start_email_setup)); without it, an account that has a factor
+    /// answers those with [`Error::ReauthRequired`], so that a session alone cannot add a factor
+    /// of its own.
+    ///
+    /// The attempt counts against the user's limits like any code check.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use twofactor::*;
+    /// let mailer = RecordingMailer::new();
+    /// let clock = ManualClock::new(Timestamp::from_unix_secs(1_700_000_000));
+    /// let tf = TwoFactorService::builder()
+    ///     .issuer("Acme")
+    ///     .keys(Keyring::generate())
+    ///     .otp_store(MemoryOtpStore::new())
+    ///     .enrollments(MemoryEnrollmentStore::new())
+    ///     .mailer(mailer.clone())
+    ///     .clock(clock.clone())
+    ///     .build()?;
+    /// let setup = tf.start_totp_setup("alice", "alice@example.com").await?;
+    /// let secret = TotpSecret::from_base32(setup.secret_base32())?;
+    /// let code = |t: u64| totp_code(secret.as_bytes(), TotpParams::default(), t);
+    /// tf.confirm_totp_setup("alice", &code(1_700_000_000)).await?;
+    ///
+    /// // An hour later, a session alone may not add a factor.
+    /// clock.advance(std::time::Duration::from_secs(3600));
+    /// let later = 1_700_003_600;
+    /// assert!(matches!(
+    ///     tf.start_email_setup("alice", "alice@example.com").await,
+    ///     Err(Error::ReauthRequired)
+    /// ));
+    /// // A current code opens the window.
+    /// tf.reauthenticate("alice", &code(later)).await?;
+    /// tf.start_email_setup("alice", "alice@example.com").await?;
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotEnrolled`] without a factor; [`Error::InvalidCode`], [`Error::CodeReused`],
+    /// [`Error::Locked`], [`Error::MalformedCode`]; store errors.
+    ///
+    /// [`Policy::reauth_window`]: crate::Policy::reauth_window
+    pub async fn reauthenticate(&self, user: &str, code: &str) -> Result<Method, Error> {
+        check_user(user)?;
+        let code = code::normalize(code)?;
+        let now = self.now();
+        let (rec, _) = self.load(user).await?;
+        if !rec.is_enabled() {
+            return Err(Error::NotEnrolled);
+        }
+        let method = self.step_up(user, &rec, &code, None, now).await?;
+        self.event(Event::Reauthenticated {
+            user: user.to_owned(),
+            method,
+        });
+        Ok(method)
+    }
+
+    /// Refuses a change to the factors of an account that has one, unless the user passed a
+    /// second-factor check within [`Policy::reauth_window`](crate::Policy::reauth_window).
+    pub(crate) async fn require_fresh_factor(
+        &self,
+        user: &str,
+        rec: &EnrollmentRecord,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        if !rec.is_enabled() {
+            return Ok(());
+        }
+        let state = self
+            .inner
+            .otp
+            .user_state(self.user_keys(user).user(), &self.limits(), now)
+            .await?;
+        let window = self.inner.policy.reauth_window;
+        let last = rec.last_verified_at.max(state.last_verified_at);
+        match last {
+            Some(t) if t <= now && t.saturating_add(window) > now => Ok(()),
+            _ => Err(Error::ReauthRequired),
+        }
     }
 
     /// Turns two-factor authentication off: needs the password (checked by the host's

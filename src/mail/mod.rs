@@ -40,6 +40,22 @@ pub enum MessageKind {
     BackupCodesRegenerated,
     /// A TOTP code that had already been used was submitted again.
     TotpReplayRejected,
+    /// A code confirming a security change (turning 2FA off, new backup codes, a new factor).
+    SecurityCode,
+    /// A second factor was added to the account.
+    FactorAdded,
+}
+
+/// The security change a [`MailKind::SecurityCode`] confirms, named in its message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SecurityAction {
+    /// Turning two-factor authentication off.
+    DisableTwoFactor,
+    /// Replacing the backup codes.
+    RegenerateBackupCodes,
+    /// Adding a second factor.
+    AddFactor,
 }
 
 /// What the service asks a [`Templates`] implementation to render.
@@ -73,6 +89,20 @@ pub enum MailKind<'a> {
     BackupCodesRegenerated,
     /// Notification: a replayed TOTP code was rejected.
     TotpReplayRejected,
+    /// A code confirming a security change, naming it.
+    SecurityCode {
+        /// The code (secret: only for the message body).
+        code: &'a str,
+        /// The change it confirms.
+        action: SecurityAction,
+        /// How long it is valid.
+        expires_in: Duration,
+    },
+    /// Notification: a second factor was added.
+    FactorAdded {
+        /// The factor added.
+        method: crate::method::Method,
+    },
 }
 
 impl MailKind<'_> {
@@ -85,6 +115,8 @@ impl MailKind<'_> {
             MailKind::TwoFactorDisabled => MessageKind::TwoFactorDisabled,
             MailKind::BackupCodesRegenerated => MessageKind::BackupCodesRegenerated,
             MailKind::TotpReplayRejected => MessageKind::TotpReplayRejected,
+            MailKind::SecurityCode { .. } => MessageKind::SecurityCode,
+            MailKind::FactorAdded { .. } => MessageKind::FactorAdded,
         }
     }
 }

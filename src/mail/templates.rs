@@ -9,8 +9,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::{MailContext, MailKind};
+use super::{MailContext, MailKind, SecurityAction};
 use crate::code::spaced;
+use crate::method::Method;
 
 /// A rendered message body, before it is addressed.
 #[derive(Clone)]
@@ -247,6 +248,38 @@ impl Templates for EnglishTemplates {
                 None,
                 "If this was not you, secure your account now.",
             ),
+            MailKind::SecurityCode {
+                code,
+                action,
+                expires_in,
+            } => (
+                format!("{issuer}: confirm a security change"),
+                match action {
+                    SecurityAction::DisableTwoFactor => {
+                        "Use this code to confirm turning off two-factor authentication:"
+                    }
+                    SecurityAction::RegenerateBackupCodes => {
+                        "Use this code to confirm creating new backup codes:"
+                    }
+                    SecurityAction::AddFactor => {
+                        "Use this code to confirm adding a sign-in method to your account:"
+                    }
+                },
+                Some(code),
+                Some(expires_in),
+                "If you did not ask for this change, do not share the code and secure your account now.",
+            ),
+            MailKind::FactorAdded { method } => (
+                format!("{issuer}: a sign-in method was added"),
+                match method {
+                    Method::Totp => "An authenticator app was added as a second factor to your account.",
+                    Method::Email => "An email address was added as a second factor to your account.",
+                    _ => "A second factor was added to your account.",
+                },
+                None,
+                None,
+                "If this was not you, secure your account now.",
+            ),
             MailKind::TotpReplayRejected => (
                 format!("{issuer}: a used sign-in code was rejected"),
                 "Someone entered an authenticator code for your account that had already been used.",
@@ -334,6 +367,38 @@ impl Templates for GermanTemplates {
                 None,
                 "Wenn Sie das nicht waren, sichern Sie Ihr Konto jetzt.",
             ),
+            MailKind::SecurityCode {
+                code,
+                action,
+                expires_in,
+            } => (
+                format!("{issuer}: Bestätigen Sie eine Sicherheitsänderung"),
+                match action {
+                    SecurityAction::DisableTwoFactor => {
+                        "Geben Sie diesen Code ein, um das Ausschalten der Zwei-Faktor-Authentifizierung zu bestätigen:"
+                    }
+                    SecurityAction::RegenerateBackupCodes => {
+                        "Geben Sie diesen Code ein, um neue Backup-Codes zu bestätigen:"
+                    }
+                    SecurityAction::AddFactor => {
+                        "Geben Sie diesen Code ein, um eine neue Anmeldemethode für Ihr Konto zu bestätigen:"
+                    }
+                },
+                Some(code),
+                Some(expires_in),
+                "Wenn Sie diese Änderung nicht angefordert haben, geben Sie den Code nicht weiter und sichern Sie Ihr Konto jetzt.",
+            ),
+            MailKind::FactorAdded { method } => (
+                format!("{issuer}: eine Anmeldemethode wurde hinzugefügt"),
+                match method {
+                    Method::Totp => "Eine Authenticator-App wurde Ihrem Konto als zweiter Faktor hinzugefügt.",
+                    Method::Email => "Eine E-Mail-Adresse wurde Ihrem Konto als zweiter Faktor hinzugefügt.",
+                    _ => "Ihrem Konto wurde ein zweiter Faktor hinzugefügt.",
+                },
+                None,
+                None,
+                "Wenn Sie das nicht waren, sichern Sie Ihr Konto jetzt.",
+            ),
             MailKind::TotpReplayRejected => (
                 format!("{issuer}: ein bereits benutzter Anmeldecode wurde abgelehnt"),
                 "Jemand hat für Ihr Konto einen Code aus der Authenticator-App eingegeben, der bereits benutzt worden war.",
@@ -407,6 +472,14 @@ mod tests {
             MailKind::TwoFactorDisabled,
             MailKind::BackupCodesRegenerated,
             MailKind::TotpReplayRejected,
+            MailKind::SecurityCode {
+                code: CODE,
+                action: SecurityAction::DisableTwoFactor,
+                expires_in: TTL,
+            },
+            MailKind::FactorAdded {
+                method: Method::Totp,
+            },
         ]
     }
 
@@ -423,6 +496,7 @@ mod tests {
             MailKind::LoginCode { .. }
                 | MailKind::EmailSetupCode { .. }
                 | MailKind::RegistrationCode { .. }
+                | MailKind::SecurityCode { .. }
         )
     }
 

@@ -7,6 +7,7 @@ use crate::clock::Timestamp;
 use crate::code::{self, Secret};
 use crate::error::Error;
 use crate::events::Event;
+use crate::mail::MailKind;
 use crate::method::Method;
 use crate::service::{check_user, TwoFactorService};
 use crate::store::{PendingTotp, TotpRecord};
@@ -60,9 +61,12 @@ impl TwoFactorService {
     /// Starts (or restarts) a TOTP setup: a new secret, its otpauth URI and QR code, and a backup
     /// code set that becomes valid on confirmation. A second call replaces an unconfirmed setup.
     ///
+    /// On an account that already has a factor (email), this needs a fresh one: see
+    /// [`reauthenticate`](Self::reauthenticate).
+    ///
     /// # Errors
-    /// [`Error::AlreadyEnrolled`] when TOTP is already confirmed; [`Error::InvalidInput`] for an
-    /// unusable user id or account name; store errors.
+    /// [`Error::AlreadyEnrolled`] when TOTP is already confirmed; [`Error::ReauthRequired`];
+    /// [`Error::InvalidInput`] for an unusable user id or account name; store errors.
     pub async fn start_totp_setup(
         &self,
         user: &str,
@@ -71,6 +75,11 @@ impl TwoFactorService {
         check_user(user)?;
         let policy = &self.inner.policy;
         let now = self.now();
+        let (rec, rev) = self.load(user).await?;
+        if rec.totp.is_some() {
+            return Err(Error::AlreadyEnrolled);
+        }
+        self.require_fresh_factor(user, &rec, now).await?;
         let secret = TotpSecret::generate(policy.totp_secret_bytes)?;
         let params = TotpParams {
             algorithm: policy.totp_algorithm,
@@ -97,7 +106,7 @@ impl TwoFactorService {
         );
         let pending =
             PendingTotp::new(totp_rec, records, now.saturating_add(policy.totp_setup_ttl));
-        self.update(user, |rec| {
+        self.update_from(user, Some((rec, rev)), |rec| {
             if rec.totp.is_some() {
                 return Err(Error::AlreadyEnrolled);
             }
@@ -105,6 +114,10 @@ impl TwoFactorService {
             Ok(true)
         })
         .await?;
+        self.event(Event::FactorSetupStarted {
+            user: user.to_owned(),
+            method: Method::Totp,
+        });
         Ok(TotpSetup {
             secret: Secret::new(secret.to_base32()),
             uri,
@@ -164,6 +177,7 @@ impl TwoFactorService {
             .replace_backup_codes(user, &pending.backup_codes, now)
             .await?;
         let sealed = pending.totp.sealed_secret.clone();
+        let email = rec.email.as_ref().map(|e| e.address.clone());
         self.update_from(user, Some((rec, rev)), |rec| {
             match &rec.pending_totp {
                 Some(p) if p.totp.sealed_secret == sealed => {}
@@ -181,6 +195,16 @@ impl TwoFactorService {
             user: user.to_owned(),
             method: Method::Totp,
         });
+        // The factors the account had are told (an email factor is the one that can be).
+        let to = email.as_deref();
+        self.notify(
+            user,
+            to,
+            MailKind::FactorAdded {
+                method: Method::Totp,
+            },
+        )
+        .await;
         Ok(())
     }
 

@@ -1,6 +1,6 @@
 //! Disable (seeds 002, 003): password plus a fresh factor; each refusal with its own error.
 
-use twofactor::{Error, LoginStep, MessageKind};
+use twofactor::{Error, LoginStep, MessageKind, SecurityAction};
 
 use crate::support::{wrong, Harness, PASSWORD};
 
@@ -60,7 +60,9 @@ async fn disable_with_a_step_up_email_code() {
     // Without a step-up code sent, a numeric guess is wrong.
     assert!(h.tf.disable("u1", PASSWORD, "123456").await.is_err());
     h.advance(60);
-    h.tf.send_step_up_code("u1").await.unwrap();
+    h.tf.send_step_up_code("u1", SecurityAction::DisableTwoFactor)
+        .await
+        .unwrap();
     let code = h.last_code("alice@example.com");
     h.tf.disable("u1", PASSWORD, &code).await.unwrap();
     assert!(!h.tf.status("u1").await.unwrap().enabled);

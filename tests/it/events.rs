@@ -5,7 +5,7 @@
 //! Attempts refused before any code is compared (malformed input, a void or unknown challenge, a
 //! locked user, a cooldown) record nothing: no code was evaluated.
 
-use twofactor::{Event, Method, Policy, Timestamp};
+use twofactor::{Event, Method, Policy, SecurityAction, Timestamp};
 
 use crate::support::{faults, wrong, Harness, PASSWORD};
 
@@ -49,7 +49,13 @@ fn take(h: &Harness) -> Vec<Event> {
 async fn totp_enrolment_records_the_factor_enabled() {
     let h = Harness::new();
     let setup = h.tf.start_totp_setup("u1", "alice").await.unwrap();
-    assert_eq!(take(&h), []);
+    assert_eq!(
+        take(&h),
+        [Event::FactorSetupStarted {
+            user: "u1".into(),
+            method: Method::Totp
+        }]
+    );
     let code = h.totp(setup.secret_base32());
     h.tf.confirm_totp_setup("u1", &wrong(&code))
         .await
@@ -63,7 +69,16 @@ async fn totp_enrolment_records_the_factor_enabled() {
 async fn email_enrolment_and_registration_record_codes_sent_and_the_factor_enabled() {
     let h = Harness::new();
     h.tf.start_email_setup("u1", "a@example.com").await.unwrap();
-    assert_eq!(take(&h), [sent("u1")]);
+    assert_eq!(
+        take(&h),
+        [
+            sent("u1"),
+            Event::FactorSetupStarted {
+                user: "u1".into(),
+                method: Method::Email
+            }
+        ]
+    );
     let code = h.last_code("a@example.com");
     h.tf.confirm_email_setup("u1", &wrong(&code))
         .await
@@ -268,7 +283,9 @@ async fn a_step_up_code_is_sent_and_answers_regeneration() {
     h.enroll_email("u1", "a@example.com").await;
     take(&h);
     // Email-only users hold no backup codes until they regenerate.
-    h.tf.send_step_up_code("u1").await.unwrap();
+    h.tf.send_step_up_code("u1", SecurityAction::DisableTwoFactor)
+        .await
+        .unwrap();
     assert_eq!(take(&h), [sent("u1")]);
     let code = h.last_code("a@example.com");
     h.tf.regenerate_backup_codes("u1", &code).await.unwrap();

@@ -19,6 +19,7 @@ mod email_flows;
 mod errors;
 mod events;
 mod faults;
+mod fresh_factor;
 mod hardening;
 mod keys;
 mod login;

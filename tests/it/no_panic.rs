@@ -209,7 +209,7 @@ fn user_ids_and_addresses_take_any_input() {
                 rt.block_on(h.tf.send_verification_code(&user, "e@example.com")),
                 rt.block_on(h.tf.verify_registration_code(&user, "123456"))
                     .map(|_| ()),
-                rt.block_on(h.tf.send_step_up_code(&user)),
+                rt.block_on(h.tf.send_step_up_code(&user, twofactor::SecurityAction::AddFactor)),
             ] {
                 if let Err(e) = r {
                     client_error(&e, &user)?;
@@ -359,7 +359,10 @@ async fn every_flow(h: &Harness) -> usize {
     }
     h.advance(u64::MAX / 4);
     t.add(tf.regenerate_backup_codes("u1", &h.totp(&secret)).await);
-    t.add(tf.send_step_up_code("u1").await);
+    t.add(
+        tf.send_step_up_code("u1", twofactor::SecurityAction::DisableTwoFactor)
+            .await,
+    );
     t.add(tf.disable("u1", PASSWORD, &h.totp(&secret)).await);
     t.add(tf.status("u1").await);
     t.0

@@ -1001,7 +1001,7 @@ async fn step_up_code_regenerates_backup_codes_and_old_codes_die() {
         .call("POST", "/auth/2fa/step-up", Some(&nia.access), None)
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-    let code = s.code_to("nia@example.com", MessageKind::LoginCode);
+    let code = s.code_to("nia@example.com", MessageKind::SecurityCode);
     let r = s
         .post_auth(
             "/auth/2fa/backup-codes/regenerate",

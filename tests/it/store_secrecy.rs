@@ -171,7 +171,9 @@ async fn the_store_holds_no_code_in_clear_and_no_unkeyed_hash() {
     let challenge = h.challenge("login").await;
     let login = h.last_code("login@example.com");
     h.advance(61);
-    h.tf.send_step_up_code("login").await.unwrap();
+    h.tf.send_step_up_code("login", twofactor::SecurityAction::DisableTwoFactor)
+        .await
+        .unwrap();
     let step_up = h.last_code("login@example.com");
     // A confirmed TOTP factor with its backup codes and a live challenge, and a pending setup.
     let (secret, backup) = h.enroll_totp("totp").await;
@@ -723,7 +725,9 @@ async fn a_whole_run_logs_no_code_secret_token_or_password() {
         .await
         .unwrap();
     secrets.backup(&codes);
-    tf.send_step_up_code("u1").await.unwrap();
+    tf.send_step_up_code("u1", twofactor::SecurityAction::RegenerateBackupCodes)
+        .await
+        .unwrap();
     let c = support::code_in(&mailer.last_to("alice@example.com").unwrap().text).unwrap();
     let codes = tf.regenerate_backup_codes("u1", &c).await.unwrap();
     secrets.backup(&codes);

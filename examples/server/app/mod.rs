@@ -685,10 +685,26 @@ async fn email_confirm(
     Ok(Json(status_json(&s, &user.id).await?))
 }
 
+/// What a step-up code confirms: `?action=regenerate`, `?action=add_factor`, or (by default)
+/// turning two-factor authentication off. The message names it.
+#[derive(serde::Deserialize)]
+struct StepUpQuery {
+    action: Option<String>,
+}
+
 /// `POST /auth/2fa/step-up`: mails a code to the email factor, to answer disable or regenerate
 /// without the authenticator app at hand.
-async fn step_up(State(s): State<AppState>, Auth(user): Auth) -> ApiResult<impl IntoResponse> {
-    s.tf.send_step_up_code(&user.id).await?;
+async fn step_up(
+    State(s): State<AppState>,
+    Auth(user): Auth,
+    axum::extract::Query(q): axum::extract::Query<StepUpQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let action = match q.action.as_deref() {
+        Some("regenerate") => twofactor::SecurityAction::RegenerateBackupCodes,
+        Some("add_factor") => twofactor::SecurityAction::AddFactor,
+        _ => twofactor::SecurityAction::DisableTwoFactor,
+    };
+    s.tf.send_step_up_code(&user.id, action).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
