@@ -4,6 +4,27 @@
 //! nothing to brute-force. The AEAD key seals TOTP secrets with XChaCha20-Poly1305; the envelope
 //! names the key id, so after a rotation the previous key still opens old secrets, and a successful
 //! verification re-seals them under the current key.
+//!
+//! # Rotation that loses nothing
+//!
+//! Two lineages, rotated on their own schedules:
+//!
+//! - The **index key** names records: user key tags, challenge ids, the keyed hashes of codes
+//!   and backup codes. It is the MAC key of the first master secret of a ring and does not
+//!   change with [`Keyring::rotate_to`], so after a rotation every backup code, pending code, open
+//!   challenge, replay mark and lock is still found under the same name: nothing is lost and
+//!   nothing re-opens.
+//! - The **sealing key** (the current master's AEAD key) seals TOTP secrets and rotates with
+//!   [`Keyring::rotate_to`]. Old sealing keys stay in the ring to open what they sealed; a
+//!   secret is re-sealed under the current key at the user's next TOTP check, or at once by
+//!   [`TwoFactorService::reseal_totp_secret`](crate::TwoFactorService::reseal_totp_secret).
+//!   [`Status::totp_key_id`](crate::Status::totp_key_id) tells which key a user's secret is
+//!   sealed under: once no user reports an old key id (and a challenge lifetime and a TOTP setup
+//!   lifetime have passed since the last re-seal, for the copies those hold), that key can leave
+//!   the ring.
+//!
+//! A host keeps the rotation in its configuration: the first master secret, then each later one,
+//! `Keyring::from_base64(&first)?.rotate_to(&Keyring::from_base64(&second)?)`.
 
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -76,12 +97,15 @@ impl KeySet {
 pub struct Keyring {
     current: KeySet,
     previous: Vec<KeySet>,
+    /// The first master's keys: its MAC key names every record (see the module docs).
+    index: KeySet,
 }
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keyring")
             .field("key_id", &self.key_id())
+            .field("index_key_id", &hex(&self.index.id))
             .field(
                 "previous",
                 &self.previous.iter().map(|k| hex(&k.id)).collect::<Vec<_>>(),
@@ -98,6 +122,7 @@ impl Keyring {
         let current = KeySet::derive(&master);
         master.zeroize();
         Keyring {
+            index: current.clone(),
             current,
             previous: Vec::new(),
         }
@@ -141,7 +166,8 @@ impl Keyring {
         base64::engine::general_purpose::STANDARD.encode(master.as_ref())
     }
 
-    /// A keyring whose current key is `next`'s and which still opens everything `self` opens.
+    /// A keyring that seals under `next`'s key, still opens everything `self` opens, and keeps
+    /// `self`'s index key, so every stored record keeps its name (see the module docs).
     pub fn rotate_to(&self, next: &Keyring) -> Keyring {
         let mut previous = vec![self.current.clone()];
         previous.extend(self.previous.iter().cloned());
@@ -149,7 +175,21 @@ impl Keyring {
         Keyring {
             current: next.current.clone(),
             previous,
+            index: self.index.clone(),
         }
+    }
+
+    /// The id of the index key that names records, as 8 hex digits: the first master's.
+    pub fn index_key_id(&self) -> String {
+        hex(&self.index.id)
+    }
+
+    /// The ids of every sealing key the ring can open with, current first.
+    pub fn key_ids(&self) -> Vec<String> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .map(|k| hex(&k.id))
+            .collect()
     }
 
     /// The current key id, as 8 hex digits.
@@ -157,9 +197,9 @@ impl Keyring {
         hex(&self.current.id)
     }
 
-    /// A pre-keyed HMAC-SHA256 over length-prefixed parts.
+    /// A pre-keyed HMAC-SHA256 over length-prefixed parts, under the index key.
     pub(crate) fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
-        let mut m = self.current.mac_state.clone();
+        let mut m = self.index.mac_state.clone();
         for p in parts {
             m.update(&(p.len() as u64).to_be_bytes());
             m.update(p);
@@ -224,6 +264,11 @@ impl Keyring {
             .map_err(|_| Error::Crypto)?;
         Ok((Zeroizing::new(pt), old))
     }
+}
+
+/// The id of the key an envelope was sealed under, as 8 hex digits.
+pub(crate) fn envelope_key_id(envelope: &[u8]) -> Option<String> {
+    envelope.get(1..1 + KEY_ID_LEN).map(hex)
 }
 
 fn aad(key_id: &[u8], user: &str) -> Vec<u8> {

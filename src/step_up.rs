@@ -32,6 +32,11 @@ pub struct Status {
     pub last_verified_at: Option<Timestamp>,
     /// Unused backup codes.
     pub backup_codes_remaining: u32,
+    /// The id of the sealing key the TOTP secret is sealed under (see [`Keyring`]'s rotation
+    /// notes: an old key can leave the ring once no user reports it).
+    ///
+    /// [`Keyring`]: crate::Keyring
+    pub totp_key_id: Option<String>,
 }
 
 /// What a passed step-up takes with it when it settles.
@@ -393,6 +398,10 @@ impl TwoFactorService {
             email: rec.email.map(|e| e.address),
             last_verified_at: rec.last_verified_at.max(last_seen),
             backup_codes_remaining: remaining,
+            totp_key_id: rec
+                .totp
+                .as_ref()
+                .and_then(|t| crate::keys::envelope_key_id(&t.sealed_secret)),
         })
     }
 }

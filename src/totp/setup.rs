@@ -233,22 +233,43 @@ impl TwoFactorService {
     /// Re-seals a TOTP secret under the current key after a rotation. Best effort: the old
     /// envelope keeps working if this fails.
     pub(crate) async fn reseal(&self, user: &str) {
-        let keys = &self.inner.keys;
-        let result = self
-            .update(user, |rec| {
-                let Some(totp) = rec.totp.as_mut() else {
-                    return Ok(false);
-                };
-                let (secret, old) = keys.open(user, &totp.sealed_secret)?;
-                if !old {
-                    return Ok(false);
-                }
-                totp.sealed_secret = keys.seal(user, &secret)?;
-                Ok(true)
-            })
-            .await;
-        if let Err(e) = result {
+        if let Err(e) = self.reseal_totp_secret(user).await {
             tracing::warn!(target: "twofactor", error = %e, "re-sealing a TOTP secret failed");
         }
+    }
+
+    /// Re-seals the user's TOTP secret (confirmed or pending) under the keyring's current
+    /// sealing key, if an older key sealed it, and returns the id of the key that seals it now
+    /// (`None` without a TOTP factor). Run it over every user after a rotation to retire the old
+    /// key sooner than logins would (see [`Keyring`](crate::Keyring)'s rotation notes).
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] when the secret opens under no key of the ring; store errors.
+    pub async fn reseal_totp_secret(&self, user: &str) -> Result<Option<String>, Error> {
+        check_user(user)?;
+        let keys = &self.inner.keys;
+        let reseal = |sealed: &mut Vec<u8>| -> Result<bool, Error> {
+            let (secret, old) = keys.open(user, sealed)?;
+            if old {
+                *sealed = keys.seal(user, &secret)?;
+            }
+            Ok(old)
+        };
+        let rec = self
+            .update(user, |rec| {
+                let mut changed = false;
+                if let Some(totp) = rec.totp.as_mut() {
+                    changed |= reseal(&mut totp.sealed_secret)?;
+                }
+                if let Some(pending) = rec.pending_totp.as_mut() {
+                    changed |= reseal(&mut pending.totp.sealed_secret)?;
+                }
+                Ok(changed)
+            })
+            .await?;
+        Ok(rec
+            .totp
+            .as_ref()
+            .and_then(|t| crate::keys::envelope_key_id(&t.sealed_secret)))
     }
 }

@@ -422,12 +422,146 @@ mod floods {
     }
 }
 
+/// Key rotation between the steps of every flow: a service on the rotated ring (the same stores
+/// and clock) takes over mid-flow, and the old one after it, in both directions.
+mod rotation {
+    use super::*;
+
+    fn rotated(old: &Flow, stores: &Stores) -> Flow {
+        let next = Keyring::generate();
+        Flow::with(stores, old.keys.rotate_to(&next), old.clock.clone())
+    }
+
+    /// Nothing is lost: a TOTP setup, an open challenge, backup codes, a pending email code, an
+    /// emailed login code, each made before the rotation, work after it.
+    pub(crate) async fn nothing_is_lost(stores: Arc<Stores>) {
+        let old = Flow::new(&stores);
+        let new = rotated(&old, &stores);
+        let u = user();
+        let address = format!("{u}@example.com");
+        let setup = old.tf.start_totp_setup(&u, &address).await.unwrap();
+        let secret = setup.secret_base32().to_owned();
+        let codes: Vec<String> = setup
+            .backup_codes()
+            .iter()
+            .map(|c| c.expose().to_owned())
+            .collect();
+        new.tf
+            .confirm_totp_setup(&u, &new.totp(&secret))
+            .await
+            .unwrap();
+        // Sealed before the rotation: the status names the old key, which must stay in the ring.
+        assert_eq!(
+            new.tf.status(&u).await.unwrap().totp_key_id,
+            Some(old.keys.key_id())
+        );
+        new.advance(30);
+        let ch = old.challenge(&u).await;
+        let v = new
+            .tf
+            .verify_login(ch.token(), &new.totp(&secret))
+            .await
+            .unwrap();
+        assert_eq!(v.method, Some(Method::Totp));
+        // That TOTP check under the new ring re-sealed the secret: the old key seals nothing.
+        assert_eq!(
+            new.tf.status(&u).await.unwrap().totp_key_id,
+            Some(new.keys.key_id())
+        );
+        let ch = old.challenge(&u).await;
+        let v = new.tf.verify_login(ch.token(), &codes[0]).await.unwrap();
+        assert_eq!(
+            (v.method, v.backup_codes_remaining),
+            (Some(Method::BackupCode), 9)
+        );
+        let ch = new.challenge(&u).await;
+        old.tf.verify_login(ch.token(), &codes[1]).await.unwrap();
+        old.tf.start_email_setup(&u, &address).await.unwrap();
+        new.tf
+            .confirm_email_setup(&u, &old.last_code(&address))
+            .await
+            .unwrap();
+        let ch = old.challenge(&u).await;
+        new.tf
+            .verify_login(ch.token(), &old.last_code(&address))
+            .await
+            .unwrap();
+        // Re-sealing on demand names the key that seals the secret.
+        let after = new.tf.reseal_totp_secret(&u).await.unwrap().unwrap();
+        assert_eq!(after, new.keys.key_id());
+        new.advance(30);
+        let ch = new.challenge(&u).await;
+        new.tf
+            .verify_login(ch.token(), &new.totp(&secret))
+            .await
+            .unwrap();
+    }
+
+    /// Nothing re-opens: a used TOTP step, a used backup code, a lock and a spent challenge stay
+    /// so across the rotation, either way round.
+    pub(crate) async fn nothing_re_opens(stores: Arc<Stores>) {
+        let old = Flow::new(&stores);
+        let new = rotated(&old, &stores);
+        let u = user();
+        let (secret, codes) = old.enroll_totp(&u).await;
+        let code = old.totp(&secret);
+        let ch = old.challenge(&u).await;
+        old.tf.verify_login(ch.token(), &code).await.unwrap();
+        let ch2 = new.challenge(&u).await;
+        assert!(matches!(
+            new.tf.verify_login(ch2.token(), &code).await,
+            Err(Error::CodeReused)
+        ));
+        assert!(matches!(
+            new.tf.verify_login(ch.token(), &new.totp(&secret)).await,
+            Err(Error::InvalidChallenge)
+        ));
+        let ch = new.challenge(&u).await;
+        new.tf.verify_login(ch.token(), &codes[0]).await.unwrap();
+        let ch = old.challenge(&u).await;
+        assert!(matches!(
+            old.tf.verify_login(ch.token(), &codes[0]).await,
+            Err(Error::InvalidCode { .. })
+        ));
+        // A lock set before the rotation holds after it.
+        let threshold = old.tf.policy().lockout_threshold;
+        let mut failed = 1; // the spent backup code above
+        while failed < threshold {
+            let ch = old.challenge(&u).await;
+            while failed < threshold {
+                match old
+                    .tf
+                    .verify_login(ch.token(), &wrong(&old.totp(&secret)))
+                    .await
+                {
+                    Err(Error::InvalidCode { .. }) => failed += 1,
+                    Err(Error::TooManyAttempts) => break,
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        assert!(matches!(
+            new.tf.begin_login(&u).await,
+            Err(Error::Locked { .. })
+        ));
+    }
+}
+
 /// One `#[test]` per flow body for the stores `$make` gives.
 macro_rules! flow_tests {
     ($make:expr) => {
         flow_tests!(@each $make; login_with_totp, login_with_email_code, login_with_backup_code,
             lockout, replay, regenerate_and_disable);
         flow_tests!(@floods $make; right_totp_codes, right_email_and_backup_codes);
+        flow_tests!(@rotation $make; nothing_is_lost, nothing_re_opens);
+    };
+    (@rotation $make:expr; $($name:ident),+) => {
+        $(
+            #[test]
+            fn $name() {
+                twofactor::conformance::run(stringify!($name), $make, crate::store_flows::rotation::$name);
+            }
+        )+
     };
     (@floods $make:expr; $($name:ident),+) => {
         $(
