@@ -4,15 +4,21 @@
 #     bash fuzz/run.sh 100000                  # all targets, 100,000 executions each
 #     bash fuzz/run.sh 1000000 otpauth_uri     # one target
 #
-# Needs cargo-fuzz (`cargo install cargo-fuzz --locked`) and a nightly toolchain (used as
-# `cargo +nightly` when rustup has one). Builds every target once (release, debug assertions on so
-# that an integer overflow panics), then runs each from its committed seeds in fuzz/corpus/<target>/
-# and a working corpus where new inputs go, so the seeds in the tree stay as they are.
+# Needs cargo-fuzz (`cargo install cargo-fuzz --locked`); uses `cargo +nightly` when rustup has a
+# nightly toolchain, else the current one with RUSTC_BOOTSTRAP=1. Builds every target once
+# (release, debug assertions on so that an integer overflow panics), then runs each from its
+# committed seeds in fuzz/corpus/<target>/ and a working corpus where new inputs go, so the seeds
+# in the tree stay as they are.
 #
+# FUZZ_TOOLCHAIN  the rustup toolchain to build with (default: nightly if installed, else the
+#                 current one)
 # FUZZ_WORK       folder for the working corpora and logs (default: a temporary folder, removed
 #                 afterwards; set it to keep and grow the corpora between runs)
-# FUZZ_BUILD_ARGS more `cargo fuzz build` options, e.g. "--sanitizer none" (default: AddressSanitizer)
+# FUZZ_BUILD_ARGS the `cargo fuzz build` options (default "-O -a": release with debug assertions,
+#                 AddressSanitizer); e.g. "--dev" builds much faster and runs slower
 # FUZZ_ARGS       more libFuzzer options, e.g. "-max_total_time=60"
+# FUZZ_TARGET_DIR where cargo fuzz builds (default: fuzz/target); a folder kept between runs
+#                 makes the next build incremental
 #
 # A crash leaves its input in fuzz/artifacts/<target>/ (replay it with
 # `cargo +nightly fuzz run <target> <file>`); the script still runs the other targets and exits 1.
@@ -23,13 +29,20 @@ runs="${1:-100000}"
 [ $# -gt 0 ] && shift
 case "$runs" in '' | *[!0-9]*) echo "usage: bash fuzz/run.sh RUNS [TARGET...]" >&2; exit 2 ;; esac
 
-if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-    cargo_fuzz() { cargo +nightly fuzz "$@"; }
-else
-    cargo_fuzz() { cargo fuzz "$@"; }
+# cargo fuzz passes -Z flags to rustc (the sanitizer): nightly when rustup has one, otherwise the
+# current toolchain with RUSTC_BOOTSTRAP=1 (a stable toolchain ships the sanitizer runtimes too).
+toolchain="${FUZZ_TOOLCHAIN:-}"
+if [ -z "$toolchain" ] && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    toolchain=nightly
 fi
+case "$toolchain" in
+    nightly*) cargo_fuzz() { cargo "+$toolchain" fuzz "$@"; } ;;
+    "") cargo_fuzz() { RUSTC_BOOTSTRAP=1 cargo fuzz "$@"; } ;;
+    *) cargo_fuzz() { RUSTC_BOOTSTRAP=1 cargo "+$toolchain" fuzz "$@"; } ;;
+esac
 # shellcheck disable=SC2206 # word splitting of the option strings is meant
-build_args=(-O -a ${FUZZ_BUILD_ARGS:-})
+build_args=(${FUZZ_BUILD_ARGS:--O -a})
+[ -n "${FUZZ_TARGET_DIR:-}" ] && build_args+=(--target-dir "$FUZZ_TARGET_DIR")
 # shellcheck disable=SC2206
 fuzz_args=(${FUZZ_ARGS:-})
 
