@@ -521,7 +521,7 @@ fn encode_default_user(user: &UserState, run: u64) -> Vec<u8> {
     out
 }
 
-fn decode_default_user(bytes: &[u8]) -> Result<(UserState, u64), StoreError> {
+pub(crate) fn decode_default_user(bytes: &[u8]) -> Result<(UserState, u64), StoreError> {
     let (state, run) = bytes
         .split_at_checked(USER_STATE_LEN)
         .ok_or_else(|| StoreError::corrupt("malformed user record"))?;

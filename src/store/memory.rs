@@ -99,6 +99,36 @@ fn challenge_entry(ch: &ChallengeState) -> Entry {
     Entry::bytes(&bytes, ch.expires_at)
 }
 
+/// Reads the bytes of a [`challenge_entry`] back.
+pub(crate) fn read_challenge_entry(
+    bytes: &[u8],
+    expires_at: Timestamp,
+) -> Result<ChallengeState, StoreError> {
+    let mut r = Reader(bytes);
+    let read = (|| {
+        let attempts = r.u32()?;
+        let code = match r.u8()? {
+            0 => None,
+            1 => Some(r.bytes()?.to_vec()),
+            _ => return None,
+        };
+        Some((attempts, code))
+    })();
+    let (attempts, code) = read.ok_or_else(|| StoreError::corrupt("malformed challenge"))?;
+    Ok(ChallengeState {
+        value: r.0.to_vec(),
+        code,
+        attempts,
+        expires_at,
+    })
+}
+
+/// The bytes of a [`challenge_entry`].
+#[cfg(feature = "fuzzing")]
+pub(crate) fn challenge_entry_bytes(ch: &ChallengeState) -> Vec<u8> {
+    challenge_entry(ch).into_bytes()
+}
+
 /// The records, and the sweep that garbage-collects the expired ones.
 ///
 /// The map keeps its records in one dense vector (an [`IndexMap`]), so the sweep is a cursor
@@ -197,23 +227,7 @@ impl OtpState {
         let Value::Bytes(bytes) = &entry.value else {
             return Err(StoreError::corrupt("a challenge key holds a counter"));
         };
-        let mut r = Reader(bytes);
-        let read = (|| {
-            let attempts = r.u32()?;
-            let code = match r.u8()? {
-                0 => None,
-                1 => Some(r.bytes()?.to_vec()),
-                _ => return None,
-            };
-            Some((attempts, code))
-        })();
-        let (attempts, code) = read.ok_or_else(|| StoreError::corrupt("malformed challenge"))?;
-        Ok(Some(ChallengeState {
-            value: r.0.to_vec(),
-            code,
-            attempts,
-            expires_at: entry.expires_at,
-        }))
+        read_challenge_entry(bytes, entry.expires_at).map(Some)
     }
 
     /// The user's record as of `now`; a missing one is a fresh user.

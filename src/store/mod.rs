@@ -25,6 +25,8 @@ use flow::{
     AttemptSpec, Begun, NewChallenge, Opened, Reserved, SendSpec, Settled, Settlement, UserLimits,
     UserState,
 };
+#[cfg(feature = "fuzzing")]
+pub(crate) use memory::{challenge_entry_bytes, read_challenge_entry};
 pub use memory::{MemoryEnrollmentStore, MemoryOtpStore};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use sql::{SqlStore, SqlStoreBuilder};

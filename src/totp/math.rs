@@ -48,19 +48,38 @@ impl TotpSecret {
 
     /// A secret from unpadded or padded RFC 4648 base32 (case-insensitive, spaces ignored).
     ///
+    /// `=` is accepted only as padding: at the end, and exactly as much as RFC 4648 puts there
+    /// (`======`, `====`, `===` or `=` after a last group of 2, 4, 5 or 7 characters). A length
+    /// that no encoding has (1, 3 or 6 characters in the last group) is refused: it would drop
+    /// characters silently.
+    ///
     /// # Errors
     /// [`Error::InvalidInput`] when not base32; [`Error::InvalidConfig`] when too short.
     pub fn from_base32(text: &str) -> Result<Self, Error> {
         if text.len() > 256 {
             return Err(Error::InvalidInput("secret too long"));
         }
+        let not_base32 = Error::InvalidInput("secret is not base32");
         let cleaned: String = text
             .chars()
-            .filter(|c| *c != ' ' && *c != '=')
+            .filter(|c| *c != ' ')
             .map(|c| c.to_ascii_uppercase())
             .collect();
-        let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &cleaned)
-            .ok_or(Error::InvalidInput("secret is not base32"))?;
+        let data = cleaned.trim_end_matches('=');
+        let padding = cleaned.len() - data.len();
+        let full_padding = match data.len() % 8 {
+            0 => 0,
+            2 => 6,
+            4 => 4,
+            5 => 3,
+            7 => 1,
+            _ => return Err(not_base32),
+        };
+        if data.contains('=') || (padding != 0 && padding != full_padding) {
+            return Err(not_base32);
+        }
+        let bytes =
+            base32::decode(base32::Alphabet::Rfc4648 { padding: false }, data).ok_or(not_base32)?;
         Self::from_bytes(bytes)
     }
 
@@ -359,6 +378,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Found by the `totp_base32` fuzz target: `=` was dropped wherever it stood, and a last
+    /// group of 1, 3 or 6 characters was cut off, so `"iiiiiNNNZNZJdddddiiiNNNdddd"` (27
+    /// characters) read as the secret of its first 26.
+    #[test]
+    fn from_base32_accepts_only_trailing_rfc4648_padding() {
+        let b32 = |s: &str| TotpSecret::from_base32(s).map(|s| s.as_bytes().to_vec());
+        let twenty = b32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap();
+        // 16 bytes: 26 characters, and 6 of padding when padded.
+        let sixteen = b32("AAAQEAYEAUDAOCAJBIFQYDIOB4").unwrap();
+        assert_eq!(sixteen, (0..16).collect::<Vec<u8>>());
+        assert_eq!(b32("AAAQEAYEAUDAOCAJBIFQYDIOB4======").unwrap(), sixteen);
+        assert_eq!(
+            b32("aaaq eaye audaocaj bifq ydio b4== ====").unwrap(),
+            sixteen
+        );
+        for bad in [
+            "AAAQEAYEAUDAOCAJBIFQYDIOB4=",
+            "AAAQEAYEAUDAOCAJBIFQYDIOB4=====",
+            "AAAQEAYEAUDAOCAJBIFQYDIOB4=======",
+            "AAAQEAYEAUDAOCAJBIFQYDIO=B4======",
+            "=AAAQEAYEAUDAOCAJBIFQYDIOB4",
+            "AAAQEAYEAUDAOCAJBIFQ=YDIOB4",
+            "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP=",
+            "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP========",
+            "JBSWY3DP=EHPK3PXPJBSWY3DPEHPK3PXP",
+            "iiiiiNNNZNZJdddddiiiNNNdddd",
+            "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXPA",
+            "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXPAAA",
+            "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXPAAAAAA",
+        ] {
+            assert!(
+                matches!(b32(bad), Err(Error::InvalidInput(_))),
+                "{bad} was accepted"
+            );
+        }
+        assert_eq!(b32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap(), twenty);
     }
 
     #[test]

@@ -369,16 +369,21 @@ fn parse_reads_what_apps_and_other_servers_write() {
     assert_eq!(u.secret().as_bytes(), b"12345678901234567890");
 
     // Issuer only as a parameter, an encoded colon, spaces before the account, a lower-case
-    // padded secret, scheme and type in capitals, unknown parameters.
+    // padded secret (16 bytes: 26 characters and 6 of padding), scheme and type in capitals,
+    // unknown parameters.
     let u = OtpAuthUri::parse(&format!(
-        "OTPAUTH://TOTP/Big%20Bank%3A%20%20bob%40example.com?secret={}%3D%3D&issuer=Big%20Bank\
-         &algorithm=sha256&digits=8&period=60&image=https%3A%2F%2Fexample.com%2Fa.png",
-        B32.to_lowercase()
+        "OTPAUTH://TOTP/Big%20Bank%3A%20%20bob%40example.com?secret={}%3D%3D%3D%3D%3D%3D\
+         &issuer=Big%20Bank&algorithm=sha256&digits=8&period=60\
+         &image=https%3A%2F%2Fexample.com%2Fa.png",
+        B32[..26].to_lowercase()
     ))
     .unwrap();
     assert_eq!(u.issuer(), Some("Big Bank"));
     assert_eq!(u.account(), "bob@example.com");
     assert_eq!(u.params(), params(TotpAlgorithm::Sha256, 8, 60));
+    assert_eq!(u.secret().as_bytes(), b"1234567890123456");
+    // Padding where a secret needs none is not padding.
+    assert!(OtpAuthUri::parse(&format!("otpauth://totp/a?secret={B32}%3D%3D")).is_err());
 
     let u = OtpAuthUri::parse(&format!("otpauth://totp/carol?issuer=Acme&secret={B32}")).unwrap();
     assert_eq!(u.issuer(), Some("Acme"));
