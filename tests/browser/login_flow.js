@@ -284,7 +284,7 @@ async function main() {
     await step("turn two-factor off with the password and an emailed step-up code", async () => {
       const before = mails(email).length;
       await page.click("#send-step-up");
-      const code = await nextCode(email, before, "sign-in code");
+      const code = await nextCode(email, before, "confirm a security change");
       await page.fill("#disable-password", password);
       await page.fill("#disable-code", code);
       await page.click("#disable-submit");
