@@ -60,13 +60,26 @@ impl fmt::Debug for ChallengeToken {
 impl ChallengeToken {
     /// A fresh token for the user whose key tag is `tag`.
     pub(crate) fn generate(tag: &[u8; TAG_BYTES]) -> Self {
+        Self::make(tag, None).0
+    }
+
+    /// A fresh token for the user whose key tag is `tag`, with its challenge id: the same id
+    /// [`locate`](Self::locate) finds, computed from the bytes at hand instead of decoding the
+    /// token again.
+    pub(crate) fn generate_located(tag: &[u8; TAG_BYTES], keys: &Keyring) -> (Self, [u8; 16]) {
+        let (token, id) = Self::make(tag, Some(keys));
+        (token, id.unwrap_or_default())
+    }
+
+    fn make(tag: &[u8; TAG_BYTES], keys: Option<&Keyring>) -> (Self, Option<[u8; 16]>) {
         let mut bytes = [0u8; TAG_BYTES + RANDOM_BYTES];
         let (head, random) = bytes.split_at_mut(TAG_BYTES);
         head.copy_from_slice(tag);
         OsRng.fill_bytes(random);
         let t = ChallengeToken(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)));
+        let id = keys.map(|k| challenge_id(k, &bytes));
         bytes.zeroize();
-        t
+        (t, id)
     }
 
     /// Parses a token sent back by a client.
@@ -103,10 +116,16 @@ impl ChallengeToken {
         let body = self.0.strip_prefix(PREFIX)?;
         let mut decoded = URL_SAFE_NO_PAD.decode(body).ok()?;
         let tag = decoded.first_chunk::<TAG_BYTES>().copied();
-        let mac = keys.mac(&[b"challenge", &decoded]);
+        let id = challenge_id(keys, &decoded);
         decoded.zeroize();
-        Some((tag?, *mac.first_chunk::<16>()?))
+        Some((tag?, id))
     }
+}
+
+/// The id a challenge is stored under: a keyed hash of the token's bytes.
+fn challenge_id(keys: &Keyring, token_bytes: &[u8]) -> [u8; 16] {
+    let mac = keys.mac(&[b"challenge", token_bytes]);
+    mac.first_chunk::<16>().copied().unwrap_or_default()
 }
 
 /// The TOTP factor a challenge is answered against: the sealed secret and its parameters.
@@ -337,6 +356,8 @@ mod tests {
         assert_eq!(tag, [7; TAG_BYTES]);
         let other = ChallengeToken::generate(&[7; TAG_BYTES]);
         assert_ne!(other.locate(&keys).unwrap().1, id, "ids differ per token");
+        let (made, made_id) = ChallengeToken::generate_located(&[9; TAG_BYTES], &keys);
+        assert_eq!(made.locate(&keys).unwrap(), ([9; TAG_BYTES], made_id));
         assert!(ChallengeToken::parse(&token.as_str()[..token.as_str().len() - 1]).is_err());
         assert!(ChallengeToken::parse(&format!("{}A", token.as_str())).is_err());
         assert!(ChallengeToken::parse("tfc1_AAAA").is_err());

@@ -94,10 +94,7 @@ impl TwoFactorService {
             methods.push(Method::BackupCode);
         }
         let keys = self.user_keys(user);
-        let token = ChallengeToken::generate(&keys.tag);
-        let (_, id) = token
-            .locate(&self.inner.keys)
-            .ok_or(Error::InvalidChallenge)?;
+        let (token, id) = ChallengeToken::generate_located(&keys.tag, &self.inner.keys);
         let key = keys.challenge(&id);
         let cooldown = UserKeys::cooldown(&key);
         let expires_at = now.saturating_add(policy.challenge_ttl);
