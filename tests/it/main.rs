@@ -24,6 +24,7 @@ mod hardening;
 mod keys;
 mod login;
 mod no_panic;
+mod packaging;
 mod policy_bounds;
 mod rfc_vectors;
 mod server_http;
