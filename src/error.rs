@@ -65,6 +65,12 @@ pub enum Error {
     /// The user has no such factor (or no pending setup to confirm).
     #[error("the user is not enrolled in this factor")]
     NotEnrolled,
+    /// A new code was asked for a challenge that has no email method (the user signs in with
+    /// TOTP or a backup code only): there is nothing to resend. Answered by
+    /// [`TwoFactorService::resend_code`](crate::TwoFactorService::resend_code); offer resending
+    /// only when [`Challenge::methods`](crate::Challenge::methods) holds [`Method::Email`](crate::Method::Email).
+    #[error("the challenge has no email code to resend")]
+    NoEmailMethod,
     /// The factor is already enabled; disable it first.
     #[error("the factor is already enabled")]
     AlreadyEnrolled,
@@ -112,6 +118,7 @@ impl Error {
             Error::Cooldown { .. } => "cooldown",
             Error::RateLimited { .. } => "rate_limited",
             Error::NotEnrolled => "not_enrolled",
+            Error::NoEmailMethod => "no_email_method",
             Error::AlreadyEnrolled => "already_enrolled",
             Error::NothingPending => "nothing_pending",
             Error::ReauthRequired => "reauth_required",
@@ -136,7 +143,7 @@ impl Error {
             | Error::InvalidPassword => 401,
             Error::NotEnrolled => 404,
             Error::ReauthRequired => 403,
-            Error::AlreadyEnrolled | Error::NothingPending => 409,
+            Error::AlreadyEnrolled | Error::NothingPending | Error::NoEmailMethod => 409,
             Error::TooManyAttempts
             | Error::Locked { .. }
             | Error::Cooldown { .. }
@@ -208,6 +215,7 @@ impl Error {
                 "Please wait before requesting another code."
             }
             Error::NotEnrolled => "Two-factor authentication is not set up.",
+            Error::NoEmailMethod => "This sign-in has no email code to resend.",
             Error::AlreadyEnrolled => "Two-factor authentication is already enabled.",
             Error::ReauthRequired => "Please confirm with a current code first.",
             Error::InvalidPassword => "The password is not correct.",

@@ -40,8 +40,8 @@ pub use events::{Event, EventSink, RecordingEvents, TracingEvents};
 pub use keys::Keyring;
 pub use login::LoginStep;
 pub use mail::{
-    escape_html, EnglishTemplates, LogMailer, MailContext, MailKind, Mailer, Message, MessageKind,
-    RecordingMailer, Rendered, SecurityAction, Templates,
+    escape_html, EnglishTemplates, LogMailer, MailContent, MailContext, Mailer, Message,
+    MessagePurpose, RecordingMailer, Rendered, SecurityAction, Templates,
 };
 pub use mail::{GermanTemplates, StandardMessage};
 #[cfg(feature = "smtp")]

@@ -20,7 +20,7 @@ use crate::email_code::refused_error;
 use crate::error::{Error, StoreError};
 use crate::events::Event;
 use crate::flow::{Begun, NewChallenge};
-use crate::mail::MailKind;
+use crate::mail::MailContent;
 use crate::method::{Method, Verified};
 use crate::service::{check_user, until, TwoFactorService, UserKeys};
 use crate::store::StoreKey;
@@ -147,7 +147,7 @@ impl TwoFactorService {
         };
         let mut email_sent = false;
         if let (Some(address), Some(code), Some(sent)) = (&record.email, &code, granted) {
-            let kind = MailKind::LoginCode {
+            let kind = MailContent::LoginCode {
                 code: code.expose(),
                 expires_in: code_expires.duration_since(now),
             };
@@ -194,7 +194,8 @@ impl TwoFactorService {
     /// Sends a new email code for a challenge, replacing the old one. Counters are not reset.
     ///
     /// # Errors
-    /// [`Error::InvalidChallenge`]; [`Error::NotEnrolled`] when email is not a method;
+    /// [`Error::InvalidChallenge`]; [`Error::NoEmailMethod`] when email is not a method of the
+    /// challenge (status 409, public code `no_email_method`);
     /// [`Error::Cooldown`] within the cooldown; [`Error::RateLimited`] past the send cap;
     /// delivery and store errors (no cooldown started, no usable code left).
     pub async fn resend_code(&self, token: &ChallengeToken) -> Result<(), Error> {
@@ -209,14 +210,14 @@ impl TwoFactorService {
         let record = ChallengeRecord::decode(&value)?;
         let Some(address) = &record.email else {
             let _ = self.inner.otp.delete(&cooldown).await;
-            return Err(Error::NotEnrolled);
+            return Err(Error::NoEmailMethod);
         };
         let user = record.user.as_str();
         let code = code::generate_numeric(policy.email_code_digits);
         let expires_at = now
             .saturating_add(policy.email_code_ttl)
             .min(record.expires_at);
-        let kind = MailKind::LoginCode {
+        let kind = MailContent::LoginCode {
             code: code.expose(),
             expires_in: expires_at.duration_since(now),
         };
@@ -326,7 +327,7 @@ impl TwoFactorService {
         {
             Err(Error::CodeReused) => {
                 let to = challenge.email.as_deref();
-                self.notify(user, to, MailKind::TotpReplayRejected).await;
+                self.notify(user, to, MailContent::TotpReplayRejected).await;
                 return Err(Error::CodeReused);
             }
             other => other?,

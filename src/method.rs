@@ -17,6 +17,13 @@ pub enum Method {
     BackupCode,
 }
 
+/// The stable name, as [`Method::as_str`]: `totp`, `email` or `backup_code`.
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Method {
     /// The method's stable name: `totp`, `email` or `backup_code`.
     pub fn as_str(self) -> &'static str {

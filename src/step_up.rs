@@ -9,7 +9,7 @@ use crate::email_code::STEP_UP;
 use crate::error::Error;
 use crate::events::Event;
 use crate::flow::OpenAttempt;
-use crate::mail::MailKind;
+use crate::mail::MailContent;
 use crate::method::Method;
 use crate::service::{check_user, TwoFactorService};
 use crate::store::EnrollmentRecord;
@@ -131,7 +131,7 @@ impl TwoFactorService {
         {
             Err(Error::CodeReused) if step.is_some() => {
                 let to = rec.email.as_ref().map(|e| e.address.as_str());
-                self.notify(user, to, MailKind::TotpReplayRejected).await;
+                self.notify(user, to, MailContent::TotpReplayRejected).await;
                 Err(Error::CodeReused)
             }
             other => other.map(|()| method),
@@ -317,7 +317,7 @@ impl TwoFactorService {
             user: user.to_owned(),
         });
         let to = rec.email.as_ref().map(|e| e.address.as_str());
-        self.notify(user, to, MailKind::TwoFactorDisabled).await;
+        self.notify(user, to, MailContent::TwoFactorDisabled).await;
         Ok(())
     }
 
@@ -350,7 +350,7 @@ impl TwoFactorService {
             user: user.to_owned(),
         });
         let to = rec.email.as_ref().map(|e| e.address.as_str());
-        self.notify(user, to, MailKind::BackupCodesRegenerated)
+        self.notify(user, to, MailContent::BackupCodesRegenerated)
             .await;
         Ok(set.codes().to_vec())
     }

@@ -7,7 +7,7 @@ use crate::clock::Timestamp;
 use crate::code::{self, Secret};
 use crate::error::Error;
 use crate::events::Event;
-use crate::mail::MailKind;
+use crate::mail::MailContent;
 use crate::method::Method;
 use crate::service::{check_user, TwoFactorService};
 use crate::store::{PendingTotp, TotpRecord};
@@ -200,7 +200,7 @@ impl TwoFactorService {
         self.notify(
             user,
             to,
-            MailKind::FactorAdded {
+            MailContent::FactorAdded {
                 method: Method::Totp,
             },
         )

@@ -1,6 +1,6 @@
 //! Disable (seeds 002, 003): password plus a fresh factor; each refusal with its own error.
 
-use twofactor::{Error, LoginStep, MessageKind, SecurityAction};
+use twofactor::{Error, LoginStep, MessagePurpose, SecurityAction};
 
 use crate::support::{wrong, Harness, PASSWORD};
 
@@ -31,8 +31,8 @@ async fn disable_needs_the_password_and_a_current_code() {
     assert!(status.methods.is_empty());
     assert_eq!(status.backup_codes_remaining, 0);
     assert_eq!(
-        h.mailer.last_to("alice@example.com").unwrap().kind,
-        MessageKind::TwoFactorDisabled
+        h.mailer.last_to("alice@example.com").unwrap().purpose,
+        MessagePurpose::TwoFactorDisabled
     );
     // Logins no longer ask for a code, and the old backup codes are gone.
     assert!(matches!(
@@ -114,8 +114,8 @@ async fn a_replayed_totp_code_in_disable_is_refused_and_reported() {
         Err(Error::CodeReused)
     ));
     assert_eq!(
-        h.mailer.last_to("alice@example.com").unwrap().kind,
-        MessageKind::TotpReplayRejected
+        h.mailer.last_to("alice@example.com").unwrap().purpose,
+        MessagePurpose::TotpReplayRejected
     );
     assert!(h.tf.status("u1").await.unwrap().enabled);
 }

@@ -26,6 +26,7 @@ mod login;
 mod no_panic;
 mod packaging;
 mod policy_bounds;
+mod quickstart;
 mod rfc_vectors;
 mod server_http;
 #[cfg(feature = "smtp")]

@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 use tower::ServiceExt as _;
 use twofactor::{
     totp_code, Clock, DeliveryError, EnrollmentStore, Keyring, Mailer, ManualClock,
-    MemoryEnrollmentStore, MemoryOtpStore, Message, MessageKind, OtpStore, Policy, RecordingMailer,
-    Timestamp, TotpParams, TotpSecret,
+    MemoryEnrollmentStore, MemoryOtpStore, Message, MessagePurpose, OtpStore, Policy,
+    RecordingMailer, Timestamp, TotpParams, TotpSecret,
 };
 
 use app::{AppState, Backends, Tokens};
@@ -157,13 +157,13 @@ impl Server {
     }
 
     /// The code in the last message of `kind` to `to`.
-    fn code_to(&self, to: &str, kind: MessageKind) -> String {
+    fn code_to(&self, to: &str, kind: MessagePurpose) -> String {
         let msg = self
             .mailer
             .messages()
             .into_iter()
             .rev()
-            .find(|m| m.to == to && m.kind == kind)
+            .find(|m| m.to == to && m.purpose == kind)
             .unwrap_or_else(|| panic!("no {kind:?} message to {to}"));
         code_in(&msg.text)
     }
@@ -182,7 +182,7 @@ impl Server {
             )
             .await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-        let code = self.code_to(&email, MessageKind::RegistrationCode);
+        let code = self.code_to(&email, MessagePurpose::RegistrationCode);
         let r = self
             .post(
                 "/auth/register/verify",
@@ -262,7 +262,7 @@ impl Server {
             .post_auth("/auth/2fa/email/setup", &account.access, json!({}))
             .await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-        let code = self.code_to(&account.email, MessageKind::EmailSetupCode);
+        let code = self.code_to(&account.email, MessagePurpose::EmailSetupCode);
         let r = self
             .post_auth(
                 "/auth/2fa/email/confirm",
@@ -362,7 +362,7 @@ async fn register_verify_then_sign_in_without_second_factor() {
     let r = s.login("alice").await;
     assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_credentials");
 
-    let code = s.code_to("alice@example.com", MessageKind::RegistrationCode);
+    let code = s.code_to("alice@example.com", MessagePurpose::RegistrationCode);
     let wrong = if code == "000000" { "111111" } else { "000000" };
     let r = s
         .post(
@@ -447,7 +447,7 @@ async fn registration_answers_alike_whether_or_not_the_username_is_taken() {
             json!({"username": "nobody", "code": "123456"}),
         )
         .await;
-    let real = s.code_to("carol@example.com", MessageKind::RegistrationCode);
+    let real = s.code_to("carol@example.com", MessagePurpose::RegistrationCode);
     let wrong = if real == "123456" { "654321" } else { "123456" };
     let wrong = s
         .post(
@@ -868,7 +868,7 @@ async fn email_factor_login_with_resend_cooldown() {
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     assert_eq!(r.json["email"], "kim@example.com");
-    let code = s.code_to("kim@example.com", MessageKind::EmailSetupCode);
+    let code = s.code_to("kim@example.com", MessagePurpose::EmailSetupCode);
     let wrong = if code == "000000" { "000001" } else { "000000" };
     let r = s
         .post_auth(
@@ -904,7 +904,7 @@ async fn email_factor_login_with_resend_cooldown() {
     assert_eq!(r.json["code_expires_in"], 300);
     assert_eq!(r.json["resend_after"], 60);
     let challenge = r.json["challenge"].as_str().unwrap().to_owned();
-    let first = s.code_to("kim@example.com", MessageKind::LoginCode);
+    let first = s.code_to("kim@example.com", MessagePurpose::LoginCode);
 
     // Resend inside the cooldown: 429 with Retry-After.
     let r = s
@@ -923,7 +923,7 @@ async fn email_factor_login_with_resend_cooldown() {
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     assert_eq!(r.json["resend_after"], 60);
-    let second = s.code_to("kim@example.com", MessageKind::LoginCode);
+    let second = s.code_to("kim@example.com", MessagePurpose::LoginCode);
 
     // The new code replaced the old one.
     if first != second {
@@ -954,7 +954,7 @@ async fn resend_without_an_email_factor_and_the_send_cap() {
     let r = s
         .post("/auth/login/resend", json!({"challenge": challenge}))
         .await;
-    assert_error(&r, StatusCode::NOT_FOUND, "not_enrolled");
+    assert_error(&r, StatusCode::CONFLICT, "no_email_method");
 
     // A user with email codes: sends are capped per window; the cap answers 429 rate_limited.
     let mia = s.register("mia").await;
@@ -1001,7 +1001,7 @@ async fn step_up_code_regenerates_backup_codes_and_old_codes_die() {
         .call("POST", "/auth/2fa/step-up", Some(&nia.access), None)
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-    let code = s.code_to("nia@example.com", MessageKind::SecurityCode);
+    let code = s.code_to("nia@example.com", MessagePurpose::SecurityCode);
     let r = s
         .post_auth(
             "/auth/2fa/backup-codes/regenerate",
