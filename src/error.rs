@@ -84,6 +84,11 @@ pub enum Error {
     /// The host's password check refused the password.
     #[error("the password is not correct")]
     InvalidPassword,
+    /// The host's [`PasswordVerifier`](crate::PasswordVerifier) could not check the password (its
+    /// database was down, …): not a wrong password. The flow failed closed; the cause is the
+    /// source.
+    #[error("the password could not be checked")]
+    PasswordCheck(#[source] BoxError),
     /// An argument was unusable (empty user id, malformed email address, …).
     #[error("invalid input: {0}")]
     InvalidInput(&'static str),
@@ -123,6 +128,7 @@ impl Error {
             Error::NothingPending => "nothing_pending",
             Error::ReauthRequired => "reauth_required",
             Error::InvalidPassword => "invalid_password",
+            Error::PasswordCheck(_) => "password_check_failed",
             Error::InvalidInput(_) => "invalid_input",
             Error::InvalidConfig(_) => "invalid_config",
             Error::Internal(_) => "internal_error",
@@ -149,7 +155,7 @@ impl Error {
             | Error::Cooldown { .. }
             | Error::RateLimited { .. } => 429,
             Error::InvalidConfig(_) | Error::Internal(_) | Error::Crypto => 500,
-            Error::Store(_) | Error::Delivery(_) => 503,
+            Error::Store(_) | Error::Delivery(_) | Error::PasswordCheck(_) => 503,
         }
     }
 
@@ -223,7 +229,7 @@ impl Error {
             Error::InvalidConfig(_) | Error::Internal(_) | Error::Crypto => {
                 "An internal error occurred."
             }
-            Error::Store(_) | Error::Delivery(_) => {
+            Error::Store(_) | Error::Delivery(_) | Error::PasswordCheck(_) => {
                 "The service is temporarily unavailable. Please try again."
             }
         }

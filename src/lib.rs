@@ -31,6 +31,10 @@ mod step_up;
 mod store;
 mod totp;
 
+/// The attribute every `impl` of this crate's async traits needs ([`OtpStore`],
+/// [`EnrollmentStore`], [`Mailer`], [`PasswordVerifier`]): `#[twofactor::async_trait]`. Re-exported
+/// so that a host needs no dependency of its own, and cannot pick a mismatched version.
+pub use async_trait::async_trait;
 pub use backup::BackupCodeSet;
 pub use challenge::{Challenge, ChallengeToken};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};

@@ -274,7 +274,9 @@ impl TwoFactorService {
     ///
     /// # Errors
     /// [`Error::InvalidPassword`], [`Error::NotEnrolled`], [`Error::InvalidCode`],
-    /// [`Error::Locked`], …; [`Error::InvalidConfig`] when no password verifier is configured.
+    /// [`Error::Locked`], …; [`Error::PasswordCheck`] when the verifier could not check (the
+    /// attempt stays counted, nothing is changed); [`Error::InvalidConfig`] when no password
+    /// verifier is configured.
     ///
     /// [`PasswordVerifier`]: crate::PasswordVerifier
     pub async fn disable(&self, user: &str, password: &str, code: &str) -> Result<(), Error> {
@@ -306,7 +308,10 @@ impl TwoFactorService {
                 retry_after: policy.failure_window,
             });
         }
-        let password_ok = verifier.verify(user, password);
+        let password_ok = verifier
+            .verify(user, password)
+            .await
+            .map_err(Error::PasswordCheck)?;
         if password_ok {
             self.inner.otp.delete(&run).await?;
         }
