@@ -197,17 +197,34 @@ impl fmt::Debug for Message {
 ///
 /// Return an error whenever the message may not have been accepted for delivery: the service then
 /// fails closed, leaves no usable code behind and starts no cooldown.
+///
+/// The trait is async through [`async_trait`](crate::async_trait): the `impl` needs the attribute
+/// too (without it the compiler answers E0195, "lifetime parameters do not match"). An
+/// `Arc<M>` or a `Box<dyn Mailer>` is a `Mailer` as well.
+///
+/// ```
+/// use twofactor::{async_trait, DeliveryError, Mailer, Message};
+///
+/// /// Hands each message to the host's own email service.
+/// struct ProviderMailer {
+///     outbox: tokio::sync::mpsc::Sender<(String, String, String)>,
+/// }
+///
+/// #[async_trait]
+/// impl Mailer for ProviderMailer {
+///     async fn send(&self, message: &Message) -> Result<(), DeliveryError> {
+///         let mail = (message.to.clone(), message.subject.clone(), message.text.clone());
+///         // An error means "maybe not accepted": the service then leaves no usable code.
+///         self.outbox.send(mail).await.map_err(DeliveryError::transient)
+///     }
+/// }
+/// # let (tx, _rx) = tokio::sync::mpsc::channel(1);
+/// # let _ = twofactor::TwoFactorService::builder().mailer(ProviderMailer { outbox: tx });
+/// ```
 #[async_trait]
 pub trait Mailer: Send + Sync + 'static {
     /// Sends one message.
     async fn send(&self, message: &Message) -> Result<(), DeliveryError>;
-}
-
-#[async_trait]
-impl<M: Mailer + ?Sized> Mailer for Arc<M> {
-    async fn send(&self, message: &Message) -> Result<(), DeliveryError> {
-        (**self).send(message).await
-    }
 }
 
 /// Keeps every message in memory, for tests: the equivalent of a stub transport.

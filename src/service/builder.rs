@@ -117,28 +117,22 @@ impl ServiceBuilder {
     }
 
     /// The short-lived store. Required.
-    pub fn otp_store(self, store: impl OtpStore) -> Self {
-        self.otp_store_arc(Arc::new(store))
-    }
-
-    /// The short-lived store, shared.
-    pub fn otp_store_arc(mut self, store: Arc<dyn OtpStore>) -> Self {
-        self.otp = Some(store);
+    ///
+    /// A store the host keeps a handle on can be passed as an `Arc<S>` (or an
+    /// `Arc<dyn OtpStore>`, a `Box<dyn OtpStore>`): the pointer is a store too, and forwards
+    /// every call, the composite operations included.
+    pub fn otp_store(mut self, store: impl OtpStore) -> Self {
+        self.otp = Some(Arc::new(store));
         self
     }
 
-    /// The durable store. Required.
-    pub fn enrollments(self, store: impl EnrollmentStore) -> Self {
-        self.enrollments_arc(Arc::new(store))
-    }
-
-    /// The durable store, shared.
-    pub fn enrollments_arc(mut self, store: Arc<dyn EnrollmentStore>) -> Self {
-        self.enrollments = Some(store);
+    /// The durable store. Required. An `Arc<S>` or a `Box<dyn EnrollmentStore>` is one too.
+    pub fn enrollments(mut self, store: impl EnrollmentStore) -> Self {
+        self.enrollments = Some(Arc::new(store));
         self
     }
 
-    /// The mailer. Required.
+    /// The mailer. Required. An `Arc<M>` or a `Box<dyn Mailer>` is one too.
     pub fn mailer(mut self, mailer: impl Mailer) -> Self {
         self.mailer = Some(Arc::new(mailer));
         self
