@@ -72,7 +72,7 @@ pub use store::{RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX};
 pub use store::{SqlStore, SqlStoreBuilder};
 pub use totp::{
     otpauth_uri, qr_png, qr_svg, totp_code, OtpAuthUri, TotpParams, TotpSecret, TotpSetup,
-    TotpVerifier,
+    TotpSetupResponse, TotpVerifier,
 };
 
 /// Entry points for the fuzz targets in `fuzz/`: thin wrappers around crate-internal functions.

@@ -27,7 +27,13 @@ use crate::store::StoreKey;
 use crate::totp::TotpParams;
 
 /// The outcome of [`TwoFactorService::begin_login`].
-#[derive(Debug)]
+///
+/// It serializes as the answer to the client: `{"step": "complete", …the Verified fields}` or
+/// `{"step": "challenge", "token": "tfc2_…", "methods": […], "expires_at": …, "email_sent": …}`.
+/// The challenge's token is in it on purpose (the client sends it back): serialize a `LoginStep`
+/// only into that response, never into a log.
+#[derive(Debug, serde::Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
 pub enum LoginStep {
     /// The user has no second factor: the login is complete.
     Complete(Verified),

@@ -36,7 +36,10 @@ impl Method {
 }
 
 /// Proof that a user passed the second factor. The host issues its own session from it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serializes as `{"user": …, "method": "totp" | "email" | "backup_code" | null,
+/// "backup_codes_remaining": …, "verified_at": <unix seconds>}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Verified {
     /// The user.

@@ -15,7 +15,9 @@ use crate::service::{check_user, TwoFactorService};
 use crate::store::EnrollmentRecord;
 
 /// The two-factor state of a user.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serializes with its field names (methods by name, times in unix seconds), for a settings page.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Status {
     /// Whether any factor is enabled.

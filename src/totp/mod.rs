@@ -15,6 +15,6 @@ mod uri;
 pub(crate) use math::matching_step;
 pub use math::{totp_code, TotpParams, TotpSecret, TotpVerifier};
 pub use qr::{qr_png, qr_svg};
-pub use setup::TotpSetup;
+pub use setup::{TotpSetup, TotpSetupResponse};
 pub(crate) use uri::usable_label;
 pub use uri::{otpauth_uri, OtpAuthUri};

@@ -43,3 +43,4 @@ mod store_secrecy;
 mod totp;
 mod totp_enrollment;
 mod uniformity;
+mod wire;
