@@ -69,7 +69,7 @@ pub use store::{
 pub use store::{RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
-pub use store::{SqlStore, SqlStoreBuilder};
+pub use store::{SqlPool, SqlStore, SqlStoreBuilder};
 pub use totp::{
     otpauth_uri, qr_png, qr_svg, totp_code, OtpAuthUri, TotpParams, TotpSecret, TotpSetup,
     TotpSetupResponse, TotpVerifier,

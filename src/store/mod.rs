@@ -30,7 +30,7 @@ use flow::{
 pub(crate) use memory::{challenge_entry_bytes, read_challenge_entry};
 pub use memory::{MemoryEnrollmentStore, MemoryOtpStore};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub use sql::{SqlStore, SqlStoreBuilder};
+pub use sql::{SqlPool, SqlStore, SqlStoreBuilder};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

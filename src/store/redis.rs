@@ -564,11 +564,7 @@ impl RedisOtpStoreBuilder {
     /// [`Error::InvalidConfig`] for a malformed URL or a prefix with `{` or `}`;
     /// [`Error::Store`] when the server cannot be reached or does not answer in time.
     pub async fn connect(self) -> Result<RedisOtpStore, Error> {
-        if self.prefix.contains(['{', '}']) {
-            return Err(Error::InvalidConfig(
-                "the Redis key prefix may not contain `{` or `}`".into(),
-            ));
-        }
+        check_prefix(&self.prefix)?;
         // The error text of a bad URL may quote the URL and its password: not passed on.
         let client = redis::Client::open(self.url.as_str())
             .map_err(|_| Error::InvalidConfig("the Redis URL is not valid".into()))?;
@@ -581,22 +577,18 @@ impl RedisOtpStoreBuilder {
         let conn = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| Error::Store(store_error(e)))?;
-        Ok(RedisOtpStore {
-            conn,
-            prefix: self.prefix,
-            scripts: std::sync::Arc::new(Scripts {
-                put_if_absent: Script::new(PUT_IF_ABSENT),
-                increment: Script::new(INCREMENT),
-                advance: Script::new(ADVANCE),
-                begin_challenge: Script::new(BEGIN_CHALLENGE),
-                reserve_send: Script::new(RESERVE_SEND),
-                store_code: Script::new(STORE_CODE),
-                open_attempt: Script::new(OPEN_ATTEMPT),
-                settle: Script::new(SETTLE),
-                user_state: Script::new(USER_STATE),
-            }),
-        })
+        RedisOtpStore::from_connection(conn, self.prefix)
     }
+}
+
+/// A key prefix may not hold a hash tag: the tag of a key must come from the key itself.
+fn check_prefix(prefix: &str) -> Result<(), Error> {
+    if prefix.contains(['{', '}']) {
+        return Err(Error::InvalidConfig(
+            "the Redis key prefix may not contain `{` or `}`".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl RedisOtpStore {
@@ -619,6 +611,47 @@ impl RedisOtpStore {
     /// As [`RedisOtpStoreBuilder::connect`].
     pub async fn connect(url: impl Into<String>) -> Result<Self, Error> {
         Self::builder(url).connect().await
+    }
+
+    /// A store on a connection the host already has, so it opens no second one. The
+    /// connection's own timeouts and reconnection settings apply; `prefix` is as for
+    /// [`RedisOtpStoreBuilder::prefix`] ([`DEFAULT_REDIS_PREFIX`] for the default). The
+    /// connection must come from the `redis` crate version this crate uses (1.x).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use twofactor::{RedisOtpStore, DEFAULT_REDIS_PREFIX};
+    ///
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let conn = redis::aio::ConnectionManager::new(client).await?; // the host's, shared
+    /// let store = RedisOtpStore::from_connection(conn.clone(), DEFAULT_REDIS_PREFIX)?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a prefix with `{` or `}`.
+    pub fn from_connection(
+        conn: ConnectionManager,
+        prefix: impl Into<String>,
+    ) -> Result<Self, Error> {
+        let prefix = prefix.into();
+        check_prefix(&prefix)?;
+        Ok(RedisOtpStore {
+            conn,
+            prefix,
+            scripts: std::sync::Arc::new(Scripts {
+                put_if_absent: Script::new(PUT_IF_ABSENT),
+                increment: Script::new(INCREMENT),
+                advance: Script::new(ADVANCE),
+                begin_challenge: Script::new(BEGIN_CHALLENGE),
+                reserve_send: Script::new(RESERVE_SEND),
+                store_code: Script::new(STORE_CODE),
+                open_attempt: Script::new(OPEN_ATTEMPT),
+                settle: Script::new(SETTLE),
+                user_state: Script::new(USER_STATE),
+            }),
+        })
     }
 
     /// The prefix put before every key.

@@ -237,7 +237,7 @@ const CODES_REDEEM: &str = "WITH used AS (
 SELECT (SELECT COUNT(*) FROM used),
     (SELECT COUNT(*) FROM twofactor_backup_codes WHERE user_id = $1 AND used_at IS NULL)";
 
-enum Backend {
+pub(crate) enum Backend {
     #[cfg(feature = "postgres")]
     Postgres(sqlx::PgPool),
     #[cfg(feature = "sqlite")]
@@ -324,6 +324,39 @@ impl fmt::Debug for SqlStore {
             .finish_non_exhaustive()
     }
 }
+
+/// A sqlx pool a [`SqlStore`] can run on ([`SqlStore::from_pool`]): `sqlx::PgPool` with the
+/// `postgres` feature, `sqlx::SqlitePool` with `sqlite`. Sealed: implemented for those only.
+pub trait SqlPool: pool::Sealed {}
+
+// The trait sits in a private module (the sealed pattern): nobody outside the crate can name
+// it, so its method may return the crate-private backend.
+#[allow(private_interfaces)]
+mod pool {
+    /// Turns a pool into the store's backend.
+    pub trait Sealed {
+        fn into_backend(self) -> super::Backend;
+    }
+
+    #[cfg(feature = "postgres")]
+    impl Sealed for sqlx::PgPool {
+        fn into_backend(self) -> super::Backend {
+            super::Backend::Postgres(self)
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
+    impl Sealed for sqlx::SqlitePool {
+        fn into_backend(self) -> super::Backend {
+            super::Backend::Sqlite(self)
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl SqlPool for sqlx::PgPool {}
+#[cfg(feature = "sqlite")]
+impl SqlPool for sqlx::SqlitePool {}
 
 /// Configures and connects a [`SqlStore`]; made by [`SqlStore::builder`].
 pub struct SqlStoreBuilder {
@@ -506,6 +539,30 @@ impl SqlStore {
         Self::builder(url).connect().await
     }
 
+    /// A store on a pool the host already has, so it opens no second one: a `sqlx::PgPool`
+    /// (feature `postgres`) or a `sqlx::SqlitePool` (feature `sqlite`), from the sqlx version
+    /// this crate uses (0.8). Clones of the pool are shared, and its settings apply as they are.
+    ///
+    /// The pool's connections should look as [`connect`](Self::connect) would make them: on
+    /// PostgreSQL the tables are found through the connections' `search_path` (set it there to
+    /// keep them in a schema of their own); on SQLite turn on foreign keys and set a busy
+    /// timeout (WAL mode recommended). Call [`migrate`](Self::migrate) as usual.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "postgres")]
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = sqlx::PgPool::connect("postgres://app@db/app").await?; // the host's pool
+    /// let store = twofactor::SqlStore::from_pool(pool.clone());
+    /// store.migrate().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_pool(pool: impl SqlPool) -> Self {
+        SqlStore {
+            backend: std::sync::Arc::new(pool.into_backend()),
+            schema: None,
+        }
+    }
+
     /// `"postgres"` or `"sqlite"`.
     pub fn backend_name(&self) -> &'static str {
         match &*self.backend {
@@ -521,8 +578,9 @@ impl SqlStore {
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] when the database fails or refuses the statements.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    /// [`Error::Store`] when the database fails or refuses the statements: the same error type
+    /// as [`connect`](Self::connect), so both go through one `?`.
+    pub async fn migrate(&self) -> Result<(), Error> {
         let run: Result<(), sqlx::Error> = async {
             match &*self.backend {
                 #[cfg(feature = "postgres")]
@@ -586,7 +644,7 @@ impl SqlStore {
             }
         }
         .await;
-        run.map_err(store_error)
+        run.map_err(|e| Error::Store(store_error(e)))
     }
 
     /// Deletes every short-lived record that has expired by `now`, and returns how many.

@@ -37,6 +37,8 @@ mod store_conformance;
 mod store_faults;
 #[cfg(feature = "test-util")]
 mod store_flows;
+#[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
+mod store_pools;
 #[cfg(feature = "test-util")]
 mod store_round_trips;
 mod store_secrecy;
