@@ -49,11 +49,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("1. Enrol an authenticator app");
     let setup = tf.start_totp_setup(user, "alice@example.com").await?;
     println!("   otpauth URI: {}", setup.otpauth_uri());
-    println!(
-        "   QR code: {} bytes of SVG, {} bytes of PNG",
-        setup.qr_svg().len(),
-        setup.qr_png().len()
-    );
+    // Rendered on demand from the URI: SVG always, PNG with the `qr-png` feature (default).
+    println!("   QR code: {} bytes of SVG", setup.qr_svg()?.len());
     let backup: Vec<String> = setup
         .backup_codes()
         .iter()

@@ -105,6 +105,7 @@ impl<'de> serde::Deserialize<'de> for ChallengeToken {
 
 impl ChallengeToken {
     /// A fresh token for the user whose key tag is `tag`.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn generate(tag: &[u8; TAG_BYTES]) -> Self {
         Self::make(tag, None).0
     }

@@ -70,8 +70,11 @@ pub use store::{RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use store::{SqlPool, SqlStore, SqlStoreBuilder};
+#[cfg(feature = "qr-png")]
+#[cfg_attr(docsrs, doc(cfg(feature = "qr-png")))]
+pub use totp::qr_png;
 pub use totp::{
-    otpauth_uri, qr_png, qr_svg, totp_code, OtpAuthUri, TotpParams, TotpSecret, TotpSetup,
+    otpauth_uri, qr_svg, totp_code, OtpAuthUri, TotpParams, TotpSecret, TotpSetup,
     TotpSetupResponse, TotpVerifier,
 };
 

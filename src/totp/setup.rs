@@ -13,12 +13,12 @@ use crate::service::{check_user, TwoFactorService};
 use crate::store::{PendingTotp, TotpRecord};
 use crate::totp::{self, TotpParams, TotpSecret};
 
-/// What a TOTP setup shows the user, once.
+/// What a TOTP setup shows the user, once: the secret, its otpauth URI and the backup codes.
+/// The QR code is rendered from the URI only when asked for ([`qr_svg`](Self::qr_svg),
+/// [`qr_png`](Self::qr_png)), so a setup costs no rendering the host does not use.
 pub struct TotpSetup {
     secret: Secret,
     uri: Secret,
-    svg: String,
-    png: Vec<u8>,
     backup_codes: BackupCodeSet,
 }
 
@@ -41,14 +41,24 @@ impl TotpSetup {
         self.uri.expose()
     }
 
-    /// The QR code of the URI as an SVG document (it contains the secret).
-    pub fn qr_svg(&self) -> &str {
-        &self.svg
+    /// The QR code of the URI as an SVG document (it contains the secret), rendered now.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the URI is too long for a QR code (an account name within
+    /// the accepted 256 bytes always fits).
+    pub fn qr_svg(&self) -> Result<String, Error> {
+        totp::qr_svg(self.uri.expose())
     }
 
-    /// The QR code of the URI as PNG bytes (it contains the secret).
-    pub fn qr_png(&self) -> &[u8] {
-        &self.png
+    /// The QR code of the URI as PNG bytes (it contains the secret), rendered now. Needs the
+    /// `qr-png` feature (default).
+    ///
+    /// # Errors
+    /// As [`qr_svg`](Self::qr_svg).
+    #[cfg(feature = "qr-png")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "qr-png")))]
+    pub fn qr_png(&self) -> Result<Vec<u8>, Error> {
+        totp::qr_png(self.uri.expose())
     }
 
     /// The backup codes that become valid when the setup is confirmed.
@@ -134,10 +144,13 @@ impl TotpSetupResponse {
         Ok(self)
     }
 
-    /// Adds the QR code as a PNG in a `data:` URI (`qr_png`), ready for an `<img src>`.
+    /// Adds the QR code as a PNG in a `data:` URI (`qr_png`), ready for an `<img src>`. Needs
+    /// the `qr-png` feature (default).
     ///
     /// # Errors
     /// [`Error::InvalidInput`] when the URI is too long for a QR code.
+    #[cfg(feature = "qr-png")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "qr-png")))]
     pub fn with_qr_png(mut self) -> Result<Self, Error> {
         use base64::Engine as _;
         let png = totp::qr_png(&self.otpauth_uri)?;
@@ -182,8 +195,6 @@ impl TwoFactorService {
             &secret,
             params,
         )?);
-        let svg = totp::qr_svg(uri.expose())?;
-        let png = totp::qr_png(uri.expose())?;
         let mut codes = BackupCodeSet::generate(policy.backup_code_count as usize);
         let records = codes.records(&self.inner.keys, user, policy.backup_code_hashing)?;
         let sealed = self.inner.keys.seal(user, secret.as_bytes())?;
@@ -211,8 +222,6 @@ impl TwoFactorService {
         Ok(TotpSetup {
             secret: Secret::new(secret.to_base32()),
             uri,
-            svg,
-            png,
             backup_codes: codes,
         })
     }

@@ -28,6 +28,8 @@ mod packaging;
 mod policy_bounds;
 mod quickstart;
 mod rfc_vectors;
+// The server example renders PNG QR codes.
+#[cfg(feature = "qr-png")]
 mod server_http;
 #[cfg(feature = "smtp")]
 mod smtp;

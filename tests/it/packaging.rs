@@ -102,3 +102,47 @@ fn the_manifest_names_the_repository_and_the_documentation() {
     );
     assert_eq!(pkg["documentation"], "https://docs.rs/twofactor");
 }
+
+/// The distinct crates (name and version, this one included) a build with these cargo
+/// arguments compiles, normal dependencies only: what `cargo tree -e normal` lists.
+fn crates_in_build(args: &[&str]) -> Vec<String> {
+    let out = cargo()
+        .args(["tree", "-e", "normal", "--prefix", "none", "--offline"])
+        .args(args)
+        .output()
+        .expect("run cargo tree");
+    assert!(
+        out.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut crates: Vec<String> = String::from_utf8(out.stdout)
+        .expect("utf-8 tree")
+        .lines()
+        .map(|l| l.trim_end_matches(" (*)").to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
+    crates.sort();
+    crates.dedup();
+    crates
+}
+
+#[test]
+fn a_build_without_default_features_is_lean() {
+    let lean = crates_in_build(&["--no-default-features"]);
+    assert!(
+        lean.len() <= 60,
+        "{} distinct crates without default features (at most 60):\n{}",
+        lean.len(),
+        lean.join("\n")
+    );
+    for heavy in ["image ", "png ", "url ", "idna "] {
+        assert!(
+            !lean.iter().any(|c| c.starts_with(heavy)),
+            "{heavy}in the lean build"
+        );
+    }
+    // The PNG renderer is the default-on `qr-png` feature.
+    let default = crates_in_build(&[]);
+    assert!(default.iter().any(|c| c.starts_with("image ")));
+}

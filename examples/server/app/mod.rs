@@ -623,12 +623,12 @@ async fn status(State(s): State<AppState>, Auth(user): Auth) -> ApiResult<Json<V
 /// (SVG and PNG data URI), and the backup codes that come into force with it. Shown once.
 async fn totp_setup(State(s): State<AppState>, Auth(user): Auth) -> ApiResult<Json<Value>> {
     let setup = s.tf.start_totp_setup(&user.id, &user.username).await?;
-    let png = base64::engine::general_purpose::STANDARD.encode(setup.qr_png());
+    let png = base64::engine::general_purpose::STANDARD.encode(setup.qr_png()?);
     let codes: Vec<&str> = setup.backup_codes().iter().map(|c| c.expose()).collect();
     Ok(Json(json!({
         "secret": setup.secret_base32(),
         "otpauth_uri": setup.otpauth_uri(),
-        "qr_svg": setup.qr_svg(),
+        "qr_svg": setup.qr_svg()?,
         "qr_png": format!("data:image/png;base64,{png}"),
         "backup_codes": codes,
     })))
