@@ -490,6 +490,16 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_refuses_a_client_limit_that_allows_nothing() {
+        let mut policy = crate::Policy::default();
+        assert!(policy.validate().is_ok());
+        policy.client_login_limit = Limit::sliding(0, W);
+        assert!(policy.validate().is_err());
+        policy.client_login_limit = Limit::fixed(5, Duration::ZERO);
+        assert!(policy.validate().is_err());
+    }
+
+    #[test]
     fn limits_are_validated() {
         assert!(Limit::fixed(0, W).validate().is_err());
         assert!(Limit::fixed(1, Duration::from_millis(500))

@@ -549,6 +549,47 @@ async fn one_address_is_not_mailed_again_and_again_under_new_names() {
     assert_eq!(s.sent_to("victim@example.com"), 4);
 }
 
+/// Registrations that were verified no longer wait, so the waiting cap alone would let an
+/// address be mailed again at once: the per-address mail budget (3 an hour) still holds.
+#[tokio::test]
+async fn an_address_gets_at_most_three_registration_mails_an_hour() {
+    let s = Server::new();
+    for i in 0..3 {
+        let name = format!("zed{i}");
+        s.post(
+            "/auth/register",
+            json!({"username": name, "password": PASSWORD, "email": "zed@example.com"}),
+        )
+        .await;
+        let code = s.code_to("zed@example.com", MessageKind::RegistrationCode);
+        let r = s
+            .post(
+                "/auth/register/verify",
+                json!({"username": name, "code": code}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let r = s
+        .post(
+            "/auth/register",
+            json!({"username": "zed9", "password": PASSWORD, "email": "ZED@example.com"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        s.sent_to("zed@example.com") + s.sent_to("ZED@example.com"),
+        3
+    );
+    s.advance(3600);
+    s.post(
+        "/auth/register",
+        json!({"username": "zed10", "password": PASSWORD, "email": "zed@example.com"}),
+    )
+    .await;
+    assert_eq!(s.sent_to("zed@example.com"), 4);
+}
+
 #[tokio::test]
 async fn registration_refuses_bad_input() {
     let s = Server::new();
