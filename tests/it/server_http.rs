@@ -1862,3 +1862,53 @@ async fn access_tokens_are_jwts_naming_a_session() {
     let r = s.get_auth("/auth/me", &none).await;
     assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
 }
+
+/// The code step runs with the client's address (`verify_login_with`): one address guessing
+/// codes across many accounts meets the crate's per-client ceiling (60 login steps per 15 min)
+/// before any account's own lock, whichever step comes 61st (here a sign-in: 10 accounts × 6
+/// steps).
+#[tokio::test]
+async fn the_code_step_holds_the_per_client_ceiling_across_accounts() {
+    let s = Server::new();
+    let ceiling = Policy::default().client_login_limit.max();
+    let mut steps = 0;
+    let mut refused = None;
+    'users: for i in 0..12 {
+        let name = format!("cody{i}");
+        let account = s.register(&name).await;
+        s.enrol_totp(&account).await;
+        let r = s
+            .post_from(
+                "192.0.2.44",
+                "/auth/login",
+                json!({"username": name, "password": PASSWORD}),
+            )
+            .await;
+        steps += 1;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some((steps, r));
+            break;
+        }
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        let challenge = r.json["challenge"].as_str().unwrap().to_owned();
+        for _ in 0..Policy::default().challenge_max_attempts {
+            let r = s
+                .post_from(
+                    "192.0.2.44",
+                    "/auth/login/two-factor",
+                    json!({"challenge": challenge, "code": "000000"}),
+                )
+                .await;
+            steps += 1;
+            if r.status == StatusCode::TOO_MANY_REQUESTS {
+                refused = Some((steps, r));
+                break 'users;
+            }
+            assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_code");
+        }
+    }
+    let (at, r) = refused.expect("the ceiling is reached");
+    assert_eq!(at, u64::from(ceiling) + 1);
+    assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert_retry_after(&r, 1);
+}
