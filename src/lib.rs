@@ -26,6 +26,7 @@ mod mail;
 mod method;
 mod password;
 mod policy;
+pub mod rate_limit;
 mod service;
 mod step_up;
 mod store;
@@ -54,6 +55,7 @@ pub use mail::{SmtpMailer, SmtpMailerBuilder, SmtpTls};
 pub use method::{Method, Verified};
 pub use password::{hash_password, verify_password};
 pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL, MAX_FAILURES_PER_DAY};
+pub use rate_limit::{Decision, Limit, LoginContext, RateLimiter, WindowKind, MAX_LIMIT_WINDOW};
 pub use service::{PasswordVerifier, ServiceBuilder, TwoFactorService};
 pub use step_up::Status;
 #[cfg(feature = "test-util")]

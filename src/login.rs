@@ -22,6 +22,7 @@ use crate::events::Event;
 use crate::flow::{Begun, NewChallenge};
 use crate::mail::MailContent;
 use crate::method::{Method, Verified};
+use crate::rate_limit::LoginContext;
 use crate::service::{check_user, until, TwoFactorService, UserKeys};
 use crate::store::StoreKey;
 use crate::totp::TotpParams;
@@ -58,6 +59,26 @@ enum Matched {
 }
 
 impl TwoFactorService {
+    /// [`begin_login`](Self::begin_login) for a request from `ctx`'s client: the step is first
+    /// counted against [`Policy::client_login_limit`] for that client, across every account, so
+    /// a per-client ceiling holds beside the per-user and per-challenge ones. A context without a
+    /// client adds nothing.
+    ///
+    /// [`Policy::client_login_limit`]: crate::Policy::client_login_limit
+    ///
+    /// # Errors
+    /// [`Error::RateLimited`] past the client's limit (before anything is read or sent); then as
+    /// [`begin_login`](Self::begin_login).
+    pub async fn begin_login_with(
+        &self,
+        ctx: &LoginContext,
+        user: &str,
+    ) -> Result<LoginStep, Error> {
+        check_user(user)?;
+        self.limit_client(ctx).await?;
+        self.begin_login(user).await
+    }
+
     /// The second step of a login, called after the host has checked the password.
     ///
     /// A user with no factor gets [`LoginStep::Complete`]. Otherwise a challenge is stored and
@@ -244,6 +265,26 @@ impl TwoFactorService {
             user: user.to_owned(),
         });
         Ok(())
+    }
+
+    /// [`verify_login`](Self::verify_login) for a request from `ctx`'s client: the attempt is
+    /// first counted against [`Policy::client_login_limit`] for that client (with its
+    /// [`begin_login_with`](Self::begin_login_with) steps), before the challenge's and the user's
+    /// own counts.
+    ///
+    /// [`Policy::client_login_limit`]: crate::Policy::client_login_limit
+    ///
+    /// # Errors
+    /// [`Error::RateLimited`] past the client's limit (nothing compared, the challenge's and the
+    /// user's budgets untouched); then as [`verify_login`](Self::verify_login).
+    pub async fn verify_login_with(
+        &self,
+        ctx: &LoginContext,
+        token: &ChallengeToken,
+        input: &str,
+    ) -> Result<Verified, Error> {
+        self.limit_client(ctx).await?;
+        self.verify_login(token, input).await
     }
 
     /// Answers a challenge with a TOTP code, the emailed code, or a backup code.
