@@ -7,6 +7,11 @@
 //! works in a schema of its own, dropped at the end. Users are enrolled once, outside the timed
 //! part, and reused: each batch moves the clock on by a TOTP step and opens one challenge per
 //! login (also outside the timed part); only `verify_login` is timed.
+//!
+//! With `TWOFACTOR_BENCH_ASYNC_LOGIN_COMMITS=1` the store commits the login steps with
+//! `synchronous_commit = off` (`SqlStoreBuilder::dangerous_asynchronous_login_commits`); pgbench
+//! still commits durably. Each login is two statements, so two commits: with durable commits on
+//! a server whose WAL flush is slow, 0.5 of pgbench's rate is about the ceiling.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -29,6 +34,10 @@ fn postgres_url() -> Option<String> {
     std::env::var("TWOFACTOR_TEST_POSTGRES_URL")
         .ok()
         .filter(|u| !u.is_empty())
+}
+
+fn async_login_commits() -> bool {
+    std::env::var("TWOFACTOR_BENCH_ASYNC_LOGIN_COMMITS").as_deref() == Ok("1")
 }
 
 fn pgbench_present() -> bool {
@@ -57,6 +66,7 @@ impl Bench {
         let store = SqlStore::builder(url)
             .schema(schema.clone())
             .max_connections(CONCURRENCY.into_iter().max().unwrap_or(1) as u32)
+            .dangerous_asynchronous_login_commits(async_login_commits())
             .connect()
             .await
             .expect("connect to PostgreSQL");
@@ -278,6 +288,14 @@ fn verify_login_on_postgres(c: &mut Criterion) {
         pool
     });
     println!();
+    println!(
+        "login commits: {}",
+        if async_login_commits() {
+            "asynchronous (synchronous_commit = off)"
+        } else {
+            "durable (the server's setting)"
+        }
+    );
     println!("| tasks | verify_login/s | pgbench upsert TPS | ratio |");
     println!("| ---: | ---: | ---: | ---: |");
     for concurrency in CONCURRENCY {
