@@ -245,12 +245,12 @@ pub(crate) enum Backend {
 }
 
 /// Runs the composite operation `$op` of the backend's module (`postgres` or `sqlite`) on its
-/// pool.
+/// pool (PostgreSQL's also gets the store's [`LoginCommit`]).
 macro_rules! composite {
-    ($backend:expr, $op:ident($($arg:expr),* $(,)?)) => {
-        match &*$backend {
+    ($store:expr, $op:ident($($arg:expr),* $(,)?)) => {
+        match &*$store.backend {
             #[cfg(feature = "postgres")]
-            Backend::Postgres(pool) => postgres::$op(pool, $($arg),*).await,
+            Backend::Postgres(pool) => postgres::$op(pool, $store.commit, $($arg),*).await,
             #[cfg(feature = "sqlite")]
             Backend::Sqlite(pool) => sqlite::$op(pool, $($arg),*).await,
         }
@@ -314,6 +314,20 @@ macro_rules! in_transaction {
 pub struct SqlStore {
     backend: std::sync::Arc<Backend>,
     schema: Option<String>,
+    commit: LoginCommit,
+}
+
+/// How PostgreSQL commits the login steps' short-lived state (challenges, attempt counts, runs
+/// of failures, locks, the last TOTP step, send budgets); set with
+/// `SqlStoreBuilder::dangerous_asynchronous_login_commits`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum LoginCommit {
+    /// Every commit waits for its WAL flush, as the server is configured (the default).
+    #[default]
+    Durable,
+    /// The composite login operations commit with `synchronous_commit = off`: see the warning
+    /// on [`SqlStoreBuilder::dangerous_asynchronous_login_commits`].
+    Asynchronous,
 }
 
 impl fmt::Debug for SqlStore {
@@ -364,6 +378,7 @@ pub struct SqlStoreBuilder {
     max_connections: u32,
     acquire_timeout: Duration,
     schema: Option<String>,
+    commit: LoginCommit,
 }
 
 impl fmt::Debug for SqlStoreBuilder {
@@ -374,6 +389,7 @@ impl fmt::Debug for SqlStoreBuilder {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("schema", &self.schema)
+            .field("commit", &self.commit)
             .finish()
     }
 }
@@ -398,6 +414,36 @@ impl SqlStoreBuilder {
     /// apart from the host's, and to give parallel test runs their own tables.
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = Some(schema.into());
+        self
+    }
+
+    /// PostgreSQL only: commit the login steps' short-lived state without waiting for the WAL
+    /// flush (`synchronous_commit = off` for those transactions alone). Off by default.
+    ///
+    /// It applies to `begin_challenge`, `reserve_send`, `open_attempt` and `settle`, the
+    /// operations of [`flow`](crate::flow) that [`begin_login`](crate::TwoFactorService::begin_login),
+    /// [`resend_code`](crate::TwoFactorService::resend_code) and
+    /// [`verify_login`](crate::TwoFactorService::verify_login) run. A login then waits for no
+    /// disk flush: on a server where a flush takes milliseconds this multiplies the logins per
+    /// second. Enrolment records, backup codes, pending codes and everything else keep the
+    /// server's setting; the setting is local to each of those transactions and never stays on
+    /// the connection.
+    ///
+    /// **WARNING**: if the PostgreSQL server crashes (or its machine loses power), the login
+    /// state committed in the last moments before it (up to three times `wal_writer_delay`,
+    /// 600 ms by default) is lost, and the server comes back as it was before. That can re-open:
+    /// a challenge already passed, with the TOTP step it used, so the same code can sign in once
+    /// more while it is current; attempts and failures counted in that span, so an attacker who
+    /// can crash the server gets those guesses again; a lock set in that span; a send and its
+    /// cooldown. The database stays consistent (no torn records), and an application crash
+    /// loses nothing. Use it only where a server crash is rare and such a replay is an
+    /// accepted risk.
+    pub fn dangerous_asynchronous_login_commits(mut self, on: bool) -> Self {
+        self.commit = if on {
+            LoginCommit::Asynchronous
+        } else {
+            LoginCommit::Durable
+        };
         self
     }
 
@@ -436,6 +482,7 @@ impl SqlStoreBuilder {
         Ok(SqlStore {
             backend: std::sync::Arc::new(backend),
             schema: self.schema,
+            commit: self.commit,
         })
     }
 
@@ -527,6 +574,7 @@ impl SqlStore {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
             schema: None,
+            commit: LoginCommit::Durable,
         }
     }
 
@@ -560,6 +608,7 @@ impl SqlStore {
         SqlStore {
             backend: std::sync::Arc::new(pool.into_backend()),
             schema: None,
+            commit: LoginCommit::Durable,
         }
     }
 
@@ -910,7 +959,7 @@ impl OtpStore for SqlStore {
         new: &NewChallenge<'_>,
         now: Timestamp,
     ) -> Result<Begun, StoreError> {
-        composite!(self.backend, begin_challenge(new, now))
+        composite!(self, begin_challenge(new, now))
     }
 
     async fn reserve_send(
@@ -920,7 +969,7 @@ impl OtpStore for SqlStore {
         spec: &SendSpec<'_>,
         now: Timestamp,
     ) -> Result<Reserved, StoreError> {
-        composite!(self.backend, reserve_send(user, challenge, spec, now))
+        composite!(self, reserve_send(user, challenge, spec, now))
     }
 
     async fn store_code(
@@ -956,7 +1005,7 @@ impl OtpStore for SqlStore {
         spec: &AttemptSpec<'_>,
         now: Timestamp,
     ) -> Result<Opened, StoreError> {
-        composite!(self.backend, open_attempt(spec, now))
+        composite!(self, open_attempt(spec, now))
     }
 
     async fn settle(
@@ -964,7 +1013,7 @@ impl OtpStore for SqlStore {
         settlement: &Settlement<'_>,
         now: Timestamp,
     ) -> Result<Settled, StoreError> {
-        composite!(self.backend, settle(settlement, now))
+        composite!(self, settle(settlement, now))
     }
 
     async fn user_state(
