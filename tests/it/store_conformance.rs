@@ -20,6 +20,10 @@ mod redis {
         use crate::support::stores::redis_store;
         twofactor::otp_store_tests!(redis_store);
     }
+    mod enrollment {
+        use crate::support::stores::redis_enrollment_store;
+        twofactor::enrollment_store_tests!(redis_enrollment_store);
+    }
 
     /// Two stores on one Redis with different prefixes never see each other's keys.
     #[test]

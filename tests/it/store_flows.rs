@@ -606,6 +606,19 @@ mod redis {
     flow_tests!(stores);
 }
 
+/// Redis for both stores, on one connection and one prefix.
+#[cfg(feature = "redis")]
+mod redis_only {
+    use super::*;
+
+    async fn stores() -> Option<Stores> {
+        let otp = stores::redis_store().await?;
+        let enrollments = otp.enrollment_store();
+        Some((Arc::new(otp), Arc::new(enrollments)))
+    }
+    flow_tests!(stores);
+}
+
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::*;

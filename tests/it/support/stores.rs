@@ -90,6 +90,13 @@ pub(crate) async fn redis_store() -> Option<twofactor::RedisOtpStore> {
     )
 }
 
+/// A Redis enrolment store on the test Redis, under a prefix of its own. The test Redis runs
+/// without persistence: these tests prove the semantics, not durability.
+#[cfg(feature = "redis")]
+pub(crate) async fn redis_enrollment_store() -> Option<twofactor::RedisEnrollmentStore> {
+    Some(redis_store().await?.enrollment_store())
+}
+
 #[cfg(feature = "postgres")]
 pub(crate) async fn postgres_store() -> Option<twofactor::SqlStore> {
     let url = postgres_url()?;
