@@ -4,7 +4,7 @@
 use std::fmt;
 
 use ::redis::aio::ConnectionManager;
-use ::redis::Script;
+use ::redis::{RedisError, Script};
 use async_trait::async_trait;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
@@ -218,6 +218,19 @@ fn record_key(prefix: &str, user: &str) -> String {
     key
 }
 
+/// Maps a Redis failure as the OTP store does, and also a `WRONGTYPE` inside a `MULTI` (which
+/// the redis crate reports as a pipeline failure without a code) to a corrupt record.
+fn redis_error(e: RedisError) -> StoreError {
+    let wrong_type = e
+        .clone()
+        .into_server_errors()
+        .is_some_and(|errors| errors.iter().any(|(_, s)| s.code() == "WRONGTYPE"));
+    if wrong_type {
+        return StoreError::corrupt(e);
+    }
+    store_error(e)
+}
+
 /// A stored code's hash value: `-`, or `+` and the verifier.
 fn code_value(code: &BackupCodeRecord) -> Vec<u8> {
     match &code.verifier {
@@ -274,7 +287,7 @@ impl EnrollmentStore for RedisEnrollmentStore {
             .arg(REVISION)
             .query_async(&mut conn)
             .await
-            .map_err(store_error)?;
+            .map_err(redis_error)?;
         enrollment(record, revision)
     }
 
@@ -294,7 +307,7 @@ impl EnrollmentStore for RedisEnrollmentStore {
             .arg(expected.map(|r| r.to_string()).unwrap_or_default())
             .invoke_async(&mut conn)
             .await
-            .map_err(store_error)?;
+            .map_err(redis_error)?;
         Ok(revision)
     }
 
@@ -306,7 +319,7 @@ impl EnrollmentStore for RedisEnrollmentStore {
             .key(self.codes_key(user))
             .invoke_async::<()>(&mut conn)
             .await
-            .map_err(store_error)
+            .map_err(redis_error)
     }
 
     async fn replace_backup_codes(
@@ -328,7 +341,7 @@ impl EnrollmentStore for RedisEnrollmentStore {
             set.ignore();
         }
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(store_error)
+        pipe.query_async::<()>(&mut conn).await.map_err(redis_error)
     }
 
     async fn find_backup_code(
@@ -342,7 +355,7 @@ impl EnrollmentStore for RedisEnrollmentStore {
             .arg(lookup)
             .query_async(&mut conn)
             .await
-            .map_err(store_error)?;
+            .map_err(redis_error)?;
         value.map(|v| code_record(lookup, &v)).transpose()
     }
 
@@ -358,7 +371,7 @@ impl EnrollmentStore for RedisEnrollmentStore {
             .arg(lookup)
             .query_async(&mut conn)
             .await
-            .map_err(store_error)?;
+            .map_err(redis_error)?;
         Ok(removed == 1)
     }
 
@@ -368,7 +381,7 @@ impl EnrollmentStore for RedisEnrollmentStore {
             .arg(self.codes_key(user))
             .query_async(&mut conn)
             .await
-            .map_err(store_error)?;
+            .map_err(redis_error)?;
         Ok(count(n))
     }
 
@@ -387,7 +400,7 @@ impl EnrollmentStore for RedisEnrollmentStore {
             .arg(self.codes_key(user))
             .query_async(&mut conn)
             .await
-            .map_err(store_error)?;
+            .map_err(redis_error)?;
         Ok((enrollment(record, revision)?, count(remaining)))
     }
 
@@ -408,7 +421,7 @@ impl EnrollmentStore for RedisEnrollmentStore {
             .arg(&key)
             .query_async(&mut conn)
             .await
-            .map_err(store_error)?;
+            .map_err(redis_error)?;
         Ok((removed == 1).then(|| count(remaining)))
     }
 }
