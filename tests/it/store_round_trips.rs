@@ -423,3 +423,163 @@ async fn check_round_trips(wrap: Wrap) {
         "{wrap:?}: round trips per step changed: update the budget and the README"
     );
 }
+
+/// Round trips of `RedisEnrollmentStore` on the wire: a TCP proxy between the store and the
+/// test Redis counts the turns of the conversation (a request that follows a reply), and each
+/// operation, run alone, must take exactly one.
+#[cfg(feature = "redis")]
+mod redis_wire {
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use twofactor::{BackupCodeRecord, EnrollmentRecord, EnrollmentStore, Timestamp};
+
+    use crate::support::stores;
+
+    /// Who spoke last, and how many requests followed a reply (or opened the conversation).
+    #[derive(Default)]
+    struct Turns {
+        server_spoke_last: bool,
+        requests: u32,
+    }
+
+    /// Copies `from` to `to`, noting each chunk in `turns`.
+    async fn pipe(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        turns: Arc<Mutex<Turns>>,
+        from_client: bool,
+    ) {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            {
+                let mut t = turns.lock().unwrap();
+                if from_client {
+                    if t.server_spoke_last {
+                        t.requests += 1;
+                    }
+                    t.server_spoke_last = false;
+                } else {
+                    t.server_spoke_last = true;
+                }
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// A proxy to the test Redis on a free port: its URL and the turn counter.
+    async fn proxy(upstream: String) -> (String, Arc<Mutex<Turns>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let turns = Arc::new(Mutex::new(Turns {
+            server_spoke_last: true,
+            requests: 0,
+        }));
+        let t = turns.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = TcpStream::connect(&upstream).await.unwrap();
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pipe(cr, sw, t.clone(), true));
+                tokio::spawn(pipe(sr, cw, t.clone(), false));
+            }
+        });
+        (url, turns)
+    }
+
+    fn round_trips_since(turns: &Mutex<Turns>) -> u32 {
+        std::mem::take(&mut turns.lock().unwrap().requests)
+    }
+
+    #[test]
+    fn every_enrollment_operation_is_one_round_trip() {
+        twofactor::conformance::run(
+            "every_enrollment_operation_is_one_round_trip",
+            || async { stores::redis_url() },
+            |url| async move {
+                // host:port of redis://[user:password@]host:port[/db]
+                let rest = url.trim_start_matches("redis://");
+                let rest = rest.rsplit('@').next().unwrap();
+                let upstream = rest.split('/').next().unwrap().to_owned();
+                let (proxy_url, turns) = proxy(upstream).await;
+                let store = twofactor::RedisOtpStore::builder(proxy_url)
+                    .prefix(stores::redis_prefix())
+                    .connect()
+                    .await
+                    .unwrap()
+                    .enrollment_store();
+                let now = Timestamp::from_unix_secs(100);
+                let codes: Vec<BackupCodeRecord> = (0..10u8)
+                    .map(|i| BackupCodeRecord::new(vec![i; 32], Some(format!("$argon2id${i}"))))
+                    .collect();
+                let record = EnrollmentRecord::new();
+                // Load both scripts into Redis' cache first (a cold EVALSHA takes a second turn).
+                let warm = format!("warm-{}", stores::random_word());
+                let rev = store.save(&warm, &record, None).await.unwrap().unwrap();
+                store.remove(&warm).await.unwrap();
+                assert_eq!(store.save(&warm, &record, Some(rev)).await.unwrap(), None);
+
+                let u = format!("user-{}", stores::random_word());
+                round_trips_since(&turns);
+                store.load(&u).await.unwrap();
+                store.backup_codes_remaining(&u).await.unwrap();
+                assert_eq!(round_trips_since(&turns), 2, "the proxy counts each call");
+                let mut measured = Vec::new();
+                let mut count = |op: &'static str| measured.push((op, round_trips_since(&turns)));
+                round_trips_since(&turns);
+                store.load(&u).await.unwrap();
+                count("load");
+                let rev = store.save(&u, &record, None).await.unwrap().unwrap();
+                count("save");
+                assert_eq!(store.save(&u, &record, None).await.unwrap(), None);
+                count("save (stale)");
+                store.save(&u, &record, Some(rev)).await.unwrap().unwrap();
+                count("save (update)");
+                store.replace_backup_codes(&u, &codes, now).await.unwrap();
+                count("replace_backup_codes");
+                store.find_backup_code(&u, &codes[0].lookup).await.unwrap();
+                count("find_backup_code");
+                assert!(store
+                    .consume_backup_code(&u, &codes[0].lookup, now)
+                    .await
+                    .unwrap());
+                count("consume_backup_code");
+                store.backup_codes_remaining(&u).await.unwrap();
+                count("backup_codes_remaining");
+                assert_eq!(store.load_with_codes(&u).await.unwrap().1, 9);
+                count("load_with_codes");
+                assert_eq!(
+                    store
+                        .redeem_backup_code(&u, &codes[1].lookup, now)
+                        .await
+                        .unwrap(),
+                    Some(8)
+                );
+                count("redeem_backup_code");
+                assert_eq!(
+                    store
+                        .redeem_backup_code(&u, &codes[1].lookup, now)
+                        .await
+                        .unwrap(),
+                    None
+                );
+                count("redeem_backup_code (spent)");
+                store.remove(&u).await.unwrap();
+                count("remove");
+                println!("{measured:?}");
+                assert_eq!(measured.len(), 12);
+                for (op, n) in measured {
+                    assert_eq!(n, 1, "{op}: {n} round trips");
+                }
+            },
+        );
+    }
+}

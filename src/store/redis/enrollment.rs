@@ -121,7 +121,8 @@ return 1
 ///
 /// # Round trips
 ///
-/// Every operation is one round trip and atomic:
+/// Every operation is one round trip (counted on the wire by `tests/it/store_round_trips.rs`) and
+/// atomic; a script's first run after Redis lost its script cache loads it once more:
 ///
 /// | operation | Redis |
 /// | --- | --- |
