@@ -21,7 +21,9 @@ mod shared;
 mod sql;
 
 #[cfg(feature = "redis")]
-pub use self::redis::{RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX};
+pub use self::redis::{
+    RedisEnrollmentStore, RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX,
+};
 use flow::{
     AttemptSpec, Begun, NewChallenge, Opened, Reserved, SendSpec, Settled, Settlement, UserLimits,
     UserState,

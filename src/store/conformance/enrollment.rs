@@ -370,3 +370,105 @@ pub async fn backup_codes_kept_per_user<S: EnrollmentStore + ?Sized>(store: Arc<
     assert_eq!(store.backup_codes_remaining(&a).await.unwrap(), 9);
     assert!(store.load(&a).await.unwrap().is_some());
 }
+
+/// `load_with_codes` gives the record with the count of unused codes; `redeem_backup_code`
+/// consumes a code once and says how many remain.
+pub async fn load_with_codes_and_redeem<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    let u = user();
+    assert_eq!(store.load_with_codes(&u).await.unwrap(), (None, 0));
+    let set = codes(6, 5);
+    store.replace_backup_codes(&u, &set, at(T0)).await.unwrap();
+    assert_eq!(
+        store.load_with_codes(&u).await.unwrap(),
+        (None, 5),
+        "codes without a record"
+    );
+    let rev = store.save(&u, &record(1), None).await.unwrap().unwrap();
+    assert_eq!(
+        store.load_with_codes(&u).await.unwrap(),
+        (Some((record(1), rev)), 5)
+    );
+    assert_eq!(
+        store
+            .redeem_backup_code(&u, &set[2].lookup, at(T0 + 1))
+            .await
+            .unwrap(),
+        Some(4)
+    );
+    assert_eq!(
+        store
+            .redeem_backup_code(&u, &set[2].lookup, at(T0 + 2))
+            .await
+            .unwrap(),
+        None,
+        "a code is redeemed once"
+    );
+    assert_eq!(
+        store.find_backup_code(&u, &set[2].lookup).await.unwrap(),
+        None
+    );
+    let mut wrong = set[0].lookup.clone();
+    wrong[0] ^= 1;
+    assert_eq!(
+        store
+            .redeem_backup_code(&u, &wrong, at(T0 + 2))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .redeem_backup_code(&user(), &set[0].lookup, at(T0 + 2))
+            .await
+            .unwrap(),
+        None,
+        "another user's code"
+    );
+    assert!(store
+        .consume_backup_code(&u, &set[0].lookup, at(T0 + 3))
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .redeem_backup_code(&u, &set[0].lookup, at(T0 + 4))
+            .await
+            .unwrap(),
+        None,
+        "consumed before"
+    );
+    assert_eq!(
+        store.load_with_codes(&u).await.unwrap(),
+        (Some((record(1), rev)), 3)
+    );
+    store.remove(&u).await.unwrap();
+    assert_eq!(store.load_with_codes(&u).await.unwrap(), (None, 0));
+    assert_eq!(
+        store
+            .redeem_backup_code(&u, &set[1].lookup, at(T0 + 5))
+            .await
+            .unwrap(),
+        None,
+        "removed with the user"
+    );
+}
+
+/// Of 32 concurrent redemptions of one code, exactly one succeeds, and it counts the others.
+pub async fn redeem_concurrent_exactly_one<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    let u = user();
+    let set = codes(8, 10);
+    store.replace_backup_codes(&u, &set, at(T0)).await.unwrap();
+    for (n, c) in set[..3].iter().enumerate() {
+        let redeemed = concurrently(32, |_| {
+            let (store, u, lookup) = (store.clone(), u.clone(), c.lookup.clone());
+            async move { store.redeem_backup_code(&u, &lookup, at(T0)).await.unwrap() }
+        })
+        .await;
+        let won: Vec<u32> = redeemed.into_iter().flatten().collect();
+        assert_eq!(
+            won,
+            vec![9 - n as u32],
+            "exactly one of 32 concurrent redemptions"
+        );
+    }
+    assert_eq!(store.backup_codes_remaining(&u).await.unwrap(), 7);
+}
