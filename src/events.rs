@@ -75,6 +75,17 @@ pub enum Event {
         /// The factor being added.
         method: Method,
     },
+    /// A TOTP setup asked for another algorithm or digits, the app's code was SHA-1 with 6
+    /// digits, and the policy allowed enrolling that instead
+    /// ([`Policy::totp_allow_sha1_fallback`](crate::Policy::totp_allow_sha1_fallback)).
+    TotpSha1Fallback {
+        /// The user.
+        user: String,
+        /// The algorithm the policy asked for.
+        requested: crate::policy::TotpAlgorithm,
+        /// The digits the policy asked for.
+        digits: u32,
+    },
     /// A code was mailed.
     CodeSent {
         /// The user.

@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use crate::error::Error;
 
-/// The HMAC algorithm of TOTP codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+/// The HMAC algorithm of TOTP codes. Serializes as its [`name`](Self::name) (`"SHA1"`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 #[non_exhaustive]
 pub enum TotpAlgorithm {
     /// HMAC-SHA1: what every authenticator app honours (the default).
@@ -105,6 +106,19 @@ pub struct Policy {
     pub totp_algorithm: TotpAlgorithm,
     /// TOTP digits: 6 (default) or 8.
     pub totp_digits: u32,
+    /// What [`confirm_totp_setup`](crate::TwoFactorService::confirm_totp_setup) does when the
+    /// policy asks for SHA-256/512 or 8 digits and the confirmation code is instead the SHA-1,
+    /// 6-digit code of the same secret (an app that ignored `algorithm=` and `digits=`, such as
+    /// Google Authenticator on Android). `false` (default): refuse with
+    /// [`Error::TotpAlgorithmUnsupported`](crate::Error::TotpAlgorithmUnsupported), so the
+    /// user picks another app. `true`: enrol with SHA-1 and 6 digits, which
+    /// [`Status::totp_algorithm`](crate::Status::totp_algorithm) then shows and every later
+    /// check uses (RFC 6238's default, which every app honours).
+    ///
+    /// Either way, a confirmation code compared against both settings counts as two attempts
+    /// against the user's lock, so the check never evaluates more candidates per counted
+    /// attempt than a confirmation without it.
+    pub totp_allow_sha1_fallback: bool,
     /// TOTP step. Default 30 s (RFC 6238 §5.2).
     pub totp_period: Duration,
     /// Steps accepted either side of now. Default 1, the maximum (RFC 6238 §5.2).
@@ -143,6 +157,7 @@ impl Default for Policy {
             user_record_ttl: Duration::from_secs(400 * 24 * 3600),
             totp_algorithm: TotpAlgorithm::Sha1,
             totp_digits: 6,
+            totp_allow_sha1_fallback: false,
             totp_period: Duration::from_secs(30),
             totp_skew: 1,
             totp_secret_bytes: 20,

@@ -11,6 +11,7 @@ use crate::events::Event;
 use crate::flow::OpenAttempt;
 use crate::mail::MailContent;
 use crate::method::Method;
+use crate::policy::TotpAlgorithm;
 use crate::service::{check_user, TwoFactorService};
 use crate::store::EnrollmentRecord;
 
@@ -39,6 +40,15 @@ pub struct Status {
     ///
     /// [`Keyring`]: crate::Keyring
     pub totp_key_id: Option<String>,
+    /// The algorithm of the enrolled TOTP factor: what the app uses, which is SHA-1 when the
+    /// setup fell back to it (see [`totp_sha1_fallback`](Self::totp_sha1_fallback)).
+    pub totp_algorithm: Option<TotpAlgorithm>,
+    /// The digits of the enrolled TOTP factor's codes.
+    pub totp_digits: Option<u32>,
+    /// Whether the TOTP factor was enrolled with SHA-1 and 6 digits because the app ignored
+    /// the algorithm or digits the policy asked for
+    /// ([`Policy::totp_allow_sha1_fallback`](crate::Policy::totp_allow_sha1_fallback)).
+    pub totp_sha1_fallback: bool,
 }
 
 /// What a passed step-up takes with it when it settles.
@@ -409,6 +419,12 @@ impl TwoFactorService {
                 .totp
                 .as_ref()
                 .and_then(|t| crate::keys::envelope_key_id(&t.sealed_secret)),
+            totp_algorithm: rec
+                .totp
+                .as_ref()
+                .and_then(|t| TotpAlgorithm::from_name(&t.algorithm)),
+            totp_digits: rec.totp.as_ref().map(|t| t.digits),
+            totp_sha1_fallback: rec.totp.as_ref().is_some_and(|t| t.sha1_fallback),
         })
     }
 }

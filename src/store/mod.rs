@@ -371,6 +371,11 @@ pub struct TotpRecord {
     pub created_at: Timestamp,
     /// When a code from the app confirmed it.
     pub confirmed_at: Option<Timestamp>,
+    /// Whether the setup asked for another algorithm or digits and was confirmed with SHA-1 and
+    /// 6 digits instead (see [`Policy::totp_allow_sha1_fallback`](crate::Policy::totp_allow_sha1_fallback));
+    /// `algorithm` and `digits` then hold what the app uses. Absent in older records (`false`).
+    #[serde(default)]
+    pub sha1_fallback: bool,
 }
 
 impl TotpRecord {
@@ -389,6 +394,7 @@ impl TotpRecord {
             period,
             created_at,
             confirmed_at: None,
+            sha1_fallback: false,
         }
     }
 }

@@ -45,6 +45,7 @@ mod store_pools;
 mod store_round_trips;
 mod store_secrecy;
 mod totp;
+mod totp_algorithm_check;
 mod totp_enrollment;
 mod uniformity;
 mod wire;
