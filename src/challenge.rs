@@ -202,6 +202,8 @@ fn method_bit(m: Method) -> u8 {
         Method::Totp => 1,
         Method::Email => 2,
         Method::BackupCode => 4,
+        // Never a method of a challenge.
+        Method::TrustedDevice => 8,
     }
 }
 

@@ -86,6 +86,26 @@ pub enum Event {
         /// The digits the policy asked for.
         digits: u32,
     },
+    /// A device was trusted ([`trust_device`](crate::TwoFactorService::trust_device)).
+    DeviceTrusted {
+        /// The user.
+        user: String,
+        /// The device's public id.
+        device: String,
+    },
+    /// A device token was given at login and refused (another user's, expired, revoked or
+    /// malformed): the login went on with a challenge.
+    DeviceRejected {
+        /// The user.
+        user: String,
+    },
+    /// Trusted devices were revoked (one, or all of them).
+    DevicesRevoked {
+        /// The user.
+        user: String,
+        /// How many.
+        count: u32,
+    },
     /// A code was mailed.
     CodeSent {
         /// The user.

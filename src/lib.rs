@@ -16,6 +16,7 @@ mod challenge;
 mod clock;
 mod code;
 mod codec;
+mod devices;
 mod email_code;
 mod error;
 mod events;
@@ -39,6 +40,7 @@ pub use backup::BackupCodeSet;
 pub use challenge::{Challenge, ChallengeToken};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use code::{spaced, Secret};
+pub use devices::{DeviceToken, DeviceTrust, TrustedDevice, MAX_DEVICE_LABEL};
 pub use error::{BoxError, DeliveryError, Error, StoreError, StoreErrorKind};
 pub use events::{Event, EventSink, RecordingEvents, TracingEvents};
 pub use keys::Keyring;
@@ -62,7 +64,7 @@ pub use store::conformance;
 pub use store::flow;
 pub use store::{
     BackupCodeRecord, EmailRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,
-    MemoryOtpStore, OtpStore, PendingTotp, Revision, StoreKey, TotpRecord,
+    MemoryOtpStore, OtpStore, PendingTotp, Revision, StoreKey, TotpRecord, TrustedDeviceRecord,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -131,6 +131,15 @@ pub struct Policy {
     pub reauth_window: Duration,
     /// How long an unconfirmed TOTP setup stays pending. Default 15 minutes.
     pub totp_setup_ttl: Duration,
+    /// How long a trusted device signs in without a code
+    /// ([`trust_device`](crate::TwoFactorService::trust_device)): the default lifetime and the
+    /// cap on the one a host asks for. Default 30 days (the design's figure: a code once a month on
+    /// a trusted browser); 1 s to 365 days. A trusted device signs in with the password alone,
+    /// so keep it short where the password is the weaker link.
+    pub trusted_device_ttl: Duration,
+    /// Trusted devices kept per user; trusting one more forgets the least recently used.
+    /// Default 10; 1 to 50.
+    pub max_trusted_devices: u32,
     /// Backup codes per set. Default 10 (seed 002).
     pub backup_code_count: u32,
     /// How backup codes are stored. Default keyed HMAC.
@@ -163,6 +172,8 @@ impl Default for Policy {
             totp_secret_bytes: 20,
             reauth_window: Duration::from_secs(300),
             totp_setup_ttl: Duration::from_secs(15 * 60),
+            trusted_device_ttl: Duration::from_secs(30 * 24 * 3600),
+            max_trusted_devices: 10,
             backup_code_count: 10,
             backup_code_hashing: BackupCodeHashing::Hmac,
             allow_over_100_failures_per_day: false,
@@ -241,6 +252,12 @@ impl Policy {
         }
         if self.totp_setup_ttl.as_secs() == 0 {
             return bad("totp_setup_ttl must be positive");
+        }
+        if !(1..=365 * DAY_SECS).contains(&self.trusted_device_ttl.as_secs()) {
+            return bad("trusted_device_ttl must be 1 s to 365 days");
+        }
+        if !(1..=50).contains(&self.max_trusted_devices) {
+            return bad("max_trusted_devices must be 1 to 50");
         }
         if !(1..=32).contains(&self.backup_code_count) {
             return bad("backup_code_count must be 1 to 32");

@@ -49,6 +49,8 @@ pub struct Status {
     /// the algorithm or digits the policy asked for
     /// ([`Policy::totp_allow_sha1_fallback`](crate::Policy::totp_allow_sha1_fallback)).
     pub totp_sha1_fallback: bool,
+    /// Live trusted devices (see [`TwoFactorService::trusted_devices`]).
+    pub trusted_devices: u32,
 }
 
 /// What a passed step-up takes with it when it settles.
@@ -352,11 +354,14 @@ impl TwoFactorService {
         let code = code::normalize(code)?;
         let policy = &self.inner.policy;
         let now = self.now();
-        let (rec, _) = self.load(user).await?;
+        let (rec, rev) = self.load(user).await?;
         if !rec.is_enabled() {
             return Err(Error::NotEnrolled);
         }
         self.step_up(user, &rec, &code, None, now).await?;
+        // Trusted devices go first: when that fails, nothing has changed.
+        self.revoke_devices_from(user, Some((rec.clone(), rev)))
+            .await?;
         let mut set = BackupCodeSet::generate(policy.backup_code_count as usize);
         let records = set.records(&self.inner.keys, user, policy.backup_code_hashing)?;
         self.inner
@@ -425,6 +430,13 @@ impl TwoFactorService {
                 .and_then(|t| TotpAlgorithm::from_name(&t.algorithm)),
             totp_digits: rec.totp.as_ref().map(|t| t.digits),
             totp_sha1_fallback: rec.totp.as_ref().is_some_and(|t| t.sha1_fallback),
+            trusted_devices: u32::try_from(
+                rec.trusted_devices
+                    .iter()
+                    .filter(|d| d.expires_at > now)
+                    .count(),
+            )
+            .unwrap_or(u32::MAX),
         })
     }
 }

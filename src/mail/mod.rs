@@ -45,6 +45,8 @@ pub enum MessagePurpose {
     SecurityCode,
     /// A second factor was added to the account.
     FactorAdded,
+    /// A device was trusted to sign in without a code.
+    DeviceTrusted,
 }
 
 /// The security change a [`MailContent::SecurityCode`] confirms, named in its message.
@@ -106,6 +108,8 @@ pub enum MailContent<'a> {
         /// The factor added.
         method: crate::method::Method,
     },
+    /// Notification: a device was trusted to sign in without a code.
+    DeviceTrusted,
 }
 
 impl MailContent<'_> {
@@ -120,6 +124,7 @@ impl MailContent<'_> {
             MailContent::TotpReplayRejected => MessagePurpose::TotpReplayRejected,
             MailContent::SecurityCode { .. } => MessagePurpose::SecurityCode,
             MailContent::FactorAdded { .. } => MessagePurpose::FactorAdded,
+            MailContent::DeviceTrusted => MessagePurpose::DeviceTrusted,
         }
     }
 }

@@ -280,6 +280,13 @@ impl Templates for EnglishTemplates {
                 None,
                 "If this was not you, secure your account now.",
             ),
+            MailContent::DeviceTrusted => (
+                format!("{issuer}: a device was trusted"),
+                "A device was trusted to sign in to your account without a second factor until its trust expires or is revoked.",
+                None,
+                None,
+                "If this was not you, revoke your trusted devices and secure your account now.",
+            ),
             MailContent::TotpReplayRejected => (
                 format!("{issuer}: a used sign-in code was rejected"),
                 "Someone entered an authenticator code for your account that had already been used.",
@@ -399,6 +406,13 @@ impl Templates for GermanTemplates {
                 None,
                 "Wenn Sie das nicht waren, sichern Sie Ihr Konto jetzt.",
             ),
+            MailContent::DeviceTrusted => (
+                format!("{issuer}: einem Gerät wurde vertraut"),
+                "Ein Gerät darf sich bei Ihrem Konto ohne zweiten Faktor anmelden, bis das Vertrauen abläuft oder widerrufen wird.",
+                None,
+                None,
+                "Wenn Sie das nicht waren, widerrufen Sie Ihre vertrauenswürdigen Geräte und sichern Sie Ihr Konto jetzt.",
+            ),
             MailContent::TotpReplayRejected => (
                 format!("{issuer}: ein bereits benutzter Anmeldecode wurde abgelehnt"),
                 "Jemand hat für Ihr Konto einen Code aus der Authenticator-App eingegeben, der bereits benutzt worden war.",
@@ -480,6 +494,7 @@ mod tests {
             MailContent::FactorAdded {
                 method: Method::Totp,
             },
+            MailContent::DeviceTrusted,
         ]
     }
 

@@ -335,6 +335,10 @@ pub struct EnrollmentRecord {
     pub email: Option<EmailRecord>,
     /// When the user last passed a second-factor check.
     pub last_verified_at: Option<Timestamp>,
+    /// The user's trusted devices (see [`TwoFactorService::trust_device`](crate::TwoFactorService::trust_device)),
+    /// expired ones included until the next write drops them. Absent in older records (empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_devices: Vec<TrustedDeviceRecord>,
 }
 
 impl EnrollmentRecord {
@@ -421,6 +425,45 @@ impl PendingTotp {
         PendingTotp {
             totp,
             backup_codes,
+            expires_at,
+        }
+    }
+}
+
+/// A trusted device, as kept in the [`EnrollmentRecord`]: the keyed hash of its token, never
+/// the token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TrustedDeviceRecord {
+    /// The device's public id.
+    pub id: String,
+    /// `HMAC-SHA256(index key, "trusted device" ‖ user ‖ token)`.
+    pub mac: Vec<u8>,
+    /// The host's label.
+    pub label: String,
+    /// When it was trusted.
+    pub created_at: Timestamp,
+    /// When it last signed in without a code.
+    pub last_used_at: Option<Timestamp>,
+    /// When its trust ends.
+    pub expires_at: Timestamp,
+}
+
+impl TrustedDeviceRecord {
+    /// A device record from its parts, never used yet.
+    pub fn new(
+        id: String,
+        mac: Vec<u8>,
+        label: String,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> Self {
+        TrustedDeviceRecord {
+            id,
+            mac,
+            label,
+            created_at,
+            last_used_at: None,
             expires_at,
         }
     }

@@ -47,5 +47,6 @@ mod store_secrecy;
 mod totp;
 mod totp_algorithm_check;
 mod totp_enrollment;
+mod trusted_devices;
 mod uniformity;
 mod wire;

@@ -165,6 +165,7 @@ macro_rules! enrollment_store_tests {
             backup_code_concurrent_consume_exactly_one,
             backup_codes_replacement_voids_old,
             backup_codes_kept_per_user,
+            trusted_devices_round_trip,
         );
     };
 }
