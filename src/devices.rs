@@ -377,7 +377,9 @@ impl TwoFactorService {
         };
         let mac = self.device_mac(user, &random);
         let matching = |rec: &EnrollmentRecord| -> Option<String> {
-            if !rec.is_enabled() {
+            // A due recovery is applied by `begin_login`, not passed over.
+            let recovery_due = rec.recovery.as_ref().is_some_and(|r| r.effective_at <= now);
+            if !rec.is_enabled() || recovery_due {
                 return None;
             }
             // Every live device is compared, in constant time, whichever matches.

@@ -106,6 +106,26 @@ pub enum Event {
         /// How many.
         count: u32,
     },
+    /// An account recovery was asked for: two-factor authentication is turned off at
+    /// `effective_at` unless a second-factor check or a cancellation comes first. Tell the
+    /// account's own address, and run
+    /// [`process_recovery`](crate::TwoFactorService::process_recovery) for this user until then.
+    RecoveryRequested {
+        /// The user.
+        user: String,
+        /// When it takes effect.
+        effective_at: Timestamp,
+    },
+    /// A pending account recovery was cancelled (by the host, or by a passed check).
+    RecoveryCancelled {
+        /// The user.
+        user: String,
+    },
+    /// A pending account recovery took effect: every factor was removed.
+    RecoveryCompleted {
+        /// The user.
+        user: String,
+    },
     /// A code was mailed.
     CodeSent {
         /// The user.

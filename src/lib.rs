@@ -27,6 +27,7 @@ mod mail;
 mod method;
 mod password;
 mod policy;
+mod recovery;
 mod service;
 mod step_up;
 mod store;
@@ -56,6 +57,7 @@ pub use mail::{SmtpMailer, SmtpMailerBuilder, SmtpTls};
 pub use method::{Method, Verified};
 pub use password::{hash_password, verify_password};
 pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL, MAX_FAILURES_PER_DAY};
+pub use recovery::RecoveryProgress;
 pub use service::{PasswordVerifier, ServiceBuilder, TwoFactorService};
 pub use step_up::Status;
 #[cfg(feature = "test-util")]
@@ -64,7 +66,8 @@ pub use store::conformance;
 pub use store::flow;
 pub use store::{
     BackupCodeRecord, EmailRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,
-    MemoryOtpStore, OtpStore, PendingTotp, Revision, StoreKey, TotpRecord, TrustedDeviceRecord,
+    MemoryOtpStore, OtpStore, PendingTotp, RecoveryRecord, Revision, StoreKey, TotpRecord,
+    TrustedDeviceRecord,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

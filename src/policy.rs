@@ -140,6 +140,15 @@ pub struct Policy {
     /// Trusted devices kept per user; trusting one more forgets the least recently used.
     /// Default 10; 1 to 50.
     pub max_trusted_devices: u32,
+    /// How long after [`request_recovery`](crate::TwoFactorService::request_recovery) two-factor
+    /// authentication is turned off, unless a second-factor check or a cancellation comes
+    /// first. Default 72 hours (the design's figure: long enough for the real user, told at
+    /// once, to react); 1 hour to 30 days.
+    pub recovery_delay: Duration,
+    /// How long before a recovery takes effect the reminder goes out
+    /// ([`process_recovery`](crate::TwoFactorService::process_recovery)). Default 24 hours;
+    /// positive and shorter than `recovery_delay`.
+    pub recovery_reminder: Duration,
     /// Backup codes per set. Default 10 (seed 002).
     pub backup_code_count: u32,
     /// How backup codes are stored. Default keyed HMAC.
@@ -174,6 +183,8 @@ impl Default for Policy {
             totp_setup_ttl: Duration::from_secs(15 * 60),
             trusted_device_ttl: Duration::from_secs(30 * 24 * 3600),
             max_trusted_devices: 10,
+            recovery_delay: Duration::from_secs(72 * 3600),
+            recovery_reminder: Duration::from_secs(24 * 3600),
             backup_code_count: 10,
             backup_code_hashing: BackupCodeHashing::Hmac,
             allow_over_100_failures_per_day: false,
@@ -258,6 +269,12 @@ impl Policy {
         }
         if !(1..=50).contains(&self.max_trusted_devices) {
             return bad("max_trusted_devices must be 1 to 50");
+        }
+        if !(3600..=30 * DAY_SECS).contains(&self.recovery_delay.as_secs()) {
+            return bad("recovery_delay must be 1 hour to 30 days");
+        }
+        if self.recovery_reminder.as_secs() == 0 || self.recovery_reminder >= self.recovery_delay {
+            return bad("recovery_reminder must be positive and shorter than recovery_delay");
         }
         if !(1..=32).contains(&self.backup_code_count) {
             return bad("backup_code_count must be 1 to 32");

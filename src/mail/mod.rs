@@ -47,6 +47,10 @@ pub enum MessagePurpose {
     FactorAdded,
     /// A device was trusted to sign in without a code.
     DeviceTrusted,
+    /// An account recovery was asked for.
+    RecoveryRequested,
+    /// An account recovery takes effect soon.
+    RecoveryReminder,
 }
 
 /// The security change a [`MailContent::SecurityCode`] confirms, named in its message.
@@ -110,6 +114,11 @@ pub enum MailContent<'a> {
     },
     /// Notification: a device was trusted to sign in without a code.
     DeviceTrusted,
+    /// Notification: an account recovery was asked for; two-factor authentication will be
+    /// turned off after the waiting period unless the user signs in with a factor.
+    RecoveryRequested,
+    /// Notification: a pending account recovery takes effect soon.
+    RecoveryReminder,
 }
 
 impl MailContent<'_> {
@@ -125,6 +134,8 @@ impl MailContent<'_> {
             MailContent::SecurityCode { .. } => MessagePurpose::SecurityCode,
             MailContent::FactorAdded { .. } => MessagePurpose::FactorAdded,
             MailContent::DeviceTrusted => MessagePurpose::DeviceTrusted,
+            MailContent::RecoveryRequested => MessagePurpose::RecoveryRequested,
+            MailContent::RecoveryReminder => MessagePurpose::RecoveryReminder,
         }
     }
 }

@@ -339,6 +339,34 @@ pub struct EnrollmentRecord {
     /// expired ones included until the next write drops them. Absent in older records (empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_devices: Vec<TrustedDeviceRecord>,
+    /// A pending account recovery (see
+    /// [`TwoFactorService::request_recovery`](crate::TwoFactorService::request_recovery)).
+    /// Absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryRecord>,
+}
+
+/// A pending account recovery, kept in the [`EnrollmentRecord`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RecoveryRecord {
+    /// When it was asked for.
+    pub requested_at: Timestamp,
+    /// When it turns two-factor authentication off.
+    pub effective_at: Timestamp,
+    /// When the reminder was sent, once.
+    pub reminded_at: Option<Timestamp>,
+}
+
+impl RecoveryRecord {
+    /// A recovery asked for at `requested_at`, due at `effective_at`, not yet reminded.
+    pub fn new(requested_at: Timestamp, effective_at: Timestamp) -> Self {
+        RecoveryRecord {
+            requested_at,
+            effective_at,
+            reminded_at: None,
+        }
+    }
 }
 
 impl EnrollmentRecord {

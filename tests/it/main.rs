@@ -27,6 +27,7 @@ mod no_panic;
 mod packaging;
 mod policy_bounds;
 mod quickstart;
+mod recovery;
 mod rfc_vectors;
 // The server example renders PNG QR codes.
 #[cfg(feature = "qr-png")]

@@ -426,3 +426,25 @@ pub async fn trusted_devices_round_trip<S: EnrollmentStore + ?Sized>(store: Arc<
         "devices died with the removal"
     );
 }
+
+/// A pending account recovery rides in the record: it loads back equal, and clearing it by
+/// compare-and-swap is not undone by a writer holding the older revision.
+pub async fn recovery_round_trip<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    use crate::store::RecoveryRecord;
+    let u = user();
+    let mut r = record(5);
+    let mut pending = RecoveryRecord::new(at(T0), at(T0 + 72 * 3600));
+    pending.reminded_at = Some(at(T0 + 48 * 3600));
+    r.recovery = Some(pending);
+    let rev1 = store.save(&u, &r, None).await.unwrap().expect("first save");
+    assert_eq!(store.load(&u).await.unwrap(), Some((r.clone(), rev1)));
+    let mut cancelled = r.clone();
+    cancelled.recovery = None;
+    let rev2 = store
+        .save(&u, &cancelled, Some(rev1))
+        .await
+        .unwrap()
+        .expect("cancelled");
+    assert_eq!(store.save(&u, &r, Some(rev1)).await.unwrap(), None);
+    assert_eq!(store.load(&u).await.unwrap(), Some((cancelled, rev2)));
+}

@@ -166,6 +166,7 @@ macro_rules! enrollment_store_tests {
             backup_codes_replacement_voids_old,
             backup_codes_kept_per_user,
             trusted_devices_round_trip,
+            recovery_round_trip,
         );
     };
 }
