@@ -270,3 +270,49 @@ fn twin(h: &Harness, policy: Policy, keys: Keyring) -> TwoFactorService {
         .build()
         .unwrap()
 }
+
+/// Recovery on every store: a login cancels it; a second request keeps the first deadline; the
+/// host job completes it there.
+async fn recovery_flow(stores: &crate::trusted_devices::Stores) {
+    use crate::trusted_devices::{code_now, enrolled_on};
+    let (tf, clock, u, secret) = enrolled_on(stores).await;
+    tf.request_recovery(&u, PASSWORD).await.unwrap();
+    clock.advance(Duration::from_secs(3600));
+    let LoginStep::Challenge(c) = tf.begin_login(&u).await.unwrap() else {
+        panic!("expected a challenge");
+    };
+    tf.verify_login(c.token(), &code_now(&clock, &secret))
+        .await
+        .unwrap();
+    assert_eq!(tf.status(&u).await.unwrap().recovery_pending_until, None);
+
+    clock.advance(Duration::from_secs(60));
+    let first = tf.request_recovery(&u, PASSWORD).await.unwrap();
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(tf.request_recovery(&u, PASSWORD).await.unwrap(), first);
+    assert_eq!(
+        tf.status(&u).await.unwrap().recovery_pending_until,
+        Some(first)
+    );
+    clock.advance(Duration::from_secs(DELAY - 3600 - 1));
+    assert_eq!(
+        tf.process_recovery(&u).await.unwrap(),
+        RecoveryProgress::Pending {
+            effective_at: first
+        }
+    );
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        tf.process_recovery(&u).await.unwrap(),
+        RecoveryProgress::Completed
+    );
+    let status = tf.status(&u).await.unwrap();
+    assert!(!status.enabled);
+    assert_eq!(status.backup_codes_remaining, 0);
+    assert!(matches!(
+        tf.begin_login(&u).await.unwrap(),
+        LoginStep::Complete(v) if v.method.is_none()
+    ));
+}
+
+crate::on_every_store!(super::recovery_flow);

@@ -379,9 +379,20 @@ async fn the_least_recently_used_device_is_forgotten_past_the_cap() {
     ));
 }
 
-/// The device flow on every store: trust, sign in, list, revoke one, disable.
-async fn device_flow(stores: Arc<(Arc<dyn OtpStore>, Arc<dyn EnrollmentStore>)>) {
-    use twofactor::{totp_code, Keyring, ManualClock, Timestamp, TotpParams, TotpSecret};
+/// The two stores a service runs on.
+pub(crate) type Stores = (Arc<dyn OtpStore>, Arc<dyn EnrollmentStore>);
+
+/// A service on `stores` with a manual clock, and a user of its own with TOTP enrolled: the
+/// service, the clock, the user and the TOTP secret.
+pub(crate) async fn enrolled_on(
+    stores: &Stores,
+) -> (
+    TwoFactorService,
+    twofactor::ManualClock,
+    String,
+    twofactor::TotpSecret,
+) {
+    use twofactor::{Keyring, ManualClock, Timestamp, TotpSecret};
     let clock = ManualClock::new(Timestamp::from_unix_secs(crate::support::START));
     let tf = TwoFactorService::builder()
         .issuer("Acme")
@@ -393,16 +404,106 @@ async fn device_flow(stores: Arc<(Arc<dyn OtpStore>, Arc<dyn EnrollmentStore>)>)
         .password_verifier(|_u: &str, p: &str| p == PASSWORD)
         .build()
         .unwrap();
-    let now = || {
-        use twofactor::Clock;
-        clock.now().as_unix_secs()
-    };
-    let u = format!("device-user-{}", crate::support::stores::random_word());
+    let u = format!("flow-user-{}", crate::support::stores::random_word());
     let setup = tf.start_totp_setup(&u, "x").await.unwrap();
     let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
-    let code = |t: u64| totp_code(secret.as_bytes(), TotpParams::default(), t);
-    tf.confirm_totp_setup(&u, &code(now())).await.unwrap();
+    tf.confirm_totp_setup(&u, &code_now(&clock, &secret))
+        .await
+        .unwrap();
     clock.advance(Duration::from_secs(30));
+    (tf, clock, u, secret)
+}
+
+/// The TOTP code of `secret` at the clock's time.
+pub(crate) fn code_now(clock: &twofactor::ManualClock, secret: &twofactor::TotpSecret) -> String {
+    use twofactor::{totp_code, Clock, TotpParams};
+    totp_code(
+        secret.as_bytes(),
+        TotpParams::default(),
+        clock.now().as_unix_secs(),
+    )
+}
+
+/// Generates a `#[test]` per store that runs `$body(&stores)`: memory, PostgreSQL, SQLite, and
+/// Redis (with memory enrolments).
+#[macro_export]
+macro_rules! on_every_store {
+    ($body:path) => {
+        mod on_every_store {
+            use std::sync::Arc;
+            use twofactor::{EnrollmentStore, OtpStore};
+            #[allow(unused_imports)]
+            use $crate::support::stores;
+            type Stores = $crate::trusted_devices::Stores;
+
+            fn run<F: std::future::Future<Output = Option<Stores>>>(
+                name: &str,
+                make: impl FnOnce() -> F,
+            ) {
+                twofactor::conformance::run(
+                    name,
+                    make,
+                    |s: Arc<Stores>| async move { $body(&s).await },
+                );
+            }
+
+            #[test]
+            fn memory() {
+                run("memory", || async {
+                    Some((
+                        Arc::new(twofactor::MemoryOtpStore::new()) as Arc<dyn OtpStore>,
+                        Arc::new(twofactor::MemoryEnrollmentStore::new())
+                            as Arc<dyn EnrollmentStore>,
+                    ))
+                });
+            }
+
+            #[cfg(feature = "postgres")]
+            #[test]
+            fn postgres() {
+                run("postgres", || async {
+                    let sql = Arc::new(stores::postgres_store().await?);
+                    Some((
+                        sql.clone() as Arc<dyn OtpStore>,
+                        sql as Arc<dyn EnrollmentStore>,
+                    ))
+                });
+            }
+
+            #[cfg(feature = "sqlite")]
+            #[test]
+            fn sqlite() {
+                run("sqlite", || async {
+                    let sql = Arc::new(stores::sqlite_store().await?);
+                    Some((
+                        sql.clone() as Arc<dyn OtpStore>,
+                        sql as Arc<dyn EnrollmentStore>,
+                    ))
+                });
+            }
+
+            #[cfg(feature = "redis")]
+            #[test]
+            fn redis_with_memory_enrolments() {
+                run("redis", || async {
+                    let otp = stores::redis_store().await?;
+                    Some((
+                        Arc::new(otp) as Arc<dyn OtpStore>,
+                        Arc::new(twofactor::MemoryEnrollmentStore::new())
+                            as Arc<dyn EnrollmentStore>,
+                    ))
+                });
+            }
+        }
+    };
+}
+
+/// The device flow on every store: trust, sign in, list, revoke one, disable.
+async fn device_flow(stores: &Stores) {
+    use twofactor::Clock;
+    let (tf, clock, u, secret) = enrolled_on(stores).await;
+    let now = || clock.now().as_unix_secs();
+    let code = |_: u64| code_now(&clock, &secret);
     let LoginStep::Challenge(c) = tf.begin_login(&u).await.unwrap() else {
         panic!("expected a challenge");
     };
@@ -423,59 +524,4 @@ async fn device_flow(stores: Arc<(Arc<dyn OtpStore>, Arc<dyn EnrollmentStore>)>)
     assert!(matches!(&step, LoginStep::Complete(v) if v.method.is_none()));
 }
 
-mod on_every_store {
-    use super::*;
-    use crate::support::stores;
-
-    type Stores = (Arc<dyn OtpStore>, Arc<dyn EnrollmentStore>);
-
-    fn run<F: std::future::Future<Output = Option<Stores>>>(name: &str, make: impl FnOnce() -> F) {
-        twofactor::conformance::run(name, make, device_flow);
-    }
-
-    #[test]
-    fn memory() {
-        run("device_flow memory", || async {
-            Some((
-                Arc::new(twofactor::MemoryOtpStore::new()) as Arc<dyn OtpStore>,
-                Arc::new(twofactor::MemoryEnrollmentStore::new()) as Arc<dyn EnrollmentStore>,
-            ))
-        });
-    }
-
-    #[cfg(feature = "postgres")]
-    #[test]
-    fn postgres() {
-        run("device_flow postgres", || async {
-            let sql = Arc::new(stores::postgres_store().await?);
-            Some((
-                sql.clone() as Arc<dyn OtpStore>,
-                sql as Arc<dyn EnrollmentStore>,
-            ))
-        });
-    }
-
-    #[cfg(feature = "sqlite")]
-    #[test]
-    fn sqlite() {
-        run("device_flow sqlite", || async {
-            let sql = Arc::new(stores::sqlite_store().await?);
-            Some((
-                sql.clone() as Arc<dyn OtpStore>,
-                sql as Arc<dyn EnrollmentStore>,
-            ))
-        });
-    }
-
-    #[cfg(feature = "redis")]
-    #[test]
-    fn redis_with_memory_enrolments() {
-        run("device_flow redis", || async {
-            let otp = stores::redis_store().await?;
-            Some((
-                Arc::new(otp) as Arc<dyn OtpStore>,
-                Arc::new(twofactor::MemoryEnrollmentStore::new()) as Arc<dyn EnrollmentStore>,
-            ))
-        });
-    }
-}
+on_every_store!(super::device_flow);
