@@ -27,6 +27,7 @@ mod no_panic;
 mod packaging;
 mod policy_bounds;
 mod quickstart;
+mod recovery;
 mod rfc_vectors;
 // The server example renders PNG QR codes.
 #[cfg(feature = "qr-png")]
@@ -45,6 +46,8 @@ mod store_pools;
 mod store_round_trips;
 mod store_secrecy;
 mod totp;
+mod totp_algorithm_check;
 mod totp_enrollment;
+mod trusted_devices;
 mod uniformity;
 mod wire;

@@ -178,6 +178,8 @@ macro_rules! enrollment_store_tests {
             backup_codes_kept_per_user,
             load_with_codes_and_redeem,
             redeem_concurrent_exactly_one,
+            trusted_devices_round_trip,
+            recovery_round_trip,
         );
     };
 }
