@@ -200,6 +200,10 @@ pub(crate) struct ChallengeRecord {
 /// The flag of [`ChallengeRecord::recovery_pending`] in the methods byte (no method uses it).
 const RECOVERY_BIT: u8 = 0x80;
 
+/// Every bit of the methods byte that a record keeps: the methods of a challenge and
+/// [`RECOVERY_BIT`]; a decode drops the others.
+pub(crate) const KNOWN_BITS: u8 = 1 | 2 | 4 | RECOVERY_BIT;
+
 const RECORD_VERSION: u8 = 2;
 
 fn method_bit(m: Method) -> u8 {

@@ -133,6 +133,9 @@ pub mod __fuzz {
             .map(|(secret, old)| (secret.to_vec(), old))
     }
 
+    /// The bits of a challenge record's methods byte that survive a decode.
+    pub const CHALLENGE_KNOWN_BITS: u8 = crate::challenge::KNOWN_BITS;
+
     /// `ChallengeRecord::decode`, then `encode` of what it read.
     pub fn challenge_record(bytes: &[u8]) -> Result<Vec<u8>, Error> {
         ChallengeRecord::decode(bytes).map(|r| r.encode())

@@ -9,7 +9,7 @@
 use libfuzzer_sys::fuzz_target;
 use twofactor::__fuzz::{
     challenge_record, code_record, default_user_record, memory_challenge_entry,
-    memory_challenge_entry_bytes,
+    memory_challenge_entry_bytes, CHALLENGE_KNOWN_BITS,
 };
 use twofactor::flow::UserState;
 use twofactor::{EnrollmentRecord, Timestamp};
@@ -21,9 +21,9 @@ fuzz_target!(|data: &[u8]| {
     match which % 6 {
         0 => {
             if let Ok(encoded) = challenge_record(bytes) {
-                // The same bytes, except the method bits: unknown bits are dropped.
+                // The same bytes, except the methods byte: unknown bits are dropped.
                 let mut expected = bytes.to_vec();
-                expected[1] &= 0b111;
+                expected[1] &= CHALLENGE_KNOWN_BITS;
                 assert_eq!(encoded, expected);
                 assert_eq!(challenge_record(&encoded).ok(), Some(encoded));
             }
