@@ -190,6 +190,8 @@ pub(crate) struct ChallengeRecord {
     pub(crate) user: String,
     pub(crate) methods: Vec<Method>,
     pub(crate) email: Option<String>,
+    /// The phone (E.164) the code goes to when the user has a text factor and no email one.
+    pub(crate) phone: Option<String>,
     pub(crate) totp: Option<ChallengeTotp>,
     pub(crate) backup_codes_remaining: u32,
     pub(crate) expires_at: Timestamp,
@@ -209,6 +211,7 @@ fn method_bit(m: Method) -> u8 {
         Method::BackupCode => 4,
         // Never a method of a challenge.
         Method::TrustedDevice => 8,
+        Method::Sms => 16,
     }
 }
 
@@ -224,6 +227,7 @@ impl ChallengeRecord {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let extra = self.user.len()
             + self.email.as_ref().map_or(0, String::len)
+            + self.phone.as_ref().map_or(0, String::len)
             + self.totp.as_ref().map_or(0, |t| t.sealed.len());
         let mut w = Writer::with_capacity(32 + extra);
         let mut bits = self.methods.iter().fold(0, |b, m| b | method_bit(*m));
@@ -235,9 +239,11 @@ impl ChallengeRecord {
             .u32(self.backup_codes_remaining)
             .u64(self.expires_at.as_unix_secs())
             .bytes(self.user.as_bytes());
-        match &self.email {
-            Some(e) => w.u8(1).bytes(e.as_bytes()),
-            None => w.u8(0),
+        // One channel at most: email (1) or a phone (2).
+        match (&self.email, &self.phone) {
+            (Some(e), _) => w.u8(1).bytes(e.as_bytes()),
+            (None, Some(p)) => w.u8(2).bytes(p.as_bytes()),
+            (None, None) => w.u8(0),
         };
         match &self.totp {
             Some(t) => w
@@ -260,16 +266,17 @@ impl ChallengeRecord {
             return None;
         }
         let bits = r.u8()?;
-        let methods = [Method::Totp, Method::Email, Method::BackupCode]
+        let methods = [Method::Totp, Method::Email, Method::Sms, Method::BackupCode]
             .into_iter()
             .filter(|m| bits & method_bit(*m) != 0)
             .collect();
         let backup_codes_remaining = r.u32()?;
         let expires_at = Timestamp::from_unix_secs(r.u64()?);
         let user = String::from_utf8(r.bytes()?.to_vec()).ok()?;
-        let email = match r.u8()? {
-            0 => None,
-            1 => Some(String::from_utf8(r.bytes()?.to_vec()).ok()?),
+        let (email, phone) = match r.u8()? {
+            0 => (None, None),
+            1 => (Some(String::from_utf8(r.bytes()?.to_vec()).ok()?), None),
+            2 => (None, Some(String::from_utf8(r.bytes()?.to_vec()).ok()?)),
             _ => return None,
         };
         let totp = match r.u8()? {
@@ -291,6 +298,7 @@ impl ChallengeRecord {
             user,
             methods,
             email,
+            phone,
             totp,
             backup_codes_remaining,
             expires_at,
@@ -327,13 +335,14 @@ impl CodeRecord {
 /// The second step of a login: hand [`Challenge::token`] to the client and ask for a code.
 ///
 /// Serializes as `{"token": "tfc2_…", "methods": ["totp", …], "expires_at": <unix seconds>,
-/// "email_sent": bool}`: the token included, for the client that passed the password step.
+/// "email_sent": bool, "text_sent": bool}`: the token included, for the client that passed the password step.
 #[derive(Debug, serde::Serialize)]
 pub struct Challenge {
     pub(crate) token: ChallengeToken,
     pub(crate) methods: Vec<Method>,
     pub(crate) expires_at: Timestamp,
     pub(crate) email_sent: bool,
+    pub(crate) text_sent: bool,
 }
 
 impl Challenge {
@@ -357,6 +366,12 @@ impl Challenge {
     pub fn email_sent(&self) -> bool {
         self.email_sent
     }
+
+    /// Whether a code was sent by text (SMS) for this challenge (the user's phone factor is
+    /// used when they have no email factor).
+    pub fn text_sent(&self) -> bool {
+        self.text_sent
+    }
 }
 
 #[cfg(test)]
@@ -368,6 +383,7 @@ mod tests {
             user: "alice".into(),
             methods: vec![Method::Totp, Method::Email, Method::BackupCode],
             email: Some("alice@example.com".into()),
+            phone: None,
             totp: Some(ChallengeTotp {
                 sealed: vec![1, 2, 3],
                 algorithm: TotpAlgorithm::Sha256,
@@ -407,6 +423,12 @@ mod tests {
         };
         assert_eq!(ChallengeRecord::decode(&flagged.encode()).unwrap(), flagged);
         assert_ne!(flagged.encode(), bare.encode());
+        let texted = ChallengeRecord {
+            phone: Some("+491701234567".into()),
+            methods: vec![Method::Sms, Method::BackupCode],
+            ..bare.clone()
+        };
+        assert_eq!(ChallengeRecord::decode(&texted.encode()).unwrap(), texted);
         let code = CodeRecord {
             mac: [9; 32],
             expires_at: Timestamp::from_unix_secs(5),

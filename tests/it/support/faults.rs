@@ -448,6 +448,7 @@ pub(crate) fn harness(policy: Policy) -> (Harness, Arc<Faults>) {
         tf,
         clock,
         mailer,
+        texts: Default::default(),
         events,
         otp,
         enrollments,
