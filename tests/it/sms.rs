@@ -406,3 +406,30 @@ async fn no_code_or_number_in_debug_errors_or_logs() {
     }
     assert!(logs.contains("u1"), "the capture saw the run:\n{logs}");
 }
+
+/// `examples/text_http.rs` runs to the end: an HTTP sender over reqwest against its mock vendor
+/// enrols a phone, signs in by text, and fails closed when the vendor is down.
+#[test]
+fn the_http_text_example_runs() {
+    let Some(bin) = crate::quickstart::example_binary("text_http") else {
+        println!("skipped: the text_http example is not built (run the whole `cargo test`)");
+        return;
+    };
+    let out = std::process::Command::new(&bin)
+        .output()
+        .expect("run the example");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for shown in [
+        "phone enrolled: +49•••••••567",
+        "signed in by sms",
+        "vendor down: delivery_failed (503)",
+    ] {
+        assert!(stdout.contains(shown), "missing {shown:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("1701234567"), "whole number printed");
+}
