@@ -433,3 +433,76 @@ fn the_http_text_example_runs() {
     }
     assert!(!stdout.contains("1701234567"), "whole number printed");
 }
+
+/// Events name the text factor; a text login may trust the device.
+#[tokio::test]
+async fn events_and_trusted_device_after_a_text_login() {
+    use twofactor::Event;
+    let h = Harness::new();
+    h.enroll_sms("u1", PHONE).await;
+    let e = h.events.events();
+    let started = |m: &Event| matches!(m, Event::FactorSetupStarted { user, method: Method::Sms } if user == "u1");
+    let enabled =
+        |m: &Event| matches!(m, Event::FactorEnabled { user, method: Method::Sms } if user == "u1");
+    assert!(e.iter().any(started) && e.iter().any(enabled), "{e:?}");
+    h.events.clear();
+    let ch = h.challenge("u1").await;
+    let v =
+        h.tf.verify_login(ch.token(), &h.last_text_code(PHONE))
+            .await
+            .unwrap();
+    let e = h.events.events();
+    assert!(
+        e.iter().any(|m| matches!(
+            m,
+            Event::Verified {
+                method: Method::Sms,
+                ..
+            }
+        )),
+        "{e:?}"
+    );
+    let trust = h.tf.trust_device(&v, "phone", None).await.unwrap();
+    let step =
+        h.tf.begin_login_with_device("u1", Some(&trust.token))
+            .await
+            .unwrap();
+    assert!(matches!(step, LoginStep::Complete(v) if v.method == Some(Method::TrustedDevice)));
+}
+
+/// Concurrent resends of a text challenge: one text, as for email; attempts are not reset.
+#[tokio::test]
+async fn concurrent_resends_send_one_text() {
+    let h = Harness::new();
+    h.enroll_sms("u1", PHONE).await;
+    let ch = h.challenge("u1").await;
+    let code = h.last_text_code(PHONE);
+    let _ = h.tf.verify_login(ch.token(), &wrong(&code)).await;
+    h.advance(61);
+    h.texts.clear();
+    let results = futures_join(&h, &ch, 50).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert_eq!(h.texts.texts().len(), 1);
+    let fresh = h.last_text_code(PHONE);
+    // The wrong guess before the resend still counts: with 4 more the challenge is spent, and
+    // the right code comes too late.
+    let cap = h.tf.policy().challenge_max_attempts;
+    for _ in 1..cap {
+        let _ = h.tf.verify_login(ch.token(), &wrong(&fresh)).await;
+    }
+    assert!(h.tf.verify_login(ch.token(), &fresh).await.is_err());
+}
+
+async fn futures_join(h: &Harness, ch: &twofactor::Challenge, n: usize) -> Vec<Result<(), Error>> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let tf = h.tf.clone();
+        let token = ch.token().clone();
+        set.spawn(async move { tf.resend_code(&token).await });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        out.push(r.unwrap());
+    }
+    out
+}
