@@ -355,6 +355,22 @@ impl TwoFactorService {
         }
     }
 
+    /// Texts a notice to the user's phone, when they have one and a text sender is configured;
+    /// a failure is logged, not returned (the action it reports is done).
+    pub(crate) async fn notify_text(&self, to: Option<&PhoneNumber>, content: TextContent<'_>) {
+        let (Some(to), Some(sender)) = (to, self.inner.texts.as_deref()) else {
+            return;
+        };
+        let body = self
+            .inner
+            .text_templates
+            .render(&self.inner.issuer, &content);
+        let text = TextMessage::new(to.clone(), content.purpose(), body);
+        if let Err(e) = sender.send(&text).await {
+            tracing::warn!(target: "twofactor", error = %e, "notification not delivered");
+        }
+    }
+
     /// Sends `code` by `to`'s channel; on failure lifts the cooldown, so that the user may
     /// retry at once.
     pub(crate) async fn deliver_code(

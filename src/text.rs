@@ -8,8 +8,8 @@
 //! app, or a security key, is stronger. The crate ships no vendor SDK: a sender is a few lines
 //! over the vendor's HTTP API (see `examples/text_http.rs`).
 //!
-//! Texts carry codes only (a sign-in code, a phone-setup code, a step-up code); notifications
-//! about account changes go by email.
+//! Texts carry codes (a sign-in code, a phone-setup code, a step-up code) and the account
+//! recovery notices; other notifications about account changes go by email.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -48,6 +48,11 @@ pub enum TextContent<'a> {
         /// How long it is valid.
         expires_in: Duration,
     },
+    /// Notification: an account recovery was asked for (see
+    /// [`request_recovery`](crate::TwoFactorService::request_recovery)).
+    RecoveryRequested,
+    /// Notification: a pending account recovery takes effect soon.
+    RecoveryReminder,
 }
 
 impl TextContent<'_> {
@@ -57,6 +62,8 @@ impl TextContent<'_> {
             TextContent::LoginCode { .. } => MessagePurpose::LoginCode,
             TextContent::PhoneSetupCode { .. } => MessagePurpose::PhoneSetupCode,
             TextContent::SecurityCode { .. } => MessagePurpose::SecurityCode,
+            TextContent::RecoveryRequested => MessagePurpose::RecoveryRequested,
+            TextContent::RecoveryReminder => MessagePurpose::RecoveryReminder,
         }
     }
 }
@@ -81,13 +88,19 @@ enum Wording {
     Disable,
     Regenerate,
     Change,
+    RecoveryRequested,
+    RecoveryReminder,
 }
 
-/// The code, the wording and the expiry of a content.
-fn parts<'a>(content: &TextContent<'a>) -> (&'a str, Wording, u64) {
+/// The code, the wording and the expiry in minutes of a content; no code for a notice.
+fn parts<'a>(content: &TextContent<'a>) -> (Option<&'a str>, Wording, u64) {
     let (code, wording, expires_in) = match *content {
         TextContent::LoginCode { code, expires_in } => (code, Wording::Login, expires_in),
         TextContent::PhoneSetupCode { code, expires_in } => (code, Wording::PhoneSetup, expires_in),
+        TextContent::RecoveryRequested => {
+            return (None, Wording::RecoveryRequested, 0);
+        }
+        TextContent::RecoveryReminder => return (None, Wording::RecoveryReminder, 0),
         TextContent::SecurityCode {
             code,
             action,
@@ -101,7 +114,7 @@ fn parts<'a>(content: &TextContent<'a>) -> (&'a str, Wording, u64) {
             (code, wording, expires_in)
         }
     };
-    (code, wording, StandardMessage::minutes(expires_in))
+    (Some(code), wording, StandardMessage::minutes(expires_in))
 }
 
 /// The built-in English texts (the default).
@@ -128,8 +141,21 @@ impl TextTemplates for EnglishTextTemplates {
             Wording::Disable => "your code to turn off two-factor sign-in",
             Wording::Regenerate => "your code for new backup codes",
             Wording::Change => "your code to confirm a security change",
+            Wording::RecoveryRequested => {
+                "account recovery requested: two-factor sign-in will be turned off after a \
+                 waiting period. Not you? Sign in now to stop it."
+            }
+            Wording::RecoveryReminder => {
+                "a pending account recovery turns two-factor sign-in off soon. Not you? Sign in \
+                 now to stop it."
+            }
         };
-        format!("{issuer}: {code} is {what}. It expires in {m} min. Never share it.")
+        match code {
+            Some(code) => {
+                format!("{issuer}: {code} is {what}. It expires in {m} min. Never share it.")
+            }
+            None => format!("{issuer}: {what}"),
+        }
     }
 }
 
@@ -157,8 +183,21 @@ impl TextTemplates for GermanTextTemplates {
             Wording::Disable => "Ihr Code zum Ausschalten der Zwei-Faktor-Anmeldung",
             Wording::Regenerate => "Ihr Code für neue Backup-Codes",
             Wording::Change => "Ihr Code zur Bestätigung einer Sicherheitsänderung",
+            Wording::RecoveryRequested => {
+                "Kontowiederherstellung angefordert: Die Zwei-Faktor-Anmeldung wird bald \
+                 ausgeschaltet. Nicht Sie? Melden Sie sich jetzt an."
+            }
+            Wording::RecoveryReminder => {
+                "Eine laufende Kontowiederherstellung schaltet die Zwei-Faktor-Anmeldung bald \
+                 aus. Nicht Sie? Melden Sie sich jetzt an."
+            }
         };
-        format!("{issuer}: {code} ist {what}. Gültig {m} Min. Geben Sie ihn niemandem weiter.")
+        match code {
+            Some(code) => format!(
+                "{issuer}: {code} ist {what}. Gültig {m} Min. Geben Sie ihn niemandem weiter."
+            ),
+            None => format!("{issuer}: {what}"),
+        }
     }
 }
 
@@ -353,6 +392,23 @@ mod tests {
                 assert!(body.contains("5 Min") || body.contains("5 min"), "{body}");
                 assert!(body.chars().count() <= 160, "{} chars: {body}", body.len());
                 assert!(!body.contains('\n'));
+            }
+        }
+    }
+
+    #[test]
+    fn recovery_notices_are_short_and_hold_no_code() {
+        let langs: [&dyn TextTemplates; 2] = [&EnglishTextTemplates, &GermanTextTemplates];
+        for t in langs {
+            for kind in [
+                TextContent::RecoveryRequested,
+                TextContent::RecoveryReminder,
+            ] {
+                let body = t.render("Acme", &kind);
+                assert!(body.starts_with("Acme: "), "{body}");
+                assert!(!body.chars().any(|c| c.is_ascii_digit()), "{body}");
+                assert!(body.chars().count() <= 160, "{body}");
+                assert!(!body.contains("  "), "{body}");
             }
         }
     }

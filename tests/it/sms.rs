@@ -506,3 +506,38 @@ async fn futures_join(h: &Harness, ch: &twofactor::Challenge, n: usize) -> Vec<R
     }
     out
 }
+
+/// An account recovery tells the phone factor too, at once and once before it takes effect.
+#[tokio::test]
+async fn account_recovery_tells_the_phone() {
+    let h = Harness::new();
+    h.enroll_sms("u1", PHONE).await;
+    h.texts.clear();
+    let effective = h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    let purposes = |h: &Harness| -> Vec<MessagePurpose> {
+        h.texts.texts().iter().map(|t| t.purpose).collect()
+    };
+    assert_eq!(purposes(&h), vec![MessagePurpose::RecoveryRequested]);
+    assert!(h.texts.texts()[0].body.contains("recovery"));
+    let reminder = h.tf.policy().recovery_reminder.as_secs();
+    h.advance(effective.as_unix_secs() - h.now() - reminder + 1);
+    h.tf.process_recovery("u1").await.unwrap();
+    h.tf.process_recovery("u1").await.unwrap();
+    assert_eq!(
+        purposes(&h),
+        vec![
+            MessagePurpose::RecoveryRequested,
+            MessagePurpose::RecoveryReminder
+        ],
+        "the reminder once"
+    );
+    // A text login cancels it.
+    let ch = h.challenge("u1").await;
+    h.tf.verify_login(ch.token(), &h.last_text_code(PHONE))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.tf.status("u1").await.unwrap().recovery_pending_until,
+        None
+    );
+}
