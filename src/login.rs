@@ -1,5 +1,5 @@
 //! The two-step login: [`TwoFactorService::begin_login`] stores a challenge (and mails a code
-//! when email is a method), [`TwoFactorService::resend_code`] mails a new one, and
+//! when email is a method, or texts it to a phone factor), [`TwoFactorService::resend_code`] mails a new one, and
 //! [`TwoFactorService::verify_login`] answers it with a TOTP, email or backup code.
 
 //!
@@ -83,7 +83,9 @@ impl TwoFactorService {
     /// The second step of a login, called after the host has checked the password.
     ///
     /// A user with no factor gets [`LoginStep::Complete`]. Otherwise a challenge is stored and
-    /// returned; when email is a method, a code is mailed at once.
+    /// returned; when email is a method, a code is mailed at once, and for a user with a phone
+    /// factor and no email factor it is texted instead ([`Method::Sms`]; a restricted
+    /// authenticator under NIST SP 800-63B: TOTP or a security key is stronger).
     ///
     /// # Errors
     /// [`Error::Locked`] while the user's code step is locked; [`Error::InvalidInput`]; store
