@@ -190,6 +190,8 @@ pub(crate) struct ChallengeRecord {
     pub(crate) user: String,
     pub(crate) methods: Vec<Method>,
     pub(crate) email: Option<String>,
+    /// The phone (E.164) the code goes to when the user has a text factor and no email one.
+    pub(crate) phone: Option<String>,
     pub(crate) totp: Option<ChallengeTotp>,
     pub(crate) backup_codes_remaining: u32,
     pub(crate) expires_at: Timestamp,
@@ -202,7 +204,7 @@ const RECOVERY_BIT: u8 = 0x80;
 
 /// Every bit of the methods byte that a record keeps: the methods of a challenge and
 /// [`RECOVERY_BIT`]; a decode drops the others.
-pub(crate) const KNOWN_BITS: u8 = 1 | 2 | 4 | RECOVERY_BIT;
+pub(crate) const KNOWN_BITS: u8 = 1 | 2 | 4 | 16 | RECOVERY_BIT;
 
 const RECORD_VERSION: u8 = 2;
 
@@ -213,6 +215,7 @@ fn method_bit(m: Method) -> u8 {
         Method::BackupCode => 4,
         // Never a method of a challenge.
         Method::TrustedDevice => 8,
+        Method::Sms => 16,
     }
 }
 
@@ -228,6 +231,7 @@ impl ChallengeRecord {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let extra = self.user.len()
             + self.email.as_ref().map_or(0, String::len)
+            + self.phone.as_ref().map_or(0, String::len)
             + self.totp.as_ref().map_or(0, |t| t.sealed.len());
         let mut w = Writer::with_capacity(32 + extra);
         let mut bits = self.methods.iter().fold(0, |b, m| b | method_bit(*m));
@@ -239,9 +243,11 @@ impl ChallengeRecord {
             .u32(self.backup_codes_remaining)
             .u64(self.expires_at.as_unix_secs())
             .bytes(self.user.as_bytes());
-        match &self.email {
-            Some(e) => w.u8(1).bytes(e.as_bytes()),
-            None => w.u8(0),
+        // One channel at most: email (1) or a phone (2).
+        match (&self.email, &self.phone) {
+            (Some(e), _) => w.u8(1).bytes(e.as_bytes()),
+            (None, Some(p)) => w.u8(2).bytes(p.as_bytes()),
+            (None, None) => w.u8(0),
         };
         match &self.totp {
             Some(t) => w
@@ -264,16 +270,17 @@ impl ChallengeRecord {
             return None;
         }
         let bits = r.u8()?;
-        let methods = [Method::Totp, Method::Email, Method::BackupCode]
+        let methods = [Method::Totp, Method::Email, Method::Sms, Method::BackupCode]
             .into_iter()
             .filter(|m| bits & method_bit(*m) != 0)
             .collect();
         let backup_codes_remaining = r.u32()?;
         let expires_at = Timestamp::from_unix_secs(r.u64()?);
         let user = String::from_utf8(r.bytes()?.to_vec()).ok()?;
-        let email = match r.u8()? {
-            0 => None,
-            1 => Some(String::from_utf8(r.bytes()?.to_vec()).ok()?),
+        let (email, phone) = match r.u8()? {
+            0 => (None, None),
+            1 => (Some(String::from_utf8(r.bytes()?.to_vec()).ok()?), None),
+            2 => (None, Some(String::from_utf8(r.bytes()?.to_vec()).ok()?)),
             _ => return None,
         };
         let totp = match r.u8()? {
@@ -295,6 +302,7 @@ impl ChallengeRecord {
             user,
             methods,
             email,
+            phone,
             totp,
             backup_codes_remaining,
             expires_at,
@@ -331,13 +339,14 @@ impl CodeRecord {
 /// The second step of a login: hand [`Challenge::token`] to the client and ask for a code.
 ///
 /// Serializes as `{"token": "tfc2_…", "methods": ["totp", …], "expires_at": <unix seconds>,
-/// "email_sent": bool}`: the token included, for the client that passed the password step.
+/// "email_sent": bool, "text_sent": bool}`: the token included, for the client that passed the password step.
 #[derive(Debug, serde::Serialize)]
 pub struct Challenge {
     pub(crate) token: ChallengeToken,
     pub(crate) methods: Vec<Method>,
     pub(crate) expires_at: Timestamp,
     pub(crate) email_sent: bool,
+    pub(crate) text_sent: bool,
 }
 
 impl Challenge {
@@ -361,17 +370,42 @@ impl Challenge {
     pub fn email_sent(&self) -> bool {
         self.email_sent
     }
+
+    /// Whether a code was sent by text (SMS) for this challenge (the user's phone factor is
+    /// used when they have no email factor).
+    pub fn text_sent(&self) -> bool {
+        self.text_sent
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn known_bits_are_the_challenge_methods_and_the_recovery_flag() {
+        let methods = [Method::Totp, Method::Email, Method::Sms, Method::BackupCode];
+        let bits = methods.iter().fold(RECOVERY_BIT, |b, m| b | method_bit(*m));
+        assert_eq!(KNOWN_BITS, bits);
+        assert_eq!(KNOWN_BITS & method_bit(Method::TrustedDevice), 0);
+        for m in methods {
+            let mut r = record();
+            r.methods = vec![m];
+            r.recovery_pending = true;
+            let bytes = r.encode();
+            assert_eq!(bytes.get(1).map(|b| b & !KNOWN_BITS), Some(0));
+            let back = ChallengeRecord::decode(&bytes).expect("decodes");
+            assert_eq!(back.methods, vec![m]);
+            assert!(back.recovery_pending);
+        }
+    }
+
     fn record() -> ChallengeRecord {
         ChallengeRecord {
             user: "alice".into(),
             methods: vec![Method::Totp, Method::Email, Method::BackupCode],
             email: Some("alice@example.com".into()),
+            phone: None,
             totp: Some(ChallengeTotp {
                 sealed: vec![1, 2, 3],
                 algorithm: TotpAlgorithm::Sha256,
@@ -411,6 +445,12 @@ mod tests {
         };
         assert_eq!(ChallengeRecord::decode(&flagged.encode()).unwrap(), flagged);
         assert_ne!(flagged.encode(), bare.encode());
+        let texted = ChallengeRecord {
+            phone: Some("+491701234567".into()),
+            methods: vec![Method::Sms, Method::BackupCode],
+            ..bare.clone()
+        };
+        assert_eq!(ChallengeRecord::decode(&texted.encode()).unwrap(), texted);
         let code = CodeRecord {
             mac: [9; 32],
             expires_at: Timestamp::from_unix_secs(5),

@@ -208,7 +208,7 @@ impl TwoFactorService {
             >= now.as_unix_secs();
         if !matches!(
             verified.method,
-            Some(Method::Totp | Method::Email | Method::BackupCode)
+            Some(Method::Totp | Method::Email | Method::Sms | Method::BackupCode)
         ) || !fresh
         {
             return Err(Error::ReauthRequired);

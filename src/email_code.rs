@@ -15,16 +15,43 @@ use crate::events::Event;
 use crate::flow::{Reserved, SendRefused, SendSpec};
 use crate::mail::{MailContent, MailContext, Message, SecurityAction};
 use crate::method::Method;
+use crate::phone::PhoneNumber;
 use crate::service::{check_address, check_user, until, TwoFactorService, UserKeys};
-use crate::store::{EmailRecord, StoreKey};
+use crate::store::{EmailRecord, PhoneRecord, StoreKey};
+use crate::text::{TextContent, TextMessage, TextSender};
 
 /// Purposes of codes sent outside a login challenge. A step-up code names the change it
 /// confirms in its message; one pending step-up code serves every change.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CodePurpose {
     EmailSetup,
+    SmsSetup,
     Registration,
     StepUp(SecurityAction),
+}
+
+/// Where a code goes: an email address or, by text, a phone number.
+#[derive(Clone, Copy)]
+pub(crate) enum Channel<'a> {
+    Email(&'a str),
+    Text(&'a PhoneNumber),
+}
+
+impl Channel<'_> {
+    /// What the pending code remembers of its destination.
+    fn stored(&self) -> &[u8] {
+        match self {
+            Channel::Email(a) => a.as_bytes(),
+            Channel::Text(p) => p.as_e164().as_bytes(),
+        }
+    }
+}
+
+/// What a code is for, whatever the channel: a login, or a purpose.
+#[derive(Clone, Copy)]
+pub(crate) enum CodeKind {
+    Login,
+    Purpose(CodePurpose),
 }
 
 /// The purpose a step-up code is stored and checked under, whatever change it names.
@@ -34,6 +61,7 @@ impl CodePurpose {
     pub(crate) fn name(self) -> &'static str {
         match self {
             CodePurpose::EmailSetup => "email-setup",
+            CodePurpose::SmsSetup => "sms-setup",
             CodePurpose::Registration => "registration",
             CodePurpose::StepUp(_) => "step-up",
         }
@@ -59,7 +87,7 @@ impl TwoFactorService {
             return Err(Error::AlreadyEnrolled);
         }
         self.require_fresh_factor(user, &rec, self.now()).await?;
-        self.send_purpose_code(user, address, CodePurpose::EmailSetup)
+        self.send_purpose_code(user, Channel::Email(address), CodePurpose::EmailSetup)
             .await?;
         self.event(Event::FactorSetupStarted {
             user: user.to_owned(),
@@ -99,7 +127,7 @@ impl TwoFactorService {
     pub async fn send_verification_code(&self, user: &str, address: &str) -> Result<(), Error> {
         check_user(user)?;
         check_address(address)?;
-        self.send_purpose_code(user, address, CodePurpose::Registration)
+        self.send_purpose_code(user, Channel::Email(address), CodePurpose::Registration)
             .await
     }
 
@@ -113,19 +141,153 @@ impl TwoFactorService {
             .await
     }
 
-    /// Mails a code to the user's email factor that confirms `action`, to answer
+    /// Mails a code to the user's email factor (or, without one, texts it to their phone
+    /// factor) that confirms `action`, to answer
     /// [`disable`](Self::disable), [`regenerate_backup_codes`](Self::regenerate_backup_codes) or
     /// [`reauthenticate`](Self::reauthenticate) when they have no app at hand. The message names
     /// the change it confirms.
     ///
     /// # Errors
-    /// [`Error::NotEnrolled`] without an email factor; cooldown, cap, delivery and store errors.
+    /// [`Error::NotEnrolled`] without an email or phone factor; cooldown, cap, delivery and
+    /// store errors.
     pub async fn send_step_up_code(&self, user: &str, action: SecurityAction) -> Result<(), Error> {
         check_user(user)?;
         let (rec, _) = self.load(user).await?;
-        let address = rec.email.map(|e| e.address).ok_or(Error::NotEnrolled)?;
-        self.send_purpose_code(user, &address, CodePurpose::StepUp(action))
-            .await
+        let purpose = CodePurpose::StepUp(action);
+        match (rec.email, rec.phone) {
+            (Some(e), _) => {
+                self.send_purpose_code(user, Channel::Email(&e.address), purpose)
+                    .await
+            }
+            (None, Some(p)) => {
+                self.send_purpose_code(user, Channel::Text(&p.number), purpose)
+                    .await
+            }
+            (None, None) => Err(Error::NotEnrolled),
+        }
+    }
+
+    /// Texts a code to `phone` (E.164; spaces and dashes are dropped); confirming it with
+    /// [`confirm_sms_setup`](Self::confirm_sms_setup) makes the proven number a second factor.
+    ///
+    /// **SMS is a restricted authenticator (NIST SP 800-63B §5.1.3.3)**: numbers are ported and
+    /// SIM-swapped, texts intercepted. Offer it beside a TOTP app or a security key, which are
+    /// stronger. The send counts against the same per-user budget, cooldown and resend rules as
+    /// email codes.
+    ///
+    /// On an account that already has a factor, this needs a fresh one: see
+    /// [`reauthenticate`](Self::reauthenticate).
+    ///
+    /// # Errors
+    /// [`Error::InvalidPhone`] for a number not in E.164 form; [`Error::InvalidConfig`] without a
+    /// [`text_sender`](crate::ServiceBuilder::text_sender); [`Error::AlreadyEnrolled`] when a
+    /// phone factor is on; [`Error::ReauthRequired`]; [`Error::Cooldown`] /
+    /// [`Error::RateLimited`]; delivery and store errors (no usable code left).
+    pub async fn start_sms_setup(&self, user: &str, phone: &str) -> Result<(), Error> {
+        check_user(user)?;
+        let number = PhoneNumber::parse(phone)?;
+        self.text_sender()?;
+        let (rec, _) = self.load(user).await?;
+        if rec.phone.is_some() {
+            return Err(Error::AlreadyEnrolled);
+        }
+        self.require_fresh_factor(user, &rec, self.now()).await?;
+        self.send_purpose_code(user, Channel::Text(&number), CodePurpose::SmsSetup)
+            .await?;
+        self.event(Event::FactorSetupStarted {
+            user: user.to_owned(),
+            method: Method::Sms,
+        });
+        Ok(())
+    }
+
+    /// Confirms the code texted by [`start_sms_setup`](Self::start_sms_setup), enabling the
+    /// phone as a factor ([`Method::Sms`]). Returns the proven number.
+    ///
+    /// # Errors
+    /// As [`confirm_email_setup`](Self::confirm_email_setup).
+    pub async fn confirm_sms_setup(&self, user: &str, code: &str) -> Result<PhoneNumber, Error> {
+        check_user(user)?;
+        let stored = self
+            .verify_purpose_code(user, code, CodePurpose::SmsSetup)
+            .await?;
+        let number = PhoneNumber::parse(&stored)
+            .map_err(|_| Error::Store(crate::error::StoreError::corrupt("pending phone")))?;
+        let now = self.now();
+        self.update(user, |rec| {
+            rec.phone = Some(PhoneRecord::new(number.clone(), now));
+            rec.last_verified_at = Some(now);
+            Ok(true)
+        })
+        .await?;
+        self.event(Event::FactorEnabled {
+            user: user.to_owned(),
+            method: Method::Sms,
+        });
+        Ok(number)
+    }
+
+    /// The configured text sender.
+    fn text_sender(&self) -> Result<&dyn TextSender, Error> {
+        self.inner
+            .texts
+            .as_deref()
+            .ok_or_else(|| Error::InvalidConfig("text_sender is not configured".into()))
+    }
+
+    /// Renders and sends a code by `to`'s channel.
+    pub(crate) async fn send_code(
+        &self,
+        user: &str,
+        to: Channel<'_>,
+        kind: CodeKind,
+        code: &str,
+        expires_in: std::time::Duration,
+    ) -> Result<(), Error> {
+        let internal = || Error::Internal("no message for this code on this channel");
+        match to {
+            Channel::Email(address) => {
+                let content = match kind {
+                    CodeKind::Login => MailContent::LoginCode { code, expires_in },
+                    CodeKind::Purpose(CodePurpose::EmailSetup) => {
+                        MailContent::EmailSetupCode { code, expires_in }
+                    }
+                    CodeKind::Purpose(CodePurpose::Registration) => {
+                        MailContent::RegistrationCode { code, expires_in }
+                    }
+                    CodeKind::Purpose(CodePurpose::StepUp(action)) => MailContent::SecurityCode {
+                        code,
+                        action,
+                        expires_in,
+                    },
+                    CodeKind::Purpose(CodePurpose::SmsSetup) => return Err(internal()),
+                };
+                self.send_mail(user, address, content).await
+            }
+            Channel::Text(number) => {
+                let content = match kind {
+                    CodeKind::Login => TextContent::LoginCode { code, expires_in },
+                    CodeKind::Purpose(CodePurpose::SmsSetup) => {
+                        TextContent::PhoneSetupCode { code, expires_in }
+                    }
+                    CodeKind::Purpose(CodePurpose::StepUp(action)) => TextContent::SecurityCode {
+                        code,
+                        action,
+                        expires_in,
+                    },
+                    CodeKind::Purpose(CodePurpose::EmailSetup | CodePurpose::Registration) => {
+                        return Err(internal())
+                    }
+                };
+                let body = self
+                    .inner
+                    .text_templates
+                    .render(&self.inner.issuer, &content);
+                let text = TextMessage::new(number.clone(), content.purpose(), body);
+                self.text_sender()?.send(&text).await?;
+                Ok(())
+            }
+        }
     }
 
     /// The keyed hash a code is stored as: bound to its scope (a purpose, or a challenge id)
@@ -193,15 +355,37 @@ impl TwoFactorService {
         }
     }
 
-    /// Mails `code`; on failure lifts the cooldown, so that the user may retry at once.
-    pub(crate) async fn mail_code(
+    /// Texts a notice to the user's phone, when they have one and a text sender is configured;
+    /// a failure is logged, not returned (the action it reports is done).
+    pub(crate) async fn notify_text(&self, to: Option<&PhoneNumber>, content: TextContent<'_>) {
+        let (Some(to), Some(sender)) = (to, self.inner.texts.as_deref()) else {
+            return;
+        };
+        let body = self
+            .inner
+            .text_templates
+            .render(&self.inner.issuer, &content);
+        let text = TextMessage::new(to.clone(), content.purpose(), body);
+        if let Err(e) = sender.send(&text).await {
+            tracing::warn!(target: "twofactor", error = %e, "notification not delivered");
+        }
+    }
+
+    /// Sends `code` by `to`'s channel; on failure lifts the cooldown, so that the user may
+    /// retry at once.
+    pub(crate) async fn deliver_code(
         &self,
         user: &str,
-        to: &str,
+        to: Channel<'_>,
         cooldown: &StoreKey,
-        kind: MailContent<'_>,
+        kind: CodeKind,
+        code: &Secret,
+        expires_in: std::time::Duration,
     ) -> Result<(), Error> {
-        if let Err(e) = self.send_mail(user, to, kind).await {
+        if let Err(e) = self
+            .send_code(user, to, kind, code.expose(), expires_in)
+            .await
+        {
             if let Err(lift) = self.inner.otp.delete(cooldown).await {
                 tracing::warn!(target: "twofactor", error = %lift, "lifting a cooldown failed");
             }
@@ -213,7 +397,7 @@ impl TwoFactorService {
     async fn send_purpose_code(
         &self,
         user: &str,
-        address: &str,
+        to: Channel<'_>,
         purpose: CodePurpose,
     ) -> Result<(), Error> {
         let policy = &self.inner.policy;
@@ -224,35 +408,16 @@ impl TwoFactorService {
         self.reserve_send(&keys, None, &cooldown, now).await?;
         let code = code::generate_numeric(policy.email_code_digits);
         let expires_at = now.saturating_add(policy.email_code_ttl);
-        let (code_text, ttl) = (code.expose(), policy.email_code_ttl);
-        let kind = match purpose {
-            CodePurpose::EmailSetup => MailContent::EmailSetupCode {
-                code: code_text,
-                expires_in: ttl,
-            },
-            CodePurpose::Registration => MailContent::RegistrationCode {
-                code: code_text,
-                expires_in: ttl,
-            },
-            CodePurpose::StepUp(action) => MailContent::SecurityCode {
-                code: code_text,
-                action,
-                expires_in: ttl,
-            },
-        };
-        self.mail_code(user, address, &cooldown, kind).await?;
+        let kind = CodeKind::Purpose(purpose);
+        self.deliver_code(user, to, &cooldown, kind, &code, policy.email_code_ttl)
+            .await?;
         let record = CodeRecord {
             mac: self.code_mac(purpose.name().as_bytes(), user, &code),
             expires_at,
         };
         self.inner
             .otp
-            .store_code(
-                &key,
-                Some((address.as_bytes(), expires_at)),
-                &record.encode(),
-                now,
-            )
+            .store_code(&key, Some((to.stored(), expires_at)), &record.encode(), now)
             .await?;
         self.event(Event::CodeSent {
             user: user.to_owned(),

@@ -65,8 +65,8 @@ pub enum Error {
     /// The user has no such factor (or no pending setup to confirm).
     #[error("the user is not enrolled in this factor")]
     NotEnrolled,
-    /// A new code was asked for a challenge that has no email method (the user signs in with
-    /// TOTP or a backup code only): there is nothing to resend. Answered by
+    /// A new code was asked for a challenge that has no email or text (SMS) method (the user
+    /// signs in with TOTP or a backup code only): there is nothing to resend. Answered by
     /// [`TwoFactorService::resend_code`](crate::TwoFactorService::resend_code); offer resending
     /// only when [`Challenge::methods`](crate::Challenge::methods) holds [`Method::Email`](crate::Method::Email).
     #[error("the challenge has no email code to resend")]
@@ -105,6 +105,10 @@ pub enum Error {
     /// An argument was unusable (empty user id, malformed email address, …).
     #[error("invalid input: {0}")]
     InvalidInput(&'static str),
+    /// A phone number is not in E.164 form; the [`PhoneError`](crate::PhoneError) says why
+    /// (its own [`code`](crate::PhoneError::code)). Holds no digit of the input.
+    #[error("invalid phone number: {0}")]
+    InvalidPhone(#[from] crate::phone::PhoneError),
     /// The service or policy configuration is not acceptable.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
@@ -144,6 +148,7 @@ impl Error {
             Error::InvalidPassword => "invalid_password",
             Error::PasswordCheck(_) => "password_check_failed",
             Error::InvalidInput(_) => "invalid_input",
+            Error::InvalidPhone(_) => "invalid_phone",
             Error::InvalidConfig(_) => "invalid_config",
             Error::Internal(_) => "internal_error",
             Error::Crypto => "crypto_failed",
@@ -155,7 +160,7 @@ impl Error {
     /// The HTTP status a host should answer with.
     pub fn http_status(&self) -> u16 {
         match self {
-            Error::MalformedCode | Error::InvalidInput(_) => 400,
+            Error::MalformedCode | Error::InvalidInput(_) | Error::InvalidPhone(_) => 400,
             Error::InvalidCode { .. }
             | Error::Expired
             | Error::InvalidChallenge
@@ -245,6 +250,9 @@ impl Error {
             Error::ReauthRequired => "Please confirm with a current code first.",
             Error::InvalidPassword => "The password is not correct.",
             Error::InvalidInput(_) => "The request is not valid.",
+            Error::InvalidPhone(_) => {
+                "The phone number is not valid. Enter it with + and the country code."
+            }
             Error::InvalidConfig(_) | Error::Internal(_) | Error::Crypto => {
                 "An internal error occurred."
             }

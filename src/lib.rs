@@ -26,12 +26,14 @@ mod login;
 mod mail;
 mod method;
 mod password;
+mod phone;
 mod policy;
 pub mod rate_limit;
 mod recovery;
 mod service;
 mod step_up;
 mod store;
+mod text;
 mod totp;
 
 /// The attribute every `impl` of this crate's async traits needs ([`OtpStore`],
@@ -57,6 +59,7 @@ pub use mail::{GermanTemplates, StandardMessage};
 pub use mail::{SmtpMailer, SmtpMailerBuilder, SmtpTls};
 pub use method::{Method, Verified};
 pub use password::{hash_password, verify_password};
+pub use phone::{PhoneError, PhoneNumber, MAX_PHONE_DIGITS, MIN_PHONE_DIGITS};
 pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL, MAX_FAILURES_PER_DAY};
 pub use rate_limit::{Decision, Limit, LoginContext, RateLimiter, WindowKind, MAX_LIMIT_WINDOW};
 pub use recovery::RecoveryProgress;
@@ -68,8 +71,8 @@ pub use store::conformance;
 pub use store::flow;
 pub use store::{
     BackupCodeRecord, EmailRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,
-    MemoryOtpStore, OtpStore, PendingTotp, RecoveryRecord, Revision, StoreKey, TotpRecord,
-    TrustedDeviceRecord,
+    MemoryOtpStore, OtpStore, PendingTotp, PhoneRecord, RecoveryRecord, Revision, StoreKey,
+    TotpRecord, TrustedDeviceRecord,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -77,6 +80,10 @@ pub use store::{RedisEnrollmentStore, RedisOtpStore, RedisOtpStoreBuilder, DEFAU
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use store::{SqlPool, SqlStore, SqlStoreBuilder};
+pub use text::{
+    EnglishTextTemplates, GermanTextTemplates, LogTextSender, RecordingTextSender, TextContent,
+    TextMessage, TextSender, TextTemplates,
+};
 #[cfg(feature = "qr-png")]
 #[cfg_attr(docsrs, doc(cfg(feature = "qr-png")))]
 pub use totp::qr_png;

@@ -1,5 +1,5 @@
 //! The two-step login: [`TwoFactorService::begin_login`] stores a challenge (and mails a code
-//! when email is a method), [`TwoFactorService::resend_code`] mails a new one, and
+//! when email is a method, or texts it to a phone factor), [`TwoFactorService::resend_code`] mails a new one, and
 //! [`TwoFactorService::verify_login`] answers it with a TOTP, email or backup code.
 
 //!
@@ -16,12 +16,13 @@ use crate::challenge::{
 };
 use crate::clock::Timestamp;
 use crate::code::{self, Secret};
-use crate::email_code::refused_error;
+use crate::email_code::{refused_error, Channel, CodeKind};
 use crate::error::{Error, StoreError};
 use crate::events::Event;
 use crate::flow::{Begun, NewChallenge};
 use crate::mail::MailContent;
 use crate::method::{Method, Verified};
+use crate::phone::PhoneNumber;
 use crate::rate_limit::LoginContext;
 use crate::service::{check_user, until, TwoFactorService, UserKeys};
 use crate::store::StoreKey;
@@ -52,8 +53,8 @@ struct Located {
 enum Matched {
     /// A TOTP code of this step; `reseal` when the secret is sealed under an older key.
     Totp { step: u64, reseal: bool },
-    /// The emailed code.
-    Email,
+    /// The code sent with the challenge (by email or by text).
+    Sent,
     /// A backup code, to redeem before the challenge is taken.
     BackupCode(Secret),
 }
@@ -82,7 +83,9 @@ impl TwoFactorService {
     /// The second step of a login, called after the host has checked the password.
     ///
     /// A user with no factor gets [`LoginStep::Complete`]. Otherwise a challenge is stored and
-    /// returned; when email is a method, a code is mailed at once.
+    /// returned; when email is a method, a code is mailed at once, and for a user with a phone
+    /// factor and no email factor it is texted instead ([`Method::Sms`]; a restricted
+    /// authenticator under NIST SP 800-63B: TOTP or a security key is stronger).
     ///
     /// # Errors
     /// [`Error::Locked`] while the user's code step is locked; [`Error::InvalidInput`]; store
@@ -116,9 +119,17 @@ impl TwoFactorService {
             }
             None => None,
         };
+        // One channel carries the code: email when the user has it, else their phone.
         let email = rec.email.map(|e| e.address);
+        let phone = match email {
+            Some(_) => None,
+            None => rec.phone.map(|p| p.number),
+        };
         if email.is_some() {
             methods.push(Method::Email);
+        }
+        if phone.is_some() {
+            methods.push(Method::Sms);
         }
         if remaining > 0 {
             methods.push(Method::BackupCode);
@@ -132,16 +143,19 @@ impl TwoFactorService {
             user: user.to_owned(),
             methods: methods.clone(),
             email,
+            phone: phone.as_ref().map(|p| p.as_e164().to_owned()),
             totp,
             backup_codes_remaining: remaining,
             expires_at,
             recovery_pending: rec.recovery.is_some(),
         };
-        // The email code is made now and stored with the challenge when its send is granted.
-        let code = record
-            .email
-            .as_ref()
-            .map(|_| code::generate_numeric(policy.email_code_digits));
+        // The code is made now and stored with the challenge when its send is granted.
+        let channel = match (&record.email, &phone) {
+            (Some(address), _) => Some(Channel::Email(address)),
+            (None, Some(number)) => Some(Channel::Text(number)),
+            (None, None) => None,
+        };
+        let code = channel.map(|_| code::generate_numeric(policy.email_code_digits));
         let code_expires = now.saturating_add(policy.email_code_ttl).min(expires_at);
         let code_record = code.as_ref().map(|c| {
             CodeRecord {
@@ -160,8 +174,8 @@ impl TwoFactorService {
             send: code_record
                 .as_deref()
                 .map(|c| (self.send_spec(&cooldown, now), c)),
-            // Without an authenticator app the emailed code is the only way in (or a backup
-            // code, which the user may not have at hand): a refused send refuses the login.
+            // Without an authenticator app the sent code is the only way in (or a backup code,
+            // which the user may not have at hand): a refused send refuses the login.
             send_required: record.totp.is_none(),
         };
         let granted = match self.inner.otp.begin_challenge(&new, now).await? {
@@ -176,19 +190,22 @@ impl TwoFactorService {
                 return Err(Error::Store(StoreError::other("challenge id collision")))
             }
         };
-        let mut email_sent = false;
-        if let (Some(address), Some(code), Some(sent)) = (&record.email, &code, granted) {
-            let kind = MailContent::LoginCode {
-                code: code.expose(),
-                expires_in: code_expires.duration_since(now),
-            };
-            let mailed = match sent {
-                Ok(()) => self.mail_code(user, address, &cooldown, kind).await,
+        let (mut email_sent, mut text_sent) = (false, false);
+        if let (Some(to), Some(code), Some(sent)) = (channel, &code, granted) {
+            let expires_in = code_expires.duration_since(now);
+            let delivered = match sent {
+                Ok(()) => {
+                    self.deliver_code(user, to, &cooldown, CodeKind::Login, code, expires_in)
+                        .await
+                }
                 Err(refused) => Err(refused_error(refused, now)),
             };
-            match mailed {
+            match delivered {
                 Ok(()) => {
-                    email_sent = true;
+                    match to {
+                        Channel::Email(_) => email_sent = true,
+                        Channel::Text(_) => text_sent = true,
+                    }
                     self.event(Event::CodeSent {
                         user: user.to_owned(),
                     });
@@ -210,6 +227,7 @@ impl TwoFactorService {
             methods,
             expires_at,
             email_sent,
+            text_sent,
         }))
     }
 
@@ -222,11 +240,13 @@ impl TwoFactorService {
         Ok((Located { keys, challenge }, id))
     }
 
-    /// Sends a new email code for a challenge, replacing the old one. Counters are not reset.
+    /// Sends a new code for a challenge (by email, or by text for a [`Method::Sms`] challenge),
+    /// replacing the old one. Counters are not reset: the cooldown, the per-user send budget and
+    /// the attempts are the same for both channels.
     ///
     /// # Errors
-    /// [`Error::InvalidChallenge`]; [`Error::NoEmailMethod`] when email is not a method of the
-    /// challenge (status 409, public code `no_email_method`);
+    /// [`Error::InvalidChallenge`]; [`Error::NoEmailMethod`] when neither email nor SMS is a
+    /// method of the challenge (status 409, public code `no_email_method`);
     /// [`Error::Cooldown`] within the cooldown; [`Error::RateLimited`] past the send cap;
     /// delivery and store errors (no cooldown started, no usable code left).
     pub async fn resend_code(&self, token: &ChallengeToken) -> Result<(), Error> {
@@ -239,20 +259,29 @@ impl TwoFactorService {
             .await?
             .ok_or(Error::InvalidChallenge)?;
         let record = ChallengeRecord::decode(&value)?;
-        let Some(address) = &record.email else {
-            let _ = self.inner.otp.delete(&cooldown).await;
-            return Err(Error::NoEmailMethod);
+        let phone = match &record.phone {
+            Some(p) => Some(
+                PhoneNumber::parse(p)
+                    .map_err(|_| Error::Store(StoreError::corrupt("challenge phone")))?,
+            ),
+            None => None,
+        };
+        let to = match (&record.email, &phone) {
+            (Some(address), _) => Channel::Email(address),
+            (None, Some(number)) => Channel::Text(number),
+            (None, None) => {
+                let _ = self.inner.otp.delete(&cooldown).await;
+                return Err(Error::NoEmailMethod);
+            }
         };
         let user = record.user.as_str();
         let code = code::generate_numeric(policy.email_code_digits);
         let expires_at = now
             .saturating_add(policy.email_code_ttl)
             .min(record.expires_at);
-        let kind = MailContent::LoginCode {
-            code: code.expose(),
-            expires_in: expires_at.duration_since(now),
-        };
-        self.mail_code(user, address, &cooldown, kind).await?;
+        let expires_in = expires_at.duration_since(now);
+        self.deliver_code(user, to, &cooldown, CodeKind::Login, &code, expires_in)
+            .await?;
         let stored = CodeRecord {
             mac: self.code_mac(&id, user, &code),
             expires_at,
@@ -390,7 +419,8 @@ impl TwoFactorService {
                 }
                 Method::Totp
             }
-            Matched::Email => Method::Email,
+            Matched::Sent if challenge.phone.is_some() => Method::Sms,
+            Matched::Sent => Method::Email,
             Matched::BackupCode(_) => {
                 self.event(Event::BackupCodeUsed {
                     user: user.to_owned(),
@@ -429,12 +459,13 @@ impl TwoFactorService {
         if let Some(canonical) = backup::canonical(code.expose()) {
             return Ok(offers(Method::BackupCode).then_some(Matched::BackupCode(canonical)));
         }
-        if let (true, Some(bytes)) = (offers(Method::Email), email_code) {
+        let sent = offers(Method::Email) || offers(Method::Sms);
+        if let (true, Some(bytes)) = (sent, email_code) {
             if code::is_numeric(code, self.inner.policy.email_code_digits) {
                 let stored = CodeRecord::decode(bytes)?;
                 let mac = self.code_mac(id, user, code);
                 if stored.expires_at > now && code::ct_eq(&mac, &stored.mac) {
-                    return Ok(Some(Matched::Email));
+                    return Ok(Some(Matched::Sent));
                 }
             }
         }

@@ -15,12 +15,15 @@ pub enum Method {
     Email,
     /// A single-use backup code.
     BackupCode,
+    /// A code sent by text (SMS) to a proven phone number. NIST SP 800-63B makes it a
+    /// *restricted* authenticator: weaker than [`Totp`](Self::Totp) or a security key.
+    Sms,
     /// A trusted device's token ([`trust_device`](crate::TwoFactorService::trust_device)): a
     /// login completed without a code.
     TrustedDevice,
 }
 
-/// The stable name, as [`Method::as_str`]: `totp`, `email`, `backup_code` or `trusted_device`.
+/// The stable name, as [`Method::as_str`]: `totp`, `email`, `sms`, `backup_code` or `trusted_device`.
 impl std::fmt::Display for Method {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -28,20 +31,21 @@ impl std::fmt::Display for Method {
 }
 
 impl Method {
-    /// The method's stable name: `totp`, `email`, `backup_code` or `trusted_device`.
+    /// The method's stable name: `totp`, `email`, `sms`, `backup_code` or `trusted_device`.
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Totp => "totp",
             Method::Email => "email",
             Method::BackupCode => "backup_code",
             Method::TrustedDevice => "trusted_device",
+            Method::Sms => "sms",
         }
     }
 }
 
 /// Proof that a user passed the second factor. The host issues its own session from it.
 ///
-/// Serializes as `{"user": …, "method": "totp" | "email" | "backup_code" | "trusted_device" | null,
+/// Serializes as `{"user": …, "method": "totp" | "email" | "sms" | "backup_code" | "trusted_device" | null,
 /// "backup_codes_remaining": …, "verified_at": <unix seconds>}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]

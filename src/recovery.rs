@@ -23,6 +23,7 @@ use crate::mail::MailContent;
 use crate::method::Verified;
 use crate::service::{check_user, TwoFactorService};
 use crate::store::{EnrollmentRecord, RecoveryRecord};
+use crate::text::TextContent;
 
 /// Where a user's recovery stands, from [`TwoFactorService::process_recovery`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +46,8 @@ impl TwoFactorService {
     /// effect. Needs the password (the host's [`PasswordVerifier`](crate::PasswordVerifier),
     /// with the same limit of its own as at [`disable`](Self::disable)).
     ///
-    /// The user's email factor is told at once ([`MailContent::RecoveryRequested`]); the host
+    /// The user's email factor is told at once ([`MailContent::RecoveryRequested`]), and their
+    /// phone factor by text ([`TextContent::RecoveryRequested`], with a text sender); the host
     /// should also tell the account's own address, from [`Event::RecoveryRequested`]. While one
     /// is pending, a new request changes nothing and returns the same time.
     ///
@@ -87,6 +89,9 @@ impl TwoFactorService {
             });
             let to = rec.email.as_ref().map(|e| e.address.as_str());
             self.notify(user, to, MailContent::RecoveryRequested).await;
+            let phone = rec.phone.as_ref().map(|p| &p.number);
+            self.notify_text(phone, TextContent::RecoveryRequested)
+                .await;
         }
         Ok(pending.effective_at)
     }
@@ -155,6 +160,8 @@ impl TwoFactorService {
             if first {
                 let to = rec.email.as_ref().map(|e| e.address.as_str());
                 self.notify(user, to, MailContent::RecoveryReminder).await;
+                let phone = rec.phone.as_ref().map(|p| &p.number);
+                self.notify_text(phone, TextContent::RecoveryReminder).await;
             }
         }
         Ok(RecoveryProgress::Pending {

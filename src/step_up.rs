@@ -31,6 +31,10 @@ pub struct Status {
     pub totp_pending: bool,
     /// The email factor's address.
     pub email: Option<String>,
+    /// The phone factor's number, masked (`+49•••••••567`, see [`PhoneNumber::masked`]).
+    ///
+    /// [`PhoneNumber::masked`]: crate::PhoneNumber::masked
+    pub phone: Option<String>,
     /// When the user last passed a second-factor check.
     pub last_verified_at: Option<Timestamp>,
     /// Unused backup codes.
@@ -83,7 +87,7 @@ impl TwoFactorService {
         let backup_code = backup::canonical(code.expose());
         let pending = keys.pending(STEP_UP);
         let may_be_email = backup_code.is_none()
-            && rec.email.is_some()
+            && (rec.email.is_some() || rec.phone.is_some())
             && code::is_numeric(code, policy.email_code_digits);
         let attempt = if may_be_email {
             let opened = self
@@ -193,7 +197,12 @@ impl TwoFactorService {
             let stored = CodeRecord::decode(bytes)?;
             let expected = self.code_mac(STEP_UP.name().as_bytes(), user, code);
             if stored.expires_at > now && code::ct_eq(&expected, &stored.mac) {
-                return Ok(Some((Method::Email, Taken::PendingCode)));
+                let method = if rec.email.is_some() {
+                    Method::Email
+                } else {
+                    Method::Sms
+                };
+                return Ok(Some((method, Taken::PendingCode)));
             }
         }
         if let Some(totp) = &rec.totp {
@@ -449,6 +458,9 @@ impl TwoFactorService {
         if rec.email.is_some() {
             methods.push(Method::Email);
         }
+        if rec.phone.is_some() {
+            methods.push(Method::Sms);
+        }
         if rec.is_enabled() && remaining > 0 {
             methods.push(Method::BackupCode);
         }
@@ -461,6 +473,7 @@ impl TwoFactorService {
                 .as_ref()
                 .is_some_and(|p| p.expires_at > now),
             email: rec.email.map(|e| e.address),
+            phone: rec.phone.map(|p| p.number.masked()),
             last_verified_at: rec.last_verified_at.max(last_seen),
             backup_codes_remaining: remaining,
             totp_key_id: rec

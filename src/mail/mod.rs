@@ -35,6 +35,8 @@ pub enum MessagePurpose {
     EmailSetupCode,
     /// A code verifying an address at registration.
     RegistrationCode,
+    /// A code, sent by text, proving a phone number before it becomes a second factor.
+    PhoneSetupCode,
     /// Two-factor authentication was turned off.
     TwoFactorDisabled,
     /// The backup codes were replaced by a new set.

@@ -12,6 +12,7 @@ use crate::keys::Keyring;
 use crate::mail::{EnglishTemplates, Mailer, Templates};
 use crate::policy::Policy;
 use crate::store::{EnrollmentStore, OtpStore};
+use crate::text::{EnglishTextTemplates, TextSender, TextTemplates};
 
 /// Checks a user's password for the flows that need it ([`TwoFactorService::disable`]).
 ///
@@ -87,6 +88,8 @@ pub struct ServiceBuilder {
     enrollments: Option<Arc<dyn EnrollmentStore>>,
     mailer: Option<Arc<dyn Mailer>>,
     templates: Arc<dyn Templates>,
+    texts: Option<Arc<dyn TextSender>>,
+    text_templates: Arc<dyn TextTemplates>,
     policy: Policy,
     clock: Arc<dyn Clock>,
     password: Option<Arc<dyn PasswordVerifier>>,
@@ -141,6 +144,23 @@ impl ServiceBuilder {
     /// The message templates. Default [`EnglishTemplates`].
     pub fn templates(mut self, templates: impl Templates) -> Self {
         self.templates = Arc::new(templates);
+        self
+    }
+
+    /// The text (SMS) sender. Optional: without it, phone setup answers
+    /// [`Error::InvalidConfig`] and a user's phone factor gets no code by text. An `Arc<T>` or
+    /// a `Box<dyn TextSender>` is one too.
+    ///
+    /// NIST SP 800-63B makes SMS a *restricted* authenticator: offer it beside TOTP or a
+    /// security key, which are stronger, not instead of them.
+    pub fn text_sender(mut self, sender: impl TextSender) -> Self {
+        self.texts = Some(Arc::new(sender));
+        self
+    }
+
+    /// The text templates. Default [`EnglishTextTemplates`].
+    pub fn text_templates(mut self, templates: impl TextTemplates) -> Self {
+        self.text_templates = Arc::new(templates);
         self
     }
 
@@ -202,6 +222,8 @@ impl ServiceBuilder {
                 enrollments: self.enrollments.ok_or_else(|| missing("enrollments"))?,
                 mailer: self.mailer.ok_or_else(|| missing("mailer"))?,
                 templates: self.templates,
+                texts: self.texts,
+                text_templates: self.text_templates,
                 policy: self.policy,
                 clock: self.clock,
                 password: self.password,
@@ -222,6 +244,8 @@ impl TwoFactorService {
             enrollments: None,
             mailer: None,
             templates: Arc::new(EnglishTemplates),
+            texts: None,
+            text_templates: Arc::new(EnglishTextTemplates),
             policy: Policy::default(),
             clock: Arc::new(SystemClock),
             password: None,

@@ -22,6 +22,7 @@ use crate::keys::Keyring;
 use crate::mail::{Mailer, Templates};
 use crate::policy::Policy;
 use crate::store::{EnrollmentStore, OtpStore, StoreKey};
+use crate::text::{TextSender, TextTemplates};
 
 mod builder;
 mod records;
@@ -38,6 +39,8 @@ pub(crate) struct Inner {
     pub(crate) enrollments: Arc<dyn EnrollmentStore>,
     pub(crate) mailer: Arc<dyn Mailer>,
     pub(crate) templates: Arc<dyn Templates>,
+    pub(crate) texts: Option<Arc<dyn TextSender>>,
+    pub(crate) text_templates: Arc<dyn TextTemplates>,
     pub(crate) policy: Policy,
     clock: Arc<dyn Clock>,
     pub(crate) password: Option<Arc<dyn PasswordVerifier>>,

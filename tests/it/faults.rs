@@ -25,6 +25,7 @@ use crate::support::{self, wrong, Harness, PASSWORD};
 
 const USER: &str = "u1";
 const ADDR: &str = "alice@example.com";
+const PHONE: &str = "+491701234567";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Flow {
@@ -38,6 +39,10 @@ enum Flow {
     TotpConfirm,
     /// `start_email_setup` (mails a code) + `confirm_email_setup`.
     EmailConfirm,
+    /// `begin_login` (texts a code) + `verify_login` with it.
+    SmsLogin,
+    /// `start_sms_setup` (texts a code) + `confirm_sms_setup`.
+    SmsConfirm,
     /// `disable` with the password and a TOTP code.
     Disable,
     /// `regenerate_backup_codes` with a TOTP code.
@@ -86,7 +91,8 @@ async fn setup(flow: Flow, input: Input, h: &Harness) -> Ctx {
             ctx.backup = backup;
         }
         Flow::EmailLogin => h.enroll_email(USER, ADDR).await,
-        Flow::TotpConfirm | Flow::EmailConfirm => {}
+        Flow::SmsLogin => h.enroll_sms(USER, PHONE).await,
+        Flow::TotpConfirm | Flow::EmailConfirm | Flow::SmsConfirm => {}
     }
     if flow == Flow::Disable {
         h.enroll_email(USER, ADDR).await;
@@ -102,6 +108,7 @@ async fn setup(flow: Flow, input: Input, h: &Harness) -> Ctx {
         ctx.used = Some(code);
     }
     h.mailer.clear();
+    h.texts.clear();
     ctx
 }
 
@@ -124,6 +131,15 @@ fn totp_input(h: &Harness, ctx: &Ctx, input: Input) -> String {
     }
 }
 
+/// A sent code for the flow's input: as sent, or a wrong one.
+fn sent_input(code: String, input: Input) -> String {
+    if input == Input::Wrong {
+        wrong(&code)
+    } else {
+        code
+    }
+}
+
 /// The flow itself, run with faults armed.
 async fn run(flow: Flow, input: Input, h: &Harness, ctx: &mut Ctx) -> Result<(), Error> {
     match flow {
@@ -136,14 +152,21 @@ async fn run(flow: Flow, input: Input, h: &Harness, ctx: &mut Ctx) -> Result<(),
         Flow::EmailLogin => {
             let ch = begin(h).await?;
             assert!(ch.email_sent());
-            let code = h.last_code(ADDR);
-            let code = if input == Input::Wrong {
-                wrong(&code)
-            } else {
-                code
-            };
+            let code = sent_input(h.last_code(ADDR), input);
             let v = h.tf.verify_login(ch.token(), &code).await?;
             assert_eq!(v.method, Some(Method::Email));
+        }
+        Flow::SmsLogin => {
+            let ch = begin(h).await?;
+            assert!(ch.text_sent());
+            let code = sent_input(h.last_text_code(PHONE), input);
+            let v = h.tf.verify_login(ch.token(), &code).await?;
+            assert_eq!(v.method, Some(Method::Sms));
+        }
+        Flow::SmsConfirm => {
+            h.tf.start_sms_setup(USER, PHONE).await?;
+            let code = sent_input(h.last_text_code(PHONE), input);
+            assert_eq!(h.tf.confirm_sms_setup(USER, &code).await?.as_e164(), PHONE);
         }
         Flow::BackupLogin => {
             let code = match input {
@@ -170,12 +193,7 @@ async fn run(flow: Flow, input: Input, h: &Harness, ctx: &mut Ctx) -> Result<(),
         }
         Flow::EmailConfirm => {
             h.tf.start_email_setup(USER, ADDR).await?;
-            let code = h.last_code(ADDR);
-            let code = if input == Input::Wrong {
-                wrong(&code)
-            } else {
-                code
-            };
+            let code = sent_input(h.last_code(ADDR), input);
             assert_eq!(h.tf.confirm_email_setup(USER, &code).await?, ADDR);
         }
         Flow::Disable => {
@@ -219,6 +237,37 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
             let ch = begin(h).await.unwrap();
             let v = h.tf.verify_login(ch.token(), &h.last_code(ADDR)).await;
             assert_eq!(v.unwrap().method, Some(Method::Email));
+        }
+        Flow::SmsLogin => {
+            assert_status(&st, true, &[Method::Sms], 0);
+            let ch = begin(h).await.unwrap();
+            let v =
+                h.tf.verify_login(ch.token(), &h.last_text_code(PHONE))
+                    .await;
+            assert_eq!(v.unwrap().method, Some(Method::Sms));
+        }
+        Flow::SmsConfirm => {
+            if !st.enabled {
+                assert!(st.methods.is_empty() && st.phone.is_none(), "{st:?}");
+                if let Err(Error::Delivery(_)) = r {
+                    // A text reported as failed may still have gone out: its code is void.
+                    if h.texts.last_to(PHONE).is_some() {
+                        let code = h.last_text_code(PHONE);
+                        assert!(h.tf.confirm_sms_setup(USER, &code).await.is_err());
+                    }
+                }
+                h.advance(61);
+                h.enroll_sms(USER, PHONE).await;
+            } else {
+                assert_eq!(input, Input::Right, "enabled by a wrong code");
+            }
+            let st = status(h).await;
+            assert_status(&st, true, &[Method::Sms], 0);
+            let ch = begin(h).await.unwrap();
+            let v =
+                h.tf.verify_login(ch.token(), &h.last_text_code(PHONE))
+                    .await;
+            assert_eq!(v.unwrap().method, Some(Method::Sms));
         }
         Flow::BackupLogin => {
             let methods = [Method::Totp, Method::BackupCode];
@@ -429,8 +478,9 @@ fn check_error(
         assert!(r.is_err(), "{what}: a wrongful success");
     }
     let Err(e) = r else { return };
-    let mail = injected.iter().any(|(_, name)| *name == "mail.send");
-    let store = injected.iter().any(|(_, name)| *name != "mail.send");
+    let send = |name: &str| name == "mail.send" || name == "text.send";
+    let mail = injected.iter().any(|(_, name)| send(name));
+    let store = injected.iter().any(|(_, name)| !send(name));
     match e {
         Error::Store(_) => assert!(store, "{what}: a store error without a store failure"),
         Error::Delivery(_) => assert!(mail, "{what}: a delivery error without a mail failure"),
@@ -468,6 +518,10 @@ sweep_test!(totp_confirm, Flow::TotpConfirm, Input::Right);
 sweep_test!(totp_confirm_wrong_code, Flow::TotpConfirm, Input::Wrong);
 sweep_test!(email_confirm, Flow::EmailConfirm, Input::Right);
 sweep_test!(email_confirm_wrong_code, Flow::EmailConfirm, Input::Wrong);
+sweep_test!(sms_login, Flow::SmsLogin, Input::Right);
+sweep_test!(sms_login_wrong_code, Flow::SmsLogin, Input::Wrong);
+sweep_test!(sms_confirm, Flow::SmsConfirm, Input::Right);
+sweep_test!(sms_confirm_wrong_code, Flow::SmsConfirm, Input::Wrong);
 sweep_test!(disable, Flow::Disable, Input::Right);
 sweep_test!(disable_wrong_code, Flow::Disable, Input::Wrong);
 sweep_test!(disable_wrong_password, Flow::Disable, Input::WrongPassword);

@@ -32,6 +32,7 @@ mod rfc_vectors;
 // The server example renders PNG QR codes.
 #[cfg(feature = "qr-png")]
 mod server_http;
+mod sms;
 #[cfg(feature = "smtp")]
 mod smtp;
 #[cfg(feature = "test-util")]

@@ -495,3 +495,29 @@ fn huge_policy_values_are_refused_or_saturate() {
         assert_eq!(p.validate().unwrap_err().code(), "invalid_config");
     }
 }
+
+proptest! {
+    #![proptest_config(Config { cases: 2000, ..Config::default() })]
+
+    /// Any text into the phone parser: an error, or a canonical E.164 number that parses to
+    /// itself and prints masked. Plausible numbers with spaces and dashes parse.
+    #[test]
+    fn phone_numbers_parse_or_refuse_without_panic(
+        input in prop_oneof![nasty(), "\\+[1-9][0-9 \\-]{6,20}", "[+0-9 ()\\-.]{0,24}"],
+    ) {
+        match twofactor::PhoneNumber::parse(&input) {
+            Ok(n) => {
+                let e = n.as_e164();
+                let digits = &e[1..];
+                prop_assert!(e.starts_with('+'));
+                prop_assert!((8..=15).contains(&digits.len()), "{e}");
+                prop_assert!(digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0'));
+                let same = twofactor::PhoneNumber::parse(e).unwrap();
+                prop_assert_eq!(same.as_e164(), e);
+                let shown = format!("{n} {n:?}");
+                prop_assert!(!shown.contains(digits), "{shown}");
+            }
+            Err(why) => prop_assert!(why.code().starts_with("phone_")),
+        }
+    }
+}

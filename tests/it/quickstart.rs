@@ -7,19 +7,20 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn quickstart_binary() -> Option<PathBuf> {
-    // target/<profile>/deps/it-<hash> → target/<profile>/examples/quickstart
+/// The built example `name`, when `cargo test` built the examples.
+pub(crate) fn example_binary(name: &str) -> Option<PathBuf> {
+    // target/<profile>/deps/it-<hash> → target/<profile>/examples/<name>
     let exe = std::env::current_exe().ok()?;
     let profile_dir = exe.parent()?.parent()?;
     let bin = profile_dir
         .join("examples")
-        .join(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     bin.is_file().then_some(bin)
 }
 
 #[test]
 fn the_quickstart_names_each_method_plainly() {
-    let Some(bin) = quickstart_binary() else {
+    let Some(bin) = example_binary("quickstart") else {
         println!("skipped: the quickstart example is not built (run the whole `cargo test`)");
         return;
     };
@@ -49,6 +50,7 @@ fn a_method_displays_as_its_stable_name() {
     for m in [
         Method::Totp,
         Method::Email,
+        Method::Sms,
         Method::BackupCode,
         Method::TrustedDevice,
     ] {

@@ -550,3 +550,42 @@ pub async fn recovery_round_trip<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
     assert_eq!(store.save(&u, &r, Some(rev1)).await.unwrap(), None);
     assert_eq!(store.load(&u).await.unwrap(), Some((cancelled, rev2)));
 }
+
+/// A proven phone rides in the record: it loads back equal (whole, not masked), a record
+/// without one loads without one, and removing it by compare-and-swap holds.
+pub async fn phone_round_trip<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    use crate::phone::PhoneNumber;
+    use crate::store::PhoneRecord;
+    let u = user();
+    let without = record(6);
+    let rev0 = store
+        .save(&u, &without, None)
+        .await
+        .unwrap()
+        .expect("saved");
+    let (loaded, _) = store.load(&u).await.unwrap().expect("loaded");
+    assert_eq!(loaded.phone, None, "no phone in a record saved without one");
+    let mut r = without.clone();
+    let number = PhoneNumber::parse("+491701234567").expect("a number");
+    r.phone = Some(PhoneRecord::new(number.clone(), at(T0 + 9)));
+    let rev1 = store
+        .save(&u, &r, Some(rev0))
+        .await
+        .unwrap()
+        .expect("phone added");
+    let (loaded, rev) = store.load(&u).await.unwrap().expect("loaded");
+    assert_eq!((&loaded, rev), (&r, rev1));
+    assert_eq!(
+        loaded.phone.as_ref().map(|p| p.number.as_e164()),
+        Some("+491701234567")
+    );
+    let mut removed = r.clone();
+    removed.phone = None;
+    let rev2 = store
+        .save(&u, &removed, Some(rev1))
+        .await
+        .unwrap()
+        .expect("phone removed");
+    assert_eq!(store.save(&u, &r, Some(rev1)).await.unwrap(), None);
+    assert_eq!(store.load(&u).await.unwrap(), Some((removed, rev2)));
+}

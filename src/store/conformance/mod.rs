@@ -180,6 +180,7 @@ macro_rules! enrollment_store_tests {
             redeem_concurrent_exactly_one,
             trusted_devices_round_trip,
             recovery_round_trip,
+            phone_round_trip,
         );
     };
 }

@@ -15,7 +15,8 @@ use twofactor::flow::{
 use twofactor::{
     BackupCodeRecord, DeliveryError, EnrollmentRecord, EnrollmentStore, Keyring, Mailer,
     ManualClock, MemoryEnrollmentStore, MemoryOtpStore, Message, OtpStore, Policy, RecordingEvents,
-    RecordingMailer, Revision, StoreError, StoreKey, Timestamp, TwoFactorService,
+    RecordingMailer, RecordingTextSender, Revision, StoreError, StoreKey, TextMessage, TextSender,
+    Timestamp, TwoFactorService,
 };
 
 use super::{Harness, PASSWORD, START};
@@ -414,12 +415,32 @@ impl Mailer for FaultyMailer {
     }
 }
 
+pub(crate) struct FaultyTextSender {
+    pub(crate) inner: RecordingTextSender,
+    pub(crate) faults: Arc<Faults>,
+}
+
+#[async_trait]
+impl TextSender for FaultyTextSender {
+    async fn send(&self, text: &TextMessage) -> Result<(), DeliveryError> {
+        match self.faults.verdict("text.send") {
+            Verdict::Pass => self.inner.send(text).await,
+            Verdict::FailBefore => Err(self.faults.delivery_error()),
+            Verdict::FailAfter => {
+                let _ = self.inner.send(text).await;
+                Err(self.faults.delivery_error())
+            }
+        }
+    }
+}
+
 /// A [`Harness`] whose service runs on the faulty wrappers (its `otp`, `enrollments` and
 /// `mailer` fields are the healthy stores and mailer underneath), and the shared fault plan.
 pub(crate) fn harness(policy: Policy) -> (Harness, Arc<Faults>) {
     let faults = Faults::new();
     let clock = ManualClock::new(Timestamp::from_unix_secs(START));
     let mailer = RecordingMailer::new();
+    let texts = RecordingTextSender::new();
     let events = RecordingEvents::new();
     let otp = Arc::new(MemoryOtpStore::new());
     let enrollments = Arc::new(MemoryEnrollmentStore::new());
@@ -438,6 +459,10 @@ pub(crate) fn harness(policy: Policy) -> (Harness, Arc<Faults>) {
             inner: mailer.clone(),
             faults: faults.clone(),
         })
+        .text_sender(FaultyTextSender {
+            inner: texts.clone(),
+            faults: faults.clone(),
+        })
         .clock(clock.clone())
         .policy(policy)
         .events(events.clone())
@@ -448,6 +473,7 @@ pub(crate) fn harness(policy: Policy) -> (Harness, Arc<Faults>) {
         tf,
         clock,
         mailer,
+        texts,
         events,
         otp,
         enrollments,

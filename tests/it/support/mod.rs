@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use twofactor::{
     totp_code, Keyring, LoginStep, ManualClock, MemoryEnrollmentStore, MemoryOtpStore, Policy,
-    RecordingEvents, RecordingMailer, Timestamp, TotpParams, TotpSecret, TwoFactorService,
+    RecordingEvents, RecordingMailer, RecordingTextSender, Timestamp, TotpParams, TotpSecret,
+    TwoFactorService,
 };
 
 /// A fixed start time well past 2038, so no test depends on 32-bit time.
@@ -21,6 +22,7 @@ pub(crate) struct Harness {
     pub(crate) tf: TwoFactorService,
     pub(crate) clock: ManualClock,
     pub(crate) mailer: RecordingMailer,
+    pub(crate) texts: RecordingTextSender,
     pub(crate) events: RecordingEvents,
     pub(crate) otp: Arc<MemoryOtpStore>,
     pub(crate) enrollments: Arc<MemoryEnrollmentStore>,
@@ -58,6 +60,7 @@ impl Harness {
     ) -> Self {
         let clock = ManualClock::new(Timestamp::from_unix_secs(START));
         let mailer = RecordingMailer::new();
+        let texts = RecordingTextSender::new();
         let events = RecordingEvents::new();
         let otp = Arc::new(MemoryOtpStore::new());
         let enrollments = Arc::new(MemoryEnrollmentStore::new());
@@ -69,6 +72,7 @@ impl Harness {
             .otp_store(otp.clone())
             .enrollments(enrollments.clone())
             .mailer(mailer.clone())
+            .text_sender(texts.clone())
             .clock(clock.clone())
             .policy(policy)
             .events(events.clone())
@@ -79,6 +83,7 @@ impl Harness {
             tf,
             clock,
             mailer,
+            texts,
             events,
             otp,
             enrollments,
@@ -132,6 +137,23 @@ impl Harness {
         self.tf.start_email_setup(user, address).await.unwrap();
         let code = self.last_code(address);
         self.tf.confirm_email_setup(user, &code).await.unwrap();
+    }
+
+    /// Enrols a phone (SMS) factor for `user` at `phone` (E.164).
+    pub(crate) async fn enroll_sms(&self, user: &str, phone: &str) {
+        self.tf.start_sms_setup(user, phone).await.unwrap();
+        let code = self.last_text_code(phone);
+        self.tf.confirm_sms_setup(user, &code).await.unwrap();
+    }
+
+    /// The code in the most recent text to `phone` (E.164).
+    pub(crate) fn last_text_code(&self, phone: &str) -> String {
+        let text = self.texts.last_to(phone).expect("a text was sent");
+        text.body
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|w| w.len() >= 6)
+            .expect("the text holds a code")
+            .to_owned()
     }
 
     /// The code in the most recent message to `to`, as the user reads it (digits only).
