@@ -25,6 +25,8 @@ mod keys;
 mod login;
 mod no_panic;
 mod policy_bounds;
+#[cfg(all(feature = "test-util", any(feature = "redis", feature = "postgres")))]
+mod real_failures;
 mod rfc_vectors;
 mod server_http;
 #[cfg(feature = "smtp")]

@@ -2,6 +2,8 @@
 //! recording event sink, plus helpers to read codes the way a user would.
 
 pub(crate) mod faults;
+#[cfg(all(feature = "test-util", any(feature = "redis", feature = "postgres")))]
+pub(crate) mod proxy;
 pub(crate) mod stores;
 
 use std::sync::Arc;
