@@ -66,12 +66,25 @@
 //! hash tag (the user's: the challenge, its cooldown and the user's record), so every script
 //! runs on one slot of a Redis Cluster. Requires Redis 6.2 or later (`GETDEL`,
 //! `SET … KEEPTTL`).
+//!
+//! # Redis Cluster
+//!
+//! With the feature `redis-cluster`, [`RedisOtpStore::cluster_builder`] connects with the redis
+//! crate's cluster client instead of a [`ConnectionManager`]: the same scripts and keys, each
+//! call routed to the master of its key's slot. The client follows `MOVED` and `ASK`
+//! redirections and retries (up to [`RedisOtpStoreBuilder::reconnect_attempts`]) a `TRYAGAIN`
+//! during a resharding; what is left of a move after the retries is a transient [`StoreError`].
+//! Nothing else differs: a call never runs on two slots, so a resharding cannot split an
+//! operation.
 
 use std::fmt;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{ErrorKind, RedisError, Script, ScriptInvocation, ServerErrorKind, Value};
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::{
+    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ScriptInvocation, ServerErrorKind,
+    Value,
+};
 use async_trait::async_trait;
 
 use crate::clock::Timestamp;
@@ -480,9 +493,49 @@ return {'user', u.failures, u.failures_until, u.level, u.locked_until, u.last_st
 /// ```
 #[derive(Clone)]
 pub struct RedisOtpStore {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
     scripts: std::sync::Arc<Scripts>,
+}
+
+/// How the store reaches Redis: one server, or a cluster (feature `redis-cluster`). Both
+/// multiplex their calls and reconnect by themselves; clones share the connections.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    #[cfg(feature = "redis-cluster")]
+    Cluster(::redis::cluster_async::ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 struct Scripts {
@@ -508,6 +561,9 @@ impl fmt::Debug for RedisOtpStore {
 /// Configures and connects a [`RedisOtpStore`]; made by [`RedisOtpStore::builder`].
 pub struct RedisOtpStoreBuilder {
     url: String,
+    /// The seed nodes of a cluster; empty for a single server at `url`.
+    #[cfg(feature = "redis-cluster")]
+    nodes: Vec<String>,
     prefix: String,
     connect_timeout: Duration,
     response_timeout: Duration,
@@ -569,18 +625,7 @@ impl RedisOtpStoreBuilder {
                 "the Redis key prefix may not contain `{` or `}`".into(),
             ));
         }
-        // The error text of a bad URL may quote the URL and its password: not passed on.
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|_| Error::InvalidConfig("the Redis URL is not valid".into()))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout))
-            .set_number_of_retries(self.reconnect_attempts)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| Error::Store(store_error(e)))?;
+        let conn = self.connection().await?;
         Ok(RedisOtpStore {
             conn,
             prefix: self.prefix,
@@ -599,12 +644,84 @@ impl RedisOtpStoreBuilder {
     }
 }
 
+impl RedisOtpStoreBuilder {
+    async fn connection(&self) -> Result<Conn, Error> {
+        #[cfg(feature = "redis-cluster")]
+        if !self.nodes.is_empty() {
+            return self.cluster_connection().await;
+        }
+        // The error text of a bad URL may quote the URL and its password: not passed on.
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|_| Error::InvalidConfig("the Redis URL is not valid".into()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout))
+            .set_number_of_retries(self.reconnect_attempts)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1));
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| Error::Store(store_error(e)))?;
+        Ok(Conn::Single(conn))
+    }
+
+    #[cfg(feature = "redis-cluster")]
+    async fn cluster_connection(&self) -> Result<Conn, Error> {
+        // As for one server, a bad URL's error text is not passed on.
+        let retries = u32::try_from(self.reconnect_attempts).unwrap_or(u32::MAX);
+        let client =
+            ::redis::cluster::ClusterClientBuilder::new(self.nodes.iter().map(String::as_str))
+                .connection_timeout(self.connect_timeout)
+                .response_timeout(self.response_timeout)
+                .retries(retries)
+                .min_retry_wait(50)
+                .max_retry_wait(1_000)
+                .build()
+                .map_err(|_| {
+                    Error::InvalidConfig("a Redis Cluster node URL is not valid".into())
+                })?;
+        let conn = client
+            .get_async_connection()
+            .await
+            .map_err(|e| Error::Store(store_error(e)))?;
+        Ok(Conn::Cluster(conn))
+    }
+}
+
 impl RedisOtpStore {
+    /// A builder for a store on a Redis Cluster, given some of its nodes (`redis://host:port`
+    /// each; the client learns the others and the slot map from them). Feature `redis-cluster`.
+    ///
+    /// The options of [`RedisOtpStoreBuilder`] apply; `reconnect_attempts` is how many times a
+    /// call is retried after a redirection, `TRYAGAIN` or a lost connection.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), twofactor::Error> {
+    /// use twofactor::RedisOtpStore;
+    ///
+    /// let store = RedisOtpStore::cluster_builder(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"])
+    ///     .prefix("acme:2fa:")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "redis-cluster")]
+    pub fn cluster_builder(
+        nodes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> RedisOtpStoreBuilder {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        let mut builder = Self::builder(nodes.first().cloned().unwrap_or_default());
+        builder.nodes = nodes;
+        builder
+    }
+
     /// A builder for a store at `url` (`redis://host:port/db`, `rediss://` for TLS is not
     /// enabled in this build).
     pub fn builder(url: impl Into<String>) -> RedisOtpStoreBuilder {
         RedisOtpStoreBuilder {
             url: url.into(),
+            #[cfg(feature = "redis-cluster")]
+            nodes: Vec::new(),
             prefix: DEFAULT_REDIS_PREFIX.to_owned(),
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),

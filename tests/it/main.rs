@@ -31,6 +31,8 @@ mod rfc_vectors;
 mod server_http;
 #[cfg(feature = "smtp")]
 mod smtp;
+#[cfg(all(feature = "test-util", feature = "redis-cluster"))]
+mod store_cluster;
 #[cfg(feature = "test-util")]
 mod store_conformance;
 #[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]

@@ -8,126 +8,14 @@
 //! `AlreadyEnrolled` for a confirmed setup), with no code consumed twice and no enrolment lost.
 //! (A Redis killed mid-login is in `store_flows`.)
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use twofactor::{
-    totp_code, Challenge, EnrollmentStore, Error, Keyring, LoginStep, ManualClock, Method,
-    OtpStore, RecordingMailer, StoreErrorKind, Timestamp, TotpParams, TotpSecret, TwoFactorService,
-    Verified,
-};
+use twofactor::{Challenge, Error, Method, StoreErrorKind, Verified};
 
 use crate::support::proxy::{Cut, Proxy};
 use crate::support::stores::{self, runtime};
-use crate::support::{PASSWORD, START};
-
-/// A service on the given stores with a manual clock.
-struct Svc {
-    tf: TwoFactorService,
-    clock: ManualClock,
-    keys: Keyring,
-}
-
-impl Svc {
-    fn new(otp: Arc<dyn OtpStore>, enrollments: Arc<dyn EnrollmentStore>) -> Self {
-        let clock = ManualClock::new(Timestamp::from_unix_secs(START));
-        Self::with(otp, enrollments, Keyring::generate(), clock)
-    }
-
-    /// Another instance with the same keys and clock on other store handles.
-    fn twin(&self, otp: Arc<dyn OtpStore>, enrollments: Arc<dyn EnrollmentStore>) -> Self {
-        Self::with(otp, enrollments, self.keys.clone(), self.clock.clone())
-    }
-
-    fn with(
-        otp: Arc<dyn OtpStore>,
-        enrollments: Arc<dyn EnrollmentStore>,
-        keys: Keyring,
-        clock: ManualClock,
-    ) -> Self {
-        let tf = TwoFactorService::builder()
-            .issuer("Acme")
-            .keys(keys.clone())
-            .otp_store_arc(otp)
-            .enrollments_arc(enrollments)
-            .mailer(RecordingMailer::new())
-            .clock(clock.clone())
-            .password_verifier(|_user: &str, password: &str| password == PASSWORD)
-            .build()
-            .unwrap();
-        Svc { tf, clock, keys }
-    }
-
-    fn advance(&self, secs: u64) {
-        self.clock.advance(Duration::from_secs(secs));
-    }
-
-    fn totp(&self, secret: &str) -> String {
-        use twofactor::Clock;
-        let secret = TotpSecret::from_base32(secret).unwrap();
-        totp_code(
-            secret.as_bytes(),
-            TotpParams::default(),
-            self.clock.now().as_unix_secs(),
-        )
-    }
-
-    /// Starts a TOTP setup; the secret and the backup codes shown.
-    async fn start_setup(&self, user: &str) -> (String, Vec<String>) {
-        let setup = self
-            .tf
-            .start_totp_setup(user, &format!("{user}@example.com"))
-            .await
-            .unwrap();
-        let codes = setup
-            .backup_codes()
-            .iter()
-            .map(|c| c.expose().to_owned())
-            .collect();
-        (setup.secret_base32().to_owned(), codes)
-    }
-
-    async fn enroll(&self, user: &str) -> (String, Vec<String>) {
-        let (secret, codes) = self.start_setup(user).await;
-        self.tf
-            .confirm_totp_setup(user, &self.totp(&secret))
-            .await
-            .unwrap();
-        self.advance(30);
-        (secret, codes)
-    }
-
-    async fn challenge(&self, user: &str) -> Challenge {
-        match retry(|| self.tf.begin_login(user)).await.0 {
-            Ok(LoginStep::Challenge(c)) => c,
-            other => panic!("expected a challenge, got {other:?}"),
-        }
-    }
-}
-
-fn user() -> String {
-    format!("failure-{}", stores::random_word())
-}
-
-/// Calls `f` until it gives something other than a transient store error (bounded): that
-/// outcome, and how many transient errors came first.
-async fn retry<T, Fut>(mut f: impl FnMut() -> Fut) -> (Result<T, Error>, usize)
-where
-    Fut: Future<Output = Result<T, Error>>,
-{
-    let mut transient = 0;
-    for _ in 0..300 {
-        match f().await {
-            Err(e) if e.is_transient() => {
-                transient += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            other => return (other, transient),
-        }
-    }
-    panic!("the server never came back: still a transient error after 300 tries");
-}
+use crate::support::svc::{retry, user, Svc};
 
 /// The store error of a failed step, which must be transient and never a success.
 fn transient_kind<T: std::fmt::Debug>(outcome: Result<T, Error>) -> StoreErrorKind {

@@ -44,6 +44,19 @@ pub(crate) fn postgres_url() -> Option<String> {
     server_url("TWOFACTOR_TEST_POSTGRES_URL")
 }
 
+/// The seed URLs of a Redis Cluster (`TWOFACTOR_TEST_REDIS_CLUSTER_URLS`, comma-separated), or
+/// `None` (after printing why) when the suite should skip.
+pub(crate) fn redis_cluster_urls() -> Option<Vec<String>> {
+    let urls = server_url("TWOFACTOR_TEST_REDIS_CLUSTER_URLS")?;
+    Some(
+        urls.split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(String::from)
+            .collect(),
+    )
+}
+
 /// A random hex word.
 pub(crate) fn random_word() -> String {
     format!("{:016x}", rand::random::<u64>())
@@ -87,6 +100,19 @@ pub(crate) async fn redis_store() -> Option<twofactor::RedisOtpStore> {
             .connect()
             .await
             .expect("connect to the test Redis"),
+    )
+}
+
+/// A store on the test Redis Cluster, under a prefix of its own.
+#[cfg(feature = "redis-cluster")]
+pub(crate) async fn redis_cluster_store() -> Option<twofactor::RedisOtpStore> {
+    let urls = redis_cluster_urls()?;
+    Some(
+        twofactor::RedisOtpStore::cluster_builder(urls)
+            .prefix(redis_prefix())
+            .connect()
+            .await
+            .expect("connect to the test Redis Cluster"),
     )
 }
 
