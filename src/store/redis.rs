@@ -504,7 +504,70 @@ pub struct RedisOtpStore {
 enum Conn {
     Single(ConnectionManager),
     #[cfg(feature = "redis-cluster")]
-    Cluster(::redis::cluster_async::ClusterConnection),
+    Cluster(std::sync::Arc<Cluster>),
+}
+
+/// A cluster connection that is replaced when it stops answering.
+///
+/// The redis crate's cluster connection (1.8) can stop answering altogether after a second
+/// resharding: every call then times out, on every master, for good, while a new connection
+/// works (`tests/cluster_reshard.rs`). So after [`Cluster::RENEW_AFTER`] timeouts in a row
+/// (answers in between reset the count) one caller builds a new connection and the next calls
+/// use it; calls already under way finish on the old one.
+#[cfg(feature = "redis-cluster")]
+struct Cluster {
+    client: ::redis::cluster::ClusterClient,
+    connect_timeout: Duration,
+    current: std::sync::Mutex<::redis::cluster_async::ClusterConnection>,
+    timeouts_in_a_row: std::sync::atomic::AtomicU32,
+    renewing: std::sync::atomic::AtomicBool,
+    /// Connections built since the first.
+    renewals: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(feature = "redis-cluster")]
+impl Cluster {
+    const RENEW_AFTER: u32 = 8;
+
+    fn connection(&self) -> ::redis::cluster_async::ClusterConnection {
+        match self.current.lock() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Notes how a call ended, and renews the connection after enough timeouts in a row.
+    async fn after<T>(&self, result: &Result<T, RedisError>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        match result {
+            Err(e) if e.is_timeout() => {
+                let n = self
+                    .timeouts_in_a_row
+                    .fetch_add(1, SeqCst)
+                    .saturating_add(1);
+                if n < Self::RENEW_AFTER || self.renewing.swap(true, SeqCst) {
+                    return;
+                }
+                let fresh = tokio::time::timeout(
+                    self.connect_timeout.saturating_mul(2),
+                    self.client.get_async_connection(),
+                )
+                .await;
+                if let Ok(Ok(fresh)) = fresh {
+                    match self.current.lock() {
+                        Ok(mut c) => *c = fresh,
+                        Err(poisoned) => *poisoned.into_inner() = fresh,
+                    }
+                    self.renewals.fetch_add(1, SeqCst);
+                    self.timeouts_in_a_row.store(0, SeqCst);
+                    tracing::warn!(target: "twofactor", "the Redis Cluster connection stopped answering: renewed");
+                }
+                self.renewing.store(false, SeqCst);
+            }
+            Err(_) => {}
+            Ok(_) => self.timeouts_in_a_row.store(0, SeqCst),
+        }
+    }
 }
 
 impl ConnectionLike for Conn {
@@ -512,7 +575,11 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
             #[cfg(feature = "redis-cluster")]
-            Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Cluster(h) => Box::pin(async move {
+                let result = h.connection().req_packed_command(cmd).await;
+                h.after(&result).await;
+                result
+            }),
         }
     }
 
@@ -525,7 +592,14 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             #[cfg(feature = "redis-cluster")]
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(h) => Box::pin(async move {
+                let result = h
+                    .connection()
+                    .req_packed_commands(pipeline, offset, count)
+                    .await;
+                h.after(&result).await;
+                result
+            }),
         }
     }
 
@@ -533,7 +607,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.get_db(),
             #[cfg(feature = "redis-cluster")]
-            Conn::Cluster(c) => c.get_db(),
+            Conn::Cluster(h) => h.connection().get_db(),
         }
     }
 }
@@ -684,7 +758,14 @@ impl RedisOtpStoreBuilder {
             .get_async_connection()
             .await
             .map_err(|e| Error::Store(store_error(e)))?;
-        Ok(Conn::Cluster(conn))
+        Ok(Conn::Cluster(std::sync::Arc::new(Cluster {
+            client,
+            connect_timeout: self.connect_timeout,
+            current: std::sync::Mutex::new(conn),
+            timeouts_in_a_row: std::sync::atomic::AtomicU32::new(0),
+            renewing: std::sync::atomic::AtomicBool::new(false),
+            renewals: std::sync::atomic::AtomicU64::new(0),
+        })))
     }
 }
 
@@ -693,7 +774,10 @@ impl RedisOtpStore {
     /// each; the client learns the others and the slot map from them). Feature `redis-cluster`.
     ///
     /// The options of [`RedisOtpStoreBuilder`] apply; `reconnect_attempts` is how many times a
-    /// call is retried after a redirection, `TRYAGAIN` or a lost connection.
+    /// call is retried after a redirection, `TRYAGAIN` or a lost connection. After 8 timeouts
+    /// in a row the store builds a new cluster connection (the redis crate's can stop answering
+    /// after a resharding); [`connection_renewals`](RedisOtpStore::connection_renewals) counts
+    /// them.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), twofactor::Error> {
@@ -741,6 +825,16 @@ impl RedisOtpStore {
     /// The prefix put before every key.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// How many times the cluster connection was replaced after it stopped answering (see
+    /// [`cluster_builder`](Self::cluster_builder)); 0 on a single server.
+    pub fn connection_renewals(&self) -> u64 {
+        match &self.conn {
+            Conn::Single(_) => 0,
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(h) => h.renewals.load(std::sync::atomic::Ordering::SeqCst),
+        }
     }
 
     fn full_key(&self, key: &StoreKey) -> String {
