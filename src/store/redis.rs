@@ -861,6 +861,14 @@ fn store_error(e: RedisError) -> StoreError {
     if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
         return StoreError::unavailable(e);
     }
+    // During a resharding a script can reach a node that no longer (or not yet) serves its
+    // slot. Every key of a script shares one slot, so Redis refuses its first key access,
+    // before any write: the call did nothing, and a retry reaches the right node.
+    if e.kind() == ErrorKind::Server(ServerErrorKind::ResponseError)
+        && e.detail().is_some_and(|d| d.contains("non local key"))
+    {
+        return StoreError::unavailable(e);
+    }
     // A record of the other layout under the key: a string where a composite operation keeps a
     // hash, or the reverse.
     if e.code() == Some("WRONGTYPE") {
@@ -1361,6 +1369,27 @@ impl OtpStore for RedisOtpStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_script_on_a_node_without_its_slot_is_transient() {
+        use crate::error::StoreErrorKind;
+        let moved = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "response error",
+            "Script attempted to access a non local key in a cluster node script: 15bf, on \
+             @user_script:95."
+                .to_owned(),
+        ));
+        let e = store_error(moved);
+        assert_eq!(e.kind(), StoreErrorKind::Unavailable);
+        assert!(e.is_transient());
+        let other = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "response error",
+            "user_script:1: some other script error".to_owned(),
+        ));
+        assert!(!store_error(other).is_transient());
+    }
 
     #[test]
     fn records_round_trip_and_expire_by_now() {
