@@ -225,6 +225,45 @@ mod postgres {
         });
     }
 
+    /// `SIGSTOP` on every process of the cluster mid-login. `SqlStore` has no timeout on a
+    /// statement already sent, so the host bounds the call (`tokio::time::timeout`, as the
+    /// README says) and the call is dropped; after `SIGCONT` the retry with the same code ends
+    /// as documented, and the code is consumed once.
+    #[test]
+    fn postgres_stalled_by_sigstop_under_a_host_timeout_then_resumes() {
+        let Some(pg) = OwnPostgres::start() else {
+            return;
+        };
+        runtime().block_on(async {
+            let store = sql(pg.url_via(pg.port()), 4).await;
+            let svc = Svc::new(store.clone(), store.clone());
+            let u = user();
+            let (secret, _) = svc.enroll(&u).await;
+            let ch = svc.challenge(&u).await;
+            let code = svc.totp(&secret);
+
+            let pids = pg.pids();
+            for pid in &pids {
+                stores::send_signal(*pid, "STOP");
+            }
+            let stalled =
+                tokio::time::timeout(stores::SHORT * 2, svc.tf.verify_login(ch.token(), &code))
+                    .await;
+            for pid in &pids {
+                stores::send_signal(*pid, "CONT");
+            }
+            assert!(stalled.is_err(), "a stalled database answered: {stalled:?}");
+            let (outcome, transient) = retry(|| svc.tf.verify_login(ch.token(), &code)).await;
+            eprintln!(
+                "postgres SIGSTOP ({} processes): the host's timeout fired; after SIGCONT, retry \
+                 -> {outcome:?} after {transient} transient errors",
+                pids.len()
+            );
+            settled(&outcome);
+            spent_once(&svc, &u, &ch, &code).await;
+        });
+    }
+
     /// A proxy cuts the connection after the call of `verify_login`'s settle step (the
     /// function that takes the challenge and records the step) was forwarded: transient error;
     /// the retry reports the challenge consumed; the code is consumed once.

@@ -401,6 +401,24 @@ impl OwnPostgres {
         );
     }
 
+    /// The postmaster and its server processes (from `postmaster.pid` and `ps --ppid`).
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        let pidfile = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .expect("read postmaster.pid");
+        let main: u32 = pidfile.lines().next().unwrap().trim().parse().unwrap();
+        let out = std::process::Command::new("ps")
+            .args(["-o", "pid=", "--ppid", &main.to_string()])
+            .output()
+            .expect("run ps");
+        let mut pids = vec![main];
+        pids.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+        pids
+    }
+
     pub(crate) fn port(&self) -> u16 {
         self.port
     }
