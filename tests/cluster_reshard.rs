@@ -30,6 +30,20 @@ use twofactor::{
 };
 
 const USERS: usize = 120;
+
+/// Prints a line of the report, and keeps it in `<target>/tmp/cluster_reshard.log` (which CI
+/// shows: a passing test's output is captured).
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        let line = format!($($arg)*);
+        println!("{line}");
+        use std::io::Write as _;
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cluster_reshard.log");
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{line}");
+        }
+    }};
+}
 const SLOTS: usize = 1500;
 /// Users who guess, one per round (the last one for the round after the move).
 const GUESSERS: usize = 200;
@@ -266,6 +280,9 @@ async fn round(rig: &Arc<Rig>, seen: &Arc<Mutex<Seen>>, guesser: Option<usize>) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn resharding_under_logins_breaks_no_rule() {
     let Some(urls) = cluster_urls() else { return };
+    let _ = std::fs::remove_file(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cluster_reshard.log"),
+    );
     let seed = urls[0].clone();
     let prefix = format!("twofactor-reshard:{:x}:", rand::random::<u64>());
     let clock = ManualClock::new(Timestamp::from_unix_secs(2_200_000_000));
@@ -322,11 +339,11 @@ async fn resharding_under_logins_breaks_no_rule() {
 
     let before = masters(&seed).await;
     assert_eq!(before.len(), 3, "{before:?}");
-    println!(
+    report!(
         "reshard: masters before: {:?}",
         before.iter().map(|m| (&m.0, m.2, &m.3)).collect::<Vec<_>>()
     );
-    println!(
+    report!(
         "reshard: records per master before: {:?}",
         keys_per_master(&seed, &prefix).await
     );
@@ -348,7 +365,7 @@ async fn resharding_under_logins_breaks_no_rule() {
         let (ok, took, tail) = mover.join().unwrap();
         assert!(ok, "redis-cli --cluster reshard failed: {tail}");
         let seen = std::mem::take(&mut *seen.lock().unwrap());
-        println!(
+        report!(
             "reshard {phase}: {SLOTS} slots {} -> {} in {:.1} s, {rounds} rounds of {USERS} logins \
              during the move\n  answers: {:?}\n  transient errors: {:?}\n  first transient: {:?}",
             a.0,
@@ -387,13 +404,13 @@ async fn resharding_under_logins_breaks_no_rule() {
             evaluated <= cap * rounds,
             "{evaluated} guesses evaluated in {rounds} rounds"
         );
-        println!(
+        report!(
             "reshard: records per master after: {:?}",
             keys_per_master(&seed, &prefix).await
         );
     }
     let after = masters(&seed).await;
-    println!(
+    report!(
         "reshard: masters after: {:?}",
         after.iter().map(|m| (&m.0, m.2, &m.3)).collect::<Vec<_>>()
     );
@@ -410,7 +427,7 @@ async fn resharding_under_logins_breaks_no_rule() {
             break seen;
         }
     };
-    println!(
+    report!(
         "reshard: after the moves, the same client: {after_rounds} rounds, {} connection \
          renewals; last round {seen:?}",
         store.connection_renewals()
@@ -432,7 +449,7 @@ async fn resharding_under_logins_breaks_no_rule() {
     let seen = Arc::new(Mutex::new(Seen::default()));
     round(&fresh, &seen, Some(GUESSERS)).await;
     let seen = seen.lock().unwrap();
-    println!("reshard: after the moves, a new client: {seen:?}");
+    report!("reshard: after the moves, a new client: {seen:?}");
     assert_eq!(seen.transient.len(), 0, "{seen:?}");
     assert_eq!(
         seen.answers.get("verify_login: ok"),
