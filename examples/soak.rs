@@ -160,24 +160,9 @@ impl Keys {
             Keys::Memory(m) => m.len() as u64,
             #[cfg(feature = "redis")]
             Keys::Redis { conn, prefix } => {
-                let mut cursor = 0u64;
                 let mut n = 0u64;
-                loop {
-                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(format!("{prefix}*"))
-                        .arg("COUNT")
-                        .arg(5000)
-                        .query_async(conn)
-                        .await
-                        .expect("SCAN");
-                    n += keys.len() as u64;
-                    if next == 0 {
-                        return n;
-                    }
-                    cursor = next;
-                }
+                scan(conn, prefix, |keys| n += keys.len() as u64).await;
+                n
             }
             #[cfg(feature = "postgres")]
             Keys::Postgres {
@@ -206,28 +191,14 @@ impl Keys {
             Keys::Memory(_) => {}
             #[cfg(feature = "redis")]
             Keys::Redis { conn, prefix } => {
-                let mut cursor = 0u64;
-                loop {
-                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(format!("{prefix}*"))
-                        .arg("COUNT")
-                        .arg(5000)
+                let mut pages = Vec::new();
+                scan(conn, prefix, |keys| pages.push(keys)).await;
+                for keys in pages.into_iter().filter(|k| !k.is_empty()) {
+                    let _: u64 = redis::cmd("UNLINK")
+                        .arg(&keys)
                         .query_async(conn)
                         .await
-                        .expect("SCAN");
-                    if !keys.is_empty() {
-                        let _: u64 = redis::cmd("UNLINK")
-                            .arg(&keys)
-                            .query_async(conn)
-                            .await
-                            .expect("UNLINK");
-                    }
-                    if next == 0 {
-                        break;
-                    }
-                    cursor = next;
+                        .expect("UNLINK");
                 }
             }
             #[cfg(feature = "postgres")]
@@ -238,6 +209,32 @@ impl Keys {
                     .expect("drop the soak schema");
             }
         }
+    }
+}
+
+/// Walks the keys under `prefix` with `SCAN`, a page at a time.
+#[cfg(feature = "redis")]
+async fn scan(
+    conn: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    mut page: impl FnMut(Vec<String>),
+) {
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(5000)
+            .query_async(conn)
+            .await
+            .expect("SCAN");
+        page(keys);
+        if next == 0 {
+            return;
+        }
+        cursor = next;
     }
 }
 

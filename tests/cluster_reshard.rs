@@ -307,29 +307,24 @@ async fn resharding_under_logins_breaks_no_rule() {
         (tf, store)
     };
     let (tf, store) = service().await;
+    // Enrols TOTP for a user; its secret.
+    let enrol = |user: String| {
+        let (tf, clock) = (&tf, &clock);
+        async move {
+            let setup = tf.start_totp_setup(&user, "u@example.com").await.unwrap();
+            let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
+            let now = clock.now().as_unix_secs();
+            let code = totp_code(secret.as_bytes(), TotpParams::default(), now);
+            tf.confirm_totp_setup(&user, &code).await.unwrap();
+            secret.as_bytes().to_vec()
+        }
+    };
     let mut secrets = Vec::new();
     for i in 0..USERS {
-        let user = Rig::user(i);
-        let setup = tf.start_totp_setup(&user, "u@example.com").await.unwrap();
-        let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
-        let code = totp_code(
-            secret.as_bytes(),
-            TotpParams::default(),
-            clock.now().as_unix_secs(),
-        );
-        tf.confirm_totp_setup(&user, &code).await.unwrap();
-        secrets.push(secret.as_bytes().to_vec());
+        secrets.push(enrol(Rig::user(i)).await);
     }
     for g in 0..=GUESSERS {
-        let user = format!("reshard-guesser-{g}");
-        let setup = tf.start_totp_setup(&user, "g@example.com").await.unwrap();
-        let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
-        let code = totp_code(
-            secret.as_bytes(),
-            TotpParams::default(),
-            clock.now().as_unix_secs(),
-        );
-        tf.confirm_totp_setup(&user, &code).await.unwrap();
+        enrol(format!("reshard-guesser-{g}")).await;
     }
     let rig = Arc::new(Rig {
         tf,
