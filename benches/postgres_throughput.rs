@@ -7,7 +7,17 @@
 //! works in a schema of its own, dropped at the end. Users are enrolled once, outside the timed
 //! part, and reused: each batch moves the clock on by a TOTP step and opens one challenge per
 //! login (also outside the timed part); only `verify_login` is timed.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//!
+//! With `TWOFACTOR_BENCH_ASYNC_LOGIN_COMMITS=1` the store commits the login steps with
+//! `synchronous_commit = off` (`SqlStoreBuilder::dangerous_asynchronous_login_commits`); pgbench
+//! still commits durably. Each login is two statements, so two commits: with durable commits on
+//! a server whose WAL flush is slow, 0.5 of pgbench's rate is about the ceiling.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +41,10 @@ fn postgres_url() -> Option<String> {
         .filter(|u| !u.is_empty())
 }
 
+fn async_login_commits() -> bool {
+    std::env::var("TWOFACTOR_BENCH_ASYNC_LOGIN_COMMITS").as_deref() == Ok("1")
+}
+
 fn pgbench_present() -> bool {
     std::process::Command::new("pgbench")
         .arg("--version")
@@ -40,6 +54,8 @@ fn pgbench_present() -> bool {
 
 struct Bench {
     tf: TwoFactorService,
+    keys: Keyring,
+    url: String,
     /// The service's stores (a clone sharing its pool), to close before pgbench runs.
     store: SqlStore,
     clock: ManualClock,
@@ -57,22 +73,18 @@ impl Bench {
         let store = SqlStore::builder(url)
             .schema(schema.clone())
             .max_connections(CONCURRENCY.into_iter().max().unwrap_or(1) as u32)
+            .dangerous_asynchronous_login_commits(async_login_commits())
             .connect()
             .await
             .expect("connect to PostgreSQL");
         store.migrate().await.expect("migrate");
         let clock = ManualClock::new(Timestamp::from_unix_secs(2_000_000_000));
-        let tf = TwoFactorService::builder()
-            .issuer("Bench")
-            .keys(Keyring::generate())
-            .otp_store(store.clone())
-            .enrollments(store.clone())
-            .mailer(RecordingMailer::new())
-            .clock(clock.clone())
-            .build()
-            .expect("service");
+        let keys = Keyring::generate();
+        let tf = service(&keys, &store, &clock);
         Bench {
             tf,
+            keys,
+            url: url.to_owned(),
             store,
             clock,
             users: tokio::sync::Mutex::new(Vec::new()),
@@ -92,7 +104,7 @@ impl Bench {
     }
 
     /// Enrolls users in TOTP until there are `n` (once each, QR codes included).
-    async fn enroll_up_to(self: &Arc<Self>, n: usize) {
+    async fn enroll_up_to(self: &Arc<Self>, tf: &TwoFactorService, n: usize) {
         let mut users = self.users.lock().await;
         let missing = n.saturating_sub(users.len());
         if missing == 0 {
@@ -100,14 +112,13 @@ impl Bench {
         }
         let mut tasks = Vec::new();
         for _ in 0..missing {
-            let this = self.clone();
+            let (this, tf) = (self.clone(), tf.clone());
             tasks.push(tokio::spawn(async move {
                 let i = this.next_user.fetch_add(1, Ordering::Relaxed);
                 let user = format!("bench-{}-{i}", this.run);
-                let setup = this.tf.start_totp_setup(&user, &user).await.unwrap();
+                let setup = tf.start_totp_setup(&user, &user).await.unwrap();
                 let secret = setup.secret_base32().to_owned();
-                this.tf
-                    .confirm_totp_setup(&user, &this.code(&secret))
+                tf.confirm_totp_setup(&user, &this.code(&secret))
                     .await
                     .unwrap();
                 (user, secret)
@@ -121,17 +132,26 @@ impl Bench {
     /// `n` logins waiting for their code: each a distinct user with an open challenge, and the
     /// code of a TOTP step none of them has used.
     async fn prepare(self: &Arc<Self>, n: u64) -> Vec<(ChallengeToken, String)> {
+        self.prepare_on(&self.tf, n).await
+    }
+
+    /// As [`prepare`](Self::prepare), opening the challenges through `tf`.
+    async fn prepare_on(
+        self: &Arc<Self>,
+        tf: &TwoFactorService,
+        n: u64,
+    ) -> Vec<(ChallengeToken, String)> {
         let n = usize::try_from(n).unwrap();
-        self.enroll_up_to(n).await;
+        self.enroll_up_to(tf, n).await;
         // A fresh step, after every step used so far.
         self.clock.advance(Duration::from_secs(60));
         let users: Vec<(String, String)> =
             self.users.lock().await.iter().take(n).cloned().collect();
         let mut tasks = Vec::new();
         for (user, secret) in users {
-            let this = self.clone();
+            let (this, tf) = (self.clone(), tf.clone());
             tasks.push(tokio::spawn(async move {
-                let LoginStep::Challenge(ch) = this.tf.begin_login(&user).await.unwrap() else {
+                let LoginStep::Challenge(ch) = tf.begin_login(&user).await.unwrap() else {
                     panic!("enrolled users get a challenge");
                 };
                 (ch.token().clone(), this.code(&secret))
@@ -143,6 +163,18 @@ impl Bench {
         }
         out
     }
+}
+
+fn service(keys: &Keyring, store: &SqlStore, clock: &ManualClock) -> TwoFactorService {
+    TwoFactorService::builder()
+        .issuer("Bench")
+        .keys(keys.clone())
+        .otp_store(store.clone())
+        .enrollments(store.clone())
+        .mailer(RecordingMailer::new())
+        .clock(clock.clone())
+        .build()
+        .expect("service")
 }
 
 fn rand_word() -> u32 {
@@ -278,6 +310,18 @@ fn verify_login_on_postgres(c: &mut Criterion) {
         pool
     });
     println!();
+    println!(
+        "login commits: {}",
+        if async_login_commits() {
+            "asynchronous (synchronous_commit = off)"
+        } else {
+            "durable (the server's setting)"
+        }
+    );
+    println!(
+        "criterion's logins/s beside one later pgbench run (a WAL flush on a shared disk drifts \
+         by 10x and more between the two: see the alternated table below)"
+    );
     println!("| tasks | verify_login/s | pgbench upsert TPS | ratio |");
     println!("| ---: | ---: | ---: | ---: |");
     for concurrency in CONCURRENCY {
@@ -296,6 +340,7 @@ fn verify_login_on_postgres(c: &mut Criterion) {
             None => println!("| {concurrency} | {logins:.0} | not measured | – |"),
         }
     }
+    alternated(&rt, &bench);
     rt.block_on(async {
         sqlx::raw_sql(&format!("DROP SCHEMA {} CASCADE", bench.schema))
             .execute(&pool)
@@ -303,6 +348,73 @@ fn verify_login_on_postgres(c: &mut Criterion) {
             .expect("drop the bench's schema");
         pool.close().await;
     });
+}
+
+/// Logins and pgbench in alternation: per concurrency, `ROUNDS` rounds of a timed batch of
+/// logins on a fresh pool (closed afterwards, so that pgbench's clients fit under the server's
+/// connection limit) and a pgbench run, and the medians of each and of the per-round ratios.
+fn alternated(rt: &tokio::runtime::Runtime, bench: &Arc<Bench>) {
+    const ROUNDS: usize = 3;
+    println!(
+        "\nalternated ({ROUNDS} rounds per concurrency: a batch of logins (1,000 at 1 task, 4,000 \
+         at 8 and 64), then pgbench for {PGBENCH_SECONDS} s):"
+    );
+    println!("| tasks | verify_login/s | pgbench upsert TPS | ratio (median of rounds) |");
+    println!("| ---: | ---: | ---: | ---: |");
+    for concurrency in CONCURRENCY {
+        let (mut logins, mut tps, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let n = logins_per_round(concurrency);
+            let rate = rt.block_on(async {
+                // Users and challenges on a pool of their own (untimed), then the logins on a
+                // pool of one connection per task.
+                let connect = |connections: usize| {
+                    SqlStore::builder(&bench.url)
+                        .schema(bench.schema.clone())
+                        .max_connections(connections as u32)
+                        .acquire_timeout(Duration::from_secs(300))
+                        .dangerous_asynchronous_login_commits(async_login_commits())
+                        .connect()
+                };
+                let store = connect(16).await.expect("connect to PostgreSQL");
+                let work = bench
+                    .prepare_on(&service(&bench.keys, &store, &bench.clock), n)
+                    .await;
+                store.close().await;
+                let store = connect(concurrency).await.expect("connect to PostgreSQL");
+                let tf = service(&bench.keys, &store, &bench.clock);
+                let took = verify_all(&tf, work, concurrency).await;
+                store.close().await;
+                n as f64 / took.as_secs_f64()
+            });
+            let Some(pg) = pgbench_upsert(&bench.url, &bench.schema, concurrency) else {
+                println!("| {concurrency} | {rate:.0} | not measured | – |");
+                return;
+            };
+            logins.push(rate);
+            tps.push(pg);
+            ratios.push(rate / pg);
+        }
+        println!(
+            "| {concurrency} | {:.0} | {:.0} | {:.2} |",
+            median(logins),
+            median(tps),
+            median(ratios)
+        );
+    }
+}
+
+/// Logins per alternated round: a few seconds' worth at each concurrency.
+fn logins_per_round(concurrency: usize) -> u64 {
+    match concurrency {
+        1 => 1_000,
+        _ => 4_000,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn main() {

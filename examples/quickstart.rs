@@ -34,6 +34,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .build()?;
     let user = "user-42";
+    // `Verified::method` is `None` only for a user without a second factor.
+    let by = |v: &twofactor::Verified| v.method.map_or("no second factor", |m| m.as_str());
     let next_step = || clock.advance(Duration::from_secs(30));
     let app_code = |secret: &str| -> Result<String, twofactor::Error> {
         let secret = TotpSecret::from_base32(secret)?;
@@ -47,11 +49,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("1. Enrol an authenticator app");
     let setup = tf.start_totp_setup(user, "alice@example.com").await?;
     println!("   otpauth URI: {}", setup.otpauth_uri());
-    println!(
-        "   QR code: {} bytes of SVG, {} bytes of PNG",
-        setup.qr_svg().len(),
-        setup.qr_png().len()
-    );
+    // Rendered on demand from the URI: SVG always, PNG with the `qr-png` feature (default).
+    println!("   QR code: {} bytes of SVG", setup.qr_svg()?.len());
     let backup: Vec<String> = setup
         .backup_codes()
         .iter()
@@ -75,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let verified = tf
         .verify_login(challenge.token(), &app_code(&secret)?)
         .await?;
-    println!("   verified {} by {:?}", verified.user, verified.method);
+    println!("   verified {} by {}", verified.user, by(&verified));
 
     println!("3. Add email as a second factor and log in with an emailed code");
     tf.start_email_setup(user, "alice@example.com").await?;
@@ -91,7 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         mailer.messages().len()
     );
     let verified = tf.verify_login(challenge.token(), &code).await?;
-    println!("   verified by {:?}", verified.method);
+    println!("   verified by {}", by(&verified));
 
     println!("4. Log in with a backup code");
     let LoginStep::Challenge(challenge) = tf.begin_login(user).await? else {
@@ -100,8 +99,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let first_backup = backup.first().ok_or("setup gives backup codes")?;
     let verified = tf.verify_login(challenge.token(), first_backup).await?;
     println!(
-        "   verified by {:?}; {} backup codes left",
-        verified.method, verified.backup_codes_remaining
+        "   verified by {}; {} backup codes left",
+        by(&verified),
+        verified.backup_codes_remaining
     );
 
     println!("5. Regenerate the backup codes (needs a fresh code)");
@@ -113,9 +113,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("6. Status");
     let status = tf.status(user).await?;
+    let methods: Vec<&str> = status.methods.iter().map(|m| m.as_str()).collect();
     println!(
-        "   enabled: {}, methods: {:?}, backup codes left: {}",
-        status.enabled, status.methods, status.backup_codes_remaining
+        "   enabled: {}, methods: {}, backup codes left: {}",
+        status.enabled,
+        methods.join(", "),
+        status.backup_codes_remaining
     );
 
     println!("7. Disable (password + code)");

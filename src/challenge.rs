@@ -32,12 +32,24 @@ const BODY_CHARS: usize = 59;
 /// An opaque login challenge token, handed to the client after the password step.
 ///
 /// `Debug` is redacted and the token is zeroized on drop. Parse what a client sends back with
-/// [`ChallengeToken::parse`]: malformed input is an error, never a panic.
+/// [`ChallengeToken::parse`] or [`str::parse`]: malformed input is an error, never a panic.
+///
+/// With serde it is its string form (`"tfc2_…"`), so a request or response struct can hold it
+/// directly; deserializing applies the same strict parse (the exact prefix, 59 canonical
+/// base64url characters, no padding or spaces) and its error never repeats the input.
 ///
 /// ```
 /// use twofactor::ChallengeToken;
 /// assert!(ChallengeToken::parse("not a token").is_err());
-/// assert!(ChallengeToken::parse("").is_err());
+/// assert!("".parse::<ChallengeToken>().is_err());
+///
+/// #[derive(serde::Deserialize)]
+/// struct VerifyRequest {
+///     challenge: ChallengeToken,
+///     code: String,
+/// }
+/// let bad = serde_json::from_str::<VerifyRequest>(r#"{"challenge": "tfc2_x", "code": "1"}"#);
+/// assert!(bad.is_err());
 /// ```
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct ChallengeToken(String);
@@ -57,8 +69,43 @@ impl fmt::Debug for ChallengeToken {
     }
 }
 
+impl std::str::FromStr for ChallengeToken {
+    type Err = Error;
+
+    /// [`ChallengeToken::parse`].
+    fn from_str(text: &str) -> Result<Self, Error> {
+        Self::parse(text)
+    }
+}
+
+/// The token's text. **Security warning:** as for [`ChallengeToken::as_str`], serialize it only
+/// into the response to the client that passed the password step, never into a log.
+impl serde::Serialize for ChallengeToken {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// The strict parse of [`ChallengeToken::parse`]; the error names no part of the input.
+impl<'de> serde::Deserialize<'de> for ChallengeToken {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TokenVisitor;
+        impl serde::de::Visitor<'_> for TokenVisitor {
+            type Value = ChallengeToken;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a challenge token (tfc2_ and 59 base64url characters)")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ChallengeToken, E> {
+                ChallengeToken::parse(text).map_err(|_| E::custom("invalid challenge token"))
+            }
+        }
+        deserializer.deserialize_str(TokenVisitor)
+    }
+}
+
 impl ChallengeToken {
     /// A fresh token for the user whose key tag is `tag`.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn generate(tag: &[u8; TAG_BYTES]) -> Self {
         Self::make(tag, None).0
     }
@@ -267,7 +314,10 @@ impl CodeRecord {
 }
 
 /// The second step of a login: hand [`Challenge::token`] to the client and ask for a code.
-#[derive(Debug)]
+///
+/// Serializes as `{"token": "tfc2_…", "methods": ["totp", …], "expires_at": <unix seconds>,
+/// "email_sent": bool}`: the token included, for the client that passed the password step.
+#[derive(Debug, serde::Serialize)]
 pub struct Challenge {
     pub(crate) token: ChallengeToken,
     pub(crate) methods: Vec<Method>,

@@ -13,7 +13,7 @@ use crate::code::{self, Secret};
 use crate::error::Error;
 use crate::events::Event;
 use crate::flow::{Reserved, SendRefused, SendSpec};
-use crate::mail::{MailContext, MailKind, Message, SecurityAction};
+use crate::mail::{MailContent, MailContext, Message, SecurityAction};
 use crate::method::Method;
 use crate::service::{check_address, check_user, until, TwoFactorService, UserKeys};
 use crate::store::{EmailRecord, StoreKey};
@@ -174,18 +174,18 @@ impl TwoFactorService {
         &self,
         user: &str,
         to: &str,
-        kind: MailKind<'_>,
+        kind: MailContent<'_>,
     ) -> Result<(), Error> {
         let name = self.inner.display_names.as_ref().and_then(|f| f(user));
         let ctx = MailContext::new(&self.inner.issuer, name.as_deref(), kind);
         let rendered = self.inner.templates.render(&ctx);
-        let message = Message::new(to, kind.kind(), rendered);
+        let message = Message::new(to, kind.purpose(), rendered);
         self.inner.mailer.send(&message).await?;
         Ok(())
     }
 
     /// Sends a notification; a failure is logged, not returned (the action it reports is done).
-    pub(crate) async fn notify(&self, user: &str, to: Option<&str>, kind: MailKind<'_>) {
+    pub(crate) async fn notify(&self, user: &str, to: Option<&str>, kind: MailContent<'_>) {
         if let Some(to) = to {
             if let Err(e) = self.send_mail(user, to, kind).await {
                 tracing::warn!(target: "twofactor", error = %e, "notification not delivered");
@@ -199,7 +199,7 @@ impl TwoFactorService {
         user: &str,
         to: &str,
         cooldown: &StoreKey,
-        kind: MailKind<'_>,
+        kind: MailContent<'_>,
     ) -> Result<(), Error> {
         if let Err(e) = self.send_mail(user, to, kind).await {
             if let Err(lift) = self.inner.otp.delete(cooldown).await {
@@ -226,15 +226,15 @@ impl TwoFactorService {
         let expires_at = now.saturating_add(policy.email_code_ttl);
         let (code_text, ttl) = (code.expose(), policy.email_code_ttl);
         let kind = match purpose {
-            CodePurpose::EmailSetup => MailKind::EmailSetupCode {
+            CodePurpose::EmailSetup => MailContent::EmailSetupCode {
                 code: code_text,
                 expires_in: ttl,
             },
-            CodePurpose::Registration => MailKind::RegistrationCode {
+            CodePurpose::Registration => MailContent::RegistrationCode {
                 code: code_text,
                 expires_in: ttl,
             },
-            CodePurpose::StepUp(action) => MailKind::SecurityCode {
+            CodePurpose::StepUp(action) => MailContent::SecurityCode {
                 code: code_text,
                 action,
                 expires_in: ttl,

@@ -65,6 +65,12 @@ pub enum Error {
     /// The user has no such factor (or no pending setup to confirm).
     #[error("the user is not enrolled in this factor")]
     NotEnrolled,
+    /// A new code was asked for a challenge that has no email method (the user signs in with
+    /// TOTP or a backup code only): there is nothing to resend. Answered by
+    /// [`TwoFactorService::resend_code`](crate::TwoFactorService::resend_code); offer resending
+    /// only when [`Challenge::methods`](crate::Challenge::methods) holds [`Method::Email`](crate::Method::Email).
+    #[error("the challenge has no email code to resend")]
+    NoEmailMethod,
     /// The factor is already enabled; disable it first.
     #[error("the factor is already enabled")]
     AlreadyEnrolled,
@@ -78,6 +84,11 @@ pub enum Error {
     /// The host's password check refused the password.
     #[error("the password is not correct")]
     InvalidPassword,
+    /// The host's [`PasswordVerifier`](crate::PasswordVerifier) could not check the password (its
+    /// database was down, …): not a wrong password. The flow failed closed; the cause is the
+    /// source.
+    #[error("the password could not be checked")]
+    PasswordCheck(#[source] BoxError),
     /// An argument was unusable (empty user id, malformed email address, …).
     #[error("invalid input: {0}")]
     InvalidInput(&'static str),
@@ -138,10 +149,12 @@ impl Error {
             Error::Cooldown { .. } => "cooldown",
             Error::RateLimited { .. } => "rate_limited",
             Error::NotEnrolled => "not_enrolled",
+            Error::NoEmailMethod => "no_email_method",
             Error::AlreadyEnrolled => "already_enrolled",
             Error::NothingPending => "nothing_pending",
             Error::ReauthRequired => "reauth_required",
             Error::InvalidPassword => "invalid_password",
+            Error::PasswordCheck(_) => "password_check_failed",
             Error::InvalidInput(_) => "invalid_input",
             Error::InvalidConfig(_) => "invalid_config",
             Error::Internal(_) => "internal_error",
@@ -162,13 +175,13 @@ impl Error {
             | Error::InvalidPassword => 401,
             Error::NotEnrolled => 404,
             Error::ReauthRequired => 403,
-            Error::AlreadyEnrolled | Error::NothingPending => 409,
+            Error::AlreadyEnrolled | Error::NothingPending | Error::NoEmailMethod => 409,
             Error::TooManyAttempts
             | Error::Locked { .. }
             | Error::Cooldown { .. }
             | Error::RateLimited { .. } => 429,
             Error::InvalidConfig(_) | Error::Internal(_) | Error::Crypto => 500,
-            Error::Store(_) | Error::Delivery(_) => 503,
+            Error::Store(_) | Error::Delivery(_) | Error::PasswordCheck(_) => 503,
         }
     }
 
@@ -234,6 +247,7 @@ impl Error {
                 "Please wait before requesting another code."
             }
             Error::NotEnrolled => "Two-factor authentication is not set up.",
+            Error::NoEmailMethod => "This sign-in has no email code to resend.",
             Error::AlreadyEnrolled => "Two-factor authentication is already enabled.",
             Error::ReauthRequired => "Please confirm with a current code first.",
             Error::InvalidPassword => "The password is not correct.",
@@ -241,7 +255,7 @@ impl Error {
             Error::InvalidConfig(_) | Error::Internal(_) | Error::Crypto => {
                 "An internal error occurred."
             }
-            Error::Store(_) | Error::Delivery(_) => {
+            Error::Store(_) | Error::Delivery(_) | Error::PasswordCheck(_) => {
                 "The service is temporarily unavailable. Please try again."
             }
         }

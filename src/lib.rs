@@ -26,11 +26,16 @@ mod mail;
 mod method;
 mod password;
 mod policy;
+pub mod rate_limit;
 mod service;
 mod step_up;
 mod store;
 mod totp;
 
+/// The attribute every `impl` of this crate's async traits needs ([`OtpStore`],
+/// [`EnrollmentStore`], [`Mailer`], [`PasswordVerifier`]): `#[twofactor::async_trait]`. Re-exported
+/// so that a host needs no dependency of its own, and cannot pick a mismatched version.
+pub use async_trait::async_trait;
 pub use backup::BackupCodeSet;
 pub use challenge::{Challenge, ChallengeToken};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -40,8 +45,8 @@ pub use events::{Event, EventSink, RecordingEvents, TracingEvents};
 pub use keys::Keyring;
 pub use login::LoginStep;
 pub use mail::{
-    escape_html, EnglishTemplates, LogMailer, MailContext, MailKind, Mailer, Message, MessageKind,
-    RecordingMailer, Rendered, SecurityAction, Templates,
+    escape_html, EnglishTemplates, LogMailer, MailContent, MailContext, Mailer, Message,
+    MessagePurpose, RecordingMailer, Rendered, SecurityAction, Templates,
 };
 pub use mail::{GermanTemplates, StandardMessage};
 #[cfg(feature = "smtp")]
@@ -50,6 +55,7 @@ pub use mail::{SmtpMailer, SmtpMailerBuilder, SmtpTls};
 pub use method::{Method, Verified};
 pub use password::{hash_password, verify_password};
 pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL, MAX_FAILURES_PER_DAY};
+pub use rate_limit::{Decision, Limit, LoginContext, RateLimiter, WindowKind, MAX_LIMIT_WINDOW};
 pub use service::{PasswordVerifier, ServiceBuilder, TwoFactorService};
 pub use step_up::Status;
 #[cfg(feature = "test-util")]
@@ -65,10 +71,13 @@ pub use store::{
 pub use store::{RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
-pub use store::{SqlStore, SqlStoreBuilder};
+pub use store::{SqlPool, SqlStore, SqlStoreBuilder};
+#[cfg(feature = "qr-png")]
+#[cfg_attr(docsrs, doc(cfg(feature = "qr-png")))]
+pub use totp::qr_png;
 pub use totp::{
-    otpauth_uri, qr_png, qr_svg, totp_code, OtpAuthUri, TotpParams, TotpSecret, TotpSetup,
-    TotpVerifier,
+    otpauth_uri, qr_svg, totp_code, OtpAuthUri, TotpParams, TotpSecret, TotpSetup,
+    TotpSetupResponse, TotpVerifier,
 };
 
 /// Entry points for the fuzz targets in `fuzz/`: thin wrappers around crate-internal functions.

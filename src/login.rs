@@ -20,14 +20,21 @@ use crate::email_code::refused_error;
 use crate::error::{Error, StoreError};
 use crate::events::Event;
 use crate::flow::{Begun, NewChallenge};
-use crate::mail::MailKind;
+use crate::mail::MailContent;
 use crate::method::{Method, Verified};
+use crate::rate_limit::LoginContext;
 use crate::service::{check_user, until, TwoFactorService, UserKeys};
 use crate::store::StoreKey;
 use crate::totp::TotpParams;
 
 /// The outcome of [`TwoFactorService::begin_login`].
-#[derive(Debug)]
+///
+/// It serializes as the answer to the client: `{"step": "complete", …the Verified fields}` or
+/// `{"step": "challenge", "token": "tfc2_…", "methods": […], "expires_at": …, "email_sent": …}`.
+/// The challenge's token is in it on purpose (the client sends it back): serialize a `LoginStep`
+/// only into that response, never into a log.
+#[derive(Debug, serde::Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
 pub enum LoginStep {
     /// The user has no second factor: the login is complete.
     Complete(Verified),
@@ -52,6 +59,26 @@ enum Matched {
 }
 
 impl TwoFactorService {
+    /// [`begin_login`](Self::begin_login) for a request from `ctx`'s client: the step is first
+    /// counted against [`Policy::client_login_limit`] for that client, across every account, so
+    /// a per-client ceiling holds beside the per-user and per-challenge ones. A context without a
+    /// client adds nothing.
+    ///
+    /// [`Policy::client_login_limit`]: crate::Policy::client_login_limit
+    ///
+    /// # Errors
+    /// [`Error::RateLimited`] past the client's limit (before anything is read or sent); then as
+    /// [`begin_login`](Self::begin_login).
+    pub async fn begin_login_with(
+        &self,
+        ctx: &LoginContext,
+        user: &str,
+    ) -> Result<LoginStep, Error> {
+        check_user(user)?;
+        self.limit_client(ctx).await?;
+        self.begin_login(user).await
+    }
+
     /// The second step of a login, called after the host has checked the password.
     ///
     /// A user with no factor gets [`LoginStep::Complete`]. Otherwise a challenge is stored and
@@ -147,7 +174,7 @@ impl TwoFactorService {
         };
         let mut email_sent = false;
         if let (Some(address), Some(code), Some(sent)) = (&record.email, &code, granted) {
-            let kind = MailKind::LoginCode {
+            let kind = MailContent::LoginCode {
                 code: code.expose(),
                 expires_in: code_expires.duration_since(now),
             };
@@ -194,7 +221,8 @@ impl TwoFactorService {
     /// Sends a new email code for a challenge, replacing the old one. Counters are not reset.
     ///
     /// # Errors
-    /// [`Error::InvalidChallenge`]; [`Error::NotEnrolled`] when email is not a method;
+    /// [`Error::InvalidChallenge`]; [`Error::NoEmailMethod`] when email is not a method of the
+    /// challenge (status 409, public code `no_email_method`);
     /// [`Error::Cooldown`] within the cooldown; [`Error::RateLimited`] past the send cap;
     /// delivery and store errors (no cooldown started, no usable code left).
     pub async fn resend_code(&self, token: &ChallengeToken) -> Result<(), Error> {
@@ -209,14 +237,14 @@ impl TwoFactorService {
         let record = ChallengeRecord::decode(&value)?;
         let Some(address) = &record.email else {
             let _ = self.inner.otp.delete(&cooldown).await;
-            return Err(Error::NotEnrolled);
+            return Err(Error::NoEmailMethod);
         };
         let user = record.user.as_str();
         let code = code::generate_numeric(policy.email_code_digits);
         let expires_at = now
             .saturating_add(policy.email_code_ttl)
             .min(record.expires_at);
-        let kind = MailKind::LoginCode {
+        let kind = MailContent::LoginCode {
             code: code.expose(),
             expires_in: expires_at.duration_since(now),
         };
@@ -237,6 +265,26 @@ impl TwoFactorService {
             user: user.to_owned(),
         });
         Ok(())
+    }
+
+    /// [`verify_login`](Self::verify_login) for a request from `ctx`'s client: the attempt is
+    /// first counted against [`Policy::client_login_limit`] for that client (with its
+    /// [`begin_login_with`](Self::begin_login_with) steps), before the challenge's and the user's
+    /// own counts.
+    ///
+    /// [`Policy::client_login_limit`]: crate::Policy::client_login_limit
+    ///
+    /// # Errors
+    /// [`Error::RateLimited`] past the client's limit (nothing compared, the challenge's and the
+    /// user's budgets untouched); then as [`verify_login`](Self::verify_login).
+    pub async fn verify_login_with(
+        &self,
+        ctx: &LoginContext,
+        token: &ChallengeToken,
+        input: &str,
+    ) -> Result<Verified, Error> {
+        self.limit_client(ctx).await?;
+        self.verify_login(token, input).await
     }
 
     /// Answers a challenge with a TOTP code, the emailed code, or a backup code.
@@ -328,7 +376,7 @@ impl TwoFactorService {
         {
             Err(Error::CodeReused) => {
                 let to = challenge.email.as_deref();
-                self.notify(user, to, MailKind::TotpReplayRejected).await;
+                self.notify(user, to, MailContent::TotpReplayRejected).await;
                 return Err(Error::CodeReused);
             }
             other => other?,

@@ -17,6 +17,13 @@ pub enum Method {
     BackupCode,
 }
 
+/// The stable name, as [`Method::as_str`]: `totp`, `email` or `backup_code`.
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Method {
     /// The method's stable name: `totp`, `email` or `backup_code`.
     pub fn as_str(self) -> &'static str {
@@ -29,7 +36,10 @@ impl Method {
 }
 
 /// Proof that a user passed the second factor. The host issues its own session from it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serializes as `{"user": …, "method": "totp" | "email" | "backup_code" | null,
+/// "backup_codes_remaining": …, "verified_at": <unix seconds>}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Verified {
     /// The user.

@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::rate_limit::Limit;
 
 /// The HMAC algorithm of TOTP codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -121,6 +122,15 @@ pub struct Policy {
     pub backup_code_count: u32,
     /// How backup codes are stored. Default keyed HMAC.
     pub backup_code_hashing: BackupCodeHashing,
+    /// Login steps per client ([`LoginContext::client`](crate::LoginContext::client)) across
+    /// every account, counted by [`TwoFactorService::begin_login_with`] and
+    /// [`TwoFactorService::verify_login_with`](crate::TwoFactorService::verify_login_with).
+    /// Default 60 in any 15 minutes, sliding (seed 001 limits per IP; an honest login is two
+    /// steps, so a shared address still fits 30 logins). Must allow at least one step in a
+    /// window of 1 s to 1 day.
+    ///
+    /// [`TwoFactorService::begin_login_with`]: crate::TwoFactorService::begin_login_with
+    pub client_login_limit: Limit,
     /// Set only by [`Policy::dangerous_allow_over_100_failures_per_day`].
     allow_over_100_failures_per_day: bool,
 }
@@ -150,6 +160,7 @@ impl Default for Policy {
             totp_setup_ttl: Duration::from_secs(15 * 60),
             backup_code_count: 10,
             backup_code_hashing: BackupCodeHashing::Hmac,
+            client_login_limit: Limit::sliding(60, Duration::from_secs(15 * 60)),
             allow_over_100_failures_per_day: false,
         }
     }
@@ -229,6 +240,9 @@ impl Policy {
         }
         if !(1..=32).contains(&self.backup_code_count) {
             return bad("backup_code_count must be 1 to 32");
+        }
+        if self.client_login_limit.validate().is_err() {
+            return bad("client_login_limit must allow at least 1 step in 1 s to 1 day");
         }
         Ok(())
     }

@@ -9,13 +9,15 @@ use crate::email_code::STEP_UP;
 use crate::error::Error;
 use crate::events::Event;
 use crate::flow::OpenAttempt;
-use crate::mail::MailKind;
+use crate::mail::MailContent;
 use crate::method::Method;
 use crate::service::{check_user, TwoFactorService};
 use crate::store::EnrollmentRecord;
 
 /// The two-factor state of a user.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serializes with its field names (methods by name, times in unix seconds), for a settings page.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Status {
     /// Whether any factor is enabled.
@@ -131,7 +133,7 @@ impl TwoFactorService {
         {
             Err(Error::CodeReused) if step.is_some() => {
                 let to = rec.email.as_ref().map(|e| e.address.as_str());
-                self.notify(user, to, MailKind::TotpReplayRejected).await;
+                self.notify(user, to, MailContent::TotpReplayRejected).await;
                 Err(Error::CodeReused)
             }
             other => other.map(|()| method),
@@ -274,7 +276,9 @@ impl TwoFactorService {
     ///
     /// # Errors
     /// [`Error::InvalidPassword`], [`Error::NotEnrolled`], [`Error::InvalidCode`],
-    /// [`Error::Locked`], …; [`Error::InvalidConfig`] when no password verifier is configured.
+    /// [`Error::Locked`], …; [`Error::PasswordCheck`] when the verifier could not check (the
+    /// attempt stays counted, nothing is changed); [`Error::InvalidConfig`] when no password
+    /// verifier is configured.
     ///
     /// [`PasswordVerifier`]: crate::PasswordVerifier
     pub async fn disable(&self, user: &str, password: &str, code: &str) -> Result<(), Error> {
@@ -306,7 +310,10 @@ impl TwoFactorService {
                 retry_after: policy.failure_window,
             });
         }
-        let password_ok = verifier.verify(user, password);
+        let password_ok = verifier
+            .verify(user, password)
+            .await
+            .map_err(Error::PasswordCheck)?;
         if password_ok {
             self.inner.otp.delete(&run).await?;
         }
@@ -317,7 +324,7 @@ impl TwoFactorService {
             user: user.to_owned(),
         });
         let to = rec.email.as_ref().map(|e| e.address.as_str());
-        self.notify(user, to, MailKind::TwoFactorDisabled).await;
+        self.notify(user, to, MailContent::TwoFactorDisabled).await;
         Ok(())
     }
 
@@ -350,7 +357,7 @@ impl TwoFactorService {
             user: user.to_owned(),
         });
         let to = rec.email.as_ref().map(|e| e.address.as_str());
-        self.notify(user, to, MailKind::BackupCodesRegenerated)
+        self.notify(user, to, MailContent::BackupCodesRegenerated)
             .await;
         Ok(set.codes().to_vec())
     }

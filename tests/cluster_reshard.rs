@@ -299,7 +299,7 @@ async fn resharding_under_logins_breaks_no_rule() {
             .issuer("Acme")
             .keys(keys.clone())
             .otp_store(store.clone())
-            .enrollments_arc(enrollments.clone())
+            .enrollments(enrollments.clone())
             .mailer(RecordingMailer::new())
             .clock(clock.clone())
             .build()

@@ -1,4 +1,4 @@
-//! Heap use of `MemoryOtpStore`, measured by a counting global allocator.
+//! Heap use of `MemoryOtpStore` and of a TOTP setup, measured by a counting global allocator.
 //!
 //! A `#[global_allocator]` serves every allocation of the binary it is linked into, so it must
 //! own its test binary: this file is one on its own, and nothing else belongs in it. The counter
@@ -8,6 +8,7 @@
 //!   either `purge_expired` or ordinary writes alone (the incremental sweep) must bring the live
 //!   heap back to within 10% of what it was before the flood.
 //! - At 100k records, a record costs at most 256 bytes of heap: key, value and table.
+//! - A TOTP setup draws no QR code: its peak heap is below one SVG rendering of its URI.
 //!
 //! Times are plain `Timestamp` values: nothing sleeps. Run with `--nocapture` to see the figures.
 // Implementing `GlobalAlloc` takes `unsafe impl`. The crate denies unsafe code everywhere and the
@@ -276,8 +277,8 @@ fn a_pending_login_challenge_costs_at_most_256_bytes() {
     let tf = TwoFactorService::builder()
         .issuer("Acme")
         .keys(Keyring::generate())
-        .otp_store_arc(otp.clone())
-        .enrollments_arc(enrollments.clone())
+        .otp_store(otp.clone())
+        .enrollments(enrollments.clone())
         .mailer(RecordingMailer::new())
         .clock(clock)
         .build()
@@ -312,5 +313,48 @@ fn a_pending_login_challenge_costs_at_most_256_bytes() {
     assert!(
         per_challenge <= 256,
         "{per_challenge} B per pending challenge"
+    );
+}
+
+/// A TOTP setup renders no QR code: its peak heap stays below the size of one SVG rendering of
+/// its own URI (a setup that drew the SVG, or the PNG, would hold at least that much). The QR
+/// code is drawn from the URI only when asked for.
+#[test]
+fn a_totp_setup_renders_no_qr_code_until_asked() {
+    use twofactor::{
+        Keyring, ManualClock, MemoryEnrollmentStore, RecordingMailer, TwoFactorService,
+    };
+
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let tf = TwoFactorService::builder()
+        .issuer("Acme")
+        .keys(Keyring::generate())
+        .otp_store(MemoryOtpStore::new())
+        .enrollments(MemoryEnrollmentStore::new())
+        .mailer(RecordingMailer::new())
+        .clock(ManualClock::new(at(T0)))
+        .build()
+        .unwrap();
+    // Warm up: the stores' tables exist before the measured setup.
+    drop(run(tf.start_totp_setup("warm-up", "w@example.com")).unwrap());
+
+    reset_peak();
+    let meter = Meter::start();
+    let setup = run(tf.start_totp_setup("user-1", "alice@example.com")).unwrap();
+    let setup_peak = meter.peak();
+
+    reset_peak();
+    let meter = Meter::start();
+    let svg = setup.qr_svg().unwrap();
+    let svg_peak = meter.peak();
+    eprintln!(
+        "start_totp_setup: peak {setup_peak} B; qr_svg on demand: {} B document, peak {svg_peak} B",
+        svg.len()
+    );
+    assert!(svg_peak >= svg.len());
+    assert!(
+        setup_peak < svg.len(),
+        "the setup peaked at {setup_peak} B, more than one SVG of its URI ({} B): did it render?",
+        svg.len()
     );
 }

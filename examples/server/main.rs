@@ -32,7 +32,7 @@ use twofactor::{
     Message, OtpStore, Policy, SystemClock,
 };
 
-use app::{AppState, Backends, Tokens};
+use app::{AppState, Backends, HashLimits, Sessions};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -67,20 +67,20 @@ async fn run() -> Result<(), Box<dyn Error>> {
 
     let mut banner = Vec::new();
 
-    let (keys, tokens) = match env("TWOFACTOR_KEY") {
+    let (keys, sessions) = match env("TWOFACTOR_KEY") {
         Some(key) => {
             let keys = Keyring::from_base64(&key)?;
             banner.push(format!(
                 "keys       TWOFACTOR_KEY (key id {})",
                 keys.key_id()
             ));
-            (keys, Tokens::from_secret(key.trim().as_bytes()))
+            (keys, Sessions::from_secret(key.trim().as_bytes()))
         }
         None => {
             banner.push(
                 "keys       random for this run (set TWOFACTOR_KEY to keep enrolments)".to_owned(),
             );
-            (Keyring::generate(), Tokens::random())
+            (Keyring::generate(), Sessions::random())
         }
     };
 
@@ -91,6 +91,11 @@ async fn run() -> Result<(), Box<dyn Error>> {
         "users      memory: the example's own user table, accounts end with the process".to_owned(),
     );
 
+    let hash_limits = HashLimits::from_cores();
+    banner.push(format!(
+        "argon2     {} at once, {} waiting, then 503 busy",
+        hash_limits.concurrent, hash_limits.queue
+    ));
     let state = AppState::new(Backends {
         keys,
         otp_store: Arc::clone(&stores.otp_store),
@@ -98,7 +103,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
         mailer,
         clock: Arc::new(SystemClock),
         policy: Policy::default(),
-        tokens,
+        sessions,
+        hash_limits,
     })?;
 
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
@@ -108,11 +114,17 @@ async fn run() -> Result<(), Box<dyn Error>> {
         println!("  {line}");
     }
     println!("  listening on http://{addr}/");
-    axum::serve(listener, app::router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    // With the peer's address on each request: the per-client limits key on it.
+    axum::serve(
+        listener,
+        app::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    // Mail already promised (registration codes) goes out before the stores close.
+    state.mail_settled().await;
     stores.close().await;
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Delivery: the [`Mailer`] trait, the [`Message`] it sends, and the built-in templates.
 //!
-//! The service decides *what* to say ([`MailKind`]), a [`Templates`] implementation decides *how*
+//! The service decides *what* to say ([`MailContent`]), a [`Templates`] implementation decides *how*
 //! (subject, plain text, HTML), and a [`Mailer`] delivers it. [`EnglishTemplates`] is the default
 //! and [`GermanTemplates`] the example of a translation; [`RecordingMailer`] keeps messages for
 //! tests and [`LogMailer`] writes them to the log during development.
@@ -24,10 +24,11 @@ pub use templates::{
     escape_html, EnglishTemplates, GermanTemplates, Rendered, StandardMessage, Templates,
 };
 
-/// Why a message is sent.
+/// Why a message is sent, without its data: [`Message::purpose`], for a [`Mailer`] that routes,
+/// tags or counts messages. [`MailContent::purpose`] gives it for a content.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum MessageKind {
+pub enum MessagePurpose {
     /// A code for the second step of a login.
     LoginCode,
     /// A code proving an address before it becomes a second factor.
@@ -46,7 +47,7 @@ pub enum MessageKind {
     FactorAdded,
 }
 
-/// The security change a [`MailKind::SecurityCode`] confirms, named in its message.
+/// The security change a [`MailContent::SecurityCode`] confirms, named in its message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SecurityAction {
@@ -58,10 +59,12 @@ pub enum SecurityAction {
     AddFactor,
 }
 
-/// What the service asks a [`Templates`] implementation to render.
+/// What a message says, with its data (the code, how long it is valid, the change it confirms):
+/// what the service asks a [`Templates`] implementation to render. Its `Debug` prints only its
+/// [`MessagePurpose`], never the code.
 #[derive(Clone, Copy)]
 #[non_exhaustive]
-pub enum MailKind<'a> {
+pub enum MailContent<'a> {
     /// A login code.
     LoginCode {
         /// The code (secret: only for the message body).
@@ -105,25 +108,25 @@ pub enum MailKind<'a> {
     },
 }
 
-impl MailKind<'_> {
-    /// The kind without its data.
-    pub fn kind(&self) -> MessageKind {
+impl MailContent<'_> {
+    /// Why the message is sent: the content without its data.
+    pub fn purpose(&self) -> MessagePurpose {
         match self {
-            MailKind::LoginCode { .. } => MessageKind::LoginCode,
-            MailKind::EmailSetupCode { .. } => MessageKind::EmailSetupCode,
-            MailKind::RegistrationCode { .. } => MessageKind::RegistrationCode,
-            MailKind::TwoFactorDisabled => MessageKind::TwoFactorDisabled,
-            MailKind::BackupCodesRegenerated => MessageKind::BackupCodesRegenerated,
-            MailKind::TotpReplayRejected => MessageKind::TotpReplayRejected,
-            MailKind::SecurityCode { .. } => MessageKind::SecurityCode,
-            MailKind::FactorAdded { .. } => MessageKind::FactorAdded,
+            MailContent::LoginCode { .. } => MessagePurpose::LoginCode,
+            MailContent::EmailSetupCode { .. } => MessagePurpose::EmailSetupCode,
+            MailContent::RegistrationCode { .. } => MessagePurpose::RegistrationCode,
+            MailContent::TwoFactorDisabled => MessagePurpose::TwoFactorDisabled,
+            MailContent::BackupCodesRegenerated => MessagePurpose::BackupCodesRegenerated,
+            MailContent::TotpReplayRejected => MessagePurpose::TotpReplayRejected,
+            MailContent::SecurityCode { .. } => MessagePurpose::SecurityCode,
+            MailContent::FactorAdded { .. } => MessagePurpose::FactorAdded,
         }
     }
 }
 
-impl fmt::Debug for MailKind<'_> {
+impl fmt::Debug for MailContent<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.kind())
+        write!(f, "{:?}", self.purpose())
     }
 }
 
@@ -136,16 +139,16 @@ pub struct MailContext<'a> {
     /// The recipient's display name, when the host supplied one. Not HTML-safe: escape it.
     pub display_name: Option<&'a str>,
     /// What to say.
-    pub kind: MailKind<'a>,
+    pub content: MailContent<'a>,
 }
 
 impl<'a> MailContext<'a> {
     /// A context from its parts.
-    pub fn new(issuer: &'a str, display_name: Option<&'a str>, kind: MailKind<'a>) -> Self {
+    pub fn new(issuer: &'a str, display_name: Option<&'a str>, content: MailContent<'a>) -> Self {
         MailContext {
             issuer,
             display_name,
-            kind,
+            content,
         }
     }
 }
@@ -157,7 +160,7 @@ pub struct Message {
     /// Recipient address.
     pub to: String,
     /// Why it is sent.
-    pub kind: MessageKind,
+    pub purpose: MessagePurpose,
     /// Subject line.
     pub subject: String,
     /// Plain-text part (may contain a code: never log it).
@@ -168,10 +171,10 @@ pub struct Message {
 
 impl Message {
     /// A message from a rendered body.
-    pub fn new(to: impl Into<String>, kind: MessageKind, rendered: Rendered) -> Self {
+    pub fn new(to: impl Into<String>, purpose: MessagePurpose, rendered: Rendered) -> Self {
         Message {
             to: to.into(),
-            kind,
+            purpose,
             subject: rendered.subject,
             text: rendered.text,
             html: rendered.html,
@@ -183,7 +186,7 @@ impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Message")
             .field("to", &self.to)
-            .field("kind", &self.kind)
+            .field("purpose", &self.purpose)
             .field("subject", &self.subject)
             .field("body", &"[redacted]")
             .finish()
@@ -194,17 +197,34 @@ impl fmt::Debug for Message {
 ///
 /// Return an error whenever the message may not have been accepted for delivery: the service then
 /// fails closed, leaves no usable code behind and starts no cooldown.
+///
+/// The trait is async through [`async_trait`](crate::async_trait): the `impl` needs the attribute
+/// too (without it the compiler answers E0195, "lifetime parameters do not match"). An
+/// `Arc<M>` or a `Box<dyn Mailer>` is a `Mailer` as well.
+///
+/// ```
+/// use twofactor::{async_trait, DeliveryError, Mailer, Message};
+///
+/// /// Hands each message to the host's own email service.
+/// struct ProviderMailer {
+///     outbox: tokio::sync::mpsc::Sender<(String, String, String)>,
+/// }
+///
+/// #[async_trait]
+/// impl Mailer for ProviderMailer {
+///     async fn send(&self, message: &Message) -> Result<(), DeliveryError> {
+///         let mail = (message.to.clone(), message.subject.clone(), message.text.clone());
+///         // An error means "maybe not accepted": the service then leaves no usable code.
+///         self.outbox.send(mail).await.map_err(DeliveryError::transient)
+///     }
+/// }
+/// # let (tx, _rx) = tokio::sync::mpsc::channel(1);
+/// # let _ = twofactor::TwoFactorService::builder().mailer(ProviderMailer { outbox: tx });
+/// ```
 #[async_trait]
 pub trait Mailer: Send + Sync + 'static {
     /// Sends one message.
     async fn send(&self, message: &Message) -> Result<(), DeliveryError>;
-}
-
-#[async_trait]
-impl<M: Mailer + ?Sized> Mailer for Arc<M> {
-    async fn send(&self, message: &Message) -> Result<(), DeliveryError> {
-        (**self).send(message).await
-    }
 }
 
 /// Keeps every message in memory, for tests: the equivalent of a stub transport.

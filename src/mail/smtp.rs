@@ -246,7 +246,7 @@ impl Mailer for SmtpMailer {
                 let err = classify(e);
                 tracing::warn!(
                     target: "twofactor::mail",
-                    kind = ?message.kind,
+                    purpose = ?message.purpose,
                     transient = err.is_transient(),
                     error = %err,
                     "SMTP delivery failed"
@@ -808,7 +808,7 @@ mod tests {
             .unwrap();
         let msg = Message {
             to: "alice@example.com".into(),
-            kind: super::super::MessageKind::LoginCode,
+            purpose: super::super::MessagePurpose::LoginCode,
             subject: "Acme: your code\r\nBcc: eve@example.com".into(),
             text: "code 123 456".into(),
             html: "<p>code 123 456</p>".into(),

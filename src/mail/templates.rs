@@ -2,14 +2,14 @@
 //!
 //! A [`Templates`] implementation turns a [`MailContext`] into a subject, a plain-text part and an
 //! HTML part. [`EnglishTemplates`] is the default and [`GermanTemplates`] shows what a translation
-//! takes: the wording per [`MailKind`], handed to [`StandardMessage`], which escapes, spaces the
+//! takes: the wording per [`MailContent`], handed to [`StandardMessage`], which escapes, spaces the
 //! code and lays out both parts. A host that wants another language or its own wording writes the
 //! same few lines (see [`StandardMessage`] for a French example); no template engine is involved.
 
 use std::fmt;
 use std::time::Duration;
 
-use super::{MailContext, MailKind, SecurityAction};
+use super::{MailContent, MailContext, SecurityAction};
 use crate::code::spaced;
 use crate::method::Method;
 
@@ -65,17 +65,17 @@ pub trait Templates: Send + Sync + 'static {
 /// The messages are deliberately plain — no links, no images, no tracking, no shouting — which is
 /// what keeps one-time-code mail out of spam folders.
 ///
-/// A translation is one `match` over [`MailKind`]:
+/// A translation is one `match` over [`MailContent`]:
 ///
 /// ```
-/// use twofactor::{MailContext, MailKind, Rendered, StandardMessage, Templates};
+/// use twofactor::{MailContext, MailContent, Rendered, StandardMessage, Templates};
 ///
 /// struct FrenchTemplates;
 ///
 /// impl Templates for FrenchTemplates {
 ///     fn render(&self, ctx: &MailContext<'_>) -> Rendered {
-///         let (subject, lead, code, expires_in) = match ctx.kind {
-///             MailKind::LoginCode { code, expires_in } => (
+///         let (subject, lead, code, expires_in) = match ctx.content {
+///             MailContent::LoginCode { code, expires_in } => (
 ///                 "votre code de connexion",
 ///                 "Saisissez ce code pour terminer la connexion :",
 ///                 Some(code),
@@ -107,7 +107,7 @@ pub trait Templates: Send + Sync + 'static {
 /// let r = FrenchTemplates.render(&MailContext::new(
 ///     "Acme",
 ///     Some("<b>Zoé</b>"),
-///     MailKind::LoginCode { code: "042917", expires_in: std::time::Duration::from_secs(300) },
+///     MailContent::LoginCode { code: "042917", expires_in: std::time::Duration::from_secs(300) },
 /// ));
 /// assert!(r.text.contains("042 917"));
 /// assert!(r.text.contains("dans 5 minutes"));
@@ -212,43 +212,43 @@ pub struct EnglishTemplates;
 impl Templates for EnglishTemplates {
     fn render(&self, ctx: &MailContext<'_>) -> Rendered {
         let issuer = ctx.issuer;
-        let (subject, lead, code, expires_in, closing) = match ctx.kind {
-            MailKind::LoginCode { code, expires_in } => (
+        let (subject, lead, code, expires_in, closing) = match ctx.content {
+            MailContent::LoginCode { code, expires_in } => (
                 format!("{issuer}: your sign-in code"),
                 "Use this code to finish signing in:",
                 Some(code),
                 Some(expires_in),
                 "If you did not try to sign in, change your password: someone knows it.",
             ),
-            MailKind::EmailSetupCode { code, expires_in } => (
+            MailContent::EmailSetupCode { code, expires_in } => (
                 format!("{issuer}: confirm your two-factor email"),
                 "Use this code to turn on two-factor authentication by email:",
                 Some(code),
                 Some(expires_in),
                 "If you did not ask for this, you can ignore this message.",
             ),
-            MailKind::RegistrationCode { code, expires_in } => (
+            MailContent::RegistrationCode { code, expires_in } => (
                 format!("{issuer}: verify your email address"),
                 "Use this code to verify your email address:",
                 Some(code),
                 Some(expires_in),
                 "If you did not create an account, you can ignore this message.",
             ),
-            MailKind::TwoFactorDisabled => (
+            MailContent::TwoFactorDisabled => (
                 format!("{issuer}: two-factor authentication was turned off"),
                 "Two-factor authentication was just turned off for your account.",
                 None,
                 None,
                 "If this was not you, secure your account now.",
             ),
-            MailKind::BackupCodesRegenerated => (
+            MailContent::BackupCodesRegenerated => (
                 format!("{issuer}: new backup codes"),
                 "A new set of backup codes was created for your account; the old ones no longer work.",
                 None,
                 None,
                 "If this was not you, secure your account now.",
             ),
-            MailKind::SecurityCode {
+            MailContent::SecurityCode {
                 code,
                 action,
                 expires_in,
@@ -269,7 +269,7 @@ impl Templates for EnglishTemplates {
                 Some(expires_in),
                 "If you did not ask for this change, do not share the code and secure your account now.",
             ),
-            MailKind::FactorAdded { method } => (
+            MailContent::FactorAdded { method } => (
                 format!("{issuer}: a sign-in method was added"),
                 match method {
                     Method::Totp => "An authenticator app was added as a second factor to your account.",
@@ -280,7 +280,7 @@ impl Templates for EnglishTemplates {
                 None,
                 "If this was not you, secure your account now.",
             ),
-            MailKind::TotpReplayRejected => (
+            MailContent::TotpReplayRejected => (
                 format!("{issuer}: a used sign-in code was rejected"),
                 "Someone entered an authenticator code for your account that had already been used.",
                 None,
@@ -313,12 +313,12 @@ impl Templates for EnglishTemplates {
 ///
 /// ```
 /// use std::time::Duration;
-/// use twofactor::{GermanTemplates, MailContext, MailKind, Templates};
+/// use twofactor::{GermanTemplates, MailContext, MailContent, Templates};
 ///
 /// let r = GermanTemplates.render(&MailContext::new(
 ///     "Acme",
 ///     Some("Jürgen"),
-///     MailKind::LoginCode { code: "123456", expires_in: Duration::from_secs(600) },
+///     MailContent::LoginCode { code: "123456", expires_in: Duration::from_secs(600) },
 /// ));
 /// assert_eq!(r.subject, "Acme: Ihr Anmeldecode");
 /// assert!(r.text.starts_with("Hallo Jürgen,"));
@@ -331,43 +331,43 @@ pub struct GermanTemplates;
 impl Templates for GermanTemplates {
     fn render(&self, ctx: &MailContext<'_>) -> Rendered {
         let issuer = ctx.issuer;
-        let (subject, lead, code, expires_in, closing) = match ctx.kind {
-            MailKind::LoginCode { code, expires_in } => (
+        let (subject, lead, code, expires_in, closing) = match ctx.content {
+            MailContent::LoginCode { code, expires_in } => (
                 format!("{issuer}: Ihr Anmeldecode"),
                 "Geben Sie diesen Code ein, um die Anmeldung abzuschließen:",
                 Some(code),
                 Some(expires_in),
                 "Wenn Sie sich nicht anmelden wollten, ändern Sie Ihr Passwort: Jemand kennt es.",
             ),
-            MailKind::EmailSetupCode { code, expires_in } => (
+            MailContent::EmailSetupCode { code, expires_in } => (
                 format!("{issuer}: Bestätigen Sie Ihre E-Mail-Adresse für die Zwei-Faktor-Anmeldung"),
                 "Geben Sie diesen Code ein, um die Zwei-Faktor-Authentifizierung per E-Mail einzuschalten:",
                 Some(code),
                 Some(expires_in),
                 "Wenn Sie das nicht angefordert haben, können Sie diese Nachricht ignorieren.",
             ),
-            MailKind::RegistrationCode { code, expires_in } => (
+            MailContent::RegistrationCode { code, expires_in } => (
                 format!("{issuer}: Bestätigen Sie Ihre E-Mail-Adresse"),
                 "Geben Sie diesen Code ein, um Ihre E-Mail-Adresse zu bestätigen:",
                 Some(code),
                 Some(expires_in),
                 "Wenn Sie kein Konto angelegt haben, können Sie diese Nachricht ignorieren.",
             ),
-            MailKind::TwoFactorDisabled => (
+            MailContent::TwoFactorDisabled => (
                 format!("{issuer}: Zwei-Faktor-Authentifizierung ausgeschaltet"),
                 "Die Zwei-Faktor-Authentifizierung wurde soeben für Ihr Konto ausgeschaltet.",
                 None,
                 None,
                 "Wenn Sie das nicht waren, sichern Sie Ihr Konto jetzt.",
             ),
-            MailKind::BackupCodesRegenerated => (
+            MailContent::BackupCodesRegenerated => (
                 format!("{issuer}: neue Backup-Codes"),
                 "Für Ihr Konto wurden neue Backup-Codes erstellt; die alten gelten nicht mehr.",
                 None,
                 None,
                 "Wenn Sie das nicht waren, sichern Sie Ihr Konto jetzt.",
             ),
-            MailKind::SecurityCode {
+            MailContent::SecurityCode {
                 code,
                 action,
                 expires_in,
@@ -388,7 +388,7 @@ impl Templates for GermanTemplates {
                 Some(expires_in),
                 "Wenn Sie diese Änderung nicht angefordert haben, geben Sie den Code nicht weiter und sichern Sie Ihr Konto jetzt.",
             ),
-            MailKind::FactorAdded { method } => (
+            MailContent::FactorAdded { method } => (
                 format!("{issuer}: eine Anmeldemethode wurde hinzugefügt"),
                 match method {
                     Method::Totp => "Eine Authenticator-App wurde Ihrem Konto als zweiter Faktor hinzugefügt.",
@@ -399,7 +399,7 @@ impl Templates for GermanTemplates {
                 None,
                 "Wenn Sie das nicht waren, sichern Sie Ihr Konto jetzt.",
             ),
-            MailKind::TotpReplayRejected => (
+            MailContent::TotpReplayRejected => (
                 format!("{issuer}: ein bereits benutzter Anmeldecode wurde abgelehnt"),
                 "Jemand hat für Ihr Konto einen Code aus der Authenticator-App eingegeben, der bereits benutzt worden war.",
                 None,
@@ -455,29 +455,29 @@ mod tests {
     const CODE: &str = "042917";
     const TTL: Duration = Duration::from_secs(300);
 
-    fn every_kind() -> Vec<MailKind<'static>> {
+    fn every_kind() -> Vec<MailContent<'static>> {
         vec![
-            MailKind::LoginCode {
+            MailContent::LoginCode {
                 code: CODE,
                 expires_in: TTL,
             },
-            MailKind::EmailSetupCode {
+            MailContent::EmailSetupCode {
                 code: CODE,
                 expires_in: TTL,
             },
-            MailKind::RegistrationCode {
+            MailContent::RegistrationCode {
                 code: CODE,
                 expires_in: TTL,
             },
-            MailKind::TwoFactorDisabled,
-            MailKind::BackupCodesRegenerated,
-            MailKind::TotpReplayRejected,
-            MailKind::SecurityCode {
+            MailContent::TwoFactorDisabled,
+            MailContent::BackupCodesRegenerated,
+            MailContent::TotpReplayRejected,
+            MailContent::SecurityCode {
                 code: CODE,
                 action: SecurityAction::DisableTwoFactor,
                 expires_in: TTL,
             },
-            MailKind::FactorAdded {
+            MailContent::FactorAdded {
                 method: Method::Totp,
             },
         ]
@@ -490,13 +490,13 @@ mod tests {
         ]
     }
 
-    fn has_code(kind: &MailKind<'_>) -> bool {
+    fn has_code(kind: &MailContent<'_>) -> bool {
         matches!(
             kind,
-            MailKind::LoginCode { .. }
-                | MailKind::EmailSetupCode { .. }
-                | MailKind::RegistrationCode { .. }
-                | MailKind::SecurityCode { .. }
+            MailContent::LoginCode { .. }
+                | MailContent::EmailSetupCode { .. }
+                | MailContent::RegistrationCode { .. }
+                | MailContent::SecurityCode { .. }
         )
     }
 
@@ -544,7 +544,7 @@ mod tests {
 
     #[test]
     fn german_is_german_and_english_is_english() {
-        let kind = MailKind::LoginCode {
+        let kind = MailContent::LoginCode {
             code: CODE,
             expires_in: TTL,
         };
@@ -566,7 +566,7 @@ mod tests {
             (600, "10 minutes.", "10 Minuten gültig."),
             (1, "1 minute.", "1 Minute gültig."),
         ] {
-            let kind = MailKind::RegistrationCode {
+            let kind = MailContent::RegistrationCode {
                 code: CODE,
                 expires_in: Duration::from_secs(secs),
             };
@@ -603,7 +603,7 @@ mod tests {
 
     #[test]
     fn line_breaks_in_names_do_not_add_lines() {
-        let kind = MailKind::LoginCode {
+        let kind = MailContent::LoginCode {
             code: CODE,
             expires_in: TTL,
         };
@@ -619,15 +619,18 @@ mod tests {
 
     #[test]
     fn without_a_name_the_greeting_is_generic() {
-        let r =
-            GermanTemplates.render(&MailContext::new("Acme", None, MailKind::TwoFactorDisabled));
+        let r = GermanTemplates.render(&MailContext::new(
+            "Acme",
+            None,
+            MailContent::TwoFactorDisabled,
+        ));
         assert!(r.text.starts_with("Hallo,\n"));
         assert!(r.html.contains("<p>Hallo,</p>"));
     }
 
     #[test]
     fn debug_never_shows_the_code() {
-        let kind = MailKind::LoginCode {
+        let kind = MailContent::LoginCode {
             code: CODE,
             expires_in: TTL,
         };

@@ -2,25 +2,80 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
 use super::{DisplayNames, Inner, TwoFactorService};
 use crate::clock::{Clock, SystemClock};
-use crate::error::Error;
+use crate::error::{BoxError, Error};
 use crate::events::{EventSink, TracingEvents};
 use crate::keys::Keyring;
 use crate::mail::{EnglishTemplates, Mailer, Templates};
 use crate::policy::Policy;
 use crate::store::{EnrollmentStore, OtpStore};
 
-/// Checks a user's password for the flows that need it (disable). Closures
-/// `Fn(&str, &str) -> bool` (user, password) implement it.
+/// Checks a user's password for the flows that need it ([`TwoFactorService::disable`]).
+///
+/// It is async, so a host can look the user up in its database and run its password hash off the
+/// executor. `Ok(false)` means the password is wrong ([`Error::InvalidPassword`], counted against
+/// the user's password limit); `Err` means the check could not be made (the database is down),
+/// which the service reports as [`Error::PasswordCheck`] with the cause as its source, never as a
+/// wrong password, and fails closed.
+///
+/// The trait uses [`async_trait`](crate::async_trait): put `#[twofactor::async_trait]` on your
+/// `impl`.
+///
+/// ```
+/// use twofactor::{async_trait, BoxError, PasswordVerifier};
+///
+/// struct Users { /* a database pool */ }
+///
+/// impl Users {
+///     async fn password_hash(&self, user: &str) -> Result<Option<String>, BoxError> {
+///         Ok((user == "alice").then(|| twofactor::hash_password("s3cret")).transpose()?)
+///     }
+/// }
+///
+/// #[async_trait]
+/// impl PasswordVerifier for Users {
+///     async fn verify(&self, user: &str, password: &str) -> Result<bool, BoxError> {
+///         let Some(phc) = self.password_hash(user).await? else { return Ok(false) };
+///         // argon2 takes tens of milliseconds: keep it off the async executor.
+///         let password = password.to_owned();
+///         Ok(tokio::task::spawn_blocking(move || twofactor::verify_password(&password, &phc)).await?)
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # assert!(Users {}.verify("alice", "s3cret").await.unwrap());
+/// # assert!(!Users {}.verify("alice", "wrong").await.unwrap());
+/// # }
+/// ```
+///
+/// For the simple case, a synchronous check that cannot fail, a closure
+/// `Fn(&str, &str) -> bool` (user, password) is a `PasswordVerifier`:
+///
+/// ```
+/// # use twofactor::{Keyring, MemoryEnrollmentStore, MemoryOtpStore, RecordingMailer, TwoFactorService};
+/// let builder = TwoFactorService::builder()
+///     .password_verifier(|_user: &str, password: &str| password == "from the host");
+/// # let _ = builder;
+/// ```
+#[async_trait]
 pub trait PasswordVerifier: Send + Sync + 'static {
     /// Whether `password` is `user`'s password.
-    fn verify(&self, user: &str, password: &str) -> bool;
+    ///
+    /// # Errors
+    /// Whatever kept the host from checking: the service answers [`Error::PasswordCheck`] with it
+    /// as the source.
+    async fn verify(&self, user: &str, password: &str) -> Result<bool, BoxError>;
 }
 
+/// The closure adapter: a synchronous check that cannot fail. Keep it cheap (it runs on the
+/// executor); a slow hash belongs in an implementation that moves it off, as above.
+#[async_trait]
 impl<F: Fn(&str, &str) -> bool + Send + Sync + 'static> PasswordVerifier for F {
-    fn verify(&self, user: &str, password: &str) -> bool {
-        self(user, password)
+    async fn verify(&self, user: &str, password: &str) -> Result<bool, BoxError> {
+        Ok(self(user, password))
     }
 }
 
@@ -62,28 +117,22 @@ impl ServiceBuilder {
     }
 
     /// The short-lived store. Required.
-    pub fn otp_store(self, store: impl OtpStore) -> Self {
-        self.otp_store_arc(Arc::new(store))
-    }
-
-    /// The short-lived store, shared.
-    pub fn otp_store_arc(mut self, store: Arc<dyn OtpStore>) -> Self {
-        self.otp = Some(store);
+    ///
+    /// A store the host keeps a handle on can be passed as an `Arc<S>` (or an
+    /// `Arc<dyn OtpStore>`, a `Box<dyn OtpStore>`): the pointer is a store too, and forwards
+    /// every call, the composite operations included.
+    pub fn otp_store(mut self, store: impl OtpStore) -> Self {
+        self.otp = Some(Arc::new(store));
         self
     }
 
-    /// The durable store. Required.
-    pub fn enrollments(self, store: impl EnrollmentStore) -> Self {
-        self.enrollments_arc(Arc::new(store))
-    }
-
-    /// The durable store, shared.
-    pub fn enrollments_arc(mut self, store: Arc<dyn EnrollmentStore>) -> Self {
-        self.enrollments = Some(store);
+    /// The durable store. Required. An `Arc<S>` or a `Box<dyn EnrollmentStore>` is one too.
+    pub fn enrollments(mut self, store: impl EnrollmentStore) -> Self {
+        self.enrollments = Some(Arc::new(store));
         self
     }
 
-    /// The mailer. Required.
+    /// The mailer. Required. An `Arc<M>` or a `Box<dyn Mailer>` is one too.
     pub fn mailer(mut self, mailer: impl Mailer) -> Self {
         self.mailer = Some(Arc::new(mailer));
         self

@@ -209,6 +209,10 @@ impl UserKeys {
 
     /// The send cooldown of a challenge or pending code.
     pub(crate) fn cooldown(of: &StoreKey) -> StoreKey {
-        StoreKey::new(format!("{}:s", of.as_str()))
+        let of = of.as_str();
+        let mut key = String::with_capacity(of.len() + 2);
+        key.push_str(of);
+        key.push_str(":s");
+        StoreKey::new(key)
     }
 }

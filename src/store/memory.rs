@@ -96,7 +96,11 @@ fn challenge_entry(ch: &ChallengeState) -> Entry {
     };
     let mut bytes = w.into_vec();
     bytes.extend_from_slice(&ch.value);
-    Entry::bytes(&bytes, ch.expires_at)
+    // Sized exactly above: the box takes the vector's buffer, no copy.
+    Entry {
+        value: Value::Bytes(bytes.into_boxed_slice()),
+        expires_at: ch.expires_at,
+    }
 }
 
 /// Reads the bytes of a [`challenge_entry`] back.
@@ -208,20 +212,40 @@ impl OtpState {
         entry
     }
 
+    /// Removes the record at `at` (from [`find`](Self::find)); later positions may move.
+    fn remove_at(&mut self, at: usize) {
+        if self.entries.swap_remove_index(at).is_some() {
+            self.removed = self.removed.saturating_add(1);
+        }
+    }
+
+    /// Where the record under `key` is, live or not. An operation looks each key up once and
+    /// reads and writes it through this position, which holds until a record is removed (by
+    /// [`remove_at`](Self::remove_at) or the sweep, which the composite operations run last).
+    fn find(&self, key: &StoreKey) -> Option<usize> {
+        self.entries.get_index_of(key.as_str())
+    }
+
+    fn live_at(&self, at: Option<usize>, now: Timestamp) -> Option<&Entry> {
+        at.and_then(|i| self.entries.get_index(i))
+            .map(|(_, e)| e)
+            .filter(|e| e.live(now))
+    }
+
     fn live(&self, key: &StoreKey, now: Timestamp) -> Option<&Entry> {
-        self.entries.get(key.as_str()).filter(|e| e.live(now))
+        self.live_at(self.find(key), now)
     }
 
     // ---- the records of the composite operations ---------------------------------------------
 
-    /// The live challenge under `key`: its entry holds the attempt count, the code and the value
+    /// The live challenge at `at`: its entry holds the attempt count, the code and the value
     /// in one allocation (see [`challenge_entry`]).
-    fn challenge(
+    fn challenge_at(
         &self,
-        key: &StoreKey,
+        at: Option<usize>,
         now: Timestamp,
     ) -> Result<Option<ChallengeState>, StoreError> {
-        let Some(entry) = self.live(key, now) else {
+        let Some(entry) = self.live_at(at, now) else {
             return Ok(None);
         };
         let Value::Bytes(bytes) = &entry.value else {
@@ -230,9 +254,21 @@ impl OtpState {
         read_challenge_entry(bytes, entry.expires_at).map(Some)
     }
 
-    /// The user's record as of `now`; a missing one is a fresh user.
-    fn user(&self, key: &StoreKey, now: Timestamp) -> Result<(UserState, Timestamp), StoreError> {
-        match self.live(key, now) {
+    fn challenge(
+        &self,
+        key: &StoreKey,
+        now: Timestamp,
+    ) -> Result<Option<ChallengeState>, StoreError> {
+        self.challenge_at(self.find(key), now)
+    }
+
+    /// The user's record at `at` as of `now`; a missing one is a fresh user.
+    fn user_at(
+        &self,
+        at: Option<usize>,
+        now: Timestamp,
+    ) -> Result<(UserState, Timestamp), StoreError> {
+        match self.live_at(at, now) {
             Some(Entry {
                 value: Value::Bytes(b),
                 expires_at,
@@ -242,12 +278,52 @@ impl OtpState {
         }
     }
 
+    fn user(&self, key: &StoreKey, now: Timestamp) -> Result<(UserState, Timestamp), StoreError> {
+        self.user_at(self.find(key), now)
+    }
+
     fn cooldown_until(&self, key: &StoreKey, now: Timestamp) -> Option<Timestamp> {
         self.live(key, now).map(|e| e.expires_at)
     }
 
+    /// Writes the user's record at `at` (found for `key`), over the old bytes when it has them.
+    fn set_user_at(
+        &mut self,
+        at: Option<usize>,
+        key: &StoreKey,
+        user: &UserState,
+        expires_at: Timestamp,
+    ) {
+        let bytes = user.to_bytes();
+        if let Some((_, entry)) = at.and_then(|i| self.entries.get_index_mut(i)) {
+            match &mut entry.value {
+                Value::Bytes(b) if b.len() == bytes.len() => b.copy_from_slice(&bytes),
+                value => *value = Value::Bytes(bytes.into()),
+            }
+            entry.expires_at = expires_at;
+            return;
+        }
+        self.insert(key, Entry::bytes(&bytes, expires_at));
+    }
+
     fn set_user(&mut self, key: &StoreKey, user: &UserState, expires_at: Timestamp) {
-        self.set(key, Entry::bytes(&user.to_bytes(), expires_at));
+        self.set_user_at(self.find(key), key, user, expires_at);
+    }
+
+    /// Sets the attempt count of the challenge at `at` in place: it leads the entry's bytes.
+    fn count_attempt_at(&mut self, at: usize, attempts: u32) {
+        if let Some((
+            _,
+            Entry {
+                value: Value::Bytes(b),
+                ..
+            },
+        )) = self.entries.get_index_mut(at)
+        {
+            if let Some(head) = b.get_mut(..4) {
+                head.copy_from_slice(&attempts.to_be_bytes());
+            }
+        }
     }
 
     /// Reserves a send: the cooldown, then the cap, on a user record already read.
@@ -261,15 +337,22 @@ impl OtpState {
         rules::reserve(user, cooldown, spec, now)
     }
 
+    /// Stores `entry` at `at` (found for `key`), in place; or inserts it under `key`.
+    fn set_at(&mut self, at: Option<usize>, key: &StoreKey, entry: Entry) {
+        match at.and_then(|i| self.entries.get_index_mut(i)) {
+            Some((_, slot)) => *slot = entry,
+            None => self.insert(key, entry),
+        }
+    }
+
     /// Stores `entry` under `key`, in place when the key is held (no new allocation for it).
     fn set(&mut self, key: &StoreKey, entry: Entry) {
-        match self.entries.get_mut(key.as_str()) {
-            Some(slot) => *slot = entry,
-            None => {
-                self.entries.insert(key.as_str().into(), entry);
-                self.peak = self.peak.max(self.entries.len());
-            }
-        }
+        self.set_at(self.find(key), key, entry);
+    }
+
+    fn insert(&mut self, key: &StoreKey, entry: Entry) {
+        self.entries.insert(key.as_str().into(), entry);
+        self.peak = self.peak.max(self.entries.len());
     }
 }
 
@@ -464,31 +547,37 @@ impl OtpStore for MemoryOtpStore {
         now: Timestamp,
     ) -> Result<Begun, StoreError> {
         let mut state = lock(&self.state);
-        let (user, _) = state.user(new.user, now)?;
+        let user_at = state.find(new.user);
+        let (user, _) = state.user_at(user_at, now)?;
         let mut user = rules::current(user, &new.limits, now);
         if let Some(until) = rules::locked(&user, now) {
             return Ok(Begun::Locked { until });
         }
-        let send = new
-            .send
-            .as_ref()
-            .map(|(spec, _)| state.reserve(&mut user, spec, now));
+        let cooldown_at = new.send.as_ref().map(|(spec, _)| state.find(spec.cooldown));
+        let send = match (&new.send, cooldown_at) {
+            (Some((spec, _)), Some(at)) => {
+                let cooldown = state.live_at(at, now).map(|e| e.expires_at);
+                Some(rules::reserve(&mut user, cooldown, spec, now))
+            }
+            _ => None,
+        };
         if let (true, Some(Err(refused))) = (new.send_required, send) {
             return Ok(Begun::SendRefused(refused));
         }
-        if state.live(new.challenge, now).is_some() {
+        let challenge_at = state.find(new.challenge);
+        if state.live_at(challenge_at, now).is_some() {
             return Ok(Begun::Collision);
         }
-        state.note_write(now);
         let mut code = None;
-        if let (Some((spec, c)), Some(Ok(()))) = (&new.send, send) {
-            state.set(spec.cooldown, Entry::bytes(&[], spec.cooldown_until));
+        if let (Some((spec, c)), Some(Ok(())), Some(at)) = (&new.send, send, cooldown_at) {
+            state.set_at(at, spec.cooldown, Entry::bytes(&[], spec.cooldown_until));
             let expires = rules::user_expires_at(&user, &new.limits, now);
-            state.set_user(new.user, &user, expires);
+            state.set_user_at(user_at, new.user, &user, expires);
             code = Some(c.to_vec());
         }
         let ch = ChallengeState::new(new.value.to_vec(), code, new.expires_at);
-        state.set(new.challenge, challenge_entry(&ch));
+        state.set_at(challenge_at, new.challenge, challenge_entry(&ch));
+        state.note_write(now);
         Ok(Begun::Created { send })
     }
 
@@ -553,11 +642,13 @@ impl OtpStore for MemoryOtpStore {
         now: Timestamp,
     ) -> Result<Opened, StoreError> {
         let mut state = lock(&self.state);
+        let challenge_at = spec.challenge.and_then(|(key, _)| state.find(key));
         let mut challenge = match spec.challenge {
-            Some((key, _)) => state.challenge(key, now)?,
+            Some(_) => state.challenge_at(challenge_at, now)?,
             None => None,
         };
-        let (user, _) = state.user(spec.user, now)?;
+        let user_at = state.find(spec.user);
+        let (user, _) = state.user_at(user_at, now)?;
         let mut user = rules::current(user, &spec.limits, now);
         let opened = rules::open(
             challenge.as_mut(),
@@ -567,12 +658,12 @@ impl OtpStore for MemoryOtpStore {
             now,
         );
         if let Opened::Open(_) = opened {
-            state.note_write(now);
-            if let (Some((key, _)), Some(ch)) = (spec.challenge, &challenge) {
-                state.set(key, challenge_entry(ch));
+            if let (Some(at), Some(ch)) = (challenge_at, &challenge) {
+                state.count_attempt_at(at, ch.attempts);
             }
             let expires = rules::user_expires_at(&user, &spec.limits, now);
-            state.set_user(spec.user, &user, expires);
+            state.set_user_at(user_at, spec.user, &user, expires);
+            state.note_write(now);
         }
         Ok(opened)
     }
@@ -583,21 +674,23 @@ impl OtpStore for MemoryOtpStore {
         now: Timestamp,
     ) -> Result<Settled, StoreError> {
         let mut state = lock(&self.state);
+        let challenge_at = settlement.challenge.and_then(|key| state.find(key));
         let live = match settlement.challenge {
-            Some(key) => state.live(key, now).is_some(),
+            Some(_) => state.live_at(challenge_at, now).is_some(),
             None => true,
         };
-        let (user, _) = state.user(settlement.user, now)?;
+        let user_at = state.find(settlement.user);
+        let (user, _) = state.user_at(user_at, now)?;
         let mut user = rules::current(user, &settlement.limits, now);
         let settled = rules::settle(live, &mut user, settlement.outcome, now);
         if settled == Settled::Done && settlement.outcome != Outcome::Failed {
-            if let (Some(key), Outcome::Passed { .. }) = (settlement.challenge, settlement.outcome)
-            {
-                state.remove(key);
+            let expires = rules::user_expires_at(&user, &settlement.limits, now);
+            // Written before the challenge is removed: a removal moves the last record.
+            state.set_user_at(user_at, settlement.user, &user, expires);
+            if let (Some(at), Outcome::Passed { .. }) = (challenge_at, settlement.outcome) {
+                state.remove_at(at);
             }
             state.note_write(now);
-            let expires = rules::user_expires_at(&user, &settlement.limits, now);
-            state.set_user(settlement.user, &user, expires);
         }
         Ok(settled)
     }
@@ -723,12 +816,45 @@ impl EnrollmentStore for MemoryEnrollmentStore {
     }
 
     async fn backup_codes_remaining(&self, user: &str) -> Result<u32, StoreError> {
-        let n = lock(&self.state)
-            .codes
-            .get(user)
-            .map(|set| set.iter().filter(|(_, used)| used.is_none()).count())
-            .unwrap_or(0);
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        Ok(lock(&self.state).remaining(user))
+    }
+
+    async fn load_with_codes(
+        &self,
+        user: &str,
+    ) -> Result<(Option<(EnrollmentRecord, Revision)>, u32), StoreError> {
+        let state = lock(&self.state);
+        Ok((state.records.get(user).cloned(), state.remaining(user)))
+    }
+
+    async fn redeem_backup_code(
+        &self,
+        user: &str,
+        lookup: &[u8],
+        now: Timestamp,
+    ) -> Result<Option<u32>, StoreError> {
+        let mut state = lock(&self.state);
+        let Some(set) = state.codes.get_mut(user) else {
+            return Ok(None);
+        };
+        let Some((_, used)) = set
+            .iter_mut()
+            .find(|(c, used)| used.is_none() && c.lookup == lookup)
+        else {
+            return Ok(None);
+        };
+        *used = Some(now);
+        Ok(Some(state.remaining(user)))
+    }
+}
+
+impl EnrollmentState {
+    /// How many unused backup codes `user` holds.
+    fn remaining(&self, user: &str) -> u32 {
+        let n = self.codes.get(user).map_or(0, |set| {
+            set.iter().filter(|(_, used)| used.is_none()).count()
+        });
+        u32::try_from(n).unwrap_or(u32::MAX)
     }
 }
 

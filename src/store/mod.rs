@@ -16,6 +16,7 @@ pub mod flow;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod shared;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sql;
 
@@ -29,7 +30,7 @@ use flow::{
 pub(crate) use memory::{challenge_entry_bytes, read_challenge_entry};
 pub use memory::{MemoryEnrollmentStore, MemoryOtpStore};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub use sql::{SqlStore, SqlStoreBuilder};
+pub use sql::{SqlPool, SqlStore, SqlStoreBuilder};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -78,6 +79,108 @@ impl std::fmt::Display for StoreKey {
 /// passed in is treated as absent by every method, whether or not the backend has removed it yet.
 ///
 /// Values are opaque bytes written by this crate (at most a few kilobytes).
+///
+/// # Implementing it
+///
+/// The trait is async through [`async_trait`](crate::async_trait): put `#[twofactor::async_trait]`
+/// on the `impl` too (without it the compiler answers E0195, "lifetime parameters or bounds do not
+/// match"). An `Arc<S>` or a `Box<dyn OtpStore>` is an `OtpStore` as well, forwarding every
+/// call. A store that wraps another, here to count calls, forwards the composite operations
+/// too; one that does not gets the defaults, built from its primitives: still correct, but with
+/// more round trips.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use twofactor::flow::{
+///     AttemptSpec, Begun, NewChallenge, Opened, Reserved, SendSpec, Settled, Settlement,
+///     UserLimits, UserState,
+/// };
+/// use twofactor::{async_trait, MemoryOtpStore, OtpStore, StoreError, StoreKey, Timestamp};
+///
+/// /// Counts the calls that reach the store inside.
+/// struct Metered<S> {
+///     inner: S,
+///     calls: AtomicU64,
+/// }
+///
+/// impl<S> Metered<S> {
+///     fn hit(&self) {
+///         self.calls.fetch_add(1, Ordering::Relaxed);
+///     }
+/// }
+///
+/// #[async_trait]
+/// impl<S: OtpStore> OtpStore for Metered<S> {
+///     async fn put(&self, key: &StoreKey, value: &[u8], expires_at: Timestamp, now: Timestamp)
+///         -> Result<(), StoreError> {
+///         self.hit();
+///         self.inner.put(key, value, expires_at, now).await
+///     }
+///     async fn put_if_absent(&self, key: &StoreKey, value: &[u8], expires_at: Timestamp,
+///         now: Timestamp) -> Result<bool, StoreError> {
+///         self.hit();
+///         self.inner.put_if_absent(key, value, expires_at, now).await
+///     }
+///     async fn get(&self, key: &StoreKey, now: Timestamp) -> Result<Option<Vec<u8>>, StoreError> {
+///         self.hit();
+///         self.inner.get(key, now).await
+///     }
+///     async fn take(&self, key: &StoreKey, now: Timestamp) -> Result<Option<Vec<u8>>, StoreError> {
+///         self.hit();
+///         self.inner.take(key, now).await
+///     }
+///     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
+///         self.hit();
+///         self.inner.delete(key).await
+///     }
+///     async fn increment(&self, key: &StoreKey, expires_at: Timestamp, now: Timestamp)
+///         -> Result<u64, StoreError> {
+///         self.hit();
+///         self.inner.increment(key, expires_at, now).await
+///     }
+///     async fn advance(&self, key: &StoreKey, value: u64, expires_at: Timestamp, now: Timestamp)
+///         -> Result<bool, StoreError> {
+///         self.hit();
+///         self.inner.advance(key, value, expires_at, now).await
+///     }
+///     // The composite operations: forwarded, so the inner store's native ones run.
+///     async fn begin_challenge(&self, new: &NewChallenge<'_>, now: Timestamp)
+///         -> Result<Begun, StoreError> {
+///         self.hit();
+///         self.inner.begin_challenge(new, now).await
+///     }
+///     async fn reserve_send(&self, user: &StoreKey, challenge: Option<&StoreKey>,
+///         spec: &SendSpec<'_>, now: Timestamp) -> Result<Reserved, StoreError> {
+///         self.hit();
+///         self.inner.reserve_send(user, challenge, spec, now).await
+///     }
+///     async fn store_code(&self, key: &StoreKey, create: Option<(&[u8], Timestamp)>, code: &[u8],
+///         now: Timestamp) -> Result<bool, StoreError> {
+///         self.hit();
+///         self.inner.store_code(key, create, code, now).await
+///     }
+///     async fn open_attempt(&self, spec: &AttemptSpec<'_>, now: Timestamp)
+///         -> Result<Opened, StoreError> {
+///         self.hit();
+///         self.inner.open_attempt(spec, now).await
+///     }
+///     async fn settle(&self, settlement: &Settlement<'_>, now: Timestamp)
+///         -> Result<Settled, StoreError> {
+///         self.hit();
+///         self.inner.settle(settlement, now).await
+///     }
+///     async fn user_state(&self, user: &StoreKey, limits: &UserLimits, now: Timestamp)
+///         -> Result<UserState, StoreError> {
+///         self.hit();
+///         self.inner.user_state(user, limits, now).await
+///     }
+/// }
+///
+/// let store = std::sync::Arc::new(Metered { inner: MemoryOtpStore::new(), calls: AtomicU64::new(0) });
+/// // The host keeps a handle to read the count; the service takes the Arc as a store.
+/// let _builder = twofactor::TwoFactorService::builder().otp_store(store.clone());
+/// # assert_eq!(store.calls.load(Ordering::Relaxed), 0);
+/// ```
 #[async_trait]
 pub trait OtpStore: Send + Sync + 'static {
     /// Stores `value` under `key`, replacing any record, until `expires_at`.
@@ -362,6 +465,79 @@ impl BackupCodeRecord {
 /// Writes to the [`EnrollmentRecord`] use compare-and-swap on a [`Revision`], so two concurrent
 /// changes cannot silently overwrite each other. Backup codes are a set of their own whose
 /// consumption is a single atomic operation.
+///
+/// # Implementing it
+///
+/// As for [`OtpStore`]: `#[twofactor::async_trait]` on the `impl`, and a wrapper forwards the
+/// operations with defaults (`load_with_codes`, `redeem_backup_code`) too. An `Arc<S>` or a
+/// `Box<dyn EnrollmentStore>` is an `EnrollmentStore` as well.
+///
+/// ```
+/// use twofactor::{
+///     async_trait, BackupCodeRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,
+///     Revision, StoreError, Timestamp,
+/// };
+///
+/// /// Refuses writes while the host is in maintenance; reads go through.
+/// struct ReadOnlyDuringMaintenance<S> {
+///     inner: S,
+///     maintenance: bool,
+/// }
+///
+/// impl<S> ReadOnlyDuringMaintenance<S> {
+///     fn writable(&self) -> Result<(), StoreError> {
+///         if self.maintenance {
+///             return Err(StoreError::unavailable("maintenance"));
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// #[async_trait]
+/// impl<S: EnrollmentStore> EnrollmentStore for ReadOnlyDuringMaintenance<S> {
+///     async fn load(&self, user: &str) -> Result<Option<(EnrollmentRecord, Revision)>, StoreError> {
+///         self.inner.load(user).await
+///     }
+///     async fn save(&self, user: &str, record: &EnrollmentRecord, expected: Option<Revision>)
+///         -> Result<Option<Revision>, StoreError> {
+///         self.writable()?;
+///         self.inner.save(user, record, expected).await
+///     }
+///     async fn remove(&self, user: &str) -> Result<(), StoreError> {
+///         self.writable()?;
+///         self.inner.remove(user).await
+///     }
+///     async fn replace_backup_codes(&self, user: &str, codes: &[BackupCodeRecord], now: Timestamp)
+///         -> Result<(), StoreError> {
+///         self.writable()?;
+///         self.inner.replace_backup_codes(user, codes, now).await
+///     }
+///     async fn find_backup_code(&self, user: &str, lookup: &[u8])
+///         -> Result<Option<BackupCodeRecord>, StoreError> {
+///         self.inner.find_backup_code(user, lookup).await
+///     }
+///     async fn consume_backup_code(&self, user: &str, lookup: &[u8], now: Timestamp)
+///         -> Result<bool, StoreError> {
+///         self.writable()?;
+///         self.inner.consume_backup_code(user, lookup, now).await
+///     }
+///     async fn backup_codes_remaining(&self, user: &str) -> Result<u32, StoreError> {
+///         self.inner.backup_codes_remaining(user).await
+///     }
+///     async fn load_with_codes(&self, user: &str)
+///         -> Result<(Option<(EnrollmentRecord, Revision)>, u32), StoreError> {
+///         self.inner.load_with_codes(user).await
+///     }
+///     async fn redeem_backup_code(&self, user: &str, lookup: &[u8], now: Timestamp)
+///         -> Result<Option<u32>, StoreError> {
+///         self.writable()?;
+///         self.inner.redeem_backup_code(user, lookup, now).await
+///     }
+/// }
+///
+/// let store = ReadOnlyDuringMaintenance { inner: MemoryEnrollmentStore::new(), maintenance: false };
+/// let _builder = twofactor::TwoFactorService::builder().enrollments(store);
+/// ```
 #[async_trait]
 pub trait EnrollmentStore: Send + Sync + 'static {
     /// The user's record and its revision, if the user has one.

@@ -14,11 +14,14 @@
 //!
 //! | record | Redis type | contents |
 //! | --- | --- | --- |
-//! | a challenge or pending code | hash | `e`: `expires_at`; `v`: the value; `c`: the code (absent: none); `n`: the attempts |
-//! | the user (the `user` key itself) | hash | `expires_at` (when the record lapses, [`rules::user_expires_at`](crate::flow::rules::user_expires_at)), and the fields of [`UserState`](crate::flow::UserState): `failures`, `failures_until`, `level`, `locked_until`, `last_step`, `sends`, `sends_until`, `last_verified_at` (an absent option: no field) |
-//! | a cooldown | string | the end of the cooldown |
+//! | a challenge or pending code | string | a version byte (1), `expires_at` (8 bytes), the attempts (4 bytes), whether a code is held (1 byte) and its length (4 bytes), then the code and the value |
+//! | the user (the `user` key itself) | string | [`UserState::to_bytes`](crate::flow::UserState::to_bytes), then `expires_at` (8 bytes): when the record lapses, [`rules::user_expires_at`](crate::flow::rules::user_expires_at) |
+//! | a cooldown | string | the end of the cooldown, in decimal |
 //!
-//! Times are Unix seconds and every field is a decimal integer. A user whose record is absent or
+//! Times are Unix seconds; binary integers are big-endian, read and written by the scripts with
+//! Redis' `struct` library. Each record is one `GET` to read and one `SET … PX` to write (an
+//! attempt rewrites only the challenge's counter, with `SETRANGE`); a hash with one field each
+//! cost about three times as much server time. A user whose record is absent or
 //! lapsed is [`UserState::default()`](crate::flow::UserState); each script applies
 //! [`rules::current`](crate::flow::rules::current) to what it reads, so a lapsed run of
 //! failures, lock level or send window is forgotten. `reserve_send`, which is given no
@@ -26,6 +29,11 @@
 //! next read all the same) and keeps the record until its earlier expiry or the end of the send
 //! window, whichever is later. A key holds the records of one layout only: a record of the
 //! other layout under it is refused as corrupt.
+//!
+//! Records of the earlier layout, which kept the challenge and the user as hashes with one
+//! decimal field each, are still read (a `GET` on them fails with `WRONGTYPE`, and the script
+//! reads the hash instead), so an upgrade keeps every lock, run of failures, send budget, last
+//! TOTP step and last verification; the next write of a record replaces it in the new layout.
 //!
 //! Lua has only one kind of number, a double, which holds integers exactly up to 2^53 - 1. The
 //! store therefore clamps every time, duration (in whole seconds, as
@@ -208,33 +216,81 @@ local function ttl(exp)
   return fmt(ms)
 end
 
-local USER = {'expires_at', 'failures', 'failures_until', 'level', 'locked_until', 'last_step',
-  'sends', 'sends_until', 'last_verified_at'}
-local OPTIONAL = {last_step = true, last_verified_at = true}
+-- The user's record: UserState::to_bytes (version 1, failures, failures_until, level,
+-- locked_until, last_step, sends, sends_until, last_verified_at), then expires_at.
+local USER_FMT = '>BI4I8I4I8BI8I4I8BI8I8'
+local USER_LEN = 63
 
-local function load_user(key)
-  local f = redis.call('HMGET', key, unpack(USER))
-  local u = {expires_at = 0, failures = 0, failures_until = 0, level = 0, locked_until = 0,
+local function default_user()
+  return {expires_at = 0, failures = 0, failures_until = 0, level = 0, locked_until = 0,
     last_step = false, sends = 0, sends_until = 0, last_verified_at = false}
-  if not f[1] then
-    for i = 2, #USER do
-      if f[i] then return nil, 'malformed user record' end
-    end
-    return u
-  end
+end
+
+-- A number read from a binary field: nil past MAX.
+local function bin(n)
+  if n > MAX then return nil end
+  return n
+end
+
+-- An option read from a presence byte and a value: false when absent, nil when malformed.
+local function opt(present, n)
+  if present == 0 and n == 0 then return false end
+  if present == 1 then return bin(n) end
+  return nil
+end
+
+-- A user record of the earlier layout (a hash, one decimal field each), read so that an
+-- upgrade keeps its lock, run, send budget, last step and last verification; the next write
+-- replaces it. Its tables are built only on this path.
+local function load_legacy_user(key)
+  local LEGACY_USER = {'expires_at', 'failures', 'failures_until', 'level', 'locked_until',
+    'last_step', 'sends', 'sends_until', 'last_verified_at'}
+  local LEGACY_OPTIONAL = {last_step = true, last_verified_at = true}
+  local f = redis.call('HMGET', key, unpack(LEGACY_USER))
+  local u = default_user()
+  if not f[1] then return nil, 'malformed user record' end
   local exp = int(f[1])
   if exp == nil then return nil, 'malformed user record' end
   if exp <= now then return u end
   u.expires_at = exp
-  for i = 2, #USER do
-    local name = USER[i]
+  for i = 2, #LEGACY_USER do
+    local name = LEGACY_USER[i]
     if f[i] then
       local n = int(f[i])
       if n == nil then return nil, 'malformed user record' end
       u[name] = n
-    elseif not OPTIONAL[name] then
+    elseif not LEGACY_OPTIONAL[name] then
       return nil, 'malformed user record'
     end
+  end
+  return u
+end
+
+-- GET on a key of another type is an error: a hash is a record of the older layout.
+local function wrong_type(reply)
+  return type(reply) == 'table' and reply.err and string.find(reply.err, 'WRONGTYPE', 1, true)
+end
+
+local function load_user(key)
+  local raw = redis.pcall('GET', key)
+  if wrong_type(raw) then return load_legacy_user(key) end
+  if type(raw) == 'table' then return nil, 'unreadable user record' end
+  local u = default_user()
+  if not raw then return u end
+  if #raw ~= USER_LEN then return nil, 'malformed user record' end
+  local v, failures, failures_until, level, locked_until, has_step, step, sends, sends_until,
+    has_verified, verified, exp = struct.unpack(USER_FMT, raw)
+  local last_step, last_verified_at = opt(has_step, step), opt(has_verified, verified)
+  if v ~= 1 or last_step == nil or last_verified_at == nil or not bin(exp) then
+    return nil, 'malformed user record'
+  end
+  if exp <= now then return u end
+  u.expires_at, u.failures, u.failures_until, u.level, u.locked_until = exp, failures,
+    bin(failures_until), level, bin(locked_until)
+  u.last_step, u.sends, u.sends_until, u.last_verified_at = last_step, sends, bin(sends_until),
+    last_verified_at
+  if not (u.failures_until and u.locked_until and u.sends_until) then
+    return nil, 'malformed user record'
   end
   return u
 end
@@ -257,26 +313,60 @@ local function save_user(key, u, window, retention)
   else
     exp = math.max(u.expires_at, u.sends_until)
   end
-  local args = {'expires_at', fmt(exp)}
-  for i = 2, #USER do
-    local name = USER[i]
-    if u[name] then
-      args[#args + 1] = name
-      args[#args + 1] = fmt(u[name])
-    end
-  end
-  redis.call('DEL', key)
-  redis.call('HSET', key, unpack(args))
-  redis.call('PEXPIRE', key, ttl(exp))
+  local step, verified = u.last_step, u.last_verified_at
+  redis.call('SET', key, struct.pack(USER_FMT, 1, u.failures, u.failures_until, u.level,
+    u.locked_until, step and 1 or 0, step or 0, u.sends, u.sends_until, verified and 1 or 0,
+    verified or 0, exp), 'PX', ttl(exp))
 end
 
-local function load_challenge(key)
+-- A challenge or pending code: version 1, expires_at, attempts, whether it holds a code, the
+-- code's length; then the code and the value.
+local CHALLENGE_FMT = '>BI8I4BI4'
+local CHALLENGE_HEAD = 18
+-- Where the attempt count starts (0-based, for SETRANGE).
+local ATTEMPTS_AT = 9
+
+-- A challenge record of the older layout (a hash: e, v, c, n), read so that a challenge open
+-- during an upgrade stays valid; the next write replaces it.
+local function load_legacy_challenge(key)
   local f = redis.call('HMGET', key, 'e', 'v', 'c', 'n')
-  if not (f[1] or f[2] or f[3] or f[4]) then return false end
   local e, n = int(f[1]), int(f[4])
   if e == nil or n == nil or not f[2] then return nil, 'malformed challenge record' end
   if e <= now then return false end
-  return {e = e, v = f[2], c = f[3], n = n}
+  return {e = e, v = f[2], c = f[3], n = n, legacy = true}
+end
+
+local function load_challenge(key)
+  local raw = redis.pcall('GET', key)
+  if wrong_type(raw) then return load_legacy_challenge(key) end
+  if type(raw) == 'table' then return nil, 'unreadable challenge record' end
+  if not raw then return false end
+  if #raw < CHALLENGE_HEAD then return nil, 'malformed challenge record' end
+  local v, e, n, has_code, len = struct.unpack(CHALLENGE_FMT, raw)
+  if v ~= 1 or has_code > 1 or (has_code == 0 and len ~= 0) or not bin(e)
+    or #raw < CHALLENGE_HEAD + len then
+    return nil, 'malformed challenge record'
+  end
+  if e <= now then return false end
+  local c = false
+  if has_code == 1 then c = string.sub(raw, CHALLENGE_HEAD + 1, CHALLENGE_HEAD + len) end
+  return {e = e, n = n, c = c, v = string.sub(raw, CHALLENGE_HEAD + len + 1)}
+end
+
+local function save_challenge(key, ch)
+  local c = ch.c or ''
+  redis.call('SET', key, struct.pack(CHALLENGE_FMT, 1, ch.e, ch.n, ch.c and 1 or 0, #c) .. c
+    .. ch.v, 'PX', ttl(ch.e))
+end
+
+-- Counts an attempt on a live challenge: only its counter is rewritten.
+local function count_attempt(key, ch)
+  ch.n = ch.n + 1
+  if ch.legacy then
+    save_challenge(key, ch)
+  else
+    redis.call('SETRANGE', key, ATTEMPTS_AT, struct.pack('>I4', ch.n))
+  end
 end
 
 local function load_cooldown(key)
@@ -331,14 +421,9 @@ end
 local ch, bad = load_challenge(KEYS[2])
 if bad then return {'corrupt', bad} end
 if ch then return {'collision'} end
-local expires_at = int(ARGV[5])
-redis.call('DEL', KEYS[2])
-if send == 'granted' then
-  redis.call('HSET', KEYS[2], 'e', fmt(expires_at), 'v', ARGV[4], 'n', '0', 'c', ARGV[7])
-else
-  redis.call('HSET', KEYS[2], 'e', fmt(expires_at), 'v', ARGV[4], 'n', '0')
-end
-redis.call('PEXPIRE', KEYS[2], ttl(expires_at))
+local code = false
+if send == 'granted' then code = ARGV[7] end
+save_challenge(KEYS[2], {e = int(ARGV[5]), v = ARGV[4], c = code, n = 0})
 if send == 'granted' then
   start_cooldown(KEYS[3], int(ARGV[8]))
   save_user(KEYS[1], u, window, retention)
@@ -380,15 +465,14 @@ const STORE_CODE: &str = concat!(
 local ch, bad = load_challenge(KEYS[1])
 if bad then return {'corrupt', bad} end
 if ARGV[3] == '1' then
-  local e, n = int(ARGV[5]), 0
+  local n = 0
   if ch then n = ch.n end
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'e', fmt(e), 'v', ARGV[4], 'c', ARGV[2], 'n', fmt(n))
-  redis.call('PEXPIRE', KEYS[1], ttl(e))
+  save_challenge(KEYS[1], {e = int(ARGV[5]), v = ARGV[4], c = ARGV[2], n = n})
   return {'stored'}
 end
 if not ch then return {'missing'} end
-redis.call('HSET', KEYS[1], 'c', ARGV[2])
+ch.c = ARGV[2]
+save_challenge(KEYS[1], ch)
 return {'stored'}
 "
 );
@@ -418,8 +502,7 @@ if u.failures == 0 then u.failures_until = add(now, window) end
 u.failures = u.failures + 1
 save_user(KEYS[1], u, window, retention)
 if not ch then return {'open', 0, u.failures, u.level} end
-ch.n = ch.n + 1
-redis.call('HSET', KEYS[2], 'n', fmt(ch.n))
+count_attempt(KEYS[2], ch)
 return {'open', ch.n, u.failures, u.level, ch.v, ch.c, ch.e}
 "
 );
@@ -694,28 +777,20 @@ impl RedisOtpStoreBuilder {
     /// [`Error::InvalidConfig`] for a malformed URL or a prefix with `{` or `}`;
     /// [`Error::Store`] when the server cannot be reached or does not answer in time.
     pub async fn connect(self) -> Result<RedisOtpStore, Error> {
-        if self.prefix.contains(['{', '}']) {
-            return Err(Error::InvalidConfig(
-                "the Redis key prefix may not contain `{` or `}`".into(),
-            ));
-        }
+        check_prefix(&self.prefix)?;
         let conn = self.connection().await?;
-        Ok(RedisOtpStore {
-            conn,
-            prefix: self.prefix,
-            scripts: std::sync::Arc::new(Scripts {
-                put_if_absent: Script::new(PUT_IF_ABSENT),
-                increment: Script::new(INCREMENT),
-                advance: Script::new(ADVANCE),
-                begin_challenge: Script::new(BEGIN_CHALLENGE),
-                reserve_send: Script::new(RESERVE_SEND),
-                store_code: Script::new(STORE_CODE),
-                open_attempt: Script::new(OPEN_ATTEMPT),
-                settle: Script::new(SETTLE),
-                user_state: Script::new(USER_STATE),
-            }),
-        })
+        RedisOtpStore::with_conn(conn, self.prefix)
     }
+}
+
+/// A key prefix may not hold a hash tag: the tag of a key must come from the key itself.
+fn check_prefix(prefix: &str) -> Result<(), Error> {
+    if prefix.contains(['{', '}']) {
+        return Err(Error::InvalidConfig(
+            "the Redis key prefix may not contain `{` or `}`".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl RedisOtpStoreBuilder {
@@ -820,6 +895,52 @@ impl RedisOtpStore {
     /// As [`RedisOtpStoreBuilder::connect`].
     pub async fn connect(url: impl Into<String>) -> Result<Self, Error> {
         Self::builder(url).connect().await
+    }
+
+    /// A store on a connection the host already has, so it opens no second one. The
+    /// connection's own timeouts and reconnection settings apply; `prefix` is as for
+    /// [`RedisOtpStoreBuilder::prefix`] ([`DEFAULT_REDIS_PREFIX`] for the default). The
+    /// connection must come from the `redis` crate version this crate uses (1.x).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use twofactor::{RedisOtpStore, DEFAULT_REDIS_PREFIX};
+    ///
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let conn = redis::aio::ConnectionManager::new(client).await?; // the host's, shared
+    /// let store = RedisOtpStore::from_connection(conn.clone(), DEFAULT_REDIS_PREFIX)?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a prefix with `{` or `}`.
+    pub fn from_connection(
+        conn: ConnectionManager,
+        prefix: impl Into<String>,
+    ) -> Result<Self, Error> {
+        Self::with_conn(Conn::Single(conn), prefix)
+    }
+
+    /// The store on a connection made or given: the prefix checked, the scripts prepared.
+    fn with_conn(conn: Conn, prefix: impl Into<String>) -> Result<Self, Error> {
+        let prefix = prefix.into();
+        check_prefix(&prefix)?;
+        Ok(RedisOtpStore {
+            conn,
+            prefix,
+            scripts: std::sync::Arc::new(Scripts {
+                put_if_absent: Script::new(PUT_IF_ABSENT),
+                increment: Script::new(INCREMENT),
+                advance: Script::new(ADVANCE),
+                begin_challenge: Script::new(BEGIN_CHALLENGE),
+                reserve_send: Script::new(RESERVE_SEND),
+                store_code: Script::new(STORE_CODE),
+                open_attempt: Script::new(OPEN_ATTEMPT),
+                settle: Script::new(SETTLE),
+                user_state: Script::new(USER_STATE),
+            }),
+        })
     }
 
     /// The prefix put before every key.
@@ -1485,9 +1606,10 @@ mod tests {
         for script in COMPOSITE_SCRIPTS {
             let mut rest = script;
             let mut calls = 0;
-            while let Some(at) = rest.find("redis.call('") {
+            // `redis.call('` and `redis.pcall('` alike.
+            while let Some(at) = rest.find("call('") {
                 calls += 1;
-                let after = rest.get(at + "redis.call('".len()..).unwrap_or_default();
+                let after = rest.get(at + "call('".len()..).unwrap_or_default();
                 let key = after.split_once(", ").map_or("", |(_, k)| k);
                 assert!(
                     key.starts_with("key,") || key.starts_with("key)") || key.starts_with("KEYS["),
@@ -1503,6 +1625,8 @@ mod tests {
                 "load_challenge(",
                 "load_cooldown(",
                 "start_cooldown(",
+                "save_challenge(",
+                "count_attempt(",
             ] {
                 let body = script.get(lua_prelude!().len()..).unwrap_or_default();
                 for (at, _) in body.match_indices(helper) {
@@ -1663,6 +1787,16 @@ mod live {
         query(store, redis::cmd("PTTL").arg(store.full_key(key))).await
     }
 
+    /// The user's record as stored: its [`UserState`] and its expiry.
+    async fn raw_user(store: &RedisOtpStore, key: &StoreKey) -> (UserState, u64) {
+        let raw: Vec<u8> = query(store, redis::cmd("GET").arg(store.full_key(key))).await;
+        let (state, exp) = raw.split_at(crate::flow::USER_STATE_LEN);
+        (
+            UserState::from_bytes(state).unwrap(),
+            u64::from_be_bytes(exp.try_into().unwrap()),
+        )
+    }
+
     #[test]
     fn records_ttls_and_keys() {
         with_redis("records_ttls_and_keys", |store| async move {
@@ -1700,18 +1834,19 @@ mod live {
                 let store = store.clone();
                 async move { query::<String>(&store, redis::cmd("TYPE").arg(key)).await }
             };
-            assert_eq!(kind(&k.user).await, "hash");
-            assert_eq!(kind(&k.challenge).await, "hash");
+            assert_eq!(kind(&k.user).await, "string");
+            assert_eq!(kind(&k.challenge).await, "string");
             assert_eq!(kind(&k.cooldown).await, "string");
-            let ch: std::collections::HashMap<String, Vec<u8>> = query(
-                &store,
-                redis::cmd("HGETALL").arg(store.full_key(&k.challenge)),
-            )
-            .await;
-            assert_eq!(ch.get("e").map(Vec::as_slice), Some(&b"1700000300"[..]));
-            assert_eq!(ch.get("v").map(Vec::as_slice), Some(value));
-            assert_eq!(ch.get("c").map(Vec::as_slice), Some(code));
-            assert_eq!(ch.get("n").map(Vec::as_slice), Some(&b"0"[..]));
+            let ch: Vec<u8> =
+                query(&store, redis::cmd("GET").arg(store.full_key(&k.challenge))).await;
+            let mut expected_ch = vec![1u8];
+            expected_ch.extend_from_slice(&(T0 + 300).to_be_bytes());
+            expected_ch.extend_from_slice(&0u32.to_be_bytes());
+            expected_ch.push(1);
+            expected_ch.extend_from_slice(&u32::try_from(code.len()).unwrap().to_be_bytes());
+            expected_ch.extend_from_slice(code);
+            expected_ch.extend_from_slice(value);
+            assert_eq!(ch, expected_ch, "version, expiry, attempts, code, value");
             let cool: Vec<u8> =
                 query(&store, redis::cmd("GET").arg(store.full_key(&k.cooldown))).await;
             assert_eq!(cool, b"1700000060");
@@ -1754,18 +1889,14 @@ mod live {
             )
             .await;
             assert_eq!(exists, 0, "a pass deletes the challenge");
-            let user: std::collections::HashMap<String, String> =
-                query(&store, redis::cmd("HGETALL").arg(store.full_key(&k.user))).await;
+            let (user, expires_at) = raw_user(&store, &k.user).await;
             assert_eq!(
-                user.get("last_verified_at").map(String::as_str),
-                Some("1700000002")
+                user.last_verified_at,
+                Some(at(T0 + 2)),
+                "the user record is UserState::to_bytes, then its expiry"
             );
-            assert_eq!(user.get("failures").map(String::as_str), Some("0"));
-            assert_eq!(user.get("sends").map(String::as_str), Some("1"));
-            assert!(
-                !user.contains_key("last_step"),
-                "an absent option has no field"
-            );
+            assert_eq!((user.failures, user.sends, user.last_step), (0, 1, None));
+            assert_eq!(expires_at, T0 + 2 + 3_600, "kept `retention`");
         });
     }
 
@@ -1863,23 +1994,238 @@ mod live {
                     .unwrap();
                 let e = store.get(&k.challenge, at(T0)).await.unwrap_err();
                 assert_eq!(e.kind(), StoreErrorKind::Corrupt);
-                let _: () = query(
-                    &store,
-                    redis::cmd("HSET")
-                        .arg(store.full_key(&k.challenge))
-                        .arg("n")
-                        .arg("many"),
-                )
-                .await;
                 let spec = AttemptSpec {
                     challenge: Some((&k.challenge, 3)),
                     user: &k.cooldown,
                     limits: limits(),
                 };
+                // A primitive's record, a cut or padded record, a bad version, a legacy hash
+                // with a malformed field: each is refused, never read as some other state.
+                let full: Vec<u8> =
+                    query(&store, redis::cmd("GET").arg(store.full_key(&k.challenge))).await;
+                let mut bad_version = full.clone();
+                bad_version[0] = 2;
+                let mut long_code = full.clone();
+                long_code[14..18].copy_from_slice(&1_000u32.to_be_bytes());
+                for raw in [
+                    encode(at(T0 + 60), TAG_BYTES, b"v"),
+                    full[..17].to_vec(),
+                    bad_version,
+                    long_code,
+                ] {
+                    let _: () = query(
+                        &store,
+                        redis::cmd("SET").arg(store.full_key(&k.challenge)).arg(raw),
+                    )
+                    .await;
+                    let e = store.open_attempt(&spec, at(T0)).await.unwrap_err();
+                    assert_eq!(e.kind(), StoreErrorKind::Corrupt);
+                    assert!(e.to_string().contains("malformed challenge record"), "{e}");
+                }
+                // The user key holds a primitive's record (`put` above): every script refuses it.
+                let failed = Settlement {
+                    challenge: None,
+                    user: &k.user,
+                    limits: limits(),
+                    outcome: Outcome::Failed,
+                };
+                let e = store.settle(&failed, at(T0)).await.unwrap_err();
+                assert_eq!(e.kind(), StoreErrorKind::Corrupt);
+                let mut user_raw = UserState::default().to_bytes().to_vec();
+                user_raw.extend_from_slice(&(T0 + 60).to_be_bytes());
+                for (at_byte, value) in [(0, 2u8), (25, 2), (46, 7), (55, 0xff)] {
+                    let mut raw = user_raw.clone();
+                    raw[at_byte] = value;
+                    let _: () = query(
+                        &store,
+                        redis::cmd("SET").arg(store.full_key(&k.user)).arg(raw),
+                    )
+                    .await;
+                    let e = store
+                        .user_state(&k.user, &limits(), at(T0))
+                        .await
+                        .unwrap_err();
+                    assert_eq!(e.kind(), StoreErrorKind::Corrupt, "byte {at_byte}");
+                }
+                let _: () =
+                    query(&store, redis::cmd("DEL").arg(store.full_key(&k.challenge))).await;
+                let _: () = query(
+                    &store,
+                    redis::cmd("HSET")
+                        .arg(store.full_key(&k.challenge))
+                        .arg("e")
+                        .arg(T0 + 60)
+                        .arg("v")
+                        .arg("v")
+                        .arg("n")
+                        .arg("many"),
+                )
+                .await;
                 let e = store.open_attempt(&spec, at(T0)).await.unwrap_err();
                 assert_eq!(e.kind(), StoreErrorKind::Corrupt);
                 assert!(e.to_string().contains("malformed challenge record"), "{e}");
             },
         );
+    }
+
+    /// Records of the earlier layout (hashes with one decimal field each) are read, so an
+    /// upgrade keeps the lock, the run of failures, the send budget, the last TOTP step and the
+    /// last verification; the next write replaces them in the new layout.
+    #[test]
+    fn records_of_the_earlier_hash_layout_are_read_and_replaced() {
+        with_redis("records_of_the_earlier_hash_layout", |store| async move {
+            let k = keys();
+            let hset = |key: &StoreKey, fields: Vec<(&'static str, Vec<u8>)>| {
+                let store = store.clone();
+                let key = store.full_key(key);
+                async move {
+                    let mut cmd = redis::cmd("HSET");
+                    cmd.arg(&key);
+                    for (name, value) in fields {
+                        cmd.arg(name).arg(value);
+                    }
+                    let _: () = query(&store, &mut cmd).await;
+                    let _: () = query(&store, redis::cmd("EXPIRE").arg(&key).arg(7_200)).await;
+                }
+            };
+            let num = |n: u64| n.to_string().into_bytes();
+            // Locked until T0 + 900 at level 2, with four failures in the run, a last TOTP
+            // step, two sends and a last verification.
+            hset(
+                &k.user,
+                vec![
+                    ("expires_at", num(T0 + 5_000)),
+                    ("failures", num(4)),
+                    ("failures_until", num(T0 + 600)),
+                    ("level", num(2)),
+                    ("locked_until", num(T0 + 900)),
+                    ("last_step", num(56_666_666)),
+                    ("sends", num(2)),
+                    ("sends_until", num(T0 + 2_000)),
+                    ("last_verified_at", num(T0 - 100)),
+                ],
+            )
+            .await;
+            let legacy = UserState {
+                failures: 4,
+                failures_until: at(T0 + 600),
+                level: 2,
+                locked_until: at(T0 + 900),
+                last_step: Some(56_666_666),
+                sends: 2,
+                sends_until: at(T0 + 2_000),
+                last_verified_at: Some(at(T0 - 100)),
+            };
+            assert_eq!(
+                store.user_state(&k.user, &limits(), at(T0)).await.unwrap(),
+                legacy
+            );
+            // A challenge opened before the upgrade, with its code and one attempt.
+            hset(
+                &k.challenge,
+                vec![
+                    ("e", num(T0 + 3_000)),
+                    ("v", b"\x00value".to_vec()),
+                    ("c", b"code\xff".to_vec()),
+                    ("n", num(1)),
+                ],
+            )
+            .await;
+            let spec = AttemptSpec {
+                challenge: Some((&k.challenge, 5)),
+                user: &k.user,
+                limits: limits(),
+            };
+            assert_eq!(
+                store.open_attempt(&spec, at(T0)).await.unwrap(),
+                Opened::Locked {
+                    until: Some(at(T0 + 900))
+                },
+                "the lock held in the old layout holds"
+            );
+            let Opened::Open(a) = store.open_attempt(&spec, at(T0 + 901)).await.unwrap() else {
+                panic!("not opened after the lock");
+            };
+            let ch = a.challenge.unwrap();
+            assert_eq!(
+                (ch.value.as_slice(), ch.code.as_deref(), ch.attempts),
+                (&b"\x00value"[..], Some(&b"code\xff"[..]), 2)
+            );
+            assert_eq!(
+                (a.failures, a.level),
+                (1, 2),
+                "the run lapsed, the level did not"
+            );
+            // Both records were rewritten in the new layout, keeping what they held.
+            let kind = |key: &StoreKey| {
+                let key = store.full_key(key);
+                let store = store.clone();
+                async move { query::<String>(&store, redis::cmd("TYPE").arg(key)).await }
+            };
+            assert_eq!(kind(&k.user).await, "string");
+            assert_eq!(kind(&k.challenge).await, "string");
+            let (user, _) = raw_user(&store, &k.user).await;
+            assert_eq!(
+                (
+                    user.level,
+                    user.last_step,
+                    user.sends,
+                    user.last_verified_at
+                ),
+                (2, Some(56_666_666), 2, Some(at(T0 - 100)))
+            );
+            let replay = Settlement {
+                challenge: Some(&k.challenge),
+                user: &k.user,
+                limits: limits(),
+                outcome: Outcome::Passed {
+                    totp_step: Some(56_666_666),
+                },
+            };
+            assert_eq!(
+                store.settle(&replay, at(T0 + 902)).await.unwrap(),
+                Settled::Replayed,
+                "the last TOTP step of the old layout still refuses a replay"
+            );
+            // A legacy challenge without a code gets one; a legacy user with no optional
+            // fields reads as such.
+            let k2 = keys();
+            hset(
+                &k2.user,
+                vec![
+                    ("expires_at", num(T0 + 5_000)),
+                    ("failures", num(0)),
+                    ("failures_until", num(0)),
+                    ("level", num(0)),
+                    ("locked_until", num(0)),
+                    ("sends", num(0)),
+                    ("sends_until", num(0)),
+                ],
+            )
+            .await;
+            assert_eq!(
+                store.user_state(&k2.user, &limits(), at(T0)).await.unwrap(),
+                UserState::default()
+            );
+            hset(
+                &k2.challenge,
+                vec![("e", num(T0 + 300)), ("v", b"v".to_vec()), ("n", num(0))],
+            )
+            .await;
+            assert!(store
+                .store_code(&k2.challenge, None, b"new", at(T0))
+                .await
+                .unwrap());
+            let spec2 = AttemptSpec {
+                challenge: Some((&k2.challenge, 5)),
+                user: &k2.user,
+                limits: limits(),
+            };
+            let Opened::Open(a) = store.open_attempt(&spec2, at(T0)).await.unwrap() else {
+                panic!("not opened");
+            };
+            let ch = a.challenge.unwrap();
+            assert_eq!((ch.code.as_deref(), ch.attempts), (Some(&b"new"[..]), 1));
+        });
     }
 }

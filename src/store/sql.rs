@@ -237,7 +237,7 @@ const CODES_REDEEM: &str = "WITH used AS (
 SELECT (SELECT COUNT(*) FROM used),
     (SELECT COUNT(*) FROM twofactor_backup_codes WHERE user_id = $1 AND used_at IS NULL)";
 
-enum Backend {
+pub(crate) enum Backend {
     #[cfg(feature = "postgres")]
     Postgres(sqlx::PgPool),
     #[cfg(feature = "sqlite")]
@@ -245,12 +245,12 @@ enum Backend {
 }
 
 /// Runs the composite operation `$op` of the backend's module (`postgres` or `sqlite`) on its
-/// pool.
+/// pool (PostgreSQL's also gets the store's [`LoginCommit`]).
 macro_rules! composite {
-    ($backend:expr, $op:ident($($arg:expr),* $(,)?)) => {
-        match &*$backend {
+    ($store:expr, $op:ident($($arg:expr),* $(,)?)) => {
+        match &*$store.backend {
             #[cfg(feature = "postgres")]
-            Backend::Postgres(pool) => postgres::$op(pool, $($arg),*).await,
+            Backend::Postgres(pool) => postgres::$op(pool, $store.commit, $($arg),*).await,
             #[cfg(feature = "sqlite")]
             Backend::Sqlite(pool) => sqlite::$op(pool, $($arg),*).await,
         }
@@ -314,6 +314,20 @@ macro_rules! in_transaction {
 pub struct SqlStore {
     backend: std::sync::Arc<Backend>,
     schema: Option<String>,
+    commit: LoginCommit,
+}
+
+/// How PostgreSQL commits the login steps' short-lived state (challenges, attempt counts, runs
+/// of failures, locks, the last TOTP step, send budgets); set with
+/// `SqlStoreBuilder::dangerous_asynchronous_login_commits`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum LoginCommit {
+    /// Every commit waits for its WAL flush, as the server is configured (the default).
+    #[default]
+    Durable,
+    /// The composite login operations commit with `synchronous_commit = off`: see the warning
+    /// on [`SqlStoreBuilder::dangerous_asynchronous_login_commits`].
+    Asynchronous,
 }
 
 impl fmt::Debug for SqlStore {
@@ -325,12 +339,46 @@ impl fmt::Debug for SqlStore {
     }
 }
 
+/// A sqlx pool a [`SqlStore`] can run on ([`SqlStore::from_pool`]): `sqlx::PgPool` with the
+/// `postgres` feature, `sqlx::SqlitePool` with `sqlite`. Sealed: implemented for those only.
+pub trait SqlPool: pool::Sealed {}
+
+// The trait sits in a private module (the sealed pattern): nobody outside the crate can name
+// it, so its method may return the crate-private backend.
+#[allow(private_interfaces)]
+mod pool {
+    /// Turns a pool into the store's backend.
+    pub trait Sealed {
+        fn into_backend(self) -> super::Backend;
+    }
+
+    #[cfg(feature = "postgres")]
+    impl Sealed for sqlx::PgPool {
+        fn into_backend(self) -> super::Backend {
+            super::Backend::Postgres(self)
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
+    impl Sealed for sqlx::SqlitePool {
+        fn into_backend(self) -> super::Backend {
+            super::Backend::Sqlite(self)
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl SqlPool for sqlx::PgPool {}
+#[cfg(feature = "sqlite")]
+impl SqlPool for sqlx::SqlitePool {}
+
 /// Configures and connects a [`SqlStore`]; made by [`SqlStore::builder`].
 pub struct SqlStoreBuilder {
     url: String,
     max_connections: u32,
     acquire_timeout: Duration,
     schema: Option<String>,
+    commit: LoginCommit,
 }
 
 impl fmt::Debug for SqlStoreBuilder {
@@ -341,6 +389,7 @@ impl fmt::Debug for SqlStoreBuilder {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("schema", &self.schema)
+            .field("commit", &self.commit)
             .finish()
     }
 }
@@ -365,6 +414,36 @@ impl SqlStoreBuilder {
     /// apart from the host's, and to give parallel test runs their own tables.
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = Some(schema.into());
+        self
+    }
+
+    /// PostgreSQL only: commit the login steps' short-lived state without waiting for the WAL
+    /// flush (`synchronous_commit = off` for those transactions alone). Off by default.
+    ///
+    /// It applies to `begin_challenge`, `reserve_send`, `open_attempt` and `settle`, the
+    /// operations of [`flow`](crate::flow) that [`begin_login`](crate::TwoFactorService::begin_login),
+    /// [`resend_code`](crate::TwoFactorService::resend_code) and
+    /// [`verify_login`](crate::TwoFactorService::verify_login) run. A login then waits for no
+    /// disk flush: on a server where a flush takes milliseconds this multiplies the logins per
+    /// second. Enrolment records, backup codes, pending codes and everything else keep the
+    /// server's setting; the setting is local to each of those transactions and never stays on
+    /// the connection.
+    ///
+    /// **WARNING**: if the PostgreSQL server crashes (or its machine loses power), the login
+    /// state committed in the last moments before it (up to three times `wal_writer_delay`,
+    /// 600 ms by default) is lost, and the server comes back as it was before. That can re-open:
+    /// a challenge already passed, with the TOTP step it used, so the same code can sign in once
+    /// more while it is current; attempts and failures counted in that span, so an attacker who
+    /// can crash the server gets those guesses again; a lock set in that span; a send and its
+    /// cooldown. The database stays consistent (no torn records), and an application crash
+    /// loses nothing. Use it only where a server crash is rare and such a replay is an
+    /// accepted risk.
+    pub fn dangerous_asynchronous_login_commits(mut self, on: bool) -> Self {
+        self.commit = if on {
+            LoginCommit::Asynchronous
+        } else {
+            LoginCommit::Durable
+        };
         self
     }
 
@@ -403,6 +482,7 @@ impl SqlStoreBuilder {
         Ok(SqlStore {
             backend: std::sync::Arc::new(backend),
             schema: self.schema,
+            commit: self.commit,
         })
     }
 
@@ -494,6 +574,7 @@ impl SqlStore {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
             schema: None,
+            commit: LoginCommit::Durable,
         }
     }
 
@@ -504,6 +585,31 @@ impl SqlStore {
     /// As [`SqlStoreBuilder::connect`].
     pub async fn connect(url: impl Into<String>) -> Result<Self, Error> {
         Self::builder(url).connect().await
+    }
+
+    /// A store on a pool the host already has, so it opens no second one: a `sqlx::PgPool`
+    /// (feature `postgres`) or a `sqlx::SqlitePool` (feature `sqlite`), from the sqlx version
+    /// this crate uses (0.8). Clones of the pool are shared, and its settings apply as they are.
+    ///
+    /// The pool's connections should look as [`connect`](Self::connect) would make them: on
+    /// PostgreSQL the tables are found through the connections' `search_path` (set it there to
+    /// keep them in a schema of their own); on SQLite turn on foreign keys and set a busy
+    /// timeout (WAL mode recommended). Call [`migrate`](Self::migrate) as usual.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "postgres")]
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pool = sqlx::PgPool::connect("postgres://app@db/app").await?; // the host's pool
+    /// let store = twofactor::SqlStore::from_pool(pool.clone());
+    /// store.migrate().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_pool(pool: impl SqlPool) -> Self {
+        SqlStore {
+            backend: std::sync::Arc::new(pool.into_backend()),
+            schema: None,
+            commit: LoginCommit::Durable,
+        }
     }
 
     /// `"postgres"` or `"sqlite"`.
@@ -521,8 +627,9 @@ impl SqlStore {
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] when the database fails or refuses the statements.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    /// [`Error::Store`] when the database fails or refuses the statements: the same error type
+    /// as [`connect`](Self::connect), so both go through one `?`.
+    pub async fn migrate(&self) -> Result<(), Error> {
         let run: Result<(), sqlx::Error> = async {
             match &*self.backend {
                 #[cfg(feature = "postgres")]
@@ -586,7 +693,7 @@ impl SqlStore {
             }
         }
         .await;
-        run.map_err(store_error)
+        run.map_err(|e| Error::Store(store_error(e)))
     }
 
     /// Deletes every short-lived record that has expired by `now`, and returns how many.
@@ -852,7 +959,7 @@ impl OtpStore for SqlStore {
         new: &NewChallenge<'_>,
         now: Timestamp,
     ) -> Result<Begun, StoreError> {
-        composite!(self.backend, begin_challenge(new, now))
+        composite!(self, begin_challenge(new, now))
     }
 
     async fn reserve_send(
@@ -862,7 +969,7 @@ impl OtpStore for SqlStore {
         spec: &SendSpec<'_>,
         now: Timestamp,
     ) -> Result<Reserved, StoreError> {
-        composite!(self.backend, reserve_send(user, challenge, spec, now))
+        composite!(self, reserve_send(user, challenge, spec, now))
     }
 
     async fn store_code(
@@ -898,7 +1005,7 @@ impl OtpStore for SqlStore {
         spec: &AttemptSpec<'_>,
         now: Timestamp,
     ) -> Result<Opened, StoreError> {
-        composite!(self.backend, open_attempt(spec, now))
+        composite!(self, open_attempt(spec, now))
     }
 
     async fn settle(
@@ -906,7 +1013,7 @@ impl OtpStore for SqlStore {
         settlement: &Settlement<'_>,
         now: Timestamp,
     ) -> Result<Settled, StoreError> {
-        composite!(self.backend, settle(settlement, now))
+        composite!(self, settle(settlement, now))
     }
 
     async fn user_state(

@@ -14,7 +14,9 @@ mod uri;
 
 pub(crate) use math::matching_step;
 pub use math::{totp_code, TotpParams, TotpSecret, TotpVerifier};
-pub use qr::{qr_png, qr_svg};
-pub use setup::TotpSetup;
+#[cfg(feature = "qr-png")]
+pub use qr::qr_png;
+pub use qr::qr_svg;
+pub use setup::{TotpSetup, TotpSetupResponse};
 pub(crate) use uri::usable_label;
 pub use uri::{otpauth_uri, OtpAuthUri};

@@ -1,4 +1,5 @@
-//! QR codes of an otpauth URI, as SVG ([`qr_svg`]) and PNG ([`qr_png`]).
+//! QR codes of an otpauth URI, as SVG ([`qr_svg`]) and PNG ([`qr_png`], feature `qr-png`,
+//! on by default). Nothing is rendered unless asked for.
 
 use crate::error::Error;
 
@@ -16,10 +17,13 @@ pub fn qr_svg(data: &str) -> Result<String, Error> {
         .build())
 }
 
-/// The QR code of `data` as PNG bytes.
+/// The QR code of `data` as PNG bytes. Needs the `qr-png` feature (default), which brings in
+/// the `image` crate; [`qr_svg`] needs none.
 ///
 /// # Errors
 /// [`Error::InvalidInput`] when the data is too long for a QR code.
+#[cfg(feature = "qr-png")]
+#[cfg_attr(docsrs, doc(cfg(feature = "qr-png")))]
 pub fn qr_png(data: &str) -> Result<Vec<u8>, Error> {
     let code = qrcode::QrCode::with_error_correction_level(data, qrcode::EcLevel::M)
         .map_err(|_| Error::InvalidInput("too long for a QR code"))?;

@@ -7,18 +7,18 @@ use crate::clock::Timestamp;
 use crate::code::{self, Secret};
 use crate::error::Error;
 use crate::events::Event;
-use crate::mail::MailKind;
+use crate::mail::MailContent;
 use crate::method::Method;
 use crate::service::{check_user, TwoFactorService};
 use crate::store::{PendingTotp, TotpRecord};
 use crate::totp::{self, TotpParams, TotpSecret};
 
-/// What a TOTP setup shows the user, once.
+/// What a TOTP setup shows the user, once: the secret, its otpauth URI and the backup codes.
+/// The QR code is rendered from the URI only when asked for ([`qr_svg`](Self::qr_svg),
+/// [`qr_png`](Self::qr_png)), so a setup costs no rendering the host does not use.
 pub struct TotpSetup {
     secret: Secret,
     uri: Secret,
-    svg: String,
-    png: Vec<u8>,
     backup_codes: BackupCodeSet,
 }
 
@@ -41,19 +41,122 @@ impl TotpSetup {
         self.uri.expose()
     }
 
-    /// The QR code of the URI as an SVG document (it contains the secret).
-    pub fn qr_svg(&self) -> &str {
-        &self.svg
+    /// The QR code of the URI as an SVG document (it contains the secret), rendered now.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the URI is too long for a QR code (an account name within
+    /// the accepted 256 bytes always fits).
+    pub fn qr_svg(&self) -> Result<String, Error> {
+        totp::qr_svg(self.uri.expose())
     }
 
-    /// The QR code of the URI as PNG bytes (it contains the secret).
-    pub fn qr_png(&self) -> &[u8] {
-        &self.png
+    /// The QR code of the URI as PNG bytes (it contains the secret), rendered now. Needs the
+    /// `qr-png` feature (default).
+    ///
+    /// # Errors
+    /// As [`qr_svg`](Self::qr_svg).
+    #[cfg(feature = "qr-png")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "qr-png")))]
+    pub fn qr_png(&self) -> Result<Vec<u8>, Error> {
+        totp::qr_png(self.uri.expose())
     }
 
     /// The backup codes that become valid when the setup is confirmed.
     pub fn backup_codes(&self) -> &[Secret] {
         self.backup_codes.codes()
+    }
+
+    /// The setup as a response body for the enrolling user: the secret, the otpauth URI and the
+    /// backup codes, serializable; add a QR code with
+    /// [`with_qr_svg`](TotpSetupResponse::with_qr_svg) or
+    /// [`with_qr_png`](TotpSetupResponse::with_qr_png).
+    ///
+    /// `TotpSetup` itself is not `Serialize`, so its secrets reach a wire format only through
+    /// this explicit step.
+    pub fn to_response(&self) -> TotpSetupResponse {
+        TotpSetupResponse {
+            secret: self.secret.expose().to_owned(),
+            otpauth_uri: self.uri.expose().to_owned(),
+            backup_codes: self
+                .backup_codes
+                .codes()
+                .iter()
+                .map(|c| c.expose().to_owned())
+                .collect(),
+            qr_svg: None,
+            qr_png: None,
+        }
+    }
+}
+
+/// A TOTP setup as the response to the enrolling user, from [`TotpSetup::to_response`].
+///
+/// Serializes as `{"secret": …, "otpauth_uri": …, "backup_codes": […]}`, plus `"qr_svg"` (an SVG
+/// document) and `"qr_png"` (a `data:image/png;base64,…` URI) when asked for. Every field is a
+/// secret: send it once, over TLS, to that user only. `Debug` is redacted and the fields are
+/// zeroized on drop.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), twofactor::Error> {
+/// # let tf = twofactor::TwoFactorService::builder().issuer("Acme").keys(twofactor::Keyring::generate())
+/// #     .otp_store(twofactor::MemoryOtpStore::new()).enrollments(twofactor::MemoryEnrollmentStore::new())
+/// #     .mailer(twofactor::RecordingMailer::new()).build()?;
+/// let setup = tf.start_totp_setup("user-42", "alice@example.com").await?;
+/// let body = serde_json::to_value(setup.to_response().with_qr_svg()?).unwrap();
+/// assert!(body["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/"));
+/// assert_eq!(body["backup_codes"].as_array().unwrap().len(), 10);
+/// assert!(body["qr_svg"].as_str().unwrap().contains("<svg"));
+/// assert!(body.get("qr_png").is_none());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, serde::Serialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+#[non_exhaustive]
+pub struct TotpSetupResponse {
+    /// The secret as unpadded base32, for manual entry.
+    pub secret: String,
+    /// The `otpauth://` URI.
+    pub otpauth_uri: String,
+    /// The backup codes, as shown to the user (`XXXX-XXXX-XXXX`).
+    pub backup_codes: Vec<String>,
+    /// The QR code of the URI as an SVG document, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qr_svg: Option<String>,
+    /// The QR code of the URI as a `data:image/png;base64,…` URI, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qr_png: Option<String>,
+}
+
+impl std::fmt::Debug for TotpSetupResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpSetupResponse([redacted])")
+    }
+}
+
+impl TotpSetupResponse {
+    /// Adds the QR code as an SVG document (`qr_svg`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the URI is too long for a QR code.
+    pub fn with_qr_svg(mut self) -> Result<Self, Error> {
+        self.qr_svg = Some(totp::qr_svg(&self.otpauth_uri)?);
+        Ok(self)
+    }
+
+    /// Adds the QR code as a PNG in a `data:` URI (`qr_png`), ready for an `<img src>`. Needs
+    /// the `qr-png` feature (default).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when the URI is too long for a QR code.
+    #[cfg(feature = "qr-png")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "qr-png")))]
+    pub fn with_qr_png(mut self) -> Result<Self, Error> {
+        use base64::Engine as _;
+        let png = totp::qr_png(&self.otpauth_uri)?;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(png);
+        self.qr_png = Some(format!("data:image/png;base64,{b64}"));
+        Ok(self)
     }
 }
 
@@ -92,8 +195,6 @@ impl TwoFactorService {
             &secret,
             params,
         )?);
-        let svg = totp::qr_svg(uri.expose())?;
-        let png = totp::qr_png(uri.expose())?;
         let mut codes = BackupCodeSet::generate(policy.backup_code_count as usize);
         let records = codes.records(&self.inner.keys, user, policy.backup_code_hashing)?;
         let sealed = self.inner.keys.seal(user, secret.as_bytes())?;
@@ -121,8 +222,6 @@ impl TwoFactorService {
         Ok(TotpSetup {
             secret: Secret::new(secret.to_base32()),
             uri,
-            svg,
-            png,
             backup_codes: codes,
         })
     }
@@ -200,7 +299,7 @@ impl TwoFactorService {
         self.notify(
             user,
             to,
-            MailKind::FactorAdded {
+            MailContent::FactorAdded {
                 method: Method::Totp,
             },
         )

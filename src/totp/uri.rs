@@ -1,6 +1,8 @@
 //! `otpauth://totp/` URIs of the Key Uri Format: [`otpauth_uri`] builds one, [`OtpAuthUri::parse`]
 //! reads one back.
 
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
 use crate::error::Error;
 use crate::policy::TotpAlgorithm;
 
@@ -11,17 +13,17 @@ const MAX_LABEL_PART: usize = 256;
 /// The longest otpauth URI [`OtpAuthUri::parse`] reads, in bytes.
 const MAX_URI_LEN: usize = 4096;
 
-/// Percent-encodes per RFC 3986 (unreserved characters kept; space as `%20`).
+/// What is percent-encoded in an issuer or account: everything but RFC 3986's unreserved
+/// characters (`A-Z a-z 0-9 - . _ ~`), so a space is `%20`, never `+`.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes per RFC 3986 (unreserved characters kept; space as `%20`; upper-case hex).
 fn pct(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, NOT_UNRESERVED).to_string()
 }
 
 /// The `otpauth://totp/` URI of the Key Uri Format for a secret.
@@ -276,27 +278,29 @@ fn clean_part(v: &str, is_issuer: bool) -> Result<String, Error> {
 }
 
 /// Percent-decodes RFC 3986 text into UTF-8.
+///
+/// The crate passes a `%` that is not followed by two hex digits through as it is; a URI with
+/// one is malformed, so that is checked here first and refused.
 fn pct_decode(s: &str) -> Result<String, Error> {
-    let bad = Error::InvalidInput("bad percent-encoding");
-    let mut out = Vec::with_capacity(s.len());
+    if !escapes_are_well_formed(s) {
+        return Err(Error::InvalidInput("bad percent-encoding"));
+    }
+    percent_decode_str(s)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| Error::InvalidInput("the URI is not UTF-8"))
+}
+
+/// Whether every `%` in `s` starts a `%XX` escape with two hex digits.
+fn escapes_are_well_formed(s: &str) -> bool {
     let mut bytes = s.bytes();
     while let Some(b) = bytes.next() {
         if b == b'%' {
-            let hi = bytes.next().and_then(hex_value);
-            let lo = bytes.next().and_then(hex_value);
-            match (hi, lo) {
-                (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
-                _ => return Err(bad),
+            let hex = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_hexdigit());
+            if !(hex(bytes.next()) && hex(bytes.next())) {
+                return false;
             }
-        } else {
-            out.push(b);
         }
     }
-    String::from_utf8(out).map_err(|_| Error::InvalidInput("the URI is not UTF-8"))
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    char::from(b)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
+    true
 }

@@ -1,6 +1,6 @@
 //! Backup codes (seed 002): single use, forgiving input, regeneration, keyed storage.
 
-use twofactor::{BackupCodeHashing, Error, MessageKind, Method, Policy};
+use twofactor::{BackupCodeHashing, Error, MessagePurpose, Method, Policy};
 
 use crate::support::{wrong, Harness};
 
@@ -67,8 +67,8 @@ async fn regeneration_needs_a_fresh_factor_and_voids_the_old_set() {
             .unwrap();
     assert_eq!(new.len(), 10);
     assert_eq!(
-        h.mailer.last_to("alice@example.com").unwrap().kind,
-        MessageKind::BackupCodesRegenerated
+        h.mailer.last_to("alice@example.com").unwrap().purpose,
+        MessagePurpose::BackupCodesRegenerated
     );
     for code in &old {
         assert!(!new.iter().any(|n| n.expose() == code));

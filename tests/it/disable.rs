@@ -1,6 +1,6 @@
 //! Disable (seeds 002, 003): password plus a fresh factor; each refusal with its own error.
 
-use twofactor::{Error, LoginStep, MessageKind, SecurityAction};
+use twofactor::{Error, LoginStep, MessagePurpose, SecurityAction};
 
 use crate::support::{wrong, Harness, PASSWORD};
 
@@ -31,8 +31,8 @@ async fn disable_needs_the_password_and_a_current_code() {
     assert!(status.methods.is_empty());
     assert_eq!(status.backup_codes_remaining, 0);
     assert_eq!(
-        h.mailer.last_to("alice@example.com").unwrap().kind,
-        MessageKind::TwoFactorDisabled
+        h.mailer.last_to("alice@example.com").unwrap().purpose,
+        MessagePurpose::TwoFactorDisabled
     );
     // Logins no longer ask for a code, and the old backup codes are gone.
     assert!(matches!(
@@ -114,8 +114,8 @@ async fn a_replayed_totp_code_in_disable_is_refused_and_reported() {
         Err(Error::CodeReused)
     ));
     assert_eq!(
-        h.mailer.last_to("alice@example.com").unwrap().kind,
-        MessageKind::TotpReplayRejected
+        h.mailer.last_to("alice@example.com").unwrap().purpose,
+        MessagePurpose::TotpReplayRejected
     );
     assert!(h.tf.status("u1").await.unwrap().enabled);
 }
@@ -156,4 +156,73 @@ async fn no_code_success_resets_the_password_limit() {
     h.tf.disable("u1", PASSWORD, &h.totp(&secret))
         .await
         .unwrap();
+}
+
+/// The host's password check, async: a user table that must be awaited, and that may fail.
+struct HostUsers {
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[twofactor::async_trait]
+impl twofactor::PasswordVerifier for HostUsers {
+    async fn verify(&self, _user: &str, password: &str) -> Result<bool, twofactor::BoxError> {
+        // A real lookup awaits a database; this one yields to the executor the same way.
+        tokio::task::yield_now().await;
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "user database unreachable",
+            )
+            .into());
+        }
+        Ok(password == PASSWORD)
+    }
+}
+
+/// A host that cannot check the password gets a typed error carrying its cause, not "wrong
+/// password"; nothing is disabled; once the host is back the same call succeeds.
+#[tokio::test]
+async fn a_failing_password_check_is_its_own_error_and_disables_nothing() {
+    use std::error::Error as _;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let down = std::sync::Arc::new(AtomicBool::new(true));
+    let h = Harness::with_password_verifier(HostUsers { down: down.clone() });
+    let (secret, _) = h.enroll_totp("u1").await;
+    let e =
+        h.tf.disable("u1", PASSWORD, &h.totp(&secret))
+            .await
+            .unwrap_err();
+    assert!(matches!(e, Error::PasswordCheck(_)), "{e:?}");
+    assert_eq!(e.code(), "password_check_failed");
+    assert_eq!(e.http_status(), 503);
+    assert_eq!(
+        e.source().map(|s| s.to_string()).as_deref(),
+        Some("user database unreachable")
+    );
+    assert!(h.tf.status("u1").await.unwrap().enabled);
+    down.store(false, Ordering::SeqCst);
+    h.advance(30);
+    h.tf.disable("u1", PASSWORD, &h.totp(&secret))
+        .await
+        .unwrap();
+    assert!(!h.tf.status("u1").await.unwrap().enabled);
+}
+
+/// With an async verifier the flows work as with a closure: a wrong password is
+/// `InvalidPassword`, the right one disables.
+#[tokio::test]
+async fn an_async_password_verifier_decides_disable() {
+    let h = Harness::with_password_verifier(HostUsers {
+        down: Default::default(),
+    });
+    let (secret, _) = h.enroll_totp("u1").await;
+    assert!(matches!(
+        h.tf.disable("u1", "wrong password", &h.totp(&secret)).await,
+        Err(Error::InvalidPassword)
+    ));
+    h.advance(30);
+    h.tf.disable("u1", PASSWORD, &h.totp(&secret))
+        .await
+        .unwrap();
+    assert!(!h.tf.status("u1").await.unwrap().enabled);
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use twofactor::{Error, MessageKind, Method};
+use twofactor::{Error, MessagePurpose, Method};
 
 use crate::support::{self, code_in, wrong, Harness};
 
@@ -14,7 +14,7 @@ async fn email_setup_proves_the_address_before_it_becomes_a_factor() {
         .await
         .unwrap();
     let msg = h.mailer.last_to("alice@example.com").unwrap();
-    assert_eq!(msg.kind, MessageKind::EmailSetupCode);
+    assert_eq!(msg.purpose, MessagePurpose::EmailSetupCode);
     assert!(msg.text.contains("expires in 5 minutes"));
     // Not a factor yet.
     assert!(!h.tf.status("u1").await.unwrap().enabled);
@@ -73,7 +73,7 @@ async fn login_by_email_code() {
     assert_eq!(ch.methods(), &[Method::Email]);
     assert!(ch.email_sent());
     let msg = h.mailer.last_to("alice@example.com").unwrap();
-    assert_eq!(msg.kind, MessageKind::LoginCode);
+    assert_eq!(msg.purpose, MessagePurpose::LoginCode);
     let code = code_in(&msg.text).unwrap();
     let v = h.tf.verify_login(ch.token(), &code).await.unwrap();
     assert_eq!(v.method, Some(Method::Email));
@@ -283,4 +283,31 @@ async fn the_send_cap_also_holds_across_new_logins() {
     assert_eq!(h.mailer.messages().len(), 5);
     h.advance(15 * 60);
     assert!(h.challenge("u1").await.email_sent());
+}
+
+/// A resend on a challenge without email is its own error, not "two-factor is not set up", and
+/// it starts no cooldown and sends nothing: the user can still answer the challenge by TOTP.
+#[tokio::test]
+async fn resend_without_an_email_method_is_its_own_error() {
+    let h = Harness::new();
+    let (secret, _) = h.enroll_totp("u1").await;
+    h.advance(60);
+    h.mailer.clear();
+    let ch = h.challenge("u1").await;
+    assert!(!ch.methods().contains(&twofactor::Method::Email));
+    let e = h.tf.resend_code(ch.token()).await.unwrap_err();
+    assert!(matches!(e, Error::NoEmailMethod), "{e:?}");
+    assert_eq!(e.code(), "no_email_method");
+    assert_eq!(e.public_code(), "no_email_method");
+    assert_eq!(e.http_status(), 409);
+    assert_ne!(e.public_message(), Error::NotEnrolled.public_message());
+    // Again at once: still the same answer, no cooldown was started.
+    assert!(matches!(
+        h.tf.resend_code(ch.token()).await,
+        Err(Error::NoEmailMethod)
+    ));
+    assert!(h.mailer.messages().is_empty());
+    h.tf.verify_login(ch.token(), &h.totp(&secret))
+        .await
+        .unwrap();
 }

@@ -81,9 +81,17 @@ fn table() -> Vec<(Error, &'static str, u16, Option<Duration>, bool)> {
             false,
         ),
         (Error::NotEnrolled, "not_enrolled", 404, None, false),
+        (Error::NoEmailMethod, "no_email_method", 409, None, false),
         (Error::AlreadyEnrolled, "already_enrolled", 409, None, false),
         (Error::NothingPending, "nothing_pending", 409, None, false),
         (Error::InvalidPassword, "invalid_password", 401, None, false),
+        (
+            Error::PasswordCheck("db down".into()),
+            "password_check_failed",
+            503,
+            None,
+            false,
+        ),
         (
             Error::InvalidInput("bad"),
             "invalid_input",
@@ -163,7 +171,7 @@ fn every_variant_has_its_code_status_retry_after_and_transience() {
     }
     // One machine code per kind of failure (store kinds share one, as do the delivery ones).
     let codes: HashSet<&str> = table().iter().map(|r| r.1).collect();
-    assert_eq!(codes.len(), 18);
+    assert_eq!(codes.len(), 20);
     // Only the 429s that name a time carry one; TooManyAttempts means "start again".
     for (e, ..) in table() {
         assert_eq!(

@@ -2,7 +2,7 @@
 //! factor, adding one needs a second-factor check passed within `Policy::reauth_window`, and the
 //! existing factors are told when one is added.
 
-use twofactor::{Error, Event, MessageKind, SecurityAction};
+use twofactor::{Error, Event, MessagePurpose, SecurityAction};
 
 use crate::support::Harness;
 
@@ -56,7 +56,7 @@ async fn a_session_alone_cannot_enrol_totp_on_an_email_account() {
         .await
         .unwrap();
     let mail = h.mailer.last_to("u2@example.com").unwrap();
-    assert_eq!(mail.kind, MessageKind::SecurityCode);
+    assert_eq!(mail.purpose, MessagePurpose::SecurityCode);
     assert!(
         mail.text.contains("adding a sign-in method"),
         "{}",
@@ -70,7 +70,7 @@ async fn a_session_alone_cannot_enrol_totp_on_an_email_account() {
         .await
         .unwrap();
     let told = h.mailer.last_to("u2@example.com").unwrap();
-    assert_eq!(told.kind, MessageKind::FactorAdded);
+    assert_eq!(told.purpose, MessagePurpose::FactorAdded);
     assert!(h.events.events().iter().any(|e| matches!(
         e,
         Event::FactorSetupStarted {
@@ -89,7 +89,7 @@ async fn the_disable_code_names_its_action() {
         .await
         .unwrap();
     let mail = h.mailer.last_to("u3@example.com").unwrap();
-    assert_eq!(mail.kind, MessageKind::SecurityCode);
+    assert_eq!(mail.purpose, MessagePurpose::SecurityCode);
     assert!(mail.subject.contains("security change"), "{}", mail.subject);
     assert!(
         mail.text.contains("turning off two-factor"),

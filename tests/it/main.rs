@@ -24,10 +24,14 @@ mod hardening;
 mod keys;
 mod login;
 mod no_panic;
+mod packaging;
 mod policy_bounds;
+mod quickstart;
 #[cfg(all(feature = "test-util", any(feature = "redis", feature = "postgres")))]
 mod real_failures;
 mod rfc_vectors;
+// The server example renders PNG QR codes.
+#[cfg(feature = "qr-png")]
 mod server_http;
 #[cfg(feature = "smtp")]
 mod smtp;
@@ -39,9 +43,12 @@ mod store_conformance;
 mod store_faults;
 #[cfg(feature = "test-util")]
 mod store_flows;
+#[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
+mod store_pools;
 #[cfg(feature = "test-util")]
 mod store_round_trips;
 mod store_secrecy;
 mod totp;
 mod totp_enrollment;
 mod uniformity;
+mod wire;

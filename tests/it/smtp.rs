@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use twofactor::{
     Challenge, DeliveryError, EnglishTemplates, Error, GermanTemplates, Keyring, LoginStep,
-    MailContext, MailKind, Mailer, ManualClock, MemoryEnrollmentStore, MemoryOtpStore, Message,
+    MailContent, MailContext, Mailer, ManualClock, MemoryEnrollmentStore, MemoryOtpStore, Message,
     Method, RecordingMailer, SmtpMailer, SmtpMailerBuilder, SmtpTls, Templates, Timestamp,
     TwoFactorService,
 };
@@ -175,32 +175,32 @@ fn temp_dir(what: &str) -> PathBuf {
 }
 
 fn login_message(templates: &dyn Templates, to: &str, name: Option<&str>) -> Message {
-    let kind = MailKind::LoginCode {
+    let kind = MailContent::LoginCode {
         code: CODE,
         expires_in: Duration::from_secs(300),
     };
     let rendered = templates.render(&MailContext::new("Acme", name, kind));
-    Message::new(to, kind.kind(), rendered)
+    Message::new(to, kind.purpose(), rendered)
 }
 
-fn all_kinds() -> Vec<MailKind<'static>> {
+fn all_kinds() -> Vec<MailContent<'static>> {
     let ttl = Duration::from_secs(600);
     vec![
-        MailKind::LoginCode {
+        MailContent::LoginCode {
             code: CODE,
             expires_in: ttl,
         },
-        MailKind::EmailSetupCode {
+        MailContent::EmailSetupCode {
             code: CODE,
             expires_in: ttl,
         },
-        MailKind::RegistrationCode {
+        MailContent::RegistrationCode {
             code: CODE,
             expires_in: ttl,
         },
-        MailKind::TwoFactorDisabled,
-        MailKind::BackupCodesRegenerated,
-        MailKind::TotpReplayRejected,
+        MailContent::TwoFactorDisabled,
+        MailContent::BackupCodesRegenerated,
+        MailContent::TotpReplayRejected,
     ]
 }
 
@@ -305,7 +305,7 @@ async fn every_kind_in_both_languages_arrives_as_valid_mime() {
         for kind in all_kinds() {
             let rendered =
                 templates.render(&MailContext::new("Acme & Söhne", Some("Jürgen"), kind));
-            let msg = Message::new("jurgen@example.com", kind.kind(), rendered);
+            let msg = Message::new("jurgen@example.com", kind.purpose(), rendered);
             mailer.send(&msg).await.unwrap();
             sent.push((lang, kind, msg));
         }
@@ -329,9 +329,9 @@ async fn every_kind_in_both_languages_arrives_as_valid_mime() {
         );
         let with_code = matches!(
             kind,
-            MailKind::LoginCode { .. }
-                | MailKind::EmailSetupCode { .. }
-                | MailKind::RegistrationCode { .. }
+            MailContent::LoginCode { .. }
+                | MailContent::EmailSetupCode { .. }
+                | MailContent::RegistrationCode { .. }
         );
         assert_eq!(parts[0].1.contains(SPACED), with_code, "{lang} {kind:?}");
         assert!(raw.is_ascii(), "{lang} {kind:?}: non-ASCII is encoded");

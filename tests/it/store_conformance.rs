@@ -95,6 +95,10 @@ mod postgres {
         use crate::support::stores::postgres_store;
         twofactor::enrollment_store_tests!(postgres_store);
     }
+    mod otp_async_login_commits {
+        use crate::support::stores::postgres_store_async_login_commits;
+        twofactor::otp_store_tests!(postgres_store_async_login_commits, purge);
+    }
 }
 
 #[cfg(feature = "sqlite")]

@@ -543,8 +543,8 @@ fn logging_service(
                 faults: f,
             }),
         None => builder
-            .otp_store_arc(otp)
-            .enrollments_arc(enrollments)
+            .otp_store(otp)
+            .enrollments(enrollments)
             .mailer(mailer),
     };
     builder.build().unwrap()

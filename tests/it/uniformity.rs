@@ -138,7 +138,7 @@ async fn email_codes(n: usize) -> Vec<String> {
     let tf = TwoFactorService::builder()
         .issuer("Acme")
         .keys(Keyring::generate())
-        .otp_store_arc(otp.clone())
+        .otp_store(otp.clone())
         .enrollments(MemoryEnrollmentStore::new())
         .mailer(mailer.clone())
         .events(RecordingEvents::new())

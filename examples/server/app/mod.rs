@@ -3,14 +3,18 @@
 //! `main.rs` reads the environment and serves this router; `tests/it/server_http.rs` includes this
 //! module with `#[path]` and drives the same router in process.
 
-mod tokens;
+mod background;
+mod hashing;
+mod sessions;
 mod users;
 
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
 use axum::http::header::{self, HeaderValue};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -22,17 +26,25 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use twofactor::{
-    ChallengeToken, Clock, EnrollmentStore, Keyring, LoginStep, Mailer, Method, OtpStore, Policy,
-    Timestamp, TwoFactorService,
+    ChallengeToken, Clock, EnrollmentStore, Keyring, Limit, LoginContext, LoginStep, Mailer,
+    Method, OtpStore, Policy, RateLimiter, Timestamp, TwoFactorService,
 };
 
-pub(crate) use tokens::Tokens;
+pub(crate) use background::Background;
+pub(crate) use hashing::{HashGate, HashLimits};
+pub(crate) use sessions::Sessions;
 use users::{normalize_username, Users};
 
 /// The issuer shown in authenticator apps and mail.
 const ISSUER: &str = "twofactor demo";
 /// The largest request body accepted.
 const BODY_LIMIT: usize = 16 * 1024;
+/// Password checks per account (the normalised username, known or not), from any address.
+const PASSWORD_PER_ACCOUNT: Limit = Limit::sliding(20, Duration::from_secs(15 * 60));
+/// Requests carrying a password (sign-in, registration) per client address, across accounts.
+const PASSWORD_PER_CLIENT: Limit = Limit::sliding(30, Duration::from_secs(15 * 60));
+/// Registration mails per address.
+const MAILS_PER_ADDRESS: Limit = Limit::fixed(3, Duration::from_secs(3600));
 
 /// What the application runs on.
 pub(crate) struct Backends {
@@ -48,8 +60,10 @@ pub(crate) struct Backends {
     pub(crate) clock: Arc<dyn Clock>,
     /// The numbers of the flows.
     pub(crate) policy: Policy,
-    /// The session tokens' signer.
-    pub(crate) tokens: Tokens,
+    /// The sessions and their tokens.
+    pub(crate) sessions: Sessions,
+    /// How many argon2 runs at once, and how many waiting.
+    pub(crate) hash_limits: HashLimits,
 }
 
 /// Everything a handler needs. Cheap to clone.
@@ -57,8 +71,23 @@ pub(crate) struct Backends {
 pub(crate) struct AppState {
     tf: TwoFactorService,
     users: Arc<Users>,
-    tokens: Arc<Tokens>,
+    sessions: Arc<Sessions>,
     clock: Arc<dyn Clock>,
+    hashes: Arc<HashGate>,
+    limits: Arc<Limiters>,
+    background: Arc<Background>,
+}
+
+/// The example's own limits, kept in the service's short-lived store (so shared by every
+/// instance on Redis or SQL). The crate limits the code step itself: per challenge and per user,
+/// and per client with [`LoginContext`].
+struct Limiters {
+    /// Password checks per account.
+    password: RateLimiter,
+    /// Requests carrying a password per client address.
+    client: RateLimiter,
+    /// Registration mails per address.
+    address: RateLimiter,
 }
 
 /// A clock shared between the service and the token code.
@@ -67,6 +96,18 @@ struct SharedClock(Arc<dyn Clock>);
 impl Clock for SharedClock {
     fn now(&self) -> Timestamp {
         self.0.now()
+    }
+}
+
+/// The service's password check (for `disable`): argon2 runs on the blocking pool, never on the
+/// async executor. The route holds an argon2 permit meanwhile (see [`HashGate`]).
+struct UserPasswords(Arc<Users>);
+
+#[twofactor::async_trait]
+impl twofactor::PasswordVerifier for UserPasswords {
+    async fn verify(&self, user: &str, password: &str) -> Result<bool, twofactor::BoxError> {
+        let (users, user, password) = (Arc::clone(&self.0), user.to_owned(), password.to_owned());
+        Ok(tokio::task::spawn_blocking(move || users.check_password(&user, &password)).await?)
     }
 }
 
@@ -81,22 +122,47 @@ impl AppState {
         let tf = TwoFactorService::builder()
             .issuer(ISSUER)
             .keys(backends.keys)
-            .otp_store_arc(backends.otp_store)
-            .enrollments_arc(backends.enrollments)
+            .otp_store(backends.otp_store)
+            .enrollments(backends.enrollments)
             .mailer(backends.mailer)
             .policy(backends.policy)
             .clock(SharedClock(Arc::clone(&backends.clock)))
-            .password_verifier(move |user: &str, password: &str| {
-                for_password.check_password(user, password)
-            })
+            .password_verifier(UserPasswords(for_password))
             .display_names(move |user: &str| for_names.get(user).map(|u| u.username))
             .build()?;
+        let limits = Limiters {
+            password: tf.rate_limiter("password per account", PASSWORD_PER_ACCOUNT)?,
+            client: tf.rate_limiter("password per client", PASSWORD_PER_CLIENT)?,
+            address: tf.rate_limiter("registration mail per address", MAILS_PER_ADDRESS)?,
+        };
         Ok(AppState {
             tf,
             users,
-            tokens: Arc::new(backends.tokens),
+            sessions: Arc::new(backends.sessions),
             clock: backends.clock,
+            hashes: Arc::new(HashGate::new(backends.hash_limits)),
+            limits: Arc::new(limits),
+            background: Arc::new(Background::default()),
         })
+    }
+
+    /// The argon2 gate (tests hold its permits to fill it).
+    #[allow(dead_code)] // used by tests/it/server_http.rs
+    pub(crate) fn hash_gate(&self) -> &HashGate {
+        &self.hashes
+    }
+
+    /// Waits until every mail sent in the background has been handed to the mailer.
+    pub(crate) async fn mail_settled(&self) {
+        self.background.settled().await;
+    }
+
+    /// Counts one password-bearing request against its client's limit.
+    async fn limit_client(&self, client: &Client) -> ApiResult<()> {
+        match &client.0 {
+            Some(ip) => self.limits.client.hit(ip).await.map_err(too_many),
+            None => Ok(()),
+        }
     }
 
     fn now(&self) -> Timestamp {
@@ -179,6 +245,13 @@ impl ApiError {
         "internal",
         "An internal error occurred.",
     );
+    /// Every argon2 permit is taken and the queue is full.
+    const BUSY: ApiError = ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "busy",
+        message: "The server is busy. Please try again in a moment.",
+        retry_after: Some(hashing::BUSY_RETRY_AFTER),
+    };
     /// A body that is not the JSON the endpoint takes.
     const BAD_REQUEST: ApiError = ApiError::new(
         StatusCode::BAD_REQUEST,
@@ -222,6 +295,26 @@ impl From<twofactor::Error> for ApiError {
             message: e.public_message(),
             retry_after: e.retry_after(),
         }
+    }
+}
+
+impl From<hashing::Busy> for ApiError {
+    fn from(_: hashing::Busy) -> Self {
+        ApiError::BUSY
+    }
+}
+
+/// A refusal of one of the limiters (the example's or the crate's per-client ceiling) as a 429
+/// that speaks of attempts, not of codes; other errors as usual.
+fn too_many(e: twofactor::Error) -> ApiError {
+    match e {
+        twofactor::Error::RateLimited { retry_after } => ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "rate_limited",
+            message: "Too many attempts. Please wait before trying again.",
+            retry_after: Some(retry_after),
+        },
+        e => e.into(),
     }
 }
 
@@ -286,17 +379,61 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(ApiError::UNAUTHORIZED)?;
+        let token = bearer(parts).ok_or(ApiError::UNAUTHORIZED)?;
         let id = state
-            .tokens
-            .verify_access(token.trim(), state.now())
+            .sessions
+            .verify_access(token, state.now())
             .ok_or(ApiError::UNAUTHORIZED)?;
         state.users.get(&id).map(Auth).ok_or(ApiError::UNAUTHORIZED)
+    }
+}
+
+/// The bearer token of a request, if any.
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// The client's address, as the key of its limits: the peer of the connection (for IPv6, its
+/// /64, which one host usually holds whole). `None` when the server runs without connection info
+/// (the in-process tests that do not set it).
+///
+/// Behind a reverse proxy the peer is the proxy: take the address from the header that proxy
+/// sets (and only from it), or every client shares one limit.
+struct Client(Option<String>);
+
+impl Client {
+    fn context(&self) -> LoginContext {
+        match &self.0 {
+            Some(ip) => LoginContext::new().client(ip.clone()),
+            None => LoginContext::new(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+        Ok(Client(peer.map(|ConnectInfo(addr)| client_key(addr.ip()))))
+    }
+}
+
+fn client_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                format!("{a:x}:{b:x}:{c:x}:{d:x}::/64")
+            }
+        },
     }
 }
 
@@ -364,9 +501,13 @@ struct RegisterRequest {
 }
 
 /// `POST /auth/register`: answers 202 whether or not the username is free, so the answer never
-/// tells who has an account. Only a free name gets a pending registration and a code.
+/// tells who has an account. It answers before any mail is sent: the code goes out in the
+/// background, so neither the time of the answer nor a mail failure tells a free name from a
+/// taken one. Only a free name gets a pending registration and a code; a pending name is never
+/// replaced (see `Users::register`), and each address gets a few mails an hour at most.
 async fn register(
     State(s): State<AppState>,
+    client: Client,
     Body(req): Body<RegisterRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let username = normalize_username(&req.username).ok_or(ApiError::invalid_input(
@@ -381,15 +522,19 @@ async fn register(
     if !plausible_email(&email) {
         return Err(ApiError::invalid_input("Enter a valid email address."));
     }
-    // argon2id is deliberately slow: keep it off the async workers.
+    s.limit_client(&client).await?;
+    // argon2id is deliberately slow and large: off the async workers, and a few at a time.
     let password = req.password;
-    let hash = tokio::task::spawn_blocking(move || twofactor::hash_password(&password))
-        .await
-        .map_err(|_| ApiError::INTERNAL)??;
-    // A taken name, or an address with too many registrations waiting, gets the same answer and
-    // no mail.
+    let hash = s
+        .hashes
+        .run(move || twofactor::hash_password(&password))
+        .await?
+        .ok_or(ApiError::INTERNAL)??;
     if let Some(id) = s.users.register(&username, &email, hash, s.now()) {
-        s.tf.send_verification_code(&id, &email).await?;
+        let (tf, address_limit) = (s.tf.clone(), s.limits.address.clone());
+        s.background.spawn(async move {
+            send_registration_code(&tf, &address_limit, &id, &email).await;
+        });
     }
     Ok((
         StatusCode::ACCEPTED,
@@ -400,14 +545,45 @@ async fn register(
     ))
 }
 
+/// Mails a registration code, within the address's budget; failures are logged, never answered.
+async fn send_registration_code(
+    tf: &TwoFactorService,
+    address_limit: &RateLimiter,
+    id: &str,
+    email: &str,
+) {
+    match address_limit.hit(&email.to_ascii_lowercase()).await {
+        Ok(()) => {}
+        Err(e) => {
+            tracing::info!(
+                error = e.code(),
+                "registration mail not sent: address limit"
+            );
+            return;
+        }
+    }
+    if let Err(e) = tf.send_verification_code(id, email).await {
+        tracing::warn!(error = e.code(), "registration mail not sent");
+    }
+}
+
+/// The address rules of the crate (`send_verification_code` refuses anything else), checked
+/// before anything else so that a bad address is refused alike for free and taken names.
 fn plausible_email(email: &str) -> bool {
-    let Some((local, domain)) = email.rsplit_once('@') else {
+    let Some((local, domain)) = email.split_once('@') else {
         return false;
     };
-    !local.is_empty()
+    email.len() <= 254
+        && email.is_ascii()
+        && !email
+            .chars()
+            .any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+        && !email.contains(['<', '>', '"', ',', ';'])
+        && !local.is_empty()
         && domain.contains('.')
-        && email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains('@')
 }
 
 #[derive(Deserialize)]
@@ -417,22 +593,27 @@ struct VerifyRequest {
 }
 
 /// `POST /auth/register/verify`: the emailed code turns the registration into an account and
-/// signs the user in. A name with no pending registration gets the same answer as a wrong code.
+/// signs the user in. Whatever fails (no such pending name, a taken name, a wrong, malformed,
+/// expired or spent code) answers the same `invalid_code`, after the same work: a name with no
+/// pending registration has its code checked against an id nobody has.
 async fn register_verify(
     State(s): State<AppState>,
     Body(req): Body<VerifyRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    let username = normalize_username(&req.username).ok_or_else(ApiError::invalid_code)?;
-    let id = s
-        .users
-        .pending_id(&username, s.now())
-        .ok_or_else(ApiError::invalid_code)?;
-    match s.tf.verify_registration_code(&id, &req.code).await {
+    let username = normalize_username(&req.username);
+    let pending = username
+        .as_deref()
+        .and_then(|name| s.users.pending_id(name, s.now()));
+    let id = pending.as_deref().unwrap_or(s.users.decoy_id());
+    let checked = s.tf.verify_registration_code(id, &req.code).await;
+    let (Some(username), Some(id)) = (username, pending) else {
+        return Err(ApiError::invalid_code());
+    };
+    match checked {
         Ok(_address) => {}
-        Err(twofactor::Error::NothingPending | twofactor::Error::NotEnrolled) => {
-            return Err(ApiError::invalid_code())
-        }
-        Err(e) => return Err(e.into()),
+        // A store outage is not a wrong code; say so (it tells nothing about the name).
+        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(_) => return Err(ApiError::invalid_code()),
     }
     let user = s
         .users
@@ -455,14 +636,27 @@ struct LoginRequest {
 
 /// `POST /auth/login`: 200 with tokens when the user has no second factor, 202 with a challenge
 /// when they have one. Unknown user and wrong password answer alike, after the same argon2 work.
-async fn login(State(s): State<AppState>, Body(req): Body<LoginRequest>) -> ApiResult<Response> {
+///
+/// Before any argon2 run, the request is counted per client address and per account (429 with
+/// Retry-After past either); every check counts, a right password too, so no success forgives
+/// earlier failures. A full argon2 queue answers 503 with Retry-After.
+async fn login(
+    State(s): State<AppState>,
+    client: Client,
+    Body(req): Body<LoginRequest>,
+) -> ApiResult<Response> {
     let username = normalize_username(&req.username).unwrap_or_default();
+    s.limit_client(&client).await?;
+    s.limits.password.hit(&username).await.map_err(too_many)?;
     let users = Arc::clone(&s.users);
-    let user = tokio::task::spawn_blocking(move || users.authenticate(&username, &req.password))
-        .await
-        .map_err(|_| ApiError::INTERNAL)?
+    let user = s
+        .hashes
+        .run(move || users.authenticate(&username, &req.password))
+        .await?
+        .ok_or(ApiError::INTERNAL)?
         .ok_or(ApiError::INVALID_CREDENTIALS)?;
-    match s.tf.begin_login(&user.id).await? {
+    let step = s.tf.begin_login_with(&client.context(), &user.id).await;
+    match step.map_err(too_many)? {
         LoginStep::Complete(_) => Ok(Json(tokens_json(&s, &user.id, json!({}))).into_response()),
         LoginStep::Challenge(ch) => {
             let methods: Vec<&str> = ch.methods().iter().map(|m| m.as_str()).collect();
@@ -510,10 +704,14 @@ struct CodeStepRequest {
 /// `POST /auth/login/two-factor`: a TOTP code, the emailed code or a backup code → tokens.
 async fn login_two_factor(
     State(s): State<AppState>,
+    client: Client,
     Body(req): Body<CodeStepRequest>,
 ) -> ApiResult<Json<Value>> {
     let token = ChallengeToken::parse(&req.challenge)?;
-    let verified = s.tf.verify_login(&token, &req.code).await?;
+    let verified =
+        s.tf.verify_login_with(&client.context(), &token, &req.code)
+            .await
+            .map_err(too_many)?;
     s.users.get(&verified.user).ok_or(ApiError::INVALID_TOKEN)?;
     Ok(Json(tokens_json(
         &s,
@@ -552,11 +750,11 @@ async fn login_resend(
 
 /// A new token pair for `user`, as the token answer with `extra` fields.
 fn tokens_json(s: &AppState, user: &str, extra: Value) -> Value {
-    pair_json(s.tokens.issue(user, s.now()), extra)
+    pair_json(s.sessions.issue(user, s.now()), extra)
 }
 
 /// The token answer: `{access_token, refresh_token, token_type, expires_in, ...extra}`.
-fn pair_json(pair: tokens::TokenPair, extra: Value) -> Value {
+fn pair_json(pair: sessions::TokenPair, extra: Value) -> Value {
     let mut body = json!({
         "access_token": pair.access_token,
         "refresh_token": pair.refresh_token,
@@ -574,21 +772,59 @@ struct RefreshRequest {
     refresh_token: String,
 }
 
-/// `POST /auth/refresh`: spends the refresh token for a new pair (rotation).
+/// `POST /auth/refresh`: spends the refresh token for a new pair of the same session (rotation).
+/// A spent token presented again ends the session: every token of its family stops working.
 async fn refresh(
     State(s): State<AppState>,
     Body(req): Body<RefreshRequest>,
 ) -> ApiResult<Json<Value>> {
     let pair = s
-        .tokens
+        .sessions
         .refresh(&req.refresh_token, s.now())
         .ok_or(ApiError::INVALID_TOKEN)?;
     Ok(Json(pair_json(pair, json!({}))))
 }
 
-/// `POST /auth/logout`: revokes the refresh token. Always 204.
-async fn logout(State(s): State<AppState>, Body(req): Body<RefreshRequest>) -> StatusCode {
-    s.tokens.revoke(&req.refresh_token, s.now());
+#[derive(Deserialize)]
+struct LogoutRequest {
+    refresh_token: Option<String>,
+}
+
+/// Logout names its session by the access token (`Authorization: Bearer`), the refresh token
+/// in the body, or both.
+struct Logout {
+    access: Option<String>,
+    refresh: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Logout {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let access = bearer(&parts).map(str::to_owned);
+        let has_body = parts.headers.contains_key(header::CONTENT_TYPE);
+        let refresh = if has_body {
+            let req = Request::from_parts(parts, body);
+            let Body(LogoutRequest { refresh_token }) = Body::from_request(req, state).await?;
+            refresh_token
+        } else {
+            None
+        };
+        if access.is_none() && refresh.is_none() {
+            return Err(ApiError::invalid_input(
+                "Send the access token or the refresh token of the session to end.",
+            ));
+        }
+        Ok(Logout { access, refresh })
+    }
+}
+
+/// `POST /auth/logout`: ends the session on the server, so its access token stops working at
+/// once and its refresh tokens are void. 204 whether or not the session was live.
+async fn logout(State(s): State<AppState>, req: Logout) -> StatusCode {
+    s.sessions
+        .revoke(req.access.as_deref(), req.refresh.as_deref(), s.now());
     StatusCode::NO_CONTENT
 }
 
@@ -623,12 +859,12 @@ async fn status(State(s): State<AppState>, Auth(user): Auth) -> ApiResult<Json<V
 /// (SVG and PNG data URI), and the backup codes that come into force with it. Shown once.
 async fn totp_setup(State(s): State<AppState>, Auth(user): Auth) -> ApiResult<Json<Value>> {
     let setup = s.tf.start_totp_setup(&user.id, &user.username).await?;
-    let png = base64::engine::general_purpose::STANDARD.encode(setup.qr_png());
+    let png = base64::engine::general_purpose::STANDARD.encode(setup.qr_png()?);
     let codes: Vec<&str> = setup.backup_codes().iter().map(|c| c.expose()).collect();
     Ok(Json(json!({
         "secret": setup.secret_base32(),
         "otpauth_uri": setup.otpauth_uri(),
-        "qr_svg": setup.qr_svg(),
+        "qr_svg": setup.qr_svg()?,
         "qr_png": format!("data:image/png;base64,{png}"),
         "backup_codes": codes,
     })))
@@ -727,6 +963,9 @@ async fn disable(
     Auth(user): Auth,
     Body(req): Body<DisableRequest>,
 ) -> ApiResult<Json<Value>> {
+    // The service checks the password with argon2 (through the host's PasswordVerifier): hold
+    // an argon2 permit meanwhile, so this path counts against the same cap.
+    let _permit = s.hashes.permit().await?;
     s.tf.disable(&user.id, &req.password, &req.code).await?;
     Ok(Json(status_json(&s, &user.id).await?))
 }

@@ -58,6 +58,8 @@ pub(crate) struct Users {
     /// A hash of nothing anyone knows, checked when a username is unknown so that a login for an
     /// unknown user costs the same argon2 run as one for a known user.
     dummy_hash: String,
+    /// See [`Users::decoy_id`].
+    decoy_id: String,
 }
 
 impl fmt::Debug for Users {
@@ -95,6 +97,7 @@ impl Users {
         Ok(Users {
             inner: Mutex::new(Inner::default()),
             dummy_hash,
+            decoy_id: new_user_id(),
         })
     }
 
@@ -102,10 +105,15 @@ impl Users {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records a pending registration and returns the id its email code is sent for, or `None`
-    /// when the username belongs to a verified user or the address already has
-    /// [`MAX_PENDING_PER_ADDRESS`] registrations waiting. A second registration of the same free
-    /// name replaces the first.
+    /// Records a pending registration and returns the id its email code is sent for.
+    ///
+    /// - A name that belongs to a verified user: `None`.
+    /// - A name with a registration waiting: the waiting one is kept as it is (its password,
+    ///   address, id and code budget), and only a request naming the same address gets its id
+    ///   back, to mail that address a new code (the crate's cooldown and send cap apply, and the
+    ///   code's attempt count is kept). Anyone else gets `None`: a pending registration cannot
+    ///   be taken over, and registering again buys no fresh budget of code guesses.
+    /// - An address with [`MAX_PENDING_PER_ADDRESS`] registrations waiting: `None`.
     pub(crate) fn register(
         &self,
         username: &str,
@@ -115,12 +123,22 @@ impl Users {
     ) -> Option<String> {
         let mut inner = self.lock();
         inner.pending.retain(|_, p| p.expires > now);
+        if inner.by_name.contains_key(username) {
+            return None;
+        }
+        if let Some(p) = inner.pending.get(username) {
+            return p
+                .user
+                .email
+                .eq_ignore_ascii_case(email)
+                .then(|| p.user.id.clone());
+        }
         let waiting = inner
             .pending
             .values()
             .filter(|p| p.user.email.eq_ignore_ascii_case(email))
             .count();
-        if inner.by_name.contains_key(username) || waiting >= MAX_PENDING_PER_ADDRESS {
+        if waiting >= MAX_PENDING_PER_ADDRESS {
             return None;
         }
         let id = new_user_id();
@@ -137,6 +155,12 @@ impl Users {
             },
         );
         Some(id)
+    }
+
+    /// An id no registration has: a code checked against it costs the same store work as one
+    /// checked against a pending registration, and always fails.
+    pub(crate) fn decoy_id(&self) -> &str {
+        &self.decoy_id
     }
 
     /// The id of a live pending registration.

@@ -31,7 +31,9 @@
 //! concurrent calls; `delete`; counters that keep their expiry and restart after it, and 64
 //! concurrent increments that return exactly 1..=64; advance-if-greater, alone and racing;
 //! isolation of keys that differ by one character, share a prefix or a hash tag; purge removes
-//! only expired records. For the [`EnrollmentStore`]: round trip; compare-and-swap that refuses
+//! only expired records; a [`RateLimiter`](crate::RateLimiter) over the store (fixed and sliding
+//! windows, exactly `max` of 64 concurrent hits allowed, hostile keys hashed and apart, the
+//! per-client ceiling of the login steps). For the [`EnrollmentStore`]: round trip; compare-and-swap that refuses
 //! stale revisions, also under 32 concurrent writers and across a removal; removal of the record
 //! with its backup codes; backup codes found, consumed once (also under 32 concurrent attempts),
 //! counted, voided by replacement and kept per user.
@@ -58,6 +60,7 @@ use crate::store::{MemoryOtpStore, StoreKey};
 pub mod enrollment;
 pub mod flow;
 pub mod otp;
+pub mod rate_limit;
 
 /// A store that can delete its expired records on demand (the SQL stores, the memory store).
 ///
@@ -125,6 +128,13 @@ macro_rules! otp_store_tests {
             advance_concurrent_same_value_exactly_one,
             advance_concurrent_racing_values,
             key_isolation,
+        );
+        $crate::__conformance_tests!(rate_limit; $make;
+            fixed_window_per_key,
+            sliding_window_weighs_the_previous_window,
+            concurrent_hits_allow_exactly_max,
+            hostile_keys_are_hashed_and_apart,
+            client_ceiling_across_accounts,
         );
         /// The composite operations, native.
         mod flow {

@@ -3,7 +3,7 @@
 
 use sqlx::PgPool;
 
-use super::{clamp, count, dur, secs, store_error, time};
+use super::{clamp, count, dur, secs, store_error, time, LoginCommit};
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::store::flow::{
@@ -12,14 +12,46 @@ use crate::store::flow::{
 };
 use crate::store::StoreKey;
 
-const BEGIN_CHALLENGE: &str = "SELECT * FROM twofactor_begin_challenge(\
-    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+/// A function call as a statement, in both commit modes: as is, and with `synchronous_commit`
+/// off for its own transaction only (`set_config(…, true)` is local to the transaction, and a
+/// statement outside `BEGIN` is one transaction, committed after it ran).
+macro_rules! call {
+    ($name:ident, $call:literal) => {
+        pub(super) const $name: [&str; 2] = [
+            concat!("SELECT * FROM ", $call),
+            concat!(
+                "SELECT f.* FROM ",
+                $call,
+                " f, set_config('synchronous_commit', 'off', true) c"
+            ),
+        ];
+    };
+}
 
-const RESERVE_SEND: &str = "SELECT * FROM twofactor_reserve_send($1, $2, $3, $4, $5, $6, $7)";
+call!(
+    BEGIN_CHALLENGE,
+    "twofactor_begin_challenge($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+);
+call!(
+    RESERVE_SEND,
+    "twofactor_reserve_send($1, $2, $3, $4, $5, $6, $7)"
+);
+call!(
+    OPEN_ATTEMPT,
+    "twofactor_open_attempt($1, $2, $3, $4, $5, $6, $7)"
+);
+call!(
+    SETTLE,
+    "twofactor_settle($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+);
 
-const OPEN_ATTEMPT: &str = "SELECT * FROM twofactor_open_attempt($1, $2, $3, $4, $5, $6, $7)";
-
-const SETTLE: &str = "SELECT * FROM twofactor_settle($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+/// The text of `call` for `commit`.
+pub(super) fn sql(call: [&'static str; 2], commit: LoginCommit) -> &'static str {
+    match commit {
+        LoginCommit::Durable => call[0],
+        LoginCommit::Asynchronous => call[1],
+    }
+}
 
 fn unexpected(what: &str) -> StoreError {
     StoreError::corrupt(format!(
@@ -42,12 +74,13 @@ fn refusal(kind: &str, end: Option<i64>) -> Result<SendRefused, StoreError> {
 
 pub(super) async fn begin_challenge(
     pool: &PgPool,
+    commit: LoginCommit,
     new: &NewChallenge<'_>,
     now: Timestamp,
 ) -> Result<Begun, StoreError> {
     let spec = new.send.as_ref().map(|(spec, _)| spec);
     let (outcome, send, end): (String, Option<String>, Option<i64>) =
-        sqlx::query_as(BEGIN_CHALLENGE)
+        sqlx::query_as(sql(BEGIN_CHALLENGE, commit))
             .bind(new.user.as_str())
             .bind(dur(new.limits.failure_window))
             .bind(dur(new.limits.retention))
@@ -80,13 +113,14 @@ pub(super) async fn begin_challenge(
 
 pub(super) async fn reserve_send(
     pool: &PgPool,
+    commit: LoginCommit,
     user: &StoreKey,
     challenge: Option<&StoreKey>,
     spec: &SendSpec<'_>,
     now: Timestamp,
 ) -> Result<Reserved, StoreError> {
     let (outcome, end, value): (String, Option<i64>, Option<Vec<u8>>) =
-        sqlx::query_as(RESERVE_SEND)
+        sqlx::query_as(sql(RESERVE_SEND, commit))
             .bind(user.as_str())
             .bind(challenge.map(StoreKey::as_str))
             .bind(spec.cooldown.as_str())
@@ -120,12 +154,13 @@ type OpenRow = (
 
 pub(super) async fn open_attempt(
     pool: &PgPool,
+    commit: LoginCommit,
     spec: &AttemptSpec<'_>,
     now: Timestamp,
 ) -> Result<Opened, StoreError> {
     let (key, max) = spec.challenge.unzip();
     let (outcome, end, value, code, attempts, expires_at, failures, level): OpenRow =
-        sqlx::query_as(OPEN_ATTEMPT)
+        sqlx::query_as(sql(OPEN_ATTEMPT, commit))
             .bind(key.map(StoreKey::as_str))
             .bind(max.map(i64::from))
             .bind(spec.user.as_str())
@@ -167,6 +202,7 @@ pub(super) async fn open_attempt(
 
 pub(super) async fn settle(
     pool: &PgPool,
+    commit: LoginCommit,
     settlement: &Settlement<'_>,
     now: Timestamp,
 ) -> Result<Settled, StoreError> {
@@ -175,7 +211,7 @@ pub(super) async fn settle(
         Outcome::Failed => (false, None, None),
         Outcome::Lock { until, level } => (false, None, Some((secs(until), i64::from(level)))),
     };
-    let (outcome,): (String,) = sqlx::query_as(SETTLE)
+    let (outcome,): (String,) = sqlx::query_as(sql(SETTLE, commit))
         .bind(settlement.challenge.map(StoreKey::as_str))
         .bind(settlement.user.as_str())
         .bind(dur(settlement.limits.failure_window))

@@ -406,3 +406,142 @@ fn migrations_apply_on_top_of_version_1() {
         }
     });
 }
+
+/// `dangerous_asynchronous_login_commits`: the login steps' statements turn `synchronous_commit`
+/// off for their own transaction, and the setting never stays on the connection for the
+/// statements that follow (enrolment writes, backup codes).
+#[cfg(feature = "postgres")]
+#[test]
+fn asynchronous_login_commits_stay_in_their_own_transaction() {
+    runtime().block_on(async {
+        let Some(url) = std::env::var("TWOFACTOR_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            eprintln!("skipped: TWOFACTOR_TEST_POSTGRES_URL is not set");
+            return;
+        };
+        let store = SqlStore::builder(url)
+            .schema(format!("tf_unit_{}_{}", std::process::id(), word()))
+            .max_connections(1)
+            .dangerous_asynchronous_login_commits(true)
+            .connect()
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let Backend::Postgres(pool) = &*store.backend else {
+            panic!("a PostgreSQL store");
+        };
+        let setting = || async {
+            sqlx::query_scalar::<_, String>("SELECT current_setting('synchronous_commit')")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        };
+        let server_default = setting().await;
+        assert_ne!(
+            server_default, "off",
+            "the test server commits synchronously"
+        );
+        // A login on the store's one connection: begin, a wrong attempt, a lock, a pass.
+        let (user, challenge) = (StoreKey::new("u:{t}"), StoreKey::new("u:{t}:c"));
+        let limits = UserLimits::new(5, Duration::from_secs(600), Duration::from_secs(3_600));
+        let new = NewChallenge {
+            user: &user,
+            limits,
+            challenge: &challenge,
+            value: b"v",
+            expires_at: at(1_000),
+            send: None,
+            send_required: false,
+        };
+        assert_eq!(
+            store.begin_challenge(&new, at(100)).await.unwrap(),
+            Begun::Created { send: None }
+        );
+        assert_eq!(
+            setting().await,
+            server_default,
+            "not left on the connection"
+        );
+        let spec = AttemptSpec {
+            challenge: Some((&challenge, 5)),
+            user: &user,
+            limits,
+        };
+        assert!(matches!(
+            store.open_attempt(&spec, at(101)).await.unwrap(),
+            Opened::Open(_)
+        ));
+        assert_eq!(
+            setting().await,
+            server_default,
+            "not left on the connection"
+        );
+        let pass = Settlement {
+            challenge: Some(&challenge),
+            user: &user,
+            limits,
+            outcome: crate::flow::Outcome::Passed { totp_step: Some(7) },
+        };
+        assert_eq!(store.settle(&pass, at(102)).await.unwrap(), Settled::Done);
+        assert_eq!(
+            setting().await,
+            server_default,
+            "not left on the connection"
+        );
+        assert_eq!(
+            store
+                .user_state(&user, &limits, at(103))
+                .await
+                .unwrap()
+                .last_step,
+            Some(7)
+        );
+        // Inside a transaction, a login statement's text turns it off for that transaction
+        // alone (read in the same statement, after the call ran); the durable text leaves it.
+        for (commit, expected) in [
+            (LoginCommit::Asynchronous, "off"),
+            (LoginCommit::Durable, server_default.as_str()),
+        ] {
+            let text = postgres::sql(postgres::OPEN_ATTEMPT, commit);
+            let mut tx = pool.begin().await.unwrap();
+            let seen: String = sqlx::query_scalar(&format!(
+                "SELECT current_setting('synchronous_commit') FROM ({text}) run"
+            ))
+            .bind(challenge.as_str())
+            .bind(5_i64)
+            .bind(user.as_str())
+            .bind(5_i64)
+            .bind(600_i64)
+            .bind(3_600_i64)
+            .bind(104_i64)
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+            assert_eq!(seen, expected, "{text}");
+            let after: String = sqlx::query_scalar("SELECT current_setting('synchronous_commit')")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            assert_eq!(after, expected, "kept to the end of the transaction");
+            tx.rollback().await.unwrap();
+        }
+        for call in [
+            postgres::BEGIN_CHALLENGE,
+            postgres::RESERVE_SEND,
+            postgres::OPEN_ATTEMPT,
+            postgres::SETTLE,
+        ] {
+            let text = postgres::sql(call, LoginCommit::Asynchronous);
+            assert!(text.ends_with(" f, set_config('synchronous_commit', 'off', true) c"));
+            assert_eq!(
+                text.replace(" f, set_config('synchronous_commit', 'off', true) c", "")
+                    .replace("SELECT f.*", "SELECT *"),
+                postgres::sql(call, LoginCommit::Durable)
+            );
+        }
+        assert_eq!(setting().await, server_default);
+        dispose(&store).await;
+    });
+}

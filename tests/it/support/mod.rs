@@ -44,6 +44,24 @@ impl Harness {
     }
 
     pub(crate) fn with(policy: Policy, keys: Keyring) -> Self {
+        Self::assemble(policy, keys, |checks| {
+            move |_user: &str, password: &str| {
+                checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                password == PASSWORD
+            }
+        })
+    }
+
+    /// A harness whose service checks passwords with `verifier` (its `password_checks` stays 0).
+    pub(crate) fn with_password_verifier(verifier: impl twofactor::PasswordVerifier) -> Self {
+        Self::assemble(Policy::default(), Keyring::generate(), |_| verifier)
+    }
+
+    fn assemble<V: twofactor::PasswordVerifier>(
+        policy: Policy,
+        keys: Keyring,
+        verifier: impl FnOnce(Arc<std::sync::atomic::AtomicU64>) -> V,
+    ) -> Self {
         let clock = ManualClock::new(Timestamp::from_unix_secs(START));
         let mailer = RecordingMailer::new();
         let events = RecordingEvents::new();
@@ -54,16 +72,13 @@ impl Harness {
         let tf = TwoFactorService::builder()
             .issuer("Acme")
             .keys(keys)
-            .otp_store_arc(otp.clone())
-            .enrollments_arc(enrollments.clone())
+            .otp_store(otp.clone())
+            .enrollments(enrollments.clone())
             .mailer(mailer.clone())
             .clock(clock.clone())
             .policy(policy)
             .events(events.clone())
-            .password_verifier(move |_user: &str, password: &str| {
-                checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                password == PASSWORD
-            })
+            .password_verifier(verifier(checks))
             .build()
             .unwrap();
         Harness {

@@ -129,6 +129,22 @@ pub(crate) async fn postgres_store() -> Option<twofactor::SqlStore> {
     Some(store)
 }
 
+/// As [`postgres_store`], with the login steps committed asynchronously
+/// (`dangerous_asynchronous_login_commits`): the same invariants must hold.
+#[cfg(feature = "postgres")]
+pub(crate) async fn postgres_store_async_login_commits() -> Option<twofactor::SqlStore> {
+    let url = postgres_url()?;
+    let store = twofactor::SqlStore::builder(url)
+        .schema(pg_schema())
+        .max_connections(8)
+        .dangerous_asynchronous_login_commits(true)
+        .connect()
+        .await
+        .expect("connect to the test PostgreSQL");
+    store.migrate().await.expect("migrate");
+    Some(store)
+}
+
 #[cfg(feature = "sqlite")]
 pub(crate) async fn sqlite_store() -> Option<twofactor::SqlStore> {
     let store = twofactor::SqlStore::builder(sqlite_url())

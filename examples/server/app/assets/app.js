@@ -322,7 +322,9 @@ async function loadProfile() {
 
 $("logout").addEventListener("click", async () => {
   clearFlash();
-  await call("POST", "/auth/logout", { refresh_token: sessionStorage.getItem("refresh_token") || "" });
+  // Ends the session on the server: its access token stops working at once.
+  await call("POST", "/auth/logout", { refresh_token: sessionStorage.getItem("refresh_token") || "" },
+    sessionStorage.getItem("access_token"));
   clearTokens();
   hideSecrets();
   go("#/login");

@@ -1,0 +1,148 @@
+//! Packaging: what `cargo package` ships, the license notice and the manifest's links.
+//!
+//! Runs `cargo package --list` on this crate (no network, no build), so the `include` list in
+//! `Cargo.toml` is checked against the files it really selects.
+
+use std::path::Path;
+use std::process::Command;
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(manifest_dir());
+    cmd
+}
+
+fn packaged_files() -> Vec<String> {
+    let out = cargo()
+        .args(["package", "--list", "--allow-dirty", "--offline", "--quiet"])
+        .output()
+        .expect("run cargo package --list");
+    assert!(
+        out.status.success(),
+        "cargo package --list failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8 listing")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_package_ships_the_library_and_no_ci_fuzz_browser_or_test_servers() {
+    let files = packaged_files();
+    for needed in [
+        "Cargo.toml",
+        "README.md",
+        "CHANGELOG.md",
+        "SECURITY.md",
+        "LICENSE",
+        "LICENSE-MIT",
+        "LICENSE-APACHE",
+        "src/lib.rs",
+        "migrations/postgres/0001_init.sql",
+        "migrations/sqlite/0001_init.sql",
+        "examples/quickstart.rs",
+    ] {
+        assert!(files.iter().any(|f| f == needed), "{needed} is not shipped");
+    }
+    let unwanted = |f: &String| {
+        f.starts_with(".ci/")
+            || f.starts_with("fuzz/")
+            || f.starts_with("tests/")
+            || f.starts_with("benches/")
+            || f.starts_with("examples/server/")
+            || f.ends_with("package-lock.json")
+            || f.ends_with(".py")
+            || f.ends_with(".sh")
+            || f == ".gitignore"
+    };
+    let shipped: Vec<&String> = files.iter().filter(|f| unwanted(f)).collect();
+    assert!(shipped.is_empty(), "shipped but should not be: {shipped:?}");
+}
+
+#[test]
+fn the_license_notice_names_both_license_files() {
+    let notice = std::fs::read_to_string(manifest_dir().join("LICENSE")).expect("LICENSE");
+    assert!(notice.contains("LICENSE-MIT"), "{notice}");
+    assert!(notice.contains("LICENSE-APACHE"), "{notice}");
+    assert!(notice.contains("MIT OR Apache-2.0"), "{notice}");
+}
+
+#[test]
+fn the_manifest_names_the_repository_and_the_documentation() {
+    let out = cargo()
+        .args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+        ])
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata json");
+    let pkg = meta["packages"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "twofactor"))
+        .expect("the twofactor package");
+    assert_eq!(
+        pkg["repository"],
+        "https://github.com/twofactor-rs/twofactor"
+    );
+    assert_eq!(pkg["documentation"], "https://docs.rs/twofactor");
+}
+
+/// The distinct crates (name and version, this one included) a build with these cargo
+/// arguments compiles, normal dependencies only: what `cargo tree -e normal` lists.
+fn crates_in_build(args: &[&str]) -> Vec<String> {
+    let out = cargo()
+        .args(["tree", "-e", "normal", "--prefix", "none", "--offline"])
+        .args(args)
+        .output()
+        .expect("run cargo tree");
+    assert!(
+        out.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut crates: Vec<String> = String::from_utf8(out.stdout)
+        .expect("utf-8 tree")
+        .lines()
+        .map(|l| l.trim_end_matches(" (*)").to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
+    crates.sort();
+    crates.dedup();
+    crates
+}
+
+#[test]
+fn a_build_without_default_features_is_lean() {
+    let lean = crates_in_build(&["--no-default-features"]);
+    assert!(
+        lean.len() <= 60,
+        "{} distinct crates without default features (at most 60):\n{}",
+        lean.len(),
+        lean.join("\n")
+    );
+    for heavy in ["image ", "png ", "url ", "idna "] {
+        assert!(
+            !lean.iter().any(|c| c.starts_with(heavy)),
+            "{heavy}in the lean build"
+        );
+    }
+    // The PNG renderer is the default-on `qr-png` feature.
+    let default = crates_in_build(&[]);
+    assert!(default.iter().any(|c| c.starts_with("image ")));
+}
