@@ -103,8 +103,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         by(&verified),
         verified.backup_codes_remaining
     );
+    // "Remember this device": the token goes in a Secure, HttpOnly, SameSite=Lax cookie.
+    let trust = tf.trust_device(&verified, "Firefox on Linux", None).await?;
+    let step = tf.begin_login_with_device(user, Some(&trust.token)).await?;
+    let LoginStep::Complete(by_device) = step else {
+        return Err("a trusted device skips the challenge".into());
+    };
+    println!(
+        "   this device trusted; next login verified by {}",
+        by(&by_device)
+    );
 
-    println!("5. Regenerate the backup codes (needs a fresh code)");
+    println!("5. Regenerate the backup codes (needs a fresh code; revokes trusted devices)");
     next_step();
     let fresh = tf
         .regenerate_backup_codes(user, &app_code(&secret)?)

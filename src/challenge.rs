@@ -193,7 +193,12 @@ pub(crate) struct ChallengeRecord {
     pub(crate) totp: Option<ChallengeTotp>,
     pub(crate) backup_codes_remaining: u32,
     pub(crate) expires_at: Timestamp,
+    /// The user had a pending account recovery when the challenge began: a pass cancels it.
+    pub(crate) recovery_pending: bool,
 }
+
+/// The flag of [`ChallengeRecord::recovery_pending`] in the methods byte (no method uses it).
+const RECOVERY_BIT: u8 = 0x80;
 
 const RECORD_VERSION: u8 = 2;
 
@@ -202,6 +207,8 @@ fn method_bit(m: Method) -> u8 {
         Method::Totp => 1,
         Method::Email => 2,
         Method::BackupCode => 4,
+        // Never a method of a challenge.
+        Method::TrustedDevice => 8,
     }
 }
 
@@ -219,7 +226,10 @@ impl ChallengeRecord {
             + self.email.as_ref().map_or(0, String::len)
             + self.totp.as_ref().map_or(0, |t| t.sealed.len());
         let mut w = Writer::with_capacity(32 + extra);
-        let bits = self.methods.iter().fold(0, |b, m| b | method_bit(*m));
+        let mut bits = self.methods.iter().fold(0, |b, m| b | method_bit(*m));
+        if self.recovery_pending {
+            bits |= RECOVERY_BIT;
+        }
         w.u8(RECORD_VERSION)
             .u8(bits)
             .u32(self.backup_codes_remaining)
@@ -277,6 +287,7 @@ impl ChallengeRecord {
             }),
         };
         r.is_empty().then_some(ChallengeRecord {
+            recovery_pending: bits & RECOVERY_BIT != 0,
             user,
             methods,
             email,
@@ -365,6 +376,7 @@ mod tests {
             }),
             backup_codes_remaining: 7,
             expires_at: Timestamp::from_unix_secs(1_700_000_300),
+            recovery_pending: false,
         }
     }
 
@@ -389,6 +401,12 @@ mod tests {
             ..r
         };
         assert_eq!(ChallengeRecord::decode(&bare.encode()).unwrap(), bare);
+        let flagged = ChallengeRecord {
+            recovery_pending: true,
+            ..bare.clone()
+        };
+        assert_eq!(ChallengeRecord::decode(&flagged.encode()).unwrap(), flagged);
+        assert_ne!(flagged.encode(), bare.encode());
         let code = CodeRecord {
             mac: [9; 32],
             expires_at: Timestamp::from_unix_secs(5),

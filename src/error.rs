@@ -74,6 +74,19 @@ pub enum Error {
     /// The factor is already enabled; disable it first.
     #[error("the factor is already enabled")]
     AlreadyEnrolled,
+    /// The confirmation code of a TOTP setup is the SHA-1, 6-digit code of the secret, not the
+    /// code of the algorithm and digits the policy asked for: the authenticator app ignored
+    /// them. Nothing was enabled; the user should use an app that honours the setting (or the
+    /// host may allow the fallback with
+    /// [`Policy::totp_allow_sha1_fallback`](crate::Policy::totp_allow_sha1_fallback)). The
+    /// attempt was counted like a wrong code.
+    #[error("the authenticator app does not support {} with {digits} digits", requested.name())]
+    TotpAlgorithmUnsupported {
+        /// The algorithm the policy asked for.
+        requested: crate::policy::TotpAlgorithm,
+        /// The digits the policy asked for.
+        digits: u32,
+    },
     /// There is no pending setup or code to confirm.
     #[error("there is nothing pending to confirm")]
     NothingPending,
@@ -150,6 +163,7 @@ impl Error {
             Error::RateLimited { .. } => "rate_limited",
             Error::NotEnrolled => "not_enrolled",
             Error::NoEmailMethod => "no_email_method",
+            Error::TotpAlgorithmUnsupported { .. } => "totp_algorithm_unsupported",
             Error::AlreadyEnrolled => "already_enrolled",
             Error::NothingPending => "nothing_pending",
             Error::ReauthRequired => "reauth_required",
@@ -174,6 +188,7 @@ impl Error {
             | Error::CodeReused
             | Error::InvalidPassword => 401,
             Error::NotEnrolled => 404,
+            Error::TotpAlgorithmUnsupported { .. } => 422,
             Error::ReauthRequired => 403,
             Error::AlreadyEnrolled | Error::NothingPending | Error::NoEmailMethod => 409,
             Error::TooManyAttempts
@@ -248,6 +263,10 @@ impl Error {
             }
             Error::NotEnrolled => "Two-factor authentication is not set up.",
             Error::NoEmailMethod => "This sign-in has no email code to resend.",
+            Error::TotpAlgorithmUnsupported { .. } => {
+                "Your authenticator app does not support the requested settings. \
+                 Please use another authenticator app."
+            }
             Error::AlreadyEnrolled => "Two-factor authentication is already enabled.",
             Error::ReauthRequired => "Please confirm with a current code first.",
             Error::InvalidPassword => "The password is not correct.",

@@ -75,6 +75,57 @@ pub enum Event {
         /// The factor being added.
         method: Method,
     },
+    /// A TOTP setup asked for another algorithm or digits, the app's code was SHA-1 with 6
+    /// digits, and the policy allowed enrolling that instead
+    /// ([`Policy::totp_allow_sha1_fallback`](crate::Policy::totp_allow_sha1_fallback)).
+    TotpSha1Fallback {
+        /// The user.
+        user: String,
+        /// The algorithm the policy asked for.
+        requested: crate::policy::TotpAlgorithm,
+        /// The digits the policy asked for.
+        digits: u32,
+    },
+    /// A device was trusted ([`trust_device`](crate::TwoFactorService::trust_device)).
+    DeviceTrusted {
+        /// The user.
+        user: String,
+        /// The device's public id.
+        device: String,
+    },
+    /// A device token was given at login and refused (another user's, expired, revoked or
+    /// malformed): the login went on with a challenge.
+    DeviceRejected {
+        /// The user.
+        user: String,
+    },
+    /// Trusted devices were revoked (one, or all of them).
+    DevicesRevoked {
+        /// The user.
+        user: String,
+        /// How many.
+        count: u32,
+    },
+    /// An account recovery was asked for: two-factor authentication is turned off at
+    /// `effective_at` unless a second-factor check or a cancellation comes first. Tell the
+    /// account's own address, and run
+    /// [`process_recovery`](crate::TwoFactorService::process_recovery) for this user until then.
+    RecoveryRequested {
+        /// The user.
+        user: String,
+        /// When it takes effect.
+        effective_at: Timestamp,
+    },
+    /// A pending account recovery was cancelled (by the host, or by a passed check).
+    RecoveryCancelled {
+        /// The user.
+        user: String,
+    },
+    /// A pending account recovery took effect: every factor was removed.
+    RecoveryCompleted {
+        /// The user.
+        user: String,
+    },
     /// A code was mailed.
     CodeSent {
         /// The user.

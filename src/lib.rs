@@ -16,6 +16,7 @@ mod challenge;
 mod clock;
 mod code;
 mod codec;
+mod devices;
 mod email_code;
 mod error;
 mod events;
@@ -27,6 +28,7 @@ mod method;
 mod password;
 mod policy;
 pub mod rate_limit;
+mod recovery;
 mod service;
 mod step_up;
 mod store;
@@ -40,6 +42,7 @@ pub use backup::BackupCodeSet;
 pub use challenge::{Challenge, ChallengeToken};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use code::{spaced, Secret};
+pub use devices::{DeviceToken, DeviceTrust, TrustedDevice, MAX_DEVICE_LABEL};
 pub use error::{BoxError, DeliveryError, Error, StoreError, StoreErrorKind};
 pub use events::{Event, EventSink, RecordingEvents, TracingEvents};
 pub use keys::Keyring;
@@ -56,6 +59,7 @@ pub use method::{Method, Verified};
 pub use password::{hash_password, verify_password};
 pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL, MAX_FAILURES_PER_DAY};
 pub use rate_limit::{Decision, Limit, LoginContext, RateLimiter, WindowKind, MAX_LIMIT_WINDOW};
+pub use recovery::RecoveryProgress;
 pub use service::{PasswordVerifier, ServiceBuilder, TwoFactorService};
 pub use step_up::Status;
 #[cfg(feature = "test-util")]
@@ -64,11 +68,12 @@ pub use store::conformance;
 pub use store::flow;
 pub use store::{
     BackupCodeRecord, EmailRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,
-    MemoryOtpStore, OtpStore, PendingTotp, Revision, StoreKey, TotpRecord,
+    MemoryOtpStore, OtpStore, PendingTotp, RecoveryRecord, Revision, StoreKey, TotpRecord,
+    TrustedDeviceRecord,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use store::{RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX};
+pub use store::{RedisEnrollmentStore, RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub use store::{SqlPool, SqlStore, SqlStoreBuilder};

@@ -92,6 +92,9 @@ impl TwoFactorService {
         let policy = &self.inner.policy;
         let now = self.now();
         let (rec, remaining) = self.load_with_codes(user).await?;
+        if let Some(step) = self.recovery_at_login(user, &rec, now).await? {
+            return Ok(step);
+        }
         if !rec.is_enabled() {
             return Ok(LoginStep::Complete(Verified {
                 user: user.to_owned(),
@@ -132,6 +135,7 @@ impl TwoFactorService {
             totp,
             backup_codes_remaining: remaining,
             expires_at,
+            recovery_pending: rec.recovery.is_some(),
         };
         // The email code is made now and stored with the challenge when its send is granted.
         let code = record
@@ -401,6 +405,9 @@ impl TwoFactorService {
             user: user.to_owned(),
             method,
         });
+        if challenge.recovery_pending {
+            self.cancel_recovery(user).await?;
+        }
         Ok(Verified {
             user: user.to_owned(),
             method: Some(method),

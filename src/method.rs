@@ -15,9 +15,12 @@ pub enum Method {
     Email,
     /// A single-use backup code.
     BackupCode,
+    /// A trusted device's token ([`trust_device`](crate::TwoFactorService::trust_device)): a
+    /// login completed without a code.
+    TrustedDevice,
 }
 
-/// The stable name, as [`Method::as_str`]: `totp`, `email` or `backup_code`.
+/// The stable name, as [`Method::as_str`]: `totp`, `email`, `backup_code` or `trusted_device`.
 impl std::fmt::Display for Method {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -25,19 +28,20 @@ impl std::fmt::Display for Method {
 }
 
 impl Method {
-    /// The method's stable name: `totp`, `email` or `backup_code`.
+    /// The method's stable name: `totp`, `email`, `backup_code` or `trusted_device`.
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Totp => "totp",
             Method::Email => "email",
             Method::BackupCode => "backup_code",
+            Method::TrustedDevice => "trusted_device",
         }
     }
 }
 
 /// Proof that a user passed the second factor. The host issues its own session from it.
 ///
-/// Serializes as `{"user": …, "method": "totp" | "email" | "backup_code" | null,
+/// Serializes as `{"user": …, "method": "totp" | "email" | "backup_code" | "trusted_device" | null,
 /// "backup_codes_remaining": …, "verified_at": <unix seconds>}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]

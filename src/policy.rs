@@ -16,8 +16,9 @@ use std::time::Duration;
 use crate::error::Error;
 use crate::rate_limit::Limit;
 
-/// The HMAC algorithm of TOTP codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+/// The HMAC algorithm of TOTP codes. Serializes as its [`name`](Self::name) (`"SHA1"`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
 #[non_exhaustive]
 pub enum TotpAlgorithm {
     /// HMAC-SHA1: what every authenticator app honours (the default).
@@ -106,6 +107,19 @@ pub struct Policy {
     pub totp_algorithm: TotpAlgorithm,
     /// TOTP digits: 6 (default) or 8.
     pub totp_digits: u32,
+    /// What [`confirm_totp_setup`](crate::TwoFactorService::confirm_totp_setup) does when the
+    /// policy asks for SHA-256/512 or 8 digits and the confirmation code is instead the SHA-1,
+    /// 6-digit code of the same secret (an app that ignored `algorithm=` and `digits=`, such as
+    /// Google Authenticator on Android). `false` (default): refuse with
+    /// [`Error::TotpAlgorithmUnsupported`](crate::Error::TotpAlgorithmUnsupported), so the
+    /// user picks another app. `true`: enrol with SHA-1 and 6 digits, which
+    /// [`Status::totp_algorithm`](crate::Status::totp_algorithm) then shows and every later
+    /// check uses (RFC 6238's default, which every app honours).
+    ///
+    /// Either way, a confirmation code compared against both settings counts as two attempts
+    /// against the user's lock, so the check never evaluates more candidates per counted
+    /// attempt than a confirmation without it.
+    pub totp_allow_sha1_fallback: bool,
     /// TOTP step. Default 30 s (RFC 6238 §5.2).
     pub totp_period: Duration,
     /// Steps accepted either side of now. Default 1, the maximum (RFC 6238 §5.2).
@@ -118,6 +132,24 @@ pub struct Policy {
     pub reauth_window: Duration,
     /// How long an unconfirmed TOTP setup stays pending. Default 15 minutes.
     pub totp_setup_ttl: Duration,
+    /// How long a trusted device signs in without a code
+    /// ([`trust_device`](crate::TwoFactorService::trust_device)): the default lifetime and the
+    /// cap on the one a host asks for. Default 30 days (the design's figure: a code once a month on
+    /// a trusted browser); 1 s to 365 days. A trusted device signs in with the password alone,
+    /// so keep it short where the password is the weaker link.
+    pub trusted_device_ttl: Duration,
+    /// Trusted devices kept per user; trusting one more forgets the least recently used.
+    /// Default 10; 1 to 50.
+    pub max_trusted_devices: u32,
+    /// How long after [`request_recovery`](crate::TwoFactorService::request_recovery) two-factor
+    /// authentication is turned off, unless a second-factor check or a cancellation comes
+    /// first. Default 72 hours (the design's figure: long enough for the real user, told at
+    /// once, to react); 1 hour to 30 days.
+    pub recovery_delay: Duration,
+    /// How long before a recovery takes effect the reminder goes out
+    /// ([`process_recovery`](crate::TwoFactorService::process_recovery)). Default 24 hours;
+    /// positive and shorter than `recovery_delay`.
+    pub recovery_reminder: Duration,
     /// Backup codes per set. Default 10 (seed 002).
     pub backup_code_count: u32,
     /// How backup codes are stored. Default keyed HMAC.
@@ -153,11 +185,16 @@ impl Default for Policy {
             user_record_ttl: Duration::from_secs(400 * 24 * 3600),
             totp_algorithm: TotpAlgorithm::Sha1,
             totp_digits: 6,
+            totp_allow_sha1_fallback: false,
             totp_period: Duration::from_secs(30),
             totp_skew: 1,
             totp_secret_bytes: 20,
             reauth_window: Duration::from_secs(300),
             totp_setup_ttl: Duration::from_secs(15 * 60),
+            trusted_device_ttl: Duration::from_secs(30 * 24 * 3600),
+            max_trusted_devices: 10,
+            recovery_delay: Duration::from_secs(72 * 3600),
+            recovery_reminder: Duration::from_secs(24 * 3600),
             backup_code_count: 10,
             backup_code_hashing: BackupCodeHashing::Hmac,
             client_login_limit: Limit::sliding(60, Duration::from_secs(15 * 60)),
@@ -237,6 +274,18 @@ impl Policy {
         }
         if self.totp_setup_ttl.as_secs() == 0 {
             return bad("totp_setup_ttl must be positive");
+        }
+        if !(1..=365 * DAY_SECS).contains(&self.trusted_device_ttl.as_secs()) {
+            return bad("trusted_device_ttl must be 1 s to 365 days");
+        }
+        if !(1..=50).contains(&self.max_trusted_devices) {
+            return bad("max_trusted_devices must be 1 to 50");
+        }
+        if !(3600..=30 * DAY_SECS).contains(&self.recovery_delay.as_secs()) {
+            return bad("recovery_delay must be 1 hour to 30 days");
+        }
+        if self.recovery_reminder.as_secs() == 0 || self.recovery_reminder >= self.recovery_delay {
+            return bad("recovery_reminder must be positive and shorter than recovery_delay");
         }
         if !(1..=32).contains(&self.backup_code_count) {
             return bad("backup_code_count must be 1 to 32");

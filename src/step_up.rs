@@ -11,6 +11,7 @@ use crate::events::Event;
 use crate::flow::OpenAttempt;
 use crate::mail::MailContent;
 use crate::method::Method;
+use crate::policy::TotpAlgorithm;
 use crate::service::{check_user, TwoFactorService};
 use crate::store::EnrollmentRecord;
 
@@ -39,6 +40,21 @@ pub struct Status {
     ///
     /// [`Keyring`]: crate::Keyring
     pub totp_key_id: Option<String>,
+    /// The algorithm of the enrolled TOTP factor: what the app uses, which is SHA-1 when the
+    /// setup fell back to it (see [`totp_sha1_fallback`](Self::totp_sha1_fallback)).
+    pub totp_algorithm: Option<TotpAlgorithm>,
+    /// The digits of the enrolled TOTP factor's codes.
+    pub totp_digits: Option<u32>,
+    /// Whether the TOTP factor was enrolled with SHA-1 and 6 digits because the app ignored
+    /// the algorithm or digits the policy asked for
+    /// ([`Policy::totp_allow_sha1_fallback`](crate::Policy::totp_allow_sha1_fallback)).
+    pub totp_sha1_fallback: bool,
+    /// Live trusted devices (see [`TwoFactorService::trusted_devices`]).
+    pub trusted_devices: u32,
+    /// When a pending account recovery turns two-factor authentication off (see
+    /// [`TwoFactorService::request_recovery`]); a time already past takes effect at the next
+    /// login or [`TwoFactorService::process_recovery`].
+    pub recovery_pending_until: Option<Timestamp>,
 }
 
 /// What a passed step-up takes with it when it settles.
@@ -136,7 +152,14 @@ impl TwoFactorService {
                 self.notify(user, to, MailContent::TotpReplayRejected).await;
                 Err(Error::CodeReused)
             }
-            other => other.map(|()| method),
+            Err(e) => Err(e),
+            Ok(()) => {
+                // A passed check cancels a pending account recovery.
+                if rec.recovery.is_some() {
+                    self.cancel_recovery(user).await?;
+                }
+                Ok(method)
+            }
         }
     }
 
@@ -294,11 +317,51 @@ impl TwoFactorService {
             return Err(Error::NotEnrolled);
         }
         let code = code::normalize(code)?;
-        // Passwords have a limit of their own, counted before the check, which only a correct
-        // password ends: no code, however right, resets it. A wrong password also counts
-        // against the code step's ceiling, as a wrong code does.
-        let keys = self.user_keys(user);
-        let run = keys.password_run();
+        // A wrong password also counts against the code step's ceiling, as a wrong code does.
+        let password_ok = self
+            .check_password_with(verifier.as_ref(), user, password, now)
+            .await?;
+        self.step_up(user, &rec, &code, Some(password_ok), now)
+            .await?;
+        self.inner.enrollments.remove(user).await?;
+        self.event(Event::FactorDisabled {
+            user: user.to_owned(),
+        });
+        let to = rec.email.as_ref().map(|e| e.address.as_str());
+        self.notify(user, to, MailContent::TwoFactorDisabled).await;
+        Ok(())
+    }
+
+    /// Checks the password with the host's verifier, under the passwords' limit of their own:
+    /// counted before the check, ended only by a correct password (no code, however right,
+    /// resets it).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] without a verifier; [`Error::Locked`] past the limit;
+    /// [`Error::PasswordCheck`]; store errors.
+    pub(crate) async fn check_password(
+        &self,
+        user: &str,
+        password: &str,
+        now: Timestamp,
+    ) -> Result<bool, Error> {
+        let verifier = self
+            .inner
+            .password
+            .as_ref()
+            .ok_or_else(|| Error::InvalidConfig("no password verifier configured".into()))?;
+        self.check_password_with(verifier.as_ref(), user, password, now)
+            .await
+    }
+
+    async fn check_password_with(
+        &self,
+        verifier: &dyn crate::PasswordVerifier,
+        user: &str,
+        password: &str,
+        now: Timestamp,
+    ) -> Result<bool, Error> {
+        let run = self.user_keys(user).password_run();
         let policy = &self.inner.policy;
         let tried = self
             .inner
@@ -317,15 +380,7 @@ impl TwoFactorService {
         if password_ok {
             self.inner.otp.delete(&run).await?;
         }
-        self.step_up(user, &rec, &code, Some(password_ok), now)
-            .await?;
-        self.inner.enrollments.remove(user).await?;
-        self.event(Event::FactorDisabled {
-            user: user.to_owned(),
-        });
-        let to = rec.email.as_ref().map(|e| e.address.as_str());
-        self.notify(user, to, MailContent::TwoFactorDisabled).await;
-        Ok(())
+        Ok(password_ok)
     }
 
     /// Replaces the backup codes with a new set, after a fresh factor (TOTP, step-up email code,
@@ -342,11 +397,14 @@ impl TwoFactorService {
         let code = code::normalize(code)?;
         let policy = &self.inner.policy;
         let now = self.now();
-        let (rec, _) = self.load(user).await?;
+        let (rec, rev) = self.load(user).await?;
         if !rec.is_enabled() {
             return Err(Error::NotEnrolled);
         }
         self.step_up(user, &rec, &code, None, now).await?;
+        // Trusted devices go first: when that fails, nothing has changed.
+        self.revoke_devices_from(user, Some((rec.clone(), rev)))
+            .await?;
         let mut set = BackupCodeSet::generate(policy.backup_code_count as usize);
         let records = set.records(&self.inner.keys, user, policy.backup_code_hashing)?;
         self.inner
@@ -409,6 +467,20 @@ impl TwoFactorService {
                 .totp
                 .as_ref()
                 .and_then(|t| crate::keys::envelope_key_id(&t.sealed_secret)),
+            totp_algorithm: rec
+                .totp
+                .as_ref()
+                .and_then(|t| TotpAlgorithm::from_name(&t.algorithm)),
+            totp_digits: rec.totp.as_ref().map(|t| t.digits),
+            totp_sha1_fallback: rec.totp.as_ref().is_some_and(|t| t.sha1_fallback),
+            trusted_devices: u32::try_from(
+                rec.trusted_devices
+                    .iter()
+                    .filter(|d| d.expires_at > now)
+                    .count(),
+            )
+            .unwrap_or(u32::MAX),
+            recovery_pending_until: rec.recovery.as_ref().map(|r| r.effective_at),
         })
     }
 }

@@ -45,6 +45,12 @@ pub enum MessagePurpose {
     SecurityCode,
     /// A second factor was added to the account.
     FactorAdded,
+    /// A device was trusted to sign in without a code.
+    DeviceTrusted,
+    /// An account recovery was asked for.
+    RecoveryRequested,
+    /// An account recovery takes effect soon.
+    RecoveryReminder,
 }
 
 /// The security change a [`MailContent::SecurityCode`] confirms, named in its message.
@@ -106,6 +112,13 @@ pub enum MailContent<'a> {
         /// The factor added.
         method: crate::method::Method,
     },
+    /// Notification: a device was trusted to sign in without a code.
+    DeviceTrusted,
+    /// Notification: an account recovery was asked for; two-factor authentication will be
+    /// turned off after the waiting period unless the user signs in with a factor.
+    RecoveryRequested,
+    /// Notification: a pending account recovery takes effect soon.
+    RecoveryReminder,
 }
 
 impl MailContent<'_> {
@@ -120,6 +133,9 @@ impl MailContent<'_> {
             MailContent::TotpReplayRejected => MessagePurpose::TotpReplayRejected,
             MailContent::SecurityCode { .. } => MessagePurpose::SecurityCode,
             MailContent::FactorAdded { .. } => MessagePurpose::FactorAdded,
+            MailContent::DeviceTrusted => MessagePurpose::DeviceTrusted,
+            MailContent::RecoveryRequested => MessagePurpose::RecoveryRequested,
+            MailContent::RecoveryReminder => MessagePurpose::RecoveryReminder,
         }
     }
 }

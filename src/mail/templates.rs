@@ -280,6 +280,27 @@ impl Templates for EnglishTemplates {
                 None,
                 "If this was not you, secure your account now.",
             ),
+            MailContent::DeviceTrusted => (
+                format!("{issuer}: a device was trusted"),
+                "A device was trusted to sign in to your account without a second factor until its trust expires or is revoked.",
+                None,
+                None,
+                "If this was not you, revoke your trusted devices and secure your account now.",
+            ),
+            MailContent::RecoveryRequested => (
+                format!("{issuer}: two-factor authentication will be turned off"),
+                "Someone with your password asked to turn off two-factor authentication for your account, as if every second factor were lost. It takes effect after a waiting period.",
+                None,
+                None,
+                "If this was not you, sign in once with your authenticator app, email code or a backup code: that cancels it. Then change your password.",
+            ),
+            MailContent::RecoveryReminder => (
+                format!("{issuer}: two-factor authentication will be turned off soon"),
+                "The request to turn off two-factor authentication for your account takes effect soon.",
+                None,
+                None,
+                "If this was not you, sign in once with a second factor now to cancel it, and change your password.",
+            ),
             MailContent::TotpReplayRejected => (
                 format!("{issuer}: a used sign-in code was rejected"),
                 "Someone entered an authenticator code for your account that had already been used.",
@@ -399,6 +420,27 @@ impl Templates for GermanTemplates {
                 None,
                 "Wenn Sie das nicht waren, sichern Sie Ihr Konto jetzt.",
             ),
+            MailContent::DeviceTrusted => (
+                format!("{issuer}: einem Gerät wurde vertraut"),
+                "Ein Gerät darf sich bei Ihrem Konto ohne zweiten Faktor anmelden, bis das Vertrauen abläuft oder widerrufen wird.",
+                None,
+                None,
+                "Wenn Sie das nicht waren, widerrufen Sie Ihre vertrauenswürdigen Geräte und sichern Sie Ihr Konto jetzt.",
+            ),
+            MailContent::RecoveryRequested => (
+                format!("{issuer}: die Zwei-Faktor-Authentifizierung wird ausgeschaltet"),
+                "Jemand mit Ihrem Passwort hat beantragt, die Zwei-Faktor-Authentifizierung für Ihr Konto auszuschalten, als wären alle zweiten Faktoren verloren. Das geschieht nach einer Wartezeit.",
+                None,
+                None,
+                "Wenn Sie das nicht waren, melden Sie sich einmal mit Ihrer Authenticator-App, einem E-Mail-Code oder einem Backup-Code an: Das bricht es ab. Ändern Sie dann Ihr Passwort.",
+            ),
+            MailContent::RecoveryReminder => (
+                format!("{issuer}: die Zwei-Faktor-Authentifizierung wird bald ausgeschaltet"),
+                "Der Antrag, die Zwei-Faktor-Authentifizierung für Ihr Konto auszuschalten, wird bald wirksam.",
+                None,
+                None,
+                "Wenn Sie das nicht waren, melden Sie sich jetzt einmal mit einem zweiten Faktor an, um ihn abzubrechen, und ändern Sie Ihr Passwort.",
+            ),
             MailContent::TotpReplayRejected => (
                 format!("{issuer}: ein bereits benutzter Anmeldecode wurde abgelehnt"),
                 "Jemand hat für Ihr Konto einen Code aus der Authenticator-App eingegeben, der bereits benutzt worden war.",
@@ -480,6 +522,9 @@ mod tests {
             MailContent::FactorAdded {
                 method: Method::Totp,
             },
+            MailContent::DeviceTrusted,
+            MailContent::RecoveryRequested,
+            MailContent::RecoveryReminder,
         ]
     }
 

@@ -21,7 +21,9 @@ mod shared;
 mod sql;
 
 #[cfg(feature = "redis")]
-pub use self::redis::{RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX};
+pub use self::redis::{
+    RedisEnrollmentStore, RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX,
+};
 use flow::{
     AttemptSpec, Begun, NewChallenge, Opened, Reserved, SendSpec, Settled, Settlement, UserLimits,
     UserState,
@@ -335,6 +337,38 @@ pub struct EnrollmentRecord {
     pub email: Option<EmailRecord>,
     /// When the user last passed a second-factor check.
     pub last_verified_at: Option<Timestamp>,
+    /// The user's trusted devices (see [`TwoFactorService::trust_device`](crate::TwoFactorService::trust_device)),
+    /// expired ones included until the next write drops them. Absent in older records (empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_devices: Vec<TrustedDeviceRecord>,
+    /// A pending account recovery (see
+    /// [`TwoFactorService::request_recovery`](crate::TwoFactorService::request_recovery)).
+    /// Absent in older records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryRecord>,
+}
+
+/// A pending account recovery, kept in the [`EnrollmentRecord`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RecoveryRecord {
+    /// When it was asked for.
+    pub requested_at: Timestamp,
+    /// When it turns two-factor authentication off.
+    pub effective_at: Timestamp,
+    /// When the reminder was sent, once.
+    pub reminded_at: Option<Timestamp>,
+}
+
+impl RecoveryRecord {
+    /// A recovery asked for at `requested_at`, due at `effective_at`, not yet reminded.
+    pub fn new(requested_at: Timestamp, effective_at: Timestamp) -> Self {
+        RecoveryRecord {
+            requested_at,
+            effective_at,
+            reminded_at: None,
+        }
+    }
 }
 
 impl EnrollmentRecord {
@@ -371,6 +405,11 @@ pub struct TotpRecord {
     pub created_at: Timestamp,
     /// When a code from the app confirmed it.
     pub confirmed_at: Option<Timestamp>,
+    /// Whether the setup asked for another algorithm or digits and was confirmed with SHA-1 and
+    /// 6 digits instead (see [`Policy::totp_allow_sha1_fallback`](crate::Policy::totp_allow_sha1_fallback));
+    /// `algorithm` and `digits` then hold what the app uses. Absent in older records (`false`).
+    #[serde(default)]
+    pub sha1_fallback: bool,
 }
 
 impl TotpRecord {
@@ -389,6 +428,7 @@ impl TotpRecord {
             period,
             created_at,
             confirmed_at: None,
+            sha1_fallback: false,
         }
     }
 }
@@ -415,6 +455,45 @@ impl PendingTotp {
         PendingTotp {
             totp,
             backup_codes,
+            expires_at,
+        }
+    }
+}
+
+/// A trusted device, as kept in the [`EnrollmentRecord`]: the keyed hash of its token, never
+/// the token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TrustedDeviceRecord {
+    /// The device's public id.
+    pub id: String,
+    /// `HMAC-SHA256(index key, "trusted device" ‖ user ‖ token)`.
+    pub mac: Vec<u8>,
+    /// The host's label.
+    pub label: String,
+    /// When it was trusted.
+    pub created_at: Timestamp,
+    /// When it last signed in without a code.
+    pub last_used_at: Option<Timestamp>,
+    /// When its trust ends.
+    pub expires_at: Timestamp,
+}
+
+impl TrustedDeviceRecord {
+    /// A device record from its parts, never used yet.
+    pub fn new(
+        id: String,
+        mac: Vec<u8>,
+        label: String,
+        created_at: Timestamp,
+        expires_at: Timestamp,
+    ) -> Self {
+        TrustedDeviceRecord {
+            id,
+            mac,
+            label,
+            created_at,
+            last_used_at: None,
             expires_at,
         }
     }

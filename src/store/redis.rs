@@ -103,6 +103,9 @@ use crate::store::flow::{
 };
 use crate::store::{OtpStore, StoreKey};
 
+mod enrollment;
+pub use enrollment::RedisEnrollmentStore;
+
 /// The key prefix used when none is configured.
 pub const DEFAULT_REDIS_PREFIX: &str = "twofactor:";
 

@@ -9,9 +9,17 @@ use crate::error::Error;
 use crate::events::Event;
 use crate::mail::MailContent;
 use crate::method::Method;
-use crate::service::{check_user, TwoFactorService};
+use crate::policy::TotpAlgorithm;
+use crate::service::{check_user, TwoFactorService, UserKeys};
 use crate::store::{PendingTotp, TotpRecord};
 use crate::totp::{self, TotpParams, TotpSecret};
+
+/// What apps that ignore `algorithm=` and `digits=` use (the period is the requested one).
+const SHA1_FALLBACK: TotpParams = TotpParams {
+    algorithm: TotpAlgorithm::Sha1,
+    digits: 6,
+    period: 30,
+};
 
 /// What a TOTP setup shows the user, once: the secret, its otpauth URI and the backup codes.
 /// The QR code is rendered from the URI only when asked for ([`qr_svg`](Self::qr_svg),
@@ -229,8 +237,17 @@ impl TwoFactorService {
     /// Confirms a TOTP setup with a code from the app, enabling TOTP and installing the backup
     /// codes shown at setup. The code's step is recorded, so it cannot be replayed at login.
     ///
+    /// When the policy asks for SHA-256/512 or 8 digits, a 6-digit code is also compared with
+    /// the SHA-1, 6-digit code of the secret, to catch an app that ignored the setting: that
+    /// code is refused with [`Error::TotpAlgorithmUnsupported`], or, under
+    /// [`Policy::totp_allow_sha1_fallback`](crate::Policy::totp_allow_sha1_fallback), enrols
+    /// SHA-1 with 6 digits ([`Status::totp_algorithm`](crate::Status::totp_algorithm) shows
+    /// it, every later check uses it, and [`Event::TotpSha1Fallback`] records it). A code
+    /// compared under both settings counts as two attempts against the user's lock.
+    ///
     /// # Errors
-    /// [`Error::NothingPending`] without a live setup; [`Error::InvalidCode`], [`Error::CodeReused`],
+    /// [`Error::NothingPending`] without a live setup; [`Error::InvalidCode`],
+    /// [`Error::TotpAlgorithmUnsupported`], [`Error::CodeReused`],
     /// [`Error::Locked`], [`Error::MalformedCode`]; store errors (nothing is half-enabled).
     pub async fn confirm_totp_setup(&self, user: &str, code: &str) -> Result<(), Error> {
         check_user(user)?;
@@ -244,31 +261,10 @@ impl TwoFactorService {
             Some(p) if p.expires_at > now => p.clone(),
             _ => return Err(Error::NothingPending),
         };
-        if !code::is_numeric(&input, pending.totp.digits) {
-            return Err(Error::MalformedCode);
-        }
         let keys = self.user_keys(user);
-        let attempt = self
-            .open_attempt(&keys, None, Error::NothingPending, now)
+        let (_, fallback) = self
+            .confirm_candidates(user, &keys, &pending.totp, &input, now)
             .await?;
-        let params = Self::totp_params(&pending.totp)?;
-        let matched = self.match_totp(user, &pending.totp.sealed_secret, params, &input, now);
-        let Ok(Some((step, _))) = matched else {
-            self.fail_attempt(user, &keys, &attempt, now).await;
-            matched?;
-            return Err(Error::InvalidCode {
-                attempts_remaining: None,
-            });
-        };
-        self.pass_attempt(
-            user,
-            &keys,
-            &attempt,
-            (None, Some(step)),
-            Error::NothingPending,
-            now,
-        )
-        .await?;
         // Install the backup codes first: if saving the record then fails, a retry installs the
         // same set again and nothing is lost.
         self.inner
@@ -284,12 +280,24 @@ impl TwoFactorService {
             }
             let mut totp = pending.totp.clone();
             totp.confirmed_at = Some(now);
+            if fallback {
+                totp.algorithm = TotpAlgorithm::Sha1.name().to_owned();
+                totp.digits = SHA1_FALLBACK.digits;
+                totp.sha1_fallback = true;
+            }
             rec.totp = Some(totp);
             rec.pending_totp = None;
             rec.last_verified_at = Some(now);
             Ok(true)
         })
         .await?;
+        if fallback {
+            self.event(Event::TotpSha1Fallback {
+                user: user.to_owned(),
+                requested: Self::totp_params(&pending.totp)?.algorithm,
+                digits: pending.totp.digits,
+            });
+        }
         self.event(Event::FactorEnabled {
             user: user.to_owned(),
             method: Method::Totp,
@@ -305,6 +313,99 @@ impl TwoFactorService {
         )
         .await;
         Ok(())
+    }
+
+    /// Checks a setup's confirmation code: against the requested settings when it has their
+    /// digits, and against SHA-1 with 6 digits (same secret and period) when the requested
+    /// settings differ and it has 6 digits. Each setting compared opens its own attempt, before
+    /// its comparison, so the lock counts every candidate set. Returns the step matched and
+    /// whether it matched the SHA-1 fallback (only when the policy allows it).
+    async fn confirm_candidates(
+        &self,
+        user: &str,
+        keys: &UserKeys,
+        requested: &TotpRecord,
+        input: &Secret,
+        now: Timestamp,
+    ) -> Result<(u64, bool), Error> {
+        let params = Self::totp_params(requested)?;
+        let fallback = TotpParams {
+            period: params.period,
+            ..SHA1_FALLBACK
+        };
+        let check_requested = code::is_numeric(input, params.digits);
+        let check_fallback = params != fallback && code::is_numeric(input, fallback.digits);
+        if !check_requested && !check_fallback {
+            return Err(Error::MalformedCode);
+        }
+        let sealed = &requested.sealed_secret;
+        let mut opened = Vec::with_capacity(2);
+        let mut found = None;
+        for (params, is_fallback) in [(params, false), (fallback, true)] {
+            if !(if is_fallback {
+                check_fallback
+            } else {
+                check_requested
+            }) {
+                continue;
+            }
+            let attempt = match self
+                .open_attempt(keys, None, Error::NothingPending, now)
+                .await
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    for a in &opened {
+                        self.fail_attempt(user, keys, a, now).await;
+                    }
+                    return Err(e);
+                }
+            };
+            opened.push(attempt);
+            match self.match_totp(user, sealed, params, input, now) {
+                Ok(Some((step, _))) => {
+                    found = Some((step, is_fallback));
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    for a in &opened {
+                        self.fail_attempt(user, keys, a, now).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let refused = match found {
+            Some((_, true)) if !self.inner.policy.totp_allow_sha1_fallback => {
+                Error::TotpAlgorithmUnsupported {
+                    requested: params.algorithm,
+                    digits: params.digits,
+                }
+            }
+            Some((step, fallback)) => {
+                let Some(last) = opened.last() else {
+                    return Err(Error::Internal("no attempt was opened"));
+                };
+                self.pass_attempt(
+                    user,
+                    keys,
+                    last,
+                    (None, Some(step)),
+                    Error::NothingPending,
+                    now,
+                )
+                .await?;
+                return Ok((step, fallback));
+            }
+            None => Error::InvalidCode {
+                attempts_remaining: None,
+            },
+        };
+        for a in &opened {
+            self.fail_attempt(user, keys, a, now).await;
+        }
+        Err(refused)
     }
 
     /// The TOTP step `code` matches for the sealed secret, within the skew window, and whether

@@ -29,6 +29,7 @@ mod policy_bounds;
 mod quickstart;
 #[cfg(all(feature = "test-util", any(feature = "redis", feature = "postgres")))]
 mod real_failures;
+mod recovery;
 mod rfc_vectors;
 // The server example renders PNG QR codes.
 #[cfg(feature = "qr-png")]
@@ -49,6 +50,8 @@ mod store_pools;
 mod store_round_trips;
 mod store_secrecy;
 mod totp;
+mod totp_algorithm_check;
 mod totp_enrollment;
+mod trusted_devices;
 mod uniformity;
 mod wire;

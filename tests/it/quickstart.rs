@@ -34,6 +34,7 @@ fn the_quickstart_names_each_method_plainly() {
         "verified user-42 by totp",
         "verified by email",
         "verified by backup_code; 9 backup codes left",
+        "next login verified by trusted_device",
     ] {
         assert!(stdout.contains(shown), "missing {shown:?} in:\n{stdout}");
     }
@@ -45,7 +46,12 @@ fn the_quickstart_names_each_method_plainly() {
 #[test]
 fn a_method_displays_as_its_stable_name() {
     use twofactor::Method;
-    for m in [Method::Totp, Method::Email, Method::BackupCode] {
+    for m in [
+        Method::Totp,
+        Method::Email,
+        Method::BackupCode,
+        Method::TrustedDevice,
+    ] {
         assert_eq!(m.to_string(), m.as_str());
     }
 }

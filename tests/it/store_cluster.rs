@@ -15,6 +15,17 @@ mod otp {
     twofactor::otp_store_tests!(redis_cluster_store);
 }
 
+/// The Redis enrolment store on the same cluster connection.
+mod enrollment {
+    twofactor::enrollment_store_tests!(|| async {
+        Some(
+            crate::support::stores::redis_cluster_store()
+                .await?
+                .enrollment_store(),
+        )
+    });
+}
+
 /// A service on a cluster store (its own prefix) and memory enrolments; `None` to skip.
 async fn service() -> Option<(Svc, twofactor::RedisOtpStore)> {
     let store = stores::redis_cluster_store().await?;

@@ -20,6 +20,10 @@ mod redis {
         use crate::support::stores::redis_store;
         twofactor::otp_store_tests!(redis_store);
     }
+    mod enrollment {
+        use crate::support::stores::redis_enrollment_store;
+        twofactor::enrollment_store_tests!(redis_enrollment_store);
+    }
 
     /// Two stores on one Redis with different prefixes never see each other's keys.
     #[test]
@@ -62,6 +66,91 @@ mod redis {
                 assert_eq!(
                     b.take(&k, now).await.unwrap().as_deref(),
                     Some(&b"from-b"[..])
+                );
+            },
+        );
+    }
+
+    /// Enrolment stores under different prefixes never see each other's records or codes; user
+    /// ids that differ only by braces or percent signs stay apart; a key holding something else
+    /// than this store wrote is a corrupt record, never an empty one.
+    #[test]
+    fn enrollment_keys_isolate_and_refuse_foreign_records() {
+        use twofactor::{
+            BackupCodeRecord, EnrollmentRecord, EnrollmentStore, StoreErrorKind, Timestamp,
+        };
+        twofactor::conformance::run(
+            "enrollment_keys_isolate_and_refuse_foreign_records",
+            || async {
+                let a = stores::redis_store().await?;
+                let b = stores::redis_store().await?;
+                Some((a, b))
+            },
+            |stores| async move {
+                let (a_otp, b_otp) = &*stores;
+                let (a, b) = (a_otp.enrollment_store(), b_otp.enrollment_store());
+                assert_eq!(a.prefix(), a_otp.prefix());
+                let now = Timestamp::from_unix_secs(100);
+                let w = stores::random_word();
+                let users = [
+                    w.clone(),
+                    format!("{w}}}x"),
+                    format!("{{{w}}}"),
+                    format!("{w}%7Dx"),
+                    format!("{w}%257Dx"),
+                ];
+                let code = |i: usize| BackupCodeRecord::new(vec![i as u8; 32], None);
+                for (i, u) in users.iter().enumerate() {
+                    let mut r = EnrollmentRecord::new();
+                    r.last_verified_at = Some(Timestamp::from_unix_secs(i as u64));
+                    a.save(u, &r, None).await.unwrap().unwrap();
+                    a.replace_backup_codes(u, &[code(i)], now).await.unwrap();
+                }
+                for (i, u) in users.iter().enumerate() {
+                    let (rec, n) = a.load_with_codes(u).await.unwrap();
+                    assert_eq!(
+                        rec.unwrap().0.last_verified_at,
+                        Some(Timestamp::from_unix_secs(i as u64)),
+                        "{u}"
+                    );
+                    assert_eq!(n, 1, "{u}");
+                    assert_eq!(
+                        a.find_backup_code(u, &code(i).lookup).await.unwrap(),
+                        Some(code(i))
+                    );
+                    assert_eq!(b.load_with_codes(u).await.unwrap(), (None, 0), "{u}");
+                }
+
+                let client = redis::Client::open(stores::redis_url().unwrap()).unwrap();
+                let mut conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+                let (plain, garbled) = (format!("{w}-plain"), format!("{w}-garbled"));
+                let record_key = |u: &str| format!("{}enrollment:{{{u}}}", a.prefix());
+                redis::cmd("SET")
+                    .arg(record_key(&plain))
+                    .arg("not a hash")
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .unwrap();
+                redis::cmd("HSET")
+                    .arg(record_key(&garbled))
+                    .arg("record")
+                    .arg("not json")
+                    .arg("revision")
+                    .arg(1)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .unwrap();
+                for u in [&plain, &garbled] {
+                    let e = a.load(u).await.unwrap_err();
+                    assert_eq!(e.kind(), StoreErrorKind::Corrupt, "{u}: {e}");
+                    let e = a.load_with_codes(u).await.unwrap_err();
+                    assert_eq!(e.kind(), StoreErrorKind::Corrupt, "{u}: {e}");
+                }
+                assert!(
+                    a.save(&plain, &EnrollmentRecord::new(), None)
+                        .await
+                        .is_err(),
+                    "a foreign record is not overwritten"
                 );
             },
         );

@@ -152,6 +152,71 @@ mod redis {
             );
         });
     }
+
+    /// The enrolment store on a Redis that went away: every operation fails with a transient,
+    /// typed error that keeps its cause, and none answers "not enrolled" or "no such code".
+    #[test]
+    fn enrollment_store_fails_closed_when_redis_is_down() {
+        use twofactor::{BackupCodeRecord, EnrollmentRecord, EnrollmentStore};
+        let port = dead_port();
+        let Some(mut server) = OwnRedis::start(port) else {
+            return;
+        };
+        runtime().block_on(async {
+            let store = server.connect().await.enrollment_store();
+            let now = Timestamp::from_unix_secs(1_000);
+            let code = BackupCodeRecord::new(vec![7; 32], None);
+            let rev = store
+                .save("u", &EnrollmentRecord::new(), None)
+                .await
+                .unwrap()
+                .unwrap();
+            store
+                .replace_backup_codes("u", std::slice::from_ref(&code), now)
+                .await
+                .unwrap();
+
+            server.kill();
+
+            let record = EnrollmentRecord::new();
+            let errors = vec![
+                store.load("u").await.map(|_| ()).unwrap_err(),
+                store
+                    .save("u", &record, Some(rev))
+                    .await
+                    .map(|_| ())
+                    .unwrap_err(),
+                store.remove("u").await.unwrap_err(),
+                store.replace_backup_codes("u", &[], now).await.unwrap_err(),
+                store
+                    .find_backup_code("u", &code.lookup)
+                    .await
+                    .map(|_| ())
+                    .unwrap_err(),
+                store
+                    .consume_backup_code("u", &code.lookup, now)
+                    .await
+                    .map(|_| ())
+                    .unwrap_err(),
+                store
+                    .backup_codes_remaining("u")
+                    .await
+                    .map(|_| ())
+                    .unwrap_err(),
+                store.load_with_codes("u").await.map(|_| ()).unwrap_err(),
+                store
+                    .redeem_backup_code("u", &code.lookup, now)
+                    .await
+                    .map(|_| ())
+                    .unwrap_err(),
+            ];
+            for e in &errors {
+                assert!(e.is_transient(), "{e}");
+                assert_eq!(e.kind(), StoreErrorKind::Unavailable, "{e}");
+                assert!(has_source(e), "{e}");
+            }
+        });
+    }
 }
 
 #[cfg(feature = "postgres")]

@@ -618,6 +618,19 @@ mod redis_cluster {
     flow_tests!(stores);
 }
 
+/// Redis for both stores, on one connection and one prefix.
+#[cfg(feature = "redis")]
+mod redis_only {
+    use super::*;
+
+    async fn stores() -> Option<Stores> {
+        let otp = stores::redis_store().await?;
+        let enrollments = otp.enrollment_store();
+        Some((Arc::new(otp), Arc::new(enrollments)))
+    }
+    flow_tests!(stores);
+}
+
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::*;
@@ -701,4 +714,69 @@ fn redis_stopped_mid_login_fails_closed_and_loses_no_enrollment() {
             assert_eq!(v.backup_codes_remaining, 9);
         },
     );
+}
+
+/// Redis for both stores, killed (SIGKILL) after an enrolment and a redeemed backup code, then
+/// started again. Without persistence the enrolment is gone, as the docs warn; with an
+/// append-only file synced on every write (`appendfsync always`) nothing acknowledged is lost:
+/// the factor is still enabled and the redeemed code stays spent.
+#[cfg(feature = "redis")]
+#[test]
+fn redis_enrollments_survive_a_crash_only_with_persistence() {
+    for durable in [false, true] {
+        let port = stores::dead_port();
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("twofactor-aof-{}", stores::random_word()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let start = || {
+            if durable {
+                stores::OwnRedis::start_durable(port, &dir)
+            } else {
+                stores::OwnRedis::start(port)
+            }
+        };
+        let Some(mut server) = start() else {
+            return;
+        };
+        twofactor::conformance::run(
+            "redis_enrollments_survive_a_crash_only_with_persistence",
+            || async { Some(()) },
+            |_| async move {
+                let otp = server.connect().await;
+                let stores: Stores = (Arc::new(otp.clone()), Arc::new(otp.enrollment_store()));
+                let f = Flow::new(&stores);
+                let u = user();
+                let (_secret, codes) = f.enroll_totp(&u).await;
+                let ch = f.challenge(&u).await;
+                let v = f.tf.verify_login(ch.token(), &codes[0]).await.unwrap();
+                assert_eq!(v.backup_codes_remaining, 9);
+
+                server.kill();
+                let back = start().unwrap();
+                let otp = back.connect().await;
+                let stores: Stores = (Arc::new(otp.clone()), Arc::new(otp.enrollment_store()));
+                let g = f.twin(&stores);
+                let status = g.tf.status(&u).await.unwrap();
+                if !durable {
+                    assert!(
+                        !status.enabled,
+                        "a Redis without persistence forgets the enrolment"
+                    );
+                    assert_eq!(status.backup_codes_remaining, 0);
+                    return;
+                }
+                assert!(status.enabled, "the enrolment survived the crash");
+                assert_eq!(status.backup_codes_remaining, 9);
+                let ch = g.challenge(&u).await;
+                assert!(
+                    g.tf.verify_login(ch.token(), &codes[0]).await.is_err(),
+                    "the redeemed code stays spent"
+                );
+                let v = g.tf.verify_login(ch.token(), &codes[1]).await.unwrap();
+                assert_eq!(v.method, Some(Method::BackupCode));
+                assert_eq!(v.backup_codes_remaining, 8);
+            },
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

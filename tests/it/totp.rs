@@ -582,7 +582,7 @@ proptest! {
 
 /// Whether `tool` runs; when it does not, says so on stderr (or fails under
 /// TWOFACTOR_REQUIRE_SERVERS=1).
-fn have(tool: &str, package: &str) -> bool {
+pub(crate) fn have(tool: &str, package: &str) -> bool {
     match Command::new(tool).arg("--version").output() {
         Ok(_) => true,
         Err(e) => {
@@ -595,7 +595,7 @@ fn have(tool: &str, package: &str) -> bool {
     }
 }
 
-fn oathtool(mode: &str, digits: u32, secret_b32: &str, time: u64) -> String {
+pub(crate) fn oathtool(mode: &str, digits: u32, secret_b32: &str, time: u64) -> String {
     let out = Command::new("oathtool")
         .args([
             mode,

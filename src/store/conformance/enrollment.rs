@@ -370,3 +370,183 @@ pub async fn backup_codes_kept_per_user<S: EnrollmentStore + ?Sized>(store: Arc<
     assert_eq!(store.backup_codes_remaining(&a).await.unwrap(), 9);
     assert!(store.load(&a).await.unwrap().is_some());
 }
+
+/// `load_with_codes` gives the record with the count of unused codes; `redeem_backup_code`
+/// consumes a code once and says how many remain.
+pub async fn load_with_codes_and_redeem<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    let u = user();
+    assert_eq!(store.load_with_codes(&u).await.unwrap(), (None, 0));
+    let set = codes(6, 5);
+    store.replace_backup_codes(&u, &set, at(T0)).await.unwrap();
+    assert_eq!(
+        store.load_with_codes(&u).await.unwrap(),
+        (None, 5),
+        "codes without a record"
+    );
+    let rev = store.save(&u, &record(1), None).await.unwrap().unwrap();
+    assert_eq!(
+        store.load_with_codes(&u).await.unwrap(),
+        (Some((record(1), rev)), 5)
+    );
+    assert_eq!(
+        store
+            .redeem_backup_code(&u, &set[2].lookup, at(T0 + 1))
+            .await
+            .unwrap(),
+        Some(4)
+    );
+    assert_eq!(
+        store
+            .redeem_backup_code(&u, &set[2].lookup, at(T0 + 2))
+            .await
+            .unwrap(),
+        None,
+        "a code is redeemed once"
+    );
+    assert_eq!(
+        store.find_backup_code(&u, &set[2].lookup).await.unwrap(),
+        None
+    );
+    let mut wrong = set[0].lookup.clone();
+    wrong[0] ^= 1;
+    assert_eq!(
+        store
+            .redeem_backup_code(&u, &wrong, at(T0 + 2))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .redeem_backup_code(&user(), &set[0].lookup, at(T0 + 2))
+            .await
+            .unwrap(),
+        None,
+        "another user's code"
+    );
+    assert!(store
+        .consume_backup_code(&u, &set[0].lookup, at(T0 + 3))
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .redeem_backup_code(&u, &set[0].lookup, at(T0 + 4))
+            .await
+            .unwrap(),
+        None,
+        "consumed before"
+    );
+    assert_eq!(
+        store.load_with_codes(&u).await.unwrap(),
+        (Some((record(1), rev)), 3)
+    );
+    store.remove(&u).await.unwrap();
+    assert_eq!(store.load_with_codes(&u).await.unwrap(), (None, 0));
+    assert_eq!(
+        store
+            .redeem_backup_code(&u, &set[1].lookup, at(T0 + 5))
+            .await
+            .unwrap(),
+        None,
+        "removed with the user"
+    );
+}
+
+/// Of 32 concurrent redemptions of one code, exactly one succeeds, and it counts the others.
+pub async fn redeem_concurrent_exactly_one<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    let u = user();
+    let set = codes(8, 10);
+    store.replace_backup_codes(&u, &set, at(T0)).await.unwrap();
+    for (n, c) in set[..3].iter().enumerate() {
+        let redeemed = concurrently(32, |_| {
+            let (store, u, lookup) = (store.clone(), u.clone(), c.lookup.clone());
+            async move { store.redeem_backup_code(&u, &lookup, at(T0)).await.unwrap() }
+        })
+        .await;
+        let won: Vec<u32> = redeemed.into_iter().flatten().collect();
+        assert_eq!(
+            won,
+            vec![9 - n as u32],
+            "exactly one of 32 concurrent redemptions"
+        );
+    }
+    assert_eq!(store.backup_codes_remaining(&u).await.unwrap(), 7);
+}
+
+/// Trusted devices ride in the record: they load back equal (label, times, keyed hash), a
+/// compare-and-swap updates one device's last use, a stale writer cannot bring a revoked device
+/// back, and `remove` drops them with the record.
+pub async fn trusted_devices_round_trip<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    use crate::store::TrustedDeviceRecord;
+    let u = user();
+    let mut r = record(3);
+    for i in 0..3u8 {
+        r.trusted_devices.push(TrustedDeviceRecord::new(
+            format!("device-{i}"),
+            vec![i; 32],
+            format!("Browser {i} «ünïcode» \"quoted\""),
+            at(T0 + u64::from(i)),
+            at(T0 + 30 * 86_400),
+        ));
+    }
+    let rev1 = store.save(&u, &r, None).await.unwrap().expect("first save");
+    assert_eq!(store.load(&u).await.unwrap(), Some((r.clone(), rev1)));
+
+    let mut used = r.clone();
+    used.trusted_devices[1].last_used_at = Some(at(T0 + 100));
+    let rev2 = store
+        .save(&u, &used, Some(rev1))
+        .await
+        .unwrap()
+        .expect("last use recorded");
+    assert_eq!(store.load(&u).await.unwrap(), Some((used.clone(), rev2)));
+
+    let mut revoked = used.clone();
+    revoked.trusted_devices.clear();
+    let rev3 = store
+        .save(&u, &revoked, Some(rev2))
+        .await
+        .unwrap()
+        .expect("revoked");
+    // A writer that loaded the record before the revocation cannot restore the devices.
+    assert_eq!(store.save(&u, &used, Some(rev2)).await.unwrap(), None);
+    let (loaded, _) = store.load(&u).await.unwrap().unwrap();
+    assert!(loaded.trusted_devices.is_empty());
+
+    store.save(&u, &r, Some(rev3)).await.unwrap().unwrap();
+    store.remove(&u).await.unwrap();
+    assert_eq!(store.load(&u).await.unwrap(), None);
+    let rev = store
+        .save(&u, &record(4), None)
+        .await
+        .unwrap()
+        .expect("enrol again");
+    let (again, rev_again) = store.load(&u).await.unwrap().unwrap();
+    assert_eq!(rev_again, rev);
+    assert!(
+        again.trusted_devices.is_empty(),
+        "devices died with the removal"
+    );
+}
+
+/// A pending account recovery rides in the record: it loads back equal, and clearing it by
+/// compare-and-swap is not undone by a writer holding the older revision.
+pub async fn recovery_round_trip<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    use crate::store::RecoveryRecord;
+    let u = user();
+    let mut r = record(5);
+    let mut pending = RecoveryRecord::new(at(T0), at(T0 + 72 * 3600));
+    pending.reminded_at = Some(at(T0 + 48 * 3600));
+    r.recovery = Some(pending);
+    let rev1 = store.save(&u, &r, None).await.unwrap().expect("first save");
+    assert_eq!(store.load(&u).await.unwrap(), Some((r.clone(), rev1)));
+    let mut cancelled = r.clone();
+    cancelled.recovery = None;
+    let rev2 = store
+        .save(&u, &cancelled, Some(rev1))
+        .await
+        .unwrap()
+        .expect("cancelled");
+    assert_eq!(store.save(&u, &r, Some(rev1)).await.unwrap(), None);
+    assert_eq!(store.load(&u).await.unwrap(), Some((cancelled, rev2)));
+}

@@ -36,7 +36,8 @@
 //! per-client ceiling of the login steps). For the [`EnrollmentStore`]: round trip; compare-and-swap that refuses
 //! stale revisions, also under 32 concurrent writers and across a removal; removal of the record
 //! with its backup codes; backup codes found, consumed once (also under 32 concurrent attempts),
-//! counted, voided by replacement and kept per user.
+//! counted, voided by replacement and kept per user; `load_with_codes` with the count of unused
+//! codes, and `redeem_backup_code` once, also under 32 concurrent attempts.
 
 // This module is test code shipped for hosts: failing loudly is its job.
 #![allow(
@@ -175,6 +176,10 @@ macro_rules! enrollment_store_tests {
             backup_code_concurrent_consume_exactly_one,
             backup_codes_replacement_voids_old,
             backup_codes_kept_per_user,
+            load_with_codes_and_redeem,
+            redeem_concurrent_exactly_one,
+            trusted_devices_round_trip,
+            recovery_round_trip,
         );
     };
 }

@@ -116,6 +116,13 @@ pub(crate) async fn redis_cluster_store() -> Option<twofactor::RedisOtpStore> {
     )
 }
 
+/// A Redis enrolment store on the test Redis, under a prefix of its own. The test Redis runs
+/// without persistence: these tests prove the semantics, not durability.
+#[cfg(feature = "redis")]
+pub(crate) async fn redis_enrollment_store() -> Option<twofactor::RedisEnrollmentStore> {
+    Some(redis_store().await?.enrollment_store())
+}
+
 #[cfg(feature = "postgres")]
 pub(crate) async fn postgres_store() -> Option<twofactor::SqlStore> {
     let url = postgres_url()?;
@@ -187,7 +194,8 @@ pub(crate) fn has_source(e: &dyn std::error::Error) -> bool {
 
 pub(crate) const SHORT: Duration = Duration::from_millis(500);
 
-/// A `redis-server` child process on a port of its own (no persistence), killed when dropped.
+/// A `redis-server` child process on a port of its own (no persistence unless asked), killed
+/// when dropped.
 #[cfg(feature = "redis")]
 pub(crate) struct OwnRedis {
     child: Option<std::process::Child>,
@@ -199,10 +207,34 @@ impl OwnRedis {
     /// Starts `redis-server` on `port`; `None` (after printing why) when the binary is missing
     /// and servers are not required.
     pub(crate) fn start(port: u16) -> Option<Self> {
+        Self::spawn(port, &["--save", "", "--appendonly", "no"])
+    }
+
+    /// Starts `redis-server` on `port` with an append-only file in `dir`, synced on every write
+    /// (`appendfsync always`), as a durable enrolment store needs; as [`OwnRedis::start`]
+    /// otherwise. Started again on the same `dir`, it loads what it wrote.
+    pub(crate) fn start_durable(port: u16, dir: &std::path::Path) -> Option<Self> {
+        let dir = dir.to_str().expect("a UTF-8 temporary path");
+        Self::spawn(
+            port,
+            &[
+                "--save",
+                "",
+                "--dir",
+                dir,
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ],
+        )
+    }
+
+    fn spawn(port: u16, config: &[&str]) -> Option<Self> {
         use std::process::{Command, Stdio};
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(config)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();

@@ -1,0 +1,218 @@
+//! Delayed account recovery, for a user who lost every factor: [`TwoFactorService::request_recovery`]
+//! (with the password) schedules turning two-factor authentication off after
+//! [`Policy::recovery_delay`](crate::Policy::recovery_delay) (72 hours), tells the user's email
+//! factor at once and again [`Policy::recovery_reminder`](crate::Policy::recovery_reminder)
+//! before it takes effect, and any passed second-factor check (a login, a reauthentication, a
+//! step-up) or [`TwoFactorService::cancel_recovery`] cancels it.
+//!
+//! The delay is what stops an attacker who has only the password: the real user, still holding a
+//! factor, signs in once (or cancels) within it. A second request neither extends nor shortens
+//! the first. The pending recovery lives in the enrolment record, so every store keeps it.
+//!
+//! Nothing runs in the background: a due recovery takes effect at the user's next
+//! [`begin_login`](TwoFactorService::begin_login), or when the host calls
+//! [`TwoFactorService::process_recovery`], which also sends the reminder. A host runs it
+//! periodically (hourly, say) for the users with a pending recovery, which it learns from
+//! [`Event::RecoveryRequested`]; [`status`](TwoFactorService::status) shows the deadline.
+
+use crate::clock::Timestamp;
+use crate::error::Error;
+use crate::events::Event;
+use crate::login::LoginStep;
+use crate::mail::MailContent;
+use crate::method::Verified;
+use crate::service::{check_user, TwoFactorService};
+use crate::store::{EnrollmentRecord, RecoveryRecord};
+
+/// Where a user's recovery stands, from [`TwoFactorService::process_recovery`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecoveryProgress {
+    /// No recovery is pending.
+    None,
+    /// A recovery is pending and takes effect at this time.
+    Pending {
+        /// When two-factor authentication is turned off.
+        effective_at: Timestamp,
+    },
+    /// The recovery took effect now: every factor and backup code was removed.
+    Completed,
+}
+
+impl TwoFactorService {
+    /// Schedules turning two-factor authentication off for a user who lost every factor, after
+    /// [`Policy::recovery_delay`](crate::Policy::recovery_delay), and returns when it takes
+    /// effect. Needs the password (the host's [`PasswordVerifier`](crate::PasswordVerifier),
+    /// with the same limit of its own as at [`disable`](Self::disable)).
+    ///
+    /// The user's email factor is told at once ([`MailContent::RecoveryRequested`]); the host
+    /// should also tell the account's own address, from [`Event::RecoveryRequested`]. While one
+    /// is pending, a new request changes nothing and returns the same time.
+    ///
+    /// # Errors
+    /// [`Error::NotEnrolled`] without a factor; [`Error::InvalidPassword`]; [`Error::Locked`]
+    /// past the password limit; [`Error::PasswordCheck`]; [`Error::InvalidConfig`] without a
+    /// password verifier; store errors.
+    pub async fn request_recovery(&self, user: &str, password: &str) -> Result<Timestamp, Error> {
+        check_user(user)?;
+        let now = self.now();
+        let (rec, rev) = self.load(user).await?;
+        if !rec.is_enabled() {
+            return Err(Error::NotEnrolled);
+        }
+        if !self.check_password(user, password, now).await? {
+            return Err(Error::InvalidPassword);
+        }
+        let effective_at = now.saturating_add(self.inner.policy.recovery_delay);
+        let mut created = false;
+        let rec = self
+            .update_from(user, Some((rec, rev)), |rec| {
+                if !rec.is_enabled() {
+                    return Err(Error::NotEnrolled);
+                }
+                created = rec.recovery.is_none();
+                if created {
+                    rec.recovery = Some(RecoveryRecord::new(now, effective_at));
+                }
+                Ok(created)
+            })
+            .await?;
+        let Some(pending) = rec.recovery else {
+            return Err(Error::Internal("a recovery was scheduled but not kept"));
+        };
+        if created {
+            self.event(Event::RecoveryRequested {
+                user: user.to_owned(),
+                effective_at: pending.effective_at,
+            });
+            let to = rec.email.as_ref().map(|e| e.address.as_str());
+            self.notify(user, to, MailContent::RecoveryRequested).await;
+        }
+        Ok(pending.effective_at)
+    }
+
+    /// Cancels a pending recovery; `false` when none was pending. A passed second-factor check
+    /// cancels it too.
+    ///
+    /// # Errors
+    /// Store errors; [`Error::InvalidInput`] for an unusable user id.
+    pub async fn cancel_recovery(&self, user: &str) -> Result<bool, Error> {
+        check_user(user)?;
+        let mut cancelled = false;
+        self.update(user, |rec| {
+            cancelled = rec.recovery.take().is_some();
+            Ok(cancelled)
+        })
+        .await?;
+        if cancelled {
+            self.event(Event::RecoveryCancelled {
+                user: user.to_owned(),
+            });
+        }
+        Ok(cancelled)
+    }
+
+    /// Moves the user's recovery on: when it is due, turns two-factor authentication off (as
+    /// [`disable`](Self::disable) does, telling the email factor); when it takes effect within
+    /// [`Policy::recovery_reminder`](crate::Policy::recovery_reminder), sends the reminder once.
+    /// Run it periodically for each user with a pending recovery.
+    ///
+    /// # Errors
+    /// Store errors; [`Error::InvalidInput`] for an unusable user id.
+    pub async fn process_recovery(&self, user: &str) -> Result<RecoveryProgress, Error> {
+        check_user(user)?;
+        let now = self.now();
+        let (rec, rev) = self.load(user).await?;
+        let Some(pending) = rec.recovery.clone() else {
+            return Ok(RecoveryProgress::None);
+        };
+        if pending.effective_at <= now {
+            if self.complete_recovery(user, now).await? {
+                return Ok(RecoveryProgress::Completed);
+            }
+            return Ok(RecoveryProgress::None);
+        }
+        let remind_from = Timestamp::from_unix_secs(
+            pending
+                .effective_at
+                .as_unix_secs()
+                .saturating_sub(self.inner.policy.recovery_reminder.as_secs()),
+        );
+        if pending.reminded_at.is_none() && remind_from <= now {
+            let mut first = false;
+            let rec = self
+                .update_from(user, Some((rec, rev)), |rec| {
+                    first = match rec.recovery.as_mut() {
+                        Some(r) if r.reminded_at.is_none() => {
+                            r.reminded_at = Some(now);
+                            true
+                        }
+                        _ => false,
+                    };
+                    Ok(first)
+                })
+                .await?;
+            if first {
+                let to = rec.email.as_ref().map(|e| e.address.as_str());
+                self.notify(user, to, MailContent::RecoveryReminder).await;
+            }
+        }
+        Ok(RecoveryProgress::Pending {
+            effective_at: pending.effective_at,
+        })
+    }
+
+    /// At `begin_login`: a recovery that is due takes effect now, and the login completes
+    /// without a factor. `None` when there is none due.
+    pub(crate) async fn recovery_at_login(
+        &self,
+        user: &str,
+        rec: &EnrollmentRecord,
+        now: Timestamp,
+    ) -> Result<Option<LoginStep>, Error> {
+        if rec.recovery.as_ref().is_none_or(|r| r.effective_at > now) {
+            return Ok(None);
+        }
+        if !self.complete_recovery(user, now).await? {
+            return Ok(None);
+        }
+        Ok(Some(LoginStep::Complete(Verified {
+            user: user.to_owned(),
+            method: None,
+            backup_codes_remaining: 0,
+            verified_at: now,
+        })))
+    }
+
+    /// Removes every factor and backup code of a user whose recovery is due, by
+    /// compare-and-swap: a cancellation that won the race keeps the factors (`false`).
+    async fn complete_recovery(&self, user: &str, now: Timestamp) -> Result<bool, Error> {
+        let mut email = None;
+        let mut done = false;
+        self.update(user, |rec| {
+            done = rec.recovery.as_ref().is_some_and(|r| r.effective_at <= now);
+            if done {
+                email = rec.email.take().map(|e| e.address);
+                *rec = EnrollmentRecord::new();
+            }
+            Ok(done)
+        })
+        .await?;
+        if !done {
+            return Ok(false);
+        }
+        self.inner
+            .enrollments
+            .replace_backup_codes(user, &[], now)
+            .await?;
+        self.event(Event::RecoveryCompleted {
+            user: user.to_owned(),
+        });
+        self.event(Event::FactorDisabled {
+            user: user.to_owned(),
+        });
+        self.notify(user, email.as_deref(), MailContent::TwoFactorDisabled)
+            .await;
+        Ok(true)
+    }
+}

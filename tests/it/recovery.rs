@@ -1,0 +1,318 @@
+//! Delayed account recovery (issue 11 item 3), on the manual clock: a request schedules turning
+//! two-factor authentication off after `Policy::recovery_delay`, tells the email factor at once
+//! and again before the deadline, and any passed second-factor check or `cancel_recovery`
+//! cancels it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use twofactor::{
+    Error, Event, Keyring, LoginStep, ManualClock, MessagePurpose, Method, Policy,
+    RecoveryProgress, TwoFactorService,
+};
+
+use crate::support::{Harness, PASSWORD};
+
+const DELAY: u64 = 72 * 3600;
+const ADDRESS: &str = "u1@example.com";
+
+/// A user with TOTP and an email factor; returns the TOTP secret.
+async fn enrolled(h: &Harness) -> String {
+    let (secret, _) = h.enroll_totp("u1").await;
+    h.enroll_email("u1", ADDRESS).await;
+    h.advance(30);
+    secret
+}
+
+fn mails(h: &Harness, purpose: MessagePurpose) -> usize {
+    h.mailer
+        .messages()
+        .iter()
+        .filter(|m| m.to == ADDRESS && m.purpose == purpose)
+        .count()
+}
+
+fn is_challenge(step: &LoginStep) -> bool {
+    matches!(step, LoginStep::Challenge(_))
+}
+
+#[tokio::test]
+async fn a_request_is_scheduled_told_at_once_and_shown_in_status() {
+    let h = Harness::new();
+    enrolled(&h).await;
+    // No factor, no recovery; a wrong password schedules nothing.
+    assert!(matches!(
+        h.tf.request_recovery("nobody", PASSWORD).await,
+        Err(Error::NotEnrolled)
+    ));
+    assert!(matches!(
+        h.tf.request_recovery("u1", "wrong password").await,
+        Err(Error::InvalidPassword)
+    ));
+    assert_eq!(
+        h.tf.status("u1").await.unwrap().recovery_pending_until,
+        None
+    );
+    assert_eq!(mails(&h, MessagePurpose::RecoveryRequested), 0);
+
+    let at = h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    assert_eq!(at.as_unix_secs(), h.now() + DELAY);
+    assert_eq!(mails(&h, MessagePurpose::RecoveryRequested), 1);
+    assert!(h.events.events().contains(&Event::RecoveryRequested {
+        user: "u1".into(),
+        effective_at: at,
+    }));
+    let status = h.tf.status("u1").await.unwrap();
+    assert_eq!(status.recovery_pending_until, Some(at));
+    assert!(status.enabled);
+}
+
+#[tokio::test]
+async fn a_login_with_a_factor_cancels_it() {
+    let h = Harness::new();
+    let secret = enrolled(&h).await;
+    h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    h.advance(3600);
+    let c = h.challenge("u1").await;
+    let v =
+        h.tf.verify_login(c.token(), &h.totp(&secret))
+            .await
+            .unwrap();
+    assert_eq!(v.method, Some(Method::Totp));
+    assert_eq!(
+        h.tf.status("u1").await.unwrap().recovery_pending_until,
+        None
+    );
+    assert!(h
+        .events
+        .events()
+        .contains(&Event::RecoveryCancelled { user: "u1".into() }));
+    // Long past the deadline the factors are still there.
+    h.advance(DELAY);
+    assert!(is_challenge(&h.tf.begin_login("u1").await.unwrap()));
+    assert_eq!(
+        h.tf.process_recovery("u1").await.unwrap(),
+        RecoveryProgress::None
+    );
+    assert!(h.tf.status("u1").await.unwrap().enabled);
+}
+
+#[tokio::test]
+async fn a_reauthentication_or_the_host_cancels_it() {
+    let h = Harness::new();
+    let secret = enrolled(&h).await;
+    h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    h.tf.reauthenticate("u1", &h.totp(&secret)).await.unwrap();
+    assert_eq!(
+        h.tf.status("u1").await.unwrap().recovery_pending_until,
+        None
+    );
+
+    h.advance(30);
+    h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    assert!(h.tf.cancel_recovery("u1").await.unwrap());
+    assert!(!h.tf.cancel_recovery("u1").await.unwrap());
+    h.advance(DELAY);
+    assert!(is_challenge(&h.tf.begin_login("u1").await.unwrap()));
+}
+
+#[tokio::test]
+async fn it_takes_effect_at_the_deadline() {
+    let h = Harness::new();
+    enrolled(&h).await;
+    let at = h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    h.advance(DELAY - 1);
+    // A challenge begun is no second-factor check: it cancels nothing.
+    assert!(is_challenge(&h.tf.begin_login("u1").await.unwrap()));
+    assert_eq!(
+        h.tf.process_recovery("u1").await.unwrap(),
+        RecoveryProgress::Pending { effective_at: at }
+    );
+    h.advance(1);
+    let disabled_before = mails(&h, MessagePurpose::TwoFactorDisabled);
+    let LoginStep::Complete(v) = h.tf.begin_login("u1").await.unwrap() else {
+        panic!("the recovery took effect: no factor is left");
+    };
+    assert_eq!(v.method, None);
+    let status = h.tf.status("u1").await.unwrap();
+    assert!(!status.enabled);
+    assert_eq!(status.backup_codes_remaining, 0);
+    assert_eq!(status.recovery_pending_until, None);
+    assert_eq!(
+        mails(&h, MessagePurpose::TwoFactorDisabled),
+        disabled_before + 1
+    );
+    assert!(h
+        .events
+        .events()
+        .contains(&Event::RecoveryCompleted { user: "u1".into() }));
+}
+
+#[tokio::test]
+async fn the_host_job_reminds_once_and_completes_at_the_deadline() {
+    let h = Harness::new();
+    enrolled(&h).await;
+    let at = h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    h.advance(DELAY - 24 * 3600 - 1);
+    assert_eq!(
+        h.tf.process_recovery("u1").await.unwrap(),
+        RecoveryProgress::Pending { effective_at: at }
+    );
+    assert_eq!(mails(&h, MessagePurpose::RecoveryReminder), 0);
+    h.advance(1);
+    h.tf.process_recovery("u1").await.unwrap();
+    assert_eq!(mails(&h, MessagePurpose::RecoveryReminder), 1);
+    h.advance(3600);
+    h.tf.process_recovery("u1").await.unwrap();
+    assert_eq!(mails(&h, MessagePurpose::RecoveryReminder), 1, "once");
+    h.advance(23 * 3600 - 1);
+    assert!(h.tf.status("u1").await.unwrap().enabled);
+    h.advance(1);
+    assert_eq!(
+        h.tf.process_recovery("u1").await.unwrap(),
+        RecoveryProgress::Completed
+    );
+    assert!(!h.tf.status("u1").await.unwrap().enabled);
+    assert_eq!(
+        h.tf.process_recovery("u1").await.unwrap(),
+        RecoveryProgress::None
+    );
+}
+
+#[tokio::test]
+async fn a_second_request_neither_extends_nor_shortens_the_first() {
+    let keys = Keyring::generate();
+    let h = Harness::with(Policy::default(), keys.clone());
+    enrolled(&h).await;
+    let first = h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    h.advance(10 * 3600);
+    // Asked again later: the same deadline, and no second mail.
+    assert_eq!(h.tf.request_recovery("u1", PASSWORD).await.unwrap(), first);
+    assert_eq!(mails(&h, MessagePurpose::RecoveryRequested), 1);
+    // Asked again on a server whose policy has a much shorter delay: still the same deadline.
+    let mut short = Policy::default();
+    short.recovery_delay = Duration::from_secs(3600);
+    short.recovery_reminder = Duration::from_secs(600);
+    let twin = twin(&h, short, keys);
+    assert_eq!(twin.request_recovery("u1", PASSWORD).await.unwrap(), first);
+    h.advance(3600);
+    assert_eq!(
+        twin.process_recovery("u1").await.unwrap(),
+        RecoveryProgress::Pending {
+            effective_at: first
+        }
+    );
+    h.advance(first.as_unix_secs() - h.now() - 1);
+    assert!(h.tf.status("u1").await.unwrap().enabled);
+    h.advance(1);
+    assert_eq!(
+        h.tf.process_recovery("u1").await.unwrap(),
+        RecoveryProgress::Completed
+    );
+}
+
+#[tokio::test]
+async fn a_trusted_device_neither_cancels_nor_outlives_it() {
+    let h = Harness::new();
+    let secret = enrolled(&h).await;
+    let c = h.challenge("u1").await;
+    let v =
+        h.tf.verify_login(c.token(), &h.totp(&secret))
+            .await
+            .unwrap();
+    let trust = h.tf.trust_device(&v, "laptop", None).await.unwrap();
+    h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    let step =
+        h.tf.begin_login_with_device("u1", Some(&trust.token))
+            .await
+            .unwrap();
+    assert!(matches!(&step, LoginStep::Complete(v) if v.method == Some(Method::TrustedDevice)));
+    assert!(h
+        .tf
+        .status("u1")
+        .await
+        .unwrap()
+        .recovery_pending_until
+        .is_some());
+    h.advance(DELAY);
+    let step =
+        h.tf.begin_login_with_device("u1", Some(&trust.token))
+            .await
+            .unwrap();
+    assert!(matches!(&step, LoginStep::Complete(v) if v.method.is_none()));
+    assert!(!h.tf.status("u1").await.unwrap().enabled);
+}
+
+#[test]
+fn the_policy_bounds_the_delay_and_the_reminder() {
+    let mut p = Policy::default();
+    assert_eq!(p.recovery_delay, Duration::from_secs(DELAY));
+    assert!(p.validate().is_ok());
+    p.recovery_delay = Duration::from_secs(60);
+    assert!(p.validate().is_err());
+    let mut p = Policy::default();
+    p.recovery_reminder = p.recovery_delay;
+    assert!(p.validate().is_err());
+}
+
+/// Another service on the harness's stores and clock, with its own policy.
+fn twin(h: &Harness, policy: Policy, keys: Keyring) -> TwoFactorService {
+    let clock: ManualClock = h.clock.clone();
+    TwoFactorService::builder()
+        .issuer("Acme")
+        .keys(keys)
+        .otp_store(Arc::clone(&h.otp))
+        .enrollments(Arc::clone(&h.enrollments))
+        .mailer(h.mailer.clone())
+        .clock(clock)
+        .policy(policy)
+        .password_verifier(|_u: &str, p: &str| p == PASSWORD)
+        .build()
+        .unwrap()
+}
+
+/// Recovery on every store: a login cancels it; a second request keeps the first deadline; the
+/// host job completes it there.
+async fn recovery_flow(stores: &crate::trusted_devices::Stores) {
+    use crate::trusted_devices::{code_now, enrolled_on};
+    let (tf, clock, u, secret) = enrolled_on(stores).await;
+    tf.request_recovery(&u, PASSWORD).await.unwrap();
+    clock.advance(Duration::from_secs(3600));
+    let LoginStep::Challenge(c) = tf.begin_login(&u).await.unwrap() else {
+        panic!("expected a challenge");
+    };
+    tf.verify_login(c.token(), &code_now(&clock, &secret))
+        .await
+        .unwrap();
+    assert_eq!(tf.status(&u).await.unwrap().recovery_pending_until, None);
+
+    clock.advance(Duration::from_secs(60));
+    let first = tf.request_recovery(&u, PASSWORD).await.unwrap();
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(tf.request_recovery(&u, PASSWORD).await.unwrap(), first);
+    assert_eq!(
+        tf.status(&u).await.unwrap().recovery_pending_until,
+        Some(first)
+    );
+    clock.advance(Duration::from_secs(DELAY - 3600 - 1));
+    assert_eq!(
+        tf.process_recovery(&u).await.unwrap(),
+        RecoveryProgress::Pending {
+            effective_at: first
+        }
+    );
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        tf.process_recovery(&u).await.unwrap(),
+        RecoveryProgress::Completed
+    );
+    let status = tf.status(&u).await.unwrap();
+    assert!(!status.enabled);
+    assert_eq!(status.backup_codes_remaining, 0);
+    assert!(matches!(
+        tf.begin_login(&u).await.unwrap(),
+        LoginStep::Complete(v) if v.method.is_none()
+    ));
+}
+
+crate::on_every_store!(super::recovery_flow);

@@ -1,0 +1,527 @@
+//! Trusted devices ("remember this device", issue 11 item 1): trust after a passed factor, a
+//! login that completes on the device token, listing, revocation, and every way a token is
+//! refused. The flow also runs on every store at the end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use twofactor::{
+    ChallengeToken, DeviceToken, EnrollmentStore, Error, Event, LoginStep, MessagePurpose, Method,
+    OtpStore, Policy, TwoFactorService, Verified,
+};
+
+use crate::support::{wrong, Harness, PASSWORD};
+
+/// A login answered with the user's TOTP code.
+async fn login(h: &Harness, user: &str, secret: &str) -> Verified {
+    let c = h.challenge(user).await;
+    let v = h.tf.verify_login(c.token(), &h.totp(secret)).await.unwrap();
+    h.advance(30);
+    v
+}
+
+async fn device_login(tf: &TwoFactorService, user: &str, token: &DeviceToken) -> LoginStep {
+    tf.begin_login_with_device(user, Some(token)).await.unwrap()
+}
+
+fn completed_by_device(step: &LoginStep) -> bool {
+    matches!(step, LoginStep::Complete(v) if v.method == Some(Method::TrustedDevice))
+}
+
+fn refused(step: &LoginStep) -> bool {
+    matches!(step, LoginStep::Challenge(_))
+}
+
+#[tokio::test]
+async fn a_trusted_device_signs_in_without_a_challenge() {
+    let h = Harness::new();
+    let (secret, _) = h.enroll_totp("u1").await;
+    h.enroll_email("u1", "u1@example.com").await;
+    let v = login(&h, "u1", &secret).await;
+    h.events.clear();
+    let trust =
+        h.tf.trust_device(&v, "Firefox on Linux", None)
+            .await
+            .unwrap();
+    let token = trust.token.as_str();
+    assert!(token.starts_with("tfd1_") && token.len() == 48, "{token}");
+    assert_eq!(format!("{:?}", trust.token), "DeviceToken([redacted])");
+    assert!(!format!("{trust:?}").contains(&token[5..]));
+    assert_eq!(trust.device.label, "Firefox on Linux");
+    assert_eq!(trust.device.created_at.as_unix_secs(), h.now());
+    assert_eq!(trust.device.last_used_at, None);
+    // Default lifetime: 30 days.
+    assert_eq!(
+        trust.device.expires_at.as_unix_secs(),
+        h.now() + 30 * 86_400
+    );
+    assert!(h.events.events().contains(&Event::DeviceTrusted {
+        user: "u1".into(),
+        device: trust.device.id.clone(),
+    }));
+    let mail = h.mailer.last_to("u1@example.com").unwrap();
+    assert_eq!(mail.purpose, MessagePurpose::DeviceTrusted);
+    assert!(!mail.text.contains(&token[5..]));
+
+    h.advance(3600);
+    let sent = h.mailer.messages().len();
+    let step = device_login(&h.tf, "u1", &trust.token).await;
+    let LoginStep::Complete(v) = &step else {
+        panic!("expected a completed login, got {step:?}");
+    };
+    assert_eq!(v.method, Some(Method::TrustedDevice));
+    assert_eq!(v.user, "u1");
+    assert_eq!(v.backup_codes_remaining, 10);
+    assert_eq!(h.mailer.messages().len(), sent, "no code was mailed");
+    assert!(h.events.events().contains(&Event::Verified {
+        user: "u1".into(),
+        method: Method::TrustedDevice,
+    }));
+    assert_eq!(serde_json::to_value(v).unwrap()["method"], "trusted_device");
+
+    let listed = h.tf.trusted_devices("u1").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, trust.device.id);
+    assert_eq!(listed[0].label, "Firefox on Linux");
+    assert_eq!(listed[0].created_at, trust.device.created_at);
+    assert_eq!(listed[0].last_used_at.unwrap().as_unix_secs(), h.now());
+    assert_eq!(h.tf.status("u1").await.unwrap().trusted_devices, 1);
+
+    // Without a token, or with none at all, the login asks for a code as before.
+    assert!(refused(
+        &h.tf.begin_login_with_device("u1", None).await.unwrap()
+    ));
+}
+
+#[tokio::test]
+async fn the_token_is_stored_only_as_a_keyed_hash() {
+    let h = Harness::new();
+    let (secret, _) = h.enroll_totp("u1").await;
+    let v = login(&h, "u1", &secret).await;
+    let trust = h.tf.trust_device(&v, "phone", None).await.unwrap();
+    let (rec, _) = h.enrollments.load("u1").await.unwrap().unwrap();
+    assert_eq!(rec.trusted_devices.len(), 1);
+    let stored = serde_json::to_string(&rec).unwrap();
+    let body = &trust.token.as_str()[5..];
+    assert!(!stored.contains(body));
+    assert_eq!(rec.trusted_devices[0].mac.len(), 32);
+    use base64::Engine as _;
+    let random = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(body)
+        .unwrap();
+    assert_ne!(rec.trusted_devices[0].mac, random);
+}
+
+#[tokio::test]
+async fn another_users_token_is_refused() {
+    let h = Harness::new();
+    let (s1, _) = h.enroll_totp("u1").await;
+    h.enroll_totp("u2").await;
+    let v = login(&h, "u1", &s1).await;
+    let trust = h.tf.trust_device(&v, "laptop", None).await.unwrap();
+    h.events.clear();
+    assert!(refused(&device_login(&h.tf, "u2", &trust.token).await));
+    assert!(h
+        .events
+        .events()
+        .contains(&Event::DeviceRejected { user: "u2".into() }));
+    assert!(h.tf.trusted_devices("u2").await.unwrap().is_empty());
+    // The owner still can.
+    assert!(completed_by_device(
+        &device_login(&h.tf, "u1", &trust.token).await
+    ));
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused_and_the_lifetime_is_capped() {
+    let mut policy = Policy::default();
+    policy.trusted_device_ttl = Duration::from_secs(7 * 86_400);
+    let h = Harness::with_policy(policy);
+    let (secret, _) = h.enroll_totp("u1").await;
+    let v = login(&h, "u1", &secret).await;
+    let long =
+        h.tf.trust_device(
+            &v,
+            "asks for a year",
+            Some(Duration::from_secs(365 * 86_400)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        long.device.expires_at.as_unix_secs(),
+        h.now() + 7 * 86_400,
+        "capped by the policy"
+    );
+    let short =
+        h.tf.trust_device(&v, "an hour", Some(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+    h.advance(3599);
+    assert!(completed_by_device(
+        &device_login(&h.tf, "u1", &short.token).await
+    ));
+    h.advance(1);
+    assert!(refused(&device_login(&h.tf, "u1", &short.token).await));
+    h.advance(7 * 86_400 - 3600 - 1);
+    assert!(completed_by_device(
+        &device_login(&h.tf, "u1", &long.token).await
+    ));
+    h.advance(1);
+    assert!(refused(&device_login(&h.tf, "u1", &long.token).await));
+    assert!(h.tf.trusted_devices("u1").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn revoked_tokens_are_refused() {
+    let h = Harness::new();
+    let (secret, _) = h.enroll_totp("u1").await;
+    let v = login(&h, "u1", &secret).await;
+    let a = h.tf.trust_device(&v, "a", None).await.unwrap();
+    let b = h.tf.trust_device(&v, "b", None).await.unwrap();
+    let c = h.tf.trust_device(&v, "c", None).await.unwrap();
+    h.events.clear();
+    assert!(h.tf.revoke_device("u1", &a.device.id).await.unwrap());
+    assert!(!h.tf.revoke_device("u1", &a.device.id).await.unwrap());
+    // Another user cannot revoke it by id either: ids are per user.
+    assert!(!h.tf.revoke_device("u2", &b.device.id).await.unwrap());
+    assert!(refused(&device_login(&h.tf, "u1", &a.token).await));
+    assert!(completed_by_device(
+        &device_login(&h.tf, "u1", &b.token).await
+    ));
+    assert_eq!(h.tf.revoke_devices("u1").await.unwrap(), 2);
+    assert!(h.events.events().contains(&Event::DevicesRevoked {
+        user: "u1".into(),
+        count: 2
+    }));
+    for t in [&a.token, &b.token, &c.token] {
+        assert!(refused(&device_login(&h.tf, "u1", t).await));
+    }
+    assert!(h.tf.trusted_devices("u1").await.unwrap().is_empty());
+    assert_eq!(h.tf.revoke_devices("u1").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn disable_revokes_every_device_also_after_enrolling_again() {
+    let h = Harness::new();
+    let (secret, _) = h.enroll_totp("u1").await;
+    let v = login(&h, "u1", &secret).await;
+    let trust = h.tf.trust_device(&v, "laptop", None).await.unwrap();
+    h.tf.disable("u1", PASSWORD, &h.totp(&secret))
+        .await
+        .unwrap();
+    // No factor: the login completes without one, and not by the device.
+    let step = device_login(&h.tf, "u1", &trust.token).await;
+    assert!(matches!(&step, LoginStep::Complete(v) if v.method.is_none()));
+    h.advance(30);
+    let (secret, _) = h.enroll_totp("u1").await;
+    assert!(refused(&device_login(&h.tf, "u1", &trust.token).await));
+    assert!(h.tf.trusted_devices("u1").await.unwrap().is_empty());
+    let _ = secret;
+}
+
+#[tokio::test]
+async fn a_backup_code_regeneration_revokes_every_device() {
+    let h = Harness::new();
+    let (secret, _) = h.enroll_totp("u1").await;
+    let v = login(&h, "u1", &secret).await;
+    let trust = h.tf.trust_device(&v, "laptop", None).await.unwrap();
+    // A wrong code changes nothing.
+    assert!(h
+        .tf
+        .regenerate_backup_codes("u1", &wrong(&h.totp(&secret)))
+        .await
+        .is_err());
+    assert!(completed_by_device(
+        &device_login(&h.tf, "u1", &trust.token).await
+    ));
+    h.tf.regenerate_backup_codes("u1", &h.totp(&secret))
+        .await
+        .unwrap();
+    assert!(refused(&device_login(&h.tf, "u1", &trust.token).await));
+    assert!(h.tf.trusted_devices("u1").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn device_and_challenge_tokens_are_never_taken_for_each_other() {
+    let h = Harness::new();
+    let (secret, _) = h.enroll_totp("u1").await;
+    let v = login(&h, "u1", &secret).await;
+    let trust = h.tf.trust_device(&v, "laptop", None).await.unwrap();
+    let challenge = h.challenge("u1").await;
+    let c_text = challenge.token().as_str().to_owned();
+    let d_text = trust.token.as_str().to_owned();
+    assert!(ChallengeToken::parse(&d_text).is_err());
+    assert!(d_text.parse::<ChallengeToken>().is_err());
+    assert!(serde_json::from_value::<ChallengeToken>(d_text.clone().into()).is_err());
+    assert!(DeviceToken::parse(&c_text).is_err());
+    // Same body under the other prefix is not a token either.
+    assert!(ChallengeToken::parse(&d_text.replacen("tfd1_", "tfc2_", 1)).is_err());
+    assert!(DeviceToken::parse(&c_text.replacen("tfc2_", "tfd1_", 1)).is_err());
+    // Malformed device tokens: an error, never a panic.
+    for bad in [
+        "",
+        "tfd1_",
+        "tfd1_!!!",
+        &format!("{d_text}A"),
+        &d_text[..47],
+    ] {
+        assert!(DeviceToken::parse(bad).is_err(), "{bad:?}");
+    }
+    // The challenge still answers to its code only.
+    let v =
+        h.tf.verify_login(challenge.token(), &h.totp(&secret))
+            .await
+            .unwrap();
+    assert_eq!(v.method, Some(Method::Totp));
+}
+
+#[tokio::test]
+async fn trust_needs_a_fresh_check_of_a_real_factor() {
+    let h = Harness::new();
+    // No factor: the Verified names none.
+    let LoginStep::Complete(none) = h.tf.begin_login("u0").await.unwrap() else {
+        panic!("no factor, no challenge");
+    };
+    assert!(matches!(
+        h.tf.trust_device(&none, "x", None).await,
+        Err(Error::ReauthRequired)
+    ));
+    let (secret, _) = h.enroll_totp("u1").await;
+    let v = login(&h, "u1", &secret).await;
+    for bad in ["", "   ", "line\nbreak", &"x".repeat(129)] {
+        assert!(
+            matches!(
+                h.tf.trust_device(&v, bad, None).await,
+                Err(Error::InvalidInput(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    let trust = h.tf.trust_device(&v, "laptop", None).await.unwrap();
+    // A device login cannot extend its own trust.
+    let LoginStep::Complete(by_device) = device_login(&h.tf, "u1", &trust.token).await else {
+        panic!("expected a device login");
+    };
+    assert!(matches!(
+        h.tf.trust_device(&by_device, "again", None).await,
+        Err(Error::ReauthRequired)
+    ));
+    // A stale check is not enough.
+    h.advance(h.tf.policy().reauth_window.as_secs() + 1);
+    assert!(matches!(
+        h.tf.trust_device(&v, "late", None).await,
+        Err(Error::ReauthRequired)
+    ));
+}
+
+#[tokio::test]
+async fn a_device_login_resets_no_limit_and_is_no_fresh_factor() {
+    let h = Harness::new();
+    let (secret, _) = h.enroll_totp("u1").await;
+    let v = login(&h, "u1", &secret).await;
+    let trust = h.tf.trust_device(&v, "laptop", None).await.unwrap();
+    // Nine wrong codes over two challenges.
+    let bad = wrong(&h.totp(&secret));
+    for n in [5, 4] {
+        let c = h.challenge("u1").await;
+        for _ in 0..n {
+            assert!(h.tf.verify_login(c.token(), &bad).await.is_err());
+        }
+    }
+    assert!(completed_by_device(
+        &device_login(&h.tf, "u1", &trust.token).await
+    ));
+    // The tenth consecutive failure still locks: the device login ended no run.
+    let c = h.challenge("u1").await;
+    assert!(h.tf.verify_login(c.token(), &bad).await.is_err());
+    assert!(matches!(
+        h.tf.begin_login("u1").await,
+        Err(Error::Locked { .. })
+    ));
+    // After the reauthentication window, a device login is no fresh factor for a change.
+    h.advance(3 * 3600);
+    assert!(completed_by_device(
+        &device_login(&h.tf, "u1", &trust.token).await
+    ));
+    assert!(matches!(
+        h.tf.start_email_setup("u1", "u1@example.com").await,
+        Err(Error::ReauthRequired)
+    ));
+}
+
+#[tokio::test]
+async fn the_least_recently_used_device_is_forgotten_past_the_cap() {
+    let mut policy = Policy::default();
+    policy.max_trusted_devices = 2;
+    let h = Harness::with_policy(policy);
+    let (secret, _) = h.enroll_totp("u1").await;
+    let v = login(&h, "u1", &secret).await;
+    let a = h.tf.trust_device(&v, "a", None).await.unwrap();
+    h.advance(1);
+    let b = h.tf.trust_device(&v, "b", None).await.unwrap();
+    h.advance(1);
+    assert!(completed_by_device(
+        &device_login(&h.tf, "u1", &a.token).await
+    ));
+    h.advance(1);
+    let c = h.tf.trust_device(&v, "c", None).await.unwrap();
+    let labels: Vec<String> =
+        h.tf.trusted_devices("u1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.label)
+            .collect();
+    assert_eq!(labels, ["a", "c"]);
+    assert!(refused(&device_login(&h.tf, "u1", &b.token).await));
+    assert!(completed_by_device(
+        &device_login(&h.tf, "u1", &c.token).await
+    ));
+}
+
+/// The two stores a service runs on.
+pub(crate) type Stores = (Arc<dyn OtpStore>, Arc<dyn EnrollmentStore>);
+
+/// A service on `stores` with a manual clock, and a user of its own with TOTP enrolled: the
+/// service, the clock, the user and the TOTP secret.
+pub(crate) async fn enrolled_on(
+    stores: &Stores,
+) -> (
+    TwoFactorService,
+    twofactor::ManualClock,
+    String,
+    twofactor::TotpSecret,
+) {
+    use twofactor::{Keyring, ManualClock, Timestamp, TotpSecret};
+    let clock = ManualClock::new(Timestamp::from_unix_secs(crate::support::START));
+    let tf = TwoFactorService::builder()
+        .issuer("Acme")
+        .keys(Keyring::generate())
+        .otp_store(stores.0.clone())
+        .enrollments(stores.1.clone())
+        .mailer(twofactor::RecordingMailer::new())
+        .clock(clock.clone())
+        .password_verifier(|_u: &str, p: &str| p == PASSWORD)
+        .build()
+        .unwrap();
+    let u = format!("flow-user-{}", crate::support::stores::random_word());
+    let setup = tf.start_totp_setup(&u, "x").await.unwrap();
+    let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
+    tf.confirm_totp_setup(&u, &code_now(&clock, &secret))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(30));
+    (tf, clock, u, secret)
+}
+
+/// The TOTP code of `secret` at the clock's time.
+pub(crate) fn code_now(clock: &twofactor::ManualClock, secret: &twofactor::TotpSecret) -> String {
+    use twofactor::{totp_code, Clock, TotpParams};
+    totp_code(
+        secret.as_bytes(),
+        TotpParams::default(),
+        clock.now().as_unix_secs(),
+    )
+}
+
+/// Generates a `#[test]` per store that runs `$body(&stores)`: memory, PostgreSQL, SQLite, and
+/// Redis (with memory enrolments).
+#[macro_export]
+macro_rules! on_every_store {
+    ($body:path) => {
+        mod on_every_store {
+            use std::sync::Arc;
+            use twofactor::{EnrollmentStore, OtpStore};
+            #[allow(unused_imports)]
+            use $crate::support::stores;
+            type Stores = $crate::trusted_devices::Stores;
+
+            fn run<F: std::future::Future<Output = Option<Stores>>>(
+                name: &str,
+                make: impl FnOnce() -> F,
+            ) {
+                twofactor::conformance::run(
+                    name,
+                    make,
+                    |s: Arc<Stores>| async move { $body(&s).await },
+                );
+            }
+
+            #[test]
+            fn memory() {
+                run("memory", || async {
+                    Some((
+                        Arc::new(twofactor::MemoryOtpStore::new()) as Arc<dyn OtpStore>,
+                        Arc::new(twofactor::MemoryEnrollmentStore::new())
+                            as Arc<dyn EnrollmentStore>,
+                    ))
+                });
+            }
+
+            #[cfg(feature = "postgres")]
+            #[test]
+            fn postgres() {
+                run("postgres", || async {
+                    let sql = Arc::new(stores::postgres_store().await?);
+                    Some((
+                        sql.clone() as Arc<dyn OtpStore>,
+                        sql as Arc<dyn EnrollmentStore>,
+                    ))
+                });
+            }
+
+            #[cfg(feature = "sqlite")]
+            #[test]
+            fn sqlite() {
+                run("sqlite", || async {
+                    let sql = Arc::new(stores::sqlite_store().await?);
+                    Some((
+                        sql.clone() as Arc<dyn OtpStore>,
+                        sql as Arc<dyn EnrollmentStore>,
+                    ))
+                });
+            }
+
+            #[cfg(feature = "redis")]
+            #[test]
+            fn redis_with_memory_enrolments() {
+                run("redis", || async {
+                    let otp = stores::redis_store().await?;
+                    Some((
+                        Arc::new(otp) as Arc<dyn OtpStore>,
+                        Arc::new(twofactor::MemoryEnrollmentStore::new())
+                            as Arc<dyn EnrollmentStore>,
+                    ))
+                });
+            }
+        }
+    };
+}
+
+/// The device flow on every store: trust, sign in, list, revoke one, disable.
+async fn device_flow(stores: &Stores) {
+    use twofactor::Clock;
+    let (tf, clock, u, secret) = enrolled_on(stores).await;
+    let now = || clock.now().as_unix_secs();
+    let code = |_: u64| code_now(&clock, &secret);
+    let LoginStep::Challenge(c) = tf.begin_login(&u).await.unwrap() else {
+        panic!("expected a challenge");
+    };
+    let v = tf.verify_login(c.token(), &code(now())).await.unwrap();
+    let a = tf.trust_device(&v, "a", None).await.unwrap();
+    let b = tf.trust_device(&v, "b", None).await.unwrap();
+    clock.advance(Duration::from_secs(60));
+    assert!(completed_by_device(&device_login(&tf, &u, &a.token).await));
+    let listed = tf.trusted_devices(&u).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].last_used_at.unwrap().as_unix_secs(), now());
+    assert!(tf.revoke_device(&u, &a.device.id).await.unwrap());
+    assert!(refused(&device_login(&tf, &u, &a.token).await));
+    assert!(completed_by_device(&device_login(&tf, &u, &b.token).await));
+    clock.advance(Duration::from_secs(30));
+    tf.disable(&u, PASSWORD, &code(now())).await.unwrap();
+    let step = device_login(&tf, &u, &b.token).await;
+    assert!(matches!(&step, LoginStep::Complete(v) if v.method.is_none()));
+}
+
+on_every_store!(super::device_flow);
