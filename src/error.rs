@@ -118,7 +118,33 @@ pub enum Error {
     /// A sealed secret did not open: wrong key, wrong user, tampered or unknown key id.
     #[error("a sealed secret could not be opened")]
     Crypto,
-    /// The storage backend failed. The flow failed closed.
+    /// The storage backend failed. The flow failed closed: nothing was granted.
+    ///
+    /// # What a host does next
+    ///
+    /// When [`is_transient`](Error::is_transient) is true (the server was down, stalled past its
+    /// timeout, or the connection dropped), the call may or may not have reached the store
+    /// before it failed. Retry the **same call with the same input** after a short pause (the
+    /// stores reconnect by themselves): every step is safe to retry.
+    ///
+    /// - [`verify_login`](crate::TwoFactorService::verify_login) with the same token and code
+    ///   answers [`Verified`](crate::Verified) when the failed try did not consume the
+    ///   challenge, or [`Error::InvalidChallenge`] when it did (the challenge was taken and the
+    ///   code's TOTP step recorded by the try whose answer was lost). Treat that
+    ///   `InvalidChallenge` like any other: not logged in; call
+    ///   [`begin_login`](crate::TwoFactorService::begin_login) again. The code is never
+    ///   accepted twice ([`Error::CodeReused`] on the new challenge: the user waits for the
+    ///   next TOTP code, or uses the emailed or a backup code). Each retry counts as an
+    ///   attempt on the challenge and is bounded by its cap.
+    /// - [`confirm_totp_setup`](crate::TwoFactorService::confirm_totp_setup) retried with the
+    ///   same code answers `Ok`, or [`Error::AlreadyEnrolled`] when the failed try did enable
+    ///   the factor (with the backup codes shown at setup); with [`Error::CodeReused`], the step
+    ///   was recorded but the setup is still pending: confirm with the next code.
+    ///
+    /// A store that came back empty (Redis without persistence) lost its challenges: the retry
+    /// answers `InvalidChallenge` and the login starts again. These outcomes are exercised
+    /// against real servers that are killed, stopped, stalled with `SIGSTOP`, and cut by a proxy
+    /// after a write was forwarded (`tests/it/real_failures.rs`).
     #[error("storage failed")]
     Store(#[from] StoreError),
     /// The mailer failed. The flow failed closed and left no usable code.

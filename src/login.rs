@@ -334,7 +334,9 @@ impl TwoFactorService {
     /// # Errors
     /// [`Error::MalformedCode`], [`Error::InvalidChallenge`], [`Error::Expired`],
     /// [`Error::InvalidCode`], [`Error::CodeReused`], [`Error::TooManyAttempts`],
-    /// [`Error::Locked`]; store errors (never a success).
+    /// [`Error::Locked`]; store errors (never a success). After a transient store error, retry
+    /// with the same token and code: the answer is `Verified`, or [`Error::InvalidChallenge`]
+    /// when the failed try had consumed the challenge (see [`Error::Store`]).
     pub async fn verify_login(
         &self,
         token: &ChallengeToken,

@@ -74,12 +74,25 @@
 //! hash tag (the user's: the challenge, its cooldown and the user's record), so every script
 //! runs on one slot of a Redis Cluster. Requires Redis 6.2 or later (`GETDEL`,
 //! `SET … KEEPTTL`).
+//!
+//! # Redis Cluster
+//!
+//! With the feature `redis-cluster`, [`RedisOtpStore::cluster_builder`] connects with the redis
+//! crate's cluster client instead of a [`ConnectionManager`]: the same scripts and keys, each
+//! call routed to the master of its key's slot. The client follows `MOVED` and `ASK`
+//! redirections and retries (up to [`RedisOtpStoreBuilder::reconnect_attempts`]) a `TRYAGAIN`
+//! during a resharding; what is left of a move after the retries is a transient [`StoreError`].
+//! Nothing else differs: a call never runs on two slots, so a resharding cannot split an
+//! operation.
 
 use std::fmt;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{ErrorKind, RedisError, Script, ScriptInvocation, ServerErrorKind, Value};
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::{
+    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ScriptInvocation, ServerErrorKind,
+    Value,
+};
 use async_trait::async_trait;
 
 use crate::clock::Timestamp;
@@ -566,9 +579,123 @@ return {'user', u.failures, u.failures_until, u.level, u.locked_until, u.last_st
 /// ```
 #[derive(Clone)]
 pub struct RedisOtpStore {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
     scripts: std::sync::Arc<Scripts>,
+}
+
+/// How the store reaches Redis: one server, or a cluster (feature `redis-cluster`). Both
+/// multiplex their calls and reconnect by themselves; clones share the connections.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    #[cfg(feature = "redis-cluster")]
+    Cluster(std::sync::Arc<Cluster>),
+}
+
+/// A cluster connection that is replaced when it stops answering.
+///
+/// The redis crate's cluster connection (1.8) can stop answering altogether after a second
+/// resharding: every call then times out, on every master, for good, while a new connection
+/// works (`tests/cluster_reshard.rs`). So after [`Cluster::RENEW_AFTER`] timeouts in a row
+/// (answers in between reset the count) one caller builds a new connection and the next calls
+/// use it; calls already under way finish on the old one.
+#[cfg(feature = "redis-cluster")]
+struct Cluster {
+    client: ::redis::cluster::ClusterClient,
+    connect_timeout: Duration,
+    current: std::sync::Mutex<::redis::cluster_async::ClusterConnection>,
+    timeouts_in_a_row: std::sync::atomic::AtomicU32,
+    renewing: std::sync::atomic::AtomicBool,
+    /// Connections built since the first.
+    renewals: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(feature = "redis-cluster")]
+impl Cluster {
+    const RENEW_AFTER: u32 = 8;
+
+    fn connection(&self) -> ::redis::cluster_async::ClusterConnection {
+        match self.current.lock() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Notes how a call ended, and renews the connection after enough timeouts in a row.
+    async fn after<T>(&self, result: &Result<T, RedisError>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        match result {
+            Err(e) if e.is_timeout() => {
+                let n = self
+                    .timeouts_in_a_row
+                    .fetch_add(1, SeqCst)
+                    .saturating_add(1);
+                if n < Self::RENEW_AFTER || self.renewing.swap(true, SeqCst) {
+                    return;
+                }
+                let fresh = tokio::time::timeout(
+                    self.connect_timeout.saturating_mul(2),
+                    self.client.get_async_connection(),
+                )
+                .await;
+                if let Ok(Ok(fresh)) = fresh {
+                    match self.current.lock() {
+                        Ok(mut c) => *c = fresh,
+                        Err(poisoned) => *poisoned.into_inner() = fresh,
+                    }
+                    self.renewals.fetch_add(1, SeqCst);
+                    self.timeouts_in_a_row.store(0, SeqCst);
+                    tracing::warn!(target: "twofactor", "the Redis Cluster connection stopped answering: renewed");
+                }
+                self.renewing.store(false, SeqCst);
+            }
+            Err(_) => {}
+            Ok(_) => self.timeouts_in_a_row.store(0, SeqCst),
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(h) => Box::pin(async move {
+                let result = h.connection().req_packed_command(cmd).await;
+                h.after(&result).await;
+                result
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(h) => Box::pin(async move {
+                let result = h
+                    .connection()
+                    .req_packed_commands(pipeline, offset, count)
+                    .await;
+                h.after(&result).await;
+                result
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(h) => h.connection().get_db(),
+        }
+    }
 }
 
 struct Scripts {
@@ -594,6 +721,9 @@ impl fmt::Debug for RedisOtpStore {
 /// Configures and connects a [`RedisOtpStore`]; made by [`RedisOtpStore::builder`].
 pub struct RedisOtpStoreBuilder {
     url: String,
+    /// The seed nodes of a cluster; empty for a single server at `url`.
+    #[cfg(feature = "redis-cluster")]
+    nodes: Vec<String>,
     prefix: String,
     connect_timeout: Duration,
     response_timeout: Duration,
@@ -651,19 +781,8 @@ impl RedisOtpStoreBuilder {
     /// [`Error::Store`] when the server cannot be reached or does not answer in time.
     pub async fn connect(self) -> Result<RedisOtpStore, Error> {
         check_prefix(&self.prefix)?;
-        // The error text of a bad URL may quote the URL and its password: not passed on.
-        let client = redis::Client::open(self.url.as_str())
-            .map_err(|_| Error::InvalidConfig("the Redis URL is not valid".into()))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout))
-            .set_number_of_retries(self.reconnect_attempts)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| Error::Store(store_error(e)))?;
-        RedisOtpStore::from_connection(conn, self.prefix)
+        let conn = self.connection().await?;
+        RedisOtpStore::with_conn(conn, self.prefix)
     }
 }
 
@@ -677,12 +796,94 @@ fn check_prefix(prefix: &str) -> Result<(), Error> {
     Ok(())
 }
 
+impl RedisOtpStoreBuilder {
+    async fn connection(&self) -> Result<Conn, Error> {
+        #[cfg(feature = "redis-cluster")]
+        if !self.nodes.is_empty() {
+            return self.cluster_connection().await;
+        }
+        // The error text of a bad URL may quote the URL and its password: not passed on.
+        let client = redis::Client::open(self.url.as_str())
+            .map_err(|_| Error::InvalidConfig("the Redis URL is not valid".into()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout))
+            .set_number_of_retries(self.reconnect_attempts)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1));
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| Error::Store(store_error(e)))?;
+        Ok(Conn::Single(conn))
+    }
+
+    #[cfg(feature = "redis-cluster")]
+    async fn cluster_connection(&self) -> Result<Conn, Error> {
+        // As for one server, a bad URL's error text is not passed on.
+        let retries = u32::try_from(self.reconnect_attempts).unwrap_or(u32::MAX);
+        let client =
+            ::redis::cluster::ClusterClientBuilder::new(self.nodes.iter().map(String::as_str))
+                .connection_timeout(self.connect_timeout)
+                .response_timeout(self.response_timeout)
+                .retries(retries)
+                .min_retry_wait(50)
+                .max_retry_wait(1_000)
+                .build()
+                .map_err(|_| {
+                    Error::InvalidConfig("a Redis Cluster node URL is not valid".into())
+                })?;
+        let conn = client
+            .get_async_connection()
+            .await
+            .map_err(|e| Error::Store(store_error(e)))?;
+        Ok(Conn::Cluster(std::sync::Arc::new(Cluster {
+            client,
+            connect_timeout: self.connect_timeout,
+            current: std::sync::Mutex::new(conn),
+            timeouts_in_a_row: std::sync::atomic::AtomicU32::new(0),
+            renewing: std::sync::atomic::AtomicBool::new(false),
+            renewals: std::sync::atomic::AtomicU64::new(0),
+        })))
+    }
+}
+
 impl RedisOtpStore {
+    /// A builder for a store on a Redis Cluster, given some of its nodes (`redis://host:port`
+    /// each; the client learns the others and the slot map from them). Feature `redis-cluster`.
+    ///
+    /// The options of [`RedisOtpStoreBuilder`] apply; `reconnect_attempts` is how many times a
+    /// call is retried after a redirection, `TRYAGAIN` or a lost connection. After 8 timeouts
+    /// in a row the store builds a new cluster connection (the redis crate's can stop answering
+    /// after a resharding); [`connection_renewals`](RedisOtpStore::connection_renewals) counts
+    /// them.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), twofactor::Error> {
+    /// use twofactor::RedisOtpStore;
+    ///
+    /// let store = RedisOtpStore::cluster_builder(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"])
+    ///     .prefix("acme:2fa:")
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "redis-cluster")]
+    pub fn cluster_builder(
+        nodes: impl IntoIterator<Item = impl Into<String>>,
+    ) -> RedisOtpStoreBuilder {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        let mut builder = Self::builder(nodes.first().cloned().unwrap_or_default());
+        builder.nodes = nodes;
+        builder
+    }
+
     /// A builder for a store at `url` (`redis://host:port/db`, `rediss://` for TLS is not
     /// enabled in this build).
     pub fn builder(url: impl Into<String>) -> RedisOtpStoreBuilder {
         RedisOtpStoreBuilder {
             url: url.into(),
+            #[cfg(feature = "redis-cluster")]
+            nodes: Vec::new(),
             prefix: DEFAULT_REDIS_PREFIX.to_owned(),
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
@@ -721,6 +922,11 @@ impl RedisOtpStore {
         conn: ConnectionManager,
         prefix: impl Into<String>,
     ) -> Result<Self, Error> {
+        Self::with_conn(Conn::Single(conn), prefix)
+    }
+
+    /// The store on a connection made or given: the prefix checked, the scripts prepared.
+    fn with_conn(conn: Conn, prefix: impl Into<String>) -> Result<Self, Error> {
         let prefix = prefix.into();
         check_prefix(&prefix)?;
         Ok(RedisOtpStore {
@@ -745,6 +951,16 @@ impl RedisOtpStore {
         &self.prefix
     }
 
+    /// How many times the cluster connection was replaced after it stopped answering (see
+    /// [`cluster_builder`](Self::cluster_builder)); 0 on a single server.
+    pub fn connection_renewals(&self) -> u64 {
+        match &self.conn {
+            Conn::Single(_) => 0,
+            #[cfg(feature = "redis-cluster")]
+            Conn::Cluster(h) => h.renewals.load(std::sync::atomic::Ordering::SeqCst),
+        }
+    }
+
     fn full_key(&self, key: &StoreKey) -> String {
         let mut k = String::with_capacity(self.prefix.len() + key.as_str().len());
         k.push_str(&self.prefix);
@@ -767,6 +983,14 @@ fn store_error(e: RedisError) -> StoreError {
         return StoreError::timeout(e);
     }
     if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+        return StoreError::unavailable(e);
+    }
+    // During a resharding a script can reach a node that no longer (or not yet) serves its
+    // slot. Every key of a script shares one slot, so Redis refuses its first key access,
+    // before any write: the call did nothing, and a retry reaches the right node.
+    if e.kind() == ErrorKind::Server(ServerErrorKind::ResponseError)
+        && e.detail().is_some_and(|d| d.contains("non local key"))
+    {
         return StoreError::unavailable(e);
     }
     // A record of the other layout under the key: a string where a composite operation keeps a
@@ -1269,6 +1493,27 @@ impl OtpStore for RedisOtpStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_script_on_a_node_without_its_slot_is_transient() {
+        use crate::error::StoreErrorKind;
+        let moved = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "response error",
+            "Script attempted to access a non local key in a cluster node script: 15bf, on \
+             @user_script:95."
+                .to_owned(),
+        ));
+        let e = store_error(moved);
+        assert_eq!(e.kind(), StoreErrorKind::Unavailable);
+        assert!(e.is_transient());
+        let other = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "response error",
+            "user_script:1: some other script error".to_owned(),
+        ));
+        assert!(!store_error(other).is_transient());
+    }
 
     #[test]
     fn records_round_trip_and_expire_by_now() {

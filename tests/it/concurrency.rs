@@ -1,35 +1,9 @@
 //! Concurrent submissions: attempts counted atomically before comparing; every code, backup code,
 //! TOTP step and challenge accepted at most once.
 
-use std::sync::Arc;
-
 use twofactor::{Error, Method};
 
-use crate::support::{wrong, Harness};
-
-/// Runs `n` copies of `f` at once on a multi-threaded runtime and returns their results.
-async fn race<F, Fut, T>(n: usize, f: F) -> Vec<T>
-where
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = T> + Send + 'static,
-    T: Send + 'static,
-{
-    let barrier = Arc::new(tokio::sync::Barrier::new(n));
-    let mut handles = Vec::new();
-    for i in 0..n {
-        let fut = f(i);
-        let b = barrier.clone();
-        handles.push(tokio::spawn(async move {
-            b.wait().await;
-            fut.await
-        }));
-    }
-    let mut out = Vec::new();
-    for h in handles {
-        out.push(h.await.unwrap());
-    }
-    out
-}
+use crate::support::{race, wrong, Harness};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_wrong_guesses_on_one_challenge_evaluate_exactly_five() {

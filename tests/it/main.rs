@@ -27,6 +27,8 @@ mod no_panic;
 mod packaging;
 mod policy_bounds;
 mod quickstart;
+#[cfg(all(feature = "test-util", any(feature = "redis", feature = "postgres")))]
+mod real_failures;
 mod recovery;
 mod rfc_vectors;
 // The server example renders PNG QR codes.
@@ -35,6 +37,8 @@ mod server_http;
 mod sms;
 #[cfg(feature = "smtp")]
 mod smtp;
+#[cfg(all(feature = "test-util", feature = "redis-cluster"))]
+mod store_cluster;
 #[cfg(feature = "test-util")]
 mod store_conformance;
 #[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]

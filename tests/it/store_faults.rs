@@ -8,15 +8,7 @@ use std::time::Duration;
 
 use twofactor::StoreErrorKind;
 
-use crate::support::stores::{self, dead_port, has_source, store_error, SHORT};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use crate::support::stores::{self, dead_port, has_source, runtime, store_error, SHORT};
 
 /// A TCP server on a free port that accepts connections and never answers.
 fn silent_server() -> (TcpListener, u16) {

@@ -606,6 +606,18 @@ mod redis {
     flow_tests!(stores);
 }
 
+#[cfg(feature = "redis-cluster")]
+mod redis_cluster {
+    use super::*;
+    use twofactor::MemoryEnrollmentStore;
+
+    async fn stores() -> Option<Stores> {
+        let otp = stores::redis_cluster_store().await?;
+        Some((Arc::new(otp), Arc::new(MemoryEnrollmentStore::new())))
+    }
+    flow_tests!(stores);
+}
+
 /// Redis for both stores, on one connection and one prefix.
 #[cfg(feature = "redis")]
 mod redis_only {

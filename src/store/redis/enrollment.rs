@@ -137,7 +137,7 @@ return 1
 /// | `redeem_backup_code` | `MULTI`: `HDEL`, `HLEN`, `EXEC` |
 #[derive(Clone)]
 pub struct RedisEnrollmentStore {
-    conn: ConnectionManager,
+    conn: super::Conn,
     prefix: String,
     scripts: std::sync::Arc<Scripts>,
 }
@@ -180,7 +180,7 @@ impl RedisEnrollmentStore {
         Ok(RedisOtpStore::from_connection(conn, prefix)?.enrollment_store())
     }
 
-    fn new(conn: ConnectionManager, prefix: String) -> Self {
+    fn new(conn: super::Conn, prefix: String) -> Self {
         RedisEnrollmentStore {
             conn,
             prefix,

@@ -2,7 +2,13 @@
 //! recording event sink, plus helpers to read codes the way a user would.
 
 pub(crate) mod faults;
+#[cfg(all(feature = "test-util", any(feature = "redis", feature = "postgres")))]
+pub(crate) mod proxy;
 pub(crate) mod stores;
+#[cfg(all(feature = "test-util", any(feature = "redis", feature = "postgres")))]
+// A build without every server-backed suite leaves some helpers unused.
+#[cfg_attr(not(all(feature = "redis", feature = "postgres")), allow(dead_code))]
+pub(crate) mod svc;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -191,4 +197,28 @@ pub(crate) fn wrong(code: &str) -> String {
             char::from_digit((d + 1) % 10, 10).unwrap()
         })
         .collect()
+}
+
+/// Runs `n` copies of `f` at once on a multi-threaded runtime and returns their results.
+pub(crate) async fn race<F, Fut, T>(n: usize, f: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let mut handles = Vec::new();
+    for i in 0..n {
+        let fut = f(i);
+        let b = barrier.clone();
+        handles.push(tokio::spawn(async move {
+            b.wait().await;
+            fut.await
+        }));
+    }
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
 }

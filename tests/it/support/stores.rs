@@ -44,6 +44,19 @@ pub(crate) fn postgres_url() -> Option<String> {
     server_url("TWOFACTOR_TEST_POSTGRES_URL")
 }
 
+/// The seed URLs of a Redis Cluster (`TWOFACTOR_TEST_REDIS_CLUSTER_URLS`, comma-separated), or
+/// `None` (after printing why) when the suite should skip.
+pub(crate) fn redis_cluster_urls() -> Option<Vec<String>> {
+    let urls = server_url("TWOFACTOR_TEST_REDIS_CLUSTER_URLS")?;
+    Some(
+        urls.split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(String::from)
+            .collect(),
+    )
+}
+
 /// A random hex word.
 pub(crate) fn random_word() -> String {
     format!("{:016x}", rand::random::<u64>())
@@ -87,6 +100,19 @@ pub(crate) async fn redis_store() -> Option<twofactor::RedisOtpStore> {
             .connect()
             .await
             .expect("connect to the test Redis"),
+    )
+}
+
+/// A store on the test Redis Cluster, under a prefix of its own.
+#[cfg(feature = "redis-cluster")]
+pub(crate) async fn redis_cluster_store() -> Option<twofactor::RedisOtpStore> {
+    let urls = redis_cluster_urls()?;
+    Some(
+        twofactor::RedisOtpStore::cluster_builder(urls)
+            .prefix(redis_prefix())
+            .connect()
+            .await
+            .expect("connect to the test Redis Cluster"),
     )
 }
 
@@ -136,6 +162,15 @@ pub(crate) async fn sqlite_store() -> Option<twofactor::SqlStore> {
         .expect("open the test SQLite file");
     store.migrate().await.expect("migrate");
     Some(store)
+}
+
+/// A two-thread runtime for a test that blocks on it.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime")
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on (bound, then released).
@@ -220,6 +255,13 @@ impl OwnRedis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, …) to the server process.
+    pub(crate) fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            send_signal(child.id(), signal);
+        }
+    }
+
     /// Stops the server at once (SIGKILL), as a crash would.
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -250,5 +292,200 @@ impl OwnRedis {
 impl Drop for OwnRedis {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Sends `signal` (`STOP`, `CONT`, …) to process `pid`, with `kill(1)`.
+pub(crate) fn send_signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{signal} {pid} failed");
+}
+
+/// A PostgreSQL cluster of the test's own: `initdb` on a temporary data directory and `pg_ctl`
+/// on a free loopback port (trust authentication, no fsync). Run as the `postgres` user when the
+/// tests run as root. Stopped and removed when dropped.
+#[cfg(feature = "postgres")]
+pub(crate) struct OwnPostgres {
+    bin: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    port: u16,
+    as_root: bool,
+}
+
+#[cfg(feature = "postgres")]
+impl OwnPostgres {
+    /// The newest `/usr/lib/postgresql/*/bin` holding `initdb` and `pg_ctl`, else `PATH`.
+    fn bin_dir() -> Option<std::path::PathBuf> {
+        let mut dirs: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("initdb").exists().then_some((version, bin))
+            })
+            .collect();
+        dirs.sort();
+        if let Some((_, bin)) = dirs.pop() {
+            return Some(bin);
+        }
+        let out = std::process::Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .ok()?;
+        let bin = std::path::PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+        bin.join("initdb").exists().then_some(bin)
+    }
+
+    /// Creates and starts the cluster; `None` (after printing why) when the binaries are
+    /// missing and servers are not required.
+    pub(crate) fn start() -> Option<Self> {
+        let Some(bin) = Self::bin_dir() else {
+            assert!(
+                !servers_required(),
+                "initdb/pg_ctl not found but TWOFACTOR_REQUIRE_SERVERS=1"
+            );
+            eprintln!("skipped: initdb/pg_ctl (PostgreSQL server binaries) not found");
+            return None;
+        };
+        let uid = std::process::Command::new("id").arg("-u").output().ok()?;
+        let as_root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+        let dir = std::env::temp_dir().join(format!("twofactor-pg-{}", random_word()));
+        std::fs::create_dir(&dir).expect("create the cluster directory");
+        let pg = OwnPostgres {
+            bin,
+            dir,
+            port: dead_port(),
+            as_root,
+        };
+        if as_root {
+            let owned = std::process::Command::new("chown")
+                .args(["postgres:postgres", pg.dir.to_str().unwrap()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(owned, "chown of the cluster directory to postgres failed");
+        }
+        let data = pg.data();
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        pg.start_again();
+        Some(pg)
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    /// A server binary's command, run as `postgres` when the tests run as root.
+    fn command(&self, tool: &str) -> std::process::Command {
+        let path = self.bin.join(tool);
+        if self.as_root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            std::process::Command::new(path)
+        }
+    }
+
+    /// Runs a server binary (as `postgres` when root), failing the test if it fails.
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self
+            .command(tool)
+            .args(args)
+            .output()
+            .expect("run a PostgreSQL binary");
+        assert!(
+            out.status.success(),
+            "{tool} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts (or restarts) the server and waits until it accepts connections.
+    pub(crate) fn start_again(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=40",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`: no clean shutdown, like a crash).
+    pub(crate) fn stop_immediate(&self) {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    /// The postmaster and its server processes (from `postmaster.pid` and `ps --ppid`).
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        let pidfile = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .expect("read postmaster.pid");
+        let main: u32 = pidfile.lines().next().unwrap().trim().parse().unwrap();
+        let out = std::process::Command::new("ps")
+            .args(["-o", "pid=", "--ppid", &main.to_string()])
+            .output()
+            .expect("run ps");
+        let mut pids = vec![main];
+        pids.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+        pids
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL of the cluster's `postgres` database through `port` (the server's own, or a
+    /// proxy's).
+    pub(crate) fn url_via(&self, port: u16) -> String {
+        format!("postgres://postgres@127.0.0.1:{port}/postgres")
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", &data, "-m", "immediate", "-w", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,0 +1,345 @@
+//! Real server failures, not simulations, on servers the tests start themselves: a
+//! `redis-server` stalled with `SIGSTOP`; a PostgreSQL cluster of its own (`initdb` and
+//! `pg_ctl` on a temporary data directory) stopped mid-login and started again; and a TCP proxy
+//! that cuts the connection after a write was forwarded, so the client cannot know whether it
+//! happened. Each gives a typed, transient store error and never a wrongful success; once the
+//! server is back a retry of the same call with the same code ends in one of the documented
+//! outcomes (`Verified`, or `InvalidChallenge` when the earlier attempt consumed the challenge;
+//! `AlreadyEnrolled` for a confirmed setup), with no code consumed twice and no enrolment lost.
+//! (A Redis killed mid-login is in `store_flows`.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use twofactor::{Challenge, Error, Method, StoreErrorKind, Verified};
+
+use crate::support::proxy::{Cut, Proxy};
+use crate::support::stores::{self, runtime};
+use crate::support::svc::{retry, user, Svc};
+
+/// The store error of a failed step, which must be transient and never a success.
+fn transient_kind<T: std::fmt::Debug>(outcome: Result<T, Error>) -> StoreErrorKind {
+    match outcome {
+        Err(Error::Store(e)) => {
+            assert!(e.is_transient(), "{e}");
+            e.kind()
+        }
+        other => panic!("expected a transient store error, got {other:?}"),
+    }
+}
+
+/// After a login passed with `code` on `ch`: the token is spent, and the code's step is spent
+/// on any other challenge too.
+async fn spent_once(svc: &Svc, user: &str, ch: &Challenge, code: &str) {
+    assert!(
+        matches!(
+            svc.tf.verify_login(ch.token(), code).await,
+            Err(Error::InvalidChallenge)
+        ),
+        "a consumed challenge never passes twice"
+    );
+    let again = svc.challenge(user).await;
+    assert!(
+        matches!(
+            svc.tf.verify_login(again.token(), code).await,
+            Err(Error::CodeReused)
+        ),
+        "the code's step was recorded once"
+    );
+}
+
+/// A retry after an unknown outcome: `Verified` when the first try did not land, else
+/// `InvalidChallenge` (the challenge was consumed by the first try); never anything else.
+fn settled(outcome: &Result<Verified, Error>) -> bool {
+    match outcome {
+        Ok(v) => {
+            assert_eq!(v.method, Some(Method::Totp));
+            false
+        }
+        Err(Error::InvalidChallenge) => true,
+        other => panic!("a retry must verify or report the challenge consumed: {other:?}"),
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis {
+    use super::*;
+    use twofactor::{MemoryEnrollmentStore, RedisOtpStore};
+
+    async fn via(port: u16) -> RedisOtpStore {
+        for _ in 0..100 {
+            if let Ok(store) = RedisOtpStore::builder(format!("redis://127.0.0.1:{port}"))
+                .connect_timeout(stores::SHORT)
+                .response_timeout(stores::SHORT)
+                .reconnect_attempts(1)
+                .connect()
+                .await
+            {
+                return store;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no Redis on port {port}");
+    }
+
+    /// `SIGSTOP` mid-login: the step times out (typed `Timeout`, transient) and passes nothing;
+    /// after `SIGCONT` the same code verifies once, and only once.
+    #[test]
+    fn stalled_redis_times_out_then_the_same_code_verifies_once() {
+        let port = stores::dead_port();
+        let Some(server) = stores::OwnRedis::start(port) else {
+            return;
+        };
+        runtime().block_on(async {
+            let store = server.connect().await;
+            let svc = Svc::new(Arc::new(store), Arc::new(MemoryEnrollmentStore::new()));
+            let u = user();
+            let (secret, _) = svc.enroll(&u).await;
+            let ch = svc.challenge(&u).await;
+            let code = svc.totp(&secret);
+
+            server.signal("STOP");
+            let kind = transient_kind(svc.tf.verify_login(ch.token(), &code).await);
+            eprintln!("redis SIGSTOP: verify_login -> store error of kind {kind:?}");
+            assert_eq!(kind, StoreErrorKind::Timeout);
+            assert_eq!(
+                transient_kind(svc.tf.begin_login(&u).await),
+                StoreErrorKind::Timeout
+            );
+            server.signal("CONT");
+
+            let (outcome, transient) = retry(|| svc.tf.verify_login(ch.token(), &code)).await;
+            eprintln!("redis SIGCONT: retry -> {outcome:?} after {transient} transient errors");
+            assert!(
+                !settled(&outcome),
+                "the stalled try never reached its settle step"
+            );
+            spent_once(&svc, &u, &ch, &code).await;
+        });
+    }
+
+    /// A proxy cuts the connection at the settle step of `verify_login` (the script that takes
+    /// the challenge and records the step): after forwarding it, and before. Each time the
+    /// client sees a transient error; a retry with the same code gives `InvalidChallenge`
+    /// when the write landed and `Verified` when it did not; the code is consumed once.
+    #[test]
+    fn cut_at_settle_retry_verifies_or_reports_consumed() {
+        let port = stores::dead_port();
+        let Some(_server) = stores::OwnRedis::start(port) else {
+            return;
+        };
+        runtime().block_on(async {
+            let _wait = via(port).await;
+            let proxy = Proxy::start(port);
+            let svc = Svc::new(
+                Arc::new(via(proxy.port()).await),
+                Arc::new(MemoryEnrollmentStore::new()),
+            );
+            let u = user();
+            let (secret, _) = svc.enroll(&u).await;
+            // One whole login first, so that the scripts are loaded on the server.
+            let ch = svc.challenge(&u).await;
+            svc.tf
+                .verify_login(ch.token(), &svc.totp(&secret))
+                .await
+                .unwrap();
+
+            for (cut, landed) in [(Cut::AfterForward, true), (Cut::BeforeForward, false)] {
+                svc.advance(30);
+                let ch = svc.challenge(&u).await;
+                let code = svc.totp(&secret);
+                // The second script of verify_login is the settle step.
+                proxy.arm("EVALSHA", 1, 0, cut);
+                let first = svc.tf.verify_login(ch.token(), &code).await;
+                assert!(!proxy.armed(), "the cut fired");
+                let kind = transient_kind(first);
+                let (outcome, transient) = retry(|| svc.tf.verify_login(ch.token(), &code)).await;
+                eprintln!(
+                    "redis proxy cut {cut:?} settle: {kind:?}; retry -> {outcome:?} \
+                     after {transient} transient errors"
+                );
+                assert_eq!(settled(&outcome), landed);
+                spent_once(&svc, &u, &ch, &code).await;
+            }
+            assert_eq!(proxy.cuts(), 2);
+        });
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use stores::OwnPostgres;
+    use twofactor::SqlStore;
+
+    async fn sql(url: String, connections: u32) -> Arc<SqlStore> {
+        for _ in 0..100 {
+            if let Ok(store) = SqlStore::builder(url.clone())
+                .max_connections(connections)
+                .acquire_timeout(stores::SHORT)
+                .connect()
+                .await
+            {
+                store.migrate().await.unwrap();
+                return Arc::new(store);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the test's PostgreSQL never accepted a connection");
+    }
+
+    /// `pg_ctl stop -m immediate` mid-login: transient errors, nothing passes; once started
+    /// again the challenge (durable) verifies with the same code, once.
+    #[test]
+    fn postgres_stopped_mid_login_fails_closed_and_resumes() {
+        let Some(pg) = OwnPostgres::start() else {
+            return;
+        };
+        runtime().block_on(async {
+            let store = sql(pg.url_via(pg.port()), 4).await;
+            let svc = Svc::new(store.clone(), store.clone());
+            let u = user();
+            let (secret, codes) = svc.enroll(&u).await;
+            let ch = svc.challenge(&u).await;
+            let code = svc.totp(&secret);
+
+            pg.stop_immediate();
+            let kind = transient_kind(svc.tf.verify_login(ch.token(), &code).await);
+            eprintln!("postgres stopped: verify_login -> store error of kind {kind:?}");
+            for c in [code.clone(), codes[0].clone()] {
+                transient_kind(svc.tf.verify_login(ch.token(), &c).await);
+            }
+            transient_kind(svc.tf.begin_login(&u).await);
+            transient_kind(svc.tf.status(&u).await);
+
+            pg.start_again();
+            let (outcome, transient) = retry(|| svc.tf.verify_login(ch.token(), &code)).await;
+            eprintln!(
+                "postgres restarted: retry -> {outcome:?} after {transient} transient errors"
+            );
+            assert!(!settled(&outcome), "the challenge outlived the restart");
+            spent_once(&svc, &u, &ch, &code).await;
+            let status = svc.tf.status(&u).await.unwrap();
+            assert!(status.enabled);
+            assert_eq!(status.backup_codes_remaining, 10, "no backup code spent");
+        });
+    }
+
+    /// `SIGSTOP` on every process of the cluster mid-login. `SqlStore` has no timeout on a
+    /// statement already sent, so the host bounds the call (`tokio::time::timeout`, as the
+    /// README says) and the call is dropped; after `SIGCONT` the retry with the same code ends
+    /// as documented, and the code is consumed once.
+    #[test]
+    fn postgres_stalled_by_sigstop_under_a_host_timeout_then_resumes() {
+        let Some(pg) = OwnPostgres::start() else {
+            return;
+        };
+        runtime().block_on(async {
+            let store = sql(pg.url_via(pg.port()), 4).await;
+            let svc = Svc::new(store.clone(), store.clone());
+            let u = user();
+            let (secret, _) = svc.enroll(&u).await;
+            let ch = svc.challenge(&u).await;
+            let code = svc.totp(&secret);
+
+            let pids = pg.pids();
+            for pid in &pids {
+                stores::send_signal(*pid, "STOP");
+            }
+            let stalled =
+                tokio::time::timeout(stores::SHORT * 2, svc.tf.verify_login(ch.token(), &code))
+                    .await;
+            for pid in &pids {
+                stores::send_signal(*pid, "CONT");
+            }
+            assert!(stalled.is_err(), "a stalled database answered: {stalled:?}");
+            let (outcome, transient) = retry(|| svc.tf.verify_login(ch.token(), &code)).await;
+            eprintln!(
+                "postgres SIGSTOP ({} processes): the host's timeout fired; after SIGCONT, retry \
+                 -> {outcome:?} after {transient} transient errors",
+                pids.len()
+            );
+            settled(&outcome);
+            spent_once(&svc, &u, &ch, &code).await;
+        });
+    }
+
+    /// A proxy cuts the connection after the call of `verify_login`'s settle step (the
+    /// function that takes the challenge and records the step) was forwarded: transient error;
+    /// the retry reports the challenge consumed; the code is consumed once.
+    #[test]
+    fn postgres_cut_after_settle_retry_reports_consumed() {
+        let Some(pg) = OwnPostgres::start() else {
+            return;
+        };
+        runtime().block_on(async {
+            let direct = sql(pg.url_via(pg.port()), 2).await;
+            let svc = Svc::new(direct.clone(), direct);
+            let u = user();
+            let (secret, _) = svc.enroll(&u).await;
+            let ch = svc.challenge(&u).await;
+            let code = svc.totp(&secret);
+            // A second instance on a fresh connection through the proxy: its first settle call
+            // is prepared first (its text), then bound and run: the cut falls after the run.
+            let proxy = Proxy::start(pg.port());
+            let proxied = sql(pg.url_via(proxy.port()), 1).await;
+            let other = svc.twin(proxied.clone(), proxied);
+            proxy.arm("twofactor_settle", 0, 1, Cut::AfterForward);
+            let kind = transient_kind(other.tf.verify_login(ch.token(), &code).await);
+            assert!(!proxy.armed(), "the cut fired");
+            let (outcome, transient) = retry(|| other.tf.verify_login(ch.token(), &code)).await;
+            eprintln!(
+                "postgres proxy cut after settle: {kind:?}; retry -> {outcome:?} \
+                 after {transient} transient errors"
+            );
+            assert!(settled(&outcome), "the settle call had committed");
+            spent_once(&other, &u, &ch, &code).await;
+        });
+    }
+
+    /// A proxy cuts the connection after the enrolment update of `confirm_totp_setup` was
+    /// forwarded: transient error; the retry with the same code answers `AlreadyEnrolled`, and
+    /// the factor and the ten backup codes shown at setup are all there.
+    #[test]
+    fn postgres_cut_after_enrolment_write_loses_nothing() {
+        let Some(pg) = OwnPostgres::start() else {
+            return;
+        };
+        runtime().block_on(async {
+            let proxy = Proxy::start(pg.port());
+            let store = sql(pg.url_via(proxy.port()), 1).await;
+            let svc = Svc::new(store.clone(), store.clone());
+            let u = user();
+            let (secret, codes) = svc.start_setup(&u).await;
+            let code = svc.totp(&secret);
+            // The statement is prepared first (its text), then bound and run: cut after the run.
+            proxy.arm("SET record = $2, revision", 0, 1, Cut::AfterForward);
+            let kind = transient_kind(svc.tf.confirm_totp_setup(&u, &code).await);
+            assert!(!proxy.armed(), "the cut fired");
+            let (outcome, transient) = retry(|| svc.tf.confirm_totp_setup(&u, &code)).await;
+            eprintln!(
+                "postgres proxy cut after the enrolment update: {kind:?}; retry -> {outcome:?} \
+                 after {transient} transient errors"
+            );
+            assert!(
+                matches!(outcome, Err(Error::AlreadyEnrolled)),
+                "the first confirmation landed: {outcome:?}"
+            );
+            let status = svc.tf.status(&u).await.unwrap();
+            assert!(status.enabled && status.totp_confirmed_at.is_some());
+            assert_eq!(status.backup_codes_remaining, 10);
+            // The factor works: a backup code shown at setup, then the next TOTP step.
+            let ch = svc.challenge(&u).await;
+            let v = svc.tf.verify_login(ch.token(), &codes[3]).await.unwrap();
+            assert_eq!(v.method, Some(Method::BackupCode));
+            svc.advance(30);
+            let ch = svc.challenge(&u).await;
+            let v = svc
+                .tf
+                .verify_login(ch.token(), &svc.totp(&secret))
+                .await
+                .unwrap();
+            assert_eq!(v.method, Some(Method::Totp));
+        });
+    }
+}
