@@ -204,6 +204,7 @@ const RECOVERY_BIT: u8 = 0x80;
 
 /// Every bit of the methods byte that a record keeps: the methods of a challenge and
 /// [`RECOVERY_BIT`]; a decode drops the others.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) const KNOWN_BITS: u8 = 1 | 2 | 4 | 16 | RECOVERY_BIT;
 
 const RECORD_VERSION: u8 = 2;

@@ -1,7 +1,9 @@
-//! Delayed account recovery (issue 11 item 3), on the manual clock: a request schedules turning
+//! Delayed account recovery, on the manual clock: a request schedules turning
 //! two-factor authentication off after `Policy::recovery_delay`, tells the email factor at once
 //! and again before the deadline, and any passed second-factor check or `cancel_recovery`
 //! cancels it.
+// The per-store runs need the `test-util` feature; without it their helpers are unused.
+#![cfg_attr(not(feature = "test-util"), allow(dead_code))]
 
 use std::sync::Arc;
 use std::time::Duration;

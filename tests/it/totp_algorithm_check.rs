@@ -1,5 +1,5 @@
-//! The enrolment check that the authenticator app honoured the requested algorithm and digits
-//! (issue 11, item 4), with `oathtool` as the outside witness of what each app would show.
+//! The enrolment check that the authenticator app honoured the requested algorithm and digits,
+//! with `oathtool` as the outside witness of what each app would show.
 
 use twofactor::{Error, Event, LoginStep, Policy, TotpAlgorithm};
 
