@@ -282,12 +282,15 @@ impl TwoFactorService {
         device: Option<&DeviceToken>,
     ) -> Result<LoginStep, Error> {
         check_user(user)?;
-        if let Some(token) = device {
-            if let Some(verified) = self.device_login(user, token).await? {
-                return Ok(LoginStep::Complete(verified));
-            }
+        let Some(token) = device else {
+            return self.begin_login(user).await;
+        };
+        // One load serves the device check and, when the token is refused, the challenge.
+        let (loaded, remaining) = self.load_with_codes_revised(user).await?;
+        match self.device_login(user, token, loaded, remaining).await? {
+            Ok(verified) => Ok(LoginStep::Complete(verified)),
+            Err((rec, remaining)) => self.begin_login_from(user, rec, remaining).await,
         }
-        self.begin_login(user).await
     }
 
     /// The user's live trusted devices, oldest first.
@@ -360,11 +363,16 @@ impl TwoFactorService {
     }
 
     /// Checks a device token for `user`; on success records its use and returns the proof.
+    /// A login on `token` from the record the caller loaded: `Ok(Verified)`, or the record and
+    /// count back (`Err`) for a challenge when the token is refused. A revocation that won the
+    /// race since the load refuses the token (the record is then loaded again for the challenge).
     async fn device_login(
         &self,
         user: &str,
         token: &DeviceToken,
-    ) -> Result<Option<Verified>, Error> {
+        loaded: (EnrollmentRecord, Option<Revision>),
+        remaining: u32,
+    ) -> Result<Result<Verified, (EnrollmentRecord, u32)>, Error> {
         let now = self.now();
         let rejected = || {
             self.event(Event::DeviceRejected {
@@ -373,7 +381,7 @@ impl TwoFactorService {
         };
         let Some(random) = DeviceToken::random_of(token.as_str()) else {
             rejected();
-            return Ok(None);
+            return Ok(Err((loaded.0, remaining)));
         };
         let mac = self.device_mac(user, &random);
         let matching = |rec: &EnrollmentRecord| -> Option<String> {
@@ -391,10 +399,9 @@ impl TwoFactorService {
             }
             found
         };
-        let loaded = self.load(user).await?;
         if matching(&loaded.0).is_none() {
             rejected();
-            return Ok(None);
+            return Ok(Err((loaded.0, remaining)));
         }
         // Record the use; a revocation or disable that won the race refuses the token.
         let mut used = None;
@@ -411,14 +418,13 @@ impl TwoFactorService {
         .await?;
         if used.is_none() {
             rejected();
-            return Ok(None);
+            return Ok(Err(self.load_with_codes(user).await?));
         }
-        let remaining = self.inner.enrollments.backup_codes_remaining(user).await?;
         self.event(Event::Verified {
             user: user.to_owned(),
             method: Method::TrustedDevice,
         });
-        Ok(Some(Verified {
+        Ok(Ok(Verified {
             user: user.to_owned(),
             method: Some(Method::TrustedDevice),
             backup_codes_remaining: remaining,

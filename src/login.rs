@@ -1,5 +1,6 @@
 //! The two-step login: [`TwoFactorService::begin_login`] stores a challenge (and mails a code
-//! when email is a method, or texts it to a phone factor), [`TwoFactorService::resend_code`] mails a new one, and
+//! when email is a method, or texts it to a phone factor), [`TwoFactorService::resend_code`]
+//! sends a new one, and
 //! [`TwoFactorService::verify_login`] answers it with a TOTP, email or backup code.
 
 //!
@@ -25,7 +26,7 @@ use crate::method::{Method, Verified};
 use crate::phone::PhoneNumber;
 use crate::rate_limit::LoginContext;
 use crate::service::{check_user, until, TwoFactorService, UserKeys};
-use crate::store::StoreKey;
+use crate::store::{EnrollmentRecord, StoreKey};
 use crate::totp::TotpParams;
 
 /// The outcome of [`TwoFactorService::begin_login`].
@@ -92,9 +93,20 @@ impl TwoFactorService {
     /// errors; a delivery error when the email code could not be sent and email is the only method.
     pub async fn begin_login(&self, user: &str) -> Result<LoginStep, Error> {
         check_user(user)?;
+        let (rec, remaining) = self.load_with_codes(user).await?;
+        self.begin_login_from(user, rec, remaining).await
+    }
+
+    /// [`begin_login`](Self::begin_login) from the user's record and backup-code count, loaded
+    /// by the caller (a device login that fell through loads them once for both).
+    pub(crate) async fn begin_login_from(
+        &self,
+        user: &str,
+        rec: EnrollmentRecord,
+        remaining: u32,
+    ) -> Result<LoginStep, Error> {
         let policy = &self.inner.policy;
         let now = self.now();
-        let (rec, remaining) = self.load_with_codes(user).await?;
         if let Some(step) = self.recovery_at_login(user, &rec, now).await? {
             return Ok(step);
         }

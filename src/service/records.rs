@@ -23,12 +23,22 @@ impl TwoFactorService {
         &self,
         user: &str,
     ) -> Result<(EnrollmentRecord, u32), Error> {
-        let (loaded, remaining) = self.inner.enrollments.load_with_codes(user).await?;
-        let rec = match loaded {
-            Some((rec, _)) => known(rec)?,
-            None => EnrollmentRecord::new(),
-        };
+        let ((rec, _), remaining) = self.load_with_codes_revised(user).await?;
         Ok((rec, remaining))
+    }
+
+    /// [`load_with_codes`](Self::load_with_codes) with the record's revision, for a caller that
+    /// may go on to change it.
+    pub(crate) async fn load_with_codes_revised(
+        &self,
+        user: &str,
+    ) -> Result<((EnrollmentRecord, Option<Revision>), u32), Error> {
+        let (loaded, remaining) = self.inner.enrollments.load_with_codes(user).await?;
+        let loaded = match loaded {
+            Some((rec, rev)) => (known(rec)?, Some(rev)),
+            None => (EnrollmentRecord::new(), None),
+        };
+        Ok((loaded, remaining))
     }
 
     /// Applies `change` to the user's record with compare-and-swap, retrying on a concurrent

@@ -326,8 +326,24 @@ async fn check_round_trips(wrap: Wrap) {
     // Login with TOTP, a wrong code, a backup code.
     let ch = challenge(tf.begin_login("t").await.unwrap());
     record("begin_login (TOTP user)");
-    tf.verify_login(ch.token(), &totp(&secret)).await.unwrap();
+    let verified = tf.verify_login(ch.token(), &totp(&secret)).await.unwrap();
     record("verify_login (TOTP)");
+
+    // A trusted device: its login is the enrolment load and the save of its last use; a refused
+    // token falls through to the challenge on the same load.
+    let trust = tf.trust_device(&verified, "laptop", None).await.unwrap();
+    record("trust_device");
+    let step = tf
+        .begin_login_with_device("t", Some(&trust.token))
+        .await
+        .unwrap();
+    assert!(matches!(step, LoginStep::Complete(_)));
+    record("begin_login_with_device (trusted)");
+    let other = twofactor::DeviceToken::parse(&format!("tfd1_{}", "A".repeat(43))).unwrap();
+    challenge(tf.begin_login_with_device("t", Some(&other)).await.unwrap());
+    record("begin_login_with_device (refused token)");
+    assert_eq!(tf.revoke_devices("t").await.unwrap(), 1);
+    record("revoke_devices");
     let ch = challenge(tf.begin_login("t").await.unwrap());
     counts.take();
     tf.verify_login(ch.token(), &wrong(&totp(&secret)))
@@ -402,6 +418,10 @@ async fn check_round_trips(wrap: Wrap) {
         ("confirm_totp_setup", 2, 8, 5),
         ("begin_login (TOTP user)", 1, 2, 2),
         ("verify_login (TOTP)", 2, 2, 2),
+        ("trust_device", 0, 2, 2),
+        ("begin_login_with_device (trusted)", 0, 2, 2),
+        ("begin_login_with_device (refused token)", 1, 2, 2),
+        ("revoke_devices", 0, 2, 2),
         ("verify_login (wrong code)", 1, 1, 1),
         // The backup code lives in the enrolment store: one redeem there, beside the two steps.
         ("verify_login (backup code)", 2, 3, 3),
