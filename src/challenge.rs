@@ -197,6 +197,9 @@ pub(crate) struct ChallengeRecord {
     pub(crate) expires_at: Timestamp,
     /// The user had a pending account recovery when the challenge began: a pass cancels it.
     pub(crate) recovery_pending: bool,
+    /// The WebAuthn ceremony state a security key's assertion is checked against (when
+    /// [`Method::SecurityKey`] is on offer): single use and expiring with the challenge.
+    pub(crate) security_key: Option<Vec<u8>>,
 }
 
 /// The flag of [`ChallengeRecord::recovery_pending`] in the methods byte (no method uses it).
@@ -205,7 +208,7 @@ const RECOVERY_BIT: u8 = 0x80;
 /// Every bit of the methods byte that a record keeps: the methods of a challenge and
 /// [`RECOVERY_BIT`]; a decode drops the others.
 #[cfg(any(test, feature = "fuzzing"))]
-pub(crate) const KNOWN_BITS: u8 = 1 | 2 | 4 | 16 | RECOVERY_BIT;
+pub(crate) const KNOWN_BITS: u8 = 1 | 2 | 4 | 16 | 32 | RECOVERY_BIT;
 
 const RECORD_VERSION: u8 = 2;
 
@@ -217,6 +220,7 @@ fn method_bit(m: Method) -> u8 {
         // Never a method of a challenge.
         Method::TrustedDevice => 8,
         Method::Sms => 16,
+        Method::SecurityKey => 32,
     }
 }
 
@@ -233,7 +237,8 @@ impl ChallengeRecord {
         let extra = self.user.len()
             + self.email.as_ref().map_or(0, String::len)
             + self.phone.as_ref().map_or(0, String::len)
-            + self.totp.as_ref().map_or(0, |t| t.sealed.len());
+            + self.totp.as_ref().map_or(0, |t| t.sealed.len())
+            + self.security_key.as_ref().map_or(0, Vec::len);
         let mut w = Writer::with_capacity(32 + extra);
         let mut bits = self.methods.iter().fold(0, |b, m| b | method_bit(*m));
         if self.recovery_pending {
@@ -258,6 +263,10 @@ impl ChallengeRecord {
                 .bytes(&t.sealed),
             None => w.u8(0),
         };
+        // Written only when present: a record without it is the layout of earlier releases.
+        if let Some(state) = &self.security_key {
+            w.u8(1).bytes(state);
+        }
         w.into_vec()
     }
 
@@ -271,10 +280,16 @@ impl ChallengeRecord {
             return None;
         }
         let bits = r.u8()?;
-        let methods = [Method::Totp, Method::Email, Method::Sms, Method::BackupCode]
-            .into_iter()
-            .filter(|m| bits & method_bit(*m) != 0)
-            .collect();
+        let methods = [
+            Method::Totp,
+            Method::Email,
+            Method::Sms,
+            Method::SecurityKey,
+            Method::BackupCode,
+        ]
+        .into_iter()
+        .filter(|m| bits & method_bit(*m) != 0)
+        .collect();
         let backup_codes_remaining = r.u32()?;
         let expires_at = Timestamp::from_unix_secs(r.u64()?);
         let user = String::from_utf8(r.bytes()?.to_vec()).ok()?;
@@ -298,8 +313,16 @@ impl ChallengeRecord {
                 sealed: r.bytes()?.to_vec(),
             }),
         };
+        let security_key = match r.is_empty() {
+            true => None,
+            false => match r.u8()? {
+                1 => Some(r.bytes()?.to_vec()),
+                _ => return None,
+            },
+        };
         r.is_empty().then_some(ChallengeRecord {
             recovery_pending: bits & RECOVERY_BIT != 0,
+            security_key,
             user,
             methods,
             email,
@@ -340,7 +363,8 @@ impl CodeRecord {
 /// The second step of a login: hand [`Challenge::token`] to the client and ask for a code.
 ///
 /// Serializes as `{"token": "tfc2_…", "methods": ["totp", …], "expires_at": <unix seconds>,
-/// "email_sent": bool, "text_sent": bool}`: the token included, for the client that passed the password step.
+/// "email_sent": bool, "text_sent": bool}`, plus `"security_key": {"publicKey": …}` when a
+/// security key is on offer: the token included, for the client that passed the password step.
 #[derive(Debug, serde::Serialize)]
 pub struct Challenge {
     pub(crate) token: ChallengeToken,
@@ -348,6 +372,10 @@ pub struct Challenge {
     pub(crate) expires_at: Timestamp,
     pub(crate) email_sent: bool,
     pub(crate) text_sent: bool,
+    /// The request options for `navigator.credentials.get`, when a security key is on offer.
+    #[cfg(feature = "webauthn")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) security_key: Option<crate::security_key::SecurityKeyOptions>,
 }
 
 impl Challenge {
@@ -377,6 +405,14 @@ impl Challenge {
     pub fn text_sent(&self) -> bool {
         self.text_sent
     }
+
+    /// The options for `navigator.credentials.get` when [`Method::SecurityKey`] is on offer
+    /// (feature `webauthn`): the browser signs their challenge, and the result goes to
+    /// [`verify_login`](crate::TwoFactorService::verify_login).
+    #[cfg(feature = "webauthn")]
+    pub fn security_key(&self) -> Option<&crate::security_key::SecurityKeyOptions> {
+        self.security_key.as_ref()
+    }
 }
 
 #[cfg(test)]
@@ -385,7 +421,13 @@ mod tests {
 
     #[test]
     fn known_bits_are_the_challenge_methods_and_the_recovery_flag() {
-        let methods = [Method::Totp, Method::Email, Method::Sms, Method::BackupCode];
+        let methods = [
+            Method::Totp,
+            Method::Email,
+            Method::Sms,
+            Method::BackupCode,
+            Method::SecurityKey,
+        ];
         let bits = methods.iter().fold(RECOVERY_BIT, |b, m| b | method_bit(*m));
         assert_eq!(KNOWN_BITS, bits);
         assert_eq!(KNOWN_BITS & method_bit(Method::TrustedDevice), 0);
@@ -416,6 +458,7 @@ mod tests {
             backup_codes_remaining: 7,
             expires_at: Timestamp::from_unix_secs(1_700_000_300),
             recovery_pending: false,
+            security_key: None,
         }
     }
 
@@ -452,6 +495,19 @@ mod tests {
             ..bare.clone()
         };
         assert_eq!(ChallengeRecord::decode(&texted.encode()).unwrap(), texted);
+        let keyed = ChallengeRecord {
+            methods: vec![Method::SecurityKey, Method::BackupCode],
+            security_key: Some(br#"{"ast":{}}"#.to_vec()),
+            ..bare.clone()
+        };
+        let bytes = keyed.encode();
+        assert_eq!(ChallengeRecord::decode(&bytes).unwrap(), keyed);
+        for cut in bare.encode().len() + 1..bytes.len() {
+            assert!(
+                ChallengeRecord::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
         let code = CodeRecord {
             mac: [9; 32],
             expires_at: Timestamp::from_unix_secs(5),

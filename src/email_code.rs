@@ -28,6 +28,12 @@ pub(crate) enum CodePurpose {
     SmsSetup,
     Registration,
     StepUp(SecurityAction),
+    /// A security key's registration ceremony (its state, not a code).
+    #[cfg(feature = "webauthn")]
+    SecurityKeyRegistration,
+    /// A security key's step-up ceremony (its state, not a code).
+    #[cfg(feature = "webauthn")]
+    SecurityKeyStepUp,
 }
 
 /// Where a code goes: an email address or, by text, a phone number.
@@ -64,6 +70,10 @@ impl CodePurpose {
             CodePurpose::SmsSetup => "sms-setup",
             CodePurpose::Registration => "registration",
             CodePurpose::StepUp(_) => "step-up",
+            #[cfg(feature = "webauthn")]
+            CodePurpose::SecurityKeyRegistration => "sk-register",
+            #[cfg(feature = "webauthn")]
+            CodePurpose::SecurityKeyStepUp => "sk-step-up",
         }
     }
 }
@@ -261,6 +271,10 @@ impl TwoFactorService {
                         expires_in,
                     },
                     CodeKind::Purpose(CodePurpose::SmsSetup) => return Err(internal()),
+                    #[cfg(feature = "webauthn")]
+                    CodeKind::Purpose(
+                        CodePurpose::SecurityKeyRegistration | CodePurpose::SecurityKeyStepUp,
+                    ) => return Err(internal()),
                 };
                 self.send_mail(user, address, content).await
             }
@@ -278,6 +292,10 @@ impl TwoFactorService {
                     CodeKind::Purpose(CodePurpose::EmailSetup | CodePurpose::Registration) => {
                         return Err(internal())
                     }
+                    #[cfg(feature = "webauthn")]
+                    CodeKind::Purpose(
+                        CodePurpose::SecurityKeyRegistration | CodePurpose::SecurityKeyStepUp,
+                    ) => return Err(internal()),
                 };
                 let body = self
                     .inner

@@ -90,6 +90,15 @@ pub enum Error {
     /// There is no pending setup or code to confirm.
     #[error("there is nothing pending to confirm")]
     NothingPending,
+    /// A security key's registration response was not accepted (malformed, made for another
+    /// origin or ceremony, a credential type or algorithm not allowed); nothing was stored.
+    #[error("the security key's response was not accepted")]
+    SecurityKeyRejected,
+    /// The policy lets a security key be added only beside a factor answered with a code (an
+    /// authenticator app, email or phone), so that a lost key does not lock the user out
+    /// (`SecurityKeyPolicy::allow_key_alone`, feature `webauthn`, is off).
+    #[error("add an authenticator app, email or phone factor first")]
+    FallbackFactorRequired,
     /// The change needs a fresh second factor: confirm with a current code first
     /// ([`TwoFactorService::reauthenticate`](crate::TwoFactorService::reauthenticate)).
     #[error("a fresh second factor is required")]
@@ -170,6 +179,8 @@ impl Error {
             Error::TotpAlgorithmUnsupported { .. } => "totp_algorithm_unsupported",
             Error::AlreadyEnrolled => "already_enrolled",
             Error::NothingPending => "nothing_pending",
+            Error::SecurityKeyRejected => "security_key_rejected",
+            Error::FallbackFactorRequired => "fallback_factor_required",
             Error::ReauthRequired => "reauth_required",
             Error::InvalidPassword => "invalid_password",
             Error::PasswordCheck(_) => "password_check_failed",
@@ -186,7 +197,10 @@ impl Error {
     /// The HTTP status a host should answer with.
     pub fn http_status(&self) -> u16 {
         match self {
-            Error::MalformedCode | Error::InvalidInput(_) | Error::InvalidPhone(_) => 400,
+            Error::MalformedCode
+            | Error::InvalidInput(_)
+            | Error::InvalidPhone(_)
+            | Error::SecurityKeyRejected => 400,
             Error::InvalidCode { .. }
             | Error::Expired
             | Error::InvalidChallenge
@@ -195,7 +209,10 @@ impl Error {
             Error::NotEnrolled => 404,
             Error::TotpAlgorithmUnsupported { .. } => 422,
             Error::ReauthRequired => 403,
-            Error::AlreadyEnrolled | Error::NothingPending | Error::NoEmailMethod => 409,
+            Error::AlreadyEnrolled
+            | Error::NothingPending
+            | Error::NoEmailMethod
+            | Error::FallbackFactorRequired => 409,
             Error::TooManyAttempts
             | Error::Locked { .. }
             | Error::Cooldown { .. }
@@ -274,6 +291,10 @@ impl Error {
             }
             Error::AlreadyEnrolled => "Two-factor authentication is already enabled.",
             Error::ReauthRequired => "Please confirm with a current code first.",
+            Error::SecurityKeyRejected => "The security key could not be registered.",
+            Error::FallbackFactorRequired => {
+                "Add an authenticator app, email or phone first, then a security key."
+            }
             Error::InvalidPassword => "The password is not correct.",
             Error::InvalidInput(_) => "The request is not valid.",
             Error::InvalidPhone(_) => {

@@ -131,6 +131,23 @@ pub enum Event {
         /// The user.
         user: String,
     },
+    /// A security key was removed (the factor itself; see also [`Event::FactorDisabled`] when
+    /// it was the last factor).
+    SecurityKeyRemoved {
+        /// The user.
+        user: String,
+        /// The key's public id.
+        key: String,
+    },
+    /// A security key's assertion carried a signature counter at or below the highest one
+    /// seen for that key: the authenticator may have been cloned. The assertion was refused.
+    /// Investigate, and consider removing the key.
+    SecurityKeyCloneSuspected {
+        /// The user.
+        user: String,
+        /// The key's public id.
+        key: String,
+    },
 }
 
 /// Receives security events. Implementations must be quick and must not fail the flow.
@@ -153,7 +170,10 @@ pub struct TracingEvents;
 impl EventSink for TracingEvents {
     fn record(&self, event: &Event) {
         match event {
-            Event::CodeRejected { .. } | Event::LockedOut { .. } | Event::ReplayRejected { .. } => {
+            Event::CodeRejected { .. }
+            | Event::LockedOut { .. }
+            | Event::ReplayRejected { .. }
+            | Event::SecurityKeyCloneSuspected { .. } => {
                 tracing::warn!(target: "twofactor::events", ?event, "two-factor event")
             }
             _ => tracing::info!(target: "twofactor::events", ?event, "two-factor event"),

@@ -30,6 +30,8 @@ mod phone;
 mod policy;
 pub mod rate_limit;
 mod recovery;
+#[cfg(feature = "webauthn")]
+mod security_key;
 mod service;
 mod step_up;
 mod store;
@@ -63,6 +65,12 @@ pub use phone::{PhoneError, PhoneNumber, MAX_PHONE_DIGITS, MIN_PHONE_DIGITS};
 pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL, MAX_FAILURES_PER_DAY};
 pub use rate_limit::{Decision, Limit, LoginContext, RateLimiter, WindowKind, MAX_LIMIT_WINDOW};
 pub use recovery::RecoveryProgress;
+#[cfg(feature = "webauthn")]
+#[cfg_attr(docsrs, doc(cfg(feature = "webauthn")))]
+pub use security_key::{
+    SecurityKeyInfo, SecurityKeyOptions, SecurityKeyPolicy, UserVerification,
+    MAX_SECURITY_KEY_LABEL, MAX_SECURITY_KEY_RESPONSE,
+};
 pub use service::{PasswordVerifier, ServiceBuilder, TwoFactorService};
 pub use step_up::Status;
 #[cfg(feature = "test-util")]
@@ -71,8 +79,8 @@ pub use store::conformance;
 pub use store::flow;
 pub use store::{
     BackupCodeRecord, EmailRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,
-    MemoryOtpStore, OtpStore, PendingTotp, PhoneRecord, RecoveryRecord, Revision, StoreKey,
-    TotpRecord, TrustedDeviceRecord,
+    MemoryOtpStore, OtpStore, PendingTotp, PhoneRecord, RecoveryRecord, Revision,
+    SecurityKeyRecord, StoreKey, TotpRecord, TrustedDeviceRecord,
 };
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

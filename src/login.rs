@@ -45,9 +45,9 @@ pub enum LoginStep {
 }
 
 /// A challenge located from its token: the user's keys and the challenge's key.
-struct Located {
-    keys: UserKeys,
-    challenge: StoreKey,
+pub(crate) struct Located {
+    pub(crate) keys: UserKeys,
+    pub(crate) challenge: StoreKey,
 }
 
 /// What an answer matched.
@@ -132,6 +132,14 @@ impl TwoFactorService {
             None => None,
         };
         // One channel carries the code: email when the user has it, else their phone.
+        #[cfg(feature = "webauthn")]
+        let (security_key, key_state) = match self.start_assertion(&rec)? {
+            Some((options, state)) => (Some(options), Some(state)),
+            None => (None, None),
+        };
+        #[cfg(not(feature = "webauthn"))]
+        let key_state: Option<Vec<u8>> = None;
+        let recovery_pending = rec.recovery.is_some();
         let email = rec.email.map(|e| e.address);
         let phone = match email {
             Some(_) => None,
@@ -142,6 +150,15 @@ impl TwoFactorService {
         }
         if phone.is_some() {
             methods.push(Method::Sms);
+        }
+        if key_state.is_some() {
+            methods.push(Method::SecurityKey);
+        }
+        if methods.is_empty() {
+            // Only security keys, and this build or policy does not take them.
+            return Err(Error::InvalidConfig(
+                "the user's only factors are security keys, which are not configured".into(),
+            ));
         }
         if remaining > 0 {
             methods.push(Method::BackupCode);
@@ -159,7 +176,8 @@ impl TwoFactorService {
             totp,
             backup_codes_remaining: remaining,
             expires_at,
-            recovery_pending: rec.recovery.is_some(),
+            recovery_pending,
+            security_key: key_state,
         };
         // The code is made now and stored with the challenge when its send is granted.
         let channel = match (&record.email, &phone) {
@@ -188,7 +206,7 @@ impl TwoFactorService {
                 .map(|c| (self.send_spec(&cooldown, now), c)),
             // Without an authenticator app the sent code is the only way in (or a backup code,
             // which the user may not have at hand): a refused send refuses the login.
-            send_required: record.totp.is_none(),
+            send_required: record.totp.is_none() && record.security_key.is_none(),
         };
         let granted = match self.inner.otp.begin_challenge(&new, now).await? {
             Begun::Created { send } => send,
@@ -222,8 +240,9 @@ impl TwoFactorService {
                         user: user.to_owned(),
                     });
                 }
-                // With an authenticator app the user can still answer; they may resend later.
-                Err(e) if record.totp.is_some() => {
+                // With an authenticator app or a security key the user can still answer; they
+                // may resend later.
+                Err(e) if record.totp.is_some() || record.security_key.is_some() => {
                     tracing::warn!(target: "twofactor", error = %e, "login code not sent");
                 }
                 Err(e) => {
@@ -240,10 +259,12 @@ impl TwoFactorService {
             expires_at,
             email_sent,
             text_sent,
+            #[cfg(feature = "webauthn")]
+            security_key,
         }))
     }
 
-    fn locate(&self, token: &ChallengeToken) -> Result<(Located, [u8; 16]), Error> {
+    pub(crate) fn locate(&self, token: &ChallengeToken) -> Result<(Located, [u8; 16]), Error> {
         let (tag, id): ([u8; TAG_BYTES], [u8; 16]) = token
             .locate(&self.inner.keys)
             .ok_or(Error::InvalidChallenge)?;
@@ -332,7 +353,10 @@ impl TwoFactorService {
         self.verify_login(token, input).await
     }
 
-    /// Answers a challenge with a TOTP code, the emailed code, or a backup code.
+    /// Answers a challenge with a TOTP code, the emailed code, or a backup code; with the
+    /// `webauthn` feature, also a security key's assertion (the JSON of the browser's
+    /// `PublicKeyCredential`, recognised by its opening `{`), as
+    /// `verify_login_security_key` does.
     ///
     /// Input is normalised (spaces and dashes dropped; case ignored for backup codes). Every
     /// attempt is counted, atomically and before any comparison, against the challenge (void
@@ -354,6 +378,11 @@ impl TwoFactorService {
         token: &ChallengeToken,
         input: &str,
     ) -> Result<Verified, Error> {
+        #[cfg(feature = "webauthn")]
+        if crate::security_key::Assertion::looks_like(input) {
+            let assertion = crate::security_key::Assertion::parse(input)?;
+            return self.verify_login_key(token, &assertion).await;
+        }
         let code = code::normalize(input)?;
         let now = self.now();
         let (at, id) = self.locate(token)?;

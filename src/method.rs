@@ -21,9 +21,12 @@ pub enum Method {
     /// A trusted device's token ([`trust_device`](crate::TwoFactorService::trust_device)): a
     /// login completed without a code.
     TrustedDevice,
+    /// A security key or passkey (WebAuthn, feature `webauthn`): a signed assertion.
+    SecurityKey,
 }
 
-/// The stable name, as [`Method::as_str`]: `totp`, `email`, `sms`, `backup_code` or `trusted_device`.
+/// The stable name, as [`Method::as_str`]: `totp`, `email`, `sms`, `backup_code`,
+/// `trusted_device` or `security_key`.
 impl std::fmt::Display for Method {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -31,7 +34,8 @@ impl std::fmt::Display for Method {
 }
 
 impl Method {
-    /// The method's stable name: `totp`, `email`, `sms`, `backup_code` or `trusted_device`.
+    /// The method's stable name: `totp`, `email`, `sms`, `backup_code`, `trusted_device` or
+    /// `security_key`.
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Totp => "totp",
@@ -39,13 +43,15 @@ impl Method {
             Method::BackupCode => "backup_code",
             Method::TrustedDevice => "trusted_device",
             Method::Sms => "sms",
+            Method::SecurityKey => "security_key",
         }
     }
 }
 
 /// Proof that a user passed the second factor. The host issues its own session from it.
 ///
-/// Serializes as `{"user": …, "method": "totp" | "email" | "sms" | "backup_code" | "trusted_device" | null,
+/// Serializes as `{"user": …, "method": "totp" | "email" | "sms" | "backup_code" | "trusted_device" |
+/// "security_key" | null,
 /// "backup_codes_remaining": …, "verified_at": <unix seconds>}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]

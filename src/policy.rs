@@ -163,6 +163,10 @@ pub struct Policy {
     ///
     /// [`TwoFactorService::begin_login_with`]: crate::TwoFactorService::begin_login_with
     pub client_login_limit: Limit,
+    /// Security keys and passkeys (WebAuthn): the relying party and its rules. `None` (the
+    /// default) offers no security key; see [`SecurityKeyPolicy`](crate::SecurityKeyPolicy).
+    #[cfg(feature = "webauthn")]
+    pub security_keys: Option<crate::security_key::SecurityKeyPolicy>,
     /// Set only by [`Policy::dangerous_allow_over_100_failures_per_day`].
     allow_over_100_failures_per_day: bool,
 }
@@ -198,6 +202,8 @@ impl Default for Policy {
             backup_code_count: 10,
             backup_code_hashing: BackupCodeHashing::Hmac,
             client_login_limit: Limit::sliding(60, Duration::from_secs(15 * 60)),
+            #[cfg(feature = "webauthn")]
+            security_keys: None,
             allow_over_100_failures_per_day: false,
         }
     }
@@ -224,6 +230,10 @@ impl Policy {
         }
         if !(6..=10).contains(&self.email_code_digits) {
             return bad("email_code_digits must be 6 to 10");
+        }
+        #[cfg(feature = "webauthn")]
+        if let Some(keys) = &self.security_keys {
+            keys.validate()?;
         }
         if self.email_code_ttl.as_secs() == 0 || self.email_code_ttl > MAX_CODE_TTL {
             return bad("email_code_ttl must be 1 s to 10 min");

@@ -59,6 +59,32 @@ pub struct Status {
     /// [`TwoFactorService::request_recovery`]); a time already past takes effect at the next
     /// login or [`TwoFactorService::process_recovery`].
     pub recovery_pending_until: Option<Timestamp>,
+    /// Registered security keys and passkeys (feature `webauthn`).
+    pub security_keys: u32,
+}
+
+/// What a step-up is answered with: a code, or a security key's assertion (the JSON of
+/// `navigator.credentials.get`'s result, after
+/// [`start_security_key_step_up`](TwoFactorService::start_security_key_step_up)).
+pub(crate) enum Answer {
+    Code(Secret),
+    #[cfg(feature = "webauthn")]
+    Key(crate::security_key::Assertion),
+}
+
+impl Answer {
+    /// Reads the input: a JSON object is an assertion (with the `webauthn` feature), anything
+    /// else a code.
+    ///
+    /// # Errors
+    /// [`Error::MalformedCode`] for input that is neither.
+    pub(crate) fn parse(input: &str) -> Result<Self, Error> {
+        #[cfg(feature = "webauthn")]
+        if crate::security_key::Assertion::looks_like(input) {
+            return crate::security_key::Assertion::parse(input).map(Answer::Key);
+        }
+        code::normalize(input).map(Answer::Code)
+    }
 }
 
 /// What a passed step-up takes with it when it settles.
@@ -78,10 +104,19 @@ impl TwoFactorService {
         &self,
         user: &str,
         rec: &EnrollmentRecord,
-        code: &Secret,
+        answer: &Answer,
         password: Option<bool>,
         now: Timestamp,
     ) -> Result<Method, Error> {
+        let code = match answer {
+            Answer::Code(code) => code,
+            #[cfg(feature = "webauthn")]
+            Answer::Key(assertion) => {
+                return self
+                    .step_up_with_key(user, rec, assertion, password, now)
+                    .await
+            }
+        };
         let policy = &self.inner.policy;
         let keys = self.user_keys(user);
         let backup_code = backup::canonical(code.expose());
@@ -264,7 +299,7 @@ impl TwoFactorService {
     /// [`Policy::reauth_window`]: crate::Policy::reauth_window
     pub async fn reauthenticate(&self, user: &str, code: &str) -> Result<Method, Error> {
         check_user(user)?;
-        let code = code::normalize(code)?;
+        let code = Answer::parse(code)?;
         let now = self.now();
         let (rec, _) = self.load(user).await?;
         if !rec.is_enabled() {
@@ -315,23 +350,49 @@ impl TwoFactorService {
     /// [`PasswordVerifier`]: crate::PasswordVerifier
     pub async fn disable(&self, user: &str, password: &str, code: &str) -> Result<(), Error> {
         check_user(user)?;
-        let verifier = self
-            .inner
-            .password
-            .as_ref()
-            .ok_or_else(|| Error::InvalidConfig("no password verifier configured".into()))?;
-        let now = self.now();
+        self.password_verifier()?;
         let (rec, _) = self.load(user).await?;
         if !rec.is_enabled() {
             return Err(Error::NotEnrolled);
         }
-        let code = code::normalize(code)?;
-        // A wrong password also counts against the code step's ceiling, as a wrong code does.
+        self.confirm_with_password(user, &rec, password, code)
+            .await?;
+        self.turn_off(user, &rec).await
+    }
+
+    /// The check of [`disable`](Self::disable) and the other changes that need the password
+    /// besides a fresh factor: the password (under its own limit; a wrong one also counts
+    /// against the code step's ceiling) and a code or security key assertion.
+    pub(crate) async fn confirm_with_password(
+        &self,
+        user: &str,
+        rec: &EnrollmentRecord,
+        password: &str,
+        code: &str,
+    ) -> Result<Method, Error> {
+        let verifier = self.password_verifier()?;
+        let now = self.now();
+        let answer = Answer::parse(code)?;
         let password_ok = self
-            .check_password_with(verifier.as_ref(), user, password, now)
+            .check_password_with(verifier, user, password, now)
             .await?;
-        self.step_up(user, &rec, &code, Some(password_ok), now)
-            .await?;
+        self.step_up(user, rec, &answer, Some(password_ok), now)
+            .await
+    }
+
+    /// The host's password verifier.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when none is configured.
+    pub(crate) fn password_verifier(&self) -> Result<&dyn crate::PasswordVerifier, Error> {
+        self.inner
+            .password
+            .as_deref()
+            .ok_or_else(|| Error::InvalidConfig("no password verifier configured".into()))
+    }
+
+    /// Removes every factor and backup code of the user whose record was `rec`, and tells them.
+    pub(crate) async fn turn_off(&self, user: &str, rec: &EnrollmentRecord) -> Result<(), Error> {
         self.inner.enrollments.remove(user).await?;
         self.event(Event::FactorDisabled {
             user: user.to_owned(),
@@ -403,7 +464,7 @@ impl TwoFactorService {
         code: &str,
     ) -> Result<Vec<Secret>, Error> {
         check_user(user)?;
-        let code = code::normalize(code)?;
+        let code = Answer::parse(code)?;
         let policy = &self.inner.policy;
         let now = self.now();
         let (rec, rev) = self.load(user).await?;
@@ -461,6 +522,9 @@ impl TwoFactorService {
         if rec.phone.is_some() {
             methods.push(Method::Sms);
         }
+        if !rec.security_keys.is_empty() {
+            methods.push(Method::SecurityKey);
+        }
         if rec.is_enabled() && remaining > 0 {
             methods.push(Method::BackupCode);
         }
@@ -494,6 +558,7 @@ impl TwoFactorService {
             )
             .unwrap_or(u32::MAX),
             recovery_pending_until: rec.recovery.as_ref().map(|r| r.effective_at),
+            security_keys: u32::try_from(rec.security_keys.len()).unwrap_or(u32::MAX),
         })
     }
 }

@@ -47,6 +47,8 @@ pub enum MessagePurpose {
     SecurityCode,
     /// A second factor was added to the account.
     FactorAdded,
+    /// A second factor was removed while others remain.
+    FactorRemoved,
     /// A device was trusted to sign in without a code.
     DeviceTrusted,
     /// An account recovery was asked for.
@@ -114,6 +116,12 @@ pub enum MailContent<'a> {
         /// The factor added.
         method: crate::method::Method,
     },
+    /// Notification: a second factor was removed (others remain; turning two-factor
+    /// authentication off altogether is [`TwoFactorDisabled`](Self::TwoFactorDisabled)).
+    FactorRemoved {
+        /// The factor removed.
+        method: crate::method::Method,
+    },
     /// Notification: a device was trusted to sign in without a code.
     DeviceTrusted,
     /// Notification: an account recovery was asked for; two-factor authentication will be
@@ -135,6 +143,7 @@ impl MailContent<'_> {
             MailContent::TotpReplayRejected => MessagePurpose::TotpReplayRejected,
             MailContent::SecurityCode { .. } => MessagePurpose::SecurityCode,
             MailContent::FactorAdded { .. } => MessagePurpose::FactorAdded,
+            MailContent::FactorRemoved { .. } => MessagePurpose::FactorRemoved,
             MailContent::DeviceTrusted => MessagePurpose::DeviceTrusted,
             MailContent::RecoveryRequested => MessagePurpose::RecoveryRequested,
             MailContent::RecoveryReminder => MessagePurpose::RecoveryReminder,

@@ -274,7 +274,18 @@ impl Templates for EnglishTemplates {
                 match method {
                     Method::Totp => "An authenticator app was added as a second factor to your account.",
                     Method::Email => "An email address was added as a second factor to your account.",
+                    Method::SecurityKey => "A security key was added as a second factor to your account.",
                     _ => "A second factor was added to your account.",
+                },
+                None,
+                None,
+                "If this was not you, secure your account now.",
+            ),
+            MailContent::FactorRemoved { method } => (
+                format!("{issuer}: a sign-in method was removed"),
+                match method {
+                    Method::SecurityKey => "A security key was removed from your account's second factors.",
+                    _ => "A second factor was removed from your account.",
                 },
                 None,
                 None,
@@ -414,7 +425,18 @@ impl Templates for GermanTemplates {
                 match method {
                     Method::Totp => "Eine Authenticator-App wurde Ihrem Konto als zweiter Faktor hinzugefügt.",
                     Method::Email => "Eine E-Mail-Adresse wurde Ihrem Konto als zweiter Faktor hinzugefügt.",
+                    Method::SecurityKey => "Ein Sicherheitsschlüssel wurde Ihrem Konto als zweiter Faktor hinzugefügt.",
                     _ => "Ihrem Konto wurde ein zweiter Faktor hinzugefügt.",
+                },
+                None,
+                None,
+                "Wenn Sie das nicht waren, sichern Sie Ihr Konto jetzt.",
+            ),
+            MailContent::FactorRemoved { method } => (
+                format!("{issuer}: eine Anmeldemethode wurde entfernt"),
+                match method {
+                    Method::SecurityKey => "Ein Sicherheitsschlüssel wurde aus den zweiten Faktoren Ihres Kontos entfernt.",
+                    _ => "Ein zweiter Faktor wurde aus Ihrem Konto entfernt.",
                 },
                 None,
                 None,
@@ -521,6 +543,9 @@ mod tests {
             },
             MailContent::FactorAdded {
                 method: Method::Totp,
+            },
+            MailContent::FactorRemoved {
+                method: Method::SecurityKey,
             },
             MailContent::DeviceTrusted,
             MailContent::RecoveryRequested,

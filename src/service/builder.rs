@@ -214,6 +214,11 @@ impl ServiceBuilder {
             ));
         }
         let missing = |what: &str| Error::InvalidConfig(format!("{what} is required"));
+        #[cfg(feature = "webauthn")]
+        let webauthn = match &self.policy.security_keys {
+            Some(keys) => Some(Arc::new(keys.build()?)),
+            None => None,
+        };
         Ok(TwoFactorService {
             inner: Arc::new(Inner {
                 issuer,
@@ -229,6 +234,8 @@ impl ServiceBuilder {
                 password: self.password,
                 display_names: self.display_names,
                 events: self.events,
+                #[cfg(feature = "webauthn")]
+                webauthn,
             }),
         })
     }

@@ -46,6 +46,9 @@ pub(crate) struct Inner {
     pub(crate) password: Option<Arc<dyn PasswordVerifier>>,
     pub(crate) display_names: Option<Arc<DisplayNames>>,
     events: Arc<dyn EventSink>,
+    /// The WebAuthn relying party, when [`Policy::security_keys`] is set.
+    #[cfg(feature = "webauthn")]
+    pub(crate) webauthn: Option<Arc<webauthn_rs::Webauthn>>,
 }
 
 /// Two-factor authentication: enrolment, the second login step, disable, backup codes, status.

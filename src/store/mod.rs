@@ -351,6 +351,51 @@ pub struct EnrollmentRecord {
     /// Absent in older records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<PhoneRecord>,
+    /// The user's security keys and passkeys (WebAuthn; see
+    /// `TwoFactorService::start_security_key_registration`, feature `webauthn`). Kept whatever
+    /// the features of the build reading the record. Absent in older records (empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_keys: Vec<SecurityKeyRecord>,
+}
+
+/// A registered security key or passkey, kept in the [`EnrollmentRecord`].
+///
+/// The credential is public-key material (no secret): its JSON as the `webauthn-rs` crate writes
+/// it, with the signature counter the service checks for cloned authenticators.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SecurityKeyRecord {
+    /// The key's public id (`sk_` and 16 base64url characters), for listing and removal.
+    pub id: String,
+    /// The user's name for it.
+    pub label: String,
+    /// The credential, as JSON (public key, credential id, counter, flags).
+    pub credential: String,
+    /// The highest signature counter seen (0 for authenticators without one).
+    pub counter: u32,
+    /// When it was registered.
+    pub created_at: Timestamp,
+    /// When it last passed a check.
+    pub last_used_at: Option<Timestamp>,
+    /// A short tag of the ceremony its last check answered: the same assertion sent twice is
+    /// a repeat, not a counter going backwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ceremony: Option<String>,
+}
+
+impl SecurityKeyRecord {
+    /// A record from its parts, never used yet.
+    pub fn new(id: String, label: String, credential: String, created_at: Timestamp) -> Self {
+        SecurityKeyRecord {
+            id,
+            label,
+            credential,
+            counter: 0,
+            created_at,
+            last_used_at: None,
+            last_ceremony: None,
+        }
+    }
 }
 
 /// A proven phone number used as a (restricted, NIST SP 800-63B) text factor.
@@ -410,6 +455,12 @@ impl EnrollmentRecord {
 
     /// Whether any second factor is enabled.
     pub fn is_enabled(&self) -> bool {
+        self.has_code_factor() || !self.security_keys.is_empty()
+    }
+
+    /// Whether the user has a factor answered with a code (TOTP, email or text): what a policy
+    /// that does not let a security key stand alone asks for beside keys.
+    pub fn has_code_factor(&self) -> bool {
         self.totp.is_some() || self.email.is_some() || self.phone.is_some()
     }
 }
