@@ -31,6 +31,8 @@ mod quickstart;
 mod real_failures;
 mod recovery;
 mod rfc_vectors;
+#[cfg(feature = "webauthn")]
+mod security_key;
 // The server example renders PNG QR codes.
 #[cfg(feature = "qr-png")]
 mod server_http;

@@ -1,6 +1,8 @@
 //! Shared test harness: a service on memory stores, a manual clock, a recording mailer and a
 //! recording event sink, plus helpers to read codes the way a user would.
 
+#[cfg(feature = "webauthn")]
+pub(crate) mod authenticator;
 pub(crate) mod faults;
 #[cfg(all(feature = "test-util", any(feature = "redis", feature = "postgres")))]
 pub(crate) mod proxy;

@@ -1,0 +1,792 @@
+//! Security keys and passkeys (WebAuthn): registration, the login answer, step-up, listing,
+//! renaming and removal, against a real software authenticator (passkey-rs) that signs what the
+//! service's options ask, and every way an assertion is refused.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use twofactor::{
+    Challenge, Error, Event, LoginStep, MessagePurpose, Method, Policy, SecurityKeyInfo,
+    SecurityKeyPolicy, UserVerification,
+};
+
+use crate::support::authenticator::{SoftKey, ORIGIN, RP_ID};
+use crate::support::{Harness, PASSWORD};
+
+fn policy() -> Policy {
+    let mut p = Policy::default();
+    p.security_keys = Some(SecurityKeyPolicy::new(RP_ID, ORIGIN));
+    p
+}
+
+fn harness() -> Harness {
+    Harness::with_policy(policy())
+}
+
+/// Registers `key` for `user` (who must be allowed to add a factor now).
+async fn add_key(h: &Harness, user: &str, key: &mut SoftKey, label: &str) -> SecurityKeyInfo {
+    let options =
+        h.tf.start_security_key_registration(user, "Alice Example")
+            .await
+            .unwrap();
+    let response = key.create(options.as_json()).await;
+    h.tf.finish_security_key_registration(user, &response, label)
+        .await
+        .unwrap()
+}
+
+/// A user with TOTP and one key.
+async fn enrolled(h: &Harness, user: &str) -> (String, SoftKey, SecurityKeyInfo) {
+    let (secret, _) = h.enroll_totp(user).await;
+    let mut key = SoftKey::new();
+    let info = add_key(h, user, &mut key, "YubiKey").await;
+    (secret, key, info)
+}
+
+/// The request options a login challenge carries.
+fn options(c: &Challenge) -> serde_json::Value {
+    c.security_key()
+        .expect("a security key is on offer")
+        .as_json()
+        .clone()
+}
+
+#[tokio::test]
+async fn a_registered_key_answers_a_login() {
+    let h = harness();
+    let (_, mut key, info) = enrolled(&h, "u1").await;
+    assert!(
+        info.id.starts_with("sk_") && info.id.len() == 19,
+        "{}",
+        info.id
+    );
+    assert_eq!(info.label, "YubiKey");
+    assert_eq!(info.created_at.as_unix_secs(), h.now());
+    assert!(h.events.events().contains(&Event::FactorEnabled {
+        user: "u1".into(),
+        method: Method::SecurityKey,
+    }));
+    // Registration is told to the email factor, when there is one.
+    let status = h.tf.status("u1").await.unwrap();
+    assert!(status.methods.contains(&Method::SecurityKey));
+    assert_eq!(status.security_keys, 1);
+
+    h.advance(600);
+    let c = h.challenge("u1").await;
+    assert!(c.methods().contains(&Method::SecurityKey));
+    assert!(c.methods().contains(&Method::Totp));
+    let opts = options(&c);
+    assert_eq!(opts["publicKey"]["rpId"], RP_ID);
+    let allowed = opts["publicKey"]["allowCredentials"].as_array().unwrap();
+    assert_eq!(allowed.len(), 1);
+    // The login step's JSON carries the options for the browser.
+    let step = serde_json::to_value(LoginStep::Challenge(h.challenge("u1").await)).unwrap();
+    assert!(step["security_key"]["publicKey"]["challenge"].is_string());
+
+    let assertion = key.get(&opts).await;
+    let v = h.tf.verify_login(c.token(), &assertion).await.unwrap();
+    assert_eq!(v.user, "u1");
+    assert_eq!(v.method, Some(Method::SecurityKey));
+    assert_eq!(v.backup_codes_remaining, 10);
+    assert!(h.events.events().contains(&Event::Verified {
+        user: "u1".into(),
+        method: Method::SecurityKey,
+    }));
+    let listed = h.tf.security_keys("u1").await.unwrap();
+    assert_eq!(
+        listed[0].last_used_at.map(|t| t.as_unix_secs()),
+        Some(h.now())
+    );
+    // The challenge is consumed: the same assertion, or any answer, is refused now.
+    assert!(matches!(
+        h.tf.verify_login(c.token(), &assertion).await,
+        Err(Error::InvalidChallenge)
+    ));
+}
+
+#[tokio::test]
+async fn the_sibling_entry_point_takes_the_assertion_too() {
+    let h = harness();
+    let (_, mut key, _) = enrolled(&h, "u1").await;
+    let c = h.challenge("u1").await;
+    let assertion = key.get(&options(&c)).await;
+    let v =
+        h.tf.verify_login_security_key(c.token(), &assertion)
+            .await
+            .unwrap();
+    assert_eq!(v.method, Some(Method::SecurityKey));
+    // Garbage is malformed, not a counted attempt.
+    let c = h.challenge("u1").await;
+    assert!(matches!(
+        h.tf.verify_login_security_key(c.token(), "{not json").await,
+        Err(Error::MalformedCode)
+    ));
+    assert!(matches!(
+        h.tf.verify_login_security_key(c.token(), "123456").await,
+        Err(Error::MalformedCode)
+    ));
+}
+
+#[tokio::test]
+async fn an_assertion_from_another_origin_is_refused_and_counted() {
+    let h = harness();
+    let (_, mut key, _) = enrolled(&h, "u1").await;
+    for origin in [
+        "http://evil.localhost:8080",
+        "http://localhost:9999",
+        "https://example.com",
+    ] {
+        let c = h.challenge("u1").await;
+        let assertion = key.get_at(origin, &options(&c)).await.unwrap();
+        match h.tf.verify_login(c.token(), &assertion).await {
+            Err(Error::InvalidCode { attempts_remaining }) => {
+                assert_eq!(attempts_remaining, Some(4), "{origin}")
+            }
+            other => panic!("{origin}: {other:?}"),
+        }
+        // The challenge stays answerable from the right origin.
+        let good = key.get(&options(&c)).await;
+        assert!(h.tf.verify_login(c.token(), &good).await.is_ok());
+    }
+    let rejected = h
+        .events
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::CodeRejected { .. }))
+        .count();
+    assert_eq!(rejected, 3);
+}
+
+#[tokio::test]
+async fn a_replayed_assertion_is_refused_on_every_later_challenge() {
+    let h = harness();
+    let (_, mut key, _) = enrolled(&h, "u1").await;
+    let first = h.challenge("u1").await;
+    let assertion = key.get(&options(&first)).await;
+    h.tf.verify_login(first.token(), &assertion).await.unwrap();
+    // The signed challenge belongs to the first ceremony only.
+    let second = h.challenge("u1").await;
+    assert!(matches!(
+        h.tf.verify_login(second.token(), &assertion).await,
+        Err(Error::InvalidCode { .. })
+    ));
+    // An assertion signed for one live challenge does not answer another.
+    let third = h.challenge("u1").await;
+    let for_third = key.get(&options(&third)).await;
+    assert!(matches!(
+        h.tf.verify_login(second.token(), &for_third).await,
+        Err(Error::InvalidCode { .. })
+    ));
+    assert!(h.tf.verify_login(third.token(), &for_third).await.is_ok());
+}
+
+#[tokio::test]
+async fn an_assertion_for_another_users_challenge_is_refused() {
+    let h = harness();
+    let (_, mut alice_key, _) = enrolled(&h, "alice").await;
+    let (_, _bob_key, _) = enrolled(&h, "bob").await;
+    let alice = h.challenge("alice").await;
+    let bob = h.challenge("bob").await;
+    // Alice's key, asked with Bob's options, holds no credential of his.
+    assert!(alice_key.get_at(ORIGIN, &options(&bob)).await.is_err());
+    // Alice's assertion for her own challenge, sent against Bob's: refused, counted on Bob's.
+    let assertion = alice_key.get(&options(&alice)).await;
+    assert!(matches!(
+        h.tf.verify_login(bob.token(), &assertion).await,
+        Err(Error::InvalidCode {
+            attempts_remaining: Some(4)
+        })
+    ));
+    // And it still answers Alice's own.
+    let v = h.tf.verify_login(alice.token(), &assertion).await.unwrap();
+    assert_eq!(v.user, "alice");
+}
+
+#[tokio::test]
+async fn an_expired_ceremony_is_refused() {
+    let h = harness();
+    let (_, mut key, _) = enrolled(&h, "u1").await;
+    // Login: the ceremony lives as long as the challenge (300 s).
+    let c = h.challenge("u1").await;
+    let assertion = key.get(&options(&c)).await;
+    h.advance(301);
+    assert!(matches!(
+        h.tf.verify_login(c.token(), &assertion).await,
+        Err(Error::InvalidChallenge | Error::Expired)
+    ));
+    // Registration: the ceremony lives `ceremony_ttl` (300 s).
+    h.enroll_totp("u2").await;
+    let opts =
+        h.tf.start_security_key_registration("u2", "U2")
+            .await
+            .unwrap();
+    let mut other = SoftKey::new();
+    let response = other.create(opts.as_json()).await;
+    h.advance(301);
+    assert!(matches!(
+        h.tf.finish_security_key_registration("u2", &response, "late")
+            .await,
+        Err(Error::NothingPending)
+    ));
+    assert_eq!(h.tf.security_keys("u2").await.unwrap().len(), 0);
+    // Step-up: the same.
+    let opts = h.tf.start_security_key_step_up("u1").await.unwrap();
+    let assertion = key.get(opts.as_json()).await;
+    h.advance(301);
+    assert!(matches!(
+        h.tf.reauthenticate("u1", &assertion).await,
+        Err(Error::NothingPending)
+    ));
+}
+
+#[tokio::test]
+async fn a_removed_key_no_longer_answers() {
+    let h = harness();
+    let (secret, mut key, info) = enrolled(&h, "u1").await;
+    let mut spare = SoftKey::new();
+    add_key(&h, "u1", &mut spare, "Spare").await;
+    // A challenge begun while the key was registered...
+    let c = h.challenge("u1").await;
+    let assertion = key.get(&options(&c)).await;
+    h.advance(30);
+    h.tf.remove_security_key("u1", &info.id, PASSWORD, &h.totp(&secret))
+        .await
+        .unwrap();
+    assert!(h.events.events().contains(&Event::SecurityKeyRemoved {
+        user: "u1".into(),
+        key: info.id.clone(),
+    }));
+    // ...is not answered by it once it is removed.
+    assert!(matches!(
+        h.tf.verify_login(c.token(), &assertion).await,
+        Err(Error::InvalidCode { .. })
+    ));
+    // New challenges no longer offer it.
+    let c = h.challenge("u1").await;
+    let allowed = options(&c)["publicKey"]["allowCredentials"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(allowed, 1);
+    assert!(key.get_at(ORIGIN, &options(&c)).await.is_err());
+    let listed = h.tf.security_keys("u1").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].label, "Spare");
+    // Removing an unknown key is NotEnrolled, and checks nothing.
+    assert!(matches!(
+        h.tf.remove_security_key("u1", &info.id, PASSWORD, &h.totp(&secret))
+            .await,
+        Err(Error::NotEnrolled)
+    ));
+}
+
+#[tokio::test]
+async fn of_concurrent_assertions_on_one_challenge_exactly_one_passes() {
+    let h = Arc::new(harness());
+    let (_, mut key, _) = enrolled(&h, "u1").await;
+    let c = h.challenge("u1").await;
+    let assertion = key.get(&options(&c)).await;
+    let token = c.token().clone();
+    let results = crate::support::race(16, |_| {
+        let h = h.clone();
+        let token = token.clone();
+        let assertion = assertion.clone();
+        async move { h.tf.verify_login(&token, &assertion).await }
+    })
+    .await;
+    let passed = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(passed, 1, "{results:?}");
+    // A repeat of the same assertion is not a clone signal.
+    assert!(!h
+        .events
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::SecurityKeyCloneSuspected { .. })));
+}
+
+#[tokio::test]
+async fn a_counter_going_backwards_is_refused_and_reported() {
+    let h = harness();
+    let (_, mut key, info) = enrolled(&h, "u1").await;
+    for _ in 0..3 {
+        let c = h.challenge("u1").await;
+        let a = key.get(&options(&c)).await;
+        h.tf.verify_login(c.token(), &a).await.unwrap();
+    }
+    // A clone made after the first login signs with counter 2 now; the stored counter is 3.
+    key.set_counter(1);
+    let c = h.challenge("u1").await;
+    let cloned = key.get(&options(&c)).await;
+    assert!(matches!(
+        h.tf.verify_login(c.token(), &cloned).await,
+        Err(Error::InvalidCode { .. })
+    ));
+    assert!(h
+        .events
+        .events()
+        .contains(&Event::SecurityKeyCloneSuspected {
+            user: "u1".into(),
+            key: info.id.clone(),
+        }));
+}
+
+#[tokio::test]
+async fn a_lower_counter_finished_later_on_an_older_challenge_is_refused() {
+    // Each ceremony keeps a snapshot of the key taken at its start; the stored counter is the
+    // one that decides.
+    let h = harness();
+    let (_, mut key, info) = enrolled(&h, "u1").await;
+    let older = h.challenge("u1").await;
+    let newer = h.challenge("u1").await;
+    let first = key.get(&options(&older)).await; // counter 1
+    let second = key.get(&options(&newer)).await; // counter 2
+    h.tf.verify_login(newer.token(), &second).await.unwrap();
+    assert!(matches!(
+        h.tf.verify_login(older.token(), &first).await,
+        Err(Error::InvalidCode { .. })
+    ));
+    assert!(h
+        .events
+        .events()
+        .contains(&Event::SecurityKeyCloneSuspected {
+            user: "u1".into(),
+            key: info.id,
+        }));
+}
+
+#[tokio::test]
+async fn a_key_without_a_counter_signs_in_every_time() {
+    let h = harness();
+    h.enroll_totp("u1").await;
+    let mut key = SoftKey::with_counter(false);
+    add_key(&h, "u1", &mut key, "Passkey").await;
+    for _ in 0..3 {
+        let c = h.challenge("u1").await;
+        let a = key.get(&options(&c)).await;
+        assert!(h.tf.verify_login(c.token(), &a).await.is_ok());
+    }
+}
+
+#[tokio::test]
+async fn failed_assertions_count_toward_the_challenge_cap_and_the_lock() {
+    let h = harness();
+    let (_, mut key, _) = enrolled(&h, "u1").await;
+    let c = h.challenge("u1").await;
+    let bad = key
+        .get_at("http://evil.localhost:8080", &options(&c))
+        .await
+        .unwrap();
+    for left in (0..5).rev() {
+        match h.tf.verify_login(c.token(), &bad).await {
+            Err(Error::InvalidCode { attempts_remaining }) => {
+                assert_eq!(attempts_remaining, Some(left))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The challenge is void, even for a good assertion.
+    let good = key.get(&options(&c)).await;
+    assert!(matches!(
+        h.tf.verify_login(c.token(), &good).await,
+        Err(Error::TooManyAttempts | Error::InvalidChallenge)
+    ));
+    // Five more failures on a second challenge reach the user's threshold (10): locked.
+    let c = h.challenge("u1").await;
+    let bad = key
+        .get_at("http://evil.localhost:8080", &options(&c))
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let _ = h.tf.verify_login(c.token(), &bad).await;
+    }
+    assert!(matches!(
+        h.tf.begin_login("u1").await,
+        Err(Error::Locked { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_key_passes_step_up_for_every_change() {
+    let h = harness();
+    let (_, mut key, info) = enrolled(&h, "u1").await;
+    h.advance(3600);
+    // A session alone may not add a factor...
+    assert!(matches!(
+        h.tf.start_security_key_registration("u1", "Alice").await,
+        Err(Error::ReauthRequired)
+    ));
+    // ...a key's assertion opens the window.
+    let opts = h.tf.start_security_key_step_up("u1").await.unwrap();
+    let assertion = key.get(opts.as_json()).await;
+    assert_eq!(
+        h.tf.reauthenticate("u1", &assertion).await.unwrap(),
+        Method::SecurityKey
+    );
+    // The step-up ceremony is single use.
+    assert!(matches!(
+        h.tf.reauthenticate("u1", &assertion).await,
+        Err(Error::NothingPending)
+    ));
+    let mut second = SoftKey::new();
+    add_key(&h, "u1", &mut second, "Backup key").await;
+
+    // Regenerating backup codes.
+    h.advance(3600);
+    let opts = h.tf.start_security_key_step_up("u1").await.unwrap();
+    let assertion = second.get(opts.as_json()).await;
+    let codes =
+        h.tf.regenerate_backup_codes("u1", &assertion)
+            .await
+            .unwrap();
+    assert_eq!(codes.len(), 10);
+
+    // Removing a key: the password and an assertion (of the key itself, here).
+    let opts = h.tf.start_security_key_step_up("u1").await.unwrap();
+    let assertion = key.get(opts.as_json()).await;
+    assert!(matches!(
+        h.tf.remove_security_key("u1", &info.id, "wrong password", &assertion)
+            .await,
+        Err(Error::InvalidPassword)
+    ));
+    let opts = h.tf.start_security_key_step_up("u1").await.unwrap();
+    let assertion = key.get(opts.as_json()).await;
+    h.tf.remove_security_key("u1", &info.id, PASSWORD, &assertion)
+        .await
+        .unwrap();
+    let notice = h.mailer.last_to("u1@example.com");
+    assert!(notice.is_none() || notice.unwrap().purpose != MessagePurpose::TwoFactorDisabled);
+
+    // Disabling: the password and the remaining key's assertion.
+    let opts = h.tf.start_security_key_step_up("u1").await.unwrap();
+    let assertion = second.get(opts.as_json()).await;
+    h.tf.disable("u1", PASSWORD, &assertion).await.unwrap();
+    let status = h.tf.status("u1").await.unwrap();
+    assert!(!status.enabled);
+    assert_eq!(status.security_keys, 0);
+}
+
+#[tokio::test]
+async fn removing_the_last_factor_turns_two_factor_off() {
+    let mut p = policy();
+    p.security_keys.as_mut().unwrap().allow_key_alone = true;
+    let h = Harness::with_policy(p);
+    let mut key = SoftKey::new();
+    // With the policy's consent, a key alone enables two-factor authentication.
+    let info = add_key(&h, "u1", &mut key, "Only key").await;
+    let c = h.challenge("u1").await;
+    assert_eq!(c.methods(), &[Method::SecurityKey]);
+    let a = key.get(&options(&c)).await;
+    h.tf.verify_login(c.token(), &a).await.unwrap();
+    let opts = h.tf.start_security_key_step_up("u1").await.unwrap();
+    let a = key.get(opts.as_json()).await;
+    h.tf.remove_security_key("u1", &info.id, PASSWORD, &a)
+        .await
+        .unwrap();
+    assert!(h
+        .events
+        .events()
+        .contains(&Event::FactorDisabled { user: "u1".into() }));
+    assert!(matches!(
+        h.tf.begin_login("u1").await.unwrap(),
+        LoginStep::Complete(_)
+    ));
+}
+
+#[tokio::test]
+async fn by_default_a_key_is_added_beside_a_code_factor() {
+    let h = harness();
+    assert!(matches!(
+        h.tf.start_security_key_registration("u1", "Alice").await,
+        Err(Error::FallbackFactorRequired)
+    ));
+    assert_eq!(Error::FallbackFactorRequired.http_status(), 409);
+    h.enroll_email("u1", "u1@example.com").await;
+    let mut key = SoftKey::new();
+    add_key(&h, "u1", &mut key, "Key").await;
+    assert_eq!(
+        h.mailer.last_to("u1@example.com").unwrap().purpose,
+        MessagePurpose::FactorAdded
+    );
+    // An email-and-key user is offered both; the email code is sent as before.
+    let c = h.challenge("u1").await;
+    assert_eq!(c.methods(), &[Method::Email, Method::SecurityKey]);
+    assert!(c.email_sent());
+}
+
+#[tokio::test]
+async fn registration_excludes_known_keys_and_refuses_duplicates() {
+    let h = harness();
+    let (_, mut key, _) = enrolled(&h, "u1").await;
+    let opts =
+        h.tf.start_security_key_registration("u1", "Alice")
+            .await
+            .unwrap();
+    let excluded = opts.as_json()["publicKey"]["excludeCredentials"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(excluded, 1);
+    // The authenticator refuses to register itself twice (CTAP2 credential excluded).
+    assert!(key.create_at(ORIGIN, opts.as_json()).await.is_err());
+    // The ceremony is single use and bound to the user: another user cannot finish it.
+    let mut other = SoftKey::new();
+    let response = other.create(opts.as_json()).await;
+    assert!(matches!(
+        h.tf.finish_security_key_registration("u2", &response, "x")
+            .await,
+        Err(Error::NothingPending)
+    ));
+    let info =
+        h.tf.finish_security_key_registration("u1", &response, "Second")
+            .await
+            .unwrap();
+    assert_eq!(info.label, "Second");
+    assert!(matches!(
+        h.tf.finish_security_key_registration("u1", &response, "Again")
+            .await,
+        Err(Error::NothingPending)
+    ));
+    assert_eq!(h.tf.security_keys("u1").await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_registration_response_that_does_not_verify_is_rejected() {
+    let h = harness();
+    h.enroll_totp("u1").await;
+    let mut key = SoftKey::new();
+    for (origin, body) in [
+        ("http://evil.localhost:8080", None),
+        (ORIGIN, Some("{\"id\": 1}")),
+        (ORIGIN, Some("not json")),
+    ] {
+        let opts =
+            h.tf.start_security_key_registration("u1", "Alice")
+                .await
+                .unwrap();
+        let response = key.create_at(origin, opts.as_json()).await.unwrap();
+        let response = body.map(str::to_owned).unwrap_or(response);
+        let err =
+            h.tf.finish_security_key_registration("u1", &response, "Key")
+                .await
+                .unwrap_err();
+        assert!(
+            matches!(err, Error::SecurityKeyRejected),
+            "{origin}: {err:?}"
+        );
+        assert_eq!(err.http_status(), 400);
+    }
+    assert!(h.tf.security_keys("u1").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn keys_are_listed_renamed_and_capped() {
+    let mut p = policy();
+    p.security_keys.as_mut().unwrap().max_keys = 2;
+    let h = Harness::with_policy(p);
+    let (_, _, first) = enrolled(&h, "u1").await;
+    let mut second = SoftKey::new();
+    add_key(&h, "u1", &mut second, "Second").await;
+    assert!(matches!(
+        h.tf.start_security_key_registration("u1", "Alice").await,
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(h
+        .tf
+        .rename_security_key("u1", &first.id, "Office key")
+        .await
+        .unwrap());
+    assert!(!h
+        .tf
+        .rename_security_key("u1", "sk_unknown", "x")
+        .await
+        .unwrap());
+    for bad in ["", "   ", "a\nb", &"x".repeat(65)] {
+        assert!(matches!(
+            h.tf.rename_security_key("u1", &first.id, bad).await,
+            Err(Error::InvalidInput(_))
+        ));
+    }
+    let labels: Vec<_> =
+        h.tf.security_keys("u1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.label)
+            .collect();
+    assert_eq!(labels, ["Office key", "Second"]);
+    // The listing never shows the credential.
+    let json = serde_json::to_string(&h.tf.security_keys("u1").await.unwrap()).unwrap();
+    assert!(!json.contains("cred"), "{json}");
+}
+
+#[tokio::test]
+async fn required_user_verification_uses_the_passkey_ceremonies() {
+    let mut p = policy();
+    p.security_keys.as_mut().unwrap().user_verification = UserVerification::Required;
+    let h = Harness::with_policy(p);
+    h.enroll_totp("u1").await;
+    let opts =
+        h.tf.start_security_key_registration("u1", "Alice")
+            .await
+            .unwrap();
+    assert_eq!(
+        opts.as_json()["publicKey"]["authenticatorSelection"]["userVerification"],
+        "required"
+    );
+    let mut key = SoftKey::new();
+    let response = key.create(opts.as_json()).await;
+    h.tf.finish_security_key_registration("u1", &response, "Passkey")
+        .await
+        .unwrap();
+    let c = h.challenge("u1").await;
+    assert_eq!(options(&c)["publicKey"]["userVerification"], "required");
+    let a = key.get(&options(&c)).await;
+    assert_eq!(
+        h.tf.verify_login(c.token(), &a).await.unwrap().method,
+        Some(Method::SecurityKey)
+    );
+}
+
+#[tokio::test]
+async fn a_key_login_cancels_a_pending_recovery_and_leaves_the_password_limit() {
+    let h = harness();
+    let (_, mut key, _) = enrolled(&h, "u1").await;
+    // Three wrong passwords on the recovery path...
+    for _ in 0..3 {
+        assert!(h.tf.request_recovery("u1", "wrong").await.is_err());
+    }
+    h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    assert!(h
+        .tf
+        .status("u1")
+        .await
+        .unwrap()
+        .recovery_pending_until
+        .is_some());
+    let c = h.challenge("u1").await;
+    let a = key.get(&options(&c)).await;
+    h.tf.verify_login(c.token(), &a).await.unwrap();
+    // A pass by key cancels the recovery, as a code does.
+    assert!(h
+        .tf
+        .status("u1")
+        .await
+        .unwrap()
+        .recovery_pending_until
+        .is_none());
+}
+
+#[tokio::test]
+async fn options_and_state_hold_no_secret_and_debug_shows_no_token() {
+    let h = harness();
+    let (secret, mut key, _) = enrolled(&h, "u1").await;
+    let c = h.challenge("u1").await;
+    let debug = format!("{c:?}");
+    assert!(!debug.contains(&c.token().as_str()[5..]), "{debug}");
+    let opts = options(&c).to_string();
+    assert!(
+        !opts.contains(&secret),
+        "the TOTP secret never reaches the options"
+    );
+    assert!(
+        !opts.contains("u1"),
+        "the user id is not in the options: {opts}"
+    );
+    let a = key.get(&options(&c)).await;
+    h.tf.verify_login(c.token(), &a).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_policy_with_a_foreign_origin_or_bad_numbers_is_refused() {
+    for change in [
+        |p: &mut SecurityKeyPolicy| p.origins = vec!["https://evil.test".into()],
+        |p: &mut SecurityKeyPolicy| p.origins = vec![],
+        |p: &mut SecurityKeyPolicy| p.origins = vec!["not a url".into()],
+        |p: &mut SecurityKeyPolicy| p.max_keys = 0,
+        |p: &mut SecurityKeyPolicy| p.ceremony_ttl = Duration::from_secs(3600),
+        |p: &mut SecurityKeyPolicy| p.rp_name = String::new(),
+    ] {
+        let mut p = policy();
+        change(p.security_keys.as_mut().unwrap());
+        assert!(matches!(p.validate(), Err(Error::InvalidConfig(_))));
+    }
+    let mut p = policy();
+    p.security_keys
+        .as_mut()
+        .unwrap()
+        .origins
+        .push("http://app.localhost:3000".into());
+    assert!(p.validate().is_ok());
+}
+
+#[tokio::test]
+async fn without_a_security_key_policy_keys_are_neither_offered_nor_registered() {
+    let h = harness();
+    enrolled(&h, "u1").await;
+    // The same stores, a service without the policy (a login reads no sealed secret, so a
+    // keyring of its own does).
+    let plain = twofactor::TwoFactorService::builder()
+        .issuer("Acme")
+        .keys(twofactor::Keyring::generate())
+        .otp_store(h.otp.clone())
+        .enrollments(h.enrollments.clone())
+        .mailer(h.mailer.clone())
+        .clock(h.clock.clone())
+        .build()
+        .unwrap();
+    assert!(matches!(
+        plain.start_security_key_registration("u1", "A").await,
+        Err(Error::InvalidConfig(_))
+    ));
+    match plain.begin_login("u1").await.unwrap() {
+        LoginStep::Challenge(c) => {
+            assert!(!c.methods().contains(&Method::SecurityKey));
+            assert!(c.security_key().is_none());
+        }
+        LoginStep::Complete(_) => panic!("TOTP is still enrolled"),
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_a_store_fault_passes_or_is_refused_but_never_cries_clone() {
+    use crate::support::faults::{self, Mode};
+    // Every store call of a key login fails once, before or after it took effect; the retry
+    // with the same assertion is Verified or InvalidChallenge (the lost try took the
+    // challenge), never a second pass and never a clone signal: the key's record remembers
+    // the ceremony it last answered, so the same assertion again is a repeat.
+    let mut verified_on_retry = 0;
+    for at in 1..=4 {
+        for after in [false, true] {
+            let (h, faults) = faults::harness(policy());
+            let (_, mut key, _) = enrolled(&h, "u1").await;
+            let c = h.challenge("u1").await;
+            let a = key.get(&options(&c)).await;
+            faults.arm(Mode::Once { at, after }, true);
+            let first = h.tf.verify_login(c.token(), &a).await;
+            faults.disarm();
+            let retry = h.tf.verify_login(c.token(), &a).await;
+            let passes = [&first, &retry].iter().filter(|r| r.is_ok()).count();
+            assert!(
+                passes <= 1,
+                "call {at} after={after}: {first:?} / {retry:?}"
+            );
+            if first.is_err() {
+                assert!(
+                    matches!(retry, Ok(_) | Err(Error::InvalidChallenge)),
+                    "call {at} after={after}: {first:?} then {retry:?}"
+                );
+                verified_on_retry += usize::from(retry.is_ok());
+            }
+            assert!(
+                !h.events
+                    .events()
+                    .iter()
+                    .any(|e| matches!(e, Event::SecurityKeyCloneSuspected { .. })),
+                "call {at} after={after}"
+            );
+        }
+    }
+    // Only a settle that took the challenge before failing leaves nothing to the retry; a save
+    // of the key's record that took effect is the repeat.
+    assert_eq!(verified_on_retry, 7);
+}
