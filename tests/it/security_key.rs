@@ -280,28 +280,41 @@ async fn a_removed_key_no_longer_answers() {
     ));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_concurrent_assertions_on_one_challenge_exactly_one_passes() {
     let h = Arc::new(harness());
     let (_, mut key, _) = enrolled(&h, "u1").await;
-    let c = h.challenge("u1").await;
-    let assertion = key.get(&options(&c)).await;
-    let token = c.token().clone();
-    let results = crate::support::race(16, |_| {
-        let h = h.clone();
-        let token = token.clone();
-        let assertion = assertion.clone();
-        async move { h.tf.verify_login(&token, &assertion).await }
-    })
-    .await;
-    let passed = results.iter().filter(|r| r.is_ok()).count();
-    assert_eq!(passed, 1, "{results:?}");
-    // A repeat of the same assertion is not a clone signal.
-    assert!(!h
-        .events
-        .events()
-        .iter()
-        .any(|e| matches!(e, Event::SecurityKeyCloneSuspected { .. })));
+    for round in 0..5 {
+        let c = h.challenge("u1").await;
+        let assertion = key.get(&options(&c)).await;
+        let token = c.token().clone();
+        let results = crate::support::race(64, |_| {
+            let h = h.clone();
+            let token = token.clone();
+            let assertion = assertion.clone();
+            async move { h.tf.verify_login(&token, &assertion).await }
+        })
+        .await;
+        let passed = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(passed, 1, "round {round}: {results:?}");
+        // The losers lost the race for the challenge, or found its attempts spent: none was
+        // judged a wrong answer.
+        assert!(
+            results.iter().all(|r| matches!(
+                r,
+                Ok(_) | Err(Error::InvalidChallenge | Error::TooManyAttempts)
+            )),
+            "round {round}: {results:?}"
+        );
+    }
+    // Nothing was charged to the user, and a repeat of one assertion is not a clone signal.
+    assert!(!h.events.events().iter().any(|e| matches!(
+        e,
+        Event::SecurityKeyCloneSuspected { .. }
+            | Event::CodeRejected { .. }
+            | Event::LockedOut { .. }
+    )));
+    assert!(h.tf.begin_login("u1").await.is_ok());
 }
 
 #[tokio::test]
@@ -789,4 +802,74 @@ async fn a_retry_after_a_store_fault_passes_or_is_refused_but_never_cries_clone(
     // Only a settle that took the challenge before failing leaves nothing to the retry; a save
     // of the key's record that took effect is the repeat.
     assert_eq!(verified_on_retry, 7);
+}
+
+#[tokio::test]
+async fn no_input_makes_a_ceremony_panic() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    // A good assertion and registration response, then random edits of them and random text:
+    // every answer is a typed 4xx error (or, for an untouched input, a success), never a panic.
+    let h = harness();
+    let (_, mut key, _) = enrolled(&h, "u1").await;
+    let c = h.challenge("u1").await;
+    let assertion = key.get(&options(&c)).await;
+    let opts =
+        h.tf.start_security_key_registration("u1", "Alice")
+            .await
+            .unwrap();
+    let registration = SoftKey::new().create(opts.as_json()).await;
+    let edits = |good: String| {
+        let len = good.len();
+        let inserted = good.clone();
+        prop_oneof![
+            any::<String>().prop_map(|s| format!("{{{s}")),
+            (0..len, any::<char>()).prop_map(move |(at, ch)| {
+                let mut s = inserted.clone();
+                let at = (0..=at).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+                s.insert(at, ch);
+                s
+            }),
+            (0..len).prop_map(move |cut| good.get(..cut).unwrap_or("{").to_owned()),
+            Just(format!("{{\"id\": \"{}\"}}", "A".repeat(70_000))),
+        ]
+    };
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let cases = std::sync::Mutex::new(Vec::new());
+    runner
+        .run(
+            &(edits(assertion.clone()), edits(registration.clone())),
+            |pair| {
+                cases.lock().unwrap().push(pair);
+                Ok(())
+            },
+        )
+        .unwrap();
+    for (a, r) in cases.into_inner().unwrap() {
+        let c = h.challenge("u1").await;
+        match h.tf.verify_login(c.token(), &a).await {
+            Ok(_) => {}
+            Err(e) => assert!((400..500).contains(&e.http_status()), "{e:?}"),
+        }
+        h.tf.start_security_key_registration("u1", "Alice")
+            .await
+            .map(|_| ())
+            .or_else(|e| match e {
+                Error::ReauthRequired => Ok(()),
+                e => Err(e),
+            })
+            .unwrap();
+        match h.tf.finish_security_key_registration("u1", &r, "k").await {
+            Ok(_) | Err(Error::AlreadyEnrolled | Error::NothingPending) => {}
+            Err(e) => assert!((400..500).contains(&e.http_status()), "{e:?}"),
+        }
+        // Keep the user unlocked and the reauth window open for the next case.
+        let fresh = h.challenge("u1").await;
+        let good = key.get(&options(&fresh)).await;
+        h.tf.verify_login(fresh.token(), &good).await.unwrap();
+    }
 }
