@@ -20,7 +20,7 @@ use crate::code::{self, Secret};
 use crate::email_code::{refused_error, Channel, CodeKind};
 use crate::error::{Error, StoreError};
 use crate::events::Event;
-use crate::flow::{Begun, NewChallenge};
+use crate::flow::{Begun, NewChallenge, OpenAttempt};
 use crate::mail::MailContent;
 use crate::method::{Method, Verified};
 use crate::phone::PhoneNumber;
@@ -385,20 +385,11 @@ impl TwoFactorService {
         }
         let code = code::normalize(input)?;
         let now = self.now();
-        let (at, id) = self.locate(token)?;
         let max = self.inner.policy.challenge_max_attempts;
-        let attempt = self
-            .open_attempt(
-                &at.keys,
-                Some((&at.challenge, max)),
-                Error::InvalidChallenge,
-                now,
-            )
-            .await?;
-        let stored = attempt.challenge.as_ref().ok_or(Error::InvalidChallenge)?;
-        let challenge = ChallengeRecord::decode(&stored.value)?;
+        let (at, id, attempt, challenge) = self.open_challenge(token, now).await?;
         let user = challenge.user.as_str();
-        let matched = match self.answer(&id, &challenge, stored.code.as_deref(), &code, now) {
+        let sent = attempt.challenge.as_ref().and_then(|c| c.code.as_deref());
+        let matched = match self.answer(&id, &challenge, sent, &code, now) {
             Ok(Some(m)) => m,
             outcome => {
                 self.fail_attempt(user, &at.keys, &attempt, now).await;
@@ -485,6 +476,28 @@ impl TwoFactorService {
             backup_codes_remaining: remaining,
             verified_at: now,
         })
+    }
+
+    /// Locates a challenge from its token, opens one attempt on it (counted on the challenge
+    /// and against the user, before anything is compared) and decodes it.
+    pub(crate) async fn open_challenge(
+        &self,
+        token: &ChallengeToken,
+        now: Timestamp,
+    ) -> Result<(Located, [u8; 16], OpenAttempt, ChallengeRecord), Error> {
+        let (at, id) = self.locate(token)?;
+        let max = self.inner.policy.challenge_max_attempts;
+        let attempt = self
+            .open_attempt(
+                &at.keys,
+                Some((&at.challenge, max)),
+                Error::InvalidChallenge,
+                now,
+            )
+            .await?;
+        let stored = attempt.challenge.as_ref().ok_or(Error::InvalidChallenge)?;
+        let challenge = ChallengeRecord::decode(&stored.value)?;
+        Ok((at, id, attempt, challenge))
     }
 
     /// Checks `code` against every method the challenge offers, reading nothing: `None` when

@@ -46,7 +46,7 @@ use webauthn_rs::prelude::{
     Uuid, Webauthn, WebauthnBuilder, WebauthnError,
 };
 
-use crate::challenge::{ChallengeRecord, ChallengeToken};
+use crate::challenge::ChallengeToken;
 use crate::clock::Timestamp;
 use crate::email_code::CodePurpose;
 use crate::error::{Error, StoreError};
@@ -869,18 +869,8 @@ impl TwoFactorService {
         assertion: &Assertion,
     ) -> Result<Verified, Error> {
         let now = self.now();
-        let (at, _) = self.locate(token)?;
         let max = self.inner.policy.challenge_max_attempts;
-        let attempt = self
-            .open_attempt(
-                &at.keys,
-                Some((&at.challenge, max)),
-                Error::InvalidChallenge,
-                now,
-            )
-            .await?;
-        let stored = attempt.challenge.as_ref().ok_or(Error::InvalidChallenge)?;
-        let challenge = ChallengeRecord::decode(&stored.value)?;
+        let (at, _, attempt, challenge) = self.open_challenge(token, now).await?;
         let user = challenge.user.as_str();
         let checked = match &challenge.security_key {
             Some(state) if challenge.methods.contains(&Method::SecurityKey) => {
