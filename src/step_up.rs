@@ -108,6 +108,10 @@ impl TwoFactorService {
         password: Option<bool>,
         now: Timestamp,
     ) -> Result<Method, Error> {
+        #[cfg_attr(
+            not(feature = "webauthn"),
+            allow(clippy::infallible_destructuring_match)
+        )]
         let code = match answer {
             Answer::Code(code) => code,
             #[cfg(feature = "webauthn")]
