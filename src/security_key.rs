@@ -7,30 +7,11 @@
 //! against the challenge's and the user's limits before it is checked, and a pass consumes the
 //! challenge, exactly as a code's does.
 //!
-//! # Where the ceremony state lives, and why that is safe
-//!
-//! Between `start` and `finish`, a WebAuthn ceremony has server-side state: the random
-//! challenge the authenticator must sign, the credentials allowed to sign it and the
-//! user-verification rule. `webauthn-rs` keeps it out of serialisation unless its
-//! `danger-allow-state-serialisation` feature is on, because state that can be replayed, swapped
-//! between users or kept alive turns one finished ceremony into a reusable pass. Here it is
-//! kept in the [`OtpStore`](crate::OtpStore) under exactly the rules that make that safe:
-//!
-//! - **single use**: a login's state is part of its challenge record and leaves with it when the
-//!   challenge passes (of concurrent passes exactly one wins); a registration's state is taken
-//!   (read and removed in one store call) by the finish, a step-up's by its attempt;
-//! - **expiring**: it lives as long as the challenge ([`Policy::challenge_ttl`]) or
-//!   [`SecurityKeyPolicy::ceremony_ttl`], judged by the service's clock;
-//! - **bound to the user and the challenge**: it is stored under the user's keyed tag (and, for a
-//!   login, under a keyed hash of the challenge token, which the client never learns), and the
-//!   user handle inside it is a keyed hash of the user id;
-//! - **never sent to the client**: the client gets the public options only. The state holds no
-//!   secret (a nonce and public keys), so a store that leaks it gives nothing to sign with.
+//! Why the ceremony state may live in the store: see [`SecurityKeyPolicy`].
 //!
 //! [`begin_login`]: TwoFactorService::begin_login
 //! [`verify_login`]: TwoFactorService::verify_login
 //! [`verify_login_security_key`]: TwoFactorService::verify_login_security_key
-//! [`Policy::challenge_ttl`]: crate::Policy::challenge_ttl
 
 use std::time::Duration;
 
@@ -98,6 +79,27 @@ pub enum UserVerification {
 /// policy.security_keys = Some(SecurityKeyPolicy::new("example.com", "https://evil.test"));
 /// assert!(policy.validate().is_err());
 /// ```
+///
+/// # Where the ceremony state lives, and why that is safe
+///
+/// Between `start` and `finish`, a WebAuthn ceremony has server-side state: the random
+/// challenge the authenticator must sign, the credentials allowed to sign it and the
+/// user-verification rule. `webauthn-rs` keeps it out of serialisation unless its
+/// `danger-allow-state-serialisation` feature is on, because state that can be replayed, swapped
+/// between users or kept alive turns one finished ceremony into a reusable pass. Here it is
+/// kept in the [`OtpStore`](crate::OtpStore) under exactly the rules that make that safe:
+///
+/// - **single use**: a login's state is part of its challenge record and leaves with it when the
+///   challenge passes (of concurrent passes exactly one wins); a registration's state is taken
+///   (read and removed in one store call) by the finish, a step-up's by its attempt;
+/// - **expiring**: it lives as long as the challenge
+///   ([`Policy::challenge_ttl`](crate::Policy::challenge_ttl)) or
+///   [`SecurityKeyPolicy::ceremony_ttl`], judged by the service's clock;
+/// - **bound to the user and the challenge**: it is stored under the user's keyed tag (and, for a
+///   login, under a keyed hash of the challenge token, which the client never learns), and the
+///   user handle inside it is a keyed hash of the user id;
+/// - **never sent to the client**: the client gets the public options only. The state holds no
+///   secret (a nonce and public keys), so a store that leaks it gives nothing to sign with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SecurityKeyPolicy {
