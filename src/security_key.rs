@@ -46,12 +46,18 @@ pub const MAX_SECURITY_KEY_RESPONSE: usize = 64 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum UserVerification {
-    /// Asked for, not required: any FIDO2 or U2F security key works (a touch is enough). The
-    /// password is the first factor, so presence of the key is the second. The default.
+    /// Not asked for: a touch of the key is enough, and any FIDO2 or U2F security key works.
+    /// The password is the first factor and the key's presence the second, as with the classic
+    /// second-factor keys. The default.
+    ///
+    /// (The in-between, "preferred", is not offered: `webauthn-rs` pairs it with a
+    /// credential-protection request that Chromium refuses to register, and an authenticator
+    /// that honours it asks for a PIN after all.)
     #[default]
-    Preferred,
+    Discouraged,
     /// Required: only authenticators that check a PIN or biometrics pass (passkeys, FIDO2 keys
-    /// with a PIN). Keys registered before the change keep working only if they can verify.
+    /// with a PIN), through `webauthn-rs`'s passkey ceremonies. A key registered before the
+    /// change keeps working only if it can verify its user.
     Required,
 }
 
@@ -111,7 +117,7 @@ pub struct SecurityKeyPolicy {
     /// The origins allowed to run ceremonies (`https://example.com`; `http://localhost:8080` in
     /// development). Each must be the relying party id or a subdomain of it.
     pub origins: Vec<String>,
-    /// The user-verification rule. Default [`UserVerification::Preferred`].
+    /// The user-verification rule. Default [`UserVerification::Discouraged`].
     pub user_verification: UserVerification,
     /// Whether a security key may be a user's only second factor. Default `false`: a key is added
     /// beside an authenticator app, email or phone factor, so that a lost key is no lock-out
@@ -181,7 +187,14 @@ impl SecurityKeyPolicy {
         let Ok(builder) = WebauthnBuilder::new(&self.rp_id, first) else {
             return bad("the relying party id does not fit the origin");
         };
-        let mut builder = builder.rp_name(&self.rp_name).timeout(self.ceremony_ttl);
+        let mut builder = builder
+            .rp_name(&self.rp_name)
+            .timeout(self.ceremony_ttl)
+            // Presence only in the security-key ceremonies when verification is not asked for
+            // (the passkey ceremonies, used for `Required`, always ask for it).
+            .danger_set_user_presence_only_security_keys(
+                self.user_verification == UserVerification::Discouraged,
+            );
         for origin in rest {
             builder = builder.append_allowed_origin(origin);
         }
@@ -382,7 +395,7 @@ impl TwoFactorService {
         let handle = self.user_handle(user);
         let refused = |_: WebauthnError| Error::Internal("starting a WebAuthn registration failed");
         let (options, state) = match policy.user_verification {
-            UserVerification::Preferred => {
+            UserVerification::Discouraged => {
                 let (o, s) = rp
                     .start_securitykey_registration(handle, &name, &name, Some(exclude), None, None)
                     .map_err(refused)?;
@@ -665,7 +678,7 @@ impl TwoFactorService {
             .collect::<Result<Vec<_>, _>>()?;
         let refused = |_: WebauthnError| Error::Internal("starting a WebAuthn assertion failed");
         let (options, state): (RequestChallengeResponse, Vec<u8>) = match policy.user_verification {
-            UserVerification::Preferred => {
+            UserVerification::Discouraged => {
                 let (o, s) = rp
                     .start_securitykey_authentication(&keys)
                     .map_err(refused)?;

@@ -633,6 +633,36 @@ async fn keys_are_listed_renamed_and_capped() {
 }
 
 #[tokio::test]
+async fn by_default_a_touch_is_enough_and_nothing_asks_for_more() {
+    // The options must be ones a browser registers: a credential-protection request for user
+    // verification beside `userVerification: "preferred"` is refused by Chromium.
+    let h = harness();
+    h.enroll_totp("u1").await;
+    let opts =
+        h.tf.start_security_key_registration("u1", "Alice")
+            .await
+            .unwrap();
+    let pk = &opts.as_json()["publicKey"];
+    assert_eq!(
+        pk["authenticatorSelection"]["userVerification"],
+        "discouraged"
+    );
+    assert!(
+        pk["extensions"]["credentialProtectionPolicy"].is_null(),
+        "{pk}"
+    );
+    let mut key = SoftKey::new();
+    let response = key.create(opts.as_json()).await;
+    h.tf.finish_security_key_registration("u1", &response, "Key")
+        .await
+        .unwrap();
+    let c = h.challenge("u1").await;
+    assert_eq!(options(&c)["publicKey"]["userVerification"], "discouraged");
+    let a = key.get(&options(&c)).await;
+    assert!(h.tf.verify_login(c.token(), &a).await.is_ok());
+}
+
+#[tokio::test]
 async fn required_user_verification_uses_the_passkey_ceremonies() {
     let mut p = policy();
     p.security_keys.as_mut().unwrap().user_verification = UserVerification::Required;
