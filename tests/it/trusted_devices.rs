@@ -427,7 +427,7 @@ pub(crate) fn code_now(clock: &twofactor::ManualClock, secret: &twofactor::TotpS
 }
 
 /// Generates a `#[test]` per store that runs `$body(&stores)`: memory, PostgreSQL, SQLite, and
-/// Redis (with memory enrolments).
+/// Redis (with memory enrolments, with PostgreSQL enrolments, and for both stores).
 #[macro_export]
 macro_rules! on_every_store {
     ($body:path) => {
@@ -495,6 +495,32 @@ macro_rules! on_every_store {
                         Arc::new(otp) as Arc<dyn OtpStore>,
                         Arc::new(twofactor::MemoryEnrollmentStore::new())
                             as Arc<dyn EnrollmentStore>,
+                    ))
+                });
+            }
+
+            #[cfg(all(feature = "redis", feature = "postgres"))]
+            #[test]
+            fn redis_with_postgres_enrolments() {
+                run("redis_with_postgres_enrolments", || async {
+                    let otp = stores::redis_store().await?;
+                    let sql = stores::postgres_store().await?;
+                    Some((
+                        Arc::new(otp) as Arc<dyn OtpStore>,
+                        Arc::new(sql) as Arc<dyn EnrollmentStore>,
+                    ))
+                });
+            }
+
+            #[cfg(feature = "redis")]
+            #[test]
+            fn redis_for_both() {
+                run("redis_for_both", || async {
+                    let otp = stores::redis_store().await?;
+                    let enrollments = otp.enrollment_store();
+                    Some((
+                        Arc::new(otp) as Arc<dyn OtpStore>,
+                        Arc::new(enrollments) as Arc<dyn EnrollmentStore>,
                     ))
                 });
             }
