@@ -33,6 +33,8 @@ mod recovery;
 mod rfc_vectors;
 #[cfg(feature = "webauthn")]
 mod security_key;
+#[cfg(all(feature = "webauthn", feature = "test-util"))]
+mod security_key_stores;
 // The server example renders PNG QR codes.
 #[cfg(feature = "qr-png")]
 mod server_http;

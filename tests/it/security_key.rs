@@ -13,7 +13,8 @@ use twofactor::{
 use crate::support::authenticator::{SoftKey, ORIGIN, RP_ID};
 use crate::support::{Harness, PASSWORD};
 
-fn policy() -> Policy {
+/// Security keys for the tests' relying party.
+pub(crate) fn policy() -> Policy {
     let mut p = Policy::default();
     p.security_keys = Some(SecurityKeyPolicy::new(RP_ID, ORIGIN));
     p
@@ -44,7 +45,7 @@ async fn enrolled(h: &Harness, user: &str) -> (String, SoftKey, SecurityKeyInfo)
 }
 
 /// The request options a login challenge carries.
-fn options(c: &Challenge) -> serde_json::Value {
+pub(crate) fn options(c: &Challenge) -> serde_json::Value {
     c.security_key()
         .expect("a security key is on offer")
         .as_json()

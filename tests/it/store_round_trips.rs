@@ -284,6 +284,10 @@ async fn check_round_trips(wrap: Wrap) {
             .otp_store(Box::new(otp) as Box<dyn OtpStore>)
             .enrollments(Box::new(enr) as Box<dyn EnrollmentStore>),
     };
+    // With the webauthn feature, security keys are configured: the steps of users without a
+    // key must cost the same as without them.
+    #[cfg(feature = "webauthn")]
+    let builder = builder.policy(security_key::policy());
     let tf = builder
         .issuer("Acme")
         .keys(twofactor::Keyring::generate())
@@ -395,6 +399,19 @@ async fn check_round_trips(wrap: Wrap) {
     ));
     record("begin_login (no factor)");
 
+    // Security keys: a TOTP user (the set-up is not counted) registers a key, logs in and steps
+    // up with it.
+    #[cfg(feature = "webauthn")]
+    {
+        let setup = tf.start_totp_setup("k", "k@example.com").await.unwrap();
+        tf.confirm_totp_setup("k", &totp(setup.secret_base32()))
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(30));
+        counts.take();
+        security_key::steps(&tf, &mut record).await;
+    }
+
     println!("{wrap:?}:");
     println!(
         "| step | store calls | Redis round trips | SQL round trips | Redis for both stores |"
@@ -413,7 +430,8 @@ async fn check_round_trips(wrap: Wrap) {
 
     // (step, Redis round trips with enrolments elsewhere, SQL round trips, Redis round trips
     // with Redis for both stores): the budget each step is held to.
-    let budget: &[(&str, u32, u32, u32)] = &[
+    #[cfg_attr(not(feature = "webauthn"), allow(unused_mut))]
+    let mut budget: Vec<(&str, u32, u32, u32)> = vec![
         ("start_totp_setup", 0, 2, 2),
         ("confirm_totp_setup", 2, 8, 5),
         ("begin_login (TOTP user)", 1, 2, 2),
@@ -437,11 +455,61 @@ async fn check_round_trips(wrap: Wrap) {
         ("verify_registration_code", 2, 2, 2),
         ("begin_login (no factor)", 0, 1, 1),
     ];
+    #[cfg(feature = "webauthn")]
+    budget.extend_from_slice(security_key::BUDGET);
     assert_eq!(
-        measured,
-        budget.to_vec(),
+        measured, budget,
         "{wrap:?}: round trips per step changed: update the budget and the README"
     );
+}
+
+/// The security-key steps, with their budget (columns as in the table above).
+#[cfg(feature = "webauthn")]
+mod security_key {
+    use twofactor::{LoginStep, TwoFactorService};
+
+    use crate::security_key::options;
+    pub(super) use crate::security_key::policy;
+    use crate::support::authenticator::SoftKey;
+
+    pub(super) const BUDGET: &[(&str, u32, u32, u32)] = &[
+        // The record, the user's last verification (a fresh factor), the ceremony put.
+        ("start_security_key_registration", 2, 3, 3),
+        // The ceremony taken, the record loaded and saved with the key.
+        ("finish_security_key_registration", 1, 3, 3),
+        ("begin_login (security key user)", 1, 2, 2),
+        // The two login steps, and the key's counter checked and saved in the record (one
+        // compare-and-swap: a load and a save).
+        ("verify_login (security key)", 2, 4, 4),
+        ("start_security_key_step_up", 1, 2, 2),
+        // As a key's login, after the record `reauthenticate` loads first: the counter's
+        // compare-and-swap loads it again.
+        ("reauthenticate (security key)", 2, 5, 5),
+    ];
+
+    /// User `k` registers a key, logs in with it and steps up with it; `record` closes each step.
+    pub(super) async fn steps(tf: &TwoFactorService, record: &mut impl FnMut(&'static str)) {
+        let mut key = SoftKey::new();
+        let opts = tf.start_security_key_registration("k", "K").await.unwrap();
+        record("start_security_key_registration");
+        let response = key.create(opts.as_json()).await;
+        tf.finish_security_key_registration("k", &response, "Key")
+            .await
+            .unwrap();
+        record("finish_security_key_registration");
+        let LoginStep::Challenge(c) = tf.begin_login("k").await.unwrap() else {
+            panic!("expected a challenge");
+        };
+        record("begin_login (security key user)");
+        let assertion = key.get(&options(&c)).await;
+        tf.verify_login(c.token(), &assertion).await.unwrap();
+        record("verify_login (security key)");
+        let opts = tf.start_security_key_step_up("k").await.unwrap();
+        record("start_security_key_step_up");
+        let assertion = key.get(opts.as_json()).await;
+        tf.reauthenticate("k", &assertion).await.unwrap();
+        record("reauthenticate (security key)");
+    }
 }
 
 /// Round trips of `RedisEnrollmentStore` on the wire: a TCP proxy between the store and the

@@ -384,19 +384,29 @@ async fn the_least_recently_used_device_is_forgotten_past_the_cap() {
 /// The two stores a service runs on.
 pub(crate) type Stores = (Arc<dyn OtpStore>, Arc<dyn EnrollmentStore>);
 
-/// A service on `stores` with a manual clock, and a user of its own with TOTP enrolled: the
-/// service, the clock, the user and the TOTP secret.
-pub(crate) async fn enrolled_on(
-    stores: &Stores,
-) -> (
+/// What [`enrolled_on`] gives: the service, the clock, the user and the TOTP secret.
+pub(crate) type Enrolled = (
     TwoFactorService,
     twofactor::ManualClock,
     String,
     twofactor::TotpSecret,
-) {
+);
+
+/// A service on `stores` with a manual clock, and a user of its own with TOTP enrolled: the
+/// service, the clock, the user and the TOTP secret.
+pub(crate) async fn enrolled_on(stores: &Stores) -> Enrolled {
+    enrolled_on_with(stores, |b| b).await
+}
+
+/// As [`enrolled_on`], with the service's builder adjusted by `adjust` first (a policy, an
+/// event sink).
+pub(crate) async fn enrolled_on_with(
+    stores: &Stores,
+    adjust: impl FnOnce(twofactor::ServiceBuilder) -> twofactor::ServiceBuilder,
+) -> Enrolled {
     use twofactor::{Keyring, ManualClock, Timestamp, TotpSecret};
     let clock = ManualClock::new(Timestamp::from_unix_secs(crate::support::START));
-    let tf = TwoFactorService::builder()
+    let tf = adjust(TwoFactorService::builder())
         .issuer("Acme")
         .keys(Keyring::generate())
         .otp_store(stores.0.clone())
@@ -427,7 +437,7 @@ pub(crate) fn code_now(clock: &twofactor::ManualClock, secret: &twofactor::TotpS
 }
 
 /// Generates a `#[test]` per store that runs `$body(&stores)`: memory, PostgreSQL, SQLite, and
-/// Redis (with memory enrolments).
+/// Redis (with memory enrolments, with PostgreSQL enrolments, and for both stores).
 #[macro_export]
 macro_rules! on_every_store {
     ($body:path) => {
@@ -495,6 +505,32 @@ macro_rules! on_every_store {
                         Arc::new(otp) as Arc<dyn OtpStore>,
                         Arc::new(twofactor::MemoryEnrollmentStore::new())
                             as Arc<dyn EnrollmentStore>,
+                    ))
+                });
+            }
+
+            #[cfg(all(feature = "redis", feature = "postgres"))]
+            #[test]
+            fn redis_with_postgres_enrolments() {
+                run("redis_with_postgres_enrolments", || async {
+                    let otp = stores::redis_store().await?;
+                    let sql = stores::postgres_store().await?;
+                    Some((
+                        Arc::new(otp) as Arc<dyn OtpStore>,
+                        Arc::new(sql) as Arc<dyn EnrollmentStore>,
+                    ))
+                });
+            }
+
+            #[cfg(feature = "redis")]
+            #[test]
+            fn redis_for_both() {
+                run("redis_for_both", || async {
+                    let otp = stores::redis_store().await?;
+                    let enrollments = otp.enrollment_store();
+                    Some((
+                        Arc::new(otp) as Arc<dyn OtpStore>,
+                        Arc::new(enrollments) as Arc<dyn EnrollmentStore>,
                     ))
                 });
             }

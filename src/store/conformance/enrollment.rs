@@ -589,3 +589,111 @@ pub async fn phone_round_trip<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
     assert_eq!(store.save(&u, &r, Some(rev1)).await.unwrap(), None);
     assert_eq!(store.load(&u).await.unwrap(), Some((removed, rev2)));
 }
+
+/// A security key's credential as `webauthn-rs` writes it (a software ES256 key's, 550 bytes
+/// with a 22-character credential id), with credential id `id` and signature counter `counter`.
+fn credential_json(id: &str, counter: u32) -> String {
+    assert_eq!(id.len(), 22, "a credential id of 16 bytes, base64url");
+    concat!(
+        r#"{"cred":{"cred_id":"CRED_ID","cred":{"type_":"ES256","key":{"EC_EC2":{"#,
+        r#""curve":"SECP256R1","x":"vDgToUyc2t5MSypD3HtxsocElejuTKPcq59mNsDs_RI","#,
+        r#""y":"25gy1BdyTGoQA41zjwmD1n1bD_SdfDQQp259JWKpAA8"}}},"counter":COUNTER,"#,
+        r#""transports":null,"user_verified":true,"backup_eligible":true,"backup_state":true,"#,
+        r#""registration_policy":"preferred","extensions":{"cred_protect":"Ignored","#,
+        r#""hmac_create_secret":"NotRequested","appid":"NotRequested","#,
+        r#""cred_props":{"Unsigned":{"rk":true}}},"attestation":{"data":"None","#,
+        r#""metadata":"None"},"attestation_format":"none"}}"#,
+    )
+    .replace("CRED_ID", id)
+    .replace("COUNTER", &counter.to_string())
+}
+
+/// Security keys ride in the record: several load back equal (credential JSON, label, counter,
+/// times, last ceremony); a compare-and-swap records one key's use, and a writer holding the
+/// older revision can neither roll its counter back nor restore a removed key; a record as
+/// written before keys existed (no field) loads with none, and one without keys is written so.
+pub async fn security_keys_round_trip<S: EnrollmentStore + ?Sized>(store: Arc<S>) {
+    use crate::store::SecurityKeyRecord;
+    let u = user();
+    let mut r = record(7);
+    let ids = [
+        "CBLBXk3mR8htlVdQLSINTA",
+        "4qS10FqqDYBn4BPNvz8dHg",
+        "P_FyIhd38bRnY4CmvmVklw",
+    ];
+    for (i, id) in ids.iter().enumerate() {
+        let n = i as u64;
+        let mut k = SecurityKeyRecord::new(
+            format!("sk_{id:.16}"),
+            format!("Key {i} «Büro» \"blue\" \\ 🔑"),
+            credential_json(id, 5 * i as u32),
+            at(T0 + n),
+        );
+        k.counter = 5 * i as u32;
+        if i > 0 {
+            k.last_used_at = Some(at(T0 + 60 + n));
+            k.last_ceremony = Some(format!("ceremony-tag-{i}"));
+        }
+        r.security_keys.push(k);
+    }
+    assert!(r.security_keys.iter().all(|k| k.credential.len() >= 550));
+    let rev1 = store.save(&u, &r, None).await.unwrap().expect("first save");
+    assert_eq!(store.load(&u).await.unwrap(), Some((r.clone(), rev1)));
+
+    // A login with the second key: its credential, counter, last use and ceremony change.
+    let mut used = r.clone();
+    let k = &mut used.security_keys[1];
+    k.credential = credential_json(ids[1], 6);
+    k.counter = 6;
+    k.last_used_at = Some(at(T0 + 500));
+    k.last_ceremony = Some("ceremony-tag-next".to_owned());
+    let rev2 = store
+        .save(&u, &used, Some(rev1))
+        .await
+        .unwrap()
+        .expect("use recorded");
+    assert_eq!(store.load(&u).await.unwrap(), Some((used.clone(), rev2)));
+    // A writer that loaded before that use cannot put the lower counter back.
+    assert_eq!(store.save(&u, &r, Some(rev1)).await.unwrap(), None);
+    let (loaded, _) = store.load(&u).await.unwrap().unwrap();
+    assert_eq!(loaded.security_keys[1].counter, 6);
+
+    // The first key removed: a writer holding the revision from before cannot restore it.
+    let mut removed = used.clone();
+    removed.security_keys.remove(0);
+    let rev3 = store
+        .save(&u, &removed, Some(rev2))
+        .await
+        .unwrap()
+        .expect("removed");
+    assert_eq!(store.save(&u, &used, Some(rev2)).await.unwrap(), None);
+    assert_eq!(store.load(&u).await.unwrap(), Some((removed.clone(), rev3)));
+
+    // Every key removed: written without the field, as before keys existed, and loaded so.
+    let mut none = removed.clone();
+    none.security_keys.clear();
+    let json = serde_json::to_string(&none).unwrap();
+    assert!(!json.contains("security_keys"), "{json}");
+    let rev4 = store
+        .save(&u, &none, Some(rev3))
+        .await
+        .unwrap()
+        .expect("all removed");
+    assert_eq!(store.load(&u).await.unwrap(), Some((none, rev4)));
+
+    // A record as an older release wrote it, without the field, loads with no keys.
+    let old = r#"{"version":1,"totp":null,"pending_totp":null,
+        "email":{"address":"old@example.com","verified_at":1700000002},
+        "last_verified_at":1700000009}"#;
+    let old: EnrollmentRecord = serde_json::from_str(old).unwrap();
+    let other = user();
+    let rev = store
+        .save(&other, &old, None)
+        .await
+        .unwrap()
+        .expect("saved");
+    let (loaded, loaded_rev) = store.load(&other).await.unwrap().expect("loaded");
+    assert_eq!((&loaded, loaded_rev), (&old, rev));
+    assert!(loaded.security_keys.is_empty());
+    assert!(loaded.is_enabled(), "the email factor is kept");
+}

@@ -37,7 +37,9 @@
 //! stale revisions, also under 32 concurrent writers and across a removal; removal of the record
 //! with its backup codes; backup codes found, consumed once (also under 32 concurrent attempts),
 //! counted, voided by replacement and kept per user; `load_with_codes` with the count of unused
-//! codes, and `redeem_backup_code` once, also under 32 concurrent attempts.
+//! codes, and `redeem_backup_code` once, also under 32 concurrent attempts; the parts that ride
+//! in the record (trusted devices, a pending recovery, the phone, security keys) load back equal
+//! and are not undone by a stale writer.
 
 // This module is test code shipped for hosts: failing loudly is its job.
 #![allow(
@@ -181,6 +183,7 @@ macro_rules! enrollment_store_tests {
             trusted_devices_round_trip,
             recovery_round_trip,
             phone_round_trip,
+            security_keys_round_trip,
         );
     };
 }
