@@ -33,8 +33,8 @@ mod recovery;
 mod rfc_vectors;
 #[cfg(feature = "webauthn")]
 mod security_key;
-// The server example renders PNG QR codes.
-#[cfg(feature = "qr-png")]
+// The server example renders PNG QR codes and offers security keys.
+#[cfg(all(feature = "qr-png", feature = "webauthn"))]
 mod server_http;
 mod sms;
 #[cfg(feature = "smtp")]
