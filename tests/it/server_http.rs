@@ -2002,6 +2002,12 @@ async fn a_security_key_registers_signs_in_and_is_removed() {
     assert_eq!(options["rp"]["id"], "localhost");
     assert_eq!(options["rp"]["name"], "twofactor demo");
     assert_eq!(options["user"]["name"], "kim");
+    // The example asks for user verification: Chromium takes credProtect
+    // `userVerificationRequired` only beside `userVerification: "required"`.
+    assert_eq!(
+        options["authenticatorSelection"]["userVerification"],
+        "required"
+    );
     assert!(options["challenge"].is_string());
     let mut key = SoftKey::new();
     let response = key.create_at(SITE, &r.json).await.unwrap();

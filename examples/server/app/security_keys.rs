@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use twofactor::SecurityKeyPolicy;
+use twofactor::{SecurityKeyPolicy, UserVerification};
 
 use super::{status_json, ApiError, ApiResult, AppState, Auth, Body, CodeOrAssertion, ISSUER};
 
@@ -48,6 +48,11 @@ pub(crate) fn security_key_policy(origin: &str) -> Result<SecurityKeyPolicy, Str
     }
     let mut policy = SecurityKeyPolicy::new(host, url.origin().ascii_serialization());
     ISSUER.clone_into(&mut policy.rp_name);
+    // Keys that verify their user (a PIN or biometrics: passkeys, FIDO2 keys with a PIN). With
+    // the default, `Preferred`, the creation options ask for credProtect
+    // `userVerificationRequired` beside `userVerification: "preferred"`, which Chromium refuses
+    // as an inconsistent protection policy: no key could be added from Chrome or Edge.
+    policy.user_verification = UserVerification::Required;
     policy.validate().map_err(|e| format!("{origin:?}: {e}"))?;
     Ok(policy)
 }
