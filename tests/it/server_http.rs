@@ -438,6 +438,7 @@ async fn page_and_assets_are_served_with_security_headers() {
     assert!(r.text.contains(r#"autocomplete="one-time-code""#));
     assert!(r.text.contains(r#"name="viewport""#));
     assert!(r.text.contains("Use a backup code instead"));
+    assert!(r.text.contains("Use security key") && r.text.contains("Add security key"));
     let csp = r.header(header::CONTENT_SECURITY_POLICY).unwrap();
     assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
     assert_eq!(r.header(header::X_CONTENT_TYPE_OPTIONS), Some("nosniff"));
@@ -449,6 +450,7 @@ async fn page_and_assets_are_served_with_security_headers() {
         .unwrap()
         .starts_with("text/javascript"));
     assert!(r.text.contains("/auth/login/two-factor"));
+    assert!(r.text.contains("parseRequestOptionsFromJSON"));
     let r = s.call("GET", "/style.css", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r
