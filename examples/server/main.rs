@@ -1,4 +1,5 @@
-//! `cargo run --example server`: the whole two-factor flow behind a JSON API and a web page.
+//! `cargo run --example server --features webauthn`: the whole two-factor flow behind a JSON API
+//! and a web page.
 //!
 //! With no configuration it listens on 127.0.0.1:8080, keeps everything in memory (in a SQLite
 //! file when built with the `sqlite` feature) and prints each email on the console, so a
@@ -190,7 +191,10 @@ fn check_features() -> Result<(), Box<dyn Error>> {
     if missing.is_empty() {
         return Ok(());
     }
-    let features: Vec<&str> = wanted.iter().map(|(_, feature, _)| *feature).collect();
+    // The example itself needs webauthn (its required feature).
+    let features: Vec<&str> = std::iter::once("webauthn")
+        .chain(wanted.iter().map(|(_, feature, _)| *feature))
+        .collect();
     let (verb, pronoun) = if missing.len() == 1 {
         ("is", "it")
     } else {

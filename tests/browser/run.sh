@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Browser test of the server example: installs what is missing (Debian's chromium, playwright-core
-# from npm), starts `cargo run --example server` on a free port, runs login_flow.js against it and
-# keeps the screenshots in ci-artifacts/. Exits non-zero when the test fails.
+# from npm), starts the server example (feature webauthn) on a free port, runs login_flow.js
+# against it and keeps the screenshots in ci-artifacts/. Exits non-zero when the test fails.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD

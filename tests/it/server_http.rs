@@ -1423,7 +1423,7 @@ impl Drop for TempDatabase {
 }
 
 /// The example's state over `SqlStore` on a SQLite file, as `cargo run --example server
-/// --features sqlite` runs it: registration, TOTP enrolment and sign-in with TOTP and with a
+/// --features webauthn,sqlite` runs it: registration, TOTP enrolment and sign-in with TOTP and with a
 /// backup code go through the file, where a second connection finds what they wrote.
 #[cfg(feature = "sqlite")]
 #[tokio::test]
