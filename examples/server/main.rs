@@ -1,10 +1,13 @@
-//! `cargo run --example server`: the whole two-factor flow behind a JSON API and a web page.
+//! `cargo run --example server --features webauthn`: the whole two-factor flow behind a JSON API
+//! and a web page.
 //!
 //! With no configuration it listens on 127.0.0.1:8080, keeps everything in memory (in a SQLite
 //! file when built with the `sqlite` feature) and prints each email on the console, so a
 //! developer can read the codes. Environment:
 //!
 //! - `PORT`: the port on 127.0.0.1 (default 8080; 0 picks a free one, printed in the banner);
+//! - `PUBLIC_ORIGIN`: the origin the browser opens (default `http://localhost:PORT`), whose host
+//!   is the relying party id of security keys and passkeys: a domain name, not an IP address;
 //! - `TWOFACTOR_KEY`: the 32-byte master key, base64 (`Keyring::generate_base64()` makes one);
 //!   without it a random key is used and nothing survives a restart;
 //! - `REDIS_URL` (feature `redis`): the short-lived state on Redis (`RedisOtpStore`);
@@ -14,7 +17,8 @@
 //! - `SMTP_URL` (feature `smtp`): mail over SMTP (`SmtpMailer::from_url`) instead of the console.
 //!
 //! A variable whose feature is not compiled in stops the start with the `--features` to add.
-//! Open <http://127.0.0.1:8080/> and register; the API is described in the README.
+//! Open <http://localhost:8080/> (not 127.0.0.1: security keys need a domain) and register; the
+//! API is described in the README.
 
 mod app;
 
@@ -32,7 +36,7 @@ use twofactor::{
     Message, OtpStore, Policy, SystemClock,
 };
 
-use app::{AppState, Backends, HashLimits, Sessions};
+use app::{security_key_policy, AppState, Backends, HashLimits, Sessions};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -96,24 +100,41 @@ async fn run() -> Result<(), Box<dyn Error>> {
         "argon2     {} at once, {} waiting, then 503 busy",
         hash_limits.concurrent, hash_limits.queue
     ));
+
+    // Bound first: the security keys' origin names the port, which PORT=0 leaves to the system.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    let local = format!("http://localhost:{}", addr.port());
+    let (origin, from) = match env("PUBLIC_ORIGIN") {
+        Some(origin) => (origin.trim().to_owned(), "PUBLIC_ORIGIN"),
+        None => (local.clone(), "set PUBLIC_ORIGIN to serve another"),
+    };
+    let keys_policy = security_key_policy(&origin).map_err(|e| format!("PUBLIC_ORIGIN: {e}"))?;
+    banner.push(format!(
+        "webauthn   relying party {} for {} ({from})",
+        keys_policy.rp_id,
+        keys_policy.origins.join(", ")
+    ));
+    let mut policy = Policy::default();
+    policy.security_keys = Some(keys_policy);
+
     let state = AppState::new(Backends {
         keys,
         otp_store: Arc::clone(&stores.otp_store),
         enrollments: Arc::clone(&stores.enrollments),
         mailer,
         clock: Arc::new(SystemClock),
-        policy: Policy::default(),
+        policy,
         sessions,
         hash_limits,
     })?;
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    let addr = listener.local_addr()?;
     println!("twofactor server example");
     for line in &banner {
         println!("  {line}");
     }
-    println!("  listening on http://{addr}/");
+    // localhost, not the bound 127.0.0.1: browsers refuse security keys on an IP address.
+    println!("  listening on {local}/ (bound to {addr})");
     // With the peer's address on each request: the per-client limits key on it.
     axum::serve(
         listener,
@@ -170,7 +191,10 @@ fn check_features() -> Result<(), Box<dyn Error>> {
     if missing.is_empty() {
         return Ok(());
     }
-    let features: Vec<&str> = wanted.iter().map(|(_, feature, _)| *feature).collect();
+    // The example itself needs webauthn (its required feature).
+    let features: Vec<&str> = std::iter::once("webauthn")
+        .chain(wanted.iter().map(|(_, feature, _)| *feature))
+        .collect();
     let (verb, pronoun) = if missing.len() == 1 {
         ("is", "it")
     } else {

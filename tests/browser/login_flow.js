@@ -1,11 +1,13 @@
 // Headless Chromium test of the server example's page, driven by playwright-core.
 //
-//   BASE_URL=http://127.0.0.1:PORT SERVER_LOG=/path/to/server/stdout node login_flow.js
+//   BASE_URL=http://localhost:PORT SERVER_LOG=/path/to/server/stdout node login_flow.js
 //
 // It clicks through: register (email code read from the console mailer's output), enrol TOTP
 // (codes computed here from the secret shown on the page, RFC 6238), sign out, sign in with
-// TOTP, sign out, sign in with a backup code, enrol email codes, sign out, sign in with the
-// emailed code (the countdown and the resend button checked with a fast-forwarded page clock).
+// TOTP, register a security key (Chromium's virtual authenticator, through the DevTools
+// protocol), sign out, sign in with the key, sign out, sign in with a backup code, enrol email
+// codes, sign out, sign in with the emailed code (the countdown and the resend button checked
+// with a fast-forwarded page clock), remove the key with the password and the key itself.
 // Screenshots go to ARTIFACTS_DIR (default ci-artifacts/ at the repository root).
 "use strict";
 
@@ -120,6 +122,17 @@ async function main() {
   page.on("console", (m) => { if (m.type() === "error") pageErrors.push(m.text()); });
   // A controllable clock for the page's countdowns; it runs in real time until fast-forwarded.
   await page.clock.install();
+  // A virtual security key (CTAP2 over USB, with user verification), answering at once: what
+  // navigator.credentials.create and .get reach instead of a physical key.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2", transport: "usb", hasResidentKey: false, hasUserVerification: true,
+      isUserVerified: true, automaticPresenceSimulation: true,
+    },
+  });
+  const keyCredentials = async () => (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials;
 
   const username = "alice" + crypto.randomBytes(3).toString("hex");
   const email = username + "@example.com";
@@ -220,6 +233,45 @@ async function main() {
       await page.waitForFunction(() => document.getElementById("st-enabled").textContent === "On");
     });
 
+    await step("register a security key (virtual authenticator)", async () => {
+      // Right after a sign-in with a code: recent enough to add a factor.
+      await visible("#keys-card");
+      check((await text("#no-keys")) === "No security key yet.", "no key listed yet");
+      check((await text("#st-keys")) === "0", "status: no security key");
+      await page.fill("#key-label", "Virtual key");
+      await page.click("#add-key");
+      await page.waitForFunction(() => document.querySelectorAll("#key-list li").length === 1);
+      check((await text("#key-list li .key-name")) === "Virtual key", "the key is listed by its name");
+      check((await text("#key-list li .hint")).includes("last used never"), "not used yet");
+      check((await text("#flash")).includes("Virtual key"), "registration confirmed: " + (await text("#flash")));
+      check((await text("#st-methods")).includes("Security keys"), "status lists security keys");
+      check((await text("#st-keys")) === "1", "status: one security key");
+      check(!(await page.isVisible("#no-keys")), "the empty-list line is gone");
+      const creds = await keyCredentials();
+      check(creds.length === 1 && creds[0].rpId === "localhost", "the authenticator holds one credential for localhost");
+      await page.locator("#keys-card").scrollIntoViewIfNeeded();
+      await shot("security-key-list.png");
+    });
+
+    await step("sign out", signOut);
+
+    await step("sign in with the security key", async () => {
+      const signedBefore = (await keyCredentials())[0].signCount;
+      await signIn();
+      await visible("#view-code");
+      await visible("#use-key");
+      check((await text("#code-prompt")).startsWith("Use your security key"), "prompt offers the key: " + (await text("#code-prompt")));
+      await shot("security-key-code-step.png");
+      await page.click("#use-key");
+      await visible("#view-profile");
+      await page.waitForFunction(() => document.getElementById("flash").textContent.includes("security key"));
+      check((await text("#flash")) === "You signed in with your security key.", "the page says how: " + (await text("#flash")));
+      await page.waitForFunction(() => document.getElementById("st-enabled").textContent === "On");
+      await page.waitForFunction(() => !document.querySelector("#key-list li .hint").textContent.includes("last used never"));
+      check((await keyCredentials())[0].signCount > signedBefore, "the key signed");
+      await shot("security-key-login.png");
+    });
+
     await step("sign out", signOut);
 
     await step("sign in with a backup code", async () => {
@@ -267,6 +319,19 @@ async function main() {
       await page.click("#code-submit");
       await visible("#view-profile");
       await page.waitForFunction(() => document.getElementById("st-last").textContent !== "Never");
+    });
+
+    await step("remove the security key with the password and the key", async () => {
+      await page.click("#key-list li button");
+      await visible("#key-remove-form");
+      check((await text("#key-remove-label")) === "Virtual key", "the form names the key");
+      await page.fill("#key-remove-password", password);
+      await page.click("#key-remove-with-key");
+      await page.waitForFunction(() => document.querySelectorAll("#key-list li").length === 0);
+      check((await text("#flash")).includes("is removed"), "removal confirmed: " + (await text("#flash")));
+      check(await page.isVisible("#no-keys"), "the list is empty");
+      check((await text("#st-keys")) === "0", "status: no security key");
+      check(!(await page.isVisible("#key-remove-form")), "the remove form is closed");
     });
 
     await step("regenerate backup codes with a backup code", async () => {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Browser test of the server example: installs what is missing (Debian's chromium, playwright-core
-# from npm), starts `cargo run --example server` on a free port, runs login_flow.js against it and
-# keeps the screenshots in ci-artifacts/. Exits non-zero when the test fails.
+# from npm), starts the server example (feature webauthn) on a free port, runs login_flow.js
+# against it and keeps the screenshots in ci-artifacts/. Exits non-zero when the test fails.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -19,17 +19,21 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   (cd tests/browser && npm install --no-audit --no-fund --loglevel=error)
 fi
 
-cargo build --quiet --example server
+# The example needs the webauthn feature (security keys); CARGO_TARGET_DIR is honoured.
+cargo build --quiet --example server --features webauthn
+target=${CARGO_TARGET_DIR:-$root/target}
+case $target in /*) ;; *) target="$root/$target" ;; esac
 log="$artifacts/server-example.log"
 : >"$log"
-# PORT=0: the operating system picks a free port; the banner says which.
-PORT=0 RUST_LOG=info "$root/target/debug/examples/server" >"$log" 2>&1 &
+# PORT=0: the operating system picks a free port; the banner says which. Unset PUBLIC_ORIGIN:
+# the page is opened at http://localhost:PORT, the security keys' default origin.
+env -u PUBLIC_ORIGIN PORT=0 RUST_LOG=info "$target/debug/examples/server" >"$log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 
 base=""
 for _ in $(seq 1 100); do
-  base=$(grep -o 'listening on http://[0-9.:]*' "$log" | head -n1 | sed 's/^listening on //') || true
+  base=$(grep -o 'listening on http://[A-Za-z0-9.:-]*' "$log" | head -n1 | sed 's/^listening on //') || true
   [ -n "$base" ] && break
   if ! kill -0 "$server" 2>/dev/null; then
     cat "$log"

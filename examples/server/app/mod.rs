@@ -5,6 +5,7 @@
 
 mod background;
 mod hashing;
+mod security_keys;
 mod sessions;
 mod users;
 
@@ -19,7 +20,7 @@ use axum::http::header::{self, HeaderValue};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
@@ -32,6 +33,7 @@ use twofactor::{
 
 pub(crate) use background::Background;
 pub(crate) use hashing::{HashGate, HashLimits};
+pub(crate) use security_keys::security_key_policy;
 pub(crate) use sessions::Sessions;
 use users::{normalize_username, Users};
 
@@ -196,6 +198,24 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/auth/2fa/step-up", post(step_up))
         .route("/auth/2fa/disable", post(disable))
         .route("/auth/2fa/backup-codes/regenerate", post(regenerate))
+        .route("/auth/2fa/reauthenticate", post(reauthenticate))
+        .route("/auth/2fa/security-keys", get(security_keys::list))
+        .route(
+            "/auth/2fa/security-keys/register/start",
+            post(security_keys::register_start),
+        )
+        .route(
+            "/auth/2fa/security-keys/register/finish",
+            post(security_keys::register_finish),
+        )
+        .route(
+            "/auth/2fa/security-keys/step-up/start",
+            post(security_keys::step_up_start),
+        )
+        .route(
+            "/auth/2fa/security-keys/{id}",
+            patch(security_keys::rename).delete(security_keys::remove),
+        )
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(security_headers))
@@ -667,6 +687,10 @@ async fn login(
                 "expires_in": ch.expires_at().duration_since(s.now()).as_secs(),
                 "email_sent": ch.email_sent(),
             });
+            // The options for `navigator.credentials.get`, when a security key is on offer.
+            if let (Some(options), Some(obj)) = (ch.security_key(), body.as_object_mut()) {
+                obj.insert("security_key".into(), options.as_json().clone());
+            }
             if methods.contains(&"email") {
                 if let Some(obj) = body.as_object_mut() {
                     obj.insert("email_hint".into(), mask_email(&user.email).into());
@@ -695,21 +719,51 @@ fn mask_email(email: &str) -> String {
     }
 }
 
+/// Where a code goes, a security key's assertion may go instead: the `PublicKeyCredential` of
+/// `navigator.credentials.get`, as the JSON object `toJSON()` makes or as a string holding it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CodeOrAssertion {
+    Text(String),
+    Json(serde_json::Map<String, Value>),
+}
+
+impl CodeOrAssertion {
+    /// The input for the service: the code, or the assertion's JSON (which starts with `{`).
+    fn into_input(self) -> String {
+        match self {
+            CodeOrAssertion::Text(text) => text,
+            CodeOrAssertion::Json(object) => Value::Object(object).to_string(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct CodeStepRequest {
     challenge: String,
-    code: String,
+    code: Option<CodeOrAssertion>,
+    assertion: Option<serde_json::Map<String, Value>>,
 }
 
-/// `POST /auth/login/two-factor`: a TOTP code, the emailed code or a backup code → tokens.
+/// `POST /auth/login/two-factor`: a TOTP code, the emailed code or a backup code (`code`), or a
+/// security key's assertion (`assertion`) → tokens.
 async fn login_two_factor(
     State(s): State<AppState>,
     client: Client,
     Body(req): Body<CodeStepRequest>,
 ) -> ApiResult<Json<Value>> {
+    let input = match (req.code, req.assertion) {
+        (Some(code), None) => code.into_input(),
+        (None, Some(assertion)) => Value::Object(assertion).to_string(),
+        _ => {
+            return Err(ApiError::invalid_input(
+                "Send either a code or a security key's assertion.",
+            ))
+        }
+    };
     let token = ChallengeToken::parse(&req.challenge)?;
     let verified =
-        s.tf.verify_login_with(&client.context(), &token, &req.code)
+        s.tf.verify_login_with(&client.context(), &token, &input)
             .await
             .map_err(too_many)?;
     s.users.get(&verified.user).ok_or(ApiError::INVALID_TOKEN)?;
@@ -847,6 +901,7 @@ async fn status_json(s: &AppState, user: &str) -> ApiResult<Value> {
         "email": st.email,
         "last_verified_at": st.last_verified_at.map(Timestamp::as_unix_secs),
         "backup_codes_remaining": st.backup_codes_remaining,
+        "security_keys": st.security_keys,
     }))
 }
 
@@ -954,10 +1009,11 @@ async fn step_up(
 #[derive(Deserialize)]
 struct DisableRequest {
     password: String,
-    code: String,
+    code: CodeOrAssertion,
 }
 
-/// `POST /auth/2fa/disable`: the password and a current code (or a backup code).
+/// `POST /auth/2fa/disable`: the password and a current code (or a backup code, or a security
+/// key's assertion after `/auth/2fa/security-keys/step-up/start`).
 async fn disable(
     State(s): State<AppState>,
     Auth(user): Auth,
@@ -966,17 +1022,40 @@ async fn disable(
     // The service checks the password with argon2 (through the host's PasswordVerifier): hold
     // an argon2 permit meanwhile, so this path counts against the same cap.
     let _permit = s.hashes.permit().await?;
-    s.tf.disable(&user.id, &req.password, &req.code).await?;
+    s.tf.disable(&user.id, &req.password, &req.code.into_input())
+        .await?;
     Ok(Json(status_json(&s, &user.id).await?))
 }
 
-/// `POST /auth/2fa/backup-codes/regenerate`: a current code buys a new set; the old set is void.
+#[derive(Deserialize)]
+struct StepUpRequest {
+    code: CodeOrAssertion,
+}
+
+/// `POST /auth/2fa/backup-codes/regenerate`: a current code (or a security key's assertion) buys
+/// a new set; the old set is void.
 async fn regenerate(
     State(s): State<AppState>,
     Auth(user): Auth,
-    Body(req): Body<CodeRequest>,
+    Body(req): Body<StepUpRequest>,
 ) -> ApiResult<Json<Value>> {
-    let codes = s.tf.regenerate_backup_codes(&user.id, &req.code).await?;
+    let codes =
+        s.tf.regenerate_backup_codes(&user.id, &req.code.into_input())
+            .await?;
     let codes: Vec<&str> = codes.iter().map(|c| c.expose()).collect();
     Ok(Json(json!({ "backup_codes": codes })))
+}
+
+/// `POST /auth/2fa/reauthenticate`: a current code (or a security key's assertion) opens the
+/// window in which a factor may be added (`reauth_required` otherwise, once the last check is
+/// older than the policy's `reauth_window`).
+async fn reauthenticate(
+    State(s): State<AppState>,
+    Auth(user): Auth,
+    Body(req): Body<StepUpRequest>,
+) -> ApiResult<Json<Value>> {
+    let method =
+        s.tf.reauthenticate(&user.id, &req.code.into_input())
+            .await?;
+    Ok(Json(json!({ "method": method.as_str() })))
 }

@@ -18,7 +18,16 @@ const state = {
   timer: null,
   registering: null,    // username awaiting its email verification
   backupCodes: [],      // the codes on screen, shown once
+  keyOptions: null,     // the challenge's options for navigator.credentials.get, if a key is on offer
+  keys: [],             // the user's security keys
+  removing: null,       // the key the remove form is about
+  afterReauth: null,    // what to do once a recent check is done
 };
+
+// WebAuthn with the JSON helpers (Chromium 129+, Firefox 119+, Safari 18.4+), in a secure
+// context: https, or http on localhost.
+const webauthn = window.isSecureContext && typeof PublicKeyCredential !== "undefined" &&
+  typeof PublicKeyCredential.parseCreationOptionsFromJSON === "function";
 
 // ---------- session ----------
 
@@ -179,10 +188,18 @@ function startCodeStep(ch) {
   const email = state.methods.includes("email");
   const totp = state.methods.includes("totp");
   const where = ch.email_hint ? " to " + ch.email_hint : "";
+  state.keyOptions = ch.security_key || null;
+  const key = !!state.keyOptions && webauthn;
   state.prompt =
-    totp && email ? "Enter the code from your authenticator app, or the code we emailed" + where + "."
+    key ? "Use your security key, or enter " + (
+      totp && email ? "the code from your authenticator app or the code we emailed" + where
+      : totp ? "the 6-digit code from your authenticator app"
+      : email ? "the 6-digit code we emailed" + where
+      : "a backup code") + "."
+    : totp && email ? "Enter the code from your authenticator app, or the code we emailed" + where + "."
     : totp ? "Enter the 6-digit code from your authenticator app."
     : "We emailed a 6-digit code" + where + ". Enter it below.";
+  $("use-key").hidden = !key;
   state.email = email;
   $("resend").hidden = !email;
   if (email && ch.email_sent === false) {
@@ -279,12 +296,36 @@ $("code-form").addEventListener("submit", async (e) => {
   busy($("code-submit"), true);
   const r = await call("POST", "/auth/login/two-factor", { challenge: state.challenge, code: $("code-input").value });
   busy($("code-submit"), false);
+  codeStepAnswered(r);
+});
+
+// The browser asks the key to sign the challenge's options; the signature answers the challenge.
+$("use-key").addEventListener("click", async () => {
+  clearFlash();
+  busy($("use-key"), true);
+  let assertion;
+  try {
+    assertion = await keyAssertion(state.keyOptions);
+  } catch (e) {
+    busy($("use-key"), false);
+    flash(keyError(e));
+    return;
+  }
+  const r = await call("POST", "/auth/login/two-factor", { challenge: state.challenge, assertion });
+  busy($("use-key"), false);
+  codeStepAnswered(r);
+});
+
+function codeStepAnswered(r) {
   if (r.ok) {
     stopTimer();
     state.challenge = null;
+    state.keyOptions = null;
     saveTokens(r.data);
     if (r.data.method === "backup_code") {
       flash("You signed in with a backup code. " + r.data.backup_codes_remaining + " left.", "info");
+    } else if (r.data.method === "security_key") {
+      flash("You signed in with your security key.", "info");
     }
     go("#/profile");
     return;
@@ -296,7 +337,7 @@ $("code-form").addEventListener("submit", async (e) => {
     go("#/login");
   }
   flash(errorText(r));
-});
+}
 
 // ---------- profile ----------
 
@@ -310,14 +351,19 @@ async function loadProfile() {
   const s = st.data;
   $("st-enabled").textContent = s.enabled ? "On" : "Off";
   $("st-enabled").className = s.enabled ? "on" : "off";
-  const names = { totp: "Authenticator app", email: "Email codes", backup_code: "Backup codes" };
+  const names = { totp: "Authenticator app", email: "Email codes", backup_code: "Backup codes", security_key: "Security keys" };
   $("st-methods").textContent = s.methods.length ? s.methods.map((m) => names[m] || m).join(", ") : "None";
   $("st-backup").textContent = String(s.backup_codes_remaining);
+  $("st-keys").textContent = String(s.security_keys || 0);
   $("st-last").textContent = s.last_verified_at ? new Date(s.last_verified_at * 1000).toLocaleString() : "Never";
   $("start-totp").hidden = s.methods.includes("totp");
   $("start-email").hidden = s.methods.includes("email");
   $("manage").hidden = !s.enabled;
   $("step-up-line").hidden = !s.methods.includes("email");
+  // A key is added beside a code factor, so that a lost key is no lock-out.
+  $("keys-card").hidden = !s.enabled;
+  if (s.enabled) await loadKeys();
+  else state.keys = [];
 }
 
 $("logout").addEventListener("click", async () => {
@@ -334,6 +380,9 @@ $("logout").addEventListener("click", async () => {
 function hideSecrets() {
   $("totp-setup").hidden = true;
   $("email-setup").hidden = true;
+  $("reauth").hidden = true;
+  state.afterReauth = null;
+  closeRemoveKey();
   $("totp-secret").textContent = "";
   $("totp-qr").removeAttribute("src");
   showBackupCodes([]);
@@ -375,15 +424,18 @@ $("totp-form").addEventListener("submit", async (e) => {
   loadProfile();
 });
 
-$("start-email").addEventListener("click", async () => {
+$("start-email").addEventListener("click", startEmail);
+
+async function startEmail() {
   clearFlash();
   const r = await authed("POST", "/auth/2fa/email/setup", {});
+  if (r.data.error === "reauth_required") { askReauth(startEmail); return; }
   if (!r.ok) { flash(errorText(r)); return; }
   $("email-setup-address").textContent = r.data.email;
   $("email-code").value = "";
   $("email-setup").hidden = false;
   $("email-code").focus();
-});
+}
 
 $("email-form").addEventListener("submit", async (e) => {
   e.preventDefault();
@@ -417,19 +469,217 @@ $("regen-form").addEventListener("submit", async (e) => {
   loadProfile();
 });
 
+$("regen-with-key").addEventListener("click", async () => {
+  clearFlash();
+  const assertion = await keyStepUp();
+  if (!assertion) return;
+  const r = await authed("POST", "/auth/2fa/backup-codes/regenerate", { code: assertion });
+  if (!r.ok) { flash(errorText(r)); return; }
+  showBackupCodes(r.data.backup_codes);
+  flash("New backup codes: the old ones no longer work.", "info");
+  loadProfile();
+});
+
 $("disable-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   clearFlash();
   busy($("disable-submit"), true);
-  const r = await authed("POST", "/auth/2fa/disable", { password: $("disable-password").value, code: $("disable-code").value });
+  await disableWith($("disable-code").value);
   busy($("disable-submit"), false);
+});
+
+$("disable-with-key").addEventListener("click", async () => {
+  clearFlash();
+  if (!$("disable-password").value) { flash("Enter your password first."); $("disable-password").focus(); return; }
+  const assertion = await keyStepUp();
+  if (assertion) await disableWith(assertion);
+});
+
+async function disableWith(code) {
+  const r = await authed("POST", "/auth/2fa/disable", { password: $("disable-password").value, code });
   $("disable-password").value = "";
   $("disable-code").value = "";
   if (!r.ok) { flash(errorText(r)); return; }
   hideSecrets();
   flash("Two-factor authentication is off.", "info");
   loadProfile();
+}
+
+// ---------- a recent check before a factor is added ----------
+
+function askReauth(then) {
+  state.afterReauth = then;
+  $("reauth-code").value = "";
+  $("reauth-with-key").hidden = !(webauthn && state.keys.length);
+  $("reauth").hidden = false;
+  flash("Please confirm with a current code first.");
+  $("reauth-code").focus();
+}
+
+async function reauthWith(code) {
+  const r = await authed("POST", "/auth/2fa/reauthenticate", { code });
+  $("reauth-code").value = "";
+  if (!r.ok) { flash(errorText(r)); return; }
+  $("reauth").hidden = true;
+  clearFlash();
+  const then = state.afterReauth;
+  state.afterReauth = null;
+  if (then) await then();
+}
+
+$("reauth-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  clearFlash();
+  busy($("reauth-submit"), true);
+  await reauthWith($("reauth-code").value);
+  busy($("reauth-submit"), false);
 });
+$("reauth-with-key").addEventListener("click", async () => {
+  clearFlash();
+  const assertion = await keyStepUp();
+  if (assertion) await reauthWith(assertion);
+});
+$("reauth-cancel").addEventListener("click", () => {
+  $("reauth").hidden = true;
+  state.afterReauth = null;
+  clearFlash();
+});
+
+// ---------- security keys and passkeys (WebAuthn) ----------
+
+// navigator.credentials.get with options from the server ({"publicKey": …}, base64url fields):
+// the assertion as JSON, for the server.
+async function keyAssertion(options) {
+  const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(options.publicKey);
+  const credential = await navigator.credentials.get({ publicKey });
+  return credential.toJSON();
+}
+
+// A step-up with a security key: the server's options, signed. null (with a message) on failure.
+async function keyStepUp() {
+  const r = await authed("POST", "/auth/2fa/security-keys/step-up/start");
+  if (!r.ok) { flash(errorText(r)); return null; }
+  try {
+    return await keyAssertion(r.data);
+  } catch (e) {
+    flash(keyError(e));
+    return null;
+  }
+}
+
+function keyError(e) {
+  const name = e && e.name;
+  if (name === "NotAllowedError") return "The security key did not answer: the request was cancelled or timed out.";
+  if (name === "InvalidStateError") return "This security key is already registered.";
+  if (name === "SecurityError") return "Security keys do not work at this address. Open the page at localhost or over https.";
+  return "The security key could not be used" + (e && e.message ? ": " + e.message : ".");
+}
+
+function when(secs) {
+  return secs ? new Date(secs * 1000).toLocaleString() : "never";
+}
+
+async function loadKeys() {
+  const r = await authed("GET", "/auth/2fa/security-keys");
+  if (!r.ok) { flash(errorText(r)); return; }
+  state.keys = r.data.security_keys || [];
+  $("key-list").replaceChildren(...state.keys.map((k) => {
+    const li = document.createElement("li");
+    const about = document.createElement("div");
+    const name = document.createElement("span");
+    name.className = "key-name";
+    name.textContent = k.label;
+    const meta = document.createElement("span");
+    meta.className = "hint";
+    meta.textContent = "Added " + when(k.created_at) + " · last used " + when(k.last_used_at);
+    about.append(name, meta);
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "small secondary";
+    remove.textContent = "Remove";
+    remove.setAttribute("aria-label", "Remove " + k.label);
+    remove.addEventListener("click", () => openRemoveKey(k));
+    li.append(about, remove);
+    return li;
+  }));
+  $("no-keys").hidden = state.keys.length > 0;
+  $("no-webauthn").hidden = webauthn;
+  $("key-form").hidden = !webauthn;
+  const withKey = !webauthn || state.keys.length === 0;
+  $("regen-with-key").hidden = withKey;
+  $("disable-with-key").hidden = withKey;
+  if (state.removing && !state.keys.some((k) => k.id === state.removing.id)) closeRemoveKey();
+}
+
+$("key-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  busy($("add-key"), true);
+  await addKey();
+  busy($("add-key"), false);
+});
+
+async function addKey() {
+  clearFlash();
+  const label = $("key-label").value.trim() || "Security key";
+  const r = await authed("POST", "/auth/2fa/security-keys/register/start", {});
+  if (r.data.error === "reauth_required") { askReauth(addKey); return; }
+  if (!r.ok) { flash(errorText(r)); return; }
+  let credential;
+  try {
+    const publicKey = PublicKeyCredential.parseCreationOptionsFromJSON(r.data.publicKey);
+    credential = await navigator.credentials.create({ publicKey });
+  } catch (e) {
+    flash(keyError(e));
+    return;
+  }
+  const f = await authed("POST", "/auth/2fa/security-keys/register/finish", { response: credential.toJSON(), label });
+  if (!f.ok) { flash(errorText(f)); return; }
+  $("key-label").value = "";
+  flash("\u201c" + f.data.label + "\u201d is registered: you can sign in with it now.", "info");
+  await loadProfile();
+}
+
+function openRemoveKey(key) {
+  state.removing = key;
+  $("key-remove-label").textContent = key.label;
+  $("key-remove-password").value = "";
+  $("key-remove-code").value = "";
+  $("key-remove-form").hidden = false;
+  $("key-remove-password").focus();
+}
+
+function closeRemoveKey() {
+  state.removing = null;
+  $("key-remove-form").hidden = true;
+  $("key-remove-password").value = "";
+  $("key-remove-code").value = "";
+}
+
+async function removeKeyWith(code) {
+  const key = state.removing;
+  if (!key) return;
+  const r = await authed("DELETE", "/auth/2fa/security-keys/" + encodeURIComponent(key.id),
+    { password: $("key-remove-password").value, code });
+  if (!r.ok) { flash(errorText(r)); return; }
+  closeRemoveKey();
+  flash("\u201c" + key.label + "\u201d is removed.", "info");
+  await loadProfile();
+}
+
+$("key-remove-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  clearFlash();
+  busy($("key-remove-submit"), true);
+  await removeKeyWith($("key-remove-code").value);
+  busy($("key-remove-submit"), false);
+});
+$("key-remove-with-key").addEventListener("click", async () => {
+  clearFlash();
+  if (!$("key-remove-password").value) { flash("Enter your password first."); $("key-remove-password").focus(); return; }
+  const assertion = await keyStepUp();
+  if (assertion) await removeKeyWith(assertion);
+});
+$("key-remove-cancel").addEventListener("click", closeRemoveKey);
 
 // ---------- backup codes: copy and download ----------
 
