@@ -695,10 +695,6 @@ async fn required_user_verification_uses_the_passkey_ceremonies() {
 async fn a_key_login_cancels_a_pending_recovery_and_leaves_the_password_limit() {
     let h = harness();
     let (_, mut key, _) = enrolled(&h, "u1").await;
-    // Three wrong passwords on the recovery path...
-    for _ in 0..3 {
-        assert!(h.tf.request_recovery("u1", "wrong").await.is_err());
-    }
     h.tf.request_recovery("u1", PASSWORD).await.unwrap();
     assert!(h
         .tf
@@ -707,10 +703,17 @@ async fn a_key_login_cancels_a_pending_recovery_and_leaves_the_password_limit() 
         .unwrap()
         .recovery_pending_until
         .is_some());
+    // Four wrong passwords, then a pass by key...
+    for _ in 0..4 {
+        assert!(matches!(
+            h.tf.request_recovery("u1", "wrong").await,
+            Err(Error::InvalidPassword)
+        ));
+    }
     let c = h.challenge("u1").await;
     let a = key.get(&options(&c)).await;
     h.tf.verify_login(c.token(), &a).await.unwrap();
-    // A pass by key cancels the recovery, as a code does.
+    // ...cancels the recovery, as a code does...
     assert!(h
         .tf
         .status("u1")
@@ -718,6 +721,18 @@ async fn a_key_login_cancels_a_pending_recovery_and_leaves_the_password_limit() 
         .unwrap()
         .recovery_pending_until
         .is_none());
+    // ...and leaves the run of wrong passwords where it was: six more reach the limit of ten,
+    // and the next is not evaluated.
+    for _ in 0..6 {
+        assert!(matches!(
+            h.tf.request_recovery("u1", "wrong").await,
+            Err(Error::InvalidPassword)
+        ));
+    }
+    assert!(matches!(
+        h.tf.request_recovery("u1", PASSWORD).await,
+        Err(Error::Locked { .. })
+    ));
 }
 
 #[tokio::test]
