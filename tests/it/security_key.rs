@@ -919,3 +919,54 @@ async fn no_input_makes_a_ceremony_panic() {
         h.tf.verify_login(fresh.token(), &good).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_key_rotation_loses_no_key_and_no_ceremony() {
+    // Registered under the old keyring, a key signs in through the rotated one; a challenge
+    // and a registration begun before the rotation finish after it; the user handle a key
+    // keeps does not change.
+    let old = twofactor::Keyring::generate();
+    let h = Harness::with(policy(), old.clone());
+    let (_, mut key, _) = enrolled(&h, "u1").await;
+    let before = h.challenge("u1").await;
+    let opts =
+        h.tf.start_security_key_registration("u1", "Alice")
+            .await
+            .unwrap();
+    let handle = opts.as_json()["publicKey"]["user"]["id"].clone();
+    let rotated = twofactor::TwoFactorService::builder()
+        .issuer("Acme")
+        .keys(old.rotate_to(&twofactor::Keyring::generate()))
+        .otp_store(h.otp.clone())
+        .enrollments(h.enrollments.clone())
+        .mailer(h.mailer.clone())
+        .clock(h.clock.clone())
+        .policy(policy())
+        .build()
+        .unwrap();
+    let a = key.get(&options(&before)).await;
+    assert_eq!(
+        rotated
+            .verify_login(before.token(), &a)
+            .await
+            .unwrap()
+            .method,
+        Some(Method::SecurityKey)
+    );
+    let mut second = SoftKey::new();
+    let response = second.create(opts.as_json()).await;
+    rotated
+        .finish_security_key_registration("u1", &response, "After rotation")
+        .await
+        .unwrap();
+    let again = rotated
+        .start_security_key_registration("u1", "Alice")
+        .await
+        .unwrap();
+    assert_eq!(again.as_json()["publicKey"]["user"]["id"], handle);
+    let LoginStep::Challenge(c) = rotated.begin_login("u1").await.unwrap() else {
+        panic!("a challenge");
+    };
+    let a = second.get(&options(&c)).await;
+    assert!(rotated.verify_login(c.token(), &a).await.is_ok());
+}
