@@ -691,18 +691,17 @@ async fn required_user_verification_uses_the_passkey_ceremonies() {
     );
 }
 
+async fn recovery_pending(h: &Harness) -> bool {
+    let status = h.tf.status("u1").await.unwrap();
+    status.recovery_pending_until.is_some()
+}
+
 #[tokio::test]
 async fn a_key_login_cancels_a_pending_recovery_and_leaves_the_password_limit() {
     let h = harness();
     let (_, mut key, _) = enrolled(&h, "u1").await;
     h.tf.request_recovery("u1", PASSWORD).await.unwrap();
-    assert!(h
-        .tf
-        .status("u1")
-        .await
-        .unwrap()
-        .recovery_pending_until
-        .is_some());
+    assert!(recovery_pending(&h).await);
     // Four wrong passwords, then a pass by key...
     for _ in 0..4 {
         assert!(matches!(
@@ -714,13 +713,7 @@ async fn a_key_login_cancels_a_pending_recovery_and_leaves_the_password_limit() 
     let a = key.get(&options(&c)).await;
     h.tf.verify_login(c.token(), &a).await.unwrap();
     // ...cancels the recovery, as a code does...
-    assert!(h
-        .tf
-        .status("u1")
-        .await
-        .unwrap()
-        .recovery_pending_until
-        .is_none());
+    assert!(!recovery_pending(&h).await);
     // ...and leaves the run of wrong passwords where it was: six more reach the limit of ten,
     // and the next is not evaluated.
     for _ in 0..6 {

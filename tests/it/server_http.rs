@@ -786,11 +786,7 @@ async fn totp_setup_enable_and_sign_in() {
 
     // A wrong code does not enable; a malformed one is refused as such.
     let right = s.totp(&secret, 0);
-    let wrong = if right == "000000" {
-        "000001"
-    } else {
-        "000000"
-    };
+    let wrong = crate::support::wrong(&right);
     let r = s
         .post_auth(
             "/auth/2fa/totp/enable",
@@ -839,7 +835,7 @@ async fn totp_setup_enable_and_sign_in() {
     // The code used to enable is a replay.
     let r = s.answer(&challenge, &right).await;
     assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_code");
-    let r = s.answer(&challenge, wrong).await;
+    let r = s.answer(&challenge, &wrong).await;
     assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_code");
     s.advance(30);
     let next = s.totp(&secret, 0);
@@ -1216,11 +1212,7 @@ async fn disable_needs_the_password_and_a_code() {
         .await;
     assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_password");
     let right = s.totp(&secret, 0);
-    let wrong = if right == "000000" {
-        "000001"
-    } else {
-        "000000"
-    };
+    let wrong = crate::support::wrong(&right);
     let r = s
         .post_auth(
             "/auth/2fa/disable",
@@ -2287,11 +2279,7 @@ async fn security_key_endpoints_refuse_what_the_crate_refuses() {
         )
         .await;
     assert_error(&r, StatusCode::UNAUTHORIZED, "invalid_password");
-    let wrong = if right == "000000" {
-        "000001"
-    } else {
-        "000000"
-    };
+    let wrong = crate::support::wrong(&right);
     let r = s
         .call(
             "DELETE",
@@ -2359,11 +2347,7 @@ async fn adding_a_key_later_needs_a_recent_check_which_a_key_can_give() {
 
     // A wrong code opens nothing; the key's assertion does.
     let right = s.totp(&secret, 0);
-    let wrong = if right == "000000" {
-        "000001"
-    } else {
-        "000000"
-    };
+    let wrong = crate::support::wrong(&right);
     let r = s
         .post_auth(
             "/auth/2fa/reauthenticate",
