@@ -35,7 +35,7 @@ use crate::events::Event;
 use crate::mail::MailContent;
 use crate::method::{Method, Verified};
 use crate::service::{check_user, TwoFactorService};
-use crate::store::{EnrollmentRecord, SecurityKeyRecord};
+use crate::store::{EnrollmentRecord, Revision, SecurityKeyRecord};
 
 /// The longest label a key may carry, in characters.
 pub const MAX_SECURITY_KEY_LABEL: usize = 64;
@@ -597,7 +597,7 @@ impl TwoFactorService {
         if !rec.security_keys.iter().any(|k| k.id == id) {
             return Err(Error::NotEnrolled);
         }
-        self.confirm_with_password(user, &rec, password, code)
+        self.confirm_with_password(user, (&rec, rev), password, code)
             .await?;
         let mut last = false;
         let saved = self
@@ -730,7 +730,7 @@ impl TwoFactorService {
     }
 
     /// Records a good assertion on the key that made it, in one compare-and-swap of the user's
-    /// record: a counter at or below the highest seen for that key is a clone signal (refused
+    /// record (starting from `loaded`, the record the caller already holds, when given): a counter at or below the highest seen for that key is a clone signal (refused
     /// and reported) unless the key's last check answered this very ceremony (the same assertion
     /// sent twice: a repeat, which the challenge's single use settles); otherwise the counter,
     /// the flags `webauthn-rs` keeps and the last use are saved.
@@ -739,11 +739,12 @@ impl TwoFactorService {
         user: &str,
         result: &AuthenticationResult,
         state: &[u8],
+        loaded: Option<(EnrollmentRecord, Option<Revision>)>,
         now: Timestamp,
     ) -> Result<KeyUse, Error> {
         let ceremony = ceremony_tag(state);
         let mut outcome = KeyUse::Missing;
-        self.update(user, |rec| {
+        self.update_from(user, loaded, |rec| {
             outcome = KeyUse::Missing;
             for k in rec.security_keys.iter_mut() {
                 let mut cred = credential(k)?;
@@ -783,7 +784,7 @@ impl TwoFactorService {
     pub(crate) async fn step_up_with_key(
         &self,
         user: &str,
-        rec: &EnrollmentRecord,
+        (rec, rev): (&EnrollmentRecord, Option<Revision>),
         assertion: &Assertion,
         password: Option<bool>,
         now: Timestamp,
@@ -803,7 +804,9 @@ impl TwoFactorService {
                 .as_ref()
                 .map(|c| c.value.as_slice())
                 .ok_or(Error::NothingPending)?;
-            self.assertion_passes(user, assertion, state, now).await
+            let loaded = Some((rec.clone(), rev));
+            self.assertion_passes(user, assertion, state, loaded, now)
+                .await
         }
         .await;
         match checked {
@@ -838,11 +841,12 @@ impl TwoFactorService {
         user: &str,
         assertion: &Assertion,
         state: &[u8],
+        loaded: Option<(EnrollmentRecord, Option<Revision>)>,
         now: Timestamp,
     ) -> Result<bool, Error> {
         match self.check_assertion(assertion, state)? {
             Checked::Good(result) => Ok(self
-                .record_assertion(user, &result, state, now)
+                .record_assertion(user, &result, state, loaded, now)
                 .await?
                 .passes()),
             Checked::Cloned(cred_id) => {
@@ -889,7 +893,8 @@ impl TwoFactorService {
         let user = challenge.user.as_str();
         let checked = match &challenge.security_key {
             Some(state) if challenge.methods.contains(&Method::SecurityKey) => {
-                self.assertion_passes(user, assertion, state, now).await
+                self.assertion_passes(user, assertion, state, None, now)
+                    .await
             }
             _ => Ok(false),
         };

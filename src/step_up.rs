@@ -13,7 +13,7 @@ use crate::mail::MailContent;
 use crate::method::Method;
 use crate::policy::TotpAlgorithm;
 use crate::service::{check_user, TwoFactorService};
-use crate::store::EnrollmentRecord;
+use crate::store::{EnrollmentRecord, Revision};
 
 /// The two-factor state of a user.
 ///
@@ -103,7 +103,7 @@ impl TwoFactorService {
     async fn step_up(
         &self,
         user: &str,
-        rec: &EnrollmentRecord,
+        (rec, rev): (&EnrollmentRecord, Option<Revision>),
         answer: &Answer,
         password: Option<bool>,
         now: Timestamp,
@@ -117,7 +117,7 @@ impl TwoFactorService {
             #[cfg(feature = "webauthn")]
             Answer::Key(assertion) => {
                 return self
-                    .step_up_with_key(user, rec, assertion, password, now)
+                    .step_up_with_key(user, (rec, rev), assertion, password, now)
                     .await
             }
         };
@@ -305,11 +305,11 @@ impl TwoFactorService {
         check_user(user)?;
         let code = Answer::parse(code)?;
         let now = self.now();
-        let (rec, _) = self.load(user).await?;
+        let (rec, rev) = self.load(user).await?;
         if !rec.is_enabled() {
             return Err(Error::NotEnrolled);
         }
-        let method = self.step_up(user, &rec, &code, None, now).await?;
+        let method = self.step_up(user, (&rec, rev), &code, None, now).await?;
         self.event(Event::Reauthenticated {
             user: user.to_owned(),
             method,
@@ -355,11 +355,11 @@ impl TwoFactorService {
     pub async fn disable(&self, user: &str, password: &str, code: &str) -> Result<(), Error> {
         check_user(user)?;
         self.password_verifier()?;
-        let (rec, _) = self.load(user).await?;
+        let (rec, rev) = self.load(user).await?;
         if !rec.is_enabled() {
             return Err(Error::NotEnrolled);
         }
-        self.confirm_with_password(user, &rec, password, code)
+        self.confirm_with_password(user, (&rec, rev), password, code)
             .await?;
         self.turn_off(user, &rec).await
     }
@@ -370,7 +370,7 @@ impl TwoFactorService {
     pub(crate) async fn confirm_with_password(
         &self,
         user: &str,
-        rec: &EnrollmentRecord,
+        loaded: (&EnrollmentRecord, Option<Revision>),
         password: &str,
         code: &str,
     ) -> Result<Method, Error> {
@@ -380,7 +380,7 @@ impl TwoFactorService {
         let password_ok = self
             .check_password_with(verifier, user, password, now)
             .await?;
-        self.step_up(user, rec, &answer, Some(password_ok), now)
+        self.step_up(user, loaded, &answer, Some(password_ok), now)
             .await
     }
 
@@ -475,7 +475,7 @@ impl TwoFactorService {
         if !rec.is_enabled() {
             return Err(Error::NotEnrolled);
         }
-        self.step_up(user, &rec, &code, None, now).await?;
+        self.step_up(user, (&rec, rev), &code, None, now).await?;
         // Trusted devices go first: when that fails, nothing has changed.
         self.revoke_devices_from(user, Some((rec.clone(), rev)))
             .await?;

@@ -482,9 +482,9 @@ mod security_key {
         // compare-and-swap: a load and a save).
         ("verify_login (security key)", 2, 4, 4),
         ("start_security_key_step_up", 1, 2, 2),
-        // As a key's login, after the record `reauthenticate` loads first: the counter's
-        // compare-and-swap loads it again.
-        ("reauthenticate (security key)", 2, 5, 5),
+        // The record `reauthenticate` loads is where the counter's compare-and-swap starts:
+        // one load and one save, and the two steps of the attempt.
+        ("reauthenticate (security key)", 2, 4, 4),
     ];
 
     /// User `k` registers a key, logs in with it and steps up with it; `record` closes each step.
