@@ -547,7 +547,7 @@ impl TwoFactorService {
             .collect())
     }
 
-    /// Renames one of the user's keys. Returns whether the key was found.
+    /// Renames one of the user's keys: the renamed key, or `None` when the user has no such key.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for an unusable label; store errors.
@@ -556,23 +556,23 @@ impl TwoFactorService {
         user: &str,
         id: &str,
         label: &str,
-    ) -> Result<bool, Error> {
+    ) -> Result<Option<SecurityKeyInfo>, Error> {
         check_user(user)?;
         let label = label_ok(label)?;
-        let mut found = false;
-        self.update(user, |rec| {
-            found = false;
-            if let Some(k) = rec.security_keys.iter_mut().find(|k| k.id == id) {
-                found = true;
-                if k.label != label {
-                    k.label.clone_from(&label);
-                    return Ok(true);
+        let rec = self
+            .update(user, |rec| {
+                match rec.security_keys.iter_mut().find(|k| k.id == id) {
+                    Some(k) if k.label != label => k.label.clone_from(&label),
+                    _ => return Ok(false),
                 }
-            }
-            Ok(false)
-        })
-        .await?;
-        Ok(found)
+                Ok(true)
+            })
+            .await?;
+        Ok(rec
+            .security_keys
+            .iter()
+            .find(|k| k.id == id)
+            .map(SecurityKeyInfo::from))
     }
 
     /// Removes one of the user's keys. The same rules as [`disable`](Self::disable): the

@@ -166,11 +166,10 @@ pub(crate) async fn rename(
     KeyId(id): KeyId,
     Body(req): Body<RenameRequest>,
 ) -> ApiResult<Json<Value>> {
-    if !s.tf.rename_security_key(&user.id, &id, &req.label).await? {
-        return Err(no_such_key());
-    }
-    let keys = s.tf.security_keys(&user.id).await?;
-    let key = keys.iter().find(|k| k.id == id).ok_or_else(no_such_key)?;
+    let key =
+        s.tf.rename_security_key(&user.id, &id, &req.label)
+            .await?
+            .ok_or_else(no_such_key)?;
     Ok(Json(json!(key)))
 }
 
