@@ -641,62 +641,48 @@ async fn keys_are_listed_renamed_and_capped() {
     assert!(!json.contains("cred"), "{json}");
 }
 
-#[tokio::test]
-async fn by_default_a_touch_is_enough_and_nothing_asks_for_more() {
-    // The options must be ones a browser registers: a credential-protection request for user
-    // verification beside `userVerification: "preferred"` is refused by Chromium.
-    let h = harness();
+/// Registers a key for a TOTP user under `policy` and signs in with it, checking that both
+/// ceremonies ask for user verification `uv`; returns the registration's `publicKey` options.
+async fn register_and_sign_in(policy: Policy, uv: &str) -> serde_json::Value {
+    let h = Harness::with_policy(policy);
     h.enroll_totp("u1").await;
     let opts =
         h.tf.start_security_key_registration("u1", "Alice")
             .await
             .unwrap();
-    let pk = &opts.as_json()["publicKey"];
-    assert_eq!(
-        pk["authenticatorSelection"]["userVerification"],
-        "discouraged"
-    );
-    assert!(
-        pk["extensions"]["credentialProtectionPolicy"].is_null(),
-        "{pk}"
-    );
+    let pk = opts.as_json()["publicKey"].clone();
+    assert_eq!(pk["authenticatorSelection"]["userVerification"], uv);
     let mut key = SoftKey::new();
     let response = key.create(opts.as_json()).await;
     h.tf.finish_security_key_registration("u1", &response, "Key")
         .await
         .unwrap();
     let c = h.challenge("u1").await;
-    assert_eq!(options(&c)["publicKey"]["userVerification"], "discouraged");
+    assert_eq!(options(&c)["publicKey"]["userVerification"], uv);
     let a = key.get(&options(&c)).await;
-    assert!(h.tf.verify_login(c.token(), &a).await.is_ok());
+    assert_eq!(
+        h.tf.verify_login(c.token(), &a).await.unwrap().method,
+        Some(Method::SecurityKey)
+    );
+    pk
+}
+
+#[tokio::test]
+async fn by_default_a_touch_is_enough_and_nothing_asks_for_more() {
+    // The options must be ones a browser registers: a credential-protection request for user
+    // verification beside `userVerification: "preferred"` is refused by Chromium.
+    let pk = register_and_sign_in(policy(), "discouraged").await;
+    assert!(
+        pk["extensions"]["credentialProtectionPolicy"].is_null(),
+        "{pk}"
+    );
 }
 
 #[tokio::test]
 async fn required_user_verification_uses_the_passkey_ceremonies() {
     let mut p = policy();
     p.security_keys.as_mut().unwrap().user_verification = UserVerification::Required;
-    let h = Harness::with_policy(p);
-    h.enroll_totp("u1").await;
-    let opts =
-        h.tf.start_security_key_registration("u1", "Alice")
-            .await
-            .unwrap();
-    assert_eq!(
-        opts.as_json()["publicKey"]["authenticatorSelection"]["userVerification"],
-        "required"
-    );
-    let mut key = SoftKey::new();
-    let response = key.create(opts.as_json()).await;
-    h.tf.finish_security_key_registration("u1", &response, "Passkey")
-        .await
-        .unwrap();
-    let c = h.challenge("u1").await;
-    assert_eq!(options(&c)["publicKey"]["userVerification"], "required");
-    let a = key.get(&options(&c)).await;
-    assert_eq!(
-        h.tf.verify_login(c.token(), &a).await.unwrap().method,
-        Some(Method::SecurityKey)
-    );
+    register_and_sign_in(p, "required").await;
 }
 
 async fn recovery_pending(h: &Harness) -> bool {
