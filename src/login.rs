@@ -264,7 +264,7 @@ impl TwoFactorService {
         }))
     }
 
-    pub(crate) fn locate(&self, token: &ChallengeToken) -> Result<(Located, [u8; 16]), Error> {
+    fn locate(&self, token: &ChallengeToken) -> Result<(Located, [u8; 16]), Error> {
         let (tag, id): ([u8; TAG_BYTES], [u8; 16]) = token
             .locate(&self.inner.keys)
             .ok_or(Error::InvalidChallenge)?;
