@@ -21,7 +21,7 @@ use crate::codec::{Reader, Writer};
 use crate::error::{Error, StoreError};
 use crate::keys::Keyring;
 use crate::method::Method;
-use crate::policy::TotpAlgorithm;
+use crate::totp::TotpAlgorithm;
 
 const PREFIX: &str = "tfc2_";
 /// The length of a user's key tag.
@@ -375,7 +375,7 @@ pub struct Challenge {
     /// The request options for `navigator.credentials.get`, when a security key is on offer.
     #[cfg(feature = "webauthn")]
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) security_key: Option<crate::security_key::SecurityKeyOptions>,
+    pub(crate) security_key: Option<crate::security_key::types::SecurityKeyOptions>,
 }
 
 impl Challenge {
@@ -410,7 +410,7 @@ impl Challenge {
     /// (feature `webauthn`): the browser signs their challenge, and the result goes to
     /// [`verify_login`](crate::TwoFactorService::verify_login).
     #[cfg(feature = "webauthn")]
-    pub fn security_key(&self) -> Option<&crate::security_key::SecurityKeyOptions> {
+    pub fn security_key(&self) -> Option<&crate::security_key::types::SecurityKeyOptions> {
         self.security_key.as_ref()
     }
 }

@@ -129,3 +129,8 @@ impl Clock for ManualClock {
         Timestamp(self.now.load(Ordering::SeqCst))
     }
 }
+
+/// Saturating `Duration` until `t` from `now`, at least one second for a live limit.
+pub(crate) fn until(t: Timestamp, now: Timestamp) -> std::time::Duration {
+    t.duration_since(now).max(std::time::Duration::from_secs(1))
+}

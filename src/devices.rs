@@ -37,7 +37,8 @@ use crate::events::Event;
 use crate::login::LoginStep;
 use crate::mail::MailContent;
 use crate::method::{Method, Verified};
-use crate::service::{check_user, TwoFactorService};
+use crate::service::TwoFactorService;
+use crate::input::check_user;
 use crate::store::{EnrollmentRecord, Revision, TrustedDeviceRecord};
 
 const PREFIX: &str = "tfd1_";

@@ -16,25 +16,12 @@ use crate::flow::{Reserved, SendRefused, SendSpec};
 use crate::mail::{MailContent, MailContext, Message, SecurityAction};
 use crate::method::Method;
 use crate::phone::PhoneNumber;
-use crate::service::{check_address, check_user, until, TwoFactorService, UserKeys};
+use crate::service::TwoFactorService;
+use crate::input::{check_address, check_user};
+use crate::clock::until;
+use crate::keyspace::{CodePurpose, UserKeys};
 use crate::store::{EmailRecord, PhoneRecord, StoreKey};
 use crate::text::{TextContent, TextMessage, TextSender};
-
-/// Purposes of codes sent outside a login challenge. A step-up code names the change it
-/// confirms in its message; one pending step-up code serves every change.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CodePurpose {
-    EmailSetup,
-    SmsSetup,
-    Registration,
-    StepUp(SecurityAction),
-    /// A security key's registration ceremony (its state, not a code).
-    #[cfg(feature = "webauthn")]
-    SecurityKeyRegistration,
-    /// A security key's step-up ceremony (its state, not a code).
-    #[cfg(feature = "webauthn")]
-    SecurityKeyStepUp,
-}
 
 /// Where a code goes: an email address or, by text, a phone number.
 #[derive(Clone, Copy)]
@@ -58,24 +45,6 @@ impl Channel<'_> {
 pub(crate) enum CodeKind {
     Login,
     Purpose(CodePurpose),
-}
-
-/// The purpose a step-up code is stored and checked under, whatever change it names.
-pub(crate) const STEP_UP: CodePurpose = CodePurpose::StepUp(SecurityAction::AddFactor);
-
-impl CodePurpose {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            CodePurpose::EmailSetup => "email-setup",
-            CodePurpose::SmsSetup => "sms-setup",
-            CodePurpose::Registration => "registration",
-            CodePurpose::StepUp(_) => "step-up",
-            #[cfg(feature = "webauthn")]
-            CodePurpose::SecurityKeyRegistration => "sk-register",
-            #[cfg(feature = "webauthn")]
-            CodePurpose::SecurityKeyStepUp => "sk-step-up",
-        }
-    }
 }
 
 impl TwoFactorService {

@@ -80,10 +80,11 @@ pub enum Error {
     /// host may allow the fallback with
     /// [`Policy::totp_allow_sha1_fallback`](crate::Policy::totp_allow_sha1_fallback)). The
     /// attempt was counted like a wrong code.
-    #[error("the authenticator app does not support {} with {digits} digits", requested.name())]
+    #[error("the authenticator app does not support {requested} with {digits} digits")]
     TotpAlgorithmUnsupported {
-        /// The algorithm the policy asked for.
-        requested: crate::policy::TotpAlgorithm,
+        /// The name of the algorithm the policy asked for (`"SHA256"` or `"SHA512"`, as
+        /// [`TotpAlgorithm::name`](crate::totp::TotpAlgorithm::name) gives it).
+        requested: &'static str,
         /// The digits the policy asked for.
         digits: u32,
     },
@@ -117,7 +118,7 @@ pub enum Error {
     /// A phone number is not in E.164 form; the [`PhoneError`](crate::PhoneError) says why
     /// (its own [`code`](crate::PhoneError::code)). Holds no digit of the input.
     #[error("invalid phone number: {0}")]
-    InvalidPhone(#[from] crate::phone::PhoneError),
+    InvalidPhone(#[from] PhoneError),
     /// The service or policy configuration is not acceptable.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
@@ -438,5 +439,44 @@ impl fmt::Display for DeliveryError {
 impl std::error::Error for DeliveryError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(self.source.as_ref())
+    }
+}
+
+/// Why a text is not an E.164 phone number. Each variant has a stable [`code`](Self::code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PhoneError {
+    /// Nothing but spaces and dashes.
+    #[error("the phone number is empty")]
+    Empty,
+    /// It does not start with `+` and a country code.
+    #[error("the phone number must start with + and the country code")]
+    MissingPlus,
+    /// A character other than an ASCII digit after the `+` (spaces and dashes are dropped).
+    #[error("the phone number may hold only digits after the +")]
+    NotDigits,
+    /// Fewer than 8 digits.
+    #[error("the phone number is too short")]
+    TooShort,
+    /// More than 15 digits (or a very long input).
+    #[error("the phone number is too long")]
+    TooLong,
+    /// The country code starts with 0.
+    #[error("the country code cannot start with 0")]
+    LeadingZero,
+}
+
+impl PhoneError {
+    /// A stable machine code: `phone_empty`, `phone_missing_plus`, `phone_not_digits`,
+    /// `phone_too_short`, `phone_too_long` or `phone_leading_zero`.
+    pub fn code(self) -> &'static str {
+        match self {
+            PhoneError::Empty => "phone_empty",
+            PhoneError::MissingPlus => "phone_missing_plus",
+            PhoneError::NotDigits => "phone_not_digits",
+            PhoneError::TooShort => "phone_too_short",
+            PhoneError::TooLong => "phone_too_long",
+            PhoneError::LeadingZero => "phone_leading_zero",
+        }
     }
 }

@@ -82,7 +82,7 @@ pub enum Event {
         /// The user.
         user: String,
         /// The algorithm the policy asked for.
-        requested: crate::policy::TotpAlgorithm,
+        requested: crate::totp::TotpAlgorithm,
         /// The digits the policy asked for.
         digits: u32,
     },

@@ -20,7 +20,9 @@ mod devices;
 mod email_code;
 mod error;
 mod events;
+mod input;
 mod keys;
+mod keyspace;
 mod lockout;
 mod login;
 mod mail;
@@ -62,7 +64,7 @@ pub use mail::{SmtpMailer, SmtpMailerBuilder, SmtpTls};
 pub use method::{Method, Verified};
 pub use password::{hash_password, verify_password};
 pub use phone::{PhoneError, PhoneNumber, MAX_PHONE_DIGITS, MIN_PHONE_DIGITS};
-pub use policy::{BackupCodeHashing, Policy, TotpAlgorithm, MAX_CODE_TTL, MAX_FAILURES_PER_DAY};
+pub use policy::{BackupCodeHashing, Policy, MAX_CODE_TTL, MAX_FAILURES_PER_DAY};
 pub use rate_limit::{Decision, Limit, LoginContext, RateLimiter, WindowKind, MAX_LIMIT_WINDOW};
 pub use recovery::RecoveryProgress;
 #[cfg(feature = "webauthn")]
@@ -96,7 +98,7 @@ pub use text::{
 #[cfg_attr(docsrs, doc(cfg(feature = "qr-png")))]
 pub use totp::qr_png;
 pub use totp::{
-    otpauth_uri, qr_svg, totp_code, OtpAuthUri, TotpParams, TotpSecret, TotpSetup,
+    otpauth_uri, qr_svg, totp_code, OtpAuthUri, TotpAlgorithm, TotpParams, TotpSecret, TotpSetup,
     TotpSetupResponse, TotpVerifier,
 };
 

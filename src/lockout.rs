@@ -53,7 +53,9 @@ use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::events::Event;
 use crate::flow::{AttemptSpec, OpenAttempt, Opened, Outcome, Settled, Settlement};
-use crate::service::{until, TwoFactorService, UserKeys};
+use crate::service::TwoFactorService;
+use crate::clock::until;
+use crate::keyspace::UserKeys;
 use crate::store::StoreKey;
 
 impl TwoFactorService {

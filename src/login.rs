@@ -25,7 +25,10 @@ use crate::mail::MailContent;
 use crate::method::{Method, Verified};
 use crate::phone::PhoneNumber;
 use crate::rate_limit::LoginContext;
-use crate::service::{check_user, until, TwoFactorService, UserKeys};
+use crate::service::TwoFactorService;
+use crate::input::check_user;
+use crate::clock::until;
+use crate::keyspace::UserKeys;
 use crate::store::{EnrollmentRecord, StoreKey};
 use crate::totp::TotpParams;
 

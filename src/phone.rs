@@ -15,44 +15,7 @@ pub const MAX_PHONE_DIGITS: usize = 15;
 /// Input longer than this (in bytes, before normalising) is refused unread.
 const MAX_INPUT: usize = 64;
 
-/// Why a text is not an E.164 phone number. Each variant has a stable [`code`](Self::code).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PhoneError {
-    /// Nothing but spaces and dashes.
-    #[error("the phone number is empty")]
-    Empty,
-    /// It does not start with `+` and a country code.
-    #[error("the phone number must start with + and the country code")]
-    MissingPlus,
-    /// A character other than an ASCII digit after the `+` (spaces and dashes are dropped).
-    #[error("the phone number may hold only digits after the +")]
-    NotDigits,
-    /// Fewer than 8 digits.
-    #[error("the phone number is too short")]
-    TooShort,
-    /// More than 15 digits (or a very long input).
-    #[error("the phone number is too long")]
-    TooLong,
-    /// The country code starts with 0.
-    #[error("the country code cannot start with 0")]
-    LeadingZero,
-}
-
-impl PhoneError {
-    /// A stable machine code: `phone_empty`, `phone_missing_plus`, `phone_not_digits`,
-    /// `phone_too_short`, `phone_too_long` or `phone_leading_zero`.
-    pub fn code(self) -> &'static str {
-        match self {
-            PhoneError::Empty => "phone_empty",
-            PhoneError::MissingPlus => "phone_missing_plus",
-            PhoneError::NotDigits => "phone_not_digits",
-            PhoneError::TooShort => "phone_too_short",
-            PhoneError::TooLong => "phone_too_long",
-            PhoneError::LeadingZero => "phone_leading_zero",
-        }
-    }
-}
+pub use crate::error::PhoneError;
 
 /// A phone number in E.164 form (`+491701234567`), for the text channel.
 ///

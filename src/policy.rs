@@ -14,42 +14,8 @@
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::rate_limit::Limit;
-
-/// The HMAC algorithm of TOTP codes. Serializes as its [`name`](Self::name) (`"SHA1"`, …).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-#[non_exhaustive]
-pub enum TotpAlgorithm {
-    /// HMAC-SHA1: what every authenticator app honours (the default).
-    #[default]
-    Sha1,
-    /// HMAC-SHA256.
-    Sha256,
-    /// HMAC-SHA512.
-    Sha512,
-}
-
-impl TotpAlgorithm {
-    /// The name used in otpauth URIs and stored records: `SHA1`, `SHA256`, `SHA512`.
-    pub fn name(self) -> &'static str {
-        match self {
-            TotpAlgorithm::Sha1 => "SHA1",
-            TotpAlgorithm::Sha256 => "SHA256",
-            TotpAlgorithm::Sha512 => "SHA512",
-        }
-    }
-
-    /// The algorithm named `name` (case-insensitive), if any.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name.to_ascii_uppercase().as_str() {
-            "SHA1" => Some(TotpAlgorithm::Sha1),
-            "SHA256" => Some(TotpAlgorithm::Sha256),
-            "SHA512" => Some(TotpAlgorithm::Sha512),
-            _ => None,
-        }
-    }
-}
+use crate::rate_limit::limit::Limit;
+use crate::totp::TotpAlgorithm;
 
 /// How backup codes are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -166,7 +132,7 @@ pub struct Policy {
     /// Security keys and passkeys (WebAuthn): the relying party and its rules. `None` (the
     /// default) offers no security key; see [`SecurityKeyPolicy`](crate::SecurityKeyPolicy).
     #[cfg(feature = "webauthn")]
-    pub security_keys: Option<crate::security_key::SecurityKeyPolicy>,
+    pub security_keys: Option<crate::security_key::types::SecurityKeyPolicy>,
     /// Set only by [`Policy::dangerous_allow_over_100_failures_per_day`].
     allow_over_100_failures_per_day: bool,
 }
@@ -209,8 +175,7 @@ impl Default for Policy {
     }
 }
 
-/// The cap on code and challenge lifetimes (ASVS 2.7.2, NIST SP 800-63B §5.1.3.2).
-pub const MAX_CODE_TTL: Duration = Duration::from_secs(600);
+pub use crate::code::MAX_CODE_TTL;
 
 /// The most consecutive failed code checks a policy may let an attacker have evaluated per user in
 /// any 24 hours (NIST SP 800-63B §5.2.2), unless the host opts out with

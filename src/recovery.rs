@@ -21,7 +21,8 @@ use crate::events::Event;
 use crate::login::LoginStep;
 use crate::mail::MailContent;
 use crate::method::Verified;
-use crate::service::{check_user, TwoFactorService};
+use crate::service::TwoFactorService;
+use crate::input::check_user;
 use crate::store::{EnrollmentRecord, RecoveryRecord};
 use crate::text::TextContent;
 

@@ -5,14 +5,15 @@ use crate::backup::{self, BackupCodeSet};
 use crate::challenge::CodeRecord;
 use crate::clock::Timestamp;
 use crate::code::{self, Secret};
-use crate::email_code::STEP_UP;
+use crate::keyspace::STEP_UP;
 use crate::error::Error;
 use crate::events::Event;
 use crate::flow::OpenAttempt;
 use crate::mail::MailContent;
 use crate::method::Method;
-use crate::policy::TotpAlgorithm;
-use crate::service::{check_user, TwoFactorService};
+use crate::totp::TotpAlgorithm;
+use crate::service::TwoFactorService;
+use crate::input::check_user;
 use crate::store::{EnrollmentRecord, Revision};
 
 /// The two-factor state of a user.

@@ -7,21 +7,17 @@
 //! adds the builder (`builder`) and the enrolment-record access (`records`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 
 use crate::challenge::TAG_BYTES;
 use crate::clock::{Clock, Timestamp};
-use crate::email_code::CodePurpose;
-use crate::error::Error;
+use crate::keyspace::UserKeys;
 use crate::events::{Event, EventSink};
 use crate::flow::UserLimits;
 use crate::keys::Keyring;
 use crate::mail::{Mailer, Templates};
 use crate::policy::Policy;
-use crate::store::{EnrollmentStore, OtpStore, StoreKey};
+use crate::store::{EnrollmentStore, OtpStore};
 use crate::text::{TextSender, TextTemplates};
 
 mod builder;
@@ -88,35 +84,6 @@ impl std::fmt::Debug for TwoFactorService {
     }
 }
 
-pub(crate) fn check_user(user: &str) -> Result<(), Error> {
-    if user.is_empty() || user.len() > 256 || user.chars().any(char::is_control) {
-        return Err(Error::InvalidInput("user id must be 1 to 256 characters"));
-    }
-    Ok(())
-}
-
-pub(crate) fn check_address(address: &str) -> Result<(), Error> {
-    let ok = address.len() <= 254
-        && address.is_ascii()
-        && !address
-            .chars()
-            .any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
-        && !address.contains(['<', '>', '"', ',', ';'])
-        && matches!(address.split_once('@'), Some((local, domain))
-            if !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
-                && !domain.ends_with('.') && !domain.contains('@'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidInput("not a valid email address"))
-    }
-}
-
-/// Saturating `Duration` until `t` from `now`, at least one second for a live limit.
-pub(crate) fn until(t: Timestamp, now: Timestamp) -> Duration {
-    t.duration_since(now).max(Duration::from_secs(1))
-}
-
 impl TwoFactorService {
     /// The policy in force.
     pub fn policy(&self) -> &Policy {
@@ -149,76 +116,5 @@ impl TwoFactorService {
             p.failure_window,
             p.user_record_ttl.max(p.failure_window),
         )
-    }
-}
-
-/// The keys of one user's short-lived records. All of them carry the user's key tag (a keyed
-/// hash of the user id) as their `{…}` hash tag, so a Redis Cluster keeps them on one slot and
-/// one script can reach them together:
-///
-/// | record | key |
-/// | --- | --- |
-/// | the user's record (failures, lock, last TOTP step, sends, last verification) | `tf:{tag}` |
-/// | a login challenge | `tf:{tag}:c:<id>` |
-/// | a pending code of a purpose | `tf:{tag}:p:<purpose>` |
-/// | the password checks since the last correct one | `tf:{tag}:pw:run` |
-/// | the send cooldown of either | the key above + `:s` |
-pub(crate) struct UserKeys {
-    pub(crate) tag: [u8; TAG_BYTES],
-    user: StoreKey,
-}
-
-impl UserKeys {
-    pub(crate) fn from_tag(tag: [u8; TAG_BYTES]) -> Self {
-        let mut base = String::with_capacity(24);
-        base.push_str("tf:{");
-        URL_SAFE_NO_PAD.encode_string(tag, &mut base);
-        base.push('}');
-        UserKeys {
-            tag,
-            user: StoreKey::new(base),
-        }
-    }
-
-    /// The user's record.
-    pub(crate) fn user(&self) -> &StoreKey {
-        &self.user
-    }
-
-    fn under(&self, kind: &str, name: &str) -> StoreKey {
-        let base = self.user.as_str();
-        let mut key = String::with_capacity(base.len() + kind.len() + name.len() + 2);
-        key.push_str(base);
-        key.push(':');
-        key.push_str(kind);
-        key.push(':');
-        key.push_str(name);
-        StoreKey::new(key)
-    }
-
-    /// A login challenge, by its id.
-    pub(crate) fn challenge(&self, id: &[u8; 16]) -> StoreKey {
-        let mut name = String::with_capacity(22);
-        URL_SAFE_NO_PAD.encode_string(id, &mut name);
-        self.under("c", &name)
-    }
-
-    /// The pending code of a purpose.
-    pub(crate) fn pending(&self, purpose: CodePurpose) -> StoreKey {
-        self.under("p", purpose.name())
-    }
-
-    /// The count of password checks since the last correct password.
-    pub(crate) fn password_run(&self) -> StoreKey {
-        self.under("pw", "run")
-    }
-
-    /// The send cooldown of a challenge or pending code.
-    pub(crate) fn cooldown(of: &StoreKey) -> StoreKey {
-        let of = of.as_str();
-        let mut key = String::with_capacity(of.len() + 2);
-        key.push_str(of);
-        key.push_str(":s");
-        StoreKey::new(key)
     }
 }

@@ -3,7 +3,7 @@
 
 use super::TwoFactorService;
 use crate::error::{Error, StoreError};
-use crate::policy::TotpAlgorithm;
+use crate::totp::TotpAlgorithm;
 use crate::store::{EnrollmentRecord, Revision, TotpRecord};
 use crate::totp::TotpParams;
 

@@ -10,7 +10,6 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::Error;
-use crate::policy::TotpAlgorithm;
 
 /// The widest verification window, in steps either side of now (RFC 6238 §5.2).
 const MAX_SKEW: u32 = 1;
@@ -103,6 +102,41 @@ fn check_len(len: usize) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+/// The HMAC algorithm of TOTP codes. Serializes as its [`name`](Self::name) (`"SHA1"`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+#[non_exhaustive]
+pub enum TotpAlgorithm {
+    /// HMAC-SHA1: what every authenticator app honours (the default).
+    #[default]
+    Sha1,
+    /// HMAC-SHA256.
+    Sha256,
+    /// HMAC-SHA512.
+    Sha512,
+}
+
+impl TotpAlgorithm {
+    /// The name used in otpauth URIs and stored records: `SHA1`, `SHA256`, `SHA512`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TotpAlgorithm::Sha1 => "SHA1",
+            TotpAlgorithm::Sha256 => "SHA256",
+            TotpAlgorithm::Sha512 => "SHA512",
+        }
+    }
+
+    /// The algorithm named `name` (case-insensitive), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_uppercase().as_str() {
+            "SHA1" => Some(TotpAlgorithm::Sha1),
+            "SHA256" => Some(TotpAlgorithm::Sha256),
+            "SHA512" => Some(TotpAlgorithm::Sha512),
+            _ => None,
+        }
+    }
 }
 
 /// TOTP parameters: algorithm, digits and step length.

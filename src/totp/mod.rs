@@ -13,7 +13,7 @@ mod setup;
 mod uri;
 
 pub(crate) use math::matching_step;
-pub use math::{totp_code, TotpParams, TotpSecret, TotpVerifier};
+pub use math::{totp_code, TotpAlgorithm, TotpParams, TotpSecret, TotpVerifier};
 #[cfg(feature = "qr-png")]
 pub use qr::qr_png;
 pub use qr::qr_svg;

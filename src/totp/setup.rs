@@ -9,8 +9,10 @@ use crate::error::Error;
 use crate::events::Event;
 use crate::mail::MailContent;
 use crate::method::Method;
-use crate::policy::TotpAlgorithm;
-use crate::service::{check_user, TwoFactorService, UserKeys};
+use crate::totp::TotpAlgorithm;
+use crate::service::TwoFactorService;
+use crate::input::check_user;
+use crate::keyspace::UserKeys;
 use crate::store::{PendingTotp, TotpRecord};
 use crate::totp::{self, TotpParams, TotpSecret};
 
@@ -379,7 +381,7 @@ impl TwoFactorService {
         let refused = match found {
             Some((_, true)) if !self.inner.policy.totp_allow_sha1_fallback => {
                 Error::TotpAlgorithmUnsupported {
-                    requested: params.algorithm,
+                    requested: params.algorithm.name(),
                     digits: params.digits,
                 }
             }

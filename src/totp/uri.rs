@@ -4,7 +4,7 @@
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::error::Error;
-use crate::policy::TotpAlgorithm;
+use crate::totp::TotpAlgorithm;
 
 use super::{TotpParams, TotpSecret};
 

@@ -64,7 +64,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -74,97 +73,12 @@ use crate::error::{Error, StoreError};
 use crate::service::TwoFactorService;
 use crate::store::StoreKey;
 
-/// The longest window a [`Limit`] takes: one day.
-pub const MAX_LIMIT_WINDOW: Duration = Duration::from_secs(86_400);
+mod context;
+pub(crate) mod limit;
 
-/// How a [`Limit`] counts time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum WindowKind {
-    /// Windows that start at multiples of the window length: one counter per check. Allows up to
-    /// twice the limit across a window boundary.
-    Fixed,
-    /// The last `window` of time, estimated from the current and the previous fixed window.
-    Sliding,
-}
-
-/// How many hits a [`RateLimiter`] allows per key, and in what window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Limit {
-    max: u32,
-    window: Duration,
-    kind: WindowKind,
-}
-
-impl Limit {
-    /// At most `max` hits per fixed window of `window` (whole seconds, at least one).
-    pub const fn fixed(max: u32, window: Duration) -> Self {
-        Limit {
-            max,
-            window,
-            kind: WindowKind::Fixed,
-        }
-    }
-
-    /// At most `max` hits in any `window` (whole seconds, at least one), estimated by weighing
-    /// the previous fixed window.
-    pub const fn sliding(max: u32, window: Duration) -> Self {
-        Limit {
-            max,
-            window,
-            kind: WindowKind::Sliding,
-        }
-    }
-
-    /// The hits allowed per window.
-    pub const fn max(&self) -> u32 {
-        self.max
-    }
-
-    /// The window.
-    pub const fn window(&self) -> Duration {
-        self.window
-    }
-
-    /// Fixed or sliding.
-    pub const fn kind(&self) -> WindowKind {
-        self.kind
-    }
-
-    /// Refuses a limit that allows nothing or whose window is not 1 s to [`MAX_LIMIT_WINDOW`].
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] naming what is wrong.
-    pub fn validate(&self) -> Result<(), Error> {
-        if self.max == 0 {
-            return Err(Error::InvalidConfig(
-                "a rate limit must allow at least one hit".into(),
-            ));
-        }
-        if self.window < Duration::from_secs(1) || self.window > MAX_LIMIT_WINDOW {
-            return Err(Error::InvalidConfig(
-                "a rate limit's window must be 1 second to 1 day".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    fn window_secs(&self) -> u64 {
-        self.window.as_secs().max(1)
-    }
-}
-
-/// The outcome of one [`RateLimiter::check`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Decision {
-    /// Whether this hit is within the limit.
-    pub allowed: bool,
-    /// Hits left in the window after this one (0 when refused).
-    pub remaining: u32,
-    /// When refused: how long until a hit would be allowed, if no other hit comes.
-    pub retry_after: Option<Duration>,
-}
+pub use context::LoginContext;
+pub(crate) use limit::decide;
+pub use limit::{Decision, Limit, WindowKind, MAX_LIMIT_WINDOW};
 
 /// Counts hits per key against a [`Limit`], in the service's [`OtpStore`](crate::OtpStore).
 ///
@@ -228,7 +142,7 @@ impl RateLimiter {
         let window_end = index.saturating_add(1).saturating_mul(w);
         let tag = self.tag(key);
         let store = &self.service.inner.otp;
-        let (current, previous) = match self.limit.kind {
+        let (current, previous) = match self.limit.kind() {
             WindowKind::Fixed => {
                 let n = store
                     .increment(&window_key(&tag, index), at(window_end), now)
@@ -265,7 +179,7 @@ impl RateLimiter {
     /// The keyed hash naming `key`'s counters: a key of any size costs one hash.
     fn tag(&self, key: &str) -> String {
         let limit = &self.limit;
-        let kind: &[u8] = match limit.kind {
+        let kind: &[u8] = match limit.kind() {
             WindowKind::Fixed => b"fixed",
             WindowKind::Sliding => b"sliding",
         };
@@ -273,7 +187,7 @@ impl RateLimiter {
             b"rate limit",
             self.name.as_bytes(),
             kind,
-            &limit.max.to_be_bytes(),
+            &limit.max().to_be_bytes(),
             &limit.window_secs().to_be_bytes(),
             key.as_bytes(),
         ]);
@@ -301,58 +215,6 @@ fn count_of(value: Option<Vec<u8>>) -> Result<u64, StoreError> {
     }
 }
 
-/// The decision for a hit that made the current window's count `current`, with `previous` hits
-/// in the window before and `elapsed` seconds of the current window gone.
-fn decide(limit: Limit, current: u64, previous: u64, elapsed: u64) -> Decision {
-    let (max, w) = (u128::from(limit.max), u128::from(limit.window_secs()));
-    let (cur, prev, e) = (
-        u128::from(current),
-        u128::from(previous),
-        u128::from(elapsed),
-    );
-    // Hits in the last `window`, scaled by `w` to stay in integers.
-    let scaled = match limit.kind {
-        WindowKind::Fixed => cur * w,
-        WindowKind::Sliding => prev * (w - e.min(w)) + cur * w,
-    };
-    if scaled <= max * w {
-        let used = scaled.div_ceil(w);
-        let remaining = u32::try_from(max.saturating_sub(used)).unwrap_or(u32::MAX);
-        return Decision {
-            allowed: true,
-            remaining,
-            retry_after: None,
-        };
-    }
-    let wait = match limit.kind {
-        WindowKind::Fixed => w - e.min(w),
-        WindowKind::Sliding => sliding_wait(max, w, cur, prev, e.min(w)),
-    };
-    let secs = u64::try_from(wait).unwrap_or(u64::MAX).max(1);
-    Decision {
-        allowed: false,
-        remaining: 0,
-        retry_after: Some(Duration::from_secs(secs)),
-    }
-}
-
-/// Seconds until one more hit fits in a sliding window, if none comes meanwhile.
-fn sliding_wait(max: u128, w: u128, cur: u128, prev: u128, e: u128) -> u128 {
-    // Still in this window: prev * (w - e') / w + cur + 1 <= max, for e' = e + wait < w.
-    if cur < max {
-        // Smallest e' with prev * (w - e') <= room (none to wait for without a previous window).
-        if let Some(fit) = ((max - cur - 1) * w).checked_div(prev) {
-            let target = w.saturating_sub(fit);
-            if target < w {
-                return target.saturating_sub(e);
-            }
-        }
-    }
-    // In the next window, s seconds in: cur * (w - s) / w + 1 <= max.
-    let room = max.saturating_sub(1) * w;
-    let s = room.checked_div(cur).map_or(0, |fit| w.saturating_sub(fit));
-    (w - e) + s
-}
 
 /// Polls two futures at once and returns both outputs: two store calls in one round trip of
 /// waiting.
@@ -383,43 +245,6 @@ where
     .await
 }
 
-/// Who is asking, for the login steps: lets [`TwoFactorService::begin_login_with`] and
-/// [`TwoFactorService::verify_login_with`] hold a per-client ceiling
-/// ([`Policy::client_login_limit`](crate::Policy::client_login_limit)) beside the per-user and
-/// per-challenge limits.
-///
-/// ```
-/// use twofactor::LoginContext;
-///
-/// let ctx = LoginContext::new().client("203.0.113.7");
-/// assert_eq!(ctx.client_id(), Some("203.0.113.7"));
-/// assert_eq!(LoginContext::new().client_id(), None);
-/// ```
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LoginContext {
-    client: Option<String>,
-}
-
-impl LoginContext {
-    /// A context that names no client: only the per-user and per-challenge limits apply.
-    pub fn new() -> Self {
-        LoginContext::default()
-    }
-
-    /// The client the request comes from: typically its IP address (for IPv6, its /64), taken
-    /// from the connection or from a proxy header the host trusts. Any string; it is hashed
-    /// before it reaches the store.
-    pub fn client(mut self, client: impl Into<String>) -> Self {
-        self.client = Some(client.into());
-        self
-    }
-
-    /// The client, if one was named.
-    pub fn client_id(&self) -> Option<&str> {
-        self.client.as_deref()
-    }
-}
 
 impl TwoFactorService {
     /// Counts one login step for the context's client against
@@ -431,85 +256,5 @@ impl TwoFactorService {
         self.rate_limiter("login client", self.inner.policy.client_login_limit)?
             .hit(client)
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const W: Duration = Duration::from_secs(60);
-
-    #[test]
-    fn fixed_window_allows_max_then_waits_for_its_end() {
-        let l = Limit::fixed(3, W);
-        assert!(decide(l, 3, 0, 10).allowed);
-        assert_eq!(decide(l, 3, 0, 10).remaining, 0);
-        let d = decide(l, 4, 0, 10);
-        assert!(!d.allowed);
-        assert_eq!(d.retry_after, Some(Duration::from_secs(50)));
-    }
-
-    #[test]
-    fn sliding_window_weighs_the_previous_window() {
-        let l = Limit::sliding(10, W);
-        // 10 hits in the previous window, 15 s into this one: 7.5 of them still count.
-        assert!(decide(l, 2, 10, 15).allowed);
-        assert!(!decide(l, 3, 10, 15).allowed);
-        // Half-way, 5 count.
-        assert!(decide(l, 5, 10, 30).allowed);
-        assert!(!decide(l, 6, 10, 30).allowed);
-    }
-
-    #[test]
-    fn sliding_retry_after_is_when_one_more_hit_fits() {
-        let l = Limit::sliding(10, W);
-        for (cur, prev, e) in [
-            (3, 10, 15),
-            (11, 0, 5),
-            (6, 10, 30),
-            (40, 40, 59),
-            (1, 500, 0),
-        ] {
-            let d = decide(l, cur, prev, e);
-            assert!(!d.allowed, "{cur} {prev} {e}");
-            let wait = d.retry_after.unwrap().as_secs();
-            // After the wait, the next hit (one more in whichever window then is current) fits;
-            // a second earlier it did not.
-            let fits = |t: u64| {
-                let e2 = e + t;
-                if e2 < 60 {
-                    decide(l, cur + 1, prev, e2).allowed
-                } else {
-                    decide(l, 1, cur, e2 - 60).allowed
-                }
-            };
-            assert!(fits(wait), "{cur} {prev} {e}: {wait}");
-            assert!(wait == 1 || !fits(wait - 1), "{cur} {prev} {e}: {wait}");
-        }
-    }
-
-    #[test]
-    fn the_policy_refuses_a_client_limit_that_allows_nothing() {
-        let mut policy = crate::Policy::default();
-        assert!(policy.validate().is_ok());
-        policy.client_login_limit = Limit::sliding(0, W);
-        assert!(policy.validate().is_err());
-        policy.client_login_limit = Limit::fixed(5, Duration::ZERO);
-        assert!(policy.validate().is_err());
-    }
-
-    #[test]
-    fn limits_are_validated() {
-        assert!(Limit::fixed(0, W).validate().is_err());
-        assert!(Limit::fixed(1, Duration::from_millis(500))
-            .validate()
-            .is_err());
-        assert!(Limit::fixed(1, Duration::from_secs(86_401))
-            .validate()
-            .is_err());
-        assert!(Limit::sliding(1, Duration::from_secs(86_400))
-            .validate()
-            .is_ok());
     }
 }

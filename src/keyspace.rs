@@ -1,0 +1,115 @@
+//! Where a user's short-lived records live: the store keys of one user ([`UserKeys`]) and the
+//! purposes of codes sent outside a login challenge ([`CodePurpose`]). Values only; every flow
+//! builds its keys here.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
+use crate::challenge::TAG_BYTES;
+use crate::mail::SecurityAction;
+use crate::store::StoreKey;
+
+/// Purposes of codes sent outside a login challenge. A step-up code names the change it
+/// confirms in its message; one pending step-up code serves every change.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CodePurpose {
+    EmailSetup,
+    SmsSetup,
+    Registration,
+    StepUp(SecurityAction),
+    /// A security key's registration ceremony (its state, not a code).
+    #[cfg(feature = "webauthn")]
+    SecurityKeyRegistration,
+    /// A security key's step-up ceremony (its state, not a code).
+    #[cfg(feature = "webauthn")]
+    SecurityKeyStepUp,
+}
+
+/// The purpose a step-up code is stored and checked under, whatever change it names.
+pub(crate) const STEP_UP: CodePurpose = CodePurpose::StepUp(SecurityAction::AddFactor);
+
+impl CodePurpose {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            CodePurpose::EmailSetup => "email-setup",
+            CodePurpose::SmsSetup => "sms-setup",
+            CodePurpose::Registration => "registration",
+            CodePurpose::StepUp(_) => "step-up",
+            #[cfg(feature = "webauthn")]
+            CodePurpose::SecurityKeyRegistration => "sk-register",
+            #[cfg(feature = "webauthn")]
+            CodePurpose::SecurityKeyStepUp => "sk-step-up",
+        }
+    }
+}
+
+/// The keys of one user's short-lived records. All of them carry the user's key tag (a keyed
+/// hash of the user id) as their `{…}` hash tag, so a Redis Cluster keeps them on one slot and
+/// one script can reach them together:
+///
+/// | record | key |
+/// | --- | --- |
+/// | the user's record (failures, lock, last TOTP step, sends, last verification) | `tf:{tag}` |
+/// | a login challenge | `tf:{tag}:c:<id>` |
+/// | a pending code of a purpose | `tf:{tag}:p:<purpose>` |
+/// | the password checks since the last correct one | `tf:{tag}:pw:run` |
+/// | the send cooldown of either | the key above + `:s` |
+pub(crate) struct UserKeys {
+    pub(crate) tag: [u8; TAG_BYTES],
+    user: StoreKey,
+}
+
+impl UserKeys {
+    pub(crate) fn from_tag(tag: [u8; TAG_BYTES]) -> Self {
+        let mut base = String::with_capacity(24);
+        base.push_str("tf:{");
+        URL_SAFE_NO_PAD.encode_string(tag, &mut base);
+        base.push('}');
+        UserKeys {
+            tag,
+            user: StoreKey::new(base),
+        }
+    }
+
+    /// The user's record.
+    pub(crate) fn user(&self) -> &StoreKey {
+        &self.user
+    }
+
+    fn under(&self, kind: &str, name: &str) -> StoreKey {
+        let base = self.user.as_str();
+        let mut key = String::with_capacity(base.len() + kind.len() + name.len() + 2);
+        key.push_str(base);
+        key.push(':');
+        key.push_str(kind);
+        key.push(':');
+        key.push_str(name);
+        StoreKey::new(key)
+    }
+
+    /// A login challenge, by its id.
+    pub(crate) fn challenge(&self, id: &[u8; 16]) -> StoreKey {
+        let mut name = String::with_capacity(22);
+        URL_SAFE_NO_PAD.encode_string(id, &mut name);
+        self.under("c", &name)
+    }
+
+    /// The pending code of a purpose.
+    pub(crate) fn pending(&self, purpose: CodePurpose) -> StoreKey {
+        self.under("p", purpose.name())
+    }
+
+    /// The count of password checks since the last correct password.
+    pub(crate) fn password_run(&self) -> StoreKey {
+        self.under("pw", "run")
+    }
+
+    /// The send cooldown of a challenge or pending code.
+    pub(crate) fn cooldown(of: &StoreKey) -> StoreKey {
+        let of = of.as_str();
+        let mut key = String::with_capacity(of.len() + 2);
+        key.push_str(of);
+        key.push_str(":s");
+        StoreKey::new(key)
+    }
+}

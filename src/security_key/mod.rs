@@ -1,0 +1,443 @@
+//! Security keys and passkeys (WebAuthn) as a second factor, through the `webauthn-rs` crate
+//! (feature `webauthn`): registration, the login answer, step-up, listing, renaming, removal.
+//!
+//! A key answers the same challenge as the codes do: [`begin_login`] offers
+//! [`Method::SecurityKey`] with the request options for `navigator.credentials.get`, and the
+//! browser's assertion goes to [`verify_login`] (or [`verify_login_security_key`]). It is counted
+//! against the challenge's and the user's limits before it is checked, and a pass consumes the
+//! challenge, exactly as a code's does.
+//!
+//! Why the ceremony state may live in the store: see [`SecurityKeyPolicy`].
+//!
+//! [`begin_login`]: TwoFactorService::begin_login
+//! [`verify_login`]: TwoFactorService::verify_login
+//! [`verify_login_security_key`]: TwoFactorService::verify_login_security_key
+
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use rand::rngs::OsRng;
+use rand::RngCore;
+use serde::Serialize;
+use webauthn_rs::prelude::{
+    AuthenticationResult, CreationChallengeResponse, Passkey,
+    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, SecurityKey, SecurityKeyRegistration,
+    Uuid, Webauthn, WebauthnError,
+};
+
+use crate::keyspace::CodePurpose;
+use crate::error::{Error, StoreError};
+use crate::events::Event;
+use crate::mail::MailContent;
+use crate::method::Method;
+use crate::service::TwoFactorService;
+use crate::input::check_user;
+use crate::store::{EnrollmentRecord, SecurityKeyRecord};
+
+
+mod assertion;
+pub(crate) mod types;
+
+pub use types::{
+    SecurityKeyInfo, SecurityKeyOptions, SecurityKeyPolicy, UserVerification, MAX_SECURITY_KEY_LABEL,
+    MAX_SECURITY_KEY_RESPONSE,
+};
+
+/// The purposes of the ceremony states kept under the user's pending keys.
+pub(crate) const REGISTRATION: CodePurpose = CodePurpose::SecurityKeyRegistration;
+pub(crate) const STEP_UP: CodePurpose = CodePurpose::SecurityKeyStepUp;
+
+/// The first byte of a stored ceremony state: which `webauthn-rs` flow it belongs to.
+const FLOW_SECURITY_KEY: u8 = 1;
+const FLOW_PASSKEY: u8 = 2;
+
+/// A parsed assertion: what the browser returned from `navigator.credentials.get`.
+pub(crate) struct Assertion(PublicKeyCredential);
+
+impl Assertion {
+    /// Whether `input` is meant as an assertion rather than a code: a JSON object.
+    pub(crate) fn looks_like(input: &str) -> bool {
+        input.trim_start().starts_with('{')
+    }
+
+    /// Parses the assertion JSON. Malformed or oversized input is [`Error::MalformedCode`].
+    pub(crate) fn parse(input: &str) -> Result<Self, Error> {
+        if input.len() > MAX_SECURITY_KEY_RESPONSE {
+            return Err(Error::MalformedCode);
+        }
+        serde_json::from_str(input)
+            .map(Assertion)
+            .map_err(|_| Error::MalformedCode)
+    }
+}
+
+/// What checking an assertion against a ceremony state found.
+pub(crate) enum Checked {
+    /// The signature is good; the key's record is to be brought up to date with it.
+    Good(AuthenticationResult),
+    /// The signature counter went backwards against the ceremony's snapshot: the credential id
+    /// of the key that signed.
+    Cloned(Vec<u8>),
+    /// Anything else: another origin, another challenge, a bad signature, an unknown key.
+    Bad,
+}
+
+fn label_ok(label: &str) -> Result<String, Error> {
+    let label = label.trim();
+    let chars = label.chars().count();
+    if chars == 0 || chars > MAX_SECURITY_KEY_LABEL || label.chars().any(char::is_control) {
+        return Err(Error::InvalidInput(
+            "a security key label must be 1 to 64 characters without control characters",
+        ));
+    }
+    Ok(label.to_owned())
+}
+
+fn key_id() -> String {
+    let mut bytes = [0u8; 12];
+    OsRng.fill_bytes(&mut bytes);
+    format!("sk_{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn corrupt(what: &'static str) -> Error {
+    Error::Store(StoreError::corrupt(what))
+}
+
+/// A stored credential, read as `webauthn-rs`'s security-key type (the passkey type has the
+/// same JSON: both wrap one credential).
+fn credential(k: &SecurityKeyRecord) -> Result<SecurityKey, Error> {
+    serde_json::from_str(&k.credential).map_err(|_| corrupt("stored security key"))
+}
+
+fn as_passkey(k: &SecurityKey) -> Result<Passkey, Error> {
+    serde_json::to_value(k)
+        .and_then(serde_json::from_value)
+        .map_err(|_| corrupt("stored security key"))
+}
+
+/// A flow tag and the state's JSON.
+fn tagged<T: Serialize>(flow: u8, state: &T) -> Result<Vec<u8>, Error> {
+    let mut out = vec![flow];
+    serde_json::to_writer(&mut out, state)
+        .map_err(|_| Error::Internal("encoding WebAuthn state failed"))?;
+    Ok(out)
+}
+
+impl TwoFactorService {
+    fn relying_party(&self) -> Result<&Webauthn, Error> {
+        self.inner.webauthn.as_deref().ok_or_else(|| {
+            Error::InvalidConfig("security keys are not configured (Policy::security_keys)".into())
+        })
+    }
+
+    fn key_policy(&self) -> Result<&SecurityKeyPolicy, Error> {
+        self.inner.policy.security_keys.as_ref().ok_or_else(|| {
+            Error::InvalidConfig("security keys are not configured (Policy::security_keys)".into())
+        })
+    }
+
+    /// The user handle the authenticator keeps: a keyed hash of the user id, so that a key
+    /// never carries the id itself.
+    fn user_handle(&self, user: &str) -> Uuid {
+        let mac = self.inner.keys.mac(&[b"webauthn user", user.as_bytes()]);
+        Uuid::from_bytes(mac.first_chunk::<16>().copied().unwrap_or_default())
+    }
+
+    /// Starts registering a security key or passkey for `user`: the options for
+    /// `navigator.credentials.create`. The user's keys already registered are excluded (the
+    /// browser refuses to register one twice). Finish with
+    /// [`finish_security_key_registration`](Self::finish_security_key_registration) within
+    /// [`SecurityKeyPolicy::ceremony_ttl`]; a new start replaces an unfinished one.
+    ///
+    /// On an account that already has a factor this needs a fresh one, as adding any factor
+    /// does (see [`reauthenticate`](Self::reauthenticate)).
+    ///
+    /// # Errors
+    /// [`Error::ReauthRequired`]; [`Error::FallbackFactorRequired`] when the policy does not let
+    /// a key stand alone and the user has no code factor; [`Error::InvalidInput`] for an
+    /// unusable `display_name` or when the user has [`SecurityKeyPolicy::max_keys`] keys;
+    /// [`Error::InvalidConfig`] without [`Policy::security_keys`](crate::Policy); store errors.
+    pub async fn start_security_key_registration(
+        &self,
+        user: &str,
+        display_name: &str,
+    ) -> Result<SecurityKeyOptions, Error> {
+        check_user(user)?;
+        let name = label_ok(display_name)
+            .map_err(|_| Error::InvalidInput("display_name must be 1 to 64 characters"))?;
+        let rp = self.relying_party()?;
+        let policy = self.key_policy()?;
+        let now = self.now();
+        let (rec, _) = self.load(user).await?;
+        self.require_fresh_factor(user, &rec, now).await?;
+        self.may_add_key(&rec)?;
+        let exclude = rec
+            .security_keys
+            .iter()
+            .map(|k| credential(k).map(|c| c.cred_id().clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let handle = self.user_handle(user);
+        let refused = |_: WebauthnError| Error::Internal("starting a WebAuthn registration failed");
+        let (options, state) = match policy.user_verification {
+            UserVerification::Discouraged => {
+                let (o, s) = rp
+                    .start_securitykey_registration(handle, &name, &name, Some(exclude), None, None)
+                    .map_err(refused)?;
+                (
+                    SecurityKeyOptions::encode(&o)?,
+                    tagged(FLOW_SECURITY_KEY, &s)?,
+                )
+            }
+            UserVerification::Required => {
+                let (o, s): (CreationChallengeResponse, PasskeyRegistration) = rp
+                    .start_passkey_registration(handle, &name, &name, Some(exclude))
+                    .map_err(refused)?;
+                (SecurityKeyOptions::encode(&o)?, tagged(FLOW_PASSKEY, &s)?)
+            }
+        };
+        let pending = self.user_keys(user).pending(REGISTRATION);
+        self.inner
+            .otp
+            .put(
+                &pending,
+                &state,
+                now.saturating_add(policy.ceremony_ttl),
+                now,
+            )
+            .await?;
+        self.event(Event::FactorSetupStarted {
+            user: user.to_owned(),
+            method: Method::SecurityKey,
+        });
+        Ok(options)
+    }
+
+    /// Refuses a key the user may not add now: past the policy's count, or alone when the policy
+    /// wants a code factor beside keys.
+    fn may_add_key(&self, rec: &EnrollmentRecord) -> Result<(), Error> {
+        let policy = self.key_policy()?;
+        if rec.security_keys.len() >= policy.max_keys as usize {
+            return Err(Error::InvalidInput(
+                "the user has as many security keys as the policy allows",
+            ));
+        }
+        if !policy.allow_key_alone && !rec.has_code_factor() {
+            return Err(Error::FallbackFactorRequired);
+        }
+        Ok(())
+    }
+
+    /// Finishes a registration with the browser's response to `navigator.credentials.create`
+    /// (the `PublicKeyCredential` as JSON, base64url fields) and stores the key under `label`.
+    /// The ceremony is single use: it is taken before the response is checked, so a failed
+    /// finish needs a new start.
+    ///
+    /// The user's email factor is told; the event is [`Event::FactorEnabled`] with
+    /// [`Method::SecurityKey`].
+    ///
+    /// # Errors
+    /// [`Error::NothingPending`] without a live registration; [`Error::SecurityKeyRejected`]
+    /// for a response that fails verification (another origin, another ceremony, malformed);
+    /// [`Error::AlreadyEnrolled`] for a key the user already has; [`Error::InvalidInput`] for
+    /// an unusable label or past [`SecurityKeyPolicy::max_keys`];
+    /// [`Error::FallbackFactorRequired`]; store errors.
+    pub async fn finish_security_key_registration(
+        &self,
+        user: &str,
+        response_json: &str,
+        label: &str,
+    ) -> Result<SecurityKeyInfo, Error> {
+        check_user(user)?;
+        let label = label_ok(label)?;
+        let rp = self.relying_party()?;
+        let now = self.now();
+        let pending = self.user_keys(user).pending(REGISTRATION);
+        let state = self
+            .inner
+            .otp
+            .take(&pending, now)
+            .await?
+            .ok_or(Error::NothingPending)?;
+        if response_json.len() > MAX_SECURITY_KEY_RESPONSE {
+            return Err(Error::SecurityKeyRejected);
+        }
+        let response: RegisterPublicKeyCredential =
+            serde_json::from_str(response_json).map_err(|_| Error::SecurityKeyRejected)?;
+        let (flow, body) = state
+            .split_first()
+            .ok_or_else(|| corrupt("ceremony state"))?;
+        let key = match *flow {
+            FLOW_SECURITY_KEY => {
+                let s: SecurityKeyRegistration =
+                    serde_json::from_slice(body).map_err(|_| corrupt("ceremony state"))?;
+                rp.finish_securitykey_registration(&response, &s)
+                    .map_err(|_| Error::SecurityKeyRejected)?
+            }
+            FLOW_PASSKEY => {
+                let s: PasskeyRegistration =
+                    serde_json::from_slice(body).map_err(|_| corrupt("ceremony state"))?;
+                let passkey = rp
+                    .finish_passkey_registration(&response, &s)
+                    .map_err(|_| Error::SecurityKeyRejected)?;
+                serde_json::to_value(&passkey)
+                    .and_then(serde_json::from_value)
+                    .map_err(|_| Error::Internal("converting a passkey failed"))?
+            }
+            _ => return Err(corrupt("ceremony state")),
+        };
+        let json = serde_json::to_string(&key)
+            .map_err(|_| Error::Internal("encoding a security key failed"))?;
+        let record = SecurityKeyRecord::new(key_id(), label, json, now);
+        let info = SecurityKeyInfo::from(&record);
+        let saved = self
+            .update(user, |rec| {
+                for k in &rec.security_keys {
+                    if credential(k)?.cred_id() == key.cred_id() {
+                        return Err(Error::AlreadyEnrolled);
+                    }
+                }
+                self.may_add_key(rec)?;
+                rec.security_keys.push(record.clone());
+                Ok(true)
+            })
+            .await?;
+        self.event(Event::FactorEnabled {
+            user: user.to_owned(),
+            method: Method::SecurityKey,
+        });
+        let to = saved.email.as_ref().map(|e| e.address.as_str());
+        self.notify(
+            user,
+            to,
+            MailContent::FactorAdded {
+                method: Method::SecurityKey,
+            },
+        )
+        .await;
+        Ok(info)
+    }
+
+    /// The user's security keys, oldest first.
+    ///
+    /// # Errors
+    /// Store errors; [`Error::InvalidInput`] for an unusable user id.
+    pub async fn security_keys(&self, user: &str) -> Result<Vec<SecurityKeyInfo>, Error> {
+        check_user(user)?;
+        let (rec, _) = self.load(user).await?;
+        Ok(rec
+            .security_keys
+            .iter()
+            .map(SecurityKeyInfo::from)
+            .collect())
+    }
+
+    /// Renames one of the user's keys: the renamed key, or `None` when the user has no such key.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an unusable label; store errors.
+    pub async fn rename_security_key(
+        &self,
+        user: &str,
+        id: &str,
+        label: &str,
+    ) -> Result<Option<SecurityKeyInfo>, Error> {
+        check_user(user)?;
+        let label = label_ok(label)?;
+        let rec = self
+            .update(user, |rec| {
+                match rec.security_keys.iter_mut().find(|k| k.id == id) {
+                    Some(k) if k.label != label => k.label.clone_from(&label),
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            })
+            .await?;
+        Ok(rec
+            .security_keys
+            .iter()
+            .find(|k| k.id == id)
+            .map(SecurityKeyInfo::from))
+    }
+
+    /// Removes one of the user's keys. The same rules as [`disable`](Self::disable): the
+    /// password (checked by the host's [`PasswordVerifier`](crate::PasswordVerifier)) and a
+    /// fresh factor (a code, or an assertion of any of the user's keys, this one included; see
+    /// [`start_security_key_step_up`](Self::start_security_key_step_up)). When it was the
+    /// user's last factor, two-factor authentication is turned off, as `disable` does (backup
+    /// codes and trusted devices go too).
+    ///
+    /// # Errors
+    /// [`Error::NotEnrolled`] when the user has no such key; then as [`disable`](Self::disable).
+    pub async fn remove_security_key(
+        &self,
+        user: &str,
+        id: &str,
+        password: &str,
+        code: &str,
+    ) -> Result<(), Error> {
+        check_user(user)?;
+        self.password_verifier()?;
+        let (rec, rev) = self.load(user).await?;
+        if !rec.security_keys.iter().any(|k| k.id == id) {
+            return Err(Error::NotEnrolled);
+        }
+        self.confirm_with_password(user, (&rec, rev), password, code)
+            .await?;
+        let mut last = false;
+        let saved = self
+            .update_from(user, Some((rec, rev)), |rec| {
+                let before = rec.security_keys.len();
+                rec.security_keys.retain(|k| k.id != id);
+                last = !rec.is_enabled();
+                Ok(rec.security_keys.len() != before)
+            })
+            .await?;
+        if last {
+            self.turn_off(user, &saved).await?;
+            return Ok(());
+        }
+        self.event(Event::SecurityKeyRemoved {
+            user: user.to_owned(),
+            key: id.to_owned(),
+        });
+        let to = saved.email.as_ref().map(|e| e.address.as_str());
+        self.notify(
+            user,
+            to,
+            MailContent::FactorRemoved {
+                method: Method::SecurityKey,
+            },
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Starts a step-up with a security key: the options for `navigator.credentials.get`. The
+    /// browser's assertion then goes where a code would: [`reauthenticate`](Self::reauthenticate),
+    /// [`disable`](Self::disable), [`regenerate_backup_codes`](Self::regenerate_backup_codes),
+    /// [`remove_security_key`](Self::remove_security_key). It is good for one attempt within
+    /// [`SecurityKeyPolicy::ceremony_ttl`]; a new start replaces it.
+    ///
+    /// # Errors
+    /// [`Error::NotEnrolled`] when the user has no key; [`Error::InvalidConfig`]; store errors.
+    pub async fn start_security_key_step_up(
+        &self,
+        user: &str,
+    ) -> Result<SecurityKeyOptions, Error> {
+        check_user(user)?;
+        let policy = self.key_policy()?;
+        let now = self.now();
+        let (rec, _) = self.load(user).await?;
+        let Some((options, state)) = self.start_assertion(&rec)? else {
+            return Err(Error::NotEnrolled);
+        };
+        let pending = self.user_keys(user).pending(STEP_UP);
+        let expires = now.saturating_add(policy.ceremony_ttl);
+        self.inner
+            .otp
+            .store_code(&pending, Some((&state, expires)), &[0], now)
+            .await?;
+        Ok(options)
+    }
+
+}
