@@ -45,6 +45,7 @@ use std::hint::black_box;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+use twofactor::LoginContext;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -53,9 +54,9 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use twofactor::{
-    totp_code, ChallengeToken, Keyring, LoginStep, ManualClock, MemoryEnrollmentStore,
-    MemoryOtpStore, Method, Policy, RecordingMailer, Timestamp, TotpParams, TotpSecret,
-    TotpVerifier, TwoFactorService,
+    clock::Timestamp, store::MemoryEnrollmentStore, store::MemoryOtpStore, testing::ManualClock,
+    testing::RecordingMailer, totp::totp_code, totp::TotpParams, totp::TotpSecret,
+    totp::TotpVerifier, ChallengeToken, Keyring, LoginStep, Method, Policy, TwoFactorService,
 };
 
 type HmacSha256 = Hmac<Sha256>;
@@ -287,10 +288,10 @@ impl Fixture {
             .clock(clock.clone())
             .build()
             .unwrap();
-        let setup = run(tf.start_totp_setup(USER, "bench@example.com")).unwrap();
+        let setup = run(tf.totp().start_setup(USER, "bench@example.com")).unwrap();
         let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
         let f = Fixture { tf, clock, secret };
-        run(f.tf.confirm_totp_setup(USER, &f.code_now())).unwrap();
+        run(f.tf.totp().confirm_setup(USER, &f.code_now())).unwrap();
         f
     }
 
@@ -305,7 +306,7 @@ impl Fixture {
     }
 
     fn clock_secs(&self) -> u64 {
-        use twofactor::Clock;
+        use twofactor::clock::Clock;
         self.clock.now().as_unix_secs()
     }
 
@@ -315,7 +316,7 @@ impl Fixture {
     }
 
     fn challenge(&self) -> ChallengeToken {
-        match run(self.tf.begin_login(USER)).unwrap() {
+        match run(self.tf.begin_login(LoginContext::none(), USER)).unwrap() {
             LoginStep::Challenge(ch) => ch.token().clone(),
             LoginStep::Complete(_) => panic!("the user has a factor"),
         }
@@ -333,7 +334,7 @@ fn time_verify_login(
     for _ in 0..iters {
         let (token, input) = prepare();
         let start = Instant::now();
-        let v = run(tf.verify_login(black_box(&token), black_box(&input)));
+        let v = run(tf.verify_login(LoginContext::none(), black_box(&token), black_box(&input)));
         total += start.elapsed();
         assert_eq!(v.unwrap().method, Some(expect));
     }
@@ -343,7 +344,7 @@ fn time_verify_login(
 /// Fresh backup codes (through a TOTP step-up) and a challenge; returns a code to redeem.
 fn with_fresh_backup_codes(f: &Fixture) -> (ChallengeToken, String) {
     f.next_step();
-    let codes = run(f.tf.regenerate_backup_codes(USER, &f.code_now())).unwrap();
+    let codes = run(f.tf.backup_codes().regenerate(USER, &f.code_now())).unwrap();
     (f.challenge(), codes[0].expose().to_owned())
 }
 
@@ -481,9 +482,9 @@ impl EmailFixture {
             .build()
             .unwrap();
         let f = EmailFixture { tf, clock, mailer };
-        run(f.tf.start_email_setup(EMAIL_USER, ADDRESS)).unwrap();
+        run(f.tf.email().start_setup(EMAIL_USER, ADDRESS)).unwrap();
         let code = f.mailed_code();
-        run(f.tf.confirm_email_setup(EMAIL_USER, &code)).unwrap();
+        run(f.tf.email().confirm_setup(EMAIL_USER, &code)).unwrap();
         f
     }
 
@@ -504,7 +505,7 @@ impl EmailFixture {
     /// A new challenge (its code mailed), a little later than the last.
     fn challenge(&self) -> (ChallengeToken, String) {
         self.clock.advance(Duration::from_secs(30));
-        match run(self.tf.begin_login(EMAIL_USER)).unwrap() {
+        match run(self.tf.begin_login(LoginContext::none(), EMAIL_USER)).unwrap() {
             LoginStep::Challenge(ch) => {
                 assert!(ch.email_sent());
                 (ch.token().clone(), self.mailed_code())

@@ -45,16 +45,18 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+use twofactor::LoginContext;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use criterion::{Criterion, Throughput};
 use rand::RngCore;
-use twofactor::flow::{Reserved, SendSpec};
+use twofactor::store::flow::{Reserved, SendSpec};
 use twofactor::{
-    totp_code, ChallengeToken, Clock, Keyring, LoginStep, ManualClock, MemoryEnrollmentStore,
-    MemoryOtpStore, Method, OtpStore, RecordingMailer, StoreKey, Timestamp, TotpParams, TotpSecret,
-    TwoFactorService,
+    clock::Clock, clock::Timestamp, store::MemoryEnrollmentStore, store::MemoryOtpStore,
+    store::OtpStore, store::StoreKey, testing::ManualClock, testing::RecordingMailer,
+    totp::totp_code, totp::TotpParams, totp::TotpSecret, ChallengeToken, Keyring, LoginStep,
+    Method, TwoFactorService,
 };
 
 const SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
@@ -97,7 +99,7 @@ fn service(
 }
 
 fn challenge(tf: &TwoFactorService, user: &str) -> ChallengeToken {
-    match run(tf.begin_login(user)).unwrap() {
+    match run(tf.begin_login(LoginContext::none(), user)).unwrap() {
         LoginStep::Challenge(ch) => ch.token().clone(),
         LoginStep::Complete(_) => panic!("the user has a factor"),
     }
@@ -137,10 +139,10 @@ impl Shared {
             clock.clone(),
         );
         let enrol = |user: &str| {
-            let setup = run(tf.start_totp_setup(user, user)).unwrap();
+            let setup = run(tf.totp().start_setup(user, user)).unwrap();
             let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
             let code = totp_code(secret.as_bytes(), TotpParams::default(), T0);
-            run(tf.confirm_totp_setup(user, &code)).unwrap();
+            run(tf.totp().confirm_setup(user, &code)).unwrap();
             secret
         };
         let users = (0..USERS)
@@ -153,8 +155,11 @@ impl Shared {
 
         let (other, address) = ("other-user-00000001", "other.user@example.com");
         enrol(other);
-        run(tf.start_email_setup(other, address)).unwrap();
-        run(tf.confirm_email_setup(other, &mailed_code(&mailer, address))).unwrap();
+        run(tf.email().start_setup(other, address)).unwrap();
+        run(tf
+            .email()
+            .confirm_setup(other, &mailed_code(&mailer, address)))
+        .unwrap();
         store.purge_expired(at(FOREVER));
         challenge(&tf, other);
         // The challenge is the one record under a `:c:` key without the cooldown's `:s`; the
@@ -264,7 +269,11 @@ impl Subject {
                     users.iter().map(|(u, _)| challenge(tf, u)).collect();
                 let start = Instant::now();
                 for (token, code) in tokens.iter().zip(&codes) {
-                    check(run(tf.verify_login(black_box(token), black_box(code))));
+                    check(run(tf.verify_login(
+                        &LoginContext::new(),
+                        black_box(token),
+                        black_box(code),
+                    )));
                 }
                 start.elapsed()
             }
@@ -272,7 +281,11 @@ impl Subject {
                 let start = Instant::now();
                 for ((user, _), code) in users.iter().zip(&codes) {
                     let token = challenge(tf, black_box(user));
-                    check(run(tf.verify_login(&token, black_box(code))));
+                    check(run(tf.verify_login(
+                        &LoginContext::new(),
+                        &token,
+                        black_box(code),
+                    )));
                 }
                 start.elapsed()
             }

@@ -23,11 +23,13 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use twofactor::LoginContext;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use twofactor::{
-    totp_code, ChallengeToken, Clock, Keyring, LoginStep, ManualClock, RecordingMailer, SqlStore,
-    Timestamp, TotpParams, TotpSecret, TwoFactorService,
+    clock::Clock, clock::Timestamp, store::SqlStore, testing::ManualClock,
+    testing::RecordingMailer, totp::totp_code, totp::TotpParams, totp::TotpSecret, ChallengeToken,
+    Keyring, LoginStep, TwoFactorService,
 };
 
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
@@ -116,9 +118,10 @@ impl Bench {
             tasks.push(tokio::spawn(async move {
                 let i = this.next_user.fetch_add(1, Ordering::Relaxed);
                 let user = format!("bench-{}-{i}", this.run);
-                let setup = tf.start_totp_setup(&user, &user).await.unwrap();
+                let setup = tf.totp().start_setup(&user, &user).await.unwrap();
                 let secret = setup.secret_base32().to_owned();
-                tf.confirm_totp_setup(&user, &this.code(&secret))
+                tf.totp()
+                    .confirm_setup(&user, &this.code(&secret))
                     .await
                     .unwrap();
                 (user, secret)
@@ -151,7 +154,9 @@ impl Bench {
         for (user, secret) in users {
             let (this, tf) = (self.clone(), tf.clone());
             tasks.push(tokio::spawn(async move {
-                let LoginStep::Challenge(ch) = tf.begin_login(&user).await.unwrap() else {
+                let LoginStep::Challenge(ch) =
+                    tf.begin_login(LoginContext::none(), &user).await.unwrap()
+                else {
                     panic!("enrolled users get a challenge");
                 };
                 (ch.token().clone(), this.code(&secret))
@@ -200,7 +205,9 @@ async fn verify_all(
             loop {
                 let item = work.lock().unwrap().pop();
                 let Some((token, code)) = item else { break };
-                tf.verify_login(&token, &code).await.expect("login");
+                tf.verify_login(LoginContext::none(), &token, &code)
+                    .await
+                    .expect("login");
             }
         }));
     }

@@ -19,11 +19,13 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use twofactor::LoginContext;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use twofactor::{
-    totp_code, ChallengeToken, Clock, Keyring, LoginStep, ManualClock, MemoryEnrollmentStore,
-    RecordingMailer, RedisOtpStore, Timestamp, TotpParams, TotpSecret, TwoFactorService,
+    clock::Clock, clock::Timestamp, store::MemoryEnrollmentStore, store::RedisOtpStore,
+    testing::ManualClock, testing::RecordingMailer, totp::totp_code, totp::TotpParams,
+    totp::TotpSecret, ChallengeToken, Keyring, LoginStep, TwoFactorService,
 };
 
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
@@ -84,10 +86,11 @@ impl Bench {
         let mut enrolled = Vec::new();
         for i in have..n {
             let user = format!("bench-{}-{i}", self.run);
-            let setup = self.tf.start_totp_setup(&user, &user).await.unwrap();
+            let setup = self.tf.totp().start_setup(&user, &user).await.unwrap();
             let secret = setup.secret_base32().to_owned();
             self.tf
-                .confirm_totp_setup(&user, &self.code(&secret))
+                .totp()
+                .confirm_setup(&user, &self.code(&secret))
                 .await
                 .unwrap();
             enrolled.push((user, secret));
@@ -100,7 +103,12 @@ impl Bench {
             self.users.lock().unwrap().iter().take(n).cloned().collect();
         let mut out = Vec::new();
         for (user, secret) in users {
-            let LoginStep::Challenge(ch) = self.tf.begin_login(&user).await.unwrap() else {
+            let LoginStep::Challenge(ch) = self
+                .tf
+                .begin_login(LoginContext::none(), &user)
+                .await
+                .unwrap()
+            else {
                 panic!("enrolled users get a challenge");
             };
             out.push((ch.token().clone(), self.code(&secret)));
@@ -132,7 +140,9 @@ async fn verify_all(
             loop {
                 let item = work.lock().unwrap().pop();
                 let Some((token, code)) = item else { break };
-                tf.verify_login(&token, &code).await.expect("login");
+                tf.verify_login(LoginContext::none(), &token, &code)
+                    .await
+                    .expect("login");
             }
         }));
     }

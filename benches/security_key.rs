@@ -24,12 +24,14 @@ mod authenticator;
 
 use std::hint::black_box;
 use std::time::Duration;
+use twofactor::LoginContext;
 
 use authenticator::{SoftKey, ORIGIN, RP_ID};
 use criterion::{BatchSize, Criterion};
 use twofactor::{
-    Keyring, LoginStep, ManualClock, MemoryEnrollmentStore, MemoryOtpStore, Policy,
-    RecordingMailer, SecurityKeyPolicy, Timestamp, TotpSecret, TwoFactorService,
+    clock::Timestamp, security_key::SecurityKeyPolicy, store::MemoryEnrollmentStore,
+    store::MemoryOtpStore, testing::ManualClock, testing::RecordingMailer, totp::TotpSecret,
+    Keyring, LoginStep, Policy, TwoFactorService,
 };
 use webauthn_rs::prelude::{PublicKeyCredential, SecurityKey, Url, Uuid, WebauthnBuilder};
 
@@ -57,16 +59,22 @@ fn service(rt: &tokio::runtime::Runtime) -> (TwoFactorService, SoftKey) {
         .unwrap();
     let mut key = SoftKey::new();
     rt.block_on(async {
-        let setup = tf.start_totp_setup("u1", "u1@example.com").await.unwrap();
+        let setup = tf.totp().start_setup("u1", "u1@example.com").await.unwrap();
         let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
-        let code = twofactor::totp_code(secret.as_bytes(), twofactor::TotpParams::default(), T0);
-        tf.confirm_totp_setup("u1", &code).await.unwrap();
+        let code = twofactor::totp::totp_code(
+            secret.as_bytes(),
+            twofactor::totp::TotpParams::default(),
+            T0,
+        );
+        tf.totp().confirm_setup("u1", &code).await.unwrap();
         let options = tf
-            .start_security_key_registration("u1", "Bench User")
+            .security_keys()
+            .start_registration("u1", "Bench User")
             .await
             .unwrap();
         let response = key.create(options.as_json()).await;
-        tf.finish_security_key_registration("u1", &response, "key")
+        tf.security_keys()
+            .finish_registration("u1", &response, "key")
             .await
             .unwrap();
     });
@@ -124,7 +132,9 @@ fn main() {
         b.iter_batched(
             || {
                 rt.block_on(async {
-                    let LoginStep::Challenge(ch) = tf.begin_login("u1").await.unwrap() else {
+                    let LoginStep::Challenge(ch) =
+                        tf.begin_login(LoginContext::none(), "u1").await.unwrap()
+                    else {
                         panic!("a challenge");
                     };
                     let options = ch.security_key().unwrap().as_json().clone();
@@ -132,14 +142,24 @@ fn main() {
                 })
             },
             |(token, assertion)| {
-                black_box(rt.block_on(tf.verify_login(&token, &assertion)).unwrap())
+                black_box(
+                    rt.block_on(tf.verify_login(LoginContext::none(), &token, &assertion))
+                        .unwrap(),
+                )
             },
             BatchSize::SmallInput,
         )
     });
     c.bench_function(
         "begin_login of a user with a security key (memory stores)",
-        |b| b.iter(|| black_box(rt.block_on(tf.begin_login("u1")).unwrap())),
+        |b| {
+            b.iter(|| {
+                black_box(
+                    rt.block_on(tf.begin_login(LoginContext::none(), "u1"))
+                        .unwrap(),
+                )
+            })
+        },
     );
     c.final_summary();
 }

@@ -7,11 +7,13 @@
 //! instead of waiting for the next 30-second TOTP step.
 
 use std::time::Duration;
+use twofactor::LoginContext;
 
 use twofactor::{
-    hash_password, totp_code, verify_password, Clock, Keyring, LoginStep, ManualClock,
-    MemoryEnrollmentStore, MemoryOtpStore, RecordingMailer, SystemClock, TotpParams, TotpSecret,
-    TwoFactorService,
+    account::hash_password, account::verify_password, clock::Clock, clock::SystemClock,
+    store::MemoryEnrollmentStore, store::MemoryOtpStore, testing::ManualClock,
+    testing::RecordingMailer, totp::totp_code, totp::TotpParams, totp::TotpSecret, Keyring,
+    LoginStep, TwoFactorService,
 };
 
 #[tokio::main(flavor = "current_thread")]
@@ -47,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     println!("1. Enrol an authenticator app");
-    let setup = tf.start_totp_setup(user, "alice@example.com").await?;
+    let setup = tf.totp().start_setup(user, "alice@example.com").await?;
     println!("   otpauth URI: {}", setup.otpauth_uri());
     // Rendered on demand from the URI: SVG always, PNG with the `qr-png` feature (default).
     println!("   QR code: {} bytes of SVG", setup.qr_svg()?.len());
@@ -58,12 +60,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     println!("   backup codes (shown once): {}", backup.join(" "));
     let secret = setup.secret_base32().to_owned();
-    tf.confirm_totp_setup(user, &app_code(&secret)?).await?;
+    tf.totp().confirm_setup(user, &app_code(&secret)?).await?;
     println!("   confirmed with a code from the app: TOTP is on");
 
     println!("2. Log in with the app");
     next_step();
-    let LoginStep::Challenge(challenge) = tf.begin_login(user).await? else {
+    let LoginStep::Challenge(challenge) = tf.begin_login(LoginContext::none(), user).await? else {
         return Err("an enrolled user gets a challenge".into());
     };
     let methods: Vec<&str> = challenge.methods().iter().map(|m| m.as_str()).collect();
@@ -72,16 +74,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         methods.join(", ")
     );
     let verified = tf
-        .verify_login(challenge.token(), &app_code(&secret)?)
+        .verify_login(LoginContext::none(), challenge.token(), &app_code(&secret)?)
         .await?;
     println!("   verified {} by {}", verified.user, by(&verified));
 
     println!("3. Add email as a second factor and log in with an emailed code");
-    tf.start_email_setup(user, "alice@example.com").await?;
+    tf.email().start_setup(user, "alice@example.com").await?;
     let code = last_code(&mailer)?;
-    tf.confirm_email_setup(user, &code).await?;
+    tf.email().confirm_setup(user, &code).await?;
     println!("   email factor confirmed");
-    let LoginStep::Challenge(challenge) = tf.begin_login(user).await? else {
+    let LoginStep::Challenge(challenge) = tf.begin_login(LoginContext::none(), user).await? else {
         return Err("an enrolled user gets a challenge".into());
     };
     let code = last_code(&mailer)?;
@@ -89,23 +91,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "   the login code was mailed ({} messages so far)",
         mailer.messages().len()
     );
-    let verified = tf.verify_login(challenge.token(), &code).await?;
+    let verified = tf
+        .verify_login(LoginContext::none(), challenge.token(), &code)
+        .await?;
     println!("   verified by {}", by(&verified));
 
     println!("4. Log in with a backup code");
-    let LoginStep::Challenge(challenge) = tf.begin_login(user).await? else {
+    let LoginStep::Challenge(challenge) = tf.begin_login(LoginContext::none(), user).await? else {
         return Err("an enrolled user gets a challenge".into());
     };
     let first_backup = backup.first().ok_or("setup gives backup codes")?;
-    let verified = tf.verify_login(challenge.token(), first_backup).await?;
+    let verified = tf
+        .verify_login(LoginContext::none(), challenge.token(), first_backup)
+        .await?;
     println!(
         "   verified by {}; {} backup codes left",
         by(&verified),
         verified.backup_codes_remaining
     );
     // "Remember this device": the token goes in a Secure, HttpOnly, SameSite=Lax cookie.
-    let trust = tf.trust_device(&verified, "Firefox on Linux", None).await?;
-    let step = tf.begin_login_with_device(user, Some(&trust.token)).await?;
+    let trust = tf
+        .devices()
+        .trust(&verified, "Firefox on Linux", None)
+        .await?;
+    let step = tf
+        .begin_login(&LoginContext::new().device(trust.token.clone()), user)
+        .await?;
     let LoginStep::Complete(by_device) = step else {
         return Err("a trusted device skips the challenge".into());
     };
@@ -117,12 +128,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("5. Regenerate the backup codes (needs a fresh code; revokes trusted devices)");
     next_step();
     let fresh = tf
-        .regenerate_backup_codes(user, &app_code(&secret)?)
+        .backup_codes()
+        .regenerate(user, &app_code(&secret)?)
         .await?;
     println!("   {} new codes; the old ones no longer work", fresh.len());
 
     println!("6. Status");
-    let status = tf.status(user).await?;
+    let status = tf.account().status(user).await?;
     let methods: Vec<&str> = status.methods.iter().map(|m| m.as_str()).collect();
     println!(
         "   enabled: {}, methods: {}, backup codes left: {}",
@@ -133,9 +145,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("7. Disable (password + code)");
     next_step();
-    tf.disable(user, "hunter2-but-longer", &app_code(&secret)?)
+    tf.account()
+        .disable(user, "hunter2-but-longer", &app_code(&secret)?)
         .await?;
-    let status = tf.status(user).await?;
+    let status = tf.account().status(user).await?;
     println!("   enabled: {}", status.enabled);
     Ok(())
 }

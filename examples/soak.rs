@@ -40,11 +40,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use twofactor::LoginContext;
 
 use twofactor::{
-    totp_code, ChallengeToken, Clock, DeliveryError, Error, Keyring, LoginStep, Mailer,
-    MemoryEnrollmentStore, MemoryOtpStore, Message, Policy, SystemClock, TotpParams, TotpSecret,
-    TwoFactorService,
+    clock::Clock, clock::SystemClock, error::DeliveryError, mail::Mailer, mail::Message,
+    store::MemoryEnrollmentStore, store::MemoryOtpStore, totp::totp_code, totp::TotpParams,
+    totp::TotpSecret, ChallengeToken, Error, Keyring, LoginStep, Policy, TwoFactorService,
 };
 
 const PASSWORD: &str = "soak-password";
@@ -148,7 +149,7 @@ enum Keys {
     },
     #[cfg(feature = "postgres")]
     Postgres {
-        store: Arc<twofactor::SqlStore>,
+        store: Arc<twofactor::store::SqlStore>,
         pool: sqlx::PgPool,
         schema: String,
     },
@@ -335,7 +336,7 @@ impl Soak {
     }
 
     async fn challenge(&self, user: &str, what: &str) -> Option<twofactor::Challenge> {
-        match self.tf.begin_login(user).await {
+        match self.tf.begin_login(LoginContext::none(), user).await {
             Ok(LoginStep::Challenge(c)) => Some(c),
             other => {
                 self.unexpected(what, &other.map(|_| ()));
@@ -356,7 +357,7 @@ impl Soak {
             };
             match self
                 .tf
-                .verify_login(ch.token(), &u.code_at_step(step))
+                .verify_login(LoginContext::none(), ch.token(), &u.code_at_step(step))
                 .await
             {
                 Ok(_) => {}
@@ -382,7 +383,7 @@ impl Soak {
         };
         match self
             .tf
-            .verify_login(ch.token(), &format!("{guess:06}"))
+            .verify_login(LoginContext::none(), ch.token(), &format!("{guess:06}"))
             .await
         {
             Err(Error::InvalidCode { .. } | Error::Locked { .. }) => {}
@@ -408,7 +409,11 @@ impl Soak {
                     return;
                 }
                 let code = self.mailer.get(&address).unwrap_or_default();
-                if let Err(e) = self.tf.verify_login(&token, &code).await {
+                if let Err(e) = self
+                    .tf
+                    .verify_login(LoginContext::none(), &token, &code)
+                    .await
+                {
                     self.unexpected("email verify_login", &e);
                 }
             }
@@ -441,14 +446,15 @@ impl Soak {
                 continue;
             };
             if let Some(code) = backup.take() {
-                if let Err(e) = self.tf.disable(&u.id, PASSWORD, &code).await {
+                if let Err(e) = self.tf.account().disable(&u.id, PASSWORD, &code).await {
                     self.unexpected("enrol disable", &e);
                     return;
                 }
             }
             let setup = match self
                 .tf
-                .start_totp_setup(&u.id, &format!("{}@example.com", u.id))
+                .totp()
+                .start_setup(&u.id, &format!("{}@example.com", u.id))
                 .await
             {
                 Ok(s) => s,
@@ -459,7 +465,7 @@ impl Soak {
             };
             let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
             let code = totp_code(secret.as_bytes(), TotpParams::default(), step * PERIOD);
-            match self.tf.confirm_totp_setup(&u.id, &code).await {
+            match self.tf.totp().confirm_setup(&u.id, &code).await {
                 Ok(()) => *backup = Some(setup.backup_codes()[0].expose().to_owned()),
                 Err(e) => self.unexpected("enrol confirm_totp_setup", &e),
             }
@@ -512,8 +518,8 @@ fn random_word() -> String {
 async fn stores(
     args: &Args,
 ) -> (
-    Arc<dyn twofactor::OtpStore>,
-    Arc<dyn twofactor::EnrollmentStore>,
+    Arc<dyn twofactor::store::OtpStore>,
+    Arc<dyn twofactor::store::EnrollmentStore>,
     Keys,
 ) {
     #[cfg_attr(
@@ -539,7 +545,7 @@ async fn stores(
         "redis" => {
             let url = env_url("TWOFACTOR_TEST_REDIS_URL");
             let prefix = format!("twofactor-soak:{}:", random_word());
-            let otp = twofactor::RedisOtpStore::builder(url.clone())
+            let otp = twofactor::store::RedisOtpStore::builder(url.clone())
                 .prefix(prefix.clone())
                 .connect()
                 .await
@@ -560,7 +566,7 @@ async fn stores(
             let url = env_url("TWOFACTOR_TEST_POSTGRES_URL");
             let schema = format!("twofactor_soak_{}", random_word());
             let store = Arc::new(
-                twofactor::SqlStore::builder(url.clone())
+                twofactor::store::SqlStore::builder(url.clone())
                     .schema(schema.clone())
                     .max_connections(args.concurrency as u32 + 2)
                     .connect()
@@ -660,13 +666,15 @@ async fn main() {
         async move {
             let id = format!("soak-{run_tag}-totp-{i}");
             let setup = tf
-                .start_totp_setup(&id, &format!("{id}@example.com"))
+                .totp()
+                .start_setup(&id, &format!("{id}@example.com"))
                 .await
                 .expect("start_totp_setup");
             let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
             let step = SystemClock.now().as_unix_secs() / PERIOD;
             let code = totp_code(secret.as_bytes(), TotpParams::default(), step * PERIOD);
-            tf.confirm_totp_setup(&id, &code)
+            tf.totp()
+                .confirm_setup(&id, &code)
                 .await
                 .expect("confirm_totp_setup");
             *users[i].lock().unwrap() = Some(TotpUser {
@@ -686,11 +694,13 @@ async fn main() {
         async move {
             let user = &users[i];
             let address = format!("{user}@example.com");
-            tf.start_email_setup(user, &address)
+            tf.email()
+                .start_setup(user, &address)
                 .await
                 .expect("start_email_setup");
             let code = mailer.get(&address).expect("a setup code");
-            tf.confirm_email_setup(user, &code)
+            tf.email()
+                .confirm_setup(user, &code)
                 .await
                 .expect("confirm_email_setup");
         }
@@ -711,13 +721,15 @@ async fn main() {
         async move {
             let u = &users[i];
             let setup = tf
-                .start_totp_setup(&u.id, &format!("{}@example.com", u.id))
+                .totp()
+                .start_setup(&u.id, &format!("{}@example.com", u.id))
                 .await
                 .expect("start_totp_setup");
             let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
             let step = SystemClock.now().as_unix_secs() / PERIOD;
             let code = totp_code(secret.as_bytes(), TotpParams::default(), step * PERIOD);
-            tf.confirm_totp_setup(&u.id, &code)
+            tf.totp()
+                .confirm_setup(&u.id, &code)
                 .await
                 .expect("confirm_totp_setup");
             u.last_step.store(step, Ordering::SeqCst);

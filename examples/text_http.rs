@@ -10,14 +10,16 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use twofactor::LoginContext;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use twofactor::{
-    async_trait, DeliveryError, Error, Keyring, LogMailer, LoginStep, MemoryEnrollmentStore,
-    MemoryOtpStore, Method, TextMessage, TextSender, TwoFactorService,
+    async_trait, error::DeliveryError, mail::LogMailer, store::MemoryEnrollmentStore,
+    store::MemoryOtpStore, text::TextMessage, text::TextSender, Error, Keyring, LoginStep, Method,
+    TwoFactorService,
 };
 
 /// Sends each text as `POST {endpoint}` with a bearer key and `{"to": "+49…", "body": "…"}`.
@@ -126,24 +128,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
 
     // Enrol a phone: the number is proven by a texted code.
-    tf.start_sms_setup("alice", "+49 170 123-4567").await?;
+    tf.sms().start_setup("alice", "+49 170 123-4567").await?;
     let code = vendor.last_code("+491701234567").ok_or("no setup text")?;
-    let number = tf.confirm_sms_setup("alice", &code).await?;
+    let number = tf.sms().confirm_setup("alice", &code).await?;
     println!("phone enrolled: {number}");
 
     // Log in: the code goes by text.
-    let LoginStep::Challenge(challenge) = tf.begin_login("alice").await? else {
+    let LoginStep::Challenge(challenge) = tf.begin_login(LoginContext::none(), "alice").await?
+    else {
         return Err("expected a challenge".into());
     };
     assert!(challenge.text_sent());
     let code = vendor.last_code("+491701234567").ok_or("no login text")?;
-    let verified = tf.verify_login(challenge.token(), &code).await?;
+    let verified = tf
+        .verify_login(LoginContext::none(), challenge.token(), &code)
+        .await?;
     assert_eq!(verified.method, Some(Method::Sms));
     println!("signed in by {}", Method::Sms);
 
     // The vendor is down: the login fails closed with a transient delivery error.
     vendor.down.store(true, Ordering::SeqCst);
-    match tf.begin_login("alice").await {
+    match tf.begin_login(LoginContext::none(), "alice").await {
         Err(e @ Error::Delivery(_)) => {
             assert!(e.is_transient());
             println!(

@@ -40,7 +40,7 @@ const LEGACY_ARGON2_LOOKUP_LEN: usize = 8;
 /// `Debug` is redacted; the codes are zeroized on drop.
 ///
 /// ```
-/// let set = twofactor::BackupCodeSet::generate(10);
+/// let set = twofactor::account::BackupCodeSet::generate(10);
 /// assert_eq!(set.codes().len(), 10);
 /// let code = set.codes()[0].expose();
 /// assert_eq!(code.len(), 14); // XXXX-XXXX-XXXX

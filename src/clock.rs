@@ -4,8 +4,6 @@
 //! [`Clock`]. Stores never read the wall clock: the service passes `now` in. That keeps the logic
 //! testable (move a [`ManualClock`] instead of sleeping) and keeps every backend in agreement.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -17,7 +15,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// ```
 /// use std::time::Duration;
-/// use twofactor::Timestamp;
+/// use twofactor::clock::Timestamp;
 ///
 /// let t = Timestamp::from_unix_secs(20_000_000_000);
 /// assert_eq!(t.saturating_add(Duration::from_secs(30)).as_unix_secs(), 20_000_000_030);
@@ -82,51 +80,6 @@ impl Clock for SystemClock {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         Timestamp(secs)
-    }
-}
-
-/// A clock that only moves when told to. Clones share the same time.
-///
-/// ```
-/// use std::time::Duration;
-/// use twofactor::{Clock, ManualClock, Timestamp};
-///
-/// let clock = ManualClock::new(Timestamp::from_unix_secs(1_000));
-/// clock.advance(Duration::from_secs(299));
-/// assert_eq!(clock.now().as_unix_secs(), 1_299);
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct ManualClock {
-    now: Arc<AtomicU64>,
-}
-
-impl ManualClock {
-    /// A clock stopped at `start`.
-    pub fn new(start: Timestamp) -> Self {
-        ManualClock {
-            now: Arc::new(AtomicU64::new(start.0)),
-        }
-    }
-
-    /// Moves the clock forward by `d` (saturating).
-    pub fn advance(&self, d: Duration) {
-        let secs = d.as_secs();
-        let _ = self
-            .now
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
-                Some(t.saturating_add(secs))
-            });
-    }
-
-    /// Sets the clock to `t`.
-    pub fn set(&self, t: Timestamp) {
-        self.now.store(t.0, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Timestamp {
-        Timestamp(self.now.load(Ordering::SeqCst))
     }
 }
 

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// The cap on code, challenge and ceremony lifetimes (ASVS 2.7.2, NIST SP 800-63B §5.1.3.2).
-pub const MAX_CODE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+pub(crate) const MAX_CODE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 use rand::rngs::OsRng;
 use rand::Rng;

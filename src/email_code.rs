@@ -8,18 +8,18 @@
 //! against the user's run before comparing.
 
 use crate::challenge::CodeRecord;
+use crate::clock::until;
 use crate::clock::Timestamp;
 use crate::code::{self, Secret};
 use crate::error::Error;
 use crate::events::Event;
-use crate::flow::{Reserved, SendRefused, SendSpec};
+use crate::input::{check_address, check_user};
+use crate::keyspace::{CodePurpose, UserKeys};
 use crate::mail::{MailContent, MailContext, Message, SecurityAction};
 use crate::method::Method;
 use crate::phone::PhoneNumber;
 use crate::service::TwoFactorService;
-use crate::input::{check_address, check_user};
-use crate::clock::until;
-use crate::keyspace::{CodePurpose, UserKeys};
+use crate::store::flow::{Reserved, SendRefused, SendSpec};
 use crate::store::{EmailRecord, PhoneRecord, StoreKey};
 use crate::text::{TextContent, TextMessage, TextSender};
 
@@ -48,17 +48,8 @@ pub(crate) enum CodeKind {
 }
 
 impl TwoFactorService {
-    /// Mails a code to `address`; confirming it with [`confirm_email_setup`](Self::confirm_email_setup)
-    /// makes the proven address a second factor.
-    ///
-    /// On an account that already has a factor, this needs a fresh one: see
-    /// [`reauthenticate`](Self::reauthenticate).
-    ///
-    /// # Errors
-    /// [`Error::AlreadyEnrolled`] when email 2FA is on; [`Error::ReauthRequired`];
-    /// [`Error::InvalidInput`];
-    /// [`Error::Cooldown`] / [`Error::RateLimited`]; delivery and store errors (no usable code left).
-    pub async fn start_email_setup(&self, user: &str, address: &str) -> Result<(), Error> {
+    /// [`Email::start_setup`](crate::service::Email::start_setup).
+    pub(crate) async fn start_email_setup(&self, user: &str, address: &str) -> Result<(), Error> {
         check_user(user)?;
         check_address(address)?;
         let (rec, _) = self.load(user).await?;
@@ -75,12 +66,12 @@ impl TwoFactorService {
         Ok(())
     }
 
-    /// Confirms the email setup code, enabling email as a factor. Returns the proven address.
-    ///
-    /// # Errors
-    /// [`Error::NothingPending`], [`Error::InvalidCode`], [`Error::Expired`],
-    /// [`Error::TooManyAttempts`], [`Error::Locked`], [`Error::MalformedCode`]; store errors.
-    pub async fn confirm_email_setup(&self, user: &str, code: &str) -> Result<String, Error> {
+    /// [`Email::confirm_setup`](crate::service::Email::confirm_setup).
+    pub(crate) async fn confirm_email_setup(
+        &self,
+        user: &str,
+        code: &str,
+    ) -> Result<String, Error> {
         check_user(user)?;
         let address = self
             .verify_purpose_code(user, code, CodePurpose::EmailSetup)
@@ -99,37 +90,35 @@ impl TwoFactorService {
         Ok(address)
     }
 
-    /// Mails a code that verifies `address` at registration (not a second factor by itself).
-    ///
-    /// # Errors
-    /// As [`start_email_setup`](Self::start_email_setup), without `AlreadyEnrolled`.
-    pub async fn send_verification_code(&self, user: &str, address: &str) -> Result<(), Error> {
+    /// [`Email::send_verification_code`](crate::service::Email::send_verification_code).
+    pub(crate) async fn send_verification_code(
+        &self,
+        user: &str,
+        address: &str,
+    ) -> Result<(), Error> {
         check_user(user)?;
         check_address(address)?;
         self.send_purpose_code(user, Channel::Email(address), CodePurpose::Registration)
             .await
     }
 
-    /// Checks a registration code; returns the address it proves.
-    ///
-    /// # Errors
-    /// As [`confirm_email_setup`](Self::confirm_email_setup).
-    pub async fn verify_registration_code(&self, user: &str, code: &str) -> Result<String, Error> {
+    /// [`Email::verify_registration_code`](crate::service::Email::verify_registration_code).
+    pub(crate) async fn verify_registration_code(
+        &self,
+        user: &str,
+        code: &str,
+    ) -> Result<String, Error> {
         check_user(user)?;
         self.verify_purpose_code(user, code, CodePurpose::Registration)
             .await
     }
 
-    /// Mails a code to the user's email factor (or, without one, texts it to their phone
-    /// factor) that confirms `action`, to answer
-    /// [`disable`](Self::disable), [`regenerate_backup_codes`](Self::regenerate_backup_codes) or
-    /// [`reauthenticate`](Self::reauthenticate) when they have no app at hand. The message names
-    /// the change it confirms.
-    ///
-    /// # Errors
-    /// [`Error::NotEnrolled`] without an email or phone factor; cooldown, cap, delivery and
-    /// store errors.
-    pub async fn send_step_up_code(&self, user: &str, action: SecurityAction) -> Result<(), Error> {
+    /// [`Account::send_step_up_code`](crate::service::Account::send_step_up_code).
+    pub(crate) async fn send_step_up_code(
+        &self,
+        user: &str,
+        action: SecurityAction,
+    ) -> Result<(), Error> {
         check_user(user)?;
         let (rec, _) = self.load(user).await?;
         let purpose = CodePurpose::StepUp(action);
@@ -146,23 +135,8 @@ impl TwoFactorService {
         }
     }
 
-    /// Texts a code to `phone` (E.164; spaces and dashes are dropped); confirming it with
-    /// [`confirm_sms_setup`](Self::confirm_sms_setup) makes the proven number a second factor.
-    ///
-    /// **SMS is a restricted authenticator (NIST SP 800-63B §5.1.3.3)**: numbers are ported and
-    /// SIM-swapped, texts intercepted. Offer it beside a TOTP app or a security key, which are
-    /// stronger. The send counts against the same per-user budget, cooldown and resend rules as
-    /// email codes.
-    ///
-    /// On an account that already has a factor, this needs a fresh one: see
-    /// [`reauthenticate`](Self::reauthenticate).
-    ///
-    /// # Errors
-    /// [`Error::InvalidPhone`] for a number not in E.164 form; [`Error::InvalidConfig`] without a
-    /// [`text_sender`](crate::ServiceBuilder::text_sender); [`Error::AlreadyEnrolled`] when a
-    /// phone factor is on; [`Error::ReauthRequired`]; [`Error::Cooldown`] /
-    /// [`Error::RateLimited`]; delivery and store errors (no usable code left).
-    pub async fn start_sms_setup(&self, user: &str, phone: &str) -> Result<(), Error> {
+    /// [`Sms::start_setup`](crate::service::Sms::start_setup).
+    pub(crate) async fn start_sms_setup(&self, user: &str, phone: &str) -> Result<(), Error> {
         check_user(user)?;
         let number = PhoneNumber::parse(phone)?;
         self.text_sender()?;
@@ -180,12 +154,12 @@ impl TwoFactorService {
         Ok(())
     }
 
-    /// Confirms the code texted by [`start_sms_setup`](Self::start_sms_setup), enabling the
-    /// phone as a factor ([`Method::Sms`]). Returns the proven number.
-    ///
-    /// # Errors
-    /// As [`confirm_email_setup`](Self::confirm_email_setup).
-    pub async fn confirm_sms_setup(&self, user: &str, code: &str) -> Result<PhoneNumber, Error> {
+    /// [`Sms::confirm_setup`](crate::service::Sms::confirm_setup).
+    pub(crate) async fn confirm_sms_setup(
+        &self,
+        user: &str,
+        code: &str,
+    ) -> Result<PhoneNumber, Error> {
         check_user(user)?;
         let stored = self
             .verify_purpose_code(user, code, CodePurpose::SmsSetup)

@@ -107,7 +107,7 @@ pub enum Error {
     /// The host's password check refused the password.
     #[error("the password is not correct")]
     InvalidPassword,
-    /// The host's [`PasswordVerifier`](crate::PasswordVerifier) could not check the password (its
+    /// The host's [`PasswordVerifier`](crate::service::PasswordVerifier) could not check the password (its
     /// database was down, …): not a wrong password. The flow failed closed; the cause is the
     /// source.
     #[error("the password could not be checked")]
@@ -115,8 +115,8 @@ pub enum Error {
     /// An argument was unusable (empty user id, malformed email address, …).
     #[error("invalid input: {0}")]
     InvalidInput(&'static str),
-    /// A phone number is not in E.164 form; the [`PhoneError`](crate::PhoneError) says why
-    /// (its own [`code`](crate::PhoneError::code)). Holds no digit of the input.
+    /// A phone number is not in E.164 form; the [`PhoneError`](crate::error::PhoneError) says why
+    /// (its own [`code`](crate::error::PhoneError::code)). Holds no digit of the input.
     #[error("invalid phone number: {0}")]
     InvalidPhone(#[from] PhoneError),
     /// The service or policy configuration is not acceptable.
@@ -325,7 +325,7 @@ pub enum StoreErrorKind {
     Other,
 }
 
-/// A failure of an [`OtpStore`](crate::OtpStore) or [`EnrollmentStore`](crate::EnrollmentStore).
+/// A failure of an [`OtpStore`](crate::store::OtpStore) or [`EnrollmentStore`](crate::store::EnrollmentStore).
 ///
 /// It keeps its source, and says whether retrying may help.
 #[derive(Debug)]
@@ -400,7 +400,7 @@ impl std::error::Error for StoreError {
     }
 }
 
-/// A failure of a [`Mailer`](crate::Mailer). It keeps its source and says whether retrying may help.
+/// A failure of a [`Mailer`](crate::mail::Mailer). It keeps its source and says whether retrying may help.
 #[derive(Debug)]
 pub struct DeliveryError {
     transient: bool,

@@ -4,8 +4,6 @@
 //! use to an [`EventSink`]. The default, [`TracingEvents`], writes them to the `tracing` log;
 //! [`RecordingEvents`] keeps them for tests. Events never carry a code or a secret.
 
-use std::sync::{Arc, Mutex};
-
 use crate::clock::Timestamp;
 use crate::method::Method;
 
@@ -178,43 +176,5 @@ impl EventSink for TracingEvents {
             }
             _ => tracing::info!(target: "twofactor::events", ?event, "two-factor event"),
         }
-    }
-}
-
-/// Keeps every event in memory, for tests. Clones share the same list.
-#[derive(Clone, Debug, Default)]
-pub struct RecordingEvents {
-    events: Arc<Mutex<Vec<Event>>>,
-}
-
-impl RecordingEvents {
-    /// An empty recorder.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Every event so far, oldest first.
-    pub fn events(&self) -> Vec<Event> {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Forgets every recorded event.
-    pub fn clear(&self) {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-    }
-}
-
-impl EventSink for RecordingEvents {
-    fn record(&self, event: &Event) {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(event.clone());
     }
 }

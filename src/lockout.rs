@@ -6,7 +6,7 @@
 //! failures (how many, and when the run is forgotten), the lock *level* reached and the instant
 //! the current lock lifts, beside the last TOTP step, the send budget and the last verification.
 //! A missing record reads as a fresh user. The store changes it only through the composite
-//! operations, each atomic, following [`flow::rules`](crate::flow::rules).
+//! operations, each atomic, following [`flow::rules`](crate::store::flow::rules).
 //!
 //! # Transitions
 //!
@@ -40,22 +40,22 @@
 //! password cannot lock a user out. The per-challenge attempt limit is separate (see
 //! [`TwoFactorService::verify_login`]).
 //!
-//! [`UserState`]: crate::flow::UserState
-//! [`OtpStore::open_attempt`]: crate::OtpStore::open_attempt
-//! [`OtpStore::settle`]: crate::OtpStore::settle
+//! [`UserState`]: crate::store::flow::UserState
+//! [`OtpStore::open_attempt`]: crate::store::OtpStore::open_attempt
+//! [`OtpStore::settle`]: crate::store::OtpStore::settle
 //! [`Policy::failure_window`]: crate::Policy::failure_window
 //! [`Policy::lockout_threshold`]: crate::Policy::lockout_threshold
 //! [`Policy::lock_duration`]: crate::Policy::lock_duration
 //! [`Policy::lockout_base`]: crate::Policy::lockout_base
 //! [`Policy::lockout_max`]: crate::Policy::lockout_max
 
+use crate::clock::until;
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::events::Event;
-use crate::flow::{AttemptSpec, OpenAttempt, Opened, Outcome, Settled, Settlement};
-use crate::service::TwoFactorService;
-use crate::clock::until;
 use crate::keyspace::UserKeys;
+use crate::service::TwoFactorService;
+use crate::store::flow::{AttemptSpec, OpenAttempt, Opened, Outcome, Settled, Settlement};
 use crate::store::StoreKey;
 
 impl TwoFactorService {

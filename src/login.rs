@@ -15,20 +15,20 @@ use crate::backup;
 use crate::challenge::{
     Challenge, ChallengeRecord, ChallengeToken, ChallengeTotp, CodeRecord, TAG_BYTES,
 };
+use crate::clock::until;
 use crate::clock::Timestamp;
 use crate::code::{self, Secret};
 use crate::email_code::{refused_error, Channel, CodeKind};
 use crate::error::{Error, StoreError};
 use crate::events::Event;
-use crate::flow::{Begun, NewChallenge, OpenAttempt};
+use crate::input::check_user;
+use crate::keyspace::UserKeys;
 use crate::mail::MailContent;
 use crate::method::{Method, Verified};
 use crate::phone::PhoneNumber;
 use crate::rate_limit::LoginContext;
 use crate::service::TwoFactorService;
-use crate::input::check_user;
-use crate::clock::until;
-use crate::keyspace::UserKeys;
+use crate::store::flow::{Begun, NewChallenge, OpenAttempt};
 use crate::store::{EnrollmentRecord, StoreKey};
 use crate::totp::TotpParams;
 
@@ -64,26 +64,6 @@ enum Matched {
 }
 
 impl TwoFactorService {
-    /// [`begin_login`](Self::begin_login) for a request from `ctx`'s client: the step is first
-    /// counted against [`Policy::client_login_limit`] for that client, across every account, so
-    /// a per-client ceiling holds beside the per-user and per-challenge ones. A context without a
-    /// client adds nothing.
-    ///
-    /// [`Policy::client_login_limit`]: crate::Policy::client_login_limit
-    ///
-    /// # Errors
-    /// [`Error::RateLimited`] past the client's limit (before anything is read or sent); then as
-    /// [`begin_login`](Self::begin_login).
-    pub async fn begin_login_with(
-        &self,
-        ctx: &LoginContext,
-        user: &str,
-    ) -> Result<LoginStep, Error> {
-        check_user(user)?;
-        self.limit_client(ctx).await?;
-        self.begin_login(user).await
-    }
-
     /// The second step of a login, called after the host has checked the password.
     ///
     /// A user with no factor gets [`LoginStep::Complete`]. Otherwise a challenge is stored and
@@ -91,11 +71,37 @@ impl TwoFactorService {
     /// factor and no email factor it is texted instead ([`Method::Sms`]; a restricted
     /// authenticator under NIST SP 800-63B: TOTP or a security key is stronger).
     ///
+    /// `ctx` says who is asking (see [`LoginContext`]). With a client, the step is first
+    /// counted against [`Policy::client_login_limit`] for that client, across every account, so
+    /// a per-client ceiling holds beside the per-user and per-challenge ones. With a device
+    /// token ([`LoginContext::device`]), a live trusted device of the user completes the login
+    /// without a code; any other token falls through to the challenge.
+    ///
+    /// [`Policy::client_login_limit`]: crate::Policy::client_login_limit
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use twofactor::{LoginContext, LoginStep};
+    /// # let tf = twofactor::testing::memory_service();
+    /// let ctx = LoginContext::new().client("203.0.113.7");
+    /// match tf.begin_login(&LoginContext::new(), &ctx, "alice").await? {
+    ///     LoginStep::Complete(verified) => assert_eq!(verified.user(), "alice"),
+    ///     LoginStep::Challenge(challenge) => println!("ask for {:?}", challenge.methods()),
+    /// }
+    /// # Ok::<(), twofactor::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
+    /// [`Error::RateLimited`] past the client's limit (before anything is read or sent);
     /// [`Error::Locked`] while the user's code step is locked; [`Error::InvalidInput`]; store
     /// errors; a delivery error when the email code could not be sent and email is the only method.
-    pub async fn begin_login(&self, user: &str) -> Result<LoginStep, Error> {
+    pub async fn begin_login(&self, ctx: &LoginContext, user: &str) -> Result<LoginStep, Error> {
         check_user(user)?;
+        self.limit_client(ctx).await?;
+        if let Some(device) = ctx.device_token() {
+            return self.begin_login_with_device(user, device).await;
+        }
         let (rec, remaining) = self.load_with_codes(user).await?;
         self.begin_login_from(user, rec, remaining).await
     }
@@ -336,30 +342,14 @@ impl TwoFactorService {
         Ok(())
     }
 
-    /// [`verify_login`](Self::verify_login) for a request from `ctx`'s client: the attempt is
-    /// first counted against [`Policy::client_login_limit`] for that client (with its
-    /// [`begin_login_with`](Self::begin_login_with) steps), before the challenge's and the user's
-    /// own counts.
-    ///
-    /// [`Policy::client_login_limit`]: crate::Policy::client_login_limit
-    ///
-    /// # Errors
-    /// [`Error::RateLimited`] past the client's limit (nothing compared, the challenge's and the
-    /// user's budgets untouched); then as [`verify_login`](Self::verify_login).
-    pub async fn verify_login_with(
-        &self,
-        ctx: &LoginContext,
-        token: &ChallengeToken,
-        input: &str,
-    ) -> Result<Verified, Error> {
-        self.limit_client(ctx).await?;
-        self.verify_login(token, input).await
-    }
-
     /// Answers a challenge with a TOTP code, the emailed code, or a backup code; with the
     /// `webauthn` feature, also a security key's assertion (the JSON of the browser's
-    /// `PublicKeyCredential`, recognised by its opening `{`), as
-    /// `verify_login_security_key` does.
+    /// `PublicKeyCredential`, recognised by its opening `{`).
+    ///
+    /// With a client in `ctx`, the attempt is first counted against
+    /// [`Policy::client_login_limit`](crate::Policy::client_login_limit) for that client (with
+    /// its [`begin_login`](Self::begin_login) steps), before the challenge's and the user's own
+    /// counts; past it, [`Error::RateLimited`], with nothing compared.
     ///
     /// Input is normalised (spaces and dashes dropped; case ignored for backup codes). Every
     /// attempt is counted, atomically and before any comparison, against the challenge (void
@@ -378,9 +368,11 @@ impl TwoFactorService {
     /// when the failed try had consumed the challenge (see [`Error::Store`]).
     pub async fn verify_login(
         &self,
+        ctx: &LoginContext,
         token: &ChallengeToken,
         input: &str,
     ) -> Result<Verified, Error> {
+        self.limit_client(ctx).await?;
         #[cfg(feature = "webauthn")]
         if crate::security_key::Assertion::looks_like(input) {
             let assertion = crate::security_key::Assertion::parse(input)?;
@@ -471,7 +463,7 @@ impl TwoFactorService {
             method,
         });
         if challenge.recovery_pending {
-            self.cancel_recovery(user).await?;
+            self.recovery().cancel(user).await?;
         }
         Ok(Verified {
             user: user.to_owned(),

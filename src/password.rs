@@ -1,15 +1,15 @@
 //! Argon2id password hashing helpers (PHC strings), for hosts that have none.
 //!
 //! The disable flow needs the user's password; the service checks it through the host's
-//! [`PasswordVerifier`](crate::PasswordVerifier). A host without password hashing of its own can
+//! [`PasswordVerifier`](crate::service::PasswordVerifier). A host without password hashing of its own can
 //! store [`hash_password`]'s output and check it with [`verify_password`].
 //!
 //! ```
-//! let phc = twofactor::hash_password("correct horse battery staple").unwrap();
+//! let phc = twofactor::account::hash_password("correct horse battery staple").unwrap();
 //! assert!(phc.starts_with("$argon2id$"));
-//! assert!(twofactor::verify_password("correct horse battery staple", &phc));
-//! assert!(!twofactor::verify_password("wrong", &phc));
-//! assert!(!twofactor::verify_password("anything", "not a phc string"));
+//! assert!(twofactor::account::verify_password("correct horse battery staple", &phc));
+//! assert!(!twofactor::account::verify_password("wrong", &phc));
+//! assert!(!twofactor::account::verify_password("anything", "not a phc string"));
 //! ```
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier as _, SaltString};

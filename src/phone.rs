@@ -15,17 +15,17 @@ pub const MAX_PHONE_DIGITS: usize = 15;
 /// Input longer than this (in bytes, before normalising) is refused unread.
 const MAX_INPUT: usize = 64;
 
-pub use crate::error::PhoneError;
+pub(crate) use crate::error::PhoneError;
 
 /// A phone number in E.164 form (`+491701234567`), for the text channel.
 ///
 /// A phone number is personal data: `Debug` and `Display` print it masked (`+49•••••••567`:
 /// the first two and last three digits), so it can appear in logs. [`as_e164`](Self::as_e164)
-/// gives the whole number, for the [`TextSender`](crate::TextSender) only. It serializes as
+/// gives the whole number, for the [`TextSender`](crate::text::TextSender) only. It serializes as
 /// the E.164 text and deserializes through the same parser.
 ///
 /// ```
-/// use twofactor::{PhoneError, PhoneNumber};
+/// use twofactor::{error::PhoneError, text::PhoneNumber};
 ///
 /// let n = PhoneNumber::parse("+49 170 123-4567")?;
 /// assert_eq!(n.as_e164(), "+491701234567");

@@ -79,7 +79,7 @@ pub struct Policy {
     /// Google Authenticator on Android). `false` (default): refuse with
     /// [`Error::TotpAlgorithmUnsupported`](crate::Error::TotpAlgorithmUnsupported), so the
     /// user picks another app. `true`: enrol with SHA-1 and 6 digits, which
-    /// [`Status::totp_algorithm`](crate::Status::totp_algorithm) then shows and every later
+    /// [`Status::totp_algorithm`](crate::account::Status::totp_algorithm) then shows and every later
     /// check uses (RFC 6238's default, which every app honours).
     ///
     /// Either way, a confirmation code compared against both settings counts as two attempts
@@ -130,7 +130,7 @@ pub struct Policy {
     /// [`TwoFactorService::begin_login_with`]: crate::TwoFactorService::begin_login_with
     pub client_login_limit: Limit,
     /// Security keys and passkeys (WebAuthn): the relying party and its rules. `None` (the
-    /// default) offers no security key; see [`SecurityKeyPolicy`](crate::SecurityKeyPolicy).
+    /// default) offers no security key; see [`SecurityKeyPolicy`](crate::security_key::SecurityKeyPolicy).
     #[cfg(feature = "webauthn")]
     pub security_keys: Option<crate::security_key::types::SecurityKeyPolicy>,
     /// Set only by [`Policy::dangerous_allow_over_100_failures_per_day`].
@@ -175,16 +175,21 @@ impl Default for Policy {
     }
 }
 
-pub use crate::code::MAX_CODE_TTL;
+use crate::code::MAX_CODE_TTL;
 
-/// The most consecutive failed code checks a policy may let an attacker have evaluated per user in
-/// any 24 hours (NIST SP 800-63B §5.2.2), unless the host opts out with
-/// [`Policy::dangerous_allow_over_100_failures_per_day`].
-pub const MAX_FAILURES_PER_DAY: u64 = 100;
+const MAX_FAILURES_PER_DAY: u64 = 100;
 
 const DAY_SECS: u64 = 86_400;
 
 impl Policy {
+    /// The cap on code and challenge lifetimes (ASVS 2.7.2, NIST SP 800-63B §5.1.3.2): 10 minutes.
+    pub const MAX_CODE_TTL: Duration = MAX_CODE_TTL;
+
+    /// The most consecutive failed code checks a policy may let an attacker have evaluated per user in
+    /// any 24 hours (NIST SP 800-63B §5.2.2), unless the host opts out with
+    /// [`Policy::dangerous_allow_over_100_failures_per_day`].
+    pub const MAX_FAILURES_PER_DAY: u64 = MAX_FAILURES_PER_DAY;
+
     /// Checks every value against its safe range.
     ///
     /// # Errors

@@ -18,11 +18,11 @@
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::events::Event;
+use crate::input::check_user;
 use crate::login::LoginStep;
 use crate::mail::MailContent;
 use crate::method::Verified;
 use crate::service::TwoFactorService;
-use crate::input::check_user;
 use crate::store::{EnrollmentRecord, RecoveryRecord};
 use crate::text::TextContent;
 
@@ -42,21 +42,12 @@ pub enum RecoveryProgress {
 }
 
 impl TwoFactorService {
-    /// Schedules turning two-factor authentication off for a user who lost every factor, after
-    /// [`Policy::recovery_delay`](crate::Policy::recovery_delay), and returns when it takes
-    /// effect. Needs the password (the host's [`PasswordVerifier`](crate::PasswordVerifier),
-    /// with the same limit of its own as at [`disable`](Self::disable)).
-    ///
-    /// The user's email factor is told at once ([`MailContent::RecoveryRequested`]), and their
-    /// phone factor by text ([`TextContent::RecoveryRequested`], with a text sender); the host
-    /// should also tell the account's own address, from [`Event::RecoveryRequested`]. While one
-    /// is pending, a new request changes nothing and returns the same time.
-    ///
-    /// # Errors
-    /// [`Error::NotEnrolled`] without a factor; [`Error::InvalidPassword`]; [`Error::Locked`]
-    /// past the password limit; [`Error::PasswordCheck`]; [`Error::InvalidConfig`] without a
-    /// password verifier; store errors.
-    pub async fn request_recovery(&self, user: &str, password: &str) -> Result<Timestamp, Error> {
+    /// [`Recovery::request`](crate::service::Recovery::request).
+    pub(crate) async fn request_recovery(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Timestamp, Error> {
         check_user(user)?;
         let now = self.now();
         let (rec, rev) = self.load(user).await?;
@@ -97,12 +88,8 @@ impl TwoFactorService {
         Ok(pending.effective_at)
     }
 
-    /// Cancels a pending recovery; `false` when none was pending. A passed second-factor check
-    /// cancels it too.
-    ///
-    /// # Errors
-    /// Store errors; [`Error::InvalidInput`] for an unusable user id.
-    pub async fn cancel_recovery(&self, user: &str) -> Result<bool, Error> {
+    /// [`Recovery::cancel`](crate::service::Recovery::cancel).
+    pub(crate) async fn cancel_recovery(&self, user: &str) -> Result<bool, Error> {
         check_user(user)?;
         let mut cancelled = false;
         self.update(user, |rec| {
@@ -118,14 +105,8 @@ impl TwoFactorService {
         Ok(cancelled)
     }
 
-    /// Moves the user's recovery on: when it is due, turns two-factor authentication off (as
-    /// [`disable`](Self::disable) does, telling the email factor); when it takes effect within
-    /// [`Policy::recovery_reminder`](crate::Policy::recovery_reminder), sends the reminder once.
-    /// Run it periodically for each user with a pending recovery.
-    ///
-    /// # Errors
-    /// Store errors; [`Error::InvalidInput`] for an unusable user id.
-    pub async fn process_recovery(&self, user: &str) -> Result<RecoveryProgress, Error> {
+    /// [`Recovery::process`](crate::service::Recovery::process).
+    pub(crate) async fn process_recovery(&self, user: &str) -> Result<RecoveryProgress, Error> {
         check_user(user)?;
         let now = self.now();
         let (rec, rev) = self.load(user).await?;

@@ -5,16 +5,16 @@ use crate::backup::{self, BackupCodeSet};
 use crate::challenge::CodeRecord;
 use crate::clock::Timestamp;
 use crate::code::{self, Secret};
-use crate::keyspace::STEP_UP;
 use crate::error::Error;
 use crate::events::Event;
-use crate::flow::OpenAttempt;
+use crate::input::check_user;
+use crate::keyspace::STEP_UP;
 use crate::mail::MailContent;
 use crate::method::Method;
-use crate::totp::TotpAlgorithm;
 use crate::service::TwoFactorService;
-use crate::input::check_user;
+use crate::store::flow::OpenAttempt;
 use crate::store::{EnrollmentRecord, Revision};
+use crate::totp::TotpAlgorithm;
 
 /// The two-factor state of a user.
 ///
@@ -34,7 +34,7 @@ pub struct Status {
     pub email: Option<String>,
     /// The phone factor's number, masked (`+49•••••••567`, see [`PhoneNumber::masked`]).
     ///
-    /// [`PhoneNumber::masked`]: crate::PhoneNumber::masked
+    /// [`PhoneNumber::masked`]: crate::text::PhoneNumber::masked
     pub phone: Option<String>,
     /// When the user last passed a second-factor check.
     pub last_verified_at: Option<Timestamp>,
@@ -203,7 +203,7 @@ impl TwoFactorService {
             Ok(()) => {
                 // A passed check cancels a pending account recovery.
                 if rec.recovery.is_some() {
-                    self.cancel_recovery(user).await?;
+                    self.recovery().cancel(user).await?;
                 }
                 Ok(method)
             }
@@ -259,53 +259,8 @@ impl TwoFactorService {
         Ok(None)
     }
 
-    /// Confirms a fresh second factor (a TOTP code, a step-up email code or a backup code) before
-    /// a change to the user's factors. For [`Policy::reauth_window`] afterwards, the user may add
-    /// a factor ([`start_totp_setup`](Self::start_totp_setup),
-    /// [`start_email_setup`](Self::start_email_setup)); without it, an account that has a factor
-    /// answers those with [`Error::ReauthRequired`], so that a session alone cannot add a factor
-    /// of its own.
-    ///
-    /// The attempt counts against the user's limits like any code check.
-    ///
-    /// ```
-    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// use twofactor::*;
-    /// let mailer = RecordingMailer::new();
-    /// let clock = ManualClock::new(Timestamp::from_unix_secs(1_700_000_000));
-    /// let tf = TwoFactorService::builder()
-    ///     .issuer("Acme")
-    ///     .keys(Keyring::generate())
-    ///     .otp_store(MemoryOtpStore::new())
-    ///     .enrollments(MemoryEnrollmentStore::new())
-    ///     .mailer(mailer.clone())
-    ///     .clock(clock.clone())
-    ///     .build()?;
-    /// let setup = tf.start_totp_setup("alice", "alice@example.com").await?;
-    /// let secret = TotpSecret::from_base32(setup.secret_base32())?;
-    /// let code = |t: u64| totp_code(secret.as_bytes(), TotpParams::default(), t);
-    /// tf.confirm_totp_setup("alice", &code(1_700_000_000)).await?;
-    ///
-    /// // An hour later, a session alone may not add a factor.
-    /// clock.advance(std::time::Duration::from_secs(3600));
-    /// let later = 1_700_003_600;
-    /// assert!(matches!(
-    ///     tf.start_email_setup("alice", "alice@example.com").await,
-    ///     Err(Error::ReauthRequired)
-    /// ));
-    /// // A current code opens the window.
-    /// tf.reauthenticate("alice", &code(later)).await?;
-    /// tf.start_email_setup("alice", "alice@example.com").await?;
-    /// # Ok::<(), Error>(())
-    /// # }).unwrap();
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::NotEnrolled`] without a factor; [`Error::InvalidCode`], [`Error::CodeReused`],
-    /// [`Error::Locked`], [`Error::MalformedCode`]; store errors.
-    ///
-    /// [`Policy::reauth_window`]: crate::Policy::reauth_window
-    pub async fn reauthenticate(&self, user: &str, code: &str) -> Result<Method, Error> {
+    /// [`Account::reauthenticate`](crate::service::Account::reauthenticate).
+    pub(crate) async fn reauthenticate(&self, user: &str, code: &str) -> Result<Method, Error> {
         check_user(user)?;
         let code = Answer::parse(code)?;
         let now = self.now();
@@ -345,18 +300,13 @@ impl TwoFactorService {
         }
     }
 
-    /// Turns two-factor authentication off: needs the password (checked by the host's
-    /// [`PasswordVerifier`]) and a current TOTP code, step-up email code or backup code. Removes
-    /// every factor and backup code, and notifies the email factor if there was one.
-    ///
-    /// # Errors
-    /// [`Error::InvalidPassword`], [`Error::NotEnrolled`], [`Error::InvalidCode`],
-    /// [`Error::Locked`], …; [`Error::PasswordCheck`] when the verifier could not check (the
-    /// attempt stays counted, nothing is changed); [`Error::InvalidConfig`] when no password
-    /// verifier is configured.
-    ///
-    /// [`PasswordVerifier`]: crate::PasswordVerifier
-    pub async fn disable(&self, user: &str, password: &str, code: &str) -> Result<(), Error> {
+    /// [`Account::disable`](crate::service::Account::disable).
+    pub(crate) async fn disable(
+        &self,
+        user: &str,
+        password: &str,
+        code: &str,
+    ) -> Result<(), Error> {
         check_user(user)?;
         self.password_verifier()?;
         let (rec, rev) = self.load(user).await?;
@@ -392,7 +342,7 @@ impl TwoFactorService {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when none is configured.
-    pub(crate) fn password_verifier(&self) -> Result<&dyn crate::PasswordVerifier, Error> {
+    pub(crate) fn password_verifier(&self) -> Result<&dyn crate::service::PasswordVerifier, Error> {
         self.inner
             .password
             .as_deref()
@@ -434,7 +384,7 @@ impl TwoFactorService {
 
     async fn check_password_with(
         &self,
-        verifier: &dyn crate::PasswordVerifier,
+        verifier: &dyn crate::service::PasswordVerifier,
         user: &str,
         password: &str,
         now: Timestamp,
@@ -461,12 +411,8 @@ impl TwoFactorService {
         Ok(password_ok)
     }
 
-    /// Replaces the backup codes with a new set, after a fresh factor (TOTP, step-up email code,
-    /// or one of the current backup codes). Every old code stops working.
-    ///
-    /// # Errors
-    /// [`Error::NotEnrolled`], [`Error::InvalidCode`], [`Error::Locked`], …; store errors.
-    pub async fn regenerate_backup_codes(
+    /// [`BackupCodes::regenerate`](crate::service::BackupCodes::regenerate).
+    pub(crate) async fn regenerate_backup_codes(
         &self,
         user: &str,
         code: &str,
@@ -498,11 +444,8 @@ impl TwoFactorService {
         Ok(set.codes().to_vec())
     }
 
-    /// The user's two-factor state.
-    ///
-    /// # Errors
-    /// Store errors; [`Error::InvalidInput`] for an unusable user id.
-    pub async fn status(&self, user: &str) -> Result<Status, Error> {
+    /// [`Account::status`](crate::service::Account::status).
+    pub(crate) async fn status(&self, user: &str) -> Result<Status, Error> {
         check_user(user)?;
         let now = self.now();
         let (rec, remaining) = self.load_with_codes(user).await?;

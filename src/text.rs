@@ -12,14 +12,14 @@
 //! recovery notices; other notifications about account changes go by email.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::error::DeliveryError;
 use crate::mail::{MessagePurpose, SecurityAction, StandardMessage};
-use crate::phone::PhoneNumber;
+pub use crate::phone::{PhoneNumber, MAX_PHONE_DIGITS, MIN_PHONE_DIGITS};
 
 /// What a text says, with its data. Its `Debug` prints only its [`MessagePurpose`].
 #[derive(Clone, Copy)]
@@ -121,7 +121,7 @@ fn parts<'a>(content: &TextContent<'a>) -> (Option<&'a str>, Wording, u64) {
 ///
 /// ```
 /// use std::time::Duration;
-/// use twofactor::{EnglishTextTemplates, TextContent, TextTemplates};
+/// use twofactor::{text::EnglishTextTemplates, text::TextContent, text::TextTemplates};
 ///
 /// let body = EnglishTextTemplates.render(
 ///     "Acme",
@@ -163,7 +163,7 @@ impl TextTemplates for EnglishTextTemplates {
 ///
 /// ```
 /// use std::time::Duration;
-/// use twofactor::{GermanTextTemplates, TextContent, TextTemplates};
+/// use twofactor::{text::GermanTextTemplates, text::TextContent, text::TextTemplates};
 ///
 /// let body = GermanTextTemplates.render(
 ///     "Acme",
@@ -237,13 +237,13 @@ impl fmt::Debug for TextMessage {
 /// number porting, interception). A TOTP authenticator app, or a security key, is stronger:
 /// offer a text code beside them, not instead of them.
 ///
-/// As with a [`Mailer`](crate::Mailer), return an error whenever the text may not have been
+/// As with a [`Mailer`](crate::mail::Mailer), return an error whenever the text may not have been
 /// accepted: the service then fails closed, leaves no usable code behind and lifts the
 /// cooldown. The trait is async through [`async_trait`](crate::async_trait); an `Arc<T>` or a
 /// `Box<dyn TextSender>` is a `TextSender` as well.
 ///
 /// ```
-/// use twofactor::{async_trait, DeliveryError, TextMessage, TextSender};
+/// use twofactor::{async_trait, error::DeliveryError, text::TextMessage, text::TextSender};
 ///
 /// struct Vendor {
 ///     outbox: tokio::sync::mpsc::Sender<(String, String)>,
@@ -279,57 +279,10 @@ impl<T: TextSender + ?Sized> TextSender for Box<T> {
     }
 }
 
-/// Keeps every text in memory, for tests. Clones share the same list.
-///
-/// ```
-/// use twofactor::RecordingTextSender;
-/// assert!(RecordingTextSender::new().texts().is_empty());
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct RecordingTextSender {
-    sent: Arc<Mutex<Vec<TextMessage>>>,
-}
-
-impl RecordingTextSender {
-    /// An empty recorder.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Every text sent so far, oldest first.
-    pub fn texts(&self) -> Vec<TextMessage> {
-        self.sent.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// The most recent text to `to` (E.164), if any.
-    pub fn last_to(&self, to: &str) -> Option<TextMessage> {
-        self.texts()
-            .into_iter()
-            .rev()
-            .find(|m| m.to.as_e164() == to)
-    }
-
-    /// Forgets every recorded text.
-    pub fn clear(&self) {
-        self.sent.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    }
-}
-
-#[async_trait]
-impl TextSender for RecordingTextSender {
-    async fn send(&self, text: &TextMessage) -> Result<(), DeliveryError> {
-        self.sent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(text.clone());
-        Ok(())
-    }
-}
-
 /// Writes each text, body included, to the log at INFO level (target `twofactor::text`), the
 /// number masked.
 ///
-/// **WARNING:** for development only, like [`LogMailer`](crate::LogMailer): it logs codes,
+/// **WARNING:** for development only, like [`LogMailer`](crate::mail::LogMailer): it logs codes,
 /// which is exactly what production must never do.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LogTextSender;
@@ -351,6 +304,7 @@ impl TextSender for LogTextSender {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::RecordingTextSender;
 
     fn every_kind() -> Vec<TextContent<'static>> {
         let e = Duration::from_secs(300);

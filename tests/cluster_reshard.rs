@@ -21,12 +21,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use twofactor::LoginContext;
 
 use std::time::Duration;
 
 use twofactor::{
-    totp_code, Clock, Error, Keyring, LoginStep, ManualClock, MemoryEnrollmentStore,
-    RecordingMailer, RedisOtpStore, Timestamp, TotpParams, TotpSecret, TwoFactorService,
+    clock::Clock, clock::Timestamp, store::MemoryEnrollmentStore, store::RedisOtpStore,
+    testing::ManualClock, testing::RecordingMailer, totp::totp_code, totp::TotpParams,
+    totp::TotpSecret, Error, Keyring, LoginStep, TwoFactorService,
 };
 
 const USERS: usize = 120;
@@ -235,16 +237,24 @@ async fn round(rig: &Arc<Rig>, seen: &Arc<Mutex<Seen>>, guesser: Option<usize>) 
         tasks.spawn(async move {
             let user = Rig::user(i);
             let code = rig.code(i);
-            let begun = rig.tf.begin_login(&user).await;
+            let begun = rig.tf.begin_login(LoginContext::none(), &user).await;
             seen.lock().unwrap().note("begin_login", &begun);
             let Ok(LoginStep::Challenge(ch)) = begun else {
                 return;
             };
-            let first = rig.tf.verify_login(ch.token(), &code).await;
+            let first = rig
+                .tf
+                .verify_login(LoginContext::none(), ch.token(), &code)
+                .await;
             seen.lock().unwrap().note("verify_login", &first);
             if i % 10 == 0 {
-                if let Ok(LoginStep::Challenge(again)) = rig.tf.begin_login(&user).await {
-                    let replay = rig.tf.verify_login(again.token(), &code).await;
+                if let Ok(LoginStep::Challenge(again)) =
+                    rig.tf.begin_login(LoginContext::none(), &user).await
+                {
+                    let replay = rig
+                        .tf
+                        .verify_login(LoginContext::none(), again.token(), &code)
+                        .await;
                     // A replay after a success; after a transient error, a retry (which may
                     // pass: the first try may not have landed).
                     let what = if first.is_ok() { "replay" } else { "retry" };
@@ -263,11 +273,17 @@ async fn round(rig: &Arc<Rig>, seen: &Arc<Mutex<Seen>>, guesser: Option<usize>) 
     }
     // Wrong guesses on one challenge of a user of its own.
     let user = format!("reshard-guesser-{}", guesser.unwrap_or(GUESSERS));
-    if let (Some(_), Ok(LoginStep::Challenge(ch))) = (guesser, rig.tf.begin_login(&user).await) {
+    if let (Some(_), Ok(LoginStep::Challenge(ch))) = (
+        guesser,
+        rig.tf.begin_login(LoginContext::none(), &user).await,
+    ) {
         for _ in 0..16 {
             let (rig, seen, token) = (rig.clone(), seen.clone(), ch.token().clone());
             tasks.spawn(async move {
-                let r = rig.tf.verify_login(&token, "999999").await;
+                let r = rig
+                    .tf
+                    .verify_login(LoginContext::none(), &token, "999999")
+                    .await;
                 seen.lock().unwrap().note("guess", &r);
             });
         }
@@ -311,11 +327,11 @@ async fn resharding_under_logins_breaks_no_rule() {
     let enrol = |user: String| {
         let (tf, clock) = (&tf, &clock);
         async move {
-            let setup = tf.start_totp_setup(&user, "u@example.com").await.unwrap();
+            let setup = tf.totp().start_setup(&user, "u@example.com").await.unwrap();
             let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
             let now = clock.now().as_unix_secs();
             let code = totp_code(secret.as_bytes(), TotpParams::default(), now);
-            tf.confirm_totp_setup(&user, &code).await.unwrap();
+            tf.totp().confirm_setup(&user, &code).await.unwrap();
             secret.as_bytes().to_vec()
         }
     };

@@ -26,8 +26,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
+use twofactor::LoginContext;
 
-use twofactor::{MemoryOtpStore, OtpStore, StoreKey, Timestamp};
+use twofactor::{clock::Timestamp, store::MemoryOtpStore, store::OtpStore, store::StoreKey};
 
 /// The system allocator, counting the bytes it has handed out and not yet taken back.
 struct Counting;
@@ -265,8 +266,9 @@ fn a_pending_challenge_costs_at_most_256_bytes() {
 fn a_pending_login_challenge_costs_at_most_256_bytes() {
     use std::sync::Arc;
     use twofactor::{
-        totp_code, EnrollmentStore, Keyring, LoginStep, ManualClock, MemoryEnrollmentStore,
-        RecordingMailer, TotpParams, TotpSecret, TwoFactorService,
+        store::EnrollmentStore, store::MemoryEnrollmentStore, testing::ManualClock,
+        testing::RecordingMailer, totp::totp_code, totp::TotpParams, totp::TotpSecret, Keyring,
+        LoginStep, TwoFactorService,
     };
 
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -284,10 +286,10 @@ fn a_pending_login_challenge_costs_at_most_256_bytes() {
         .build()
         .unwrap();
     let name = |i: usize| format!("user-{i:06}");
-    let setup = run(tf.start_totp_setup(&name(0), "a@example.com")).unwrap();
+    let setup = run(tf.totp().start_setup(&name(0), "a@example.com")).unwrap();
     let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
     let code = totp_code(secret.as_bytes(), TotpParams::default(), T0);
-    run(tf.confirm_totp_setup(&name(0), &code)).unwrap();
+    run(tf.totp().confirm_setup(&name(0), &code)).unwrap();
     // Every other user gets a copy of the record: begin_login stores the sealed secret without
     // opening it, so the copy costs a challenge exactly what a real enrolment would.
     let (record, _) = run(enrollments.load(&name(0))).unwrap().unwrap();
@@ -297,7 +299,7 @@ fn a_pending_login_challenge_costs_at_most_256_bytes() {
     let records_before = otp.len();
     let meter = Meter::start();
     for i in 0..USERS {
-        let step = run(tf.begin_login(&name(i))).unwrap();
+        let step = run(tf.begin_login(LoginContext::none(), &name(i))).unwrap();
         assert!(matches!(step, LoginStep::Challenge(_)));
     }
     assert_eq!(
@@ -322,7 +324,8 @@ fn a_pending_login_challenge_costs_at_most_256_bytes() {
 #[test]
 fn a_totp_setup_renders_no_qr_code_until_asked() {
     use twofactor::{
-        Keyring, ManualClock, MemoryEnrollmentStore, RecordingMailer, TwoFactorService,
+        store::MemoryEnrollmentStore, testing::ManualClock, testing::RecordingMailer, Keyring,
+        TwoFactorService,
     };
 
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -336,11 +339,11 @@ fn a_totp_setup_renders_no_qr_code_until_asked() {
         .build()
         .unwrap();
     // Warm up: the stores' tables exist before the measured setup.
-    drop(run(tf.start_totp_setup("warm-up", "w@example.com")).unwrap());
+    drop(run(tf.totp().start_setup("warm-up", "w@example.com")).unwrap());
 
     reset_peak();
     let meter = Meter::start();
-    let setup = run(tf.start_totp_setup("user-1", "alice@example.com")).unwrap();
+    let setup = run(tf.totp().start_setup("user-1", "alice@example.com")).unwrap();
     let setup_peak = meter.peak();
 
     reset_peak();

@@ -30,10 +30,10 @@ use std::io::Write as _;
 
 use tracing_subscriber::EnvFilter;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-use twofactor::SqlStore;
+use twofactor::store::SqlStore;
 use twofactor::{
-    DeliveryError, EnrollmentStore, Keyring, Mailer, MemoryEnrollmentStore, MemoryOtpStore,
-    Message, OtpStore, Policy, SystemClock,
+    clock::SystemClock, error::DeliveryError, mail::Mailer, mail::Message, store::EnrollmentStore,
+    store::MemoryEnrollmentStore, store::MemoryOtpStore, store::OtpStore, Keyring, Policy,
 };
 
 use app::{security_key_policy, AppState, Backends, HashLimits, Sessions};
@@ -237,7 +237,7 @@ async fn open_stores(banner: &mut Vec<String>) -> Result<Stores, Box<dyn Error>>
     let redis: Option<Arc<dyn OtpStore>> = match env("REDIS_URL") {
         Some(url) => {
             let shown = redact(&url);
-            let store = twofactor::RedisOtpStore::connect(url.trim())
+            let store = twofactor::store::RedisOtpStore::connect(url.trim())
                 .await
                 .map_err(|e| format!("REDIS_URL ({shown}): {e}"))?;
             banner.push(format!(
@@ -332,7 +332,7 @@ async fn open_sql() -> Result<Option<(SqlStore, String, &'static str)>, Box<dyn 
 /// this only reclaims their space.
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 fn spawn_purge(store: SqlStore) {
-    use twofactor::Clock as _;
+    use twofactor::clock::Clock as _;
     tokio::spawn(async move {
         let period = std::time::Duration::from_secs(PURGE_EVERY_MINUTES * 60);
         let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -351,8 +351,8 @@ fn open_mailer(banner: &mut Vec<String>) -> Result<Arc<dyn Mailer>, Box<dyn Erro
     #[cfg(feature = "smtp")]
     if let Some(url) = env("SMTP_URL") {
         // Neither the builder's errors nor the banner repeat the password.
-        let builder =
-            twofactor::SmtpMailer::from_url(url.trim()).map_err(|e| format!("SMTP_URL: {e}"))?;
+        let builder = twofactor::mail::SmtpMailer::from_url(url.trim())
+            .map_err(|e| format!("SMTP_URL: {e}"))?;
         let tls = builder.tls_mode();
         let mailer = builder.build().map_err(|e| format!("SMTP_URL: {e}"))?;
         banner.push(format!(

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use twofactor::__fuzz::{challenge_locate, challenge_token};
+use twofactor::testing::fuzz::{challenge_locate, challenge_token};
 use twofactor::{ChallengeToken, Keyring};
 
 fn keys() -> &'static Keyring {

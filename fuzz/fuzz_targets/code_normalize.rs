@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use twofactor::__fuzz::{backup_canonical, is_numeric, normalize};
+use twofactor::testing::fuzz::{backup_canonical, is_numeric, normalize};
 
 /// Crockford's base32 alphabet, as backup codes use it.
 const CROCKFORD: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";

@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use twofactor::__fuzz::{open, seal};
+use twofactor::testing::fuzz::{open, seal};
 use twofactor::Keyring;
 
 const USER: &str = "alice@example.com";

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use twofactor::{otpauth_uri, OtpAuthUri};
+use twofactor::{totp::otpauth_uri, totp::OtpAuthUri};
 
 /// RFC 3986 percent-encoding, unreserved characters kept.
 fn pct(s: &str) -> String {

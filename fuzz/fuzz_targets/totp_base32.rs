@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use twofactor::TotpSecret;
+use twofactor::totp::TotpSecret;
 
 /// The reference: a plain RFC 4648 base32 reading of the text, or `None`. Bits left over after
 /// the last whole byte are ignored, as most decoders do.

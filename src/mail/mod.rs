@@ -6,7 +6,6 @@
 //! tests and [`LogMailer`] writes them to the log during development.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,6 +15,8 @@ use crate::error::DeliveryError;
 #[cfg(feature = "smtp")]
 mod smtp;
 mod templates;
+
+pub use crate::code::spaced;
 
 #[cfg(feature = "smtp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
@@ -230,7 +231,7 @@ impl fmt::Debug for Message {
 /// `Arc<M>` or a `Box<dyn Mailer>` is a `Mailer` as well.
 ///
 /// ```
-/// use twofactor::{async_trait, DeliveryError, Mailer, Message};
+/// use twofactor::{async_trait, error::DeliveryError, mail::Mailer, mail::Message};
 ///
 /// /// Hands each message to the host's own email service.
 /// struct ProviderMailer {
@@ -252,51 +253,6 @@ impl fmt::Debug for Message {
 pub trait Mailer: Send + Sync + 'static {
     /// Sends one message.
     async fn send(&self, message: &Message) -> Result<(), DeliveryError>;
-}
-
-/// Keeps every message in memory, for tests: the equivalent of a stub transport.
-///
-/// ```
-/// use twofactor::RecordingMailer;
-/// let mailer = RecordingMailer::new();
-/// assert!(mailer.messages().is_empty());
-/// ```
-#[derive(Clone, Debug, Default)]
-pub struct RecordingMailer {
-    sent: Arc<Mutex<Vec<Message>>>,
-}
-
-impl RecordingMailer {
-    /// An empty recorder. Clones share the same list.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Every message sent so far, oldest first.
-    pub fn messages(&self) -> Vec<Message> {
-        self.sent.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// The most recent message to `to`, if any.
-    pub fn last_to(&self, to: &str) -> Option<Message> {
-        self.messages().into_iter().rev().find(|m| m.to == to)
-    }
-
-    /// Forgets every recorded message.
-    pub fn clear(&self) {
-        self.sent.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    }
-}
-
-#[async_trait]
-impl Mailer for RecordingMailer {
-    async fn send(&self, message: &Message) -> Result<(), DeliveryError> {
-        self.sent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(message.clone());
-        Ok(())
-    }
 }
 
 /// Writes each message, body included, to the log at INFO level (target `twofactor::mail`).

@@ -62,7 +62,7 @@ impl SmtpTls {
 ///
 /// ```
 /// use std::time::Duration;
-/// use twofactor::{SmtpMailer, SmtpTls};
+/// use twofactor::{mail::SmtpMailer, mail::SmtpTls};
 ///
 /// # fn main() -> Result<(), twofactor::Error> {
 /// let mailer = SmtpMailer::builder("smtp.example.com")
@@ -137,7 +137,7 @@ impl SmtpMailer {
     /// Anything set in the URL can still be changed on the returned builder.
     ///
     /// ```
-    /// use twofactor::{SmtpMailer, SmtpTls};
+    /// use twofactor::{mail::SmtpMailer, mail::SmtpTls};
     ///
     /// let b = SmtpMailer::from_url("smtps://u%40x:p%3Ass@mail.example.com?from=a%40b.example")?;
     /// assert_eq!(b.tls_mode(), SmtpTls::Implicit);

@@ -68,7 +68,7 @@ pub trait Templates: Send + Sync + 'static {
 /// A translation is one `match` over [`MailContent`]:
 ///
 /// ```
-/// use twofactor::{MailContext, MailContent, Rendered, StandardMessage, Templates};
+/// use twofactor::{mail::MailContext, mail::MailContent, mail::Rendered, mail::StandardMessage, mail::Templates};
 ///
 /// struct FrenchTemplates;
 ///
@@ -138,7 +138,7 @@ impl StandardMessage<'_> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use twofactor::StandardMessage;
+    /// use twofactor::mail::StandardMessage;
     /// assert_eq!(StandardMessage::minutes(Duration::from_secs(300)), 5);
     /// assert_eq!(StandardMessage::minutes(Duration::from_secs(301)), 6);
     /// assert_eq!(StandardMessage::minutes(Duration::from_secs(0)), 1);
@@ -345,7 +345,7 @@ impl Templates for EnglishTemplates {
 ///
 /// ```
 /// use std::time::Duration;
-/// use twofactor::{GermanTemplates, MailContext, MailContent, Templates};
+/// use twofactor::{mail::GermanTemplates, mail::MailContext, mail::MailContent, mail::Templates};
 ///
 /// let r = GermanTemplates.render(&MailContext::new(
 ///     "Acme",
@@ -495,7 +495,7 @@ impl Templates for GermanTemplates {
 /// Escapes `&`, `<`, `>`, `"` and `'` for HTML text and attribute values.
 ///
 /// ```
-/// assert_eq!(twofactor::escape_html("<b>&"), "&lt;b&gt;&amp;");
+/// assert_eq!(twofactor::mail::escape_html("<b>&"), "&lt;b&gt;&amp;");
 /// ```
 pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

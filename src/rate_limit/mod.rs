@@ -1,5 +1,5 @@
 //! [`RateLimiter`]: a limit the host sets on what the crate does not see (the password step, a
-//! registration form, a route), kept in the same [`OtpStore`](crate::OtpStore) as the login state, so that every
+//! registration form, a route), kept in the same [`OtpStore`](crate::store::OtpStore) as the login state, so that every
 //! instance of a service on one Redis or one SQL database shares it.
 //!
 //! A limiter counts hits per key (any string: a client address, an account, a route) in a
@@ -36,7 +36,7 @@
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! use std::time::Duration;
-//! use twofactor::*;
+//! use twofactor::{*, rate_limit::Decision, rate_limit::Limit, rate_limit::MAX_LIMIT_WINDOW, store::MemoryEnrollmentStore, store::MemoryOtpStore, store::OtpStore, rate_limit::RateLimiter, testing::RecordingMailer, error::StoreError, store::StoreKey, clock::Timestamp, rate_limit::WindowKind};
 //!
 //! let tf = TwoFactorService::builder()
 //!     .issuer("Acme")
@@ -80,7 +80,7 @@ pub use context::LoginContext;
 pub(crate) use limit::decide;
 pub use limit::{Decision, Limit, WindowKind, MAX_LIMIT_WINDOW};
 
-/// Counts hits per key against a [`Limit`], in the service's [`OtpStore`](crate::OtpStore).
+/// Counts hits per key against a [`Limit`], in the service's [`OtpStore`](crate::store::OtpStore).
 ///
 /// Made by [`TwoFactorService::rate_limiter`]; cheap to clone. See the [module
 /// documentation](crate::rate_limit) for the recommended layers.
@@ -215,7 +215,6 @@ fn count_of(value: Option<Vec<u8>>) -> Result<u64, StoreError> {
     }
 }
 
-
 /// Polls two futures at once and returns both outputs: two store calls in one round trip of
 /// waiting.
 async fn both<A, B>(mut a: Pin<Box<A>>, mut b: Pin<Box<B>>) -> (A::Output, B::Output)
@@ -244,7 +243,6 @@ where
     })
     .await
 }
-
 
 impl TwoFactorService {
     /// Counts one login step for the context's client against

@@ -1,11 +1,10 @@
 //! Assertions: the login answer, step-up by key, the signature counter and its clone signal.
 
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use webauthn_rs::prelude::{
-    AuthenticationResult, PasskeyAuthentication,
-    RequestChallengeResponse, SecurityKeyAuthentication, WebauthnError,
+    AuthenticationResult, PasskeyAuthentication, RequestChallengeResponse,
+    SecurityKeyAuthentication, WebauthnError,
 };
 
 use crate::challenge::ChallengeToken;
@@ -15,7 +14,6 @@ use crate::events::Event;
 use crate::method::{Method, Verified};
 use crate::service::TwoFactorService;
 use crate::store::{EnrollmentRecord, Revision};
-
 
 use super::*;
 
@@ -193,7 +191,7 @@ impl TwoFactorService {
         )
         .await?;
         if rec.recovery.is_some() {
-            self.cancel_recovery(user).await?;
+            self.recovery().cancel(user).await?;
         }
         Ok(Method::SecurityKey)
     }
@@ -286,7 +284,7 @@ impl TwoFactorService {
             method: Method::SecurityKey,
         });
         if challenge.recovery_pending {
-            self.cancel_recovery(user).await?;
+            self.recovery().cancel(user).await?;
         }
         Ok(Verified {
             user: user.to_owned(),

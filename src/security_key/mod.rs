@@ -13,34 +13,32 @@
 //! [`verify_login`]: TwoFactorService::verify_login
 //! [`verify_login_security_key`]: TwoFactorService::verify_login_security_key
 
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use rand::rngs::OsRng;
 use rand::RngCore;
 use serde::Serialize;
 use webauthn_rs::prelude::{
-    AuthenticationResult, CreationChallengeResponse, Passkey,
-    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, SecurityKey, SecurityKeyRegistration,
-    Uuid, Webauthn, WebauthnError,
+    AuthenticationResult, CreationChallengeResponse, Passkey, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential, SecurityKey, SecurityKeyRegistration, Uuid,
+    Webauthn, WebauthnError,
 };
 
-use crate::keyspace::CodePurpose;
 use crate::error::{Error, StoreError};
 use crate::events::Event;
+use crate::input::check_user;
+use crate::keyspace::CodePurpose;
 use crate::mail::MailContent;
 use crate::method::Method;
 use crate::service::TwoFactorService;
-use crate::input::check_user;
 use crate::store::{EnrollmentRecord, SecurityKeyRecord};
-
 
 mod assertion;
 pub(crate) mod types;
 
 pub use types::{
-    SecurityKeyInfo, SecurityKeyOptions, SecurityKeyPolicy, UserVerification, MAX_SECURITY_KEY_LABEL,
-    MAX_SECURITY_KEY_RESPONSE,
+    SecurityKeyInfo, SecurityKeyOptions, SecurityKeyPolicy, UserVerification,
+    MAX_SECURITY_KEY_LABEL, MAX_SECURITY_KEY_RESPONSE,
 };
 
 /// The purposes of the ceremony states kept under the user's pending keys.
@@ -143,21 +141,8 @@ impl TwoFactorService {
         Uuid::from_bytes(mac.first_chunk::<16>().copied().unwrap_or_default())
     }
 
-    /// Starts registering a security key or passkey for `user`: the options for
-    /// `navigator.credentials.create`. The user's keys already registered are excluded (the
-    /// browser refuses to register one twice). Finish with
-    /// [`finish_security_key_registration`](Self::finish_security_key_registration) within
-    /// [`SecurityKeyPolicy::ceremony_ttl`]; a new start replaces an unfinished one.
-    ///
-    /// On an account that already has a factor this needs a fresh one, as adding any factor
-    /// does (see [`reauthenticate`](Self::reauthenticate)).
-    ///
-    /// # Errors
-    /// [`Error::ReauthRequired`]; [`Error::FallbackFactorRequired`] when the policy does not let
-    /// a key stand alone and the user has no code factor; [`Error::InvalidInput`] for an
-    /// unusable `display_name` or when the user has [`SecurityKeyPolicy::max_keys`] keys;
-    /// [`Error::InvalidConfig`] without [`Policy::security_keys`](crate::Policy); store errors.
-    pub async fn start_security_key_registration(
+    /// [`SecurityKeys::start_registration`](crate::service::SecurityKeys::start_registration).
+    pub(crate) async fn start_security_key_registration(
         &self,
         user: &str,
         display_name: &str,
@@ -227,21 +212,8 @@ impl TwoFactorService {
         Ok(())
     }
 
-    /// Finishes a registration with the browser's response to `navigator.credentials.create`
-    /// (the `PublicKeyCredential` as JSON, base64url fields) and stores the key under `label`.
-    /// The ceremony is single use: it is taken before the response is checked, so a failed
-    /// finish needs a new start.
-    ///
-    /// The user's email factor is told; the event is [`Event::FactorEnabled`] with
-    /// [`Method::SecurityKey`].
-    ///
-    /// # Errors
-    /// [`Error::NothingPending`] without a live registration; [`Error::SecurityKeyRejected`]
-    /// for a response that fails verification (another origin, another ceremony, malformed);
-    /// [`Error::AlreadyEnrolled`] for a key the user already has; [`Error::InvalidInput`] for
-    /// an unusable label or past [`SecurityKeyPolicy::max_keys`];
-    /// [`Error::FallbackFactorRequired`]; store errors.
-    pub async fn finish_security_key_registration(
+    /// [`SecurityKeys::finish_registration`](crate::service::SecurityKeys::finish_registration).
+    pub(crate) async fn finish_security_key_registration(
         &self,
         user: &str,
         response_json: &str,
@@ -317,11 +289,11 @@ impl TwoFactorService {
         Ok(info)
     }
 
-    /// The user's security keys, oldest first.
-    ///
-    /// # Errors
-    /// Store errors; [`Error::InvalidInput`] for an unusable user id.
-    pub async fn security_keys(&self, user: &str) -> Result<Vec<SecurityKeyInfo>, Error> {
+    /// [`SecurityKeys::list`](crate::service::SecurityKeys::list).
+    pub(crate) async fn list_security_keys(
+        &self,
+        user: &str,
+    ) -> Result<Vec<SecurityKeyInfo>, Error> {
         check_user(user)?;
         let (rec, _) = self.load(user).await?;
         Ok(rec
@@ -331,11 +303,8 @@ impl TwoFactorService {
             .collect())
     }
 
-    /// Renames one of the user's keys: the renamed key, or `None` when the user has no such key.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for an unusable label; store errors.
-    pub async fn rename_security_key(
+    /// [`SecurityKeys::rename`](crate::service::SecurityKeys::rename).
+    pub(crate) async fn rename_security_key(
         &self,
         user: &str,
         id: &str,
@@ -359,16 +328,8 @@ impl TwoFactorService {
             .map(SecurityKeyInfo::from))
     }
 
-    /// Removes one of the user's keys. The same rules as [`disable`](Self::disable): the
-    /// password (checked by the host's [`PasswordVerifier`](crate::PasswordVerifier)) and a
-    /// fresh factor (a code, or an assertion of any of the user's keys, this one included; see
-    /// [`start_security_key_step_up`](Self::start_security_key_step_up)). When it was the
-    /// user's last factor, two-factor authentication is turned off, as `disable` does (backup
-    /// codes and trusted devices go too).
-    ///
-    /// # Errors
-    /// [`Error::NotEnrolled`] when the user has no such key; then as [`disable`](Self::disable).
-    pub async fn remove_security_key(
+    /// [`SecurityKeys::remove`](crate::service::SecurityKeys::remove).
+    pub(crate) async fn remove_security_key(
         &self,
         user: &str,
         id: &str,
@@ -412,15 +373,8 @@ impl TwoFactorService {
         Ok(())
     }
 
-    /// Starts a step-up with a security key: the options for `navigator.credentials.get`. The
-    /// browser's assertion then goes where a code would: [`reauthenticate`](Self::reauthenticate),
-    /// [`disable`](Self::disable), [`regenerate_backup_codes`](Self::regenerate_backup_codes),
-    /// [`remove_security_key`](Self::remove_security_key). It is good for one attempt within
-    /// [`SecurityKeyPolicy::ceremony_ttl`]; a new start replaces it.
-    ///
-    /// # Errors
-    /// [`Error::NotEnrolled`] when the user has no key; [`Error::InvalidConfig`]; store errors.
-    pub async fn start_security_key_step_up(
+    /// [`SecurityKeys::start_step_up`](crate::service::SecurityKeys::start_step_up).
+    pub(crate) async fn start_security_key_step_up(
         &self,
         user: &str,
     ) -> Result<SecurityKeyOptions, Error> {
@@ -439,5 +393,4 @@ impl TwoFactorService {
             .await?;
         Ok(options)
     }
-
 }

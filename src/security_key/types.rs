@@ -4,14 +4,11 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use webauthn_rs::prelude::{
-    Url, Webauthn, WebauthnBuilder,
-};
+use webauthn_rs::prelude::{Url, Webauthn, WebauthnBuilder};
 
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::store::SecurityKeyRecord;
-
 
 /// The longest label a key may carry, in characters.
 pub const MAX_SECURITY_KEY_LABEL: usize = 64;
@@ -41,8 +38,8 @@ pub enum UserVerification {
 /// [`Policy::security_keys`](crate::Policy)).
 ///
 /// ```
-/// use twofactor::{Policy, SecurityKeyPolicy, TwoFactorService, Keyring};
-/// use twofactor::{MemoryOtpStore, MemoryEnrollmentStore, RecordingMailer};
+/// use twofactor::{Policy, security_key::SecurityKeyPolicy, TwoFactorService, Keyring};
+/// use twofactor::{store::MemoryOtpStore, store::MemoryEnrollmentStore, testing::RecordingMailer};
 ///
 /// let mut policy = Policy::default();
 /// policy.security_keys = Some(SecurityKeyPolicy::new("example.com", "https://example.com"));
@@ -69,7 +66,7 @@ pub enum UserVerification {
 /// user-verification rule. `webauthn-rs` keeps it out of serialisation unless its
 /// `danger-allow-state-serialisation` feature is on, because state that can be replayed, swapped
 /// between users or kept alive turns one finished ceremony into a reusable pass. Here it is
-/// kept in the [`OtpStore`](crate::OtpStore) under exactly the rules that make that safe:
+/// kept in the [`OtpStore`](crate::store::OtpStore) under exactly the rules that make that safe:
 ///
 /// - **single use**: a login's state is part of its challenge record and leaves with it when the
 ///   challenge passes (of concurrent passes exactly one wins); a registration's state is taken
@@ -136,7 +133,9 @@ impl SecurityKeyPolicy {
         if !(1..=20).contains(&self.max_keys) {
             return bad("max_keys must be 1 to 20");
         }
-        if self.ceremony_ttl < Duration::from_secs(30) || self.ceremony_ttl > crate::code::MAX_CODE_TTL {
+        if self.ceremony_ttl < Duration::from_secs(30)
+            || self.ceremony_ttl > crate::code::MAX_CODE_TTL
+        {
             return bad("ceremony_ttl must be 30 s to 10 min");
         }
         if self.rp_name.is_empty() || self.rp_name.chars().any(char::is_control) {

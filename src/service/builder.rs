@@ -26,13 +26,13 @@ use crate::text::{EnglishTextTemplates, TextSender, TextTemplates};
 /// `impl`.
 ///
 /// ```
-/// use twofactor::{async_trait, BoxError, PasswordVerifier};
+/// use twofactor::{async_trait, error::BoxError, service::PasswordVerifier};
 ///
 /// struct Users { /* a database pool */ }
 ///
 /// impl Users {
 ///     async fn password_hash(&self, user: &str) -> Result<Option<String>, BoxError> {
-///         Ok((user == "alice").then(|| twofactor::hash_password("s3cret")).transpose()?)
+///         Ok((user == "alice").then(|| twofactor::account::hash_password("s3cret")).transpose()?)
 ///     }
 /// }
 ///
@@ -42,7 +42,7 @@ use crate::text::{EnglishTextTemplates, TextSender, TextTemplates};
 ///         let Some(phc) = self.password_hash(user).await? else { return Ok(false) };
 ///         // argon2 takes tens of milliseconds: keep it off the async executor.
 ///         let password = password.to_owned();
-///         Ok(tokio::task::spawn_blocking(move || twofactor::verify_password(&password, &phc)).await?)
+///         Ok(tokio::task::spawn_blocking(move || twofactor::account::verify_password(&password, &phc)).await?)
 ///     }
 /// }
 /// # #[tokio::main(flavor = "current_thread")]
@@ -56,7 +56,7 @@ use crate::text::{EnglishTextTemplates, TextSender, TextTemplates};
 /// `Fn(&str, &str) -> bool` (user, password) is a `PasswordVerifier`:
 ///
 /// ```
-/// # use twofactor::{Keyring, MemoryEnrollmentStore, MemoryOtpStore, RecordingMailer, TwoFactorService};
+/// # use twofactor::{Keyring, store::MemoryEnrollmentStore, store::MemoryOtpStore, testing::RecordingMailer, TwoFactorService};
 /// let builder = TwoFactorService::builder()
 ///     .password_verifier(|_user: &str, password: &str| password == "from the host");
 /// # let _ = builder;

@@ -8,22 +8,25 @@
 
 use std::sync::Arc;
 
-
 use crate::challenge::TAG_BYTES;
 use crate::clock::{Clock, Timestamp};
-use crate::keyspace::UserKeys;
 use crate::events::{Event, EventSink};
-use crate::flow::UserLimits;
 use crate::keys::Keyring;
+use crate::keyspace::UserKeys;
 use crate::mail::{Mailer, Templates};
 use crate::policy::Policy;
+use crate::store::flow::UserLimits;
 use crate::store::{EnrollmentStore, OtpStore};
 use crate::text::{TextSender, TextTemplates};
 
 mod builder;
+mod handles;
 mod records;
 
 pub use builder::{PasswordVerifier, ServiceBuilder};
+#[cfg(feature = "webauthn")]
+pub use handles::SecurityKeys;
+pub use handles::{Account, BackupCodes, Devices, Email, Recovery, Sms, Totp};
 pub(crate) use records::algorithm;
 
 type DisplayNames = dyn Fn(&str) -> Option<String> + Send + Sync;
@@ -53,7 +56,7 @@ pub(crate) struct Inner {
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use twofactor::*;
+/// use twofactor::{*, clock::Clock, store::EnrollmentStore, events::Event, events::EventSink, mail::Mailer, store::MemoryEnrollmentStore, store::MemoryOtpStore, store::OtpStore, service::PasswordVerifier, testing::RecordingMailer, service::ServiceBuilder, mail::Templates, text::TextSender, text::TextTemplates, clock::Timestamp, store::flow};
 ///
 /// let mailer = RecordingMailer::new();
 /// let tf = TwoFactorService::builder()
@@ -65,7 +68,7 @@ pub(crate) struct Inner {
 ///     .build()?;
 ///
 /// // No factor yet: the login completes at once.
-/// assert!(matches!(tf.begin_login("alice").await?, LoginStep::Complete(_)));
+/// assert!(matches!(tf.begin_login(&LoginContext::new(), "alice").await?, LoginStep::Complete(_)));
 /// # Ok::<(), Error>(())
 /// # }).unwrap();
 /// ```

@@ -3,8 +3,8 @@
 
 use super::TwoFactorService;
 use crate::error::{Error, StoreError};
-use crate::totp::TotpAlgorithm;
 use crate::store::{EnrollmentRecord, Revision, TotpRecord};
+use crate::totp::TotpAlgorithm;
 use crate::totp::TotpParams;
 
 impl TwoFactorService {

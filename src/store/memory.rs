@@ -368,7 +368,7 @@ impl OtpState {
 ///
 /// ```
 /// # tokio_test_block_on(async {
-/// use twofactor::{MemoryOtpStore, OtpStore, StoreKey, Timestamp};
+/// use twofactor::{store::MemoryOtpStore, store::OtpStore, store::StoreKey, clock::Timestamp};
 ///
 /// let store = MemoryOtpStore::new();
 /// let key = StoreKey::new("{u1}:demo");

@@ -93,11 +93,11 @@ impl std::fmt::Display for StoreKey {
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};
-/// use twofactor::flow::{
+/// use twofactor::store::flow::{
 ///     AttemptSpec, Begun, NewChallenge, Opened, Reserved, SendSpec, Settled, Settlement,
 ///     UserLimits, UserState,
 /// };
-/// use twofactor::{async_trait, MemoryOtpStore, OtpStore, StoreError, StoreKey, Timestamp};
+/// use twofactor::{async_trait, store::MemoryOtpStore, store::OtpStore, error::StoreError, store::StoreKey, clock::Timestamp};
 ///
 /// /// Counts the calls that reach the store inside.
 /// struct Metered<S> {
@@ -628,10 +628,7 @@ impl BackupCodeRecord {
 /// `Box<dyn EnrollmentStore>` is an `EnrollmentStore` as well.
 ///
 /// ```
-/// use twofactor::{
-///     async_trait, BackupCodeRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,
-///     Revision, StoreError, Timestamp,
-/// };
+/// use twofactor::{async_trait, store::BackupCodeRecord, store::EnrollmentRecord, store::EnrollmentStore, store::MemoryEnrollmentStore, store::Revision, error::StoreError, clock::Timestamp};
 ///
 /// /// Refuses writes while the host is in maintenance; reads go through.
 /// struct ReadOnlyDuringMaintenance<S> {

@@ -8,24 +8,24 @@
 //! exactly as the numbers do, so the Lua scripts decide expiry and "greater than" without floating
 //! point.
 //!
-//! The composite operations (see [`flow`](crate::flow)) keep one record per challenge and one
+//! The composite operations (see [`flow`](crate::store::flow)) keep one record per challenge and one
 //! per user, under the keys the service passes in, instead of the default layout of
-//! [`flow`](crate::flow#default-layout):
+//! [`flow`](crate::store::flow#default-layout):
 //!
 //! | record | Redis type | contents |
 //! | --- | --- | --- |
 //! | a challenge or pending code | string | a version byte (1), `expires_at` (8 bytes), the attempts (4 bytes), whether a code is held (1 byte) and its length (4 bytes), then the code and the value |
-//! | the user (the `user` key itself) | string | [`UserState::to_bytes`](crate::flow::UserState::to_bytes), then `expires_at` (8 bytes): when the record lapses, [`rules::user_expires_at`](crate::flow::rules::user_expires_at) |
+//! | the user (the `user` key itself) | string | [`UserState::to_bytes`](crate::store::flow::UserState::to_bytes), then `expires_at` (8 bytes): when the record lapses, [`rules::user_expires_at`](crate::store::flow::rules::user_expires_at) |
 //! | a cooldown | string | the end of the cooldown, in decimal |
 //!
 //! Times are Unix seconds; binary integers are big-endian, read and written by the scripts with
 //! Redis' `struct` library. Each record is one `GET` to read and one `SET … PX` to write (an
 //! attempt rewrites only the challenge's counter, with `SETRANGE`); a hash with one field each
 //! cost about three times as much server time. A user whose record is absent or
-//! lapsed is [`UserState::default()`](crate::flow::UserState); each script applies
-//! [`rules::current`](crate::flow::rules::current) to what it reads, so a lapsed run of
+//! lapsed is [`UserState::default()`](crate::store::flow::UserState); each script applies
+//! [`rules::current`](crate::store::flow::rules::current) to what it reads, so a lapsed run of
 //! failures, lock level or send window is forgotten. `reserve_send`, which is given no
-//! [`UserLimits`](crate::flow::UserLimits), leaves the lock level as stored (it lapses on the
+//! [`UserLimits`](crate::store::flow::UserLimits), leaves the lock level as stored (it lapses on the
 //! next read all the same) and keeps the record until its earlier expiry or the end of the send
 //! window, whichever is later. A key holds the records of one layout only: a record of the
 //! other layout under it is refused as corrupt.
@@ -39,7 +39,7 @@
 //! store therefore clamps every time, duration (in whole seconds, as
 //! [`Timestamp::saturating_add`] counts them), TOTP step and count it passes to a script at
 //! 2^53 - 1, and sums in the scripts saturate there, so every comparison is exact. The only
-//! visible difference from the [`rules`](crate::flow::rules), which saturate at `u64::MAX`: a
+//! visible difference from the [`rules`](crate::store::flow::rules), which saturate at `u64::MAX`: a
 //! time or step past 2^53 - 1 (some 285 million years after the epoch) is kept and read back as
 //! 2^53 - 1. The scripts write numbers with `string.format('%d')`, never `tostring`, which would
 //! round them to 14 digits.
@@ -569,7 +569,7 @@ return {'user', u.failures, u.failures_until, u.level, u.locked_until, u.last_st
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), twofactor::Error> {
-/// use twofactor::RedisOtpStore;
+/// use twofactor::store::RedisOtpStore;
 ///
 /// let store = RedisOtpStore::builder("redis://127.0.0.1:6379")
 ///     .prefix("acme:2fa:")
@@ -859,7 +859,7 @@ impl RedisOtpStore {
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), twofactor::Error> {
-    /// use twofactor::RedisOtpStore;
+    /// use twofactor::store::RedisOtpStore;
     ///
     /// let store = RedisOtpStore::cluster_builder(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"])
     ///     .prefix("acme:2fa:")
@@ -907,7 +907,7 @@ impl RedisOtpStore {
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// use twofactor::{RedisOtpStore, DEFAULT_REDIS_PREFIX};
+    /// use twofactor::{store::RedisOtpStore, store::DEFAULT_REDIS_PREFIX};
     ///
     /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
     /// let conn = redis::aio::ConnectionManager::new(client).await?; // the host's, shared
@@ -1544,7 +1544,7 @@ mod tests {
             b"00000000000000000099zv",
         ] {
             let e = decode_live(Some(raw.to_vec()), Timestamp::EPOCH).unwrap_err();
-            assert_eq!(e.kind(), crate::StoreErrorKind::Corrupt);
+            assert_eq!(e.kind(), crate::error::StoreErrorKind::Corrupt);
         }
     }
 
@@ -1683,7 +1683,7 @@ mod tests {
             bulk("malformed user record"),
         ]))
         .unwrap_err();
-        assert_eq!(corrupt.kind(), crate::StoreErrorKind::Corrupt);
+        assert_eq!(corrupt.kind(), crate::error::StoreErrorKind::Corrupt);
         assert!(corrupt.to_string().contains("malformed user record"));
 
         for garbage in [
@@ -1694,7 +1694,7 @@ mod tests {
             Value::Array(vec![Value::BulkString(vec![0xff])]),
         ] {
             let e = Reply::parse(garbage).unwrap_err();
-            assert_eq!(e.kind(), crate::StoreErrorKind::Corrupt);
+            assert_eq!(e.kind(), crate::error::StoreErrorKind::Corrupt);
         }
         let mut negative = Reply::parse(Value::Array(vec![bulk("user"), Value::Int(-1)])).unwrap();
         assert!(negative.num().is_err());
@@ -1712,7 +1712,7 @@ mod tests {
 #[cfg(test)]
 mod live {
     use super::*;
-    use crate::StoreErrorKind;
+    use crate::error::StoreErrorKind;
 
     const T0: u64 = 1_700_000_000;
 
@@ -1793,7 +1793,7 @@ mod live {
     /// The user's record as stored: its [`UserState`] and its expiry.
     async fn raw_user(store: &RedisOtpStore, key: &StoreKey) -> (UserState, u64) {
         let raw: Vec<u8> = query(store, redis::cmd("GET").arg(store.full_key(key))).await;
-        let (state, exp) = raw.split_at(crate::flow::USER_STATE_LEN);
+        let (state, exp) = raw.split_at(crate::store::flow::USER_STATE_LEN);
         (
             UserState::from_bytes(state).unwrap(),
             u64::from_be_bytes(exp.try_into().unwrap()),

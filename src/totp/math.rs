@@ -244,7 +244,7 @@ fn truncate(hash: &[u8]) -> u32 {
 /// can be replayed within its window. The service does this for you.
 ///
 /// ```
-/// use twofactor::{totp_code, TotpParams, TotpSecret, TotpVerifier};
+/// use twofactor::{totp::totp_code, totp::TotpParams, totp::TotpSecret, totp::TotpVerifier};
 /// let secret = TotpSecret::generate(20).unwrap();
 /// let params = TotpParams::default();
 /// let verifier = TotpVerifier::new(&secret, params).unwrap();
@@ -351,7 +351,7 @@ fn parse_digits(code: &str, digits: u32) -> Option<u32> {
 /// panics; use [`TotpParams::validate`] to refuse such parameters.
 ///
 /// ```
-/// use twofactor::{totp_code, TotpParams};
+/// use twofactor::{totp::totp_code, totp::TotpParams};
 /// // RFC 6238 Appendix B, SHA-1, 8 digits, T = 59.
 /// let params = TotpParams { digits: 8, ..TotpParams::default() };
 /// assert_eq!(totp_code(b"12345678901234567890", params, 59), "94287082");

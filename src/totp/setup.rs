@@ -7,13 +7,13 @@ use crate::clock::Timestamp;
 use crate::code::{self, Secret};
 use crate::error::Error;
 use crate::events::Event;
-use crate::mail::MailContent;
-use crate::method::Method;
-use crate::totp::TotpAlgorithm;
-use crate::service::TwoFactorService;
 use crate::input::check_user;
 use crate::keyspace::UserKeys;
+use crate::mail::MailContent;
+use crate::method::Method;
+use crate::service::TwoFactorService;
 use crate::store::{PendingTotp, TotpRecord};
+use crate::totp::TotpAlgorithm;
 use crate::totp::{self, TotpParams, TotpSecret};
 
 /// What apps that ignore `algorithm=` and `digits=` use (the period is the requested one).
@@ -110,9 +110,9 @@ impl TotpSetup {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), twofactor::Error> {
 /// # let tf = twofactor::TwoFactorService::builder().issuer("Acme").keys(twofactor::Keyring::generate())
-/// #     .otp_store(twofactor::MemoryOtpStore::new()).enrollments(twofactor::MemoryEnrollmentStore::new())
-/// #     .mailer(twofactor::RecordingMailer::new()).build()?;
-/// let setup = tf.start_totp_setup("user-42", "alice@example.com").await?;
+/// #     .otp_store(twofactor::store::MemoryOtpStore::new()).enrollments(twofactor::store::MemoryEnrollmentStore::new())
+/// #     .mailer(twofactor::testing::RecordingMailer::new()).build()?;
+/// let setup = tf.totp().start_setup("user-42", "alice@example.com").await?;
 /// let body = serde_json::to_value(setup.to_response().with_qr_svg()?).unwrap();
 /// assert!(body["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/"));
 /// assert_eq!(body["backup_codes"].as_array().unwrap().len(), 10);
@@ -171,16 +171,8 @@ impl TotpSetupResponse {
 }
 
 impl TwoFactorService {
-    /// Starts (or restarts) a TOTP setup: a new secret, its otpauth URI and QR code, and a backup
-    /// code set that becomes valid on confirmation. A second call replaces an unconfirmed setup.
-    ///
-    /// On an account that already has a factor (email), this needs a fresh one: see
-    /// [`reauthenticate`](Self::reauthenticate).
-    ///
-    /// # Errors
-    /// [`Error::AlreadyEnrolled`] when TOTP is already confirmed; [`Error::ReauthRequired`];
-    /// [`Error::InvalidInput`] for an unusable user id or account name; store errors.
-    pub async fn start_totp_setup(
+    /// [`Totp::start_setup`](crate::service::Totp::start_setup).
+    pub(crate) async fn start_totp_setup(
         &self,
         user: &str,
         account_name: &str,
@@ -236,22 +228,8 @@ impl TwoFactorService {
         })
     }
 
-    /// Confirms a TOTP setup with a code from the app, enabling TOTP and installing the backup
-    /// codes shown at setup. The code's step is recorded, so it cannot be replayed at login.
-    ///
-    /// When the policy asks for SHA-256/512 or 8 digits, a 6-digit code is also compared with
-    /// the SHA-1, 6-digit code of the secret, to catch an app that ignored the setting: that
-    /// code is refused with [`Error::TotpAlgorithmUnsupported`], or, under
-    /// [`Policy::totp_allow_sha1_fallback`](crate::Policy::totp_allow_sha1_fallback), enrols
-    /// SHA-1 with 6 digits ([`Status::totp_algorithm`](crate::Status::totp_algorithm) shows
-    /// it, every later check uses it, and [`Event::TotpSha1Fallback`] records it). A code
-    /// compared under both settings counts as two attempts against the user's lock.
-    ///
-    /// # Errors
-    /// [`Error::NothingPending`] without a live setup; [`Error::InvalidCode`],
-    /// [`Error::TotpAlgorithmUnsupported`], [`Error::CodeReused`],
-    /// [`Error::Locked`], [`Error::MalformedCode`]; store errors (nothing is half-enabled).
-    pub async fn confirm_totp_setup(&self, user: &str, code: &str) -> Result<(), Error> {
+    /// [`Totp::confirm_setup`](crate::service::Totp::confirm_setup).
+    pub(crate) async fn confirm_totp_setup(&self, user: &str, code: &str) -> Result<(), Error> {
         check_user(user)?;
         let input = code::normalize(code)?;
         let now = self.now();
@@ -435,19 +413,13 @@ impl TwoFactorService {
     /// Re-seals a TOTP secret under the current key after a rotation. Best effort: the old
     /// envelope keeps working if this fails.
     pub(crate) async fn reseal(&self, user: &str) {
-        if let Err(e) = self.reseal_totp_secret(user).await {
+        if let Err(e) = self.totp().reseal_secret(user).await {
             tracing::warn!(target: "twofactor", error = %e, "re-sealing a TOTP secret failed");
         }
     }
 
-    /// Re-seals the user's TOTP secret (confirmed or pending) under the keyring's current
-    /// sealing key, if an older key sealed it, and returns the id of the key that seals it now
-    /// (`None` without a TOTP factor). Run it over every user after a rotation to retire the old
-    /// key sooner than logins would (see [`Keyring`](crate::Keyring)'s rotation notes).
-    ///
-    /// # Errors
-    /// [`Error::Crypto`] when the secret opens under no key of the ring; store errors.
-    pub async fn reseal_totp_secret(&self, user: &str) -> Result<Option<String>, Error> {
+    /// [`Totp::reseal_secret`](crate::service::Totp::reseal_secret).
+    pub(crate) async fn reseal_totp_secret(&self, user: &str) -> Result<Option<String>, Error> {
         check_user(user)?;
         let keys = &self.inner.keys;
         let reseal = |sealed: &mut Vec<u8>| -> Result<bool, Error> {

@@ -33,7 +33,7 @@ fn pct(s: &str) -> String {
 /// [`OtpAuthUri::parse`] reads the result back.
 ///
 /// ```
-/// use twofactor::{otpauth_uri, TotpParams, TotpSecret};
+/// use twofactor::{totp::otpauth_uri, totp::TotpParams, totp::TotpSecret};
 /// let secret = TotpSecret::from_base32("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP").unwrap();
 /// let uri = otpauth_uri("Acme Co", "alice@example.com", &secret, TotpParams::default()).unwrap();
 /// assert_eq!(uri, "otpauth://totp/Acme%20Co:alice%40example.com?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=Acme%20Co&algorithm=SHA1&digits=6&period=30");
@@ -92,7 +92,7 @@ fn check_label_part(v: &str) -> Result<(), ()> {
 /// `Debug` prints the labels and parameters, never the secret.
 ///
 /// ```
-/// use twofactor::{OtpAuthUri, TotpAlgorithm};
+/// use twofactor::{totp::OtpAuthUri, totp::TotpAlgorithm};
 /// let uri = OtpAuthUri::parse(
 ///     "otpauth://totp/Acme%20Co:alice%40example.com?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=Acme%20Co",
 /// ).unwrap();

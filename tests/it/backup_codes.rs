@@ -1,6 +1,7 @@
 //! Backup codes (seed 002): single use, forgiving input, regeneration, keyed storage.
 
-use twofactor::{BackupCodeHashing, Error, MessagePurpose, Method, Policy};
+use twofactor::LoginContext;
+use twofactor::{account::BackupCodeHashing, mail::MessagePurpose, Error, Method, Policy};
 
 use crate::support::{wrong, Harness};
 
@@ -9,15 +10,26 @@ async fn a_backup_code_logs_in_once() {
     let h = Harness::new();
     let (_, codes) = h.enroll_totp("u1").await;
     let ch = h.challenge("u1").await;
-    let v = h.tf.verify_login(ch.token(), &codes[3]).await.unwrap();
+    let v =
+        h.tf.verify_login(LoginContext::none(), ch.token(), &codes[3])
+            .await
+            .unwrap();
     assert_eq!(v.method, Some(Method::BackupCode));
     assert_eq!(v.backup_codes_remaining, 9);
     let ch = h.challenge("u1").await;
     assert!(matches!(
-        h.tf.verify_login(ch.token(), &codes[3]).await,
+        h.tf.verify_login(LoginContext::none(), ch.token(), &codes[3])
+            .await,
         Err(Error::InvalidCode { .. })
     ));
-    assert_eq!(h.tf.status("u1").await.unwrap().backup_codes_remaining, 9);
+    assert_eq!(
+        h.tf.account()
+            .status("u1")
+            .await
+            .unwrap()
+            .backup_codes_remaining,
+        9
+    );
 }
 
 #[tokio::test]
@@ -33,12 +45,22 @@ async fn input_ignores_case_spaces_dashes_and_confusables() {
     for t in typed {
         let ch = h.challenge("u1").await;
         assert_eq!(
-            h.tf.verify_login(ch.token(), &t).await.unwrap().method,
+            h.tf.verify_login(LoginContext::none(), ch.token(), &t)
+                .await
+                .unwrap()
+                .method,
             Some(Method::BackupCode),
             "{t}"
         );
     }
-    assert_eq!(h.tf.status("u1").await.unwrap().backup_codes_remaining, 6);
+    assert_eq!(
+        h.tf.account()
+            .status("u1")
+            .await
+            .unwrap()
+            .backup_codes_remaining,
+        6
+    );
 }
 
 #[tokio::test]
@@ -47,8 +69,19 @@ async fn a_backup_code_of_another_user_is_refused() {
     let (_, mine) = h.enroll_totp("u1").await;
     h.enroll_totp("u2").await;
     let ch = h.challenge("u2").await;
-    assert!(h.tf.verify_login(ch.token(), &mine[0]).await.is_err());
-    assert_eq!(h.tf.status("u1").await.unwrap().backup_codes_remaining, 10);
+    assert!(h
+        .tf
+        .verify_login(LoginContext::none(), ch.token(), &mine[0])
+        .await
+        .is_err());
+    assert_eq!(
+        h.tf.account()
+            .status("u1")
+            .await
+            .unwrap()
+            .backup_codes_remaining,
+        10
+    );
 }
 
 #[tokio::test]
@@ -57,12 +90,14 @@ async fn regeneration_needs_a_fresh_factor_and_voids_the_old_set() {
     let (secret, old) = h.enroll_totp("u1").await;
     h.enroll_email("u1", "alice@example.com").await;
     assert!(matches!(
-        h.tf.regenerate_backup_codes("u1", &wrong(&h.totp(&secret)))
+        h.tf.backup_codes()
+            .regenerate("u1", &wrong(&h.totp(&secret)))
             .await,
         Err(Error::InvalidCode { .. })
     ));
     let new =
-        h.tf.regenerate_backup_codes("u1", &h.totp(&secret))
+        h.tf.backup_codes()
+            .regenerate("u1", &h.totp(&secret))
             .await
             .unwrap();
     assert_eq!(new.len(), 10);
@@ -76,26 +111,38 @@ async fn regeneration_needs_a_fresh_factor_and_voids_the_old_set() {
     h.advance(30);
     let ch = h.challenge("u1").await;
     for code in old.iter().take(3) {
-        assert!(h.tf.verify_login(ch.token(), code).await.is_err());
+        assert!(h
+            .tf
+            .verify_login(LoginContext::none(), ch.token(), code)
+            .await
+            .is_err());
     }
     let v =
-        h.tf.verify_login(ch.token(), new[0].expose())
+        h.tf.verify_login(LoginContext::none(), ch.token(), new[0].expose())
             .await
             .unwrap();
     assert_eq!(v.backup_codes_remaining, 9);
     // A backup code can itself authorise a regeneration (and is spent doing so).
     let newer =
-        h.tf.regenerate_backup_codes("u1", new[1].expose())
+        h.tf.backup_codes()
+            .regenerate("u1", new[1].expose())
             .await
             .unwrap();
-    assert_eq!(h.tf.status("u1").await.unwrap().backup_codes_remaining, 10);
+    assert_eq!(
+        h.tf.account()
+            .status("u1")
+            .await
+            .unwrap()
+            .backup_codes_remaining,
+        10
+    );
     let ch = h.challenge("u1").await;
     assert!(h
         .tf
-        .verify_login(ch.token(), new[2].expose())
+        .verify_login(LoginContext::none(), ch.token(), new[2].expose())
         .await
         .is_err());
-    h.tf.verify_login(ch.token(), newer[0].expose())
+    h.tf.verify_login(LoginContext::none(), ch.token(), newer[0].expose())
         .await
         .unwrap();
 }
@@ -132,12 +179,19 @@ async fn argon2id_storage_works_with_a_lookup_prefix() {
     let ch = h.challenge("u1").await;
     assert!(h
         .tf
-        .verify_login(ch.token(), "ABCD-EFGH-JKMN")
+        .verify_login(LoginContext::none(), ch.token(), "ABCD-EFGH-JKMN")
         .await
         .is_err());
-    let v = h.tf.verify_login(ch.token(), &codes[1]).await.unwrap();
+    let v =
+        h.tf.verify_login(LoginContext::none(), ch.token(), &codes[1])
+            .await
+            .unwrap();
     assert_eq!(v.method, Some(Method::BackupCode));
     assert_eq!(v.backup_codes_remaining, 2);
     let ch = h.challenge("u1").await;
-    assert!(h.tf.verify_login(ch.token(), &codes[1]).await.is_err());
+    assert!(h
+        .tf
+        .verify_login(LoginContext::none(), ch.token(), &codes[1])
+        .await
+        .is_err());
 }

@@ -1,6 +1,7 @@
 //! Concurrent submissions: attempts counted atomically before comparing; every code, backup code,
 //! TOTP step and challenge accepted at most once.
 
+use twofactor::LoginContext;
 use twofactor::{Error, Method};
 
 use crate::support::{race, wrong, Harness};
@@ -17,7 +18,7 @@ async fn sixty_four_wrong_guesses_on_one_challenge_evaluate_exactly_five() {
         let tf = tf.clone();
         let token = token.clone();
         let bad = bad.clone();
-        async move { tf.verify_login(&token, &bad).await }
+        async move { tf.verify_login(LoginContext::none(), &token, &bad).await }
     })
     .await;
     let evaluated = results
@@ -50,7 +51,7 @@ async fn the_same_totp_code_submitted_64_times_succeeds_once() {
         let tf = tf.clone();
         let token = tokens[i].clone();
         let code = code.clone();
-        async move { tf.verify_login(&token, &code).await }
+        async move { tf.verify_login(LoginContext::none(), &token, &code).await }
     })
     .await;
     let ok = results.iter().filter(|r| r.is_ok()).count();
@@ -86,7 +87,7 @@ async fn the_same_backup_code_submitted_32_times_succeeds_once() {
         let tf = tf.clone();
         let token = tokens[i].clone();
         let code = code.clone();
-        async move { tf.verify_login(&token, &code).await }
+        async move { tf.verify_login(LoginContext::none(), &token, &code).await }
     })
     .await;
     let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
@@ -96,7 +97,14 @@ async fn the_same_backup_code_submitted_32_times_succeeds_once() {
     );
     assert_eq!(ok.len(), 1);
     assert_eq!(ok[0].method, Some(Method::BackupCode));
-    assert_eq!(h.tf.status("u1").await.unwrap().backup_codes_remaining, 9);
+    assert_eq!(
+        h.tf.account()
+            .status("u1")
+            .await
+            .unwrap()
+            .backup_codes_remaining,
+        9
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -111,7 +119,7 @@ async fn the_same_email_code_submitted_32_times_succeeds_once() {
         let tf = tf.clone();
         let token = token.clone();
         let code = code.clone();
-        async move { tf.verify_login(&token, &code).await }
+        async move { tf.verify_login(LoginContext::none(), &token, &code).await }
     })
     .await;
     let ok = results.iter().filter(|r| r.is_ok()).count();
@@ -122,7 +130,8 @@ async fn the_same_email_code_submitted_32_times_succeeds_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_registration_code_submitted_32_times_succeeds_once() {
     let h = Harness::new();
-    h.tf.send_verification_code("u1", "alice@example.com")
+    h.tf.email()
+        .send_verification_code("u1", "alice@example.com")
         .await
         .unwrap();
     let code = h.last_code("alice@example.com");
@@ -130,7 +139,7 @@ async fn the_same_registration_code_submitted_32_times_succeeds_once() {
     let results = race(32, |_| {
         let tf = tf.clone();
         let code = code.clone();
-        async move { tf.verify_registration_code("u1", &code).await }
+        async move { tf.email().verify_registration_code("u1", &code).await }
     })
     .await;
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
@@ -173,7 +182,7 @@ async fn the_user_ceiling_holds_under_concurrency_across_challenges() {
         let tf = tf.clone();
         let token = tokens[i].clone();
         let bad = bad.clone();
-        async move { tf.verify_login(&token, &bad).await }
+        async move { tf.verify_login(LoginContext::none(), &token, &bad).await }
     })
     .await;
     let evaluated = results
@@ -183,7 +192,7 @@ async fn the_user_ceiling_holds_under_concurrency_across_challenges() {
     println!("100 concurrent guesses on 100 challenges: {evaluated} evaluated");
     assert_eq!(evaluated, 10);
     assert!(matches!(
-        h.tf.begin_login("u1").await,
+        h.tf.begin_login(LoginContext::none(), "u1").await,
         Err(Error::Locked { .. })
     ));
 }

@@ -2,11 +2,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use twofactor::LoginContext;
 
 use async_trait::async_trait;
 use twofactor::{
-    DeliveryError, Error, Keyring, LoginStep, Mailer, ManualClock, MemoryEnrollmentStore,
-    MemoryOtpStore, Message, RecordingMailer, Timestamp, TwoFactorService,
+    clock::Timestamp, error::DeliveryError, mail::Mailer, mail::Message,
+    store::MemoryEnrollmentStore, store::MemoryOtpStore, testing::ManualClock,
+    testing::RecordingMailer, Error, Keyring, LoginStep, TwoFactorService,
 };
 
 use crate::support::{code_in, START};
@@ -53,7 +55,8 @@ async fn a_failed_setup_send_leaves_nothing_and_allows_an_immediate_retry() {
     let tf = service(mailer.clone());
     mailer.down.store(true, Ordering::SeqCst);
     let err = tf
-        .start_email_setup("u1", "alice@example.com")
+        .email()
+        .start_setup("u1", "alice@example.com")
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Delivery(_)));
@@ -61,40 +64,44 @@ async fn a_failed_setup_send_leaves_nothing_and_allows_an_immediate_retry() {
     assert_eq!(err.http_status(), 503);
     // Nothing pending: no code was left behind.
     assert!(matches!(
-        tf.confirm_email_setup("u1", "123456").await,
+        tf.email().confirm_setup("u1", "123456").await,
         Err(Error::NothingPending)
     ));
     // No cooldown started: the retry goes out at once.
     mailer.down.store(false, Ordering::SeqCst);
-    tf.start_email_setup("u1", "alice@example.com")
+    tf.email()
+        .start_setup("u1", "alice@example.com")
         .await
         .unwrap();
     let code = code_in(&mailer.inner.messages()[0].text).unwrap();
-    tf.confirm_email_setup("u1", &code).await.unwrap();
+    tf.email().confirm_setup("u1", &code).await.unwrap();
 }
 
 #[tokio::test]
 async fn a_failed_login_send_for_an_email_only_user_fails_closed() {
     let mailer = FlakyMailer::default();
     let tf = service(mailer.clone());
-    tf.start_email_setup("u1", "alice@example.com")
+    tf.email()
+        .start_setup("u1", "alice@example.com")
         .await
         .unwrap();
     let code = code_in(&mailer.inner.messages()[0].text).unwrap();
-    tf.confirm_email_setup("u1", &code).await.unwrap();
+    tf.email().confirm_setup("u1", &code).await.unwrap();
 
     mailer.down.store(true, Ordering::SeqCst);
     assert!(matches!(
-        tf.begin_login("u1").await,
+        tf.begin_login(LoginContext::none(), "u1").await,
         Err(Error::Delivery(_))
     ));
     mailer.down.store(false, Ordering::SeqCst);
-    let LoginStep::Challenge(ch) = tf.begin_login("u1").await.unwrap() else {
+    let LoginStep::Challenge(ch) = tf.begin_login(LoginContext::none(), "u1").await.unwrap() else {
         panic!("email user gets a challenge");
     };
     assert!(ch.email_sent());
     let code = code_in(&mailer.inner.messages().last().unwrap().text).unwrap();
-    tf.verify_login(ch.token(), &code).await.unwrap();
+    tf.verify_login(LoginContext::none(), ch.token(), &code)
+        .await
+        .unwrap();
 }
 
 /// An email-2FA user in the middle of a login: the mailer, clock, service, challenge and the code
@@ -109,12 +116,13 @@ async fn email_user_in_login() -> (
     let mailer = FlakyMailer::default();
     let clock = ManualClock::new(Timestamp::from_unix_secs(START));
     let tf = service_with_clock(mailer.clone(), clock.clone());
-    tf.start_email_setup("u1", "alice@example.com")
+    tf.email()
+        .start_setup("u1", "alice@example.com")
         .await
         .unwrap();
     let code = code_in(&mailer.inner.messages()[0].text).unwrap();
-    tf.confirm_email_setup("u1", &code).await.unwrap();
-    let LoginStep::Challenge(ch) = tf.begin_login("u1").await.unwrap() else {
+    tf.email().confirm_setup("u1", &code).await.unwrap();
+    let LoginStep::Challenge(ch) = tf.begin_login(LoginContext::none(), "u1").await.unwrap() else {
         panic!("email user gets a challenge");
     };
     let first = code_in(&mailer.inner.messages().last().unwrap().text).unwrap();
@@ -138,9 +146,14 @@ async fn a_failed_resend_keeps_the_previous_code_and_starts_no_cooldown() {
     let second = code_in(&mailer.inner.messages().last().unwrap().text).unwrap();
     if first != second {
         // The successful resend replaced the first code.
-        assert!(tf.verify_login(ch.token(), &first).await.is_err());
+        assert!(tf
+            .verify_login(LoginContext::none(), ch.token(), &first)
+            .await
+            .is_err());
     }
-    tf.verify_login(ch.token(), &second).await.unwrap();
+    tf.verify_login(LoginContext::none(), ch.token(), &second)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -149,5 +162,7 @@ async fn the_previous_code_survives_a_failed_resend() {
     clock.advance(std::time::Duration::from_secs(60));
     mailer.down.store(true, Ordering::SeqCst);
     assert!(tf.resend_code(ch.token()).await.is_err());
-    tf.verify_login(ch.token(), &first).await.unwrap();
+    tf.verify_login(LoginContext::none(), ch.token(), &first)
+        .await
+        .unwrap();
 }

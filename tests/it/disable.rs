@@ -1,6 +1,7 @@
 //! Disable (seeds 002, 003): password plus a fresh factor; each refusal with its own error.
 
-use twofactor::{Error, LoginStep, MessagePurpose, SecurityAction};
+use twofactor::LoginContext;
+use twofactor::{mail::MessagePurpose, mail::SecurityAction, Error, LoginStep};
 
 use crate::support::{wrong, Harness, PASSWORD};
 
@@ -10,23 +11,28 @@ async fn disable_needs_the_password_and_a_current_code() {
     let (secret, codes) = h.enroll_totp("u1").await;
     h.enroll_email("u1", "alice@example.com").await;
     assert!(matches!(
-        h.tf.disable("u1", "wrong password", &h.totp(&secret)).await,
+        h.tf.account()
+            .disable("u1", "wrong password", &h.totp(&secret))
+            .await,
         Err(Error::InvalidPassword)
     ));
     assert!(matches!(
-        h.tf.disable("u1", PASSWORD, &wrong(&h.totp(&secret))).await,
+        h.tf.account()
+            .disable("u1", PASSWORD, &wrong(&h.totp(&secret)))
+            .await,
         Err(Error::InvalidCode { .. })
     ));
     assert!(matches!(
-        h.tf.disable("u1", PASSWORD, "").await,
+        h.tf.account().disable("u1", PASSWORD, "").await,
         Err(Error::MalformedCode)
     ));
-    assert!(h.tf.status("u1").await.unwrap().enabled);
+    assert!(h.tf.account().status("u1").await.unwrap().enabled);
 
-    h.tf.disable("u1", PASSWORD, &h.totp(&secret))
+    h.tf.account()
+        .disable("u1", PASSWORD, &h.totp(&secret))
         .await
         .unwrap();
-    let status = h.tf.status("u1").await.unwrap();
+    let status = h.tf.account().status("u1").await.unwrap();
     assert!(!status.enabled);
     assert!(status.methods.is_empty());
     assert_eq!(status.backup_codes_remaining, 0);
@@ -36,11 +42,11 @@ async fn disable_needs_the_password_and_a_current_code() {
     );
     // Logins no longer ask for a code, and the old backup codes are gone.
     assert!(matches!(
-        h.tf.begin_login("u1").await.unwrap(),
+        h.tf.begin_login(LoginContext::none(), "u1").await.unwrap(),
         LoginStep::Complete(_)
     ));
     assert!(matches!(
-        h.tf.disable("u1", PASSWORD, &codes[0]).await,
+        h.tf.account().disable("u1", PASSWORD, &codes[0]).await,
         Err(Error::NotEnrolled)
     ));
 }
@@ -49,8 +55,11 @@ async fn disable_needs_the_password_and_a_current_code() {
 async fn disable_with_a_backup_code() {
     let h = Harness::new();
     let (_, codes) = h.enroll_totp("u1").await;
-    h.tf.disable("u1", PASSWORD, &codes[0]).await.unwrap();
-    assert!(!h.tf.status("u1").await.unwrap().enabled);
+    h.tf.account()
+        .disable("u1", PASSWORD, &codes[0])
+        .await
+        .unwrap();
+    assert!(!h.tf.account().status("u1").await.unwrap().enabled);
 }
 
 #[tokio::test]
@@ -58,14 +67,20 @@ async fn disable_with_a_step_up_email_code() {
     let h = Harness::new();
     h.enroll_email("u1", "alice@example.com").await;
     // Without a step-up code sent, a numeric guess is wrong.
-    assert!(h.tf.disable("u1", PASSWORD, "123456").await.is_err());
+    assert!(h
+        .tf
+        .account()
+        .disable("u1", PASSWORD, "123456")
+        .await
+        .is_err());
     h.advance(60);
-    h.tf.send_step_up_code("u1", SecurityAction::DisableTwoFactor)
+    h.tf.account()
+        .send_step_up_code("u1", SecurityAction::DisableTwoFactor)
         .await
         .unwrap();
     let code = h.last_code("alice@example.com");
-    h.tf.disable("u1", PASSWORD, &code).await.unwrap();
-    assert!(!h.tf.status("u1").await.unwrap().enabled);
+    h.tf.account().disable("u1", PASSWORD, &code).await.unwrap();
+    assert!(!h.tf.account().status("u1").await.unwrap().enabled);
 }
 
 #[tokio::test]
@@ -74,12 +89,16 @@ async fn wrong_passwords_count_towards_the_lockout() {
     let (secret, _) = h.enroll_totp("u1").await;
     for _ in 0..10 {
         assert!(matches!(
-            h.tf.disable("u1", "guess", &h.totp(&secret)).await,
+            h.tf.account()
+                .disable("u1", "guess", &h.totp(&secret))
+                .await,
             Err(Error::InvalidPassword)
         ));
     }
     assert!(matches!(
-        h.tf.disable("u1", PASSWORD, &h.totp(&secret)).await,
+        h.tf.account()
+            .disable("u1", PASSWORD, &h.totp(&secret))
+            .await,
         Err(Error::Locked { .. })
     ));
 }
@@ -89,14 +108,14 @@ async fn without_a_password_verifier_disable_refuses() {
     let tf = twofactor::TwoFactorService::builder()
         .issuer("Acme")
         .keys(twofactor::Keyring::generate())
-        .otp_store(twofactor::MemoryOtpStore::new())
-        .enrollments(twofactor::MemoryEnrollmentStore::new())
-        .mailer(twofactor::RecordingMailer::new())
+        .otp_store(twofactor::store::MemoryOtpStore::new())
+        .enrollments(twofactor::store::MemoryEnrollmentStore::new())
+        .mailer(twofactor::testing::RecordingMailer::new())
         .build()
         .unwrap();
-    tf.start_totp_setup("u1", "a").await.unwrap();
+    tf.totp().start_setup("u1", "a").await.unwrap();
     assert!(matches!(
-        tf.disable("u1", PASSWORD, "123456").await,
+        tf.account().disable("u1", PASSWORD, "123456").await,
         Err(Error::InvalidConfig(_))
     ));
 }
@@ -108,16 +127,18 @@ async fn a_replayed_totp_code_in_disable_is_refused_and_reported() {
     h.enroll_email("u1", "alice@example.com").await;
     let code = h.totp(&secret);
     let ch = h.challenge("u1").await;
-    h.tf.verify_login(ch.token(), &code).await.unwrap();
+    h.tf.verify_login(LoginContext::none(), ch.token(), &code)
+        .await
+        .unwrap();
     assert!(matches!(
-        h.tf.disable("u1", PASSWORD, &code).await,
+        h.tf.account().disable("u1", PASSWORD, &code).await,
         Err(Error::CodeReused)
     ));
     assert_eq!(
         h.mailer.last_to("alice@example.com").unwrap().purpose,
         MessagePurpose::TotpReplayRejected
     );
-    assert!(h.tf.status("u1").await.unwrap().enabled);
+    assert!(h.tf.account().status("u1").await.unwrap().enabled);
 }
 
 /// No success in another flow resets the password limit: 1000 rounds of a right code at login
@@ -132,11 +153,14 @@ async fn no_code_success_resets_the_password_limit() {
     for _ in 0..1000 {
         h.advance(30);
         let ch = h.challenge("u1").await;
-        h.tf.verify_login(ch.token(), &h.totp(&secret))
+        h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp(&secret))
             .await
             .unwrap();
         let before = h.password_checks.load(Ordering::SeqCst);
-        let refused = h.tf.disable("u1", "guess", &wrong(&h.totp(&secret))).await;
+        let refused =
+            h.tf.account()
+                .disable("u1", "guess", &wrong(&h.totp(&secret)))
+                .await;
         assert!(
             matches!(refused, Err(Error::InvalidPassword | Error::Locked { .. })),
             "{refused:?}"
@@ -149,11 +173,14 @@ async fn no_code_success_resets_the_password_limit() {
     );
     // The right password is refused too until the limit lapses; then it works, and ends the run.
     assert!(matches!(
-        h.tf.disable("u1", PASSWORD, &h.totp(&secret)).await,
+        h.tf.account()
+            .disable("u1", PASSWORD, &h.totp(&secret))
+            .await,
         Err(Error::Locked { .. })
     ));
     h.advance(86_400);
-    h.tf.disable("u1", PASSWORD, &h.totp(&secret))
+    h.tf.account()
+        .disable("u1", PASSWORD, &h.totp(&secret))
         .await
         .unwrap();
 }
@@ -164,8 +191,12 @@ struct HostUsers {
 }
 
 #[twofactor::async_trait]
-impl twofactor::PasswordVerifier for HostUsers {
-    async fn verify(&self, _user: &str, password: &str) -> Result<bool, twofactor::BoxError> {
+impl twofactor::service::PasswordVerifier for HostUsers {
+    async fn verify(
+        &self,
+        _user: &str,
+        password: &str,
+    ) -> Result<bool, twofactor::error::BoxError> {
         // A real lookup awaits a database; this one yields to the executor the same way.
         tokio::task::yield_now().await;
         if self.down.load(std::sync::atomic::Ordering::SeqCst) {
@@ -189,7 +220,8 @@ async fn a_failing_password_check_is_its_own_error_and_disables_nothing() {
     let h = Harness::with_password_verifier(HostUsers { down: down.clone() });
     let (secret, _) = h.enroll_totp("u1").await;
     let e =
-        h.tf.disable("u1", PASSWORD, &h.totp(&secret))
+        h.tf.account()
+            .disable("u1", PASSWORD, &h.totp(&secret))
             .await
             .unwrap_err();
     assert!(matches!(e, Error::PasswordCheck(_)), "{e:?}");
@@ -199,13 +231,14 @@ async fn a_failing_password_check_is_its_own_error_and_disables_nothing() {
         e.source().map(|s| s.to_string()).as_deref(),
         Some("user database unreachable")
     );
-    assert!(h.tf.status("u1").await.unwrap().enabled);
+    assert!(h.tf.account().status("u1").await.unwrap().enabled);
     down.store(false, Ordering::SeqCst);
     h.advance(30);
-    h.tf.disable("u1", PASSWORD, &h.totp(&secret))
+    h.tf.account()
+        .disable("u1", PASSWORD, &h.totp(&secret))
         .await
         .unwrap();
-    assert!(!h.tf.status("u1").await.unwrap().enabled);
+    assert!(!h.tf.account().status("u1").await.unwrap().enabled);
 }
 
 /// With an async verifier the flows work as with a closure: a wrong password is
@@ -217,12 +250,15 @@ async fn an_async_password_verifier_decides_disable() {
     });
     let (secret, _) = h.enroll_totp("u1").await;
     assert!(matches!(
-        h.tf.disable("u1", "wrong password", &h.totp(&secret)).await,
+        h.tf.account()
+            .disable("u1", "wrong password", &h.totp(&secret))
+            .await,
         Err(Error::InvalidPassword)
     ));
     h.advance(30);
-    h.tf.disable("u1", PASSWORD, &h.totp(&secret))
+    h.tf.account()
+        .disable("u1", PASSWORD, &h.totp(&secret))
         .await
         .unwrap();
-    assert!(!h.tf.status("u1").await.unwrap().enabled);
+    assert!(!h.tf.account().status("u1").await.unwrap().enabled);
 }

@@ -2,40 +2,42 @@
 //! verification, resend with cooldown and cap, purpose and challenge isolation.
 
 use std::time::Duration;
+use twofactor::LoginContext;
 
-use twofactor::{Error, MessagePurpose, Method};
+use twofactor::{mail::MessagePurpose, Error, Method};
 
 use crate::support::{self, code_in, wrong, Harness};
 
 #[tokio::test]
 async fn email_setup_proves_the_address_before_it_becomes_a_factor() {
     let h = Harness::new();
-    h.tf.start_email_setup("u1", "alice@example.com")
+    h.tf.email()
+        .start_setup("u1", "alice@example.com")
         .await
         .unwrap();
     let msg = h.mailer.last_to("alice@example.com").unwrap();
     assert_eq!(msg.purpose, MessagePurpose::EmailSetupCode);
     assert!(msg.text.contains("expires in 5 minutes"));
     // Not a factor yet.
-    assert!(!h.tf.status("u1").await.unwrap().enabled);
+    assert!(!h.tf.account().status("u1").await.unwrap().enabled);
     let code = h.last_code("alice@example.com");
     assert_eq!(code.len(), 6);
     assert!(matches!(
-        h.tf.confirm_email_setup("u1", &wrong(&code)).await,
+        h.tf.email().confirm_setup("u1", &wrong(&code)).await,
         Err(Error::InvalidCode {
             attempts_remaining: Some(4)
         })
     ));
-    let address = h.tf.confirm_email_setup("u1", &code).await.unwrap();
+    let address = h.tf.email().confirm_setup("u1", &code).await.unwrap();
     assert_eq!(address, "alice@example.com");
-    let status = h.tf.status("u1").await.unwrap();
+    let status = h.tf.account().status("u1").await.unwrap();
     assert!(status.enabled);
     assert_eq!(status.methods, vec![Method::Email]);
     assert_eq!(status.email.as_deref(), Some("alice@example.com"));
     // The code is single use.
-    assert!(h.tf.confirm_email_setup("u1", &code).await.is_err());
+    assert!(h.tf.email().confirm_setup("u1", &code).await.is_err());
     assert!(matches!(
-        h.tf.start_email_setup("u1", "other@example.com").await,
+        h.tf.email().start_setup("u1", "other@example.com").await,
         Err(Error::AlreadyEnrolled)
     ));
 }
@@ -55,7 +57,7 @@ async fn bad_addresses_are_refused() {
     ] {
         assert!(
             matches!(
-                h.tf.start_email_setup("u1", bad).await,
+                h.tf.email().start_setup("u1", bad).await,
                 Err(Error::InvalidInput(_))
             ),
             "{bad:?}"
@@ -75,10 +77,17 @@ async fn login_by_email_code() {
     let msg = h.mailer.last_to("alice@example.com").unwrap();
     assert_eq!(msg.purpose, MessagePurpose::LoginCode);
     let code = code_in(&msg.text).unwrap();
-    let v = h.tf.verify_login(ch.token(), &code).await.unwrap();
+    let v =
+        h.tf.verify_login(LoginContext::none(), ch.token(), &code)
+            .await
+            .unwrap();
     assert_eq!(v.method, Some(Method::Email));
     // Used once.
-    assert!(h.tf.verify_login(ch.token(), &code).await.is_err());
+    assert!(h
+        .tf
+        .verify_login(LoginContext::none(), ch.token(), &code)
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -92,94 +101,135 @@ async fn a_code_for_one_challenge_never_answers_another() {
     assert_ne!(a.token(), b.token());
     if code_a != code_b {
         assert!(matches!(
-            h.tf.verify_login(b.token(), &code_a).await,
+            h.tf.verify_login(LoginContext::none(), b.token(), &code_a)
+                .await,
             Err(Error::InvalidCode { .. })
         ));
     }
-    h.tf.verify_login(b.token(), &code_b).await.unwrap();
-    h.tf.verify_login(a.token(), &code_a).await.unwrap();
+    h.tf.verify_login(LoginContext::none(), b.token(), &code_b)
+        .await
+        .unwrap();
+    h.tf.verify_login(LoginContext::none(), a.token(), &code_a)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn codes_are_bound_to_their_purpose_and_user() {
     let h = Harness::new();
     // A registration code does not confirm an email setup, nor the other way round.
-    h.tf.send_verification_code("u1", "alice@example.com")
+    h.tf.email()
+        .send_verification_code("u1", "alice@example.com")
         .await
         .unwrap();
     let reg = h.last_code("alice@example.com");
     assert!(matches!(
-        h.tf.confirm_email_setup("u1", &reg).await,
+        h.tf.email().confirm_setup("u1", &reg).await,
         Err(Error::NothingPending)
     ));
-    h.tf.start_email_setup("u1", "alice@example.com")
+    h.tf.email()
+        .start_setup("u1", "alice@example.com")
         .await
         .unwrap();
     let setup = h.last_code("alice@example.com");
     if reg != setup {
         assert!(matches!(
-            h.tf.confirm_email_setup("u1", &reg).await,
+            h.tf.email().confirm_setup("u1", &reg).await,
             Err(Error::InvalidCode { .. })
         ));
     }
     // Another user's code does not verify this one.
-    h.tf.send_verification_code("u2", "bob@example.com")
+    h.tf.email()
+        .send_verification_code("u2", "bob@example.com")
         .await
         .unwrap();
     let bob = h.last_code("bob@example.com");
     if bob != reg {
-        assert!(h.tf.verify_registration_code("u1", &bob).await.is_err());
+        assert!(h
+            .tf
+            .email()
+            .verify_registration_code("u1", &bob)
+            .await
+            .is_err());
     }
     assert_eq!(
-        h.tf.verify_registration_code("u1", &reg).await.unwrap(),
+        h.tf.email()
+            .verify_registration_code("u1", &reg)
+            .await
+            .unwrap(),
         "alice@example.com"
     );
-    h.tf.confirm_email_setup("u1", &setup).await.unwrap();
+    h.tf.email().confirm_setup("u1", &setup).await.unwrap();
     // A login code does not serve the disable flow's step-up.
     let ch = h.challenge("u1").await;
     let login = h.last_code("alice@example.com");
-    assert!(h.tf.disable("u1", support::PASSWORD, &login).await.is_err());
-    h.tf.verify_login(ch.token(), &login).await.unwrap();
+    assert!(h
+        .tf
+        .account()
+        .disable("u1", support::PASSWORD, &login)
+        .await
+        .is_err());
+    h.tf.verify_login(LoginContext::none(), ch.token(), &login)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn registration_code_expires_with_its_ttl() {
     let h = Harness::new();
-    h.tf.send_verification_code("u1", "alice@example.com")
+    h.tf.email()
+        .send_verification_code("u1", "alice@example.com")
         .await
         .unwrap();
     let code = h.last_code("alice@example.com");
     h.advance(299);
-    h.tf.verify_registration_code("u1", &code).await.unwrap();
+    h.tf.email()
+        .verify_registration_code("u1", &code)
+        .await
+        .unwrap();
 
     h.advance(60);
-    h.tf.send_verification_code("u1", "alice@example.com")
+    h.tf.email()
+        .send_verification_code("u1", "alice@example.com")
         .await
         .unwrap();
     let code = h.last_code("alice@example.com");
     h.advance(300);
-    assert!(h.tf.verify_registration_code("u1", &code).await.is_err());
+    assert!(h
+        .tf
+        .email()
+        .verify_registration_code("u1", &code)
+        .await
+        .is_err());
 }
 
 #[tokio::test]
 async fn registration_code_allows_five_attempts() {
     let h = Harness::new();
-    h.tf.send_verification_code("u1", "alice@example.com")
+    h.tf.email()
+        .send_verification_code("u1", "alice@example.com")
         .await
         .unwrap();
     let code = h.last_code("alice@example.com");
     for _ in 0..5 {
         assert!(matches!(
-            h.tf.verify_registration_code("u1", &wrong(&code)).await,
+            h.tf.email()
+                .verify_registration_code("u1", &wrong(&code))
+                .await,
             Err(Error::InvalidCode { .. })
         ));
     }
     assert!(matches!(
-        h.tf.verify_registration_code("u1", &code).await,
+        h.tf.email().verify_registration_code("u1", &code).await,
         Err(Error::TooManyAttempts)
     ));
     // The code is gone.
-    assert!(h.tf.verify_registration_code("u1", &code).await.is_err());
+    assert!(h
+        .tf
+        .email()
+        .verify_registration_code("u1", &code)
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -192,7 +242,11 @@ async fn resend_has_a_cooldown_a_cap_and_resets_no_counter() {
     let first = h.last_code("alice@example.com");
     // Two wrong guesses, then a resend: the attempt budget is not reset.
     for _ in 0..2 {
-        assert!(h.tf.verify_login(ch.token(), &wrong(&first)).await.is_err());
+        assert!(h
+            .tf
+            .verify_login(LoginContext::none(), ch.token(), &wrong(&first))
+            .await
+            .is_err());
     }
     match h.tf.resend_code(ch.token()).await {
         Err(Error::Cooldown { retry_after }) => assert_eq!(retry_after, Duration::from_secs(60)),
@@ -210,15 +264,22 @@ async fn resend_has_a_cooldown_a_cap_and_resets_no_counter() {
     // The new code replaces the old one.
     if first != second {
         assert!(matches!(
-            h.tf.verify_login(ch.token(), &first).await,
+            h.tf.verify_login(LoginContext::none(), ch.token(), &first)
+                .await,
             Err(Error::InvalidCode {
                 attempts_remaining: Some(2)
             })
         ));
     } else {
-        assert!(h.tf.verify_login(ch.token(), &wrong(&first)).await.is_err());
+        assert!(h
+            .tf
+            .verify_login(LoginContext::none(), ch.token(), &wrong(&first))
+            .await
+            .is_err());
     }
-    h.tf.verify_login(ch.token(), &second).await.unwrap();
+    h.tf.verify_login(LoginContext::none(), ch.token(), &second)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -254,14 +315,17 @@ async fn a_user_with_totp_and_email_may_answer_with_either() {
         &[Method::Totp, Method::Email, Method::BackupCode]
     );
     let v =
-        h.tf.verify_login(ch.token(), &h.totp(&secret))
+        h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp(&secret))
             .await
             .unwrap();
     assert_eq!(v.method, Some(Method::Totp));
     h.advance(60);
     let ch = h.challenge("u1").await;
     let code = h.last_code("alice@example.com");
-    let v = h.tf.verify_login(ch.token(), &code).await.unwrap();
+    let v =
+        h.tf.verify_login(LoginContext::none(), ch.token(), &code)
+            .await
+            .unwrap();
     assert_eq!(v.method, Some(Method::Email));
 }
 
@@ -276,7 +340,7 @@ async fn the_send_cap_also_holds_across_new_logins() {
         assert!(ch.email_sent());
     }
     // Email is the only method: the sixth login in the window is refused with a retry time.
-    match h.tf.begin_login("u1").await {
+    match h.tf.begin_login(LoginContext::none(), "u1").await {
         Err(e @ Error::RateLimited { .. }) => assert!(e.retry_after().is_some()),
         other => panic!("expected RateLimited, got {other:?}"),
     }
@@ -307,7 +371,7 @@ async fn resend_without_an_email_method_is_its_own_error() {
         Err(Error::NoEmailMethod)
     ));
     assert!(h.mailer.messages().is_empty());
-    h.tf.verify_login(ch.token(), &h.totp(&secret))
+    h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp(&secret))
         .await
         .unwrap();
 }

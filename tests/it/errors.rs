@@ -6,8 +6,11 @@
 
 use std::collections::HashSet;
 use std::time::Duration;
+use twofactor::LoginContext;
 
-use twofactor::{ChallengeToken, DeliveryError, Error, Policy, StoreError, StoreErrorKind};
+use twofactor::{
+    error::DeliveryError, error::StoreError, error::StoreErrorKind, ChallengeToken, Error, Policy,
+};
 
 use crate::support::{wrong, Harness};
 
@@ -249,34 +252,60 @@ async fn login_failures_get_the_uniform_message() {
 
     // Unknown and tampered challenges.
     let unknown = ChallengeToken::parse(&format!("tfc2_{}", "A".repeat(59))).unwrap();
-    seen.push(h.tf.verify_login(&unknown, "123456").await.unwrap_err());
+    seen.push(
+        h.tf.verify_login(LoginContext::none(), &unknown, "123456")
+            .await
+            .unwrap_err(),
+    );
     let ch = h.challenge("u1").await;
     let mut tampered = ch.token().as_str().to_owned();
     let last = tampered.pop().unwrap();
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     if let Ok(t) = ChallengeToken::parse(&tampered) {
-        seen.push(h.tf.verify_login(&t, "123456").await.unwrap_err());
+        seen.push(
+            h.tf.verify_login(LoginContext::none(), &t, "123456")
+                .await
+                .unwrap_err(),
+        );
     }
     seen.push(ChallengeToken::parse("tfc1_short").unwrap_err());
     // Wrong and malformed codes.
     let right = h.totp(&secret);
     seen.push(
-        h.tf.verify_login(ch.token(), &wrong(&right))
+        h.tf.verify_login(LoginContext::none(), ch.token(), &wrong(&right))
             .await
             .unwrap_err(),
     );
-    seen.push(h.tf.verify_login(ch.token(), "12a456!").await.unwrap_err());
-    seen.push(h.tf.verify_login(ch.token(), "١٢٣٤٥٦").await.unwrap_err());
+    seen.push(
+        h.tf.verify_login(LoginContext::none(), ch.token(), "12a456!")
+            .await
+            .unwrap_err(),
+    );
+    seen.push(
+        h.tf.verify_login(LoginContext::none(), ch.token(), "١٢٣٤٥٦")
+            .await
+            .unwrap_err(),
+    );
     // A replayed code, and a used challenge.
-    h.tf.verify_login(ch.token(), &right).await.unwrap();
-    seen.push(h.tf.verify_login(ch.token(), &right).await.unwrap_err());
+    h.tf.verify_login(LoginContext::none(), ch.token(), &right)
+        .await
+        .unwrap();
+    seen.push(
+        h.tf.verify_login(LoginContext::none(), ch.token(), &right)
+            .await
+            .unwrap_err(),
+    );
     let ch2 = h.challenge("u1").await;
-    seen.push(h.tf.verify_login(ch2.token(), &right).await.unwrap_err());
+    seen.push(
+        h.tf.verify_login(LoginContext::none(), ch2.token(), &right)
+            .await
+            .unwrap_err(),
+    );
     // An expired challenge, and an expired email code on a live one.
     let ch3 = h.challenge("u1").await;
     h.advance(5 * 60);
     seen.push(
-        h.tf.verify_login(ch3.token(), &h.totp(&secret))
+        h.tf.verify_login(LoginContext::none(), ch3.token(), &h.totp(&secret))
             .await
             .unwrap_err(),
     );
@@ -287,7 +316,12 @@ async fn login_failures_get_the_uniform_message() {
     let ch4 = h2.challenge("u2").await;
     let code = h2.last_code("b@example.com");
     h2.advance(60);
-    seen.push(h2.tf.verify_login(ch4.token(), &code).await.unwrap_err());
+    seen.push(
+        h2.tf
+            .verify_login(LoginContext::none(), ch4.token(), &code)
+            .await
+            .unwrap_err(),
+    );
 
     let codes: HashSet<&str> = seen.iter().map(Error::code).collect();
     for expected in [
@@ -310,47 +344,60 @@ async fn confirmation_failures_get_the_uniform_message() {
     let h = Harness::new();
     let mut seen = Vec::new();
     // A registration code: wrong, malformed, expired, used.
-    h.tf.send_verification_code("u1", "a@example.com")
+    h.tf.email()
+        .send_verification_code("u1", "a@example.com")
         .await
         .unwrap();
     let code = h.last_code("a@example.com");
     seen.push(
-        h.tf.verify_registration_code("u1", &wrong(&code))
+        h.tf.email()
+            .verify_registration_code("u1", &wrong(&code))
             .await
             .unwrap_err(),
     );
     seen.push(
-        h.tf.verify_registration_code("u1", "12345")
+        h.tf.email()
+            .verify_registration_code("u1", "12345")
             .await
             .unwrap_err(),
     );
-    h.tf.verify_registration_code("u1", &code).await.unwrap();
+    h.tf.email()
+        .verify_registration_code("u1", &code)
+        .await
+        .unwrap();
     seen.push(
-        h.tf.verify_registration_code("u1", &code)
+        h.tf.email()
+            .verify_registration_code("u1", &code)
             .await
             .unwrap_err(),
     );
-    h.tf.start_email_setup("u1", "a@example.com").await.unwrap();
+    h.tf.email()
+        .start_setup("u1", "a@example.com")
+        .await
+        .unwrap();
     let code = h.last_code("a@example.com");
     h.advance(5 * 60);
-    seen.push(h.tf.confirm_email_setup("u1", &code).await.unwrap_err());
+    seen.push(h.tf.email().confirm_setup("u1", &code).await.unwrap_err());
     // A code for which nothing was ever sent.
     seen.push(
-        h.tf.verify_registration_code("u9", "123456")
+        h.tf.email()
+            .verify_registration_code("u9", "123456")
             .await
             .unwrap_err(),
     );
     // A TOTP setup: wrong code, and after the setup lapsed.
-    let setup = h.tf.start_totp_setup("u1", "alice").await.unwrap();
+    let setup = h.tf.totp().start_setup("u1", "alice").await.unwrap();
     let right = h.totp(setup.secret_base32());
     seen.push(
-        h.tf.confirm_totp_setup("u1", &wrong(&right))
+        h.tf.totp()
+            .confirm_setup("u1", &wrong(&right))
             .await
             .unwrap_err(),
     );
     h.advance(15 * 60);
     seen.push(
-        h.tf.confirm_totp_setup("u1", &h.totp(setup.secret_base32()))
+        h.tf.totp()
+            .confirm_setup("u1", &h.totp(setup.secret_base32()))
             .await
             .unwrap_err(),
     );
@@ -367,26 +414,33 @@ async fn locked_carries_retry_after_counting_down() {
         let ch = h.challenge("u1").await;
         for _ in 0..5 {
             let e =
-                h.tf.verify_login(ch.token(), &wrong(&h.totp(&secret)))
+                h.tf.verify_login(LoginContext::none(), ch.token(), &wrong(&h.totp(&secret)))
                     .await
                     .unwrap_err();
             assert_eq!(e.code(), "invalid_code");
         }
     }
-    let e = h.tf.begin_login("u1").await.unwrap_err();
+    let e =
+        h.tf.begin_login(LoginContext::none(), "u1")
+            .await
+            .unwrap_err();
     assert_eq!(e.retry_after(), Some(Duration::from_secs(15 * 60)));
     assert_eq!(e.http_status(), 429);
     h.advance(10 * 60);
-    let e = h.tf.begin_login("u1").await.unwrap_err();
+    let e =
+        h.tf.begin_login(LoginContext::none(), "u1")
+            .await
+            .unwrap_err();
     assert_eq!(e.retry_after(), Some(Duration::from_secs(5 * 60)));
     // The step-up flows say the same.
     let e =
-        h.tf.regenerate_backup_codes("u1", &h.totp(&secret))
+        h.tf.backup_codes()
+            .regenerate("u1", &h.totp(&secret))
             .await
             .unwrap_err();
     assert_eq!(e.retry_after(), Some(Duration::from_secs(5 * 60)));
     h.advance(5 * 60);
-    assert!(h.tf.begin_login("u1").await.is_ok());
+    assert!(h.tf.begin_login(LoginContext::none(), "u1").await.is_ok());
 }
 
 #[tokio::test]
@@ -396,7 +450,7 @@ async fn attempts_remaining_count_down_to_too_many_attempts() {
     let ch = h.challenge("u1").await;
     for left in (0..5).rev() {
         let e =
-            h.tf.verify_login(ch.token(), &wrong(&h.totp(&secret)))
+            h.tf.verify_login(LoginContext::none(), ch.token(), &wrong(&h.totp(&secret)))
                 .await
                 .unwrap_err();
         assert!(
@@ -404,7 +458,10 @@ async fn attempts_remaining_count_down_to_too_many_attempts() {
             "{e:?}"
         );
     }
-    let e = h.tf.verify_login(ch.token(), "123456").await.unwrap_err();
+    let e =
+        h.tf.verify_login(LoginContext::none(), ch.token(), "123456")
+            .await
+            .unwrap_err();
     assert_eq!(e.code(), "too_many_attempts");
     assert_eq!(e.retry_after(), None);
 }
@@ -412,7 +469,7 @@ async fn attempts_remaining_count_down_to_too_many_attempts() {
 #[tokio::test]
 async fn cooldown_and_rate_limited_carry_retry_after() {
     let h = Harness::new();
-    let send = || h.tf.send_verification_code("u1", "a@example.com");
+    let send = || h.tf.email().send_verification_code("u1", "a@example.com");
     send().await.unwrap();
     let e = send().await.unwrap_err();
     assert_eq!(e.code(), "cooldown");

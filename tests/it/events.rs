@@ -5,7 +5,8 @@
 //! Attempts refused before any code is compared (malformed input, a void or unknown challenge, a
 //! locked user, a cooldown) record nothing: no code was evaluated.
 
-use twofactor::{Event, Method, Policy, SecurityAction, Timestamp};
+use twofactor::LoginContext;
+use twofactor::{clock::Timestamp, events::Event, mail::SecurityAction, Method, Policy};
 
 use crate::support::{faults, wrong, Harness, PASSWORD};
 
@@ -48,7 +49,7 @@ fn take(h: &Harness) -> Vec<Event> {
 #[tokio::test]
 async fn totp_enrolment_records_the_factor_enabled() {
     let h = Harness::new();
-    let setup = h.tf.start_totp_setup("u1", "alice").await.unwrap();
+    let setup = h.tf.totp().start_setup("u1", "alice").await.unwrap();
     assert_eq!(
         take(&h),
         [Event::FactorSetupStarted {
@@ -57,18 +58,22 @@ async fn totp_enrolment_records_the_factor_enabled() {
         }]
     );
     let code = h.totp(setup.secret_base32());
-    h.tf.confirm_totp_setup("u1", &wrong(&code))
+    h.tf.totp()
+        .confirm_setup("u1", &wrong(&code))
         .await
         .unwrap_err();
     assert_eq!(take(&h), [rejected("u1")]);
-    h.tf.confirm_totp_setup("u1", &code).await.unwrap();
+    h.tf.totp().confirm_setup("u1", &code).await.unwrap();
     assert_eq!(take(&h), [enabled("u1", Method::Totp)]);
 }
 
 #[tokio::test]
 async fn email_enrolment_and_registration_record_codes_sent_and_the_factor_enabled() {
     let h = Harness::new();
-    h.tf.start_email_setup("u1", "a@example.com").await.unwrap();
+    h.tf.email()
+        .start_setup("u1", "a@example.com")
+        .await
+        .unwrap();
     assert_eq!(
         take(&h),
         [
@@ -80,24 +85,30 @@ async fn email_enrolment_and_registration_record_codes_sent_and_the_factor_enabl
         ]
     );
     let code = h.last_code("a@example.com");
-    h.tf.confirm_email_setup("u1", &wrong(&code))
+    h.tf.email()
+        .confirm_setup("u1", &wrong(&code))
         .await
         .unwrap_err();
     assert_eq!(take(&h), [rejected("u1")]);
-    h.tf.confirm_email_setup("u1", &code).await.unwrap();
+    h.tf.email().confirm_setup("u1", &code).await.unwrap();
     assert_eq!(take(&h), [enabled("u1", Method::Email)]);
 
     // A registration code is sent, and checked; it is not a second factor, so no Verified.
-    h.tf.send_verification_code("u2", "b@example.com")
+    h.tf.email()
+        .send_verification_code("u2", "b@example.com")
         .await
         .unwrap();
     assert_eq!(take(&h), [sent("u2")]);
     let code = h.last_code("b@example.com");
-    h.tf.verify_registration_code("u2", &wrong(&code))
+    h.tf.email()
+        .verify_registration_code("u2", &wrong(&code))
         .await
         .unwrap_err();
     assert_eq!(take(&h), [rejected("u2")]);
-    h.tf.verify_registration_code("u2", &code).await.unwrap();
+    h.tf.email()
+        .verify_registration_code("u2", &code)
+        .await
+        .unwrap();
     assert_eq!(take(&h), []);
 }
 
@@ -110,20 +121,26 @@ async fn each_login_method_records_its_success() {
 
     let ch = h.challenge("u1").await;
     assert_eq!(take(&h), [], "a TOTP-only challenge sends nothing");
-    h.tf.verify_login(ch.token(), &h.totp(&secret))
+    h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp(&secret))
         .await
         .unwrap();
     assert_eq!(take(&h), [verified("u1", Method::Totp)]);
 
     let ch = h.challenge("u2").await;
     assert_eq!(take(&h), [sent("u2")]);
-    h.tf.verify_login(ch.token(), &h.last_code("b@example.com"))
-        .await
-        .unwrap();
+    h.tf.verify_login(
+        &LoginContext::new(),
+        ch.token(),
+        &h.last_code("b@example.com"),
+    )
+    .await
+    .unwrap();
     assert_eq!(take(&h), [verified("u2", Method::Email)]);
 
     let ch = h.challenge("u1").await;
-    h.tf.verify_login(ch.token(), &backup[4]).await.unwrap();
+    h.tf.verify_login(LoginContext::none(), ch.token(), &backup[4])
+        .await
+        .unwrap();
     assert_eq!(
         take(&h),
         [used("u1", 9), verified("u1", Method::BackupCode)]
@@ -139,21 +156,28 @@ async fn a_wrong_code_records_a_rejection_and_refusals_before_comparison_record_
     take(&h);
     let ch = h.challenge("u1").await;
     let w = wrong(&h.totp(&secret));
-    h.tf.verify_login(ch.token(), &w).await.unwrap_err();
+    h.tf.verify_login(LoginContext::none(), ch.token(), &w)
+        .await
+        .unwrap_err();
     assert_eq!(take(&h), [rejected("u1")]);
     // Malformed input is refused before any comparison.
     for bad in ["", "12345a!", "١٢٣٤٥٦", &"1".repeat(100)] {
         assert_eq!(
-            h.tf.verify_login(ch.token(), bad).await.unwrap_err().code(),
+            h.tf.verify_login(LoginContext::none(), ch.token(), bad)
+                .await
+                .unwrap_err()
+                .code(),
             "malformed_code"
         );
     }
     assert_eq!(take(&h), []);
-    h.tf.verify_login(ch.token(), &w).await.unwrap_err();
+    h.tf.verify_login(LoginContext::none(), ch.token(), &w)
+        .await
+        .unwrap_err();
     assert_eq!(take(&h), [rejected("u1")]);
     // The challenge is void now: refused without comparing, even the right code.
     let e =
-        h.tf.verify_login(ch.token(), &h.totp(&secret))
+        h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp(&secret))
             .await
             .unwrap_err();
     assert_eq!(e.code(), "too_many_attempts");
@@ -171,7 +195,9 @@ async fn lockout_records_each_rejection_then_one_locked_out_and_escalates() {
             let ch = h.challenge("u1").await;
             for _ in 0..5 {
                 let w = wrong(&h.totp(&secret));
-                h.tf.verify_login(ch.token(), &w).await.unwrap_err();
+                h.tf.verify_login(LoginContext::none(), ch.token(), &w)
+                    .await
+                    .unwrap_err();
             }
         }
         // Ten rejections; the tenth sets the lock: 15 minutes, then 30.
@@ -184,7 +210,13 @@ async fn lockout_records_each_rejection_then_one_locked_out_and_escalates() {
         assert_eq!(take(&h), expected);
         expected.clear();
         // While locked, nothing is compared and nothing recorded.
-        assert_eq!(h.tf.begin_login("u1").await.unwrap_err().code(), "locked");
+        assert_eq!(
+            h.tf.begin_login(LoginContext::none(), "u1")
+                .await
+                .unwrap_err()
+                .code(),
+            "locked"
+        );
         assert_eq!(take(&h), []);
         h.advance(lock);
     }
@@ -193,12 +225,15 @@ async fn lockout_records_each_rejection_then_one_locked_out_and_escalates() {
 #[tokio::test]
 async fn a_replayed_totp_code_records_a_replay() {
     let h = Harness::new();
-    let setup = h.tf.start_totp_setup("u1", "alice").await.unwrap();
+    let setup = h.tf.totp().start_setup("u1", "alice").await.unwrap();
     let code = h.totp(setup.secret_base32());
-    h.tf.confirm_totp_setup("u1", &code).await.unwrap();
+    h.tf.totp().confirm_setup("u1", &code).await.unwrap();
     take(&h);
     let ch = h.challenge("u1").await;
-    let e = h.tf.verify_login(ch.token(), &code).await.unwrap_err();
+    let e =
+        h.tf.verify_login(LoginContext::none(), ch.token(), &code)
+            .await
+            .unwrap_err();
     assert_eq!(e.code(), "code_reused");
     // The replay, and the failed attempt it is.
     assert_eq!(
@@ -206,7 +241,11 @@ async fn a_replayed_totp_code_records_a_replay() {
         [Event::ReplayRejected { user: "u1".into() }, rejected("u1")]
     );
     // The same in the step-up flows.
-    let e = h.tf.regenerate_backup_codes("u1", &code).await.unwrap_err();
+    let e =
+        h.tf.backup_codes()
+            .regenerate("u1", &code)
+            .await
+            .unwrap_err();
     assert_eq!(e.code(), "code_reused");
     assert_eq!(
         take(&h),
@@ -219,11 +258,13 @@ async fn disable_records_the_factor_disabled() {
     let h = Harness::new();
     let (secret, _) = h.enroll_totp("u1").await;
     take(&h);
-    h.tf.disable("u1", "wrong password", &h.totp(&secret))
+    h.tf.account()
+        .disable("u1", "wrong password", &h.totp(&secret))
         .await
         .unwrap_err();
     assert_eq!(take(&h), [rejected("u1")]);
-    h.tf.disable("u1", PASSWORD, &h.totp(&secret))
+    h.tf.account()
+        .disable("u1", PASSWORD, &h.totp(&secret))
         .await
         .unwrap();
     assert_eq!(take(&h), [Event::FactorDisabled { user: "u1".into() }]);
@@ -234,7 +275,10 @@ async fn disable_with_a_backup_code_records_its_use() {
     let h = Harness::new();
     let (_, backup) = h.enroll_totp("u1").await;
     take(&h);
-    h.tf.disable("u1", PASSWORD, &backup[0]).await.unwrap();
+    h.tf.account()
+        .disable("u1", PASSWORD, &backup[0])
+        .await
+        .unwrap();
     assert_eq!(
         take(&h),
         [used("u1", 9), Event::FactorDisabled { user: "u1".into() }]
@@ -246,7 +290,8 @@ async fn regeneration_records_it_and_the_backup_code_it_used() {
     let h = Harness::new();
     let (secret, backup) = h.enroll_totp("u1").await;
     take(&h);
-    h.tf.regenerate_backup_codes("u1", &h.totp(&secret))
+    h.tf.backup_codes()
+        .regenerate("u1", &h.totp(&secret))
         .await
         .unwrap();
     assert_eq!(
@@ -254,18 +299,21 @@ async fn regeneration_records_it_and_the_backup_code_it_used() {
         [Event::BackupCodesRegenerated { user: "u1".into() }]
     );
     // The old set is void: a rejection.
-    h.tf.regenerate_backup_codes("u1", &backup[0])
+    h.tf.backup_codes()
+        .regenerate("u1", &backup[0])
         .await
         .unwrap_err();
     assert_eq!(take(&h), [rejected("u1")]);
 
     h.advance(30);
     let codes =
-        h.tf.regenerate_backup_codes("u1", &h.totp(&secret))
+        h.tf.backup_codes()
+            .regenerate("u1", &h.totp(&secret))
             .await
             .unwrap();
     take(&h);
-    h.tf.regenerate_backup_codes("u1", codes[2].expose())
+    h.tf.backup_codes()
+        .regenerate("u1", codes[2].expose())
         .await
         .unwrap();
     assert_eq!(
@@ -283,12 +331,13 @@ async fn a_step_up_code_is_sent_and_answers_regeneration() {
     h.enroll_email("u1", "a@example.com").await;
     take(&h);
     // Email-only users hold no backup codes until they regenerate.
-    h.tf.send_step_up_code("u1", SecurityAction::DisableTwoFactor)
+    h.tf.account()
+        .send_step_up_code("u1", SecurityAction::DisableTwoFactor)
         .await
         .unwrap();
     assert_eq!(take(&h), [sent("u1")]);
     let code = h.last_code("a@example.com");
-    h.tf.regenerate_backup_codes("u1", &code).await.unwrap();
+    h.tf.backup_codes().regenerate("u1", &code).await.unwrap();
     assert_eq!(
         take(&h),
         [Event::BackupCodesRegenerated { user: "u1".into() }]
@@ -343,11 +392,15 @@ async fn events_name_the_user_they_concern() {
     let c1 = h.challenge("u1").await;
     let c2 = h.challenge("u2").await;
     // u2's code on u1's challenge is u1's failure.
-    h.tf.verify_login(c1.token(), &h.totp(&s2))
+    h.tf.verify_login(LoginContext::none(), c1.token(), &h.totp(&s2))
         .await
         .unwrap_err();
-    h.tf.verify_login(c2.token(), &h.totp(&s2)).await.unwrap();
-    h.tf.verify_login(c1.token(), &h.totp(&s1)).await.unwrap();
+    h.tf.verify_login(LoginContext::none(), c2.token(), &h.totp(&s2))
+        .await
+        .unwrap();
+    h.tf.verify_login(LoginContext::none(), c1.token(), &h.totp(&s1))
+        .await
+        .unwrap();
     assert_eq!(
         take(&h),
         [

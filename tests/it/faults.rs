@@ -18,7 +18,8 @@
 //!   methods and backup codes, or not enabled at all — never half) and the flow can be retried to
 //!   completion.
 
-use twofactor::{BackupCodeSet, Error, LoginStep, Method, Policy, Status};
+use twofactor::LoginContext;
+use twofactor::{account::BackupCodeSet, account::Status, Error, LoginStep, Method, Policy};
 
 use crate::support::faults::{self, Faults, Mode};
 use crate::support::{self, wrong, Harness, PASSWORD};
@@ -79,7 +80,7 @@ fn assert_status(st: &Status, enabled: bool, methods: &[Method], backup: u32) {
 }
 
 async fn status(h: &Harness) -> Status {
-    h.tf.status(USER).await.unwrap()
+    h.tf.account().status(USER).await.unwrap()
 }
 
 async fn setup(flow: Flow, input: Input, h: &Harness) -> Ctx {
@@ -104,7 +105,9 @@ async fn setup(flow: Flow, input: Input, h: &Harness) -> Ctx {
             _ => unreachable!("no replay variant of {flow:?}"),
         };
         let ch = h.challenge(USER).await;
-        h.tf.verify_login(ch.token(), &code).await.unwrap();
+        h.tf.verify_login(LoginContext::none(), ch.token(), &code)
+            .await
+            .unwrap();
         ctx.used = Some(code);
     }
     h.mailer.clear();
@@ -115,7 +118,7 @@ async fn setup(flow: Flow, input: Input, h: &Harness) -> Ctx {
 /// A login challenge, or the error `begin_login` gave. A completed login of an enrolled user
 /// would be a wrongful success.
 async fn begin(h: &Harness) -> Result<twofactor::Challenge, Error> {
-    match h.tf.begin_login(USER).await? {
+    match h.tf.begin_login(LoginContext::none(), USER).await? {
         LoginStep::Challenge(c) => Ok(c),
         LoginStep::Complete(v) => panic!("an enrolled user logged in without a code: {v:?}"),
     }
@@ -146,27 +149,36 @@ async fn run(flow: Flow, input: Input, h: &Harness, ctx: &mut Ctx) -> Result<(),
         Flow::TotpLogin => {
             let code = totp_input(h, ctx, input);
             let ch = begin(h).await?;
-            let v = h.tf.verify_login(ch.token(), &code).await?;
+            let v =
+                h.tf.verify_login(LoginContext::none(), ch.token(), &code)
+                    .await?;
             assert_eq!(v.method, Some(Method::Totp));
         }
         Flow::EmailLogin => {
             let ch = begin(h).await?;
             assert!(ch.email_sent());
             let code = sent_input(h.last_code(ADDR), input);
-            let v = h.tf.verify_login(ch.token(), &code).await?;
+            let v =
+                h.tf.verify_login(LoginContext::none(), ch.token(), &code)
+                    .await?;
             assert_eq!(v.method, Some(Method::Email));
         }
         Flow::SmsLogin => {
             let ch = begin(h).await?;
             assert!(ch.text_sent());
             let code = sent_input(h.last_text_code(PHONE), input);
-            let v = h.tf.verify_login(ch.token(), &code).await?;
+            let v =
+                h.tf.verify_login(LoginContext::none(), ch.token(), &code)
+                    .await?;
             assert_eq!(v.method, Some(Method::Sms));
         }
         Flow::SmsConfirm => {
-            h.tf.start_sms_setup(USER, PHONE).await?;
+            h.tf.sms().start_setup(USER, PHONE).await?;
             let code = sent_input(h.last_text_code(PHONE), input);
-            assert_eq!(h.tf.confirm_sms_setup(USER, &code).await?.as_e164(), PHONE);
+            assert_eq!(
+                h.tf.sms().confirm_setup(USER, &code).await?.as_e164(),
+                PHONE
+            );
         }
         Flow::BackupLogin => {
             let code = match input {
@@ -176,12 +188,14 @@ async fn run(flow: Flow, input: Input, h: &Harness, ctx: &mut Ctx) -> Result<(),
                 Input::WrongPassword => unreachable!(),
             };
             let ch = begin(h).await?;
-            let v = h.tf.verify_login(ch.token(), &code).await?;
+            let v =
+                h.tf.verify_login(LoginContext::none(), ch.token(), &code)
+                    .await?;
             assert_eq!(v.method, Some(Method::BackupCode));
             assert_eq!(v.backup_codes_remaining, 9);
         }
         Flow::TotpConfirm => {
-            let setup = h.tf.start_totp_setup(USER, ADDR).await?;
+            let setup = h.tf.totp().start_setup(USER, ADDR).await?;
             ctx.secret = Some(setup.secret_base32().to_owned());
             ctx.backup = setup
                 .backup_codes()
@@ -189,12 +203,12 @@ async fn run(flow: Flow, input: Input, h: &Harness, ctx: &mut Ctx) -> Result<(),
                 .map(|c| c.expose().to_owned())
                 .collect();
             let code = totp_input(h, ctx, input);
-            h.tf.confirm_totp_setup(USER, &code).await?;
+            h.tf.totp().confirm_setup(USER, &code).await?;
         }
         Flow::EmailConfirm => {
-            h.tf.start_email_setup(USER, ADDR).await?;
+            h.tf.email().start_setup(USER, ADDR).await?;
             let code = sent_input(h.last_code(ADDR), input);
-            assert_eq!(h.tf.confirm_email_setup(USER, &code).await?, ADDR);
+            assert_eq!(h.tf.email().confirm_setup(USER, &code).await?, ADDR);
         }
         Flow::Disable => {
             let code = totp_input(h, ctx, input);
@@ -203,11 +217,11 @@ async fn run(flow: Flow, input: Input, h: &Harness, ctx: &mut Ctx) -> Result<(),
             } else {
                 PASSWORD
             };
-            h.tf.disable(USER, password, &code).await?;
+            h.tf.account().disable(USER, password, &code).await?;
         }
         Flow::Regenerate => {
             let code = totp_input(h, ctx, input);
-            let codes = h.tf.regenerate_backup_codes(USER, &code).await?;
+            let codes = h.tf.backup_codes().regenerate(USER, &code).await?;
             assert_eq!(codes.len(), 10);
             ctx.backup = codes.iter().map(|c| c.expose().to_owned()).collect();
         }
@@ -218,7 +232,8 @@ async fn run(flow: Flow, input: Input, h: &Harness, ctx: &mut Ctx) -> Result<(),
 /// A login with `code` on a new challenge.
 async fn login(h: &Harness, code: &str) -> Result<twofactor::Verified, Error> {
     let ch = begin(h).await?;
-    h.tf.verify_login(ch.token(), code).await
+    h.tf.verify_login(LoginContext::none(), ch.token(), code)
+        .await
 }
 
 /// With the store healthy again: the enrolment is whole, and the flow completes on a retry.
@@ -235,14 +250,16 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
         Flow::EmailLogin => {
             assert_status(&st, true, &[Method::Email], 0);
             let ch = begin(h).await.unwrap();
-            let v = h.tf.verify_login(ch.token(), &h.last_code(ADDR)).await;
+            let v =
+                h.tf.verify_login(LoginContext::none(), ch.token(), &h.last_code(ADDR))
+                    .await;
             assert_eq!(v.unwrap().method, Some(Method::Email));
         }
         Flow::SmsLogin => {
             assert_status(&st, true, &[Method::Sms], 0);
             let ch = begin(h).await.unwrap();
             let v =
-                h.tf.verify_login(ch.token(), &h.last_text_code(PHONE))
+                h.tf.verify_login(LoginContext::none(), ch.token(), &h.last_text_code(PHONE))
                     .await;
             assert_eq!(v.unwrap().method, Some(Method::Sms));
         }
@@ -253,7 +270,7 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
                     // A text reported as failed may still have gone out: its code is void.
                     if h.texts.last_to(PHONE).is_some() {
                         let code = h.last_text_code(PHONE);
-                        assert!(h.tf.confirm_sms_setup(USER, &code).await.is_err());
+                        assert!(h.tf.sms().confirm_setup(USER, &code).await.is_err());
                     }
                 }
                 h.advance(61);
@@ -265,7 +282,7 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
             assert_status(&st, true, &[Method::Sms], 0);
             let ch = begin(h).await.unwrap();
             let v =
-                h.tf.verify_login(ch.token(), &h.last_text_code(PHONE))
+                h.tf.verify_login(LoginContext::none(), ch.token(), &h.last_text_code(PHONE))
                     .await;
             assert_eq!(v.unwrap().method, Some(Method::Sms));
         }
@@ -301,7 +318,7 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
                 // Nothing half-enabled: no method, and a login asks for nothing.
                 assert!(st.methods.is_empty() && st.totp_confirmed_at.is_none());
                 assert!(matches!(
-                    h.tf.begin_login(USER).await.unwrap(),
+                    h.tf.begin_login(LoginContext::none(), USER).await.unwrap(),
                     LoginStep::Complete(_)
                 ));
                 h.advance(30);
@@ -309,10 +326,11 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
                 let secret = if pending {
                     ctx.secret.clone().unwrap()
                 } else {
-                    let setup = h.tf.start_totp_setup(USER, ADDR).await.unwrap();
+                    let setup = h.tf.totp().start_setup(USER, ADDR).await.unwrap();
                     setup.secret_base32().to_owned()
                 };
-                h.tf.confirm_totp_setup(USER, &h.totp(&secret))
+                h.tf.totp()
+                    .confirm_setup(USER, &h.totp(&secret))
                     .await
                     .unwrap();
                 let st = status(h).await;
@@ -346,13 +364,13 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
                     // A message reported as failed may still have gone out: its code is void.
                     if let Some(m) = h.mailer.last_to(ADDR) {
                         let code = support::code_in(&m.text).unwrap();
-                        assert!(h.tf.confirm_email_setup(USER, &code).await.is_err());
+                        assert!(h.tf.email().confirm_setup(USER, &code).await.is_err());
                     }
                 }
                 h.advance(61);
-                h.tf.start_email_setup(USER, ADDR).await.unwrap();
+                h.tf.email().start_setup(USER, ADDR).await.unwrap();
                 let code = h.last_code(ADDR);
-                h.tf.confirm_email_setup(USER, &code).await.unwrap();
+                h.tf.email().confirm_setup(USER, &code).await.unwrap();
             } else {
                 assert_eq!(input, Input::Right, "enabled by a wrong code");
             }
@@ -360,7 +378,9 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
             assert_status(&st, true, &[Method::Email], 0);
             assert_eq!(st.email.as_deref(), Some(ADDR));
             let ch = begin(h).await.unwrap();
-            let v = h.tf.verify_login(ch.token(), &h.last_code(ADDR)).await;
+            let v =
+                h.tf.verify_login(LoginContext::none(), ch.token(), &h.last_code(ADDR))
+                    .await;
             assert_eq!(v.unwrap().method, Some(Method::Email));
         }
         Flow::Disable => {
@@ -371,7 +391,7 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
                 assert!(st.totp_confirmed_at.is_some() && st.email.is_some());
                 h.advance(30);
                 let code = h.totp(ctx.secret.as_deref().unwrap());
-                h.tf.disable(USER, PASSWORD, &code).await.unwrap();
+                h.tf.account().disable(USER, PASSWORD, &code).await.unwrap();
             } else {
                 // Removed as a whole (a lost answer after the removal is the only way to get
                 // here with an error).
@@ -381,7 +401,7 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
             assert_status(&st, false, &[], 0);
             assert!(st.totp_confirmed_at.is_none() && st.email.is_none());
             assert!(matches!(
-                h.tf.begin_login(USER).await.unwrap(),
+                h.tf.begin_login(LoginContext::none(), USER).await.unwrap(),
                 LoginStep::Complete(_)
             ));
         }
@@ -403,7 +423,8 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
                 }
                 h.advance(30);
                 let new =
-                    h.tf.regenerate_backup_codes(USER, &h.totp(secret))
+                    h.tf.backup_codes()
+                        .regenerate(USER, &h.totp(secret))
                         .await
                         .unwrap();
                 for c in [&ctx.backup[1], &ctx.backup[5], &ctx.backup[9]] {

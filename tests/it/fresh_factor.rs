@@ -2,7 +2,7 @@
 //! factor, adding one needs a second-factor check passed within `Policy::reauth_window`, and the
 //! existing factors are told when one is added.
 
-use twofactor::{Error, Event, MessagePurpose, SecurityAction};
+use twofactor::{events::Event, mail::MessagePurpose, mail::SecurityAction, Error};
 
 use crate::support::Harness;
 
@@ -14,16 +14,19 @@ async fn a_session_alone_cannot_add_an_email_factor_to_a_totp_account() {
     let (secret, _) = h.enroll_totp("u1").await;
     h.advance(3600);
     assert!(matches!(
-        h.tf.start_email_setup("u1", "attacker@example.com").await,
+        h.tf.email().start_setup("u1", "attacker@example.com").await,
         Err(Error::ReauthRequired)
     ));
     assert!(h.mailer.last_to("attacker@example.com").is_none());
     assert!(matches!(
-        h.tf.regenerate_backup_codes("u1", "").await,
+        h.tf.backup_codes().regenerate("u1", "").await,
         Err(Error::MalformedCode | Error::InvalidCode { .. })
     ));
     // A current code opens the window, for reauth_window only.
-    h.tf.reauthenticate("u1", &h.totp(&secret)).await.unwrap();
+    h.tf.account()
+        .reauthenticate("u1", &h.totp(&secret))
+        .await
+        .unwrap();
     assert!(h.events.events().iter().any(|e| matches!(
         e,
         Event::Reauthenticated {
@@ -31,12 +34,13 @@ async fn a_session_alone_cannot_add_an_email_factor_to_a_totp_account() {
             ..
         }
     )));
-    h.tf.start_email_setup("u1", "me@example.com")
+    h.tf.email()
+        .start_setup("u1", "me@example.com")
         .await
         .unwrap();
     h.advance(h.tf.policy().reauth_window.as_secs());
     assert!(matches!(
-        h.tf.start_email_setup("u1", "me@example.com").await,
+        h.tf.email().start_setup("u1", "me@example.com").await,
         Err(Error::ReauthRequired)
     ));
 }
@@ -49,10 +53,11 @@ async fn a_session_alone_cannot_enrol_totp_on_an_email_account() {
     h.enroll_email("u2", "u2@example.com").await;
     h.advance(3600);
     assert!(matches!(
-        h.tf.start_totp_setup("u2", "u2@example.com").await,
+        h.tf.totp().start_setup("u2", "u2@example.com").await,
         Err(Error::ReauthRequired)
     ));
-    h.tf.send_step_up_code("u2", SecurityAction::AddFactor)
+    h.tf.account()
+        .send_step_up_code("u2", SecurityAction::AddFactor)
         .await
         .unwrap();
     let mail = h.mailer.last_to("u2@example.com").unwrap();
@@ -63,10 +68,15 @@ async fn a_session_alone_cannot_enrol_totp_on_an_email_account() {
         mail.text
     );
     let code = h.last_code("u2@example.com");
-    h.tf.reauthenticate("u2", &code).await.unwrap();
-    let setup = h.tf.start_totp_setup("u2", "u2@example.com").await.unwrap();
+    h.tf.account().reauthenticate("u2", &code).await.unwrap();
+    let setup =
+        h.tf.totp()
+            .start_setup("u2", "u2@example.com")
+            .await
+            .unwrap();
     let secret = setup.secret_base32().to_owned();
-    h.tf.confirm_totp_setup("u2", &h.totp(&secret))
+    h.tf.totp()
+        .confirm_setup("u2", &h.totp(&secret))
         .await
         .unwrap();
     let told = h.mailer.last_to("u2@example.com").unwrap();
@@ -85,7 +95,8 @@ async fn a_session_alone_cannot_enrol_totp_on_an_email_account() {
 async fn the_disable_code_names_its_action() {
     let h = Harness::new();
     h.enroll_email("u3", "u3@example.com").await;
-    h.tf.send_step_up_code("u3", SecurityAction::DisableTwoFactor)
+    h.tf.account()
+        .send_step_up_code("u3", SecurityAction::DisableTwoFactor)
         .await
         .unwrap();
     let mail = h.mailer.last_to("u3@example.com").unwrap();
@@ -104,9 +115,12 @@ async fn the_disable_code_names_its_action() {
 async fn a_first_factor_needs_no_reauthentication() {
     let h = Harness::new();
     h.advance(86_400);
-    h.tf.start_totp_setup("u4", "u4@example.com").await.unwrap();
+    h.tf.totp()
+        .start_setup("u4", "u4@example.com")
+        .await
+        .unwrap();
     assert!(matches!(
-        h.tf.reauthenticate("u4", "123456").await,
+        h.tf.account().reauthenticate("u4", "123456").await,
         Err(Error::NotEnrolled)
     ));
 }

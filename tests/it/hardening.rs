@@ -2,9 +2,10 @@
 //! of an unknown format is refused rather than read as "no factor", and one public code covers
 //! every failure of the code step.
 
+use twofactor::LoginContext;
 use twofactor::{
-    EnrollmentRecord, EnrollmentStore, Error, Keyring, MemoryEnrollmentStore, MemoryOtpStore,
-    RecordingMailer, TwoFactorService,
+    store::EnrollmentRecord, store::EnrollmentStore, store::MemoryEnrollmentStore,
+    store::MemoryOtpStore, testing::RecordingMailer, Error, Keyring, TwoFactorService,
 };
 
 use crate::support::Harness;
@@ -42,7 +43,7 @@ fn unusable_issuers_are_refused_at_build() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        rt.block_on(tf.start_totp_setup("u", "u@example.com"))
+        rt.block_on(tf.totp().start_setup("u", "u@example.com"))
             .unwrap();
     }
 }
@@ -55,12 +56,14 @@ async fn an_enrolment_record_of_an_unknown_version_is_refused_not_read_as_off() 
     rec.version = EnrollmentRecord::VERSION + 1;
     h.enrollments.save("u1", &rec, Some(rev)).await.unwrap();
     for result in [
-        h.tf.begin_login("u1").await.map(|_| ()),
-        h.tf.status("u1").await.map(|_| ()),
-        h.tf.start_email_setup("u1", "u1@example.com").await,
+        h.tf.begin_login(LoginContext::none(), "u1")
+            .await
+            .map(|_| ()),
+        h.tf.account().status("u1").await.map(|_| ()),
+        h.tf.email().start_setup("u1", "u1@example.com").await,
     ] {
         match result {
-            Err(Error::Store(e)) => assert_eq!(e.kind(), twofactor::StoreErrorKind::Corrupt),
+            Err(Error::Store(e)) => assert_eq!(e.kind(), twofactor::error::StoreErrorKind::Corrupt),
             other => panic!("expected a corrupt record, got {other:?}"),
         }
     }

@@ -1,10 +1,11 @@
 //! Sealed TOTP secrets: bound to their user and key id, tamper-evident, and rotatable.
 
 use std::sync::Arc;
+use twofactor::LoginContext;
 
 use twofactor::{
-    EnrollmentStore, Error, Keyring, ManualClock, Method, Policy, RecordingMailer, Timestamp,
-    TwoFactorService,
+    clock::Timestamp, store::EnrollmentStore, testing::ManualClock, testing::RecordingMailer,
+    Error, Keyring, Method, Policy, TwoFactorService,
 };
 
 use crate::support::Harness;
@@ -24,7 +25,8 @@ async fn a_sealed_secret_moved_to_another_user_does_not_open() {
         .unwrap();
     let ch = h.challenge("mallory").await;
     assert!(matches!(
-        h.tf.verify_login(ch.token(), &h.totp(&secret)).await,
+        h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp(&secret))
+            .await,
         Err(Error::Crypto)
     ));
 }
@@ -51,7 +53,9 @@ async fn every_flipped_byte_of_the_envelope_is_refused() {
             .unwrap();
         h.advance(30);
         let ch = h.challenge("alice").await;
-        let r = h.tf.verify_login(ch.token(), &h.totp(&secret)).await;
+        let r =
+            h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp(&secret))
+                .await;
         assert!(matches!(r, Err(Error::Crypto)), "byte {i}: {r:?}");
     }
     // Truncated envelopes too.
@@ -63,7 +67,8 @@ async fn every_flipped_byte_of_the_envelope_is_refused() {
         h.advance(30);
         let ch = h.challenge("alice").await;
         assert!(matches!(
-            h.tf.verify_login(ch.token(), &h.totp(&secret)).await,
+            h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp(&secret))
+                .await,
             Err(Error::Crypto)
         ));
     }
@@ -93,24 +98,37 @@ async fn rotation_keeps_old_secrets_working_and_reseals_them() {
     // The new key alone cannot open the old envelope, and its service cannot even find the
     // old challenge keys (they are keyed too), so test by a fresh login on each service.
     let new_only = service_over(&h, new.clone(), clock.clone());
-    let twofactor::LoginStep::Challenge(ch) = new_only.begin_login("alice").await.unwrap() else {
+    let twofactor::LoginStep::Challenge(ch) = new_only
+        .begin_login(LoginContext::none(), "alice")
+        .await
+        .unwrap()
+    else {
         panic!("enrolled user gets a challenge");
     };
     clock.advance(std::time::Duration::from_secs(30));
     let code = h.totp_at(&secret, clock.now_secs());
     assert!(matches!(
-        new_only.verify_login(ch.token(), &code).await,
+        new_only
+            .verify_login(LoginContext::none(), ch.token(), &code)
+            .await,
         Err(Error::Crypto)
     ));
 
     // The rotated keyring opens it, and re-seals it under the new key.
     let rotated = service_over(&h, old.rotate_to(&new), clock.clone());
     clock.advance(std::time::Duration::from_secs(30));
-    let twofactor::LoginStep::Challenge(ch) = rotated.begin_login("alice").await.unwrap() else {
+    let twofactor::LoginStep::Challenge(ch) = rotated
+        .begin_login(LoginContext::none(), "alice")
+        .await
+        .unwrap()
+    else {
         panic!("enrolled user gets a challenge");
     };
     let code = h.totp_at(&secret, clock.now_secs());
-    let v = rotated.verify_login(ch.token(), &code).await.unwrap();
+    let v = rotated
+        .verify_login(LoginContext::none(), ch.token(), &code)
+        .await
+        .unwrap();
     assert_eq!(v.method, Some(Method::Totp));
     let (rec, _) = h.enrollments.load("alice").await.unwrap().unwrap();
     let env = &rec.totp.unwrap().sealed_secret;
@@ -119,11 +137,18 @@ async fn rotation_keeps_old_secrets_working_and_reseals_them() {
 
     // Now the new key alone opens it.
     clock.advance(std::time::Duration::from_secs(30));
-    let twofactor::LoginStep::Challenge(ch) = new_only.begin_login("alice").await.unwrap() else {
+    let twofactor::LoginStep::Challenge(ch) = new_only
+        .begin_login(LoginContext::none(), "alice")
+        .await
+        .unwrap()
+    else {
         panic!("enrolled user gets a challenge");
     };
     let code = h.totp_at(&secret, clock.now_secs());
-    new_only.verify_login(ch.token(), &code).await.unwrap();
+    new_only
+        .verify_login(LoginContext::none(), ch.token(), &code)
+        .await
+        .unwrap();
 }
 
 #[test]
@@ -148,7 +173,7 @@ trait NowSecs {
 
 impl NowSecs for ManualClock {
     fn now_secs(&self) -> u64 {
-        use twofactor::Clock;
+        use twofactor::clock::Clock;
         self.now().as_unix_secs()
     }
 }

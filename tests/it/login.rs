@@ -1,6 +1,7 @@
 //! The second login step (all seeds): challenge, limits, lockout, expiry, resend, input handling.
 
 use std::time::Duration;
+use twofactor::LoginContext;
 
 use twofactor::{ChallengeToken, Error, LoginStep, Method, Policy};
 
@@ -9,7 +10,12 @@ use crate::support::{wrong, Harness};
 #[tokio::test]
 async fn a_user_without_factors_completes_at_once() {
     let h = Harness::new();
-    match h.tf.begin_login("nobody").await.unwrap() {
+    match h
+        .tf
+        .begin_login(LoginContext::none(), "nobody")
+        .await
+        .unwrap()
+    {
         LoginStep::Complete(v) => {
             assert_eq!(v.user, "nobody");
             assert_eq!(v.method, None);
@@ -31,17 +37,21 @@ async fn login_with_totp_returns_verified_and_consumes_the_challenge() {
     // Spaces and dashes are ignored.
     let code = h.totp(&secret);
     let typed = format!("{} {}", &code[..3], &code[3..]);
-    let v = h.tf.verify_login(ch.token(), &typed).await.unwrap();
+    let v =
+        h.tf.verify_login(LoginContext::none(), ch.token(), &typed)
+            .await
+            .unwrap();
     assert_eq!(v.user, "u1");
     assert_eq!(v.method, Some(Method::Totp));
     assert_eq!(v.backup_codes_remaining, 10);
     assert_eq!(v.verified_at.as_unix_secs(), h.now());
-    let status = h.tf.status("u1").await.unwrap();
+    let status = h.tf.account().status("u1").await.unwrap();
     assert_eq!(status.last_verified_at.unwrap().as_unix_secs(), h.now());
     // The challenge is single use.
     h.advance(30);
     assert!(matches!(
-        h.tf.verify_login(ch.token(), &h.totp(&secret)).await,
+        h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp(&secret))
+            .await,
         Err(Error::InvalidChallenge)
     ));
 }
@@ -57,14 +67,19 @@ async fn clock_skew_of_one_step_is_accepted_two_is_not() {
     for off in [-60i64, 60] {
         let t = (now as i64 + off) as u64;
         assert!(matches!(
-            h.tf.verify_login(ch.token(), &h.totp_at(&secret, t)).await,
+            h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp_at(&secret, t))
+                .await,
             Err(Error::InvalidCode { .. })
         ));
     }
     let v =
-        h.tf.verify_login(ch.token(), &h.totp_at(&secret, now - 30))
-            .await
-            .unwrap();
+        h.tf.verify_login(
+            &LoginContext::new(),
+            ch.token(),
+            &h.totp_at(&secret, now - 30),
+        )
+        .await
+        .unwrap();
     assert_eq!(v.method, Some(Method::Totp));
 }
 
@@ -75,7 +90,11 @@ async fn a_challenge_allows_five_attempts_then_is_void() {
     let ch = h.challenge("u1").await;
     let bad = wrong(&h.totp(&secret));
     for remaining in (0..5).rev() {
-        match h.tf.verify_login(ch.token(), &bad).await {
+        match h
+            .tf
+            .verify_login(LoginContext::none(), ch.token(), &bad)
+            .await
+        {
             Err(Error::InvalidCode { attempts_remaining }) => {
                 assert_eq!(attempts_remaining, Some(remaining))
             }
@@ -87,7 +106,8 @@ async fn a_challenge_allows_five_attempts_then_is_void() {
     // under an attempt still in flight).
     for _ in 0..2 {
         assert!(matches!(
-            h.tf.verify_login(ch.token(), &h.totp(&secret)).await,
+            h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp(&secret))
+                .await,
             Err(Error::TooManyAttempts)
         ));
     }
@@ -101,18 +121,20 @@ async fn failures_across_challenges_lock_the_user_with_escalation() {
     for _ in 0..5 {
         let ch = h.challenge("u1").await;
         for _ in 0..2 {
-            let r = h.tf.verify_login(ch.token(), "000000").await;
+            let r =
+                h.tf.verify_login(LoginContext::none(), ch.token(), "000000")
+                    .await;
             assert!(matches!(r, Err(Error::InvalidCode { .. })), "{r:?}");
         }
     }
     // Locked for 15 minutes: even a right code is not evaluated, and no challenge is issued.
-    match h.tf.begin_login("u1").await {
+    match h.tf.begin_login(LoginContext::none(), "u1").await {
         Err(Error::Locked { retry_after }) => assert_eq!(retry_after, Duration::from_secs(900)),
         other => panic!("expected Locked, got {other:?}"),
     }
     h.advance(899);
     assert!(matches!(
-        h.tf.begin_login("u1").await,
+        h.tf.begin_login(LoginContext::none(), "u1").await,
         Err(Error::Locked { .. })
     ));
     h.advance(1);
@@ -120,30 +142,35 @@ async fn failures_across_challenges_lock_the_user_with_escalation() {
     for _ in 0..5 {
         let ch = h.challenge("u1").await;
         for _ in 0..2 {
-            assert!(h.tf.verify_login(ch.token(), "000000").await.is_err());
+            assert!(h
+                .tf
+                .verify_login(LoginContext::none(), ch.token(), "000000")
+                .await
+                .is_err());
         }
     }
-    match h.tf.begin_login("u1").await {
+    match h.tf.begin_login(LoginContext::none(), "u1").await {
         Err(Error::Locked { retry_after }) => assert_eq!(retry_after, Duration::from_secs(1800)),
         other => panic!("expected Locked, got {other:?}"),
     }
     h.advance(1800);
     // A success resets the run of failures.
     let ch = h.challenge("u1").await;
-    h.tf.verify_login(ch.token(), &h.totp(&secret))
+    h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp(&secret))
         .await
         .unwrap();
     for _ in 0..3 {
         let ch = h.challenge("u1").await;
         for _ in 0..3 {
             assert!(matches!(
-                h.tf.verify_login(ch.token(), "000000").await,
+                h.tf.verify_login(LoginContext::none(), ch.token(), "000000")
+                    .await,
                 Err(Error::InvalidCode { .. })
             ));
         }
     }
     // 9 failures after the reset: not locked yet.
-    assert!(h.tf.begin_login("u1").await.is_ok());
+    assert!(h.tf.begin_login(LoginContext::none(), "u1").await.is_ok());
 }
 
 #[tokio::test]
@@ -157,10 +184,14 @@ async fn the_lockout_holds_exactly_over_a_thousand_challenges() {
     let mut tries = 0u32;
     let start = h.now();
     while h.now() < start + 24 * 3600 && tries < 1000 {
-        match h.tf.begin_login("u1").await {
+        match h.tf.begin_login(LoginContext::none(), "u1").await {
             Ok(LoginStep::Challenge(ch)) => {
                 tries += 1;
-                match h.tf.verify_login(ch.token(), "000000").await {
+                match h
+                    .tf
+                    .verify_login(LoginContext::none(), ch.token(), "000000")
+                    .await
+                {
                     Err(Error::InvalidCode { .. }) => evaluated += 1,
                     Err(Error::Locked { .. }) => {}
                     other => panic!("unexpected {other:?}"),
@@ -181,7 +212,7 @@ async fn the_challenge_expires_with_its_ttl() {
     let ch = h.challenge("u1").await;
     assert_eq!(ch.expires_at().as_unix_secs(), h.now() + 300);
     h.advance(299);
-    h.tf.verify_login(ch.token(), &h.totp(&secret))
+    h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp(&secret))
         .await
         .unwrap();
 
@@ -189,7 +220,7 @@ async fn the_challenge_expires_with_its_ttl() {
     let ch = h.challenge("u1").await;
     h.advance(300);
     let err =
-        h.tf.verify_login(ch.token(), &h.totp(&secret))
+        h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp(&secret))
             .await
             .unwrap_err();
     assert!(
@@ -211,7 +242,8 @@ async fn tampered_and_foreign_tokens_are_refused() {
     let tampered: String = chars.into_iter().collect();
     let token = ChallengeToken::parse(&tampered).unwrap();
     assert!(matches!(
-        h.tf.verify_login(&token, &h.totp(&secret)).await,
+        h.tf.verify_login(LoginContext::none(), &token, &h.totp(&secret))
+            .await,
         Err(Error::InvalidChallenge)
     ));
     for bad in [
@@ -228,7 +260,8 @@ async fn tampered_and_foreign_tokens_are_refused() {
     other.enroll_totp("u1").await;
     let foreign = other.challenge("u1").await;
     assert!(matches!(
-        h.tf.verify_login(foreign.token(), &h.totp(&secret)).await,
+        h.tf.verify_login(LoginContext::none(), foreign.token(), &h.totp(&secret))
+            .await,
         Err(Error::InvalidChallenge)
     ));
 }
@@ -242,7 +275,8 @@ async fn malformed_input_is_a_typed_error_and_costs_no_attempt() {
     for bad in ["", "   ", "١٢٣٤٥٦", "12345６", &huge, "12$456", "💥"] {
         assert!(
             matches!(
-                h.tf.verify_login(ch.token(), bad).await,
+                h.tf.verify_login(LoginContext::none(), ch.token(), bad)
+                    .await,
                 Err(Error::MalformedCode)
             ),
             "{bad:?}"
@@ -250,12 +284,13 @@ async fn malformed_input_is_a_typed_error_and_costs_no_attempt() {
     }
     // Wrong-length codes are evaluated as wrong codes.
     assert!(matches!(
-        h.tf.verify_login(ch.token(), "12345").await,
+        h.tf.verify_login(LoginContext::none(), ch.token(), "12345")
+            .await,
         Err(Error::InvalidCode {
             attempts_remaining: Some(4)
         })
     ));
-    h.tf.verify_login(ch.token(), &h.totp(&secret))
+    h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp(&secret))
         .await
         .unwrap();
 }
@@ -270,10 +305,15 @@ async fn a_tighter_policy_is_honoured() {
     let ch = h.challenge("u1").await;
     assert_eq!(ch.expires_at().as_unix_secs(), h.now() + 60);
     for _ in 0..3 {
-        assert!(h.tf.verify_login(ch.token(), "000000").await.is_err());
+        assert!(h
+            .tf
+            .verify_login(LoginContext::none(), ch.token(), "000000")
+            .await
+            .is_err());
     }
     assert!(matches!(
-        h.tf.verify_login(ch.token(), &h.totp(&secret)).await,
+        h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp(&secret))
+            .await,
         Err(Error::TooManyAttempts)
     ));
 }

@@ -5,12 +5,13 @@
 //! by `Policy::validate` or run every flow without a panic.
 
 use std::time::Duration;
+use twofactor::LoginContext;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use twofactor::{
-    otpauth_uri, qr_svg, ChallengeToken, Error, Keyring, LoginStep, Policy, Timestamp, TotpParams,
-    TotpSecret,
+    clock::Timestamp, totp::otpauth_uri, totp::qr_svg, totp::TotpParams, totp::TotpSecret,
+    ChallengeToken, Error, Keyring, LoginStep, Policy,
 };
 
 use crate::support::{code_in, Harness, PASSWORD};
@@ -85,7 +86,7 @@ fn verify_login_takes_any_input_with_a_real_or_a_garbage_token() {
             h.advance(25 * 3600);
             let ch = rt.block_on(h.challenge("u1"));
             for token in [ch.token(), &garbage] {
-                match rt.block_on(h.tf.verify_login(token, &input)) {
+                match rt.block_on(h.tf.verify_login(LoginContext::none(), token, &input)) {
                     Ok(v) => prop_assert!(
                         token == ch.token() && !surely_malformed(&input),
                         "accepted {input:?}: {v:?}"
@@ -103,7 +104,7 @@ fn verify_login_takes_any_input_with_a_real_or_a_garbage_token() {
                 Ok(t) => {
                     prop_assert!(token_text.starts_with("tfc2_"));
                     prop_assert_eq!(t.as_str(), token_text.as_str());
-                    let r = rt.block_on(h.tf.verify_login(&t, "123456"));
+                    let r = rt.block_on(h.tf.verify_login(LoginContext::none(), &t, "123456"));
                     prop_assert_eq!(r.unwrap_err().code(), "invalid_challenge");
                     let r = rt.block_on(h.tf.resend_code(&t));
                     prop_assert_eq!(r.unwrap_err().code(), "invalid_challenge");
@@ -116,7 +117,7 @@ fn verify_login_takes_any_input_with_a_real_or_a_garbage_token() {
     // Still whole: the right answers work.
     h.advance(25 * 3600);
     let ch = rt.block_on(h.challenge("u1"));
-    let v = rt.block_on(h.tf.verify_login(ch.token(), &backup[0]));
+    let v = rt.block_on(h.tf.verify_login(LoginContext::none(), ch.token(), &backup[0]));
     assert!(v.is_ok() || v.unwrap_err().code() == "invalid_code");
 }
 
@@ -133,7 +134,7 @@ async fn unicode_digits_of_the_right_code_are_malformed() {
             .map(|d| char::from_u32(zero as u32 + d.to_digit(10).unwrap()).unwrap())
             .collect();
         assert_eq!(
-            h.tf.verify_login(ch.token(), &spelled)
+            h.tf.verify_login(LoginContext::none(), ch.token(), &spelled)
                 .await
                 .unwrap_err()
                 .code(),
@@ -142,7 +143,9 @@ async fn unicode_digits_of_the_right_code_are_malformed() {
         );
     }
     // Malformed input costs no attempt: the right code still works.
-    h.tf.verify_login(ch.token(), &right).await.unwrap();
+    h.tf.verify_login(LoginContext::none(), ch.token(), &right)
+        .await
+        .unwrap();
 }
 
 #[test]
@@ -153,22 +156,23 @@ fn confirmations_and_disable_take_any_input() {
     policy.totp_setup_ttl = Duration::from_secs(100 * 365 * 86400);
     let h = Harness::with_policy(policy);
     rt.block_on(h.enroll_totp("u1"));
-    rt.block_on(h.tf.start_totp_setup("u2", "bob")).unwrap();
+    rt.block_on(h.tf.totp().start_setup("u2", "bob")).unwrap();
     runner(128)
         .run(&(nasty(), nasty()), |(a, b)| {
             h.advance(25 * 3600);
-            rt.block_on(h.tf.start_email_setup("u3", "c@example.com"))
+            rt.block_on(h.tf.email().start_setup("u3", "c@example.com"))
                 .unwrap();
-            rt.block_on(h.tf.send_verification_code("u4", "d@example.com"))
+            rt.block_on(h.tf.email().send_verification_code("u4", "d@example.com"))
                 .unwrap();
             let results = [
-                rt.block_on(h.tf.confirm_totp_setup("u2", &a)).map(|_| ()),
-                rt.block_on(h.tf.confirm_email_setup("u3", &a)).map(|_| ()),
-                rt.block_on(h.tf.verify_registration_code("u4", &a))
+                rt.block_on(h.tf.totp().confirm_setup("u2", &a)).map(|_| ()),
+                rt.block_on(h.tf.email().confirm_setup("u3", &a))
                     .map(|_| ()),
-                rt.block_on(h.tf.disable("u1", &b, &a)),
-                rt.block_on(h.tf.disable("u1", PASSWORD, &a)),
-                rt.block_on(h.tf.regenerate_backup_codes("u1", &a))
+                rt.block_on(h.tf.email().verify_registration_code("u4", &a))
+                    .map(|_| ()),
+                rt.block_on(h.tf.account().disable("u1", &b, &a)),
+                rt.block_on(h.tf.account().disable("u1", PASSWORD, &a)),
+                rt.block_on(h.tf.backup_codes().regenerate("u1", &a))
                     .map(|_| ()),
             ];
             for r in results {
@@ -190,7 +194,7 @@ fn user_ids_and_addresses_take_any_input() {
     runner(256)
         .run(&(nasty(), nasty()), |(user, address)| {
             h.advance(25 * 3600);
-            match rt.block_on(h.tf.start_email_setup("u5", &address)) {
+            match rt.block_on(h.tf.email().start_setup("u5", &address)) {
                 Ok(()) => {
                     // Accepted addresses are plain: no header injection, no spaces.
                     prop_assert!(address.is_ascii() && address.len() <= 254);
@@ -202,14 +206,19 @@ fn user_ids_and_addresses_take_any_input() {
                 Err(e) => client_error(&e, &address)?,
             }
             for r in [
-                rt.block_on(h.tf.begin_login(&user)).map(|s| {
-                    assert!(matches!(s, LoginStep::Complete(_)));
-                }),
-                rt.block_on(h.tf.status(&user)).map(|s| assert!(!s.enabled)),
-                rt.block_on(h.tf.send_verification_code(&user, "e@example.com")),
-                rt.block_on(h.tf.verify_registration_code(&user, "123456"))
+                rt.block_on(h.tf.begin_login(LoginContext::none(), &user))
+                    .map(|s| {
+                        assert!(matches!(s, LoginStep::Complete(_)));
+                    }),
+                rt.block_on(h.tf.account().status(&user))
+                    .map(|s| assert!(!s.enabled)),
+                rt.block_on(h.tf.email().send_verification_code(&user, "e@example.com")),
+                rt.block_on(h.tf.email().verify_registration_code(&user, "123456"))
                     .map(|_| ()),
-                rt.block_on(h.tf.send_step_up_code(&user, twofactor::SecurityAction::AddFactor)),
+                rt.block_on(
+                    h.tf.account()
+                        .send_step_up_code(&user, twofactor::mail::SecurityAction::AddFactor),
+                ),
             ] {
                 if let Err(e) = r {
                     client_error(&e, &user)?;
@@ -242,7 +251,7 @@ fn totp_setup_and_otpauth_uris_take_any_account_name() {
                 }
                 Err(e) => prop_assert_eq!(e.code(), "invalid_input"),
             }
-            match rt.block_on(h.tf.start_totp_setup("u1", &account)) {
+            match rt.block_on(h.tf.totp().start_setup("u1", &account)) {
                 Ok(setup) => {
                     prop_assert!(setup.otpauth_uri().is_ascii());
                     prop_assert!(setup.qr_svg().unwrap().contains("<svg"));
@@ -259,7 +268,9 @@ fn totp_setup_and_otpauth_uris_take_any_account_name() {
     );
     #[cfg(feature = "qr-png")]
     assert_eq!(
-        twofactor::qr_png(&"x".repeat(10_000)).unwrap_err().code(),
+        twofactor::totp::qr_png(&"x".repeat(10_000))
+            .unwrap_err()
+            .code(),
         "invalid_input"
     );
 }
@@ -327,45 +338,58 @@ async fn every_flow(h: &Harness) -> usize {
             .and_then(|m| code_in(&m.text))
             .unwrap_or_default()
     };
-    t.add(tf.status("u1").await);
-    let setup = tf.start_totp_setup("u1", "alice").await.unwrap();
+    t.add(tf.account().status("u1").await);
+    let setup = tf.totp().start_setup("u1", "alice").await.unwrap();
     let secret = setup.secret_base32().to_owned();
     let backup = setup.backup_codes()[0].expose().to_owned();
-    t.add(tf.confirm_totp_setup("u1", &h.totp(&secret)).await);
-    t.add(tf.start_email_setup("u1", "a@example.com").await);
+    t.add(tf.totp().confirm_setup("u1", &h.totp(&secret)).await);
+    t.add(tf.email().start_setup("u1", "a@example.com").await);
     t.add(
-        tf.confirm_email_setup("u1", &code_to("a@example.com"))
+        tf.email()
+            .confirm_setup("u1", &code_to("a@example.com"))
             .await,
     );
-    t.add(tf.send_verification_code("u2", "b@example.com").await);
     t.add(
-        tf.verify_registration_code("u2", &code_to("b@example.com"))
+        tf.email()
+            .send_verification_code("u2", "b@example.com")
+            .await,
+    );
+    t.add(
+        tf.email()
+            .verify_registration_code("u2", &code_to("b@example.com"))
             .await,
     );
     h.advance(30);
     for input in [h.totp(&secret), backup, "000000".to_owned()] {
-        match tf.begin_login("u1").await {
+        match tf.begin_login(LoginContext::none(), "u1").await {
             Ok(LoginStep::Challenge(ch)) => {
                 t.add(tf.resend_code(ch.token()).await);
-                t.add(tf.verify_login(ch.token(), &input).await);
+                t.add(
+                    tf.verify_login(LoginContext::none(), ch.token(), &input)
+                        .await,
+                );
             }
             r => t.add(r),
         }
     }
     // A lockout.
     for _ in 0..12 {
-        if let Ok(LoginStep::Challenge(ch)) = tf.begin_login("u1").await {
-            t.add(tf.verify_login(ch.token(), "12-34-56").await);
+        if let Ok(LoginStep::Challenge(ch)) = tf.begin_login(LoginContext::none(), "u1").await {
+            t.add(
+                tf.verify_login(LoginContext::none(), ch.token(), "12-34-56")
+                    .await,
+            );
         }
     }
     h.advance(u64::MAX / 4);
-    t.add(tf.regenerate_backup_codes("u1", &h.totp(&secret)).await);
+    t.add(tf.backup_codes().regenerate("u1", &h.totp(&secret)).await);
     t.add(
-        tf.send_step_up_code("u1", twofactor::SecurityAction::DisableTwoFactor)
+        tf.account()
+            .send_step_up_code("u1", twofactor::mail::SecurityAction::DisableTwoFactor)
             .await,
     );
-    t.add(tf.disable("u1", PASSWORD, &h.totp(&secret)).await);
-    t.add(tf.status("u1").await);
+    t.add(tf.account().disable("u1", PASSWORD, &h.totp(&secret)).await);
+    t.add(tf.account().status("u1").await);
     t.0
 }
 
@@ -398,7 +422,7 @@ async fn times_up_to_u64_max_do_not_panic() {
         // The clock saturates.
         h.clock.advance(Duration::MAX);
         assert_eq!(h.now(), MAX);
-        h.tf.status("u1").await.unwrap();
+        h.tf.account().status("u1").await.unwrap();
     }
 }
 
@@ -505,14 +529,14 @@ proptest! {
     fn phone_numbers_parse_or_refuse_without_panic(
         input in prop_oneof![nasty(), "\\+[1-9][0-9 \\-]{6,20}", "[+0-9 ()\\-.]{0,24}"],
     ) {
-        match twofactor::PhoneNumber::parse(&input) {
+        match twofactor::text::PhoneNumber::parse(&input) {
             Ok(n) => {
                 let e = n.as_e164();
                 let digits = &e[1..];
                 prop_assert!(e.starts_with('+'));
                 prop_assert!((8..=15).contains(&digits.len()), "{e}");
                 prop_assert!(digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0'));
-                let same = twofactor::PhoneNumber::parse(e).unwrap();
+                let same = twofactor::text::PhoneNumber::parse(e).unwrap();
                 prop_assert_eq!(same.as_e164(), e);
                 let shown = format!("{n} {n:?}");
                 prop_assert!(!shown.contains(digits), "{shown}");

@@ -3,8 +3,9 @@
 //! figure `Policy::worst_case_failures_per_day` computes agrees with a day of real attempts.
 
 use std::time::Duration;
+use twofactor::LoginContext;
 
-use twofactor::{Error, LoginStep, Policy, MAX_FAILURES_PER_DAY};
+use twofactor::{Error, LoginStep, Policy};
 
 use crate::support::{wrong, Harness};
 
@@ -14,7 +15,7 @@ async fn attack_for_a_day(h: &Harness, secret: &str) -> u64 {
     let start = h.now();
     let mut evaluated = 0;
     while h.now() < start + 86_400 {
-        let ch = match h.tf.begin_login("victim").await {
+        let ch = match h.tf.begin_login(LoginContext::none(), "victim").await {
             Ok(LoginStep::Challenge(c)) => c,
             Err(Error::Locked { retry_after }) => {
                 h.advance(retry_after.as_secs());
@@ -23,7 +24,11 @@ async fn attack_for_a_day(h: &Harness, secret: &str) -> u64 {
             other => panic!("unexpected {other:?}"),
         };
         loop {
-            match h.tf.verify_login(ch.token(), &wrong(&h.totp(secret))).await {
+            match h
+                .tf
+                .verify_login(LoginContext::none(), ch.token(), &wrong(&h.totp(secret)))
+                .await
+            {
                 Err(Error::InvalidCode { .. }) => evaluated += 1,
                 Err(Error::TooManyAttempts) => break,
                 Err(Error::Locked { retry_after }) => {
@@ -53,7 +58,7 @@ async fn a_short_lock_policy_is_bounded_by_its_computed_figure() {
     policy.lockout_threshold = 5;
     policy.lockout_base = Duration::from_secs(3_600);
     let worst = policy.worst_case_failures_per_day();
-    assert!(worst <= MAX_FAILURES_PER_DAY, "{worst}");
+    assert!(worst <= Policy::MAX_FAILURES_PER_DAY, "{worst}");
     policy.validate().unwrap();
     let h = Harness::with_policy(policy);
     let (secret, _) = h.enroll_totp("victim").await;
@@ -80,7 +85,7 @@ fn policies_over_100_a_day_are_refused_unless_dangerous() {
         ("a one-minute failure window", short_window),
     ] {
         let worst = policy.worst_case_failures_per_day();
-        assert!(worst > MAX_FAILURES_PER_DAY, "{name}: {worst}");
+        assert!(worst > Policy::MAX_FAILURES_PER_DAY, "{name}: {worst}");
         match policy.validate() {
             Err(Error::InvalidConfig(msg)) => {
                 assert!(msg.contains(&worst.to_string()), "{name}: {msg}")

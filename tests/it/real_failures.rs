@@ -10,8 +10,9 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use twofactor::LoginContext;
 
-use twofactor::{Challenge, Error, Method, StoreErrorKind, Verified};
+use twofactor::{error::StoreErrorKind, Challenge, Error, Method, Verified};
 
 use crate::support::proxy::{Cut, Proxy};
 use crate::support::stores::{self, runtime};
@@ -33,7 +34,9 @@ fn transient_kind<T: std::fmt::Debug>(outcome: Result<T, Error>) -> StoreErrorKi
 async fn spent_once(svc: &Svc, user: &str, ch: &Challenge, code: &str) {
     assert!(
         matches!(
-            svc.tf.verify_login(ch.token(), code).await,
+            svc.tf
+                .verify_login(LoginContext::none(), ch.token(), code)
+                .await,
             Err(Error::InvalidChallenge)
         ),
         "a consumed challenge never passes twice"
@@ -41,7 +44,9 @@ async fn spent_once(svc: &Svc, user: &str, ch: &Challenge, code: &str) {
     let again = svc.challenge(user).await;
     assert!(
         matches!(
-            svc.tf.verify_login(again.token(), code).await,
+            svc.tf
+                .verify_login(LoginContext::none(), again.token(), code)
+                .await,
             Err(Error::CodeReused)
         ),
         "the code's step was recorded once"
@@ -64,7 +69,7 @@ fn settled(outcome: &Result<Verified, Error>) -> bool {
 #[cfg(feature = "redis")]
 mod redis {
     use super::*;
-    use twofactor::{MemoryEnrollmentStore, RedisOtpStore};
+    use twofactor::{store::MemoryEnrollmentStore, store::RedisOtpStore};
 
     async fn via(port: u16) -> RedisOtpStore {
         for _ in 0..100 {
@@ -99,16 +104,21 @@ mod redis {
             let code = svc.totp(&secret);
 
             server.signal("STOP");
-            let kind = transient_kind(svc.tf.verify_login(ch.token(), &code).await);
+            let kind = transient_kind(
+                svc.tf
+                    .verify_login(LoginContext::none(), ch.token(), &code)
+                    .await,
+            );
             eprintln!("redis SIGSTOP: verify_login -> store error of kind {kind:?}");
             assert_eq!(kind, StoreErrorKind::Timeout);
             assert_eq!(
-                transient_kind(svc.tf.begin_login(&u).await),
+                transient_kind(svc.tf.begin_login(LoginContext::none(), &u).await),
                 StoreErrorKind::Timeout
             );
             server.signal("CONT");
 
-            let (outcome, transient) = retry(|| svc.tf.verify_login(ch.token(), &code)).await;
+            let (outcome, transient) =
+                retry(|| svc.tf.verify_login(LoginContext::none(), ch.token(), &code)).await;
             eprintln!("redis SIGCONT: retry -> {outcome:?} after {transient} transient errors");
             assert!(
                 !settled(&outcome),
@@ -140,7 +150,7 @@ mod redis {
             // One whole login first, so that the scripts are loaded on the server.
             let ch = svc.challenge(&u).await;
             svc.tf
-                .verify_login(ch.token(), &svc.totp(&secret))
+                .verify_login(LoginContext::none(), ch.token(), &svc.totp(&secret))
                 .await
                 .unwrap();
 
@@ -150,10 +160,14 @@ mod redis {
                 let code = svc.totp(&secret);
                 // The second script of verify_login is the settle step.
                 proxy.arm("EVALSHA", 1, 0, cut);
-                let first = svc.tf.verify_login(ch.token(), &code).await;
+                let first = svc
+                    .tf
+                    .verify_login(LoginContext::none(), ch.token(), &code)
+                    .await;
                 assert!(!proxy.armed(), "the cut fired");
                 let kind = transient_kind(first);
-                let (outcome, transient) = retry(|| svc.tf.verify_login(ch.token(), &code)).await;
+                let (outcome, transient) =
+                    retry(|| svc.tf.verify_login(LoginContext::none(), ch.token(), &code)).await;
                 eprintln!(
                     "redis proxy cut {cut:?} settle: {kind:?}; retry -> {outcome:?} \
                      after {transient} transient errors"
@@ -170,7 +184,7 @@ mod redis {
 mod postgres {
     use super::*;
     use stores::OwnPostgres;
-    use twofactor::SqlStore;
+    use twofactor::store::SqlStore;
 
     async fn sql(url: String, connections: u32) -> Arc<SqlStore> {
         for _ in 0..100 {
@@ -204,22 +218,31 @@ mod postgres {
             let code = svc.totp(&secret);
 
             pg.stop_immediate();
-            let kind = transient_kind(svc.tf.verify_login(ch.token(), &code).await);
+            let kind = transient_kind(
+                svc.tf
+                    .verify_login(LoginContext::none(), ch.token(), &code)
+                    .await,
+            );
             eprintln!("postgres stopped: verify_login -> store error of kind {kind:?}");
             for c in [code.clone(), codes[0].clone()] {
-                transient_kind(svc.tf.verify_login(ch.token(), &c).await);
+                transient_kind(
+                    svc.tf
+                        .verify_login(LoginContext::none(), ch.token(), &c)
+                        .await,
+                );
             }
-            transient_kind(svc.tf.begin_login(&u).await);
-            transient_kind(svc.tf.status(&u).await);
+            transient_kind(svc.tf.begin_login(LoginContext::none(), &u).await);
+            transient_kind(svc.tf.account().status(&u).await);
 
             pg.start_again();
-            let (outcome, transient) = retry(|| svc.tf.verify_login(ch.token(), &code)).await;
+            let (outcome, transient) =
+                retry(|| svc.tf.verify_login(LoginContext::none(), ch.token(), &code)).await;
             eprintln!(
                 "postgres restarted: retry -> {outcome:?} after {transient} transient errors"
             );
             assert!(!settled(&outcome), "the challenge outlived the restart");
             spent_once(&svc, &u, &ch, &code).await;
-            let status = svc.tf.status(&u).await.unwrap();
+            let status = svc.tf.account().status(&u).await.unwrap();
             assert!(status.enabled);
             assert_eq!(status.backup_codes_remaining, 10, "no backup code spent");
         });
@@ -246,14 +269,17 @@ mod postgres {
             for pid in &pids {
                 stores::send_signal(*pid, "STOP");
             }
-            let stalled =
-                tokio::time::timeout(stores::SHORT * 2, svc.tf.verify_login(ch.token(), &code))
-                    .await;
+            let stalled = tokio::time::timeout(
+                stores::SHORT * 2,
+                svc.tf.verify_login(LoginContext::none(), ch.token(), &code),
+            )
+            .await;
             for pid in &pids {
                 stores::send_signal(*pid, "CONT");
             }
             assert!(stalled.is_err(), "a stalled database answered: {stalled:?}");
-            let (outcome, transient) = retry(|| svc.tf.verify_login(ch.token(), &code)).await;
+            let (outcome, transient) =
+                retry(|| svc.tf.verify_login(LoginContext::none(), ch.token(), &code)).await;
             eprintln!(
                 "postgres SIGSTOP ({} processes): the host's timeout fired; after SIGCONT, retry \
                  -> {outcome:?} after {transient} transient errors",
@@ -285,9 +311,19 @@ mod postgres {
             let proxied = sql(pg.url_via(proxy.port()), 1).await;
             let other = svc.twin(proxied.clone(), proxied);
             proxy.arm("twofactor_settle", 0, 1, Cut::AfterForward);
-            let kind = transient_kind(other.tf.verify_login(ch.token(), &code).await);
+            let kind = transient_kind(
+                other
+                    .tf
+                    .verify_login(LoginContext::none(), ch.token(), &code)
+                    .await,
+            );
             assert!(!proxy.armed(), "the cut fired");
-            let (outcome, transient) = retry(|| other.tf.verify_login(ch.token(), &code)).await;
+            let (outcome, transient) = retry(|| {
+                other
+                    .tf
+                    .verify_login(LoginContext::none(), ch.token(), &code)
+            })
+            .await;
             eprintln!(
                 "postgres proxy cut after settle: {kind:?}; retry -> {outcome:?} \
                  after {transient} transient errors"
@@ -314,9 +350,9 @@ mod postgres {
             let code = svc.totp(&secret);
             // The statement is prepared first (its text), then bound and run: cut after the run.
             proxy.arm("SET record = $2, revision", 0, 1, Cut::AfterForward);
-            let kind = transient_kind(svc.tf.confirm_totp_setup(&u, &code).await);
+            let kind = transient_kind(svc.tf.totp().confirm_setup(&u, &code).await);
             assert!(!proxy.armed(), "the cut fired");
-            let (outcome, transient) = retry(|| svc.tf.confirm_totp_setup(&u, &code)).await;
+            let (outcome, transient) = retry(|| svc.tf.totp().confirm_setup(&u, &code)).await;
             eprintln!(
                 "postgres proxy cut after the enrolment update: {kind:?}; retry -> {outcome:?} \
                  after {transient} transient errors"
@@ -325,18 +361,22 @@ mod postgres {
                 matches!(outcome, Err(Error::AlreadyEnrolled)),
                 "the first confirmation landed: {outcome:?}"
             );
-            let status = svc.tf.status(&u).await.unwrap();
+            let status = svc.tf.account().status(&u).await.unwrap();
             assert!(status.enabled && status.totp_confirmed_at.is_some());
             assert_eq!(status.backup_codes_remaining, 10);
             // The factor works: a backup code shown at setup, then the next TOTP step.
             let ch = svc.challenge(&u).await;
-            let v = svc.tf.verify_login(ch.token(), &codes[3]).await.unwrap();
+            let v = svc
+                .tf
+                .verify_login(LoginContext::none(), ch.token(), &codes[3])
+                .await
+                .unwrap();
             assert_eq!(v.method, Some(Method::BackupCode));
             svc.advance(30);
             let ch = svc.challenge(&u).await;
             let v = svc
                 .tf
-                .verify_login(ch.token(), &svc.totp(&secret))
+                .verify_login(LoginContext::none(), ch.token(), &svc.totp(&secret))
                 .await
                 .unwrap();
             assert_eq!(v.method, Some(Method::Totp));

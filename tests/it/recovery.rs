@@ -7,10 +7,11 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use twofactor::LoginContext;
 
 use twofactor::{
-    Error, Event, Keyring, LoginStep, ManualClock, MessagePurpose, Method, Policy,
-    RecoveryProgress, TwoFactorService,
+    account::RecoveryProgress, events::Event, mail::MessagePurpose, testing::ManualClock, Error,
+    Keyring, LoginStep, Method, Policy, TwoFactorService,
 };
 
 use crate::support::{Harness, PASSWORD};
@@ -44,27 +45,31 @@ async fn a_request_is_scheduled_told_at_once_and_shown_in_status() {
     enrolled(&h).await;
     // No factor, no recovery; a wrong password schedules nothing.
     assert!(matches!(
-        h.tf.request_recovery("nobody", PASSWORD).await,
+        h.tf.recovery().request("nobody", PASSWORD).await,
         Err(Error::NotEnrolled)
     ));
     assert!(matches!(
-        h.tf.request_recovery("u1", "wrong password").await,
+        h.tf.recovery().request("u1", "wrong password").await,
         Err(Error::InvalidPassword)
     ));
     assert_eq!(
-        h.tf.status("u1").await.unwrap().recovery_pending_until,
+        h.tf.account()
+            .status("u1")
+            .await
+            .unwrap()
+            .recovery_pending_until,
         None
     );
     assert_eq!(mails(&h, MessagePurpose::RecoveryRequested), 0);
 
-    let at = h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    let at = h.tf.recovery().request("u1", PASSWORD).await.unwrap();
     assert_eq!(at.as_unix_secs(), h.now() + DELAY);
     assert_eq!(mails(&h, MessagePurpose::RecoveryRequested), 1);
     assert!(h.events.events().contains(&Event::RecoveryRequested {
         user: "u1".into(),
         effective_at: at,
     }));
-    let status = h.tf.status("u1").await.unwrap();
+    let status = h.tf.account().status("u1").await.unwrap();
     assert_eq!(status.recovery_pending_until, Some(at));
     assert!(status.enabled);
 }
@@ -73,16 +78,20 @@ async fn a_request_is_scheduled_told_at_once_and_shown_in_status() {
 async fn a_login_with_a_factor_cancels_it() {
     let h = Harness::new();
     let secret = enrolled(&h).await;
-    h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    h.tf.recovery().request("u1", PASSWORD).await.unwrap();
     h.advance(3600);
     let c = h.challenge("u1").await;
     let v =
-        h.tf.verify_login(c.token(), &h.totp(&secret))
+        h.tf.verify_login(LoginContext::none(), c.token(), &h.totp(&secret))
             .await
             .unwrap();
     assert_eq!(v.method, Some(Method::Totp));
     assert_eq!(
-        h.tf.status("u1").await.unwrap().recovery_pending_until,
+        h.tf.account()
+            .status("u1")
+            .await
+            .unwrap()
+            .recovery_pending_until,
         None
     );
     assert!(h
@@ -91,52 +100,65 @@ async fn a_login_with_a_factor_cancels_it() {
         .contains(&Event::RecoveryCancelled { user: "u1".into() }));
     // Long past the deadline the factors are still there.
     h.advance(DELAY);
-    assert!(is_challenge(&h.tf.begin_login("u1").await.unwrap()));
+    assert!(is_challenge(
+        &h.tf.begin_login(LoginContext::none(), "u1").await.unwrap()
+    ));
     assert_eq!(
-        h.tf.process_recovery("u1").await.unwrap(),
+        h.tf.recovery().process("u1").await.unwrap(),
         RecoveryProgress::None
     );
-    assert!(h.tf.status("u1").await.unwrap().enabled);
+    assert!(h.tf.account().status("u1").await.unwrap().enabled);
 }
 
 #[tokio::test]
 async fn a_reauthentication_or_the_host_cancels_it() {
     let h = Harness::new();
     let secret = enrolled(&h).await;
-    h.tf.request_recovery("u1", PASSWORD).await.unwrap();
-    h.tf.reauthenticate("u1", &h.totp(&secret)).await.unwrap();
+    h.tf.recovery().request("u1", PASSWORD).await.unwrap();
+    h.tf.account()
+        .reauthenticate("u1", &h.totp(&secret))
+        .await
+        .unwrap();
     assert_eq!(
-        h.tf.status("u1").await.unwrap().recovery_pending_until,
+        h.tf.account()
+            .status("u1")
+            .await
+            .unwrap()
+            .recovery_pending_until,
         None
     );
 
     h.advance(30);
-    h.tf.request_recovery("u1", PASSWORD).await.unwrap();
-    assert!(h.tf.cancel_recovery("u1").await.unwrap());
-    assert!(!h.tf.cancel_recovery("u1").await.unwrap());
+    h.tf.recovery().request("u1", PASSWORD).await.unwrap();
+    assert!(h.tf.recovery().cancel("u1").await.unwrap());
+    assert!(!h.tf.recovery().cancel("u1").await.unwrap());
     h.advance(DELAY);
-    assert!(is_challenge(&h.tf.begin_login("u1").await.unwrap()));
+    assert!(is_challenge(
+        &h.tf.begin_login(LoginContext::none(), "u1").await.unwrap()
+    ));
 }
 
 #[tokio::test]
 async fn it_takes_effect_at_the_deadline() {
     let h = Harness::new();
     enrolled(&h).await;
-    let at = h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    let at = h.tf.recovery().request("u1", PASSWORD).await.unwrap();
     h.advance(DELAY - 1);
     // A challenge begun is no second-factor check: it cancels nothing.
-    assert!(is_challenge(&h.tf.begin_login("u1").await.unwrap()));
+    assert!(is_challenge(
+        &h.tf.begin_login(LoginContext::none(), "u1").await.unwrap()
+    ));
     assert_eq!(
-        h.tf.process_recovery("u1").await.unwrap(),
+        h.tf.recovery().process("u1").await.unwrap(),
         RecoveryProgress::Pending { effective_at: at }
     );
     h.advance(1);
     let disabled_before = mails(&h, MessagePurpose::TwoFactorDisabled);
-    let LoginStep::Complete(v) = h.tf.begin_login("u1").await.unwrap() else {
+    let LoginStep::Complete(v) = h.tf.begin_login(LoginContext::none(), "u1").await.unwrap() else {
         panic!("the recovery took effect: no factor is left");
     };
     assert_eq!(v.method, None);
-    let status = h.tf.status("u1").await.unwrap();
+    let status = h.tf.account().status("u1").await.unwrap();
     assert!(!status.enabled);
     assert_eq!(status.backup_codes_remaining, 0);
     assert_eq!(status.recovery_pending_until, None);
@@ -154,29 +176,29 @@ async fn it_takes_effect_at_the_deadline() {
 async fn the_host_job_reminds_once_and_completes_at_the_deadline() {
     let h = Harness::new();
     enrolled(&h).await;
-    let at = h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    let at = h.tf.recovery().request("u1", PASSWORD).await.unwrap();
     h.advance(DELAY - 24 * 3600 - 1);
     assert_eq!(
-        h.tf.process_recovery("u1").await.unwrap(),
+        h.tf.recovery().process("u1").await.unwrap(),
         RecoveryProgress::Pending { effective_at: at }
     );
     assert_eq!(mails(&h, MessagePurpose::RecoveryReminder), 0);
     h.advance(1);
-    h.tf.process_recovery("u1").await.unwrap();
+    h.tf.recovery().process("u1").await.unwrap();
     assert_eq!(mails(&h, MessagePurpose::RecoveryReminder), 1);
     h.advance(3600);
-    h.tf.process_recovery("u1").await.unwrap();
+    h.tf.recovery().process("u1").await.unwrap();
     assert_eq!(mails(&h, MessagePurpose::RecoveryReminder), 1, "once");
     h.advance(23 * 3600 - 1);
-    assert!(h.tf.status("u1").await.unwrap().enabled);
+    assert!(h.tf.account().status("u1").await.unwrap().enabled);
     h.advance(1);
     assert_eq!(
-        h.tf.process_recovery("u1").await.unwrap(),
+        h.tf.recovery().process("u1").await.unwrap(),
         RecoveryProgress::Completed
     );
-    assert!(!h.tf.status("u1").await.unwrap().enabled);
+    assert!(!h.tf.account().status("u1").await.unwrap().enabled);
     assert_eq!(
-        h.tf.process_recovery("u1").await.unwrap(),
+        h.tf.recovery().process("u1").await.unwrap(),
         RecoveryProgress::None
     );
 }
@@ -186,29 +208,35 @@ async fn a_second_request_neither_extends_nor_shortens_the_first() {
     let keys = Keyring::generate();
     let h = Harness::with(Policy::default(), keys.clone());
     enrolled(&h).await;
-    let first = h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    let first = h.tf.recovery().request("u1", PASSWORD).await.unwrap();
     h.advance(10 * 3600);
     // Asked again later: the same deadline, and no second mail.
-    assert_eq!(h.tf.request_recovery("u1", PASSWORD).await.unwrap(), first);
+    assert_eq!(
+        h.tf.recovery().request("u1", PASSWORD).await.unwrap(),
+        first
+    );
     assert_eq!(mails(&h, MessagePurpose::RecoveryRequested), 1);
     // Asked again on a server whose policy has a much shorter delay: still the same deadline.
     let mut short = Policy::default();
     short.recovery_delay = Duration::from_secs(3600);
     short.recovery_reminder = Duration::from_secs(600);
     let twin = twin(&h, short, keys);
-    assert_eq!(twin.request_recovery("u1", PASSWORD).await.unwrap(), first);
+    assert_eq!(
+        twin.recovery().request("u1", PASSWORD).await.unwrap(),
+        first
+    );
     h.advance(3600);
     assert_eq!(
-        twin.process_recovery("u1").await.unwrap(),
+        twin.recovery().process("u1").await.unwrap(),
         RecoveryProgress::Pending {
             effective_at: first
         }
     );
     h.advance(first.as_unix_secs() - h.now() - 1);
-    assert!(h.tf.status("u1").await.unwrap().enabled);
+    assert!(h.tf.account().status("u1").await.unwrap().enabled);
     h.advance(1);
     assert_eq!(
-        h.tf.process_recovery("u1").await.unwrap(),
+        h.tf.recovery().process("u1").await.unwrap(),
         RecoveryProgress::Completed
     );
 }
@@ -219,18 +247,19 @@ async fn a_trusted_device_neither_cancels_nor_outlives_it() {
     let secret = enrolled(&h).await;
     let c = h.challenge("u1").await;
     let v =
-        h.tf.verify_login(c.token(), &h.totp(&secret))
+        h.tf.verify_login(LoginContext::none(), c.token(), &h.totp(&secret))
             .await
             .unwrap();
-    let trust = h.tf.trust_device(&v, "laptop", None).await.unwrap();
-    h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    let trust = h.tf.devices().trust(&v, "laptop", None).await.unwrap();
+    h.tf.recovery().request("u1", PASSWORD).await.unwrap();
     let step =
-        h.tf.begin_login_with_device("u1", Some(&trust.token))
+        h.tf.begin_login(&LoginContext::new().device(trust.token.clone()), "u1")
             .await
             .unwrap();
     assert!(matches!(&step, LoginStep::Complete(v) if v.method == Some(Method::TrustedDevice)));
     assert!(h
         .tf
+        .account()
         .status("u1")
         .await
         .unwrap()
@@ -238,11 +267,11 @@ async fn a_trusted_device_neither_cancels_nor_outlives_it() {
         .is_some());
     h.advance(DELAY);
     let step =
-        h.tf.begin_login_with_device("u1", Some(&trust.token))
+        h.tf.begin_login(&LoginContext::new().device(trust.token.clone()), "u1")
             .await
             .unwrap();
     assert!(matches!(&step, LoginStep::Complete(v) if v.method.is_none()));
-    assert!(!h.tf.status("u1").await.unwrap().enabled);
+    assert!(!h.tf.account().status("u1").await.unwrap().enabled);
 }
 
 #[test]
@@ -278,41 +307,52 @@ fn twin(h: &Harness, policy: Policy, keys: Keyring) -> TwoFactorService {
 async fn recovery_flow(stores: &crate::trusted_devices::Stores) {
     use crate::trusted_devices::{code_now, enrolled_on};
     let (tf, clock, u, secret) = enrolled_on(stores).await;
-    tf.request_recovery(&u, PASSWORD).await.unwrap();
+    tf.recovery().request(&u, PASSWORD).await.unwrap();
     clock.advance(Duration::from_secs(3600));
-    let LoginStep::Challenge(c) = tf.begin_login(&u).await.unwrap() else {
+    let LoginStep::Challenge(c) = tf.begin_login(LoginContext::none(), &u).await.unwrap() else {
         panic!("expected a challenge");
     };
-    tf.verify_login(c.token(), &code_now(&clock, &secret))
+    tf.verify_login(LoginContext::none(), c.token(), &code_now(&clock, &secret))
         .await
         .unwrap();
-    assert_eq!(tf.status(&u).await.unwrap().recovery_pending_until, None);
+    assert_eq!(
+        tf.account()
+            .status(&u)
+            .await
+            .unwrap()
+            .recovery_pending_until,
+        None
+    );
 
     clock.advance(Duration::from_secs(60));
-    let first = tf.request_recovery(&u, PASSWORD).await.unwrap();
+    let first = tf.recovery().request(&u, PASSWORD).await.unwrap();
     clock.advance(Duration::from_secs(3600));
-    assert_eq!(tf.request_recovery(&u, PASSWORD).await.unwrap(), first);
+    assert_eq!(tf.recovery().request(&u, PASSWORD).await.unwrap(), first);
     assert_eq!(
-        tf.status(&u).await.unwrap().recovery_pending_until,
+        tf.account()
+            .status(&u)
+            .await
+            .unwrap()
+            .recovery_pending_until,
         Some(first)
     );
     clock.advance(Duration::from_secs(DELAY - 3600 - 1));
     assert_eq!(
-        tf.process_recovery(&u).await.unwrap(),
+        tf.recovery().process(&u).await.unwrap(),
         RecoveryProgress::Pending {
             effective_at: first
         }
     );
     clock.advance(Duration::from_secs(1));
     assert_eq!(
-        tf.process_recovery(&u).await.unwrap(),
+        tf.recovery().process(&u).await.unwrap(),
         RecoveryProgress::Completed
     );
-    let status = tf.status(&u).await.unwrap();
+    let status = tf.account().status(&u).await.unwrap();
     assert!(!status.enabled);
     assert_eq!(status.backup_codes_remaining, 0);
     assert!(matches!(
-        tf.begin_login(&u).await.unwrap(),
+        tf.begin_login(LoginContext::none(), &u).await.unwrap(),
         LoginStep::Complete(v) if v.method.is_none()
     ));
 }

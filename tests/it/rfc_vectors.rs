@@ -1,7 +1,9 @@
 //! Known-answer tests: every published RFC 4226 (HOTP) and RFC 6238 (TOTP) vector through the
 //! crate's public TOTP functions.
 
-use twofactor::{totp_code, TotpAlgorithm, TotpParams, TotpSecret, TotpVerifier};
+use twofactor::{
+    totp::totp_code, totp::TotpAlgorithm, totp::TotpParams, totp::TotpSecret, totp::TotpVerifier,
+};
 
 const SEED_SHA1: &[u8] = b"12345678901234567890";
 const SEED_SHA256: &[u8] = b"12345678901234567890123456789012";

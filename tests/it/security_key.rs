@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use twofactor::LoginContext;
 
 use twofactor::{
-    Challenge, Error, Event, LoginStep, MessagePurpose, Method, Policy, SecurityKeyInfo,
-    SecurityKeyPolicy, UserVerification,
+    events::Event, mail::MessagePurpose, security_key::SecurityKeyInfo,
+    security_key::SecurityKeyPolicy, security_key::UserVerification, Challenge, Error, LoginStep,
+    Method, Policy,
 };
 
 use crate::support::authenticator::{SoftKey, ORIGIN, RP_ID};
@@ -27,11 +29,13 @@ fn harness() -> Harness {
 /// Registers `key` for `user` (who must be allowed to add a factor now).
 async fn add_key(h: &Harness, user: &str, key: &mut SoftKey, label: &str) -> SecurityKeyInfo {
     let options =
-        h.tf.start_security_key_registration(user, "Alice Example")
+        h.tf.security_keys()
+            .start_registration(user, "Alice Example")
             .await
             .unwrap();
     let response = key.create(options.as_json()).await;
-    h.tf.finish_security_key_registration(user, &response, label)
+    h.tf.security_keys()
+        .finish_registration(user, &response, label)
         .await
         .unwrap()
 }
@@ -68,7 +72,7 @@ async fn a_registered_key_answers_a_login() {
         method: Method::SecurityKey,
     }));
     // Registration is told to the email factor, when there is one.
-    let status = h.tf.status("u1").await.unwrap();
+    let status = h.tf.account().status("u1").await.unwrap();
     assert!(status.methods.contains(&Method::SecurityKey));
     assert_eq!(status.security_keys, 1);
 
@@ -85,7 +89,10 @@ async fn a_registered_key_answers_a_login() {
     assert!(step["security_key"]["publicKey"]["challenge"].is_string());
 
     let assertion = key.get(&opts).await;
-    let v = h.tf.verify_login(c.token(), &assertion).await.unwrap();
+    let v =
+        h.tf.verify_login(LoginContext::none(), c.token(), &assertion)
+            .await
+            .unwrap();
     assert_eq!(v.user, "u1");
     assert_eq!(v.method, Some(Method::SecurityKey));
     assert_eq!(v.backup_codes_remaining, 10);
@@ -93,14 +100,15 @@ async fn a_registered_key_answers_a_login() {
         user: "u1".into(),
         method: Method::SecurityKey,
     }));
-    let listed = h.tf.security_keys("u1").await.unwrap();
+    let listed = h.tf.security_keys().list("u1").await.unwrap();
     assert_eq!(
         listed[0].last_used_at.map(|t| t.as_unix_secs()),
         Some(h.now())
     );
     // The challenge is consumed: the same assertion, or any answer, is refused now.
     assert!(matches!(
-        h.tf.verify_login(c.token(), &assertion).await,
+        h.tf.verify_login(LoginContext::none(), c.token(), &assertion)
+            .await,
         Err(Error::InvalidChallenge)
     ));
 }
@@ -112,18 +120,20 @@ async fn the_sibling_entry_point_takes_the_assertion_too() {
     let c = h.challenge("u1").await;
     let assertion = key.get(&options(&c)).await;
     let v =
-        h.tf.verify_login_security_key(c.token(), &assertion)
+        h.tf.verify_login(LoginContext::none(), c.token(), &assertion)
             .await
             .unwrap();
     assert_eq!(v.method, Some(Method::SecurityKey));
     // Garbage is malformed, not a counted attempt.
     let c = h.challenge("u1").await;
     assert!(matches!(
-        h.tf.verify_login_security_key(c.token(), "{not json").await,
+        h.tf.verify_login(LoginContext::none(), c.token(), "{not json")
+            .await,
         Err(Error::MalformedCode)
     ));
     assert!(matches!(
-        h.tf.verify_login_security_key(c.token(), "123456").await,
+        h.tf.verify_login(LoginContext::none(), c.token(), "123456")
+            .await,
         Err(Error::MalformedCode)
     ));
 }
@@ -139,7 +149,11 @@ async fn an_assertion_from_another_origin_is_refused_and_counted() {
     ] {
         let c = h.challenge("u1").await;
         let assertion = key.get_at(origin, &options(&c)).await.unwrap();
-        match h.tf.verify_login(c.token(), &assertion).await {
+        match h
+            .tf
+            .verify_login(LoginContext::none(), c.token(), &assertion)
+            .await
+        {
             Err(Error::InvalidCode { attempts_remaining }) => {
                 assert_eq!(attempts_remaining, Some(4), "{origin}")
             }
@@ -147,7 +161,11 @@ async fn an_assertion_from_another_origin_is_refused_and_counted() {
         }
         // The challenge stays answerable from the right origin.
         let good = key.get(&options(&c)).await;
-        assert!(h.tf.verify_login(c.token(), &good).await.is_ok());
+        assert!(h
+            .tf
+            .verify_login(LoginContext::none(), c.token(), &good)
+            .await
+            .is_ok());
     }
     let rejected = h
         .events
@@ -164,21 +182,29 @@ async fn a_replayed_assertion_is_refused_on_every_later_challenge() {
     let (_, mut key, _) = enrolled(&h, "u1").await;
     let first = h.challenge("u1").await;
     let assertion = key.get(&options(&first)).await;
-    h.tf.verify_login(first.token(), &assertion).await.unwrap();
+    h.tf.verify_login(LoginContext::none(), first.token(), &assertion)
+        .await
+        .unwrap();
     // The signed challenge belongs to the first ceremony only.
     let second = h.challenge("u1").await;
     assert!(matches!(
-        h.tf.verify_login(second.token(), &assertion).await,
+        h.tf.verify_login(LoginContext::none(), second.token(), &assertion)
+            .await,
         Err(Error::InvalidCode { .. })
     ));
     // An assertion signed for one live challenge does not answer another.
     let third = h.challenge("u1").await;
     let for_third = key.get(&options(&third)).await;
     assert!(matches!(
-        h.tf.verify_login(second.token(), &for_third).await,
+        h.tf.verify_login(LoginContext::none(), second.token(), &for_third)
+            .await,
         Err(Error::InvalidCode { .. })
     ));
-    assert!(h.tf.verify_login(third.token(), &for_third).await.is_ok());
+    assert!(h
+        .tf
+        .verify_login(LoginContext::none(), third.token(), &for_third)
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
@@ -193,13 +219,17 @@ async fn an_assertion_for_another_users_challenge_is_refused() {
     // Alice's assertion for her own challenge, sent against Bob's: refused, counted on Bob's.
     let assertion = alice_key.get(&options(&alice)).await;
     assert!(matches!(
-        h.tf.verify_login(bob.token(), &assertion).await,
+        h.tf.verify_login(LoginContext::none(), bob.token(), &assertion)
+            .await,
         Err(Error::InvalidCode {
             attempts_remaining: Some(4)
         })
     ));
     // And it still answers Alice's own.
-    let v = h.tf.verify_login(alice.token(), &assertion).await.unwrap();
+    let v =
+        h.tf.verify_login(LoginContext::none(), alice.token(), &assertion)
+            .await
+            .unwrap();
     assert_eq!(v.user, "alice");
 }
 
@@ -212,30 +242,33 @@ async fn an_expired_ceremony_is_refused() {
     let assertion = key.get(&options(&c)).await;
     h.advance(301);
     assert!(matches!(
-        h.tf.verify_login(c.token(), &assertion).await,
+        h.tf.verify_login(LoginContext::none(), c.token(), &assertion)
+            .await,
         Err(Error::InvalidChallenge | Error::Expired)
     ));
     // Registration: the ceremony lives `ceremony_ttl` (300 s).
     h.enroll_totp("u2").await;
     let opts =
-        h.tf.start_security_key_registration("u2", "U2")
+        h.tf.security_keys()
+            .start_registration("u2", "U2")
             .await
             .unwrap();
     let mut other = SoftKey::new();
     let response = other.create(opts.as_json()).await;
     h.advance(301);
     assert!(matches!(
-        h.tf.finish_security_key_registration("u2", &response, "late")
+        h.tf.security_keys()
+            .finish_registration("u2", &response, "late")
             .await,
         Err(Error::NothingPending)
     ));
-    assert_eq!(h.tf.security_keys("u2").await.unwrap().len(), 0);
+    assert_eq!(h.tf.security_keys().list("u2").await.unwrap().len(), 0);
     // Step-up: the same.
-    let opts = h.tf.start_security_key_step_up("u1").await.unwrap();
+    let opts = h.tf.security_keys().start_step_up("u1").await.unwrap();
     let assertion = key.get(opts.as_json()).await;
     h.advance(301);
     assert!(matches!(
-        h.tf.reauthenticate("u1", &assertion).await,
+        h.tf.account().reauthenticate("u1", &assertion).await,
         Err(Error::NothingPending)
     ));
 }
@@ -250,7 +283,8 @@ async fn a_removed_key_no_longer_answers() {
     let c = h.challenge("u1").await;
     let assertion = key.get(&options(&c)).await;
     h.advance(30);
-    h.tf.remove_security_key("u1", &info.id, PASSWORD, &h.totp(&secret))
+    h.tf.security_keys()
+        .remove("u1", &info.id, PASSWORD, &h.totp(&secret))
         .await
         .unwrap();
     assert!(h.events.events().contains(&Event::SecurityKeyRemoved {
@@ -259,7 +293,8 @@ async fn a_removed_key_no_longer_answers() {
     }));
     // ...is not answered by it once it is removed.
     assert!(matches!(
-        h.tf.verify_login(c.token(), &assertion).await,
+        h.tf.verify_login(LoginContext::none(), c.token(), &assertion)
+            .await,
         Err(Error::InvalidCode { .. })
     ));
     // New challenges no longer offer it.
@@ -270,12 +305,13 @@ async fn a_removed_key_no_longer_answers() {
         .len();
     assert_eq!(allowed, 1);
     assert!(key.get_at(ORIGIN, &options(&c)).await.is_err());
-    let listed = h.tf.security_keys("u1").await.unwrap();
+    let listed = h.tf.security_keys().list("u1").await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].label, "Spare");
     // Removing an unknown key is NotEnrolled, and checks nothing.
     assert!(matches!(
-        h.tf.remove_security_key("u1", &info.id, PASSWORD, &h.totp(&secret))
+        h.tf.security_keys()
+            .remove("u1", &info.id, PASSWORD, &h.totp(&secret))
             .await,
         Err(Error::NotEnrolled)
     ));
@@ -293,7 +329,10 @@ async fn of_concurrent_assertions_on_one_challenge_exactly_one_passes() {
             let h = h.clone();
             let token = token.clone();
             let assertion = assertion.clone();
-            async move { h.tf.verify_login(&token, &assertion).await }
+            async move {
+                h.tf.verify_login(LoginContext::none(), &token, &assertion)
+                    .await
+            }
         })
         .await;
         let passed = results.iter().filter(|r| r.is_ok()).count();
@@ -315,7 +354,7 @@ async fn of_concurrent_assertions_on_one_challenge_exactly_one_passes() {
             | Event::CodeRejected { .. }
             | Event::LockedOut { .. }
     )));
-    assert!(h.tf.begin_login("u1").await.is_ok());
+    assert!(h.tf.begin_login(LoginContext::none(), "u1").await.is_ok());
 }
 
 #[tokio::test]
@@ -325,14 +364,17 @@ async fn a_counter_going_backwards_is_refused_and_reported() {
     for _ in 0..3 {
         let c = h.challenge("u1").await;
         let a = key.get(&options(&c)).await;
-        h.tf.verify_login(c.token(), &a).await.unwrap();
+        h.tf.verify_login(LoginContext::none(), c.token(), &a)
+            .await
+            .unwrap();
     }
     // A clone made after the first login signs with counter 2 now; the stored counter is 3.
     key.set_counter(1);
     let c = h.challenge("u1").await;
     let cloned = key.get(&options(&c)).await;
     assert!(matches!(
-        h.tf.verify_login(c.token(), &cloned).await,
+        h.tf.verify_login(LoginContext::none(), c.token(), &cloned)
+            .await,
         Err(Error::InvalidCode { .. })
     ));
     assert!(h
@@ -354,9 +396,12 @@ async fn a_lower_counter_finished_later_on_an_older_challenge_is_refused() {
     let newer = h.challenge("u1").await;
     let first = key.get(&options(&older)).await; // counter 1
     let second = key.get(&options(&newer)).await; // counter 2
-    h.tf.verify_login(newer.token(), &second).await.unwrap();
+    h.tf.verify_login(LoginContext::none(), newer.token(), &second)
+        .await
+        .unwrap();
     assert!(matches!(
-        h.tf.verify_login(older.token(), &first).await,
+        h.tf.verify_login(LoginContext::none(), older.token(), &first)
+            .await,
         Err(Error::InvalidCode { .. })
     ));
     assert!(h
@@ -377,7 +422,11 @@ async fn a_key_without_a_counter_signs_in_every_time() {
     for _ in 0..3 {
         let c = h.challenge("u1").await;
         let a = key.get(&options(&c)).await;
-        assert!(h.tf.verify_login(c.token(), &a).await.is_ok());
+        assert!(h
+            .tf
+            .verify_login(LoginContext::none(), c.token(), &a)
+            .await
+            .is_ok());
     }
 }
 
@@ -391,7 +440,11 @@ async fn failed_assertions_count_toward_the_challenge_cap_and_the_lock() {
         .await
         .unwrap();
     for left in (0..5).rev() {
-        match h.tf.verify_login(c.token(), &bad).await {
+        match h
+            .tf
+            .verify_login(LoginContext::none(), c.token(), &bad)
+            .await
+        {
             Err(Error::InvalidCode { attempts_remaining }) => {
                 assert_eq!(attempts_remaining, Some(left))
             }
@@ -401,7 +454,8 @@ async fn failed_assertions_count_toward_the_challenge_cap_and_the_lock() {
     // The challenge is void, even for a good assertion.
     let good = key.get(&options(&c)).await;
     assert!(matches!(
-        h.tf.verify_login(c.token(), &good).await,
+        h.tf.verify_login(LoginContext::none(), c.token(), &good)
+            .await,
         Err(Error::TooManyAttempts | Error::InvalidChallenge)
     ));
     // Five more failures on a second challenge reach the user's threshold (10): locked.
@@ -411,10 +465,12 @@ async fn failed_assertions_count_toward_the_challenge_cap_and_the_lock() {
         .await
         .unwrap();
     for _ in 0..5 {
-        let _ = h.tf.verify_login(c.token(), &bad).await;
+        let _ =
+            h.tf.verify_login(LoginContext::none(), c.token(), &bad)
+                .await;
     }
     assert!(matches!(
-        h.tf.begin_login("u1").await,
+        h.tf.begin_login(LoginContext::none(), "u1").await,
         Err(Error::Locked { .. })
     ));
 }
@@ -426,19 +482,22 @@ async fn a_key_passes_step_up_for_every_change() {
     h.advance(3600);
     // A session alone may not add a factor...
     assert!(matches!(
-        h.tf.start_security_key_registration("u1", "Alice").await,
+        h.tf.security_keys().start_registration("u1", "Alice").await,
         Err(Error::ReauthRequired)
     ));
     // ...a key's assertion opens the window.
-    let opts = h.tf.start_security_key_step_up("u1").await.unwrap();
+    let opts = h.tf.security_keys().start_step_up("u1").await.unwrap();
     let assertion = key.get(opts.as_json()).await;
     assert_eq!(
-        h.tf.reauthenticate("u1", &assertion).await.unwrap(),
+        h.tf.account()
+            .reauthenticate("u1", &assertion)
+            .await
+            .unwrap(),
         Method::SecurityKey
     );
     // The step-up ceremony is single use.
     assert!(matches!(
-        h.tf.reauthenticate("u1", &assertion).await,
+        h.tf.account().reauthenticate("u1", &assertion).await,
         Err(Error::NothingPending)
     ));
     let mut second = SoftKey::new();
@@ -446,35 +505,41 @@ async fn a_key_passes_step_up_for_every_change() {
 
     // Regenerating backup codes.
     h.advance(3600);
-    let opts = h.tf.start_security_key_step_up("u1").await.unwrap();
+    let opts = h.tf.security_keys().start_step_up("u1").await.unwrap();
     let assertion = second.get(opts.as_json()).await;
     let codes =
-        h.tf.regenerate_backup_codes("u1", &assertion)
+        h.tf.backup_codes()
+            .regenerate("u1", &assertion)
             .await
             .unwrap();
     assert_eq!(codes.len(), 10);
 
     // Removing a key: the password and an assertion (of the key itself, here).
-    let opts = h.tf.start_security_key_step_up("u1").await.unwrap();
+    let opts = h.tf.security_keys().start_step_up("u1").await.unwrap();
     let assertion = key.get(opts.as_json()).await;
     assert!(matches!(
-        h.tf.remove_security_key("u1", &info.id, "wrong password", &assertion)
+        h.tf.security_keys()
+            .remove("u1", &info.id, "wrong password", &assertion)
             .await,
         Err(Error::InvalidPassword)
     ));
-    let opts = h.tf.start_security_key_step_up("u1").await.unwrap();
+    let opts = h.tf.security_keys().start_step_up("u1").await.unwrap();
     let assertion = key.get(opts.as_json()).await;
-    h.tf.remove_security_key("u1", &info.id, PASSWORD, &assertion)
+    h.tf.security_keys()
+        .remove("u1", &info.id, PASSWORD, &assertion)
         .await
         .unwrap();
     let notice = h.mailer.last_to("u1@example.com");
     assert!(notice.is_none() || notice.unwrap().purpose != MessagePurpose::TwoFactorDisabled);
 
     // Disabling: the password and the remaining key's assertion.
-    let opts = h.tf.start_security_key_step_up("u1").await.unwrap();
+    let opts = h.tf.security_keys().start_step_up("u1").await.unwrap();
     let assertion = second.get(opts.as_json()).await;
-    h.tf.disable("u1", PASSWORD, &assertion).await.unwrap();
-    let status = h.tf.status("u1").await.unwrap();
+    h.tf.account()
+        .disable("u1", PASSWORD, &assertion)
+        .await
+        .unwrap();
+    let status = h.tf.account().status("u1").await.unwrap();
     assert!(!status.enabled);
     assert_eq!(status.security_keys, 0);
 }
@@ -490,10 +555,13 @@ async fn removing_the_last_factor_turns_two_factor_off() {
     let c = h.challenge("u1").await;
     assert_eq!(c.methods(), &[Method::SecurityKey]);
     let a = key.get(&options(&c)).await;
-    h.tf.verify_login(c.token(), &a).await.unwrap();
-    let opts = h.tf.start_security_key_step_up("u1").await.unwrap();
+    h.tf.verify_login(LoginContext::none(), c.token(), &a)
+        .await
+        .unwrap();
+    let opts = h.tf.security_keys().start_step_up("u1").await.unwrap();
     let a = key.get(opts.as_json()).await;
-    h.tf.remove_security_key("u1", &info.id, PASSWORD, &a)
+    h.tf.security_keys()
+        .remove("u1", &info.id, PASSWORD, &a)
         .await
         .unwrap();
     assert!(h
@@ -501,7 +569,7 @@ async fn removing_the_last_factor_turns_two_factor_off() {
         .events()
         .contains(&Event::FactorDisabled { user: "u1".into() }));
     assert!(matches!(
-        h.tf.begin_login("u1").await.unwrap(),
+        h.tf.begin_login(LoginContext::none(), "u1").await.unwrap(),
         LoginStep::Complete(_)
     ));
 }
@@ -510,7 +578,7 @@ async fn removing_the_last_factor_turns_two_factor_off() {
 async fn by_default_a_key_is_added_beside_a_code_factor() {
     let h = harness();
     assert!(matches!(
-        h.tf.start_security_key_registration("u1", "Alice").await,
+        h.tf.security_keys().start_registration("u1", "Alice").await,
         Err(Error::FallbackFactorRequired)
     ));
     assert_eq!(Error::FallbackFactorRequired.http_status(), 409);
@@ -532,7 +600,8 @@ async fn registration_excludes_known_keys_and_refuses_duplicates() {
     let h = harness();
     let (_, mut key, _) = enrolled(&h, "u1").await;
     let opts =
-        h.tf.start_security_key_registration("u1", "Alice")
+        h.tf.security_keys()
+            .start_registration("u1", "Alice")
             .await
             .unwrap();
     let excluded = opts.as_json()["publicKey"]["excludeCredentials"]
@@ -546,21 +615,24 @@ async fn registration_excludes_known_keys_and_refuses_duplicates() {
     let mut other = SoftKey::new();
     let response = other.create(opts.as_json()).await;
     assert!(matches!(
-        h.tf.finish_security_key_registration("u2", &response, "x")
+        h.tf.security_keys()
+            .finish_registration("u2", &response, "x")
             .await,
         Err(Error::NothingPending)
     ));
     let info =
-        h.tf.finish_security_key_registration("u1", &response, "Second")
+        h.tf.security_keys()
+            .finish_registration("u1", &response, "Second")
             .await
             .unwrap();
     assert_eq!(info.label, "Second");
     assert!(matches!(
-        h.tf.finish_security_key_registration("u1", &response, "Again")
+        h.tf.security_keys()
+            .finish_registration("u1", &response, "Again")
             .await,
         Err(Error::NothingPending)
     ));
-    assert_eq!(h.tf.security_keys("u1").await.unwrap().len(), 2);
+    assert_eq!(h.tf.security_keys().list("u1").await.unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -574,13 +646,15 @@ async fn a_registration_response_that_does_not_verify_is_rejected() {
         (ORIGIN, Some("not json")),
     ] {
         let opts =
-            h.tf.start_security_key_registration("u1", "Alice")
+            h.tf.security_keys()
+                .start_registration("u1", "Alice")
                 .await
                 .unwrap();
         let response = key.create_at(origin, opts.as_json()).await.unwrap();
         let response = body.map(str::to_owned).unwrap_or(response);
         let err =
-            h.tf.finish_security_key_registration("u1", &response, "Key")
+            h.tf.security_keys()
+                .finish_registration("u1", &response, "Key")
                 .await
                 .unwrap_err();
         assert!(
@@ -589,7 +663,7 @@ async fn a_registration_response_that_does_not_verify_is_rejected() {
         );
         assert_eq!(err.http_status(), 400);
     }
-    assert!(h.tf.security_keys("u1").await.unwrap().is_empty());
+    assert!(h.tf.security_keys().list("u1").await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -601,13 +675,14 @@ async fn keys_are_listed_renamed_and_capped() {
     let mut second = SoftKey::new();
     add_key(&h, "u1", &mut second, "Second").await;
     assert!(matches!(
-        h.tf.start_security_key_registration("u1", "Alice").await,
+        h.tf.security_keys().start_registration("u1", "Alice").await,
         Err(Error::InvalidInput(_))
     ));
     // The renamed key comes back; the same name again changes nothing and still finds it.
     for _ in 0..2 {
         let renamed =
-            h.tf.rename_security_key("u1", &first.id, "Office key")
+            h.tf.security_keys()
+                .rename("u1", &first.id, "Office key")
                 .await
                 .unwrap()
                 .expect("the key exists");
@@ -618,18 +693,20 @@ async fn keys_are_listed_renamed_and_capped() {
     }
     assert!(h
         .tf
-        .rename_security_key("u1", "sk_unknown", "x")
+        .security_keys()
+        .rename("u1", "sk_unknown", "x")
         .await
         .unwrap()
         .is_none());
     for bad in ["", "   ", "a\nb", &"x".repeat(65)] {
         assert!(matches!(
-            h.tf.rename_security_key("u1", &first.id, bad).await,
+            h.tf.security_keys().rename("u1", &first.id, bad).await,
             Err(Error::InvalidInput(_))
         ));
     }
     let labels: Vec<_> =
-        h.tf.security_keys("u1")
+        h.tf.security_keys()
+            .list("u1")
             .await
             .unwrap()
             .into_iter()
@@ -637,7 +714,7 @@ async fn keys_are_listed_renamed_and_capped() {
             .collect();
     assert_eq!(labels, ["Office key", "Second"]);
     // The listing never shows the credential.
-    let json = serde_json::to_string(&h.tf.security_keys("u1").await.unwrap()).unwrap();
+    let json = serde_json::to_string(&h.tf.security_keys().list("u1").await.unwrap()).unwrap();
     assert!(!json.contains("cred"), "{json}");
 }
 
@@ -647,21 +724,26 @@ async fn register_and_sign_in(policy: Policy, uv: &str) -> serde_json::Value {
     let h = Harness::with_policy(policy);
     h.enroll_totp("u1").await;
     let opts =
-        h.tf.start_security_key_registration("u1", "Alice")
+        h.tf.security_keys()
+            .start_registration("u1", "Alice")
             .await
             .unwrap();
     let pk = opts.as_json()["publicKey"].clone();
     assert_eq!(pk["authenticatorSelection"]["userVerification"], uv);
     let mut key = SoftKey::new();
     let response = key.create(opts.as_json()).await;
-    h.tf.finish_security_key_registration("u1", &response, "Key")
+    h.tf.security_keys()
+        .finish_registration("u1", &response, "Key")
         .await
         .unwrap();
     let c = h.challenge("u1").await;
     assert_eq!(options(&c)["publicKey"]["userVerification"], uv);
     let a = key.get(&options(&c)).await;
     assert_eq!(
-        h.tf.verify_login(c.token(), &a).await.unwrap().method,
+        h.tf.verify_login(LoginContext::none(), c.token(), &a)
+            .await
+            .unwrap()
+            .method,
         Some(Method::SecurityKey)
     );
     pk
@@ -686,7 +768,7 @@ async fn required_user_verification_uses_the_passkey_ceremonies() {
 }
 
 async fn recovery_pending(h: &Harness) -> bool {
-    let status = h.tf.status("u1").await.unwrap();
+    let status = h.tf.account().status("u1").await.unwrap();
     status.recovery_pending_until.is_some()
 }
 
@@ -694,30 +776,32 @@ async fn recovery_pending(h: &Harness) -> bool {
 async fn a_key_login_cancels_a_pending_recovery_and_leaves_the_password_limit() {
     let h = harness();
     let (_, mut key, _) = enrolled(&h, "u1").await;
-    h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    h.tf.recovery().request("u1", PASSWORD).await.unwrap();
     assert!(recovery_pending(&h).await);
     // Four wrong passwords, then a pass by key...
     for _ in 0..4 {
         assert!(matches!(
-            h.tf.request_recovery("u1", "wrong").await,
+            h.tf.recovery().request("u1", "wrong").await,
             Err(Error::InvalidPassword)
         ));
     }
     let c = h.challenge("u1").await;
     let a = key.get(&options(&c)).await;
-    h.tf.verify_login(c.token(), &a).await.unwrap();
+    h.tf.verify_login(LoginContext::none(), c.token(), &a)
+        .await
+        .unwrap();
     // ...cancels the recovery, as a code does...
     assert!(!recovery_pending(&h).await);
     // ...and leaves the run of wrong passwords where it was: six more reach the limit of ten,
     // and the next is not evaluated.
     for _ in 0..6 {
         assert!(matches!(
-            h.tf.request_recovery("u1", "wrong").await,
+            h.tf.recovery().request("u1", "wrong").await,
             Err(Error::InvalidPassword)
         ));
     }
     assert!(matches!(
-        h.tf.request_recovery("u1", PASSWORD).await,
+        h.tf.recovery().request("u1", PASSWORD).await,
         Err(Error::Locked { .. })
     ));
 }
@@ -739,7 +823,9 @@ async fn options_and_state_hold_no_secret_and_debug_shows_no_token() {
         "the user id is not in the options: {opts}"
     );
     let a = key.get(&options(&c)).await;
-    h.tf.verify_login(c.token(), &a).await.unwrap();
+    h.tf.verify_login(LoginContext::none(), c.token(), &a)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -781,10 +867,10 @@ async fn without_a_security_key_policy_keys_are_neither_offered_nor_registered()
         .build()
         .unwrap();
     assert!(matches!(
-        plain.start_security_key_registration("u1", "A").await,
+        plain.security_keys().start_registration("u1", "A").await,
         Err(Error::InvalidConfig(_))
     ));
-    match plain.begin_login("u1").await.unwrap() {
+    match plain.begin_login(LoginContext::none(), "u1").await.unwrap() {
         LoginStep::Challenge(c) => {
             assert!(!c.methods().contains(&Method::SecurityKey));
             assert!(c.security_key().is_none());
@@ -808,9 +894,9 @@ async fn a_retry_after_a_store_fault_passes_or_is_refused_but_never_cries_clone(
             let c = h.challenge("u1").await;
             let a = key.get(&options(&c)).await;
             faults.arm(Mode::Once { at, after }, true);
-            let first = h.tf.verify_login(c.token(), &a).await;
+            let first = h.tf.verify_login(LoginContext::none(), c.token(), &a).await;
             faults.disarm();
-            let retry = h.tf.verify_login(c.token(), &a).await;
+            let retry = h.tf.verify_login(LoginContext::none(), c.token(), &a).await;
             let passes = [&first, &retry].iter().filter(|r| r.is_ok()).count();
             assert!(
                 passes <= 1,
@@ -848,7 +934,8 @@ async fn no_input_makes_a_ceremony_panic() {
     let c = h.challenge("u1").await;
     let assertion = key.get(&options(&c)).await;
     let opts =
-        h.tf.start_security_key_registration("u1", "Alice")
+        h.tf.security_keys()
+            .start_registration("u1", "Alice")
             .await
             .unwrap();
     let registration = SoftKey::new().create(opts.as_json()).await;
@@ -884,11 +971,12 @@ async fn no_input_makes_a_ceremony_panic() {
         .unwrap();
     for (a, r) in cases.into_inner().unwrap() {
         let c = h.challenge("u1").await;
-        match h.tf.verify_login(c.token(), &a).await {
+        match h.tf.verify_login(LoginContext::none(), c.token(), &a).await {
             Ok(_) => {}
             Err(e) => assert!((400..500).contains(&e.http_status()), "{e:?}"),
         }
-        h.tf.start_security_key_registration("u1", "Alice")
+        h.tf.security_keys()
+            .start_registration("u1", "Alice")
             .await
             .map(|_| ())
             .or_else(|e| match e {
@@ -896,14 +984,21 @@ async fn no_input_makes_a_ceremony_panic() {
                 e => Err(e),
             })
             .unwrap();
-        match h.tf.finish_security_key_registration("u1", &r, "k").await {
+        match h
+            .tf
+            .security_keys()
+            .finish_registration("u1", &r, "k")
+            .await
+        {
             Ok(_) | Err(Error::AlreadyEnrolled | Error::NothingPending) => {}
             Err(e) => assert!((400..500).contains(&e.http_status()), "{e:?}"),
         }
         // Keep the user unlocked and the reauth window open for the next case.
         let fresh = h.challenge("u1").await;
         let good = key.get(&options(&fresh)).await;
-        h.tf.verify_login(fresh.token(), &good).await.unwrap();
+        h.tf.verify_login(LoginContext::none(), fresh.token(), &good)
+            .await
+            .unwrap();
     }
 }
 
@@ -917,7 +1012,8 @@ async fn a_key_rotation_loses_no_key_and_no_ceremony() {
     let (_, mut key, _) = enrolled(&h, "u1").await;
     let before = h.challenge("u1").await;
     let opts =
-        h.tf.start_security_key_registration("u1", "Alice")
+        h.tf.security_keys()
+            .start_registration("u1", "Alice")
             .await
             .unwrap();
     let handle = opts.as_json()["publicKey"]["user"]["id"].clone();
@@ -934,7 +1030,7 @@ async fn a_key_rotation_loses_no_key_and_no_ceremony() {
     let a = key.get(&options(&before)).await;
     assert_eq!(
         rotated
-            .verify_login(before.token(), &a)
+            .verify_login(LoginContext::none(), before.token(), &a)
             .await
             .unwrap()
             .method,
@@ -943,17 +1039,26 @@ async fn a_key_rotation_loses_no_key_and_no_ceremony() {
     let mut second = SoftKey::new();
     let response = second.create(opts.as_json()).await;
     rotated
-        .finish_security_key_registration("u1", &response, "After rotation")
+        .security_keys()
+        .finish_registration("u1", &response, "After rotation")
         .await
         .unwrap();
     let again = rotated
-        .start_security_key_registration("u1", "Alice")
+        .security_keys()
+        .start_registration("u1", "Alice")
         .await
         .unwrap();
     assert_eq!(again.as_json()["publicKey"]["user"]["id"], handle);
-    let LoginStep::Challenge(c) = rotated.begin_login("u1").await.unwrap() else {
+    let LoginStep::Challenge(c) = rotated
+        .begin_login(LoginContext::none(), "u1")
+        .await
+        .unwrap()
+    else {
         panic!("a challenge");
     };
     let a = second.get(&options(&c)).await;
-    assert!(rotated.verify_login(c.token(), &a).await.is_ok());
+    assert!(rotated
+        .verify_login(LoginContext::none(), c.token(), &a)
+        .await
+        .is_ok());
 }

@@ -3,7 +3,10 @@
 //! assertion, step-up with the key and its removal. On Redis and PostgreSQL the concurrent
 //! submissions really interleave.
 
-use twofactor::{Error, Event, LoginStep, Method, RecordingEvents, TwoFactorService};
+use twofactor::LoginContext;
+use twofactor::{
+    events::Event, testing::RecordingEvents, Error, LoginStep, Method, TwoFactorService,
+};
 
 use crate::security_key::{options, policy};
 use crate::support::authenticator::SoftKey;
@@ -12,7 +15,7 @@ use crate::trusted_devices::{code_now, enrolled_on_with, Stores};
 
 /// A login challenge (the user has a factor).
 async fn challenge(tf: &TwoFactorService, user: &str) -> twofactor::Challenge {
-    match tf.begin_login(user).await.unwrap() {
+    match tf.begin_login(LoginContext::none(), user).await.unwrap() {
         LoginStep::Challenge(c) => c,
         LoginStep::Complete(_) => panic!("expected a challenge"),
     }
@@ -35,12 +38,14 @@ async fn key_flow(stores: &Stores) {
     // Registration, right after the TOTP enrolment (a fresh factor).
     let mut key = SoftKey::new();
     let opts = tf
-        .start_security_key_registration(&u, "Alice")
+        .security_keys()
+        .start_registration(&u, "Alice")
         .await
         .unwrap();
     let response = key.create(opts.as_json()).await;
     let info = tf
-        .finish_security_key_registration(&u, &response, "YubiKey")
+        .security_keys()
+        .finish_registration(&u, &response, "YubiKey")
         .await
         .unwrap();
     assert_eq!(stored_key(stores, &u).await, (0, None));
@@ -49,7 +54,10 @@ async fn key_flow(stores: &Stores) {
     let c = challenge(&tf, &u).await;
     assert!(c.methods().contains(&Method::SecurityKey));
     let first = key.get(&options(&c)).await;
-    let v = tf.verify_login(c.token(), &first).await.unwrap();
+    let v = tf
+        .verify_login(LoginContext::none(), c.token(), &first)
+        .await
+        .unwrap();
     assert_eq!(
         (v.user.as_str(), v.method),
         (u.as_str(), Some(Method::SecurityKey))
@@ -62,11 +70,14 @@ async fn key_flow(stores: &Stores) {
     // challenge, is refused (it signed another challenge).
     let c = challenge(&tf, &u).await;
     let second = key.get(&options(&c)).await;
-    tf.verify_login(c.token(), &second).await.unwrap();
+    tf.verify_login(LoginContext::none(), c.token(), &second)
+        .await
+        .unwrap();
     assert_eq!(stored_key(stores, &u).await.0, 2);
     let c = challenge(&tf, &u).await;
     assert!(matches!(
-        tf.verify_login(c.token(), &first).await,
+        tf.verify_login(LoginContext::none(), c.token(), &first)
+            .await,
         Err(Error::InvalidCode { .. })
     ));
     assert_eq!(stored_key(stores, &u).await.0, 2, "nothing recorded");
@@ -80,7 +91,7 @@ async fn key_flow(stores: &Stores) {
     let third = key.get(&options(&c)).await;
     let results = race(16, |_| {
         let (tf, token, third) = (tf.clone(), c.token().clone(), third.clone());
-        async move { tf.verify_login(&token, &third).await }
+        async move { tf.verify_login(LoginContext::none(), &token, &third).await }
     })
     .await;
     let passed = results.iter().filter(|r| r.is_ok()).count();
@@ -101,20 +112,21 @@ async fn key_flow(stores: &Stores) {
         .any(|e| matches!(e, Event::CodeRejected { .. } | Event::LockedOut { .. })));
 
     // Step-up with the key.
-    let opts = tf.start_security_key_step_up(&u).await.unwrap();
+    let opts = tf.security_keys().start_step_up(&u).await.unwrap();
     let assertion = key.get(opts.as_json()).await;
     assert_eq!(
-        tf.reauthenticate(&u, &assertion).await.unwrap(),
+        tf.account().reauthenticate(&u, &assertion).await.unwrap(),
         Method::SecurityKey
     );
     assert_eq!(stored_key(stores, &u).await.0, 4);
     assert!(matches!(
-        tf.reauthenticate(&u, &assertion).await,
+        tf.account().reauthenticate(&u, &assertion).await,
         Err(Error::NothingPending)
     ));
 
     // Removal with the password and a TOTP code: TOTP stays, the key is offered no more.
-    tf.remove_security_key(&u, &info.id, PASSWORD, &code_now(&clock, &secret))
+    tf.security_keys()
+        .remove(&u, &info.id, PASSWORD, &code_now(&clock, &secret))
         .await
         .unwrap();
     let (rec, _) = stores.1.load(&u).await.unwrap().expect("a record");

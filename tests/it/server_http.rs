@@ -19,9 +19,10 @@ use http_body_util::BodyExt as _;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 use twofactor::{
-    totp_code, Clock, DeliveryError, EnrollmentStore, Keyring, Mailer, ManualClock,
-    MemoryEnrollmentStore, MemoryOtpStore, Message, MessagePurpose, OtpStore, Policy,
-    RecordingMailer, Timestamp, TotpParams, TotpSecret,
+    clock::Clock, clock::Timestamp, error::DeliveryError, mail::Mailer, mail::Message,
+    mail::MessagePurpose, store::EnrollmentStore, store::MemoryEnrollmentStore,
+    store::MemoryOtpStore, store::OtpStore, testing::ManualClock, testing::RecordingMailer,
+    totp::totp_code, totp::TotpParams, totp::TotpSecret, Keyring, Policy,
 };
 
 use app::{AppState, Backends, HashLimits, Sessions};
@@ -1420,7 +1421,7 @@ impl Drop for TempDatabase {
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn the_flows_run_over_sql_store_on_a_sqlite_file() {
-    use twofactor::SqlStore;
+    use twofactor::store::SqlStore;
 
     let db = TempDatabase::new();
     let store = SqlStore::connect(db.url()).await.unwrap();

@@ -3,11 +3,13 @@
 //! numbers, and no code in `Debug`, errors or logs.
 
 use std::sync::Arc;
+use twofactor::LoginContext;
 
 use twofactor::{
-    async_trait, DeliveryError, Error, Keyring, LoginStep, MemoryEnrollmentStore, MemoryOtpStore,
-    MessagePurpose, Method, PhoneError, PhoneNumber, RecordingTextSender, SecurityAction,
-    TextMessage, TextSender, TwoFactorService,
+    async_trait, error::DeliveryError, error::PhoneError, mail::MessagePurpose,
+    mail::SecurityAction, store::MemoryEnrollmentStore, store::MemoryOtpStore,
+    testing::RecordingTextSender, text::PhoneNumber, text::TextMessage, text::TextSender, Error,
+    Keyring, LoginStep, Method, TwoFactorService,
 };
 
 use crate::support::{code_in, wrong, Harness, PASSWORD};
@@ -15,19 +17,20 @@ use crate::support::{code_in, wrong, Harness, PASSWORD};
 const PHONE: &str = "+491701234567";
 
 /// A service on memory stores with the default event sink (the log) and no text sender yet.
-fn builder() -> twofactor::ServiceBuilder {
+fn builder() -> twofactor::service::ServiceBuilder {
     TwoFactorService::builder()
         .issuer("Acme")
         .keys(Keyring::generate())
         .otp_store(MemoryOtpStore::new())
         .enrollments(MemoryEnrollmentStore::new())
-        .mailer(twofactor::RecordingMailer::new())
+        .mailer(twofactor::testing::RecordingMailer::new())
 }
 
 #[tokio::test]
 async fn sms_setup_proves_the_number_before_it_becomes_a_factor() {
     let h = Harness::new();
-    h.tf.start_sms_setup("u1", "+49 170 123-4567")
+    h.tf.sms()
+        .start_setup("u1", "+49 170 123-4567")
         .await
         .unwrap();
     let text = h.texts.last_to(PHONE).unwrap();
@@ -35,36 +38,36 @@ async fn sms_setup_proves_the_number_before_it_becomes_a_factor() {
     assert!(text.body.starts_with("Acme: "), "{}", text.body);
     assert!(h.mailer.messages().is_empty(), "nothing mailed");
     assert!(
-        !h.tf.status("u1").await.unwrap().enabled,
+        !h.tf.account().status("u1").await.unwrap().enabled,
         "not a factor yet"
     );
     let code = h.last_text_code(PHONE);
     assert_eq!(code.len(), 6);
     assert!(matches!(
-        h.tf.confirm_sms_setup("u1", &wrong(&code)).await,
+        h.tf.sms().confirm_setup("u1", &wrong(&code)).await,
         Err(Error::InvalidCode {
             attempts_remaining: Some(4)
         })
     ));
-    let number = h.tf.confirm_sms_setup("u1", &code).await.unwrap();
+    let number = h.tf.sms().confirm_setup("u1", &code).await.unwrap();
     assert_eq!(number.as_e164(), PHONE);
-    let status = h.tf.status("u1").await.unwrap();
+    let status = h.tf.account().status("u1").await.unwrap();
     assert!(status.enabled);
     assert_eq!(status.methods, vec![Method::Sms]);
     assert_eq!(status.phone.as_deref(), Some("+49•••••••567"));
     assert!(
-        h.tf.confirm_sms_setup("u1", &code).await.is_err(),
+        h.tf.sms().confirm_setup("u1", &code).await.is_err(),
         "single use"
     );
     assert!(matches!(
-        h.tf.start_sms_setup("u1", "+15550000000").await,
+        h.tf.sms().start_setup("u1", "+15550000000").await,
         Err(Error::AlreadyEnrolled)
     ));
     // Adding a phone to an account with a factor needs a fresh one.
     h.enroll_totp("u2").await;
     h.advance(3600);
     assert!(matches!(
-        h.tf.start_sms_setup("u2", PHONE).await,
+        h.tf.sms().start_setup("u2", PHONE).await,
         Err(Error::ReauthRequired)
     ));
 }
@@ -84,7 +87,7 @@ async fn bad_numbers_are_refused_with_a_reason_and_never_panic() {
         ("9".repeat(1 << 20), PhoneError::TooLong),
     ];
     for (input, why) in cases {
-        let e = h.tf.start_sms_setup("u1", &input).await.unwrap_err();
+        let e = h.tf.sms().start_setup("u1", &input).await.unwrap_err();
         assert!(matches!(e, Error::InvalidPhone(w) if w == why), "{e:?}");
         assert_eq!(e.code(), "invalid_phone");
         assert_eq!(e.public_code(), "invalid_phone");
@@ -105,7 +108,7 @@ async fn bad_numbers_are_refused_with_a_reason_and_never_panic() {
 #[tokio::test]
 async fn without_a_text_sender_phone_setup_is_a_configuration_error() {
     let tf = builder().build().unwrap();
-    let e = tf.start_sms_setup("u1", PHONE).await.unwrap_err();
+    let e = tf.sms().start_setup("u1", PHONE).await.unwrap_err();
     assert!(matches!(e, Error::InvalidConfig(_)), "{e:?}");
 }
 
@@ -133,14 +136,20 @@ async fn login_by_text_code_and_resend() {
     let second = h.last_text_code(PHONE);
     if first != second {
         assert!(matches!(
-            h.tf.verify_login(ch.token(), &first).await,
+            h.tf.verify_login(LoginContext::none(), ch.token(), &first)
+                .await,
             Err(Error::InvalidCode { .. })
         ));
     }
-    let v = h.tf.verify_login(ch.token(), &second).await.unwrap();
+    let v =
+        h.tf.verify_login(LoginContext::none(), ch.token(), &second)
+            .await
+            .unwrap();
     assert_eq!(v.method, Some(Method::Sms));
     assert!(
-        h.tf.verify_login(ch.token(), &second).await.is_err(),
+        h.tf.verify_login(LoginContext::none(), ch.token(), &second)
+            .await
+            .is_err(),
         "once"
     );
     assert!(h.mailer.messages().is_empty(), "nothing mailed");
@@ -152,7 +161,7 @@ async fn with_email_and_phone_the_code_goes_by_email() {
     h.enroll_email("u1", "alice@example.com").await;
     // Right after the email confirmation the factor is fresh: the phone may be added.
     h.enroll_sms("u1", PHONE).await;
-    let status = h.tf.status("u1").await.unwrap();
+    let status = h.tf.account().status("u1").await.unwrap();
     assert_eq!(status.methods, vec![Method::Email, Method::Sms]);
     h.texts.clear();
     h.advance(61);
@@ -171,19 +180,22 @@ async fn one_send_budget_across_email_and_text() {
     assert!(max >= 3);
     // Before any factor: registration mails and phone-setup texts share the budget.
     for _ in 0..max - 1 {
-        h.tf.send_verification_code("u1", "alice@example.com")
+        h.tf.email()
+            .send_verification_code("u1", "alice@example.com")
             .await
             .unwrap();
         h.advance(61);
     }
-    h.tf.start_sms_setup("u1", PHONE).await.unwrap();
+    h.tf.sms().start_setup("u1", PHONE).await.unwrap();
     h.advance(61);
     assert!(matches!(
-        h.tf.start_sms_setup("u1", PHONE).await,
+        h.tf.sms().start_setup("u1", PHONE).await,
         Err(Error::RateLimited { .. })
     ));
     assert!(matches!(
-        h.tf.send_verification_code("u1", "alice@example.com").await,
+        h.tf.email()
+            .send_verification_code("u1", "alice@example.com")
+            .await,
         Err(Error::RateLimited { .. })
     ));
     assert_eq!(h.texts.texts().len(), 1);
@@ -195,11 +207,13 @@ async fn one_send_budget_across_email_and_text() {
         h.challenge("u2").await;
     }
     assert!(matches!(
-        h.tf.send_verification_code("u2", "bob@example.com").await,
+        h.tf.email()
+            .send_verification_code("u2", "bob@example.com")
+            .await,
         Err(Error::RateLimited { .. })
     ));
     assert!(matches!(
-        h.tf.begin_login("u2").await,
+        h.tf.begin_login(LoginContext::none(), "u2").await,
         Err(Error::RateLimited { .. })
     ));
 }
@@ -215,11 +229,13 @@ async fn a_text_success_resets_no_other_limit() {
         last = Some(h.challenge("u1").await);
     }
     let ch = last.unwrap();
-    h.tf.verify_login(ch.token(), &h.last_text_code(PHONE))
+    h.tf.verify_login(LoginContext::none(), ch.token(), &h.last_text_code(PHONE))
         .await
         .unwrap();
     assert!(matches!(
-        h.tf.send_verification_code("u1", "alice@example.com").await,
+        h.tf.email()
+            .send_verification_code("u1", "alice@example.com")
+            .await,
         Err(Error::RateLimited { .. })
     ));
 
@@ -235,16 +251,19 @@ async fn a_text_success_resets_no_other_limit() {
     while failures < threshold {
         let c = h.challenge("u3").await;
         for _ in 0..per.min(threshold - failures) {
-            let _ = h.tf.verify_login(c.token(), &wrong(&code)).await;
+            let _ =
+                h.tf.verify_login(LoginContext::none(), c.token(), &wrong(&code))
+                    .await;
             failures += 1;
         }
     }
     assert!(matches!(
-        h.tf.verify_login(open.token(), &code).await,
+        h.tf.verify_login(LoginContext::none(), open.token(), &code)
+            .await,
         Err(Error::Locked { .. })
     ));
     assert!(matches!(
-        h.tf.begin_login("u3").await,
+        h.tf.begin_login(LoginContext::none(), "u3").await,
         Err(Error::Locked { .. })
     ));
 }
@@ -254,38 +273,47 @@ async fn a_text_success_resets_no_other_limit() {
 #[tokio::test]
 async fn codes_are_bound_to_purpose_and_user() {
     let h = Harness::new();
-    h.tf.start_sms_setup("u1", PHONE).await.unwrap();
+    h.tf.sms().start_setup("u1", PHONE).await.unwrap();
     let sms_code = h.last_text_code(PHONE);
-    assert!(h.tf.confirm_email_setup("u1", &sms_code).await.is_err());
+    assert!(h.tf.email().confirm_setup("u1", &sms_code).await.is_err());
     assert!(h
         .tf
+        .email()
         .verify_registration_code("u1", &sms_code)
         .await
         .is_err());
-    assert!(h.tf.confirm_sms_setup("u2", &sms_code).await.is_err());
-    h.tf.start_email_setup("u1", "alice@example.com")
+    assert!(h.tf.sms().confirm_setup("u2", &sms_code).await.is_err());
+    h.tf.email()
+        .start_setup("u1", "alice@example.com")
         .await
         .unwrap();
     let mail_code = h.last_code("alice@example.com");
     if mail_code != sms_code {
-        assert!(h.tf.confirm_sms_setup("u1", &mail_code).await.is_err());
+        assert!(h.tf.sms().confirm_setup("u1", &mail_code).await.is_err());
     }
-    let number = h.tf.confirm_sms_setup("u1", &sms_code).await.unwrap();
+    let number = h.tf.sms().confirm_setup("u1", &sms_code).await.unwrap();
     assert_eq!(number.as_e164(), PHONE);
 
     // A login code by text is not a setup code, and not another user's login code.
     h.enroll_sms("u9", "+15551234567").await;
     let c9 = h.challenge("u9").await;
     let login_code = h.last_text_code("+15551234567");
-    assert!(h.tf.confirm_sms_setup("u9", &login_code).await.is_err());
+    assert!(h.tf.sms().confirm_setup("u9", &login_code).await.is_err());
     h.enroll_sms("u8", "+15557654321").await;
     let c8 = h.challenge("u8").await;
     let other = h.last_text_code("+15557654321");
     if other != login_code {
-        assert!(h.tf.verify_login(c9.token(), &other).await.is_err());
+        assert!(h
+            .tf
+            .verify_login(LoginContext::none(), c9.token(), &other)
+            .await
+            .is_err());
     }
     assert_eq!(
-        h.tf.verify_login(c8.token(), &other).await.unwrap().user,
+        h.tf.verify_login(LoginContext::none(), c8.token(), &other)
+            .await
+            .unwrap()
+            .user,
         "u8"
     );
 }
@@ -296,7 +324,8 @@ async fn step_up_by_text_and_disable_removes_the_phone() {
     let h = Harness::new();
     h.enroll_sms("u1", PHONE).await;
     h.advance(3600);
-    h.tf.send_step_up_code("u1", SecurityAction::DisableTwoFactor)
+    h.tf.account()
+        .send_step_up_code("u1", SecurityAction::DisableTwoFactor)
         .await
         .unwrap();
     let text = h.texts.last_to(PHONE).unwrap();
@@ -304,15 +333,15 @@ async fn step_up_by_text_and_disable_removes_the_phone() {
     assert!(text.body.contains("turn off"), "{}", text.body);
     let code = h.last_text_code(PHONE);
     assert!(matches!(
-        h.tf.disable("u1", "wrong password", &code).await,
+        h.tf.account().disable("u1", "wrong password", &code).await,
         Err(Error::InvalidPassword)
     ));
-    h.tf.disable("u1", PASSWORD, &code).await.unwrap();
-    let status = h.tf.status("u1").await.unwrap();
+    h.tf.account().disable("u1", PASSWORD, &code).await.unwrap();
+    let status = h.tf.account().status("u1").await.unwrap();
     assert!(!status.enabled);
     assert_eq!(status.phone, None);
     assert!(matches!(
-        h.tf.begin_login("u1").await.unwrap(),
+        h.tf.begin_login(LoginContext::none(), "u1").await.unwrap(),
         LoginStep::Complete(_)
     ));
     // The phone can be enrolled again, proven anew.
@@ -349,16 +378,16 @@ async fn a_failed_text_fails_closed_and_lifts_the_cooldown() {
         .text_sender(Box::new(switch) as Box<dyn TextSender>)
         .build()
         .unwrap();
-    let e = tf.start_sms_setup("u1", PHONE).await.unwrap_err();
+    let e = tf.sms().start_setup("u1", PHONE).await.unwrap_err();
     assert!(matches!(e, Error::Delivery(_)) && e.is_transient(), "{e:?}");
     assert!(matches!(
-        tf.confirm_sms_setup("u1", "123456").await,
+        tf.sms().confirm_setup("u1", "123456").await,
         Err(Error::NothingPending)
     ));
     failing.store(false, std::sync::atomic::Ordering::SeqCst);
-    tf.start_sms_setup("u1", PHONE).await.unwrap();
+    tf.sms().start_setup("u1", PHONE).await.unwrap();
     let code = code_in(&texts.last_to(PHONE).unwrap().body.replace(' ', "\n")).unwrap();
-    tf.confirm_sms_setup("u1", &code).await.unwrap();
+    tf.sms().confirm_setup("u1", &code).await.unwrap();
 }
 
 /// No code or whole number in `Debug`, in errors, or in the log of a whole text run.
@@ -371,27 +400,31 @@ async fn no_code_or_number_in_debug_errors_or_logs() {
     let last = |texts: &RecordingTextSender| {
         code_in(&texts.last_to(PHONE).unwrap().body.replace(' ', "\n")).unwrap()
     };
-    tf.start_sms_setup("u1", PHONE).await.unwrap();
+    tf.sms().start_setup("u1", PHONE).await.unwrap();
     let mut codes = vec![last(&texts)];
     let mut errors = vec![tf
-        .confirm_sms_setup("u1", &wrong(&codes[0]))
+        .sms()
+        .confirm_setup("u1", &wrong(&codes[0]))
         .await
         .unwrap_err()];
-    let number = tf.confirm_sms_setup("u1", &codes[0]).await.unwrap();
-    let LoginStep::Challenge(ch) = tf.begin_login("u1").await.unwrap() else {
+    let number = tf.sms().confirm_setup("u1", &codes[0]).await.unwrap();
+    let LoginStep::Challenge(ch) = tf.begin_login(LoginContext::none(), "u1").await.unwrap() else {
         panic!("a challenge");
     };
     codes.push(last(&texts));
     errors.push(tf.resend_code(ch.token()).await.unwrap_err());
     errors.push(
-        tf.verify_login(ch.token(), &wrong(&codes[1]))
+        tf.verify_login(LoginContext::none(), ch.token(), &wrong(&codes[1]))
             .await
             .unwrap_err(),
     );
-    let v = tf.verify_login(ch.token(), &codes[1]).await.unwrap();
+    let v = tf
+        .verify_login(LoginContext::none(), ch.token(), &codes[1])
+        .await
+        .unwrap();
     drop(guard);
     let logs = capture.text();
-    let status = tf.status("u1").await.unwrap();
+    let status = tf.account().status("u1").await.unwrap();
     let debug = [
         format!("{number:?} {number} {v:?} {status:?} {ch:?}"),
         format!("{:?}", texts.texts()),
@@ -437,7 +470,7 @@ fn the_http_text_example_runs() {
 /// Events name the text factor; a text login may trust the device.
 #[tokio::test]
 async fn events_and_trusted_device_after_a_text_login() {
-    use twofactor::Event;
+    use twofactor::events::Event;
     let h = Harness::new();
     h.enroll_sms("u1", PHONE).await;
     let e = h.events.events();
@@ -448,7 +481,7 @@ async fn events_and_trusted_device_after_a_text_login() {
     h.events.clear();
     let ch = h.challenge("u1").await;
     let v =
-        h.tf.verify_login(ch.token(), &h.last_text_code(PHONE))
+        h.tf.verify_login(LoginContext::none(), ch.token(), &h.last_text_code(PHONE))
             .await
             .unwrap();
     let e = h.events.events();
@@ -462,9 +495,9 @@ async fn events_and_trusted_device_after_a_text_login() {
         )),
         "{e:?}"
     );
-    let trust = h.tf.trust_device(&v, "phone", None).await.unwrap();
+    let trust = h.tf.devices().trust(&v, "phone", None).await.unwrap();
     let step =
-        h.tf.begin_login_with_device("u1", Some(&trust.token))
+        h.tf.begin_login(&LoginContext::new().device(trust.token.clone()), "u1")
             .await
             .unwrap();
     assert!(matches!(step, LoginStep::Complete(v) if v.method == Some(Method::TrustedDevice)));
@@ -477,7 +510,9 @@ async fn concurrent_resends_send_one_text() {
     h.enroll_sms("u1", PHONE).await;
     let ch = h.challenge("u1").await;
     let code = h.last_text_code(PHONE);
-    let _ = h.tf.verify_login(ch.token(), &wrong(&code)).await;
+    let _ =
+        h.tf.verify_login(LoginContext::none(), ch.token(), &wrong(&code))
+            .await;
     h.advance(61);
     h.texts.clear();
     let results = futures_join(&h, &ch, 50).await;
@@ -488,9 +523,15 @@ async fn concurrent_resends_send_one_text() {
     // the right code comes too late.
     let cap = h.tf.policy().challenge_max_attempts;
     for _ in 1..cap {
-        let _ = h.tf.verify_login(ch.token(), &wrong(&fresh)).await;
+        let _ =
+            h.tf.verify_login(LoginContext::none(), ch.token(), &wrong(&fresh))
+                .await;
     }
-    assert!(h.tf.verify_login(ch.token(), &fresh).await.is_err());
+    assert!(h
+        .tf
+        .verify_login(LoginContext::none(), ch.token(), &fresh)
+        .await
+        .is_err());
 }
 
 async fn futures_join(h: &Harness, ch: &twofactor::Challenge, n: usize) -> Vec<Result<(), Error>> {
@@ -513,7 +554,7 @@ async fn account_recovery_tells_the_phone() {
     let h = Harness::new();
     h.enroll_sms("u1", PHONE).await;
     h.texts.clear();
-    let effective = h.tf.request_recovery("u1", PASSWORD).await.unwrap();
+    let effective = h.tf.recovery().request("u1", PASSWORD).await.unwrap();
     let purposes = |h: &Harness| -> Vec<MessagePurpose> {
         h.texts.texts().iter().map(|t| t.purpose).collect()
     };
@@ -521,8 +562,8 @@ async fn account_recovery_tells_the_phone() {
     assert!(h.texts.texts()[0].body.contains("recovery"));
     let reminder = h.tf.policy().recovery_reminder.as_secs();
     h.advance(effective.as_unix_secs() - h.now() - reminder + 1);
-    h.tf.process_recovery("u1").await.unwrap();
-    h.tf.process_recovery("u1").await.unwrap();
+    h.tf.recovery().process("u1").await.unwrap();
+    h.tf.recovery().process("u1").await.unwrap();
     assert_eq!(
         purposes(&h),
         vec![
@@ -533,11 +574,15 @@ async fn account_recovery_tells_the_phone() {
     );
     // A text login cancels it.
     let ch = h.challenge("u1").await;
-    h.tf.verify_login(ch.token(), &h.last_text_code(PHONE))
+    h.tf.verify_login(LoginContext::none(), ch.token(), &h.last_text_code(PHONE))
         .await
         .unwrap();
     assert_eq!(
-        h.tf.status("u1").await.unwrap().recovery_pending_until,
+        h.tf.account()
+            .status("u1")
+            .await
+            .unwrap()
+            .recovery_pending_until,
         None
     );
 }

@@ -10,14 +10,16 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use twofactor::LoginContext;
 
 use async_trait::async_trait;
 use serde_json::Value;
 use twofactor::{
-    Challenge, DeliveryError, EnglishTemplates, Error, GermanTemplates, Keyring, LoginStep,
-    MailContent, MailContext, Mailer, ManualClock, MemoryEnrollmentStore, MemoryOtpStore, Message,
-    Method, RecordingMailer, SmtpMailer, SmtpMailerBuilder, SmtpTls, Templates, Timestamp,
-    TwoFactorService,
+    clock::Timestamp, error::DeliveryError, mail::EnglishTemplates, mail::GermanTemplates,
+    mail::MailContent, mail::MailContext, mail::Mailer, mail::Message, mail::SmtpMailer,
+    mail::SmtpMailerBuilder, mail::SmtpTls, mail::Templates, store::MemoryEnrollmentStore,
+    store::MemoryOtpStore, testing::ManualClock, testing::RecordingMailer, Challenge, Error,
+    Keyring, LoginStep, Method, TwoFactorService,
 };
 
 use crate::support::{code_in, START};
@@ -632,11 +634,12 @@ async fn email_user_over_smtp() -> Option<Flow> {
         .display_names(|_user: &str| Some(SCRIPT_NAME.to_owned()))
         .build()
         .unwrap();
-    tf.start_email_setup("u1", "alice@example.com")
+    tf.email()
+        .start_setup("u1", "alice@example.com")
         .await
         .unwrap();
     let code = delivered_code(&sink, 1);
-    tf.confirm_email_setup("u1", &code).await.unwrap();
+    tf.email().confirm_setup("u1", &code).await.unwrap();
     Some(Flow {
         sink,
         tf,
@@ -685,7 +688,10 @@ async fn begin_login_with_smtp_refusing_fails_closed_and_starts_no_cooldown() {
         } else {
             sink.refuse_rcpt(Some(refusal));
         }
-        let err = tf.begin_login("u1").await.unwrap_err();
+        let err = tf
+            .begin_login(LoginContext::none(), "u1")
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Delivery(_)), "{refusal}: {err:?}");
         assert_eq!(err.is_transient(), transient, "{refusal}");
         assert_eq!(err.code(), "delivery_failed");
@@ -697,7 +703,7 @@ async fn begin_login_with_smtp_refusing_fails_closed_and_starts_no_cooldown() {
         // The server is back. No clock movement: a cooldown would refuse this at once.
         sink.refuse_rcpt(None);
         sink.refuse_data(None);
-        let ch = challenge(tf.begin_login("u1").await.unwrap());
+        let ch = challenge(tf.begin_login(LoginContext::none(), "u1").await.unwrap());
         assert!(ch.email_sent());
         let code = delivered_code(sink, delivered_before + 1);
         // The successful send, and only it, started the cooldown.
@@ -708,11 +714,15 @@ async fn begin_login_with_smtp_refusing_fails_closed_and_starts_no_cooldown() {
         // The refused message's code is not usable on the new challenge.
         if refused_code != code {
             assert!(matches!(
-                tf.verify_login(ch.token(), &refused_code).await,
+                tf.verify_login(LoginContext::none(), ch.token(), &refused_code)
+                    .await,
                 Err(Error::InvalidCode { .. })
             ));
         }
-        let v = tf.verify_login(ch.token(), &code).await.unwrap();
+        let v = tf
+            .verify_login(LoginContext::none(), ch.token(), &code)
+            .await
+            .unwrap();
         assert_eq!(v.user, "u1");
         assert_eq!(v.method, Some(Method::Email));
     }
@@ -729,7 +739,7 @@ async fn a_resend_refused_by_smtp_starts_no_cooldown_and_leaves_no_usable_code()
         tap,
         clock,
     } = &flow;
-    let ch = challenge(tf.begin_login("u1").await.unwrap());
+    let ch = challenge(tf.begin_login(LoginContext::none(), "u1").await.unwrap());
     let first = delivered_code(sink, 2);
 
     clock.advance(Duration::from_secs(60)); // past the resend cooldown
@@ -747,11 +757,16 @@ async fn a_resend_refused_by_smtp_starts_no_cooldown_and_leaves_no_usable_code()
     for old in [&first, &refused] {
         if *old != second {
             assert!(
-                tf.verify_login(ch.token(), old).await.is_err(),
+                tf.verify_login(LoginContext::none(), ch.token(), old)
+                    .await
+                    .is_err(),
                 "a replaced or refused code must not verify"
             );
         }
     }
-    let v = tf.verify_login(ch.token(), &second).await.unwrap();
+    let v = tf
+        .verify_login(LoginContext::none(), ch.token(), &second)
+        .await
+        .unwrap();
     assert_eq!(v.method, Some(Method::Email));
 }

@@ -4,8 +4,9 @@
 //! The login flows run in `store_flows`; a resharding under load in `tests/cluster_reshard.rs`.
 
 use std::sync::Arc;
+use twofactor::LoginContext;
 
-use twofactor::{Error, MemoryEnrollmentStore};
+use twofactor::{store::MemoryEnrollmentStore, Error};
 
 use crate::support::svc::Svc;
 use crate::support::{race, stores, wrong};
@@ -27,7 +28,7 @@ mod enrollment {
 }
 
 /// A service on a cluster store (its own prefix) and memory enrolments; `None` to skip.
-async fn service() -> Option<(Svc, twofactor::RedisOtpStore)> {
+async fn service() -> Option<(Svc, twofactor::store::RedisOtpStore)> {
     let store = stores::redis_cluster_store().await?;
     let svc = Svc::new(
         Arc::new(store.clone()),
@@ -48,7 +49,7 @@ async fn sixty_four_submissions_of_one_code_on_one_challenge_pass_once() {
     let tf = svc.tf.clone();
     let results = race(64, |_| {
         let (tf, token, code) = (tf.clone(), token.clone(), code.clone());
-        async move { tf.verify_login(&token, &code).await }
+        async move { tf.verify_login(LoginContext::none(), &token, &code).await }
     })
     .await;
     let ok = results.iter().filter(|r| r.is_ok()).count();
@@ -78,7 +79,7 @@ async fn sixty_four_wrong_guesses_evaluate_exactly_the_cap() {
     let tf = svc.tf.clone();
     let results = race(64, |_| {
         let (tf, token, bad) = (tf.clone(), token.clone(), bad.clone());
-        async move { tf.verify_login(&token, &bad).await }
+        async move { tf.verify_login(LoginContext::none(), &token, &bad).await }
     })
     .await;
     let evaluated = results
@@ -110,7 +111,7 @@ async fn lockout_holds_across_challenges() {
     let tf = svc.tf.clone();
     let results = race(100, |i| {
         let (tf, token, bad) = (tf.clone(), tokens[i].clone(), bad.clone());
-        async move { tf.verify_login(&token, &bad).await }
+        async move { tf.verify_login(LoginContext::none(), &token, &bad).await }
     })
     .await;
     let evaluated = results
@@ -121,11 +122,11 @@ async fn lockout_holds_across_challenges() {
     println!("cluster: 100 concurrent guesses on 100 challenges: {evaluated} evaluated");
     assert_eq!(evaluated, threshold);
     assert!(matches!(
-        svc.tf.begin_login(u).await,
+        svc.tf.begin_login(LoginContext::none(), u).await,
         Err(Error::Locked { .. })
     ));
     // The right code is refused too while locked.
-    let ch = svc.tf.begin_login(u).await;
+    let ch = svc.tf.begin_login(LoginContext::none(), u).await;
     assert!(matches!(ch, Err(Error::Locked { .. })), "{ch:?}");
 }
 

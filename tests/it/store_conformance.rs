@@ -3,11 +3,14 @@
 
 mod memory {
     mod otp {
-        twofactor::otp_store_tests!(|| async { Some(twofactor::MemoryOtpStore::new()) }, purge);
+        twofactor::otp_store_tests!(
+            || async { Some(twofactor::store::MemoryOtpStore::new()) },
+            purge
+        );
     }
     mod enrollment {
         twofactor::enrollment_store_tests!(|| async {
-            Some(twofactor::MemoryEnrollmentStore::new())
+            Some(twofactor::store::MemoryEnrollmentStore::new())
         });
     }
 }
@@ -28,8 +31,8 @@ mod redis {
     /// Two stores on one Redis with different prefixes never see each other's keys.
     #[test]
     fn prefixes_isolate_stores_on_one_redis() {
-        use twofactor::{OtpStore, StoreKey, Timestamp};
-        twofactor::conformance::run(
+        use twofactor::{clock::Timestamp, store::OtpStore, store::StoreKey};
+        twofactor::store::conformance::run(
             "prefixes_isolate_stores_on_one_redis",
             || async {
                 let a = stores::redis_store().await?;
@@ -77,9 +80,10 @@ mod redis {
     #[test]
     fn enrollment_keys_isolate_and_refuse_foreign_records() {
         use twofactor::{
-            BackupCodeRecord, EnrollmentRecord, EnrollmentStore, StoreErrorKind, Timestamp,
+            clock::Timestamp, error::StoreErrorKind, store::BackupCodeRecord,
+            store::EnrollmentRecord, store::EnrollmentStore,
         };
-        twofactor::conformance::run(
+        twofactor::store::conformance::run(
             "enrollment_keys_isolate_and_refuse_foreign_records",
             || async {
                 let a = stores::redis_store().await?;
@@ -165,7 +169,7 @@ mod redis {
             .unwrap();
         let e = rt
             .block_on(
-                twofactor::RedisOtpStore::builder("redis://127.0.0.1:1")
+                twofactor::store::RedisOtpStore::builder("redis://127.0.0.1:1")
                     .prefix("{app}:")
                     .connect(),
             )

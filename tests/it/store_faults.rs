@@ -6,7 +6,7 @@ use std::error::Error as _;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use twofactor::StoreErrorKind;
+use twofactor::error::StoreErrorKind;
 
 use crate::support::stores::{self, dead_port, has_source, runtime, store_error, SHORT};
 
@@ -21,7 +21,7 @@ fn silent_server() -> (TcpListener, u16) {
 mod redis {
     use super::*;
     use stores::OwnRedis;
-    use twofactor::{OtpStore, RedisOtpStore, StoreKey, Timestamp};
+    use twofactor::{clock::Timestamp, store::OtpStore, store::RedisOtpStore, store::StoreKey};
 
     #[test]
     fn dead_port_is_a_transient_store_error_with_its_source() {
@@ -157,7 +157,7 @@ mod redis {
     /// typed error that keeps its cause, and none answers "not enrolled" or "no such code".
     #[test]
     fn enrollment_store_fails_closed_when_redis_is_down() {
-        use twofactor::{BackupCodeRecord, EnrollmentRecord, EnrollmentStore};
+        use twofactor::{store::BackupCodeRecord, store::EnrollmentRecord, store::EnrollmentStore};
         let port = dead_port();
         let Some(mut server) = OwnRedis::start(port) else {
             return;
@@ -222,7 +222,7 @@ mod redis {
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::*;
-    use twofactor::{EnrollmentStore, SqlStore};
+    use twofactor::{store::EnrollmentStore, store::SqlStore};
 
     #[test]
     fn dead_port_is_a_transient_store_error_with_its_source() {
@@ -270,8 +270,8 @@ mod postgres {
                 return;
             };
             let user = format!("fault-{}", stores::random_word());
-            let mut rec = twofactor::EnrollmentRecord::new();
-            rec.last_verified_at = Some(twofactor::Timestamp::from_unix_secs(5));
+            let mut rec = twofactor::store::EnrollmentRecord::new();
+            rec.last_verified_at = Some(twofactor::clock::Timestamp::from_unix_secs(5));
             let rev = store.save(&user, &rec, None).await.unwrap().unwrap();
             store.close().await;
             let e = store.load(&user).await.unwrap_err();
@@ -289,7 +289,7 @@ mod postgres {
 #[cfg(feature = "sqlite")]
 mod sqlite {
     use super::*;
-    use twofactor::{OtpStore, SqlStore, StoreKey, Timestamp};
+    use twofactor::{clock::Timestamp, store::OtpStore, store::SqlStore, store::StoreKey};
 
     #[test]
     fn unopenable_file_is_a_store_error_with_its_source() {

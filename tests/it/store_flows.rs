@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use twofactor::LoginContext;
 
 use twofactor::{
-    totp_code, Challenge, EnrollmentStore, Error, Event, Keyring, LoginStep, ManualClock, Method,
-    OtpStore, RecordingEvents, RecordingMailer, Timestamp, TotpParams, TotpSecret,
-    TwoFactorService,
+    clock::Timestamp, events::Event, store::EnrollmentStore, store::OtpStore, testing::ManualClock,
+    testing::RecordingEvents, testing::RecordingMailer, totp::totp_code, totp::TotpParams,
+    totp::TotpSecret, Challenge, Error, Keyring, LoginStep, Method, TwoFactorService,
 };
 
 use crate::support::{code_in, stores, wrong, PASSWORD, START};
@@ -60,7 +61,7 @@ impl Flow {
     }
 
     fn now(&self) -> u64 {
-        use twofactor::Clock;
+        use twofactor::clock::Clock;
         self.clock.now().as_unix_secs()
     }
 
@@ -76,7 +77,8 @@ impl Flow {
     async fn enroll_totp(&self, user: &str) -> (String, Vec<String>) {
         let setup = self
             .tf
-            .start_totp_setup(user, &format!("{user}@example.com"))
+            .totp()
+            .start_setup(user, &format!("{user}@example.com"))
             .await
             .unwrap();
         let secret = setup.secret_base32().to_owned();
@@ -86,7 +88,8 @@ impl Flow {
             .map(|c| c.expose().to_owned())
             .collect();
         self.tf
-            .confirm_totp_setup(user, &self.totp(&secret))
+            .totp()
+            .confirm_setup(user, &self.totp(&secret))
             .await
             .unwrap();
         self.advance(30);
@@ -94,9 +97,9 @@ impl Flow {
     }
 
     async fn enroll_email(&self, user: &str, address: &str) {
-        self.tf.start_email_setup(user, address).await.unwrap();
+        self.tf.email().start_setup(user, address).await.unwrap();
         let code = self.last_code(address);
-        self.tf.confirm_email_setup(user, &code).await.unwrap();
+        self.tf.email().confirm_setup(user, &code).await.unwrap();
     }
 
     fn last_code(&self, to: &str) -> String {
@@ -105,7 +108,12 @@ impl Flow {
     }
 
     async fn challenge(&self, user: &str) -> Challenge {
-        match self.tf.begin_login(user).await.unwrap() {
+        match self
+            .tf
+            .begin_login(LoginContext::none(), user)
+            .await
+            .unwrap()
+        {
             LoginStep::Challenge(c) => c,
             LoginStep::Complete(_) => panic!("expected a challenge"),
         }
@@ -126,14 +134,14 @@ mod flows {
         let f = Flow::new(&stores);
         let u = user();
         let (secret, _) = f.enroll_totp(&u).await;
-        let status = f.tf.status(&u).await.unwrap();
+        let status = f.tf.account().status(&u).await.unwrap();
         assert!(status.enabled);
         assert_eq!(status.methods, vec![Method::Totp, Method::BackupCode]);
         assert_eq!(status.backup_codes_remaining, 10);
 
         let ch = f.challenge(&u).await;
         let v =
-            f.tf.verify_login(ch.token(), &f.totp(&secret))
+            f.tf.verify_login(LoginContext::none(), ch.token(), &f.totp(&secret))
                 .await
                 .unwrap();
         assert_eq!(
@@ -142,7 +150,8 @@ mod flows {
         );
         f.advance(30);
         assert!(matches!(
-            f.tf.verify_login(ch.token(), &f.totp(&secret)).await,
+            f.tf.verify_login(LoginContext::none(), ch.token(), &f.totp(&secret))
+                .await,
             Err(Error::InvalidChallenge)
         ));
 
@@ -151,11 +160,11 @@ mod flows {
         let ch = f.challenge(&u).await;
         let v = twin
             .tf
-            .verify_login(ch.token(), &f.totp(&secret))
+            .verify_login(LoginContext::none(), ch.token(), &f.totp(&secret))
             .await
             .unwrap();
         assert_eq!(v.method, Some(Method::Totp));
-        let status = twin.tf.status(&u).await.unwrap();
+        let status = twin.tf.account().status(&u).await.unwrap();
         assert_eq!(status.last_verified_at.unwrap().as_unix_secs(), f.now());
     }
 
@@ -172,12 +181,21 @@ mod flows {
         let ch2 = f.challenge(&u).await;
         let code2 = f.last_code(&addr);
         if code1 != code2 {
-            assert!(f.tf.verify_login(ch2.token(), &code1).await.is_err());
+            assert!(f
+                .tf
+                .verify_login(LoginContext::none(), ch2.token(), &code1)
+                .await
+                .is_err());
         }
-        let v = f.tf.verify_login(ch2.token(), &code2).await.unwrap();
+        let v =
+            f.tf.verify_login(LoginContext::none(), ch2.token(), &code2)
+                .await
+                .unwrap();
         assert_eq!(v.method, Some(Method::Email));
         assert!(
-            f.tf.verify_login(ch2.token(), &code2).await.is_err(),
+            f.tf.verify_login(LoginContext::none(), ch2.token(), &code2)
+                .await
+                .is_err(),
             "single use"
         );
     }
@@ -188,15 +206,26 @@ mod flows {
         let u = user();
         let (_, codes) = f.enroll_totp(&u).await;
         let ch = f.challenge(&u).await;
-        let v = f.tf.verify_login(ch.token(), &codes[3]).await.unwrap();
+        let v =
+            f.tf.verify_login(LoginContext::none(), ch.token(), &codes[3])
+                .await
+                .unwrap();
         assert_eq!(v.method, Some(Method::BackupCode));
         assert_eq!(v.backup_codes_remaining, 9);
         let ch = f.challenge(&u).await;
         assert!(matches!(
-            f.tf.verify_login(ch.token(), &codes[3]).await,
+            f.tf.verify_login(LoginContext::none(), ch.token(), &codes[3])
+                .await,
             Err(Error::InvalidCode { .. })
         ));
-        assert_eq!(f.tf.status(&u).await.unwrap().backup_codes_remaining, 9);
+        assert_eq!(
+            f.tf.account()
+                .status(&u)
+                .await
+                .unwrap()
+                .backup_codes_remaining,
+            9
+        );
     }
 
     /// Five attempts void a challenge; ten failures across challenges lock the user.
@@ -207,7 +236,11 @@ mod flows {
         let ch = f.challenge(&u).await;
         let bad = wrong(&f.totp(&secret));
         for remaining in (0..5).rev() {
-            match f.tf.verify_login(ch.token(), &bad).await {
+            match f
+                .tf
+                .verify_login(LoginContext::none(), ch.token(), &bad)
+                .await
+            {
                 Err(Error::InvalidCode { attempts_remaining }) => {
                     assert_eq!(attempts_remaining, Some(remaining))
                 }
@@ -215,16 +248,19 @@ mod flows {
             }
         }
         assert!(matches!(
-            f.tf.verify_login(ch.token(), &f.totp(&secret)).await,
+            f.tf.verify_login(LoginContext::none(), ch.token(), &f.totp(&secret))
+                .await,
             Err(Error::TooManyAttempts)
         ));
         // Five more failures on new challenges: ten in all, the user is locked.
         for _ in 0..5 {
             let ch = f.challenge(&u).await;
-            let r = f.tf.verify_login(ch.token(), "000000").await;
+            let r =
+                f.tf.verify_login(LoginContext::none(), ch.token(), "000000")
+                    .await;
             assert!(matches!(r, Err(Error::InvalidCode { .. })), "{r:?}");
         }
-        match f.tf.begin_login(&u).await {
+        match f.tf.begin_login(LoginContext::none(), &u).await {
             Err(Error::Locked { retry_after }) => {
                 assert_eq!(retry_after, Duration::from_secs(900));
                 f.clock.advance(retry_after);
@@ -233,7 +269,7 @@ mod flows {
         }
         let ch = f.challenge(&u).await;
         let v =
-            f.tf.verify_login(ch.token(), &f.totp(&secret))
+            f.tf.verify_login(LoginContext::none(), ch.token(), &f.totp(&secret))
                 .await
                 .unwrap();
         assert_eq!(v.method, Some(Method::Totp));
@@ -247,10 +283,13 @@ mod flows {
         let (secret, _) = f.enroll_totp(&u).await;
         let code = f.totp(&secret);
         let ch1 = f.challenge(&u).await;
-        f.tf.verify_login(ch1.token(), &code).await.unwrap();
+        f.tf.verify_login(LoginContext::none(), ch1.token(), &code)
+            .await
+            .unwrap();
         let ch2 = f.challenge(&u).await;
         assert!(matches!(
-            f.tf.verify_login(ch2.token(), &code).await,
+            f.tf.verify_login(LoginContext::none(), ch2.token(), &code)
+                .await,
             Err(Error::CodeReused)
         ));
 
@@ -263,9 +302,9 @@ mod flows {
         let mut handles = Vec::new();
         for token in tokens {
             let (tf, code) = (f.tf.clone(), code.clone());
-            handles.push(tokio::spawn(
-                async move { tf.verify_login(&token, &code).await },
-            ));
+            handles.push(tokio::spawn(async move {
+                tf.verify_login(LoginContext::none(), &token, &code).await
+            }));
         }
         let mut ok = 0;
         for h in handles {
@@ -284,32 +323,43 @@ mod flows {
         let u = user();
         let (secret, old) = f.enroll_totp(&u).await;
         let new =
-            f.tf.regenerate_backup_codes(&u, &f.totp(&secret))
+            f.tf.backup_codes()
+                .regenerate(&u, &f.totp(&secret))
                 .await
                 .unwrap();
         assert_eq!(new.len(), 10);
         let ch = f.challenge(&u).await;
         assert!(
-            f.tf.verify_login(ch.token(), &old[0]).await.is_err(),
+            f.tf.verify_login(LoginContext::none(), ch.token(), &old[0])
+                .await
+                .is_err(),
             "old set void"
         );
         let v =
-            f.tf.verify_login(ch.token(), new[0].expose())
+            f.tf.verify_login(LoginContext::none(), ch.token(), new[0].expose())
                 .await
                 .unwrap();
         assert_eq!(v.backup_codes_remaining, 9);
         f.advance(30);
         assert!(matches!(
-            f.tf.disable(&u, "wrong password", &f.totp(&secret)).await,
+            f.tf.account()
+                .disable(&u, "wrong password", &f.totp(&secret))
+                .await,
             Err(Error::InvalidPassword)
         ));
-        assert!(f.tf.status(&u).await.unwrap().enabled, "nothing disabled");
-        f.tf.disable(&u, PASSWORD, new[1].expose()).await.unwrap();
-        let status = f.tf.status(&u).await.unwrap();
+        assert!(
+            f.tf.account().status(&u).await.unwrap().enabled,
+            "nothing disabled"
+        );
+        f.tf.account()
+            .disable(&u, PASSWORD, new[1].expose())
+            .await
+            .unwrap();
+        let status = f.tf.account().status(&u).await.unwrap();
         assert!(!status.enabled);
         assert_eq!(status.backup_codes_remaining, 0);
         assert!(matches!(
-            f.tf.begin_login(&u).await.unwrap(),
+            f.tf.begin_login(LoginContext::none(), &u).await.unwrap(),
             LoginStep::Complete(_)
         ));
     }
@@ -334,7 +384,7 @@ mod floods {
             );
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
-                tf.verify_login(&token, &code).await
+                tf.verify_login(LoginContext::none(), &token, &code).await
             }));
         }
         let mut wins = 0;
@@ -397,7 +447,7 @@ mod floods {
             let (wins, _) = flood(&f, &ch, code).await;
             assert_eq!(wins, 1, "backup round {round}");
         }
-        let status = f.tf.status(&u).await.unwrap();
+        let status = f.tf.account().status(&u).await.unwrap();
         assert_eq!(status.backup_codes_remaining, 7, "one code spent per round");
         // The run is clear: nine wrong codes are evaluated, and so is the tenth.
         let threshold = f.tf.policy().lockout_threshold;
@@ -407,7 +457,7 @@ mod floods {
             loop {
                 match f
                     .tf
-                    .verify_login(ch.token(), &wrong(&f.totp(&secret)))
+                    .verify_login(LoginContext::none(), ch.token(), &wrong(&f.totp(&secret)))
                     .await
                 {
                     Err(Error::InvalidCode { .. }) => evaluated += 1,
@@ -439,7 +489,7 @@ mod rotation {
         let new = rotated(&old, &stores);
         let u = user();
         let address = format!("{u}@example.com");
-        let setup = old.tf.start_totp_setup(&u, &address).await.unwrap();
+        let setup = old.tf.totp().start_setup(&u, &address).await.unwrap();
         let secret = setup.secret_base32().to_owned();
         let codes: Vec<String> = setup
             .backup_codes()
@@ -447,52 +497,61 @@ mod rotation {
             .map(|c| c.expose().to_owned())
             .collect();
         new.tf
-            .confirm_totp_setup(&u, &new.totp(&secret))
+            .totp()
+            .confirm_setup(&u, &new.totp(&secret))
             .await
             .unwrap();
         // Sealed before the rotation: the status names the old key, which must stay in the ring.
         assert_eq!(
-            new.tf.status(&u).await.unwrap().totp_key_id,
+            new.tf.account().status(&u).await.unwrap().totp_key_id,
             Some(old.keys.key_id())
         );
         new.advance(30);
         let ch = old.challenge(&u).await;
         let v = new
             .tf
-            .verify_login(ch.token(), &new.totp(&secret))
+            .verify_login(LoginContext::none(), ch.token(), &new.totp(&secret))
             .await
             .unwrap();
         assert_eq!(v.method, Some(Method::Totp));
         // That TOTP check under the new ring re-sealed the secret: the old key seals nothing.
         assert_eq!(
-            new.tf.status(&u).await.unwrap().totp_key_id,
+            new.tf.account().status(&u).await.unwrap().totp_key_id,
             Some(new.keys.key_id())
         );
         let ch = old.challenge(&u).await;
-        let v = new.tf.verify_login(ch.token(), &codes[0]).await.unwrap();
+        let v = new
+            .tf
+            .verify_login(LoginContext::none(), ch.token(), &codes[0])
+            .await
+            .unwrap();
         assert_eq!(
             (v.method, v.backup_codes_remaining),
             (Some(Method::BackupCode), 9)
         );
         let ch = new.challenge(&u).await;
-        old.tf.verify_login(ch.token(), &codes[1]).await.unwrap();
-        old.tf.start_email_setup(&u, &address).await.unwrap();
+        old.tf
+            .verify_login(LoginContext::none(), ch.token(), &codes[1])
+            .await
+            .unwrap();
+        old.tf.email().start_setup(&u, &address).await.unwrap();
         new.tf
-            .confirm_email_setup(&u, &old.last_code(&address))
+            .email()
+            .confirm_setup(&u, &old.last_code(&address))
             .await
             .unwrap();
         let ch = old.challenge(&u).await;
         new.tf
-            .verify_login(ch.token(), &old.last_code(&address))
+            .verify_login(LoginContext::none(), ch.token(), &old.last_code(&address))
             .await
             .unwrap();
         // Re-sealing on demand names the key that seals the secret.
-        let after = new.tf.reseal_totp_secret(&u).await.unwrap().unwrap();
+        let after = new.tf.totp().reseal_secret(&u).await.unwrap().unwrap();
         assert_eq!(after, new.keys.key_id());
         new.advance(30);
         let ch = new.challenge(&u).await;
         new.tf
-            .verify_login(ch.token(), &new.totp(&secret))
+            .verify_login(LoginContext::none(), ch.token(), &new.totp(&secret))
             .await
             .unwrap();
     }
@@ -506,21 +565,33 @@ mod rotation {
         let (secret, codes) = old.enroll_totp(&u).await;
         let code = old.totp(&secret);
         let ch = old.challenge(&u).await;
-        old.tf.verify_login(ch.token(), &code).await.unwrap();
+        old.tf
+            .verify_login(LoginContext::none(), ch.token(), &code)
+            .await
+            .unwrap();
         let ch2 = new.challenge(&u).await;
         assert!(matches!(
-            new.tf.verify_login(ch2.token(), &code).await,
+            new.tf
+                .verify_login(LoginContext::none(), ch2.token(), &code)
+                .await,
             Err(Error::CodeReused)
         ));
         assert!(matches!(
-            new.tf.verify_login(ch.token(), &new.totp(&secret)).await,
+            new.tf
+                .verify_login(LoginContext::none(), ch.token(), &new.totp(&secret))
+                .await,
             Err(Error::InvalidChallenge)
         ));
         let ch = new.challenge(&u).await;
-        new.tf.verify_login(ch.token(), &codes[0]).await.unwrap();
+        new.tf
+            .verify_login(LoginContext::none(), ch.token(), &codes[0])
+            .await
+            .unwrap();
         let ch = old.challenge(&u).await;
         assert!(matches!(
-            old.tf.verify_login(ch.token(), &codes[0]).await,
+            old.tf
+                .verify_login(LoginContext::none(), ch.token(), &codes[0])
+                .await,
             Err(Error::InvalidCode { .. })
         ));
         // A lock set before the rotation holds after it.
@@ -531,7 +602,7 @@ mod rotation {
             while failed < threshold {
                 match old
                     .tf
-                    .verify_login(ch.token(), &wrong(&old.totp(&secret)))
+                    .verify_login(LoginContext::none(), ch.token(), &wrong(&old.totp(&secret)))
                     .await
                 {
                     Err(Error::InvalidCode { .. }) => failed += 1,
@@ -541,7 +612,7 @@ mod rotation {
             }
         }
         assert!(matches!(
-            new.tf.begin_login(&u).await,
+            new.tf.begin_login(LoginContext::none(), &u).await,
             Err(Error::Locked { .. })
         ));
     }
@@ -559,7 +630,7 @@ macro_rules! flow_tests {
         $(
             #[test]
             fn $name() {
-                twofactor::conformance::run(stringify!($name), $make, crate::store_flows::rotation::$name);
+                twofactor::store::conformance::run(stringify!($name), $make, crate::store_flows::rotation::$name);
             }
         )+
     };
@@ -567,7 +638,7 @@ macro_rules! flow_tests {
         $(
             #[test]
             fn $name() {
-                twofactor::conformance::run(stringify!($name), $make, crate::store_flows::floods::$name);
+                twofactor::store::conformance::run(stringify!($name), $make, crate::store_flows::floods::$name);
             }
         )+
     };
@@ -575,7 +646,7 @@ macro_rules! flow_tests {
         $(
             #[test]
             fn $name() {
-                twofactor::conformance::run(stringify!($name), $make, crate::store_flows::flows::$name);
+                twofactor::store::conformance::run(stringify!($name), $make, crate::store_flows::flows::$name);
             }
         )+
     };
@@ -583,7 +654,7 @@ macro_rules! flow_tests {
 
 mod memory {
     use super::*;
-    use twofactor::{MemoryEnrollmentStore, MemoryOtpStore};
+    use twofactor::{store::MemoryEnrollmentStore, store::MemoryOtpStore};
 
     async fn stores() -> Option<Stores> {
         Some((
@@ -597,7 +668,7 @@ mod memory {
 #[cfg(feature = "redis")]
 mod redis {
     use super::*;
-    use twofactor::MemoryEnrollmentStore;
+    use twofactor::store::MemoryEnrollmentStore;
 
     async fn stores() -> Option<Stores> {
         let otp = stores::redis_store().await?;
@@ -609,7 +680,7 @@ mod redis {
 #[cfg(feature = "redis-cluster")]
 mod redis_cluster {
     use super::*;
-    use twofactor::MemoryEnrollmentStore;
+    use twofactor::store::MemoryEnrollmentStore;
 
     async fn stores() -> Option<Stores> {
         let otp = stores::redis_cluster_store().await?;
@@ -662,7 +733,7 @@ fn redis_stopped_mid_login_fails_closed_and_loses_no_enrollment() {
     let Some(mut server) = stores::OwnRedis::start(port) else {
         return;
     };
-    twofactor::conformance::run(
+    twofactor::store::conformance::run(
         "redis_stopped_mid_login_fails_closed_and_loses_no_enrollment",
         || async { Some(()) },
         |_| async move {
@@ -676,7 +747,11 @@ fn redis_stopped_mid_login_fails_closed_and_loses_no_enrollment() {
 
             server.kill();
             for code in [f.totp(&secret), codes[0].clone()] {
-                match f.tf.verify_login(ch.token(), &code).await {
+                match f
+                    .tf
+                    .verify_login(LoginContext::none(), ch.token(), &code)
+                    .await
+                {
                     Err(e @ Error::Store(_)) => {
                         assert!(e.is_transient());
                         assert_eq!(e.http_status(), 503);
@@ -684,9 +759,12 @@ fn redis_stopped_mid_login_fails_closed_and_loses_no_enrollment() {
                     other => panic!("expected a store error, got {other:?}"),
                 }
             }
-            assert!(matches!(f.tf.begin_login(&u).await, Err(Error::Store(_))));
+            assert!(matches!(
+                f.tf.begin_login(LoginContext::none(), &u).await,
+                Err(Error::Store(_))
+            ));
             // The enrollment does not live in Redis: status still answers, nothing was lost.
-            let status = f.tf.status(&u).await.unwrap();
+            let status = f.tf.account().status(&u).await.unwrap();
             assert!(status.enabled);
             assert_eq!(
                 status.backup_codes_remaining, 10,
@@ -696,7 +774,11 @@ fn redis_stopped_mid_login_fails_closed_and_loses_no_enrollment() {
             let _back = stores::OwnRedis::start(port).unwrap();
             let mut outcome = None;
             for _ in 0..100 {
-                match f.tf.verify_login(ch.token(), &f.totp(&secret)).await {
+                match f
+                    .tf
+                    .verify_login(LoginContext::none(), ch.token(), &f.totp(&secret))
+                    .await
+                {
                     Err(Error::Store(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
                     other => {
                         outcome = Some(other);
@@ -709,7 +791,10 @@ fn redis_stopped_mid_login_fails_closed_and_loses_no_enrollment() {
                 "the challenge died with the server: {outcome:?}"
             );
             let ch = f.challenge(&u).await;
-            let v = f.tf.verify_login(ch.token(), &codes[0]).await.unwrap();
+            let v =
+                f.tf.verify_login(LoginContext::none(), ch.token(), &codes[0])
+                    .await
+                    .unwrap();
             assert_eq!(v.method, Some(Method::BackupCode));
             assert_eq!(v.backup_codes_remaining, 9);
         },
@@ -738,7 +823,7 @@ fn redis_enrollments_survive_a_crash_only_with_persistence() {
         let Some(mut server) = start() else {
             return;
         };
-        twofactor::conformance::run(
+        twofactor::store::conformance::run(
             "redis_enrollments_survive_a_crash_only_with_persistence",
             || async { Some(()) },
             |_| async move {
@@ -748,7 +833,10 @@ fn redis_enrollments_survive_a_crash_only_with_persistence() {
                 let u = user();
                 let (_secret, codes) = f.enroll_totp(&u).await;
                 let ch = f.challenge(&u).await;
-                let v = f.tf.verify_login(ch.token(), &codes[0]).await.unwrap();
+                let v =
+                    f.tf.verify_login(LoginContext::none(), ch.token(), &codes[0])
+                        .await
+                        .unwrap();
                 assert_eq!(v.backup_codes_remaining, 9);
 
                 server.kill();
@@ -756,7 +844,7 @@ fn redis_enrollments_survive_a_crash_only_with_persistence() {
                 let otp = back.connect().await;
                 let stores: Stores = (Arc::new(otp.clone()), Arc::new(otp.enrollment_store()));
                 let g = f.twin(&stores);
-                let status = g.tf.status(&u).await.unwrap();
+                let status = g.tf.account().status(&u).await.unwrap();
                 if !durable {
                     assert!(
                         !status.enabled,
@@ -769,10 +857,15 @@ fn redis_enrollments_survive_a_crash_only_with_persistence() {
                 assert_eq!(status.backup_codes_remaining, 9);
                 let ch = g.challenge(&u).await;
                 assert!(
-                    g.tf.verify_login(ch.token(), &codes[0]).await.is_err(),
+                    g.tf.verify_login(LoginContext::none(), ch.token(), &codes[0])
+                        .await
+                        .is_err(),
                     "the redeemed code stays spent"
                 );
-                let v = g.tf.verify_login(ch.token(), &codes[1]).await.unwrap();
+                let v =
+                    g.tf.verify_login(LoginContext::none(), ch.token(), &codes[1])
+                        .await
+                        .unwrap();
                 assert_eq!(v.method, Some(Method::BackupCode));
                 assert_eq!(v.backup_codes_remaining, 8);
             },

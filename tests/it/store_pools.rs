@@ -4,10 +4,12 @@
 //! one pool, one connection, not a second one opened beside it.
 
 use std::time::Duration;
+use twofactor::LoginContext;
 
 use twofactor::{
-    totp_code, EnrollmentStore, Keyring, LoginStep, ManualClock, MemoryEnrollmentStore, OtpStore,
-    RecordingMailer, Timestamp, TotpParams, TotpSecret, TwoFactorService,
+    clock::Timestamp, store::EnrollmentStore, store::MemoryEnrollmentStore, store::OtpStore,
+    testing::ManualClock, testing::RecordingMailer, totp::totp_code, totp::TotpParams,
+    totp::TotpSecret, Keyring, LoginStep, TwoFactorService,
 };
 
 use crate::support::START;
@@ -25,7 +27,7 @@ async fn enrol_and_log_in(otp: impl OtpStore, enrollments: impl EnrollmentStore,
         .build()
         .unwrap();
     let code = |secret: &str| {
-        use twofactor::Clock;
+        use twofactor::clock::Clock;
         let s = TotpSecret::from_base32(secret).unwrap();
         totp_code(
             s.as_bytes(),
@@ -33,14 +35,17 @@ async fn enrol_and_log_in(otp: impl OtpStore, enrollments: impl EnrollmentStore,
             clock.now().as_unix_secs(),
         )
     };
-    let setup = tf.start_totp_setup(user, "a@example.com").await.unwrap();
+    let setup = tf.totp().start_setup(user, "a@example.com").await.unwrap();
     let secret = setup.secret_base32().to_owned();
-    tf.confirm_totp_setup(user, &code(&secret)).await.unwrap();
+    tf.totp().confirm_setup(user, &code(&secret)).await.unwrap();
     clock.advance(Duration::from_secs(30));
-    let LoginStep::Challenge(ch) = tf.begin_login(user).await.unwrap() else {
+    let LoginStep::Challenge(ch) = tf.begin_login(LoginContext::none(), user).await.unwrap() else {
         panic!("an enrolled user gets a challenge")
     };
-    let v = tf.verify_login(ch.token(), &code(&secret)).await.unwrap();
+    let v = tf
+        .verify_login(LoginContext::none(), ch.token(), &code(&secret))
+        .await
+        .unwrap();
     assert_eq!(v.user, user);
 }
 
@@ -59,7 +64,7 @@ async fn a_sql_store_runs_on_the_hosts_sqlite_pool() {
         .connect_with(options.foreign_keys(true))
         .await
         .unwrap();
-    let store = twofactor::SqlStore::from_pool(pool.clone());
+    let store = twofactor::store::SqlStore::from_pool(pool.clone());
     assert_eq!(store.backend_name(), "sqlite");
     // migrate and connect share one error type: both go through one `?` in a host's start-up.
     let migrated: Result<(), twofactor::Error> = store.migrate().await;
@@ -93,7 +98,7 @@ async fn a_sql_store_runs_on_the_hosts_postgres_pool() {
         .execute(&pool)
         .await
         .unwrap();
-    let store = twofactor::SqlStore::from_pool(pool.clone());
+    let store = twofactor::store::SqlStore::from_pool(pool.clone());
     assert_eq!(store.backend_name(), "postgres");
     let migrated: Result<(), twofactor::Error> = store.migrate().await;
     migrated.unwrap();
@@ -117,7 +122,7 @@ async fn a_sql_store_runs_on_the_hosts_postgres_pool() {
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn migrate_fails_with_the_error_type_of_connect() {
-    let store = twofactor::SqlStore::connect("sqlite::memory:")
+    let store = twofactor::store::SqlStore::connect("sqlite::memory:")
         .await
         .unwrap();
     store.close().await;
@@ -136,7 +141,8 @@ async fn a_redis_store_runs_on_the_hosts_connection() {
     let client = redis::Client::open(url).unwrap();
     let mut conn = redis::aio::ConnectionManager::new(client).await.unwrap();
     let prefix = crate::support::stores::redis_prefix();
-    let store = twofactor::RedisOtpStore::from_connection(conn.clone(), prefix.clone()).unwrap();
+    let store =
+        twofactor::store::RedisOtpStore::from_connection(conn.clone(), prefix.clone()).unwrap();
     assert_eq!(store.prefix(), prefix);
     enrol_and_log_in(store, MemoryEnrollmentStore::new(), "u1").await;
     // The host's connection sees the records the store wrote under its prefix.
@@ -146,7 +152,7 @@ async fn a_redis_store_runs_on_the_hosts_connection() {
 
     for bad in ["acme:{2fa}:", "{", "}"] {
         assert!(matches!(
-            twofactor::RedisOtpStore::from_connection(conn.clone(), bad),
+            twofactor::store::RedisOtpStore::from_connection(conn.clone(), bad),
             Err(twofactor::Error::InvalidConfig(_))
         ));
     }

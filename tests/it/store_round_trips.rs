@@ -10,16 +10,18 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use twofactor::LoginContext;
 
 use async_trait::async_trait;
-use twofactor::flow::{
+use twofactor::store::flow::{
     AttemptSpec, Begun, NewChallenge, Opened, Reserved, SendSpec, Settled, Settlement, UserLimits,
     UserState,
 };
 use twofactor::{
-    totp_code, BackupCodeRecord, EnrollmentRecord, EnrollmentStore, LoginStep, ManualClock,
-    MemoryEnrollmentStore, MemoryOtpStore, OtpStore, RecordingMailer, Revision, StoreError,
-    StoreKey, Timestamp, TotpParams, TotpSecret, TwoFactorService,
+    clock::Timestamp, error::StoreError, store::BackupCodeRecord, store::EnrollmentRecord,
+    store::EnrollmentStore, store::MemoryEnrollmentStore, store::MemoryOtpStore, store::OtpStore,
+    store::Revision, store::StoreKey, testing::ManualClock, testing::RecordingMailer,
+    totp::totp_code, totp::TotpParams, totp::TotpSecret, LoginStep, TwoFactorService,
 };
 
 use crate::support::{code_in, wrong};
@@ -297,7 +299,7 @@ async fn check_round_trips(wrap: Wrap) {
         .build()
         .unwrap();
     let totp = |secret: &str| {
-        use twofactor::Clock;
+        use twofactor::clock::Clock;
         let s = TotpSecret::from_base32(secret).unwrap();
         totp_code(
             s.as_bytes(),
@@ -315,7 +317,7 @@ async fn check_round_trips(wrap: Wrap) {
     let mut record = |name: &'static str| steps.push((name, counts.take()));
 
     // TOTP enrollment.
-    let setup = tf.start_totp_setup("t", "t@example.com").await.unwrap();
+    let setup = tf.totp().start_setup("t", "t@example.com").await.unwrap();
     record("start_totp_setup");
     let secret = setup.secret_base32().to_owned();
     let backup: Vec<String> = setup
@@ -323,78 +325,99 @@ async fn check_round_trips(wrap: Wrap) {
         .iter()
         .map(|c| c.expose().to_owned())
         .collect();
-    tf.confirm_totp_setup("t", &totp(&secret)).await.unwrap();
+    tf.totp().confirm_setup("t", &totp(&secret)).await.unwrap();
     record("confirm_totp_setup");
     clock.advance(Duration::from_secs(30));
 
     // Login with TOTP, a wrong code, a backup code.
-    let ch = challenge(tf.begin_login("t").await.unwrap());
+    let ch = challenge(tf.begin_login(LoginContext::none(), "t").await.unwrap());
     record("begin_login (TOTP user)");
-    let verified = tf.verify_login(ch.token(), &totp(&secret)).await.unwrap();
+    let verified = tf
+        .verify_login(LoginContext::none(), ch.token(), &totp(&secret))
+        .await
+        .unwrap();
     record("verify_login (TOTP)");
 
     // A trusted device: its login is the enrolment load and the save of its last use; a refused
     // token falls through to the challenge on the same load.
-    let trust = tf.trust_device(&verified, "laptop", None).await.unwrap();
+    let trust = tf.devices().trust(&verified, "laptop", None).await.unwrap();
     record("trust_device");
     let step = tf
-        .begin_login_with_device("t", Some(&trust.token))
+        .begin_login(&LoginContext::new().device(trust.token.clone()), "t")
         .await
         .unwrap();
     assert!(matches!(step, LoginStep::Complete(_)));
     record("begin_login_with_device (trusted)");
-    let other = twofactor::DeviceToken::parse(&format!("tfd1_{}", "A".repeat(43))).unwrap();
-    challenge(tf.begin_login_with_device("t", Some(&other)).await.unwrap());
+    let other =
+        twofactor::account::DeviceToken::parse(&format!("tfd1_{}", "A".repeat(43))).unwrap();
+    challenge(
+        tf.begin_login(&LoginContext::new().device(other.clone()), "t")
+            .await
+            .unwrap(),
+    );
     record("begin_login_with_device (refused token)");
-    assert_eq!(tf.revoke_devices("t").await.unwrap(), 1);
+    assert_eq!(tf.devices().revoke_all("t").await.unwrap(), 1);
     record("revoke_devices");
-    let ch = challenge(tf.begin_login("t").await.unwrap());
+    let ch = challenge(tf.begin_login(LoginContext::none(), "t").await.unwrap());
     counts.take();
-    tf.verify_login(ch.token(), &wrong(&totp(&secret)))
+    tf.verify_login(LoginContext::none(), ch.token(), &wrong(&totp(&secret)))
         .await
         .unwrap_err();
     record("verify_login (wrong code)");
-    tf.verify_login(ch.token(), &backup[0]).await.unwrap();
+    tf.verify_login(LoginContext::none(), ch.token(), &backup[0])
+        .await
+        .unwrap();
     record("verify_login (backup code)");
-    tf.status("t").await.unwrap();
+    tf.account().status("t").await.unwrap();
     record("status");
     clock.advance(Duration::from_secs(30));
     let fresh = tf
-        .regenerate_backup_codes("t", &totp(&secret))
+        .backup_codes()
+        .regenerate("t", &totp(&secret))
         .await
         .unwrap();
     record("regenerate_backup_codes");
-    tf.disable("t", "pw", fresh[0].expose()).await.unwrap();
+    tf.account()
+        .disable("t", "pw", fresh[0].expose())
+        .await
+        .unwrap();
     record("disable");
 
     // Email enrollment and login by email code.
-    tf.start_email_setup("e", "e@example.com").await.unwrap();
+    tf.email().start_setup("e", "e@example.com").await.unwrap();
     record("start_email_setup");
-    tf.confirm_email_setup("e", &last_code("e@example.com"))
+    tf.email()
+        .confirm_setup("e", &last_code("e@example.com"))
         .await
         .unwrap();
     record("confirm_email_setup");
-    let ch = challenge(tf.begin_login("e").await.unwrap());
+    let ch = challenge(tf.begin_login(LoginContext::none(), "e").await.unwrap());
     record("begin_login (email user, sends a code)");
     clock.advance(Duration::from_secs(61));
     tf.resend_code(ch.token()).await.unwrap();
     record("resend_code");
-    tf.verify_login(ch.token(), &last_code("e@example.com"))
-        .await
-        .unwrap();
+    tf.verify_login(
+        &LoginContext::new(),
+        ch.token(),
+        &last_code("e@example.com"),
+    )
+    .await
+    .unwrap();
     record("verify_login (email code)");
 
     // Registration code; a user without factors.
-    tf.send_verification_code("r", "r@example.com")
+    tf.email()
+        .send_verification_code("r", "r@example.com")
         .await
         .unwrap();
     record("send_verification_code");
-    tf.verify_registration_code("r", &last_code("r@example.com"))
+    tf.email()
+        .verify_registration_code("r", &last_code("r@example.com"))
         .await
         .unwrap();
     record("verify_registration_code");
     assert!(matches!(
-        tf.begin_login("none").await.unwrap(),
+        tf.begin_login(LoginContext::none(), "none").await.unwrap(),
         LoginStep::Complete(_)
     ));
     record("begin_login (no factor)");
@@ -403,8 +426,9 @@ async fn check_round_trips(wrap: Wrap) {
     // up with it.
     #[cfg(feature = "webauthn")]
     {
-        let setup = tf.start_totp_setup("k", "k@example.com").await.unwrap();
-        tf.confirm_totp_setup("k", &totp(setup.secret_base32()))
+        let setup = tf.totp().start_setup("k", "k@example.com").await.unwrap();
+        tf.totp()
+            .confirm_setup("k", &totp(setup.secret_base32()))
             .await
             .unwrap();
         clock.advance(Duration::from_secs(30));
@@ -466,7 +490,7 @@ async fn check_round_trips(wrap: Wrap) {
 /// The security-key steps, with their budget (columns as in the table above).
 #[cfg(feature = "webauthn")]
 mod security_key {
-    use twofactor::{LoginStep, TwoFactorService};
+    use twofactor::{LoginContext, LoginStep, TwoFactorService};
 
     use crate::security_key::options;
     pub(super) use crate::security_key::policy;
@@ -490,24 +514,32 @@ mod security_key {
     /// User `k` registers a key, logs in with it and steps up with it; `record` closes each step.
     pub(super) async fn steps(tf: &TwoFactorService, record: &mut impl FnMut(&'static str)) {
         let mut key = SoftKey::new();
-        let opts = tf.start_security_key_registration("k", "K").await.unwrap();
+        let opts = tf
+            .security_keys()
+            .start_registration("k", "K")
+            .await
+            .unwrap();
         record("start_security_key_registration");
         let response = key.create(opts.as_json()).await;
-        tf.finish_security_key_registration("k", &response, "Key")
+        tf.security_keys()
+            .finish_registration("k", &response, "Key")
             .await
             .unwrap();
         record("finish_security_key_registration");
-        let LoginStep::Challenge(c) = tf.begin_login("k").await.unwrap() else {
+        let LoginStep::Challenge(c) = tf.begin_login(LoginContext::none(), "k").await.unwrap()
+        else {
             panic!("expected a challenge");
         };
         record("begin_login (security key user)");
         let assertion = key.get(&options(&c)).await;
-        tf.verify_login(c.token(), &assertion).await.unwrap();
+        tf.verify_login(LoginContext::none(), c.token(), &assertion)
+            .await
+            .unwrap();
         record("verify_login (security key)");
-        let opts = tf.start_security_key_step_up("k").await.unwrap();
+        let opts = tf.security_keys().start_step_up("k").await.unwrap();
         record("start_security_key_step_up");
         let assertion = key.get(opts.as_json()).await;
-        tf.reauthenticate("k", &assertion).await.unwrap();
+        tf.account().reauthenticate("k", &assertion).await.unwrap();
         record("reauthenticate (security key)");
     }
 }
@@ -521,7 +553,9 @@ mod redis_wire {
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
-    use twofactor::{BackupCodeRecord, EnrollmentRecord, EnrollmentStore, Timestamp};
+    use twofactor::{
+        clock::Timestamp, store::BackupCodeRecord, store::EnrollmentRecord, store::EnrollmentStore,
+    };
 
     use crate::support::stores;
 
@@ -589,7 +623,7 @@ mod redis_wire {
 
     #[test]
     fn every_enrollment_operation_is_one_round_trip() {
-        twofactor::conformance::run(
+        twofactor::store::conformance::run(
             "every_enrollment_operation_is_one_round_trip",
             || async { stores::redis_url() },
             |url| async move {
@@ -598,7 +632,7 @@ mod redis_wire {
                 let rest = rest.rsplit('@').next().unwrap();
                 let upstream = rest.split('/').next().unwrap().to_owned();
                 let (proxy_url, turns) = proxy(upstream).await;
-                let store = twofactor::RedisOtpStore::builder(proxy_url)
+                let store = twofactor::store::RedisOtpStore::builder(proxy_url)
                     .prefix(stores::redis_prefix())
                     .connect()
                     .await

@@ -14,13 +14,15 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use twofactor::LoginContext;
 
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use twofactor::{
-    BackupCodeSet, ChallengeToken, EnrollmentStore, Error, Keyring, LogMailer, LoginStep,
-    ManualClock, MemoryEnrollmentStore, MemoryOtpStore, Policy, RecordingMailer, Secret, Timestamp,
-    TotpSecret, TwoFactorService,
+    account::BackupCodeSet, clock::Timestamp, mail::LogMailer, store::EnrollmentStore,
+    store::MemoryEnrollmentStore, store::MemoryOtpStore, testing::ManualClock,
+    testing::RecordingMailer, totp::TotpSecret, ChallengeToken, Error, Keyring, LoginStep, Policy,
+    Secret, TwoFactorService,
 };
 
 use crate::support::{self, code_in, faults, wrong, Harness, PASSWORD, START};
@@ -158,11 +160,13 @@ async fn the_store_holds_no_code_in_clear_and_no_unkeyed_hash() {
     let users = ["reg", "setup", "login", "totp", "pending"];
 
     // Codes waiting in the store, one per purpose.
-    h.tf.send_verification_code("reg", "reg@example.com")
+    h.tf.email()
+        .send_verification_code("reg", "reg@example.com")
         .await
         .unwrap();
     let reg = h.last_code("reg@example.com");
-    h.tf.start_email_setup("setup", "setup@example.com")
+    h.tf.email()
+        .start_setup("setup", "setup@example.com")
         .await
         .unwrap();
     let setup = h.last_code("setup@example.com");
@@ -171,21 +175,22 @@ async fn the_store_holds_no_code_in_clear_and_no_unkeyed_hash() {
     let challenge = h.challenge("login").await;
     let login = h.last_code("login@example.com");
     h.advance(61);
-    h.tf.send_step_up_code("login", twofactor::SecurityAction::DisableTwoFactor)
+    h.tf.account()
+        .send_step_up_code("login", twofactor::mail::SecurityAction::DisableTwoFactor)
         .await
         .unwrap();
     let step_up = h.last_code("login@example.com");
     // A confirmed TOTP factor with its backup codes and a live challenge, and a pending setup.
     let (secret, backup) = h.enroll_totp("totp").await;
     let totp_challenge = h.challenge("totp").await;
-    let pending = h.tf.start_totp_setup("pending", "p").await.unwrap();
+    let pending = h.tf.totp().start_setup("pending", "p").await.unwrap();
 
     let dump = Dump::of(&h, &users).await;
 
     // No code in clear (the spaced form the user reads included).
     for code in [&reg, &setup, &consumed, &login, &step_up] {
         assert!(!dump.has_token(code), "code {code} stored in clear");
-        assert!(!dump.contains(twofactor::spaced(code).as_bytes()));
+        assert!(!dump.contains(twofactor::mail::spaced(code).as_bytes()));
     }
     // No backup code, in either form.
     let pending_backup: Vec<String> = pending
@@ -304,7 +309,7 @@ async fn debug_of_every_secret_bearing_type_prints_no_secret() {
     assert_hides(&d, &[&master, &master[..16]]);
     assert!(longest_hex_run(&d) <= 8, "{d}");
 
-    let setup = h.tf.start_totp_setup("u1", "alice").await.unwrap();
+    let setup = h.tf.totp().start_setup("u1", "alice").await.unwrap();
     let mut secrets: Vec<String> = vec![
         setup.secret_base32().to_owned(),
         setup.otpauth_uri().to_owned(),
@@ -313,22 +318,24 @@ async fn debug_of_every_secret_bearing_type_prints_no_secret() {
     secrets.extend(setup.backup_codes().iter().map(|c| c.expose().to_owned()));
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     assert_hides(&format!("{setup:?} {setup:#?}"), &refs);
-    h.tf.confirm_totp_setup("u1", &h.totp(setup.secret_base32()))
+    h.tf.totp()
+        .confirm_setup("u1", &h.totp(setup.secret_base32()))
         .await
         .unwrap();
     h.advance(30);
-    h.tf.start_email_setup("u1", "alice@example.com")
+    h.tf.email()
+        .start_setup("u1", "alice@example.com")
         .await
         .unwrap();
     let m = h.mailer.last_to("alice@example.com").unwrap();
     let code = code_in(&m.text).unwrap();
     assert_hides(
         &format!("{m:?} {m:#?}"),
-        &[&code, &twofactor::spaced(&code)],
+        &[&code, &twofactor::mail::spaced(&code)],
     );
-    h.tf.confirm_email_setup("u1", &code).await.unwrap();
+    h.tf.email().confirm_setup("u1", &code).await.unwrap();
 
-    let step = h.tf.begin_login("u1").await.unwrap();
+    let step = h.tf.begin_login(LoginContext::none(), "u1").await.unwrap();
     let LoginStep::Challenge(ch) = &step else {
         panic!("expected a challenge")
     };
@@ -342,17 +349,21 @@ async fn debug_of_every_secret_bearing_type_prints_no_secret() {
             &token,
             &token[5..],
             &login_code,
-            &twofactor::spaced(&login_code),
+            &twofactor::mail::spaced(&login_code),
         ],
     );
     let parsed = ChallengeToken::parse(&token).unwrap();
     assert_hides(&format!("{parsed:?} {parsed:#?}"), &[&token[5..]]);
 
     // What a success and the status show.
-    let v = h.tf.verify_login(ch.token(), &login_code).await.unwrap();
-    let st = h.tf.status("u1").await.unwrap();
+    let v =
+        h.tf.verify_login(LoginContext::none(), ch.token(), &login_code)
+            .await
+            .unwrap();
+    let st = h.tf.account().status("u1").await.unwrap();
     let codes =
-        h.tf.regenerate_backup_codes("u1", &h.totp(setup.secret_base32()))
+        h.tf.backup_codes()
+            .regenerate("u1", &h.totp(setup.secret_base32()))
             .await;
     let codes = codes.unwrap();
     let d = format!("{v:?} {st:?} {codes:?} {:?}", h.events.events());
@@ -405,27 +416,39 @@ async fn errors_hold_no_code_token_or_secret() {
         format!("{}{}", backup[0], "Z"),
         format!("{email_code}\u{0663}"),
     ] {
-        errors.push(h.tf.verify_login(ch.token(), &input).await.unwrap_err());
-        errors.push(h.tf.disable("u1", PASSWORD, &input).await.unwrap_err());
         errors.push(
-            h.tf.regenerate_backup_codes("u1", &input)
+            h.tf.verify_login(LoginContext::none(), ch.token(), &input)
                 .await
                 .unwrap_err(),
         );
         errors.push(
-            h.tf.verify_registration_code("u1", &input)
+            h.tf.account()
+                .disable("u1", PASSWORD, &input)
+                .await
+                .unwrap_err(),
+        );
+        errors.push(
+            h.tf.backup_codes()
+                .regenerate("u1", &input)
+                .await
+                .unwrap_err(),
+        );
+        errors.push(
+            h.tf.email()
+                .verify_registration_code("u1", &input)
                 .await
                 .unwrap_err(),
         );
         h.advance(30);
         let ok = h.challenge("u1").await;
-        h.tf.verify_login(ok.token(), &h.totp(&secret))
+        h.tf.verify_login(LoginContext::none(), ok.token(), &h.totp(&secret))
             .await
             .unwrap();
     }
     // A wrong password with the right code.
     errors.push(
-        h.tf.disable("u1", &format!("{PASSWORD}!"), &totp)
+        h.tf.account()
+            .disable("u1", &format!("{PASSWORD}!"), &totp)
             .await
             .unwrap_err(),
     );
@@ -433,9 +456,15 @@ async fn errors_hold_no_code_token_or_secret() {
     let ch2 = h.challenge("u1").await;
     h.advance(30);
     let fresh = h.totp(&secret);
-    h.tf.verify_login(ch2.token(), &fresh).await.unwrap();
+    h.tf.verify_login(LoginContext::none(), ch2.token(), &fresh)
+        .await
+        .unwrap();
     let ch3 = h.challenge("u1").await;
-    errors.push(h.tf.verify_login(ch3.token(), &fresh).await.unwrap_err());
+    errors.push(
+        h.tf.verify_login(LoginContext::none(), ch3.token(), &fresh)
+            .await
+            .unwrap_err(),
+    );
     errors.push(ChallengeToken::parse(&format!("{token}x")).unwrap_err());
     errors.push(ChallengeToken::parse(&token[..token.len() - 1]).unwrap_err());
     // Bad secrets and keys.
@@ -446,7 +475,7 @@ async fn errors_hold_no_code_token_or_secret() {
     errors.push(Keyring::from_base64(&format!("{master}!")).unwrap_err());
     // Lockout.
     for _ in 0..12 {
-        let ch = match h.tf.begin_login("u1").await {
+        let ch = match h.tf.begin_login(LoginContext::none(), "u1").await {
             Ok(LoginStep::Challenge(c)) => c,
             Ok(LoginStep::Complete(_)) => panic!("no challenge"),
             Err(e) => {
@@ -455,7 +484,7 @@ async fn errors_hold_no_code_token_or_secret() {
             }
         };
         errors.push(
-            h.tf.verify_login(ch.token(), &wrong(&h.totp(&secret)))
+            h.tf.verify_login(LoginContext::none(), ch.token(), &wrong(&h.totp(&secret)))
                 .await
                 .unwrap_err(),
         );
@@ -586,7 +615,7 @@ impl Secrets {
 
     /// A numeric code, in the forms a user reads and types.
     fn code(&mut self, c: &str) {
-        self.long.push(twofactor::spaced(c));
+        self.long.push(twofactor::mail::spaced(c));
         self.codes.push(c.to_owned());
     }
 
@@ -614,16 +643,22 @@ impl Secrets {
 
 /// Logs in with `code` on a fresh challenge.
 async fn login(tf: &TwoFactorService, user: &str, code: &str) -> Result<(), Error> {
-    let LoginStep::Challenge(ch) = tf.begin_login(user).await? else {
+    let LoginStep::Challenge(ch) = tf.begin_login(LoginContext::none(), user).await? else {
         panic!("expected a challenge")
     };
-    tf.verify_login(ch.token(), code).await.map(|_| ())
+    tf.verify_login(LoginContext::none(), ch.token(), code)
+        .await
+        .map(|_| ())
 }
 
 fn totp_now(clock: &ManualClock, b32: &str) -> String {
     let secret = TotpSecret::from_base32(b32).unwrap();
-    let now = twofactor::Clock::now(clock).as_unix_secs();
-    twofactor::totp_code(secret.as_bytes(), twofactor::TotpParams::default(), now)
+    let now = twofactor::clock::Clock::now(clock).as_unix_secs();
+    twofactor::totp::totp_code(
+        secret.as_bytes(),
+        twofactor::totp::TotpParams::default(),
+        now,
+    )
 }
 
 #[tokio::test]
@@ -641,18 +676,24 @@ async fn a_whole_run_logs_no_code_secret_token_or_password() {
     let mut used_totp = Vec::new();
 
     // Registration.
-    tf.send_verification_code("u1", "alice@example.com")
+    tf.email()
+        .send_verification_code("u1", "alice@example.com")
         .await
         .unwrap();
     let reg = support::code_in(&mailer.last_to("alice@example.com").unwrap().text).unwrap();
-    tf.verify_registration_code("u1", &wrong(&reg))
+    tf.email()
+        .verify_registration_code("u1", &wrong(&reg))
         .await
         .unwrap_err();
-    tf.verify_registration_code("u1", &reg).await.unwrap();
+    tf.email()
+        .verify_registration_code("u1", &reg)
+        .await
+        .unwrap();
 
     // TOTP enrolment, with a wrong code first.
     let setup = tf
-        .start_totp_setup("u1", "alice@example.com")
+        .totp()
+        .start_setup("u1", "alice@example.com")
         .await
         .unwrap();
     secrets.totp_secret(setup.secret_base32());
@@ -660,34 +701,41 @@ async fn a_whole_run_logs_no_code_secret_token_or_password() {
     secrets.backup(setup.backup_codes());
     let b32 = setup.secret_base32().to_owned();
     let code = totp_now(&clock, &b32);
-    tf.confirm_totp_setup("u1", &wrong(&code))
+    tf.totp()
+        .confirm_setup("u1", &wrong(&code))
         .await
         .unwrap_err();
-    tf.confirm_totp_setup("u1", &code).await.unwrap();
+    tf.totp().confirm_setup("u1", &code).await.unwrap();
     used_totp.push(code.clone());
 
     // Email 2FA enrolment.
-    tf.start_email_setup("u1", "alice@example.com")
+    tf.email()
+        .start_setup("u1", "alice@example.com")
         .await
         .unwrap();
     let c = support::code_in(&mailer.last_to("alice@example.com").unwrap().text).unwrap();
-    tf.confirm_email_setup("u1", &c).await.unwrap();
+    tf.email().confirm_setup("u1", &c).await.unwrap();
 
     // Logins: replayed TOTP (and its notification), TOTP, email code with a resend, backup code.
-    let LoginStep::Challenge(ch) = tf.begin_login("u1").await.unwrap() else {
+    let LoginStep::Challenge(ch) = tf.begin_login(LoginContext::none(), "u1").await.unwrap() else {
         panic!()
     };
     secrets.token(ch.token());
     assert_eq!(
-        tf.verify_login(ch.token(), &code).await.unwrap_err().code(),
+        tf.verify_login(LoginContext::none(), ch.token(), &code)
+            .await
+            .unwrap_err()
+            .code(),
         "code_reused"
     );
     tick(30);
     let code = totp_now(&clock, &b32);
     used_totp.push(code.clone());
-    tf.verify_login(ch.token(), &code).await.unwrap();
+    tf.verify_login(LoginContext::none(), ch.token(), &code)
+        .await
+        .unwrap();
 
-    let LoginStep::Challenge(ch) = tf.begin_login("u1").await.unwrap() else {
+    let LoginStep::Challenge(ch) = tf.begin_login(LoginContext::none(), "u1").await.unwrap() else {
         panic!()
     };
     secrets.token(ch.token());
@@ -698,43 +746,62 @@ async fn a_whole_run_logs_no_code_secret_token_or_password() {
         "cooldown"
     );
     let c = support::code_in(&mailer.last_to("alice@example.com").unwrap().text).unwrap();
-    tf.verify_login(ch.token(), &wrong(&c)).await.unwrap_err();
-    tf.verify_login(ch.token(), &c).await.unwrap();
+    tf.verify_login(LoginContext::none(), ch.token(), &wrong(&c))
+        .await
+        .unwrap_err();
+    tf.verify_login(LoginContext::none(), ch.token(), &c)
+        .await
+        .unwrap();
     login(&tf, "u1", setup.backup_codes()[0].expose())
         .await
         .unwrap();
 
     // Lockout: ten wrong codes across challenges, then a refused login.
     for _ in 0..2 {
-        let LoginStep::Challenge(ch) = tf.begin_login("u1").await.unwrap() else {
+        let LoginStep::Challenge(ch) = tf.begin_login(LoginContext::none(), "u1").await.unwrap()
+        else {
             panic!()
         };
         secrets.token(ch.token());
         for _ in 0..5 {
             let w = wrong(&totp_now(&clock, &b32));
             used_totp.push(w.clone());
-            tf.verify_login(ch.token(), &w).await.unwrap_err();
+            tf.verify_login(LoginContext::none(), ch.token(), &w)
+                .await
+                .unwrap_err();
         }
     }
-    assert_eq!(tf.begin_login("u1").await.unwrap_err().code(), "locked");
+    assert_eq!(
+        tf.begin_login(LoginContext::none(), "u1")
+            .await
+            .unwrap_err()
+            .code(),
+        "locked"
+    );
     tick(16 * 60);
 
     // Regenerate with a backup code, then with a step-up email code; disable with a backup code.
     let codes = tf
-        .regenerate_backup_codes("u1", setup.backup_codes()[1].expose())
+        .backup_codes()
+        .regenerate("u1", setup.backup_codes()[1].expose())
         .await
         .unwrap();
     secrets.backup(&codes);
-    tf.send_step_up_code("u1", twofactor::SecurityAction::RegenerateBackupCodes)
+    tf.account()
+        .send_step_up_code("u1", twofactor::mail::SecurityAction::RegenerateBackupCodes)
         .await
         .unwrap();
     let c = support::code_in(&mailer.last_to("alice@example.com").unwrap().text).unwrap();
-    let codes = tf.regenerate_backup_codes("u1", &c).await.unwrap();
+    let codes = tf.backup_codes().regenerate("u1", &c).await.unwrap();
     secrets.backup(&codes);
-    tf.disable("u1", "not the password", codes[0].expose())
+    tf.account()
+        .disable("u1", "not the password", codes[0].expose())
         .await
         .unwrap_err();
-    tf.disable("u1", PASSWORD, codes[0].expose()).await.unwrap();
+    tf.account()
+        .disable("u1", PASSWORD, codes[0].expose())
+        .await
+        .unwrap();
 
     // The warnings of failing parts, on a second service whose stores and mailer can fail:
     // an undelivered login code (TOTP still answers), an undelivered replay notification, and a
@@ -746,10 +813,10 @@ async fn a_whole_run_logs_no_code_secret_token_or_password() {
         let tf2 = tf2.clone();
         let clock = clock.clone();
         async move {
-            let setup = tf2.start_totp_setup(user, user).await.unwrap();
+            let setup = tf2.totp().start_setup(user, user).await.unwrap();
             let b32 = setup.secret_base32().to_owned();
             let code = totp_now(&clock, &b32);
-            tf2.confirm_totp_setup(user, &code).await.unwrap();
+            tf2.totp().confirm_setup(user, &code).await.unwrap();
             (setup, code)
         }
     };
@@ -760,16 +827,18 @@ async fn a_whole_run_logs_no_code_secret_token_or_password() {
         secrets.backup(s.backup_codes());
     }
     used_totp.extend([code2, code3]);
-    tf2.start_email_setup("u2", "bob@example.com")
+    tf2.email()
+        .start_setup("u2", "bob@example.com")
         .await
         .unwrap();
     let c = support::code_in(&mailer2.last_to("bob@example.com").unwrap().text).unwrap();
-    tf2.confirm_email_setup("u2", &c).await.unwrap();
+    tf2.email().confirm_setup("u2", &c).await.unwrap();
     tick(30);
 
     // Which call of begin_login mails the code, then a begin_login with that call failing.
     f.arm(faults::Mode::Off, true);
-    let LoginStep::Challenge(probe) = tf2.begin_login("u2").await.unwrap() else {
+    let LoginStep::Challenge(probe) = tf2.begin_login(LoginContext::none(), "u2").await.unwrap()
+    else {
         panic!()
     };
     secrets.token(probe.token());
@@ -781,7 +850,8 @@ async fn a_whole_run_logs_no_code_secret_token_or_password() {
         },
         true,
     );
-    let LoginStep::Challenge(ch) = tf2.begin_login("u2").await.unwrap() else {
+    let LoginStep::Challenge(ch) = tf2.begin_login(LoginContext::none(), "u2").await.unwrap()
+    else {
         panic!()
     };
     f.disarm();
@@ -789,11 +859,14 @@ async fn a_whole_run_logs_no_code_secret_token_or_password() {
     secrets.token(ch.token());
     let code = totp_now(&clock, setup2.secret_base32());
     used_totp.push(code.clone());
-    tf2.verify_login(ch.token(), &code).await.unwrap();
+    tf2.verify_login(LoginContext::none(), ch.token(), &code)
+        .await
+        .unwrap();
 
     // A replay: which call sends the notification, then a replay with that call failing.
     for fail in [false, true] {
-        let LoginStep::Challenge(ch) = tf2.begin_login("u2").await.unwrap() else {
+        let LoginStep::Challenge(ch) = tf2.begin_login(LoginContext::none(), "u2").await.unwrap()
+        else {
             panic!()
         };
         secrets.token(ch.token());
@@ -809,7 +882,10 @@ async fn a_whole_run_logs_no_code_secret_token_or_password() {
         } else {
             f.arm(faults::Mode::Off, true);
         }
-        let e = tf2.verify_login(ch.token(), &code).await.unwrap_err();
+        let e = tf2
+            .verify_login(LoginContext::none(), ch.token(), &code)
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), "code_reused");
         if fail {
             assert_eq!(f.injected().len(), 1);
@@ -824,7 +900,8 @@ async fn a_whole_run_logs_no_code_secret_token_or_password() {
         if i % 5 == 0 {
             tick(1);
         }
-        let LoginStep::Challenge(ch) = tf2.begin_login("u3").await.unwrap() else {
+        let LoginStep::Challenge(ch) = tf2.begin_login(LoginContext::none(), "u3").await.unwrap()
+        else {
             panic!()
         };
         secrets.token(ch.token());
@@ -836,7 +913,10 @@ async fn a_whole_run_logs_no_code_secret_token_or_password() {
             f.arm(faults::Mode::Off, true);
         }
         assert_eq!(
-            tf2.verify_login(ch.token(), &w).await.unwrap_err().code(),
+            tf2.verify_login(LoginContext::none(), ch.token(), &w)
+                .await
+                .unwrap_err()
+                .code(),
             "invalid_code"
         );
         if i == 9 {
@@ -891,7 +971,8 @@ async fn the_log_capture_sees_a_code_that_is_logged() {
         .mailer(LogMailer)
         .build()
         .unwrap();
-    tf.send_verification_code("u1", "alice@example.com")
+    tf.email()
+        .send_verification_code("u1", "alice@example.com")
         .await
         .unwrap();
     drop(guard);

@@ -6,8 +6,8 @@ use std::process::Command;
 use proptest::prelude::*;
 use rand::Rng;
 use twofactor::{
-    otpauth_uri, qr_svg, totp_code, Error, OtpAuthUri, TotpAlgorithm, TotpParams, TotpSecret,
-    TotpVerifier,
+    totp::otpauth_uri, totp::qr_svg, totp::totp_code, totp::OtpAuthUri, totp::TotpAlgorithm,
+    totp::TotpParams, totp::TotpSecret, totp::TotpVerifier, Error,
 };
 
 const ALGORITHMS: [TotpAlgorithm; 3] = [
@@ -678,7 +678,7 @@ fn zbar_decode(png: &[u8]) -> String {
 #[cfg(feature = "qr-png")]
 #[test]
 fn the_qr_png_decodes_to_the_uri() {
-    use twofactor::qr_png;
+    use twofactor::totp::qr_png;
     let secret = TotpSecret::generate(20).unwrap();
     let uris = [
         otpauth_uri(
@@ -718,7 +718,7 @@ fn too_much_data_for_a_qr_code_is_an_error() {
     let huge = "x".repeat(10_000);
     #[cfg(feature = "qr-png")]
     assert!(matches!(
-        twofactor::qr_png(&huge),
+        twofactor::totp::qr_png(&huge),
         Err(Error::InvalidInput(_))
     ));
     assert!(matches!(qr_svg(&huge), Err(Error::InvalidInput(_))));

@@ -1,7 +1,8 @@
 //! The enrolment check that the authenticator app honoured the requested algorithm and digits,
 //! with `oathtool` as the outside witness of what each app would show.
 
-use twofactor::{Error, Event, LoginStep, Policy, TotpAlgorithm};
+use twofactor::LoginContext;
+use twofactor::{events::Event, totp::TotpAlgorithm, Error, LoginStep, Policy};
 
 use crate::support::{wrong, Harness};
 use crate::totp::{have, oathtool};
@@ -20,7 +21,7 @@ fn sha1_6(h: &Harness, secret: &str) -> String {
 }
 
 async fn start(h: &Harness, user: &str) -> String {
-    let setup = h.tf.start_totp_setup(user, "alice").await.unwrap();
+    let setup = h.tf.totp().start_setup(user, "alice").await.unwrap();
     setup.secret_base32().to_owned()
 }
 
@@ -32,7 +33,8 @@ async fn a_sha1_code_for_a_sha256_setup_is_refused_with_its_own_error() {
     let h = Harness::with_policy(policy(TotpAlgorithm::Sha256, 6, false));
     let secret = start(&h, "u1").await;
     let e =
-        h.tf.confirm_totp_setup("u1", &sha1_6(&h, &secret))
+        h.tf.totp()
+            .confirm_setup("u1", &sha1_6(&h, &secret))
             .await
             .unwrap_err();
     assert!(
@@ -49,12 +51,12 @@ async fn a_sha1_code_for_a_sha256_setup_is_refused_with_its_own_error() {
     assert_eq!(e.public_code(), "totp_algorithm_unsupported");
     assert_eq!(e.http_status(), 422);
     assert!(e.public_message().contains("authenticator app"));
-    let status = h.tf.status("u1").await.unwrap();
+    let status = h.tf.account().status("u1").await.unwrap();
     assert!(!status.enabled && status.totp_pending);
     // An app that honours the setting confirms the same setup.
     let good = oathtool("--totp=sha256", 6, &secret, h.now());
-    h.tf.confirm_totp_setup("u1", &good).await.unwrap();
-    let status = h.tf.status("u1").await.unwrap();
+    h.tf.totp().confirm_setup("u1", &good).await.unwrap();
+    let status = h.tf.account().status("u1").await.unwrap();
     assert_eq!(status.totp_algorithm, Some(TotpAlgorithm::Sha256));
     assert_eq!(status.totp_digits, Some(6));
     assert!(!status.totp_sha1_fallback);
@@ -72,7 +74,8 @@ async fn a_six_digit_sha1_code_for_an_eight_digit_setup_is_refused() {
         let h = Harness::with_policy(policy(algorithm, 8, false));
         let secret = start(&h, "u1").await;
         let e =
-            h.tf.confirm_totp_setup("u1", &sha1_6(&h, &secret))
+            h.tf.totp()
+                .confirm_setup("u1", &sha1_6(&h, &secret))
                 .await
                 .unwrap_err();
         assert!(
@@ -81,13 +84,14 @@ async fn a_six_digit_sha1_code_for_an_eight_digit_setup_is_refused() {
         );
         // A wrong 6-digit code is a wrong code, not an unsupported app.
         let e =
-            h.tf.confirm_totp_setup("u1", &wrong(&sha1_6(&h, &secret)))
+            h.tf.totp()
+                .confirm_setup("u1", &wrong(&sha1_6(&h, &secret)))
                 .await
                 .unwrap_err();
         assert!(matches!(e, Error::InvalidCode { .. }), "{e:?}");
         let good = oathtool(mode, 8, &secret, h.now());
-        h.tf.confirm_totp_setup("u1", &good).await.unwrap();
-        let status = h.tf.status("u1").await.unwrap();
+        h.tf.totp().confirm_setup("u1", &good).await.unwrap();
+        let status = h.tf.account().status("u1").await.unwrap();
         assert_eq!(status.totp_algorithm, Some(algorithm));
         assert_eq!(status.totp_digits, Some(8));
     }
@@ -101,10 +105,11 @@ async fn with_the_fallback_allowed_a_sha1_code_enrols_sha1_and_logins_use_it() {
     let h = Harness::with_policy(policy(TotpAlgorithm::Sha512, 8, true));
     let secret = start(&h, "u1").await;
     h.events.clear();
-    h.tf.confirm_totp_setup("u1", &sha1_6(&h, &secret))
+    h.tf.totp()
+        .confirm_setup("u1", &sha1_6(&h, &secret))
         .await
         .unwrap();
-    let status = h.tf.status("u1").await.unwrap();
+    let status = h.tf.account().status("u1").await.unwrap();
     assert!(status.enabled);
     assert_eq!(status.totp_algorithm, Some(TotpAlgorithm::Sha1));
     assert_eq!(status.totp_digits, Some(6));
@@ -119,16 +124,18 @@ async fn with_the_fallback_allowed_a_sha1_code_enrols_sha1_and_logins_use_it() {
 
     // Later checks use what the app uses: SHA-1/6 passes, the requested SHA-512/8 does not.
     h.advance(30);
-    let LoginStep::Challenge(c) = h.tf.begin_login("u1").await.unwrap() else {
+    let LoginStep::Challenge(c) = h.tf.begin_login(LoginContext::none(), "u1").await.unwrap()
+    else {
         panic!("expected a challenge");
     };
     let requested = oathtool("--totp=sha512", 8, &secret, h.now());
     assert!(matches!(
-        h.tf.verify_login(c.token(), &requested).await,
+        h.tf.verify_login(LoginContext::none(), c.token(), &requested)
+            .await,
         Err(Error::InvalidCode { .. } | Error::MalformedCode)
     ));
     let v =
-        h.tf.verify_login(c.token(), &sha1_6(&h, &secret))
+        h.tf.verify_login(LoginContext::none(), c.token(), &sha1_6(&h, &secret))
             .await
             .unwrap();
     assert_eq!(v.method, Some(twofactor::Method::Totp));
@@ -142,8 +149,8 @@ async fn with_the_fallback_allowed_the_requested_setting_still_enrols_as_asked()
     let h = Harness::with_policy(policy(TotpAlgorithm::Sha256, 6, true));
     let secret = start(&h, "u1").await;
     let good = oathtool("--totp=sha256", 6, &secret, h.now());
-    h.tf.confirm_totp_setup("u1", &good).await.unwrap();
-    let status = h.tf.status("u1").await.unwrap();
+    h.tf.totp().confirm_setup("u1", &good).await.unwrap();
+    let status = h.tf.account().status("u1").await.unwrap();
     assert_eq!(status.totp_algorithm, Some(TotpAlgorithm::Sha256));
     assert!(!status.totp_sha1_fallback);
 }
@@ -154,7 +161,7 @@ async fn wrong_codes_until_locked(h: &Harness, secret: &str, digits: u32, mode: 
     let mut n = 0;
     loop {
         let bad = wrong(&oathtool(mode, digits, secret, h.now()));
-        match h.tf.confirm_totp_setup("u1", &bad).await {
+        match h.tf.totp().confirm_setup("u1", &bad).await {
             Err(Error::InvalidCode { .. }) => n += 1,
             Err(Error::Locked { .. }) => return n,
             other => panic!("unexpected {other:?}"),
@@ -195,7 +202,7 @@ async fn each_setting_compared_counts_against_the_lock() {
     // Once locked, even the right code is not compared.
     let right = oathtool("--totp", 6, &secret, h.now());
     assert!(matches!(
-        h.tf.confirm_totp_setup("u1", &right).await,
+        h.tf.totp().confirm_setup("u1", &right).await,
         Err(Error::Locked { .. })
     ));
 }

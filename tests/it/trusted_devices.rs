@@ -6,10 +6,11 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use twofactor::LoginContext;
 
 use twofactor::{
-    ChallengeToken, DeviceToken, EnrollmentStore, Error, Event, LoginStep, MessagePurpose, Method,
-    OtpStore, Policy, TwoFactorService, Verified,
+    account::DeviceToken, events::Event, mail::MessagePurpose, store::EnrollmentStore,
+    store::OtpStore, ChallengeToken, Error, LoginStep, Method, Policy, TwoFactorService, Verified,
 };
 
 use crate::support::{wrong, Harness, PASSWORD};
@@ -17,13 +18,18 @@ use crate::support::{wrong, Harness, PASSWORD};
 /// A login answered with the user's TOTP code.
 async fn login(h: &Harness, user: &str, secret: &str) -> Verified {
     let c = h.challenge(user).await;
-    let v = h.tf.verify_login(c.token(), &h.totp(secret)).await.unwrap();
+    let v =
+        h.tf.verify_login(LoginContext::none(), c.token(), &h.totp(secret))
+            .await
+            .unwrap();
     h.advance(30);
     v
 }
 
 async fn device_login(tf: &TwoFactorService, user: &str, token: &DeviceToken) -> LoginStep {
-    tf.begin_login_with_device(user, Some(token)).await.unwrap()
+    tf.begin_login(&LoginContext::new().device(token.clone()), user)
+        .await
+        .unwrap()
 }
 
 fn completed_by_device(step: &LoginStep) -> bool {
@@ -42,7 +48,8 @@ async fn a_trusted_device_signs_in_without_a_challenge() {
     let v = login(&h, "u1", &secret).await;
     h.events.clear();
     let trust =
-        h.tf.trust_device(&v, "Firefox on Linux", None)
+        h.tf.devices()
+            .trust(&v, "Firefox on Linux", None)
             .await
             .unwrap();
     let token = trust.token.as_str();
@@ -81,17 +88,20 @@ async fn a_trusted_device_signs_in_without_a_challenge() {
     }));
     assert_eq!(serde_json::to_value(v).unwrap()["method"], "trusted_device");
 
-    let listed = h.tf.trusted_devices("u1").await.unwrap();
+    let listed = h.tf.devices().list("u1").await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, trust.device.id);
     assert_eq!(listed[0].label, "Firefox on Linux");
     assert_eq!(listed[0].created_at, trust.device.created_at);
     assert_eq!(listed[0].last_used_at.unwrap().as_unix_secs(), h.now());
-    assert_eq!(h.tf.status("u1").await.unwrap().trusted_devices, 1);
+    assert_eq!(
+        h.tf.account().status("u1").await.unwrap().trusted_devices,
+        1
+    );
 
     // Without a token, or with none at all, the login asks for a code as before.
     assert!(refused(
-        &h.tf.begin_login_with_device("u1", None).await.unwrap()
+        &h.tf.begin_login(LoginContext::none(), "u1").await.unwrap()
     ));
 }
 
@@ -100,7 +110,7 @@ async fn the_token_is_stored_only_as_a_keyed_hash() {
     let h = Harness::new();
     let (secret, _) = h.enroll_totp("u1").await;
     let v = login(&h, "u1", &secret).await;
-    let trust = h.tf.trust_device(&v, "phone", None).await.unwrap();
+    let trust = h.tf.devices().trust(&v, "phone", None).await.unwrap();
     let (rec, _) = h.enrollments.load("u1").await.unwrap().unwrap();
     assert_eq!(rec.trusted_devices.len(), 1);
     let stored = serde_json::to_string(&rec).unwrap();
@@ -120,14 +130,14 @@ async fn another_users_token_is_refused() {
     let (s1, _) = h.enroll_totp("u1").await;
     h.enroll_totp("u2").await;
     let v = login(&h, "u1", &s1).await;
-    let trust = h.tf.trust_device(&v, "laptop", None).await.unwrap();
+    let trust = h.tf.devices().trust(&v, "laptop", None).await.unwrap();
     h.events.clear();
     assert!(refused(&device_login(&h.tf, "u2", &trust.token).await));
     assert!(h
         .events
         .events()
         .contains(&Event::DeviceRejected { user: "u2".into() }));
-    assert!(h.tf.trusted_devices("u2").await.unwrap().is_empty());
+    assert!(h.tf.devices().list("u2").await.unwrap().is_empty());
     // The owner still can.
     assert!(completed_by_device(
         &device_login(&h.tf, "u1", &trust.token).await
@@ -142,20 +152,22 @@ async fn an_expired_token_is_refused_and_the_lifetime_is_capped() {
     let (secret, _) = h.enroll_totp("u1").await;
     let v = login(&h, "u1", &secret).await;
     let long =
-        h.tf.trust_device(
-            &v,
-            "asks for a year",
-            Some(Duration::from_secs(365 * 86_400)),
-        )
-        .await
-        .unwrap();
+        h.tf.devices()
+            .trust(
+                &v,
+                "asks for a year",
+                Some(Duration::from_secs(365 * 86_400)),
+            )
+            .await
+            .unwrap();
     assert_eq!(
         long.device.expires_at.as_unix_secs(),
         h.now() + 7 * 86_400,
         "capped by the policy"
     );
     let short =
-        h.tf.trust_device(&v, "an hour", Some(Duration::from_secs(3600)))
+        h.tf.devices()
+            .trust(&v, "an hour", Some(Duration::from_secs(3600)))
             .await
             .unwrap();
     h.advance(3599);
@@ -170,7 +182,7 @@ async fn an_expired_token_is_refused_and_the_lifetime_is_capped() {
     ));
     h.advance(1);
     assert!(refused(&device_login(&h.tf, "u1", &long.token).await));
-    assert!(h.tf.trusted_devices("u1").await.unwrap().is_empty());
+    assert!(h.tf.devices().list("u1").await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -178,19 +190,19 @@ async fn revoked_tokens_are_refused() {
     let h = Harness::new();
     let (secret, _) = h.enroll_totp("u1").await;
     let v = login(&h, "u1", &secret).await;
-    let a = h.tf.trust_device(&v, "a", None).await.unwrap();
-    let b = h.tf.trust_device(&v, "b", None).await.unwrap();
-    let c = h.tf.trust_device(&v, "c", None).await.unwrap();
+    let a = h.tf.devices().trust(&v, "a", None).await.unwrap();
+    let b = h.tf.devices().trust(&v, "b", None).await.unwrap();
+    let c = h.tf.devices().trust(&v, "c", None).await.unwrap();
     h.events.clear();
-    assert!(h.tf.revoke_device("u1", &a.device.id).await.unwrap());
-    assert!(!h.tf.revoke_device("u1", &a.device.id).await.unwrap());
+    assert!(h.tf.devices().revoke("u1", &a.device.id).await.unwrap());
+    assert!(!h.tf.devices().revoke("u1", &a.device.id).await.unwrap());
     // Another user cannot revoke it by id either: ids are per user.
-    assert!(!h.tf.revoke_device("u2", &b.device.id).await.unwrap());
+    assert!(!h.tf.devices().revoke("u2", &b.device.id).await.unwrap());
     assert!(refused(&device_login(&h.tf, "u1", &a.token).await));
     assert!(completed_by_device(
         &device_login(&h.tf, "u1", &b.token).await
     ));
-    assert_eq!(h.tf.revoke_devices("u1").await.unwrap(), 2);
+    assert_eq!(h.tf.devices().revoke_all("u1").await.unwrap(), 2);
     assert!(h.events.events().contains(&Event::DevicesRevoked {
         user: "u1".into(),
         count: 2
@@ -198,8 +210,8 @@ async fn revoked_tokens_are_refused() {
     for t in [&a.token, &b.token, &c.token] {
         assert!(refused(&device_login(&h.tf, "u1", t).await));
     }
-    assert!(h.tf.trusted_devices("u1").await.unwrap().is_empty());
-    assert_eq!(h.tf.revoke_devices("u1").await.unwrap(), 0);
+    assert!(h.tf.devices().list("u1").await.unwrap().is_empty());
+    assert_eq!(h.tf.devices().revoke_all("u1").await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -207,8 +219,9 @@ async fn disable_revokes_every_device_also_after_enrolling_again() {
     let h = Harness::new();
     let (secret, _) = h.enroll_totp("u1").await;
     let v = login(&h, "u1", &secret).await;
-    let trust = h.tf.trust_device(&v, "laptop", None).await.unwrap();
-    h.tf.disable("u1", PASSWORD, &h.totp(&secret))
+    let trust = h.tf.devices().trust(&v, "laptop", None).await.unwrap();
+    h.tf.account()
+        .disable("u1", PASSWORD, &h.totp(&secret))
         .await
         .unwrap();
     // No factor: the login completes without one, and not by the device.
@@ -217,7 +230,7 @@ async fn disable_revokes_every_device_also_after_enrolling_again() {
     h.advance(30);
     let (secret, _) = h.enroll_totp("u1").await;
     assert!(refused(&device_login(&h.tf, "u1", &trust.token).await));
-    assert!(h.tf.trusted_devices("u1").await.unwrap().is_empty());
+    assert!(h.tf.devices().list("u1").await.unwrap().is_empty());
     let _ = secret;
 }
 
@@ -226,21 +239,23 @@ async fn a_backup_code_regeneration_revokes_every_device() {
     let h = Harness::new();
     let (secret, _) = h.enroll_totp("u1").await;
     let v = login(&h, "u1", &secret).await;
-    let trust = h.tf.trust_device(&v, "laptop", None).await.unwrap();
+    let trust = h.tf.devices().trust(&v, "laptop", None).await.unwrap();
     // A wrong code changes nothing.
     assert!(h
         .tf
-        .regenerate_backup_codes("u1", &wrong(&h.totp(&secret)))
+        .backup_codes()
+        .regenerate("u1", &wrong(&h.totp(&secret)))
         .await
         .is_err());
     assert!(completed_by_device(
         &device_login(&h.tf, "u1", &trust.token).await
     ));
-    h.tf.regenerate_backup_codes("u1", &h.totp(&secret))
+    h.tf.backup_codes()
+        .regenerate("u1", &h.totp(&secret))
         .await
         .unwrap();
     assert!(refused(&device_login(&h.tf, "u1", &trust.token).await));
-    assert!(h.tf.trusted_devices("u1").await.unwrap().is_empty());
+    assert!(h.tf.devices().list("u1").await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -248,7 +263,7 @@ async fn device_and_challenge_tokens_are_never_taken_for_each_other() {
     let h = Harness::new();
     let (secret, _) = h.enroll_totp("u1").await;
     let v = login(&h, "u1", &secret).await;
-    let trust = h.tf.trust_device(&v, "laptop", None).await.unwrap();
+    let trust = h.tf.devices().trust(&v, "laptop", None).await.unwrap();
     let challenge = h.challenge("u1").await;
     let c_text = challenge.token().as_str().to_owned();
     let d_text = trust.token.as_str().to_owned();
@@ -271,7 +286,7 @@ async fn device_and_challenge_tokens_are_never_taken_for_each_other() {
     }
     // The challenge still answers to its code only.
     let v =
-        h.tf.verify_login(challenge.token(), &h.totp(&secret))
+        h.tf.verify_login(LoginContext::none(), challenge.token(), &h.totp(&secret))
             .await
             .unwrap();
     assert_eq!(v.method, Some(Method::Totp));
@@ -281,11 +296,12 @@ async fn device_and_challenge_tokens_are_never_taken_for_each_other() {
 async fn trust_needs_a_fresh_check_of_a_real_factor() {
     let h = Harness::new();
     // No factor: the Verified names none.
-    let LoginStep::Complete(none) = h.tf.begin_login("u0").await.unwrap() else {
+    let LoginStep::Complete(none) = h.tf.begin_login(LoginContext::none(), "u0").await.unwrap()
+    else {
         panic!("no factor, no challenge");
     };
     assert!(matches!(
-        h.tf.trust_device(&none, "x", None).await,
+        h.tf.devices().trust(&none, "x", None).await,
         Err(Error::ReauthRequired)
     ));
     let (secret, _) = h.enroll_totp("u1").await;
@@ -293,25 +309,25 @@ async fn trust_needs_a_fresh_check_of_a_real_factor() {
     for bad in ["", "   ", "line\nbreak", &"x".repeat(129)] {
         assert!(
             matches!(
-                h.tf.trust_device(&v, bad, None).await,
+                h.tf.devices().trust(&v, bad, None).await,
                 Err(Error::InvalidInput(_))
             ),
             "{bad:?}"
         );
     }
-    let trust = h.tf.trust_device(&v, "laptop", None).await.unwrap();
+    let trust = h.tf.devices().trust(&v, "laptop", None).await.unwrap();
     // A device login cannot extend its own trust.
     let LoginStep::Complete(by_device) = device_login(&h.tf, "u1", &trust.token).await else {
         panic!("expected a device login");
     };
     assert!(matches!(
-        h.tf.trust_device(&by_device, "again", None).await,
+        h.tf.devices().trust(&by_device, "again", None).await,
         Err(Error::ReauthRequired)
     ));
     // A stale check is not enough.
     h.advance(h.tf.policy().reauth_window.as_secs() + 1);
     assert!(matches!(
-        h.tf.trust_device(&v, "late", None).await,
+        h.tf.devices().trust(&v, "late", None).await,
         Err(Error::ReauthRequired)
     ));
 }
@@ -321,13 +337,17 @@ async fn a_device_login_resets_no_limit_and_is_no_fresh_factor() {
     let h = Harness::new();
     let (secret, _) = h.enroll_totp("u1").await;
     let v = login(&h, "u1", &secret).await;
-    let trust = h.tf.trust_device(&v, "laptop", None).await.unwrap();
+    let trust = h.tf.devices().trust(&v, "laptop", None).await.unwrap();
     // Nine wrong codes over two challenges.
     let bad = wrong(&h.totp(&secret));
     for n in [5, 4] {
         let c = h.challenge("u1").await;
         for _ in 0..n {
-            assert!(h.tf.verify_login(c.token(), &bad).await.is_err());
+            assert!(h
+                .tf
+                .verify_login(LoginContext::none(), c.token(), &bad)
+                .await
+                .is_err());
         }
     }
     assert!(completed_by_device(
@@ -335,9 +355,13 @@ async fn a_device_login_resets_no_limit_and_is_no_fresh_factor() {
     ));
     // The tenth consecutive failure still locks: the device login ended no run.
     let c = h.challenge("u1").await;
-    assert!(h.tf.verify_login(c.token(), &bad).await.is_err());
+    assert!(h
+        .tf
+        .verify_login(LoginContext::none(), c.token(), &bad)
+        .await
+        .is_err());
     assert!(matches!(
-        h.tf.begin_login("u1").await,
+        h.tf.begin_login(LoginContext::none(), "u1").await,
         Err(Error::Locked { .. })
     ));
     // After the reauthentication window, a device login is no fresh factor for a change.
@@ -346,7 +370,7 @@ async fn a_device_login_resets_no_limit_and_is_no_fresh_factor() {
         &device_login(&h.tf, "u1", &trust.token).await
     ));
     assert!(matches!(
-        h.tf.start_email_setup("u1", "u1@example.com").await,
+        h.tf.email().start_setup("u1", "u1@example.com").await,
         Err(Error::ReauthRequired)
     ));
 }
@@ -358,17 +382,18 @@ async fn the_least_recently_used_device_is_forgotten_past_the_cap() {
     let h = Harness::with_policy(policy);
     let (secret, _) = h.enroll_totp("u1").await;
     let v = login(&h, "u1", &secret).await;
-    let a = h.tf.trust_device(&v, "a", None).await.unwrap();
+    let a = h.tf.devices().trust(&v, "a", None).await.unwrap();
     h.advance(1);
-    let b = h.tf.trust_device(&v, "b", None).await.unwrap();
+    let b = h.tf.devices().trust(&v, "b", None).await.unwrap();
     h.advance(1);
     assert!(completed_by_device(
         &device_login(&h.tf, "u1", &a.token).await
     ));
     h.advance(1);
-    let c = h.tf.trust_device(&v, "c", None).await.unwrap();
+    let c = h.tf.devices().trust(&v, "c", None).await.unwrap();
     let labels: Vec<String> =
-        h.tf.trusted_devices("u1")
+        h.tf.devices()
+            .list("u1")
             .await
             .unwrap()
             .into_iter()
@@ -387,9 +412,9 @@ pub(crate) type Stores = (Arc<dyn OtpStore>, Arc<dyn EnrollmentStore>);
 /// What [`enrolled_on`] gives: the service, the clock, the user and the TOTP secret.
 pub(crate) type Enrolled = (
     TwoFactorService,
-    twofactor::ManualClock,
+    twofactor::testing::ManualClock,
     String,
-    twofactor::TotpSecret,
+    twofactor::totp::TotpSecret,
 );
 
 /// A service on `stores` with a manual clock, and a user of its own with TOTP enrolled: the
@@ -402,24 +427,25 @@ pub(crate) async fn enrolled_on(stores: &Stores) -> Enrolled {
 /// event sink).
 pub(crate) async fn enrolled_on_with(
     stores: &Stores,
-    adjust: impl FnOnce(twofactor::ServiceBuilder) -> twofactor::ServiceBuilder,
+    adjust: impl FnOnce(twofactor::service::ServiceBuilder) -> twofactor::service::ServiceBuilder,
 ) -> Enrolled {
-    use twofactor::{Keyring, ManualClock, Timestamp, TotpSecret};
+    use twofactor::{clock::Timestamp, testing::ManualClock, totp::TotpSecret, Keyring};
     let clock = ManualClock::new(Timestamp::from_unix_secs(crate::support::START));
     let tf = adjust(TwoFactorService::builder())
         .issuer("Acme")
         .keys(Keyring::generate())
         .otp_store(stores.0.clone())
         .enrollments(stores.1.clone())
-        .mailer(twofactor::RecordingMailer::new())
+        .mailer(twofactor::testing::RecordingMailer::new())
         .clock(clock.clone())
         .password_verifier(|_u: &str, p: &str| p == PASSWORD)
         .build()
         .unwrap();
     let u = format!("flow-user-{}", crate::support::stores::random_word());
-    let setup = tf.start_totp_setup(&u, "x").await.unwrap();
+    let setup = tf.totp().start_setup(&u, "x").await.unwrap();
     let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
-    tf.confirm_totp_setup(&u, &code_now(&clock, &secret))
+    tf.totp()
+        .confirm_setup(&u, &code_now(&clock, &secret))
         .await
         .unwrap();
     clock.advance(Duration::from_secs(30));
@@ -427,8 +453,11 @@ pub(crate) async fn enrolled_on_with(
 }
 
 /// The TOTP code of `secret` at the clock's time.
-pub(crate) fn code_now(clock: &twofactor::ManualClock, secret: &twofactor::TotpSecret) -> String {
-    use twofactor::{totp_code, Clock, TotpParams};
+pub(crate) fn code_now(
+    clock: &twofactor::testing::ManualClock,
+    secret: &twofactor::totp::TotpSecret,
+) -> String {
+    use twofactor::{clock::Clock, totp::totp_code, totp::TotpParams};
     totp_code(
         secret.as_bytes(),
         TotpParams::default(),
@@ -445,7 +474,7 @@ macro_rules! on_every_store {
         #[cfg(feature = "test-util")]
         mod on_every_store {
             use std::sync::Arc;
-            use twofactor::{EnrollmentStore, OtpStore};
+            use twofactor::{store::EnrollmentStore, store::OtpStore};
             #[allow(unused_imports)]
             use $crate::support::stores;
             type Stores = $crate::trusted_devices::Stores;
@@ -454,19 +483,17 @@ macro_rules! on_every_store {
                 name: &str,
                 make: impl FnOnce() -> F,
             ) {
-                twofactor::conformance::run(
-                    name,
-                    make,
-                    |s: Arc<Stores>| async move { $body(&s).await },
-                );
+                twofactor::store::conformance::run(name, make, |s: Arc<Stores>| async move {
+                    $body(&s).await
+                });
             }
 
             #[test]
             fn memory() {
                 run("memory", || async {
                     Some((
-                        Arc::new(twofactor::MemoryOtpStore::new()) as Arc<dyn OtpStore>,
-                        Arc::new(twofactor::MemoryEnrollmentStore::new())
+                        Arc::new(twofactor::store::MemoryOtpStore::new()) as Arc<dyn OtpStore>,
+                        Arc::new(twofactor::store::MemoryEnrollmentStore::new())
                             as Arc<dyn EnrollmentStore>,
                     ))
                 });
@@ -503,7 +530,7 @@ macro_rules! on_every_store {
                     let otp = stores::redis_store().await?;
                     Some((
                         Arc::new(otp) as Arc<dyn OtpStore>,
-                        Arc::new(twofactor::MemoryEnrollmentStore::new())
+                        Arc::new(twofactor::store::MemoryEnrollmentStore::new())
                             as Arc<dyn EnrollmentStore>,
                     ))
                 });
@@ -540,26 +567,32 @@ macro_rules! on_every_store {
 
 /// The device flow on every store: trust, sign in, list, revoke one, disable.
 async fn device_flow(stores: &Stores) {
-    use twofactor::Clock;
+    use twofactor::clock::Clock;
     let (tf, clock, u, secret) = enrolled_on(stores).await;
     let now = || clock.now().as_unix_secs();
     let code = |_: u64| code_now(&clock, &secret);
-    let LoginStep::Challenge(c) = tf.begin_login(&u).await.unwrap() else {
+    let LoginStep::Challenge(c) = tf.begin_login(LoginContext::none(), &u).await.unwrap() else {
         panic!("expected a challenge");
     };
-    let v = tf.verify_login(c.token(), &code(now())).await.unwrap();
-    let a = tf.trust_device(&v, "a", None).await.unwrap();
-    let b = tf.trust_device(&v, "b", None).await.unwrap();
+    let v = tf
+        .verify_login(LoginContext::none(), c.token(), &code(now()))
+        .await
+        .unwrap();
+    let a = tf.devices().trust(&v, "a", None).await.unwrap();
+    let b = tf.devices().trust(&v, "b", None).await.unwrap();
     clock.advance(Duration::from_secs(60));
     assert!(completed_by_device(&device_login(&tf, &u, &a.token).await));
-    let listed = tf.trusted_devices(&u).await.unwrap();
+    let listed = tf.devices().list(&u).await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0].last_used_at.unwrap().as_unix_secs(), now());
-    assert!(tf.revoke_device(&u, &a.device.id).await.unwrap());
+    assert!(tf.devices().revoke(&u, &a.device.id).await.unwrap());
     assert!(refused(&device_login(&tf, &u, &a.token).await));
     assert!(completed_by_device(&device_login(&tf, &u, &b.token).await));
     clock.advance(Duration::from_secs(30));
-    tf.disable(&u, PASSWORD, &code(now())).await.unwrap();
+    tf.account()
+        .disable(&u, PASSWORD, &code(now()))
+        .await
+        .unwrap();
     let step = device_login(&tf, &u, &b.token).await;
     assert!(matches!(&step, LoginStep::Complete(v) if v.method.is_none()));
 }

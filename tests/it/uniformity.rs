@@ -32,8 +32,9 @@ use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use twofactor::{
-    BackupCodeSet, DeliveryError, Keyring, Mailer, ManualClock, MemoryEnrollmentStore,
-    MemoryOtpStore, Message, RecordingEvents, Timestamp, TwoFactorService,
+    account::BackupCodeSet, clock::Timestamp, error::DeliveryError, mail::Mailer, mail::Message,
+    store::MemoryEnrollmentStore, store::MemoryOtpStore, testing::ManualClock,
+    testing::RecordingEvents, Keyring, TwoFactorService,
 };
 
 use crate::support;
@@ -149,14 +150,15 @@ async fn email_codes(n: usize) -> Vec<String> {
     while sent < n {
         for u in 0..USERS.min(n - sent) {
             let user = format!("user-{u}");
-            tf.send_verification_code(&user, &format!("{user}@example.com"))
+            tf.email()
+                .send_verification_code(&user, &format!("{user}@example.com"))
                 .await
                 .unwrap();
             sent += 1;
         }
         // Past every cooldown, send window and code lifetime: the next round starts afresh.
         clock.advance(Duration::from_secs(16 * 60));
-        otp.purge_expired(twofactor::Clock::now(&clock));
+        otp.purge_expired(twofactor::clock::Clock::now(&clock));
     }
     let codes = mailer.codes.lock().unwrap().clone();
     assert_eq!(codes.len(), n);

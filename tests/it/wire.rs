@@ -2,6 +2,7 @@
 //! `Serialize` on `Status`, `Verified`, `Method`, `LoginStep`, and the opt-in `TotpSetupResponse`.
 
 use serde_json::{json, Value};
+use twofactor::LoginContext;
 use twofactor::{ChallengeToken, LoginStep, Method};
 
 use crate::support::Harness;
@@ -93,7 +94,7 @@ async fn a_challenge_token_parses_strictly_and_never_echoes_the_input() {
 async fn login_steps_serialize_for_the_client() {
     let h = Harness::new();
     h.enroll_totp("u1").await;
-    let step = h.tf.begin_login("u1").await.unwrap();
+    let step = h.tf.begin_login(LoginContext::none(), "u1").await.unwrap();
     let LoginStep::Challenge(ch) = &step else {
         panic!("expected a challenge")
     };
@@ -104,7 +105,10 @@ async fn login_steps_serialize_for_the_client() {
     assert_eq!(v["expires_at"], json!(ch.expires_at().as_unix_secs()));
     assert_eq!(v["email_sent"], json!(false));
 
-    let step = h.tf.begin_login("nobody").await.unwrap();
+    let step =
+        h.tf.begin_login(LoginContext::none(), "nobody")
+            .await
+            .unwrap();
     let v = serde_json::to_value(&step).unwrap();
     assert_eq!(v["step"], "complete");
     assert_eq!(v["user"], "nobody");
@@ -117,7 +121,7 @@ async fn verified_status_and_method_serialize() {
     let (secret, _) = h.enroll_totp("u1").await;
     let ch = h.challenge("u1").await;
     let verified =
-        h.tf.verify_login(ch.token(), &h.totp(&secret))
+        h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp(&secret))
             .await
             .unwrap();
     assert_eq!(
@@ -129,7 +133,7 @@ async fn verified_status_and_method_serialize() {
             "verified_at": h.now(),
         })
     );
-    let status = serde_json::to_value(h.tf.status("u1").await.unwrap()).unwrap();
+    let status = serde_json::to_value(h.tf.account().status("u1").await.unwrap()).unwrap();
     assert_eq!(status["enabled"], json!(true));
     assert_eq!(status["methods"], json!(["totp", "backup_code"]));
     assert_eq!(status["backup_codes_remaining"], json!(10));
@@ -145,7 +149,8 @@ async fn verified_status_and_method_serialize() {
 async fn a_totp_setup_serializes_only_through_its_response_type() {
     let h = Harness::new();
     let setup =
-        h.tf.start_totp_setup("u1", "alice@example.com")
+        h.tf.totp()
+            .start_setup("u1", "alice@example.com")
             .await
             .unwrap();
     let response = setup.to_response();

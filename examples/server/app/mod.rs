@@ -27,8 +27,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use twofactor::{
-    ChallengeToken, Clock, EnrollmentStore, Keyring, Limit, LoginContext, LoginStep, Mailer,
-    Method, OtpStore, Policy, RateLimiter, Timestamp, TwoFactorService,
+    clock::Clock, clock::Timestamp, mail::Mailer, rate_limit::Limit, rate_limit::RateLimiter,
+    store::EnrollmentStore, store::OtpStore, ChallengeToken, Keyring, LoginContext, LoginStep,
+    Method, Policy, TwoFactorService,
 };
 
 pub(crate) use background::Background;
@@ -106,8 +107,8 @@ impl Clock for SharedClock {
 struct UserPasswords(Arc<Users>);
 
 #[twofactor::async_trait]
-impl twofactor::PasswordVerifier for UserPasswords {
-    async fn verify(&self, user: &str, password: &str) -> Result<bool, twofactor::BoxError> {
+impl twofactor::service::PasswordVerifier for UserPasswords {
+    async fn verify(&self, user: &str, password: &str) -> Result<bool, twofactor::error::BoxError> {
         let (users, user, password) = (Arc::clone(&self.0), user.to_owned(), password.to_owned());
         Ok(tokio::task::spawn_blocking(move || users.check_password(&user, &password)).await?)
     }
@@ -547,7 +548,7 @@ async fn register(
     let password = req.password;
     let hash = s
         .hashes
-        .run(move || twofactor::hash_password(&password))
+        .run(move || twofactor::account::hash_password(&password))
         .await?
         .ok_or(ApiError::INTERNAL)??;
     if let Some(id) = s.users.register(&username, &email, hash, s.now()) {
@@ -582,7 +583,7 @@ async fn send_registration_code(
             return;
         }
     }
-    if let Err(e) = tf.send_verification_code(id, email).await {
+    if let Err(e) = tf.email().send_verification_code(id, email).await {
         tracing::warn!(error = e.code(), "registration mail not sent");
     }
 }
@@ -625,7 +626,7 @@ async fn register_verify(
         .as_deref()
         .and_then(|name| s.users.pending_id(name, s.now()));
     let id = pending.as_deref().unwrap_or(s.users.decoy_id());
-    let checked = s.tf.verify_registration_code(id, &req.code).await;
+    let checked = s.tf.email().verify_registration_code(id, &req.code).await;
     let (Some(username), Some(id)) = (username, pending) else {
         return Err(ApiError::invalid_code());
     };
@@ -675,7 +676,7 @@ async fn login(
         .await?
         .ok_or(ApiError::INTERNAL)?
         .ok_or(ApiError::INVALID_CREDENTIALS)?;
-    let step = s.tf.begin_login_with(&client.context(), &user.id).await;
+    let step = s.tf.begin_login(&client.context(), &user.id).await;
     match step.map_err(too_many)? {
         LoginStep::Complete(_) => Ok(Json(tokens_json(&s, &user.id, json!({}))).into_response()),
         LoginStep::Challenge(ch) => {
@@ -763,7 +764,7 @@ async fn login_two_factor(
     };
     let token = ChallengeToken::parse(&req.challenge)?;
     let verified =
-        s.tf.verify_login_with(&client.context(), &token, &input)
+        s.tf.verify_login(&client.context(), &token, &input)
             .await
             .map_err(too_many)?;
     s.users.get(&verified.user).ok_or(ApiError::INVALID_TOKEN)?;
@@ -891,7 +892,7 @@ async fn me(Auth(user): Auth) -> Json<Value> {
 }
 
 async fn status_json(s: &AppState, user: &str) -> ApiResult<Value> {
-    let st = s.tf.status(user).await?;
+    let st = s.tf.account().status(user).await?;
     let methods: Vec<&str> = st.methods.iter().map(|m| m.as_str()).collect();
     Ok(json!({
         "enabled": st.enabled,
@@ -913,7 +914,7 @@ async fn status(State(s): State<AppState>, Auth(user): Auth) -> ApiResult<Json<V
 /// `POST /auth/2fa/totp/setup`: a new secret (pending until confirmed), as text, otpauth URI, QR
 /// (SVG and PNG data URI), and the backup codes that come into force with it. Shown once.
 async fn totp_setup(State(s): State<AppState>, Auth(user): Auth) -> ApiResult<Json<Value>> {
-    let setup = s.tf.start_totp_setup(&user.id, &user.username).await?;
+    let setup = s.tf.totp().start_setup(&user.id, &user.username).await?;
     let png = base64::engine::general_purpose::STANDARD.encode(setup.qr_png()?);
     let codes: Vec<&str> = setup.backup_codes().iter().map(|c| c.expose()).collect();
     Ok(Json(json!({
@@ -936,7 +937,7 @@ async fn totp_enable(
     Auth(user): Auth,
     Body(req): Body<CodeRequest>,
 ) -> ApiResult<Json<Value>> {
-    s.tf.confirm_totp_setup(&user.id, &req.code).await?;
+    s.tf.totp().confirm_setup(&user.id, &req.code).await?;
     Ok(Json(status_json(&s, &user.id).await?))
 }
 
@@ -955,7 +956,7 @@ async fn email_setup(
     if !plausible_email(&email) {
         return Err(ApiError::invalid_input("Enter a valid email address."));
     }
-    s.tf.start_email_setup(&user.id, &email).await?;
+    s.tf.email().start_setup(&user.id, &email).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
@@ -972,7 +973,7 @@ async fn email_confirm(
     Auth(user): Auth,
     Body(req): Body<CodeRequest>,
 ) -> ApiResult<Json<Value>> {
-    s.tf.confirm_email_setup(&user.id, &req.code).await?;
+    s.tf.email().confirm_setup(&user.id, &req.code).await?;
     Ok(Json(status_json(&s, &user.id).await?))
 }
 
@@ -991,11 +992,11 @@ async fn step_up(
     axum::extract::Query(q): axum::extract::Query<StepUpQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let action = match q.action.as_deref() {
-        Some("regenerate") => twofactor::SecurityAction::RegenerateBackupCodes,
-        Some("add_factor") => twofactor::SecurityAction::AddFactor,
-        _ => twofactor::SecurityAction::DisableTwoFactor,
+        Some("regenerate") => twofactor::mail::SecurityAction::RegenerateBackupCodes,
+        Some("add_factor") => twofactor::mail::SecurityAction::AddFactor,
+        _ => twofactor::mail::SecurityAction::DisableTwoFactor,
     };
-    s.tf.send_step_up_code(&user.id, action).await?;
+    s.tf.account().send_step_up_code(&user.id, action).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
@@ -1022,7 +1023,8 @@ async fn disable(
     // The service checks the password with argon2 (through the host's PasswordVerifier): hold
     // an argon2 permit meanwhile, so this path counts against the same cap.
     let _permit = s.hashes.permit().await?;
-    s.tf.disable(&user.id, &req.password, &req.code.into_input())
+    s.tf.account()
+        .disable(&user.id, &req.password, &req.code.into_input())
         .await?;
     Ok(Json(status_json(&s, &user.id).await?))
 }
@@ -1040,7 +1042,8 @@ async fn regenerate(
     Body(req): Body<StepUpRequest>,
 ) -> ApiResult<Json<Value>> {
     let codes =
-        s.tf.regenerate_backup_codes(&user.id, &req.code.into_input())
+        s.tf.backup_codes()
+            .regenerate(&user.id, &req.code.into_input())
             .await?;
     let codes: Vec<&str> = codes.iter().map(|c| c.expose()).collect();
     Ok(Json(json!({ "backup_codes": codes })))
@@ -1055,7 +1058,8 @@ async fn reauthenticate(
     Body(req): Body<StepUpRequest>,
 ) -> ApiResult<Json<Value>> {
     let method =
-        s.tf.reauthenticate(&user.id, &req.code.into_input())
+        s.tf.account()
+            .reauthenticate(&user.id, &req.code.into_input())
             .await?;
     Ok(Json(json!({ "method": method.as_str() })))
 }

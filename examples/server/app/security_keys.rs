@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use twofactor::SecurityKeyPolicy;
+use twofactor::security_key::SecurityKeyPolicy;
 
 use super::{status_json, ApiError, ApiResult, AppState, Auth, Body, CodeOrAssertion, ISSUER};
 
@@ -116,7 +116,8 @@ pub(crate) async fn register_start(
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| user.username.clone());
     let options =
-        s.tf.start_security_key_registration(&user.id, &name)
+        s.tf.security_keys()
+            .start_registration(&user.id, &name)
             .await?;
     Ok(Json(options.as_json().clone()))
 }
@@ -142,7 +143,8 @@ pub(crate) async fn register_finish(
         .filter(|l| !l.trim().is_empty())
         .unwrap_or_else(|| "Security key".to_owned());
     let info =
-        s.tf.finish_security_key_registration(&user.id, &req.response.into_input(), &label)
+        s.tf.security_keys()
+            .finish_registration(&user.id, &req.response.into_input(), &label)
             .await?;
     Ok((StatusCode::CREATED, Json(json!(info))))
 }
@@ -150,7 +152,7 @@ pub(crate) async fn register_finish(
 /// `GET /auth/2fa/security-keys`: `{"security_keys": [{id, label, created_at, last_used_at}]}`,
 /// oldest first.
 pub(crate) async fn list(State(s): State<AppState>, Auth(user): Auth) -> ApiResult<Json<Value>> {
-    let keys = s.tf.security_keys(&user.id).await?;
+    let keys = s.tf.security_keys().list(&user.id).await?;
     Ok(Json(json!({ "security_keys": keys })))
 }
 
@@ -167,7 +169,8 @@ pub(crate) async fn rename(
     Body(req): Body<RenameRequest>,
 ) -> ApiResult<Json<Value>> {
     let key =
-        s.tf.rename_security_key(&user.id, &id, &req.label)
+        s.tf.security_keys()
+            .rename(&user.id, &id, &req.label)
             .await?
             .ok_or_else(no_such_key)?;
     Ok(Json(json!(key)))
@@ -191,7 +194,8 @@ pub(crate) async fn remove(
     // The password is checked with argon2, as in disable: under the same cap.
     let _permit = s.hashes.permit().await?;
     let removed =
-        s.tf.remove_security_key(&user.id, &id, &req.password, &req.code.into_input())
+        s.tf.security_keys()
+            .remove(&user.id, &id, &req.password, &req.code.into_input())
             .await;
     match removed {
         Ok(()) => {}
@@ -209,6 +213,6 @@ pub(crate) async fn step_up_start(
     State(s): State<AppState>,
     Auth(user): Auth,
 ) -> ApiResult<Json<Value>> {
-    let options = s.tf.start_security_key_step_up(&user.id).await?;
+    let options = s.tf.security_keys().start_step_up(&user.id).await?;
     Ok(Json(options.as_json().clone()))
 }

@@ -27,7 +27,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use twofactor::Timestamp;
+use twofactor::clock::Timestamp;
 use zeroize::Zeroizing;
 
 /// How long an access token is accepted.

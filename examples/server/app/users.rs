@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use rand::RngCore;
-use twofactor::Timestamp;
+use twofactor::clock::Timestamp;
 
 /// How long a registration waits for its email code.
 const PENDING_TTL: Duration = Duration::from_secs(3600);
@@ -93,7 +93,7 @@ impl Users {
     pub(crate) fn new() -> Result<Self, twofactor::Error> {
         let mut noise = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut noise);
-        let dummy_hash = twofactor::hash_password(&format!("{noise:?}"))?;
+        let dummy_hash = twofactor::account::hash_password(&format!("{noise:?}"))?;
         Ok(Users {
             inner: Mutex::new(Inner::default()),
             dummy_hash,
@@ -200,7 +200,7 @@ impl Users {
         let hash = user
             .as_ref()
             .map_or(self.dummy_hash.as_str(), |u| &u.password_hash);
-        let ok = twofactor::verify_password(password, hash);
+        let ok = twofactor::account::verify_password(password, hash);
         user.filter(|_| ok)
     }
 
@@ -208,7 +208,10 @@ impl Users {
     /// disabling two-factor authentication).
     pub(crate) fn check_password(&self, id: &str, password: &str) -> bool {
         let hash = self.get(id).map(|u| u.password_hash);
-        let ok = twofactor::verify_password(password, hash.as_deref().unwrap_or(&self.dummy_hash));
+        let ok = twofactor::account::verify_password(
+            password,
+            hash.as_deref().unwrap_or(&self.dummy_hash),
+        );
         ok && hash.is_some()
     }
 }

@@ -1,4 +1,4 @@
-//! Conformance bodies for the composite operations of [`OtpStore`] (see [`flow`](crate::flow)).
+//! Conformance bodies for the composite operations of [`OtpStore`] (see [`flow`](crate::store::flow)).
 //!
 //! They run on a store's native operations, and (through [`PrimitivesOnly`]) on the defaults
 //! built from its primitives, so both keep the same rules.
@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::flow::{
+use crate::store::flow::{
     AttemptSpec, Begun, NewChallenge, Opened, Outcome, Reserved, SendRefused, SendSpec, Settled,
     Settlement, UserLimits,
 };
@@ -70,7 +70,7 @@ async fn create<S: OtpStore + ?Sized>(store: &S, k: &Keys, code: Option<&[u8]>) 
     store.begin_challenge(&new, at(T0)).await.unwrap()
 }
 
-fn opened(o: Opened) -> crate::flow::OpenAttempt {
+fn opened(o: Opened) -> crate::store::flow::OpenAttempt {
     match o {
         Opened::Open(a) => a,
         other => panic!("expected an open attempt, got {other:?}"),

@@ -9,15 +9,15 @@
 //!
 //! ```no_run
 //! // tests/my_store.rs
-//! use twofactor::{MemoryEnrollmentStore, MemoryOtpStore};
+//! use twofactor::{store::MemoryEnrollmentStore, store::MemoryOtpStore};
 //!
 //! // The constructor is called once per test and returns `Option<Store>`: `None` skips the
 //! // test (for example when the server's URL is not set), after printing a line saying so.
 //! mod otp {
-//!     twofactor::otp_store_tests!(|| async { Some(twofactor::MemoryOtpStore::new()) }, purge);
+//!     twofactor::otp_store_tests!(|| async { Some(twofactor::store::MemoryOtpStore::new()) }, purge);
 //! }
 //! mod enrollment {
-//!     twofactor::enrollment_store_tests!(|| async { Some(twofactor::MemoryEnrollmentStore::new()) });
+//!     twofactor::enrollment_store_tests!(|| async { Some(twofactor::store::MemoryEnrollmentStore::new()) });
 //! }
 //! # fn main() {}
 //! ```
@@ -31,7 +31,7 @@
 //! concurrent calls; `delete`; counters that keep their expiry and restart after it, and 64
 //! concurrent increments that return exactly 1..=64; advance-if-greater, alone and racing;
 //! isolation of keys that differ by one character, share a prefix or a hash tag; purge removes
-//! only expired records; a [`RateLimiter`](crate::RateLimiter) over the store (fixed and sliding
+//! only expired records; a [`RateLimiter`](crate::rate_limit::RateLimiter) over the store (fixed and sliding
 //! windows, exactly `max` of 64 concurrent hits allowed, hostile keys hashed and apart, the
 //! per-client ceiling of the login steps). For the [`EnrollmentStore`]: round trip; compare-and-swap that refuses
 //! stale revisions, also under 32 concurrent writers and across a removal; removal of the record
@@ -106,11 +106,11 @@ where
     });
 }
 
-/// Generates one `#[test]` per [`OtpStore`](crate::OtpStore) conformance body.
+/// Generates one `#[test]` per [`OtpStore`](crate::store::OtpStore) conformance body.
 ///
 /// `$make` is an expression giving a closure that returns a future of `Option<Store>`, called
 /// once per test; `None` skips. Append `, purge` when the store implements
-/// [`conformance::Purge`](crate::conformance::Purge). See [`conformance`](crate::conformance).
+/// [`conformance::Purge`](crate::store::conformance::Purge). See [`conformance`](crate::store::conformance).
 #[macro_export]
 macro_rules! otp_store_tests {
     ($make:expr) => {
@@ -150,7 +150,7 @@ macro_rules! otp_store_tests {
             #[allow(unused_imports)]
             use super::*;
             $crate::__flow_conformance_tests!(|| async {
-                ($make)().await.map($crate::conformance::PrimitivesOnly)
+                ($make)().await.map($crate::store::conformance::PrimitivesOnly)
             });
         }
     };
@@ -160,7 +160,7 @@ macro_rules! otp_store_tests {
     };
 }
 
-/// Generates one `#[test]` per [`EnrollmentStore`](crate::EnrollmentStore) conformance body.
+/// Generates one `#[test]` per [`EnrollmentStore`](crate::store::EnrollmentStore) conformance body.
 ///
 /// `$make` is as for [`otp_store_tests!`](crate::otp_store_tests).
 #[macro_export]
@@ -195,10 +195,10 @@ macro_rules! __conformance_tests {
         $(
             #[test]
             fn $name() {
-                $crate::conformance::run(
+                $crate::store::conformance::run(
                     stringify!($name),
                     $make,
-                    $crate::conformance::$group::$name,
+                    $crate::store::conformance::$group::$name,
                 );
             }
         )+

@@ -1,18 +1,18 @@
-//! Conformance bodies for [`RateLimiter`](crate::RateLimiter) and the per-client login ceiling
+//! Conformance bodies for [`RateLimiter`](crate::rate_limit::RateLimiter) and the per-client login ceiling
 //! over a store: the limits hold on the store's own counters, also under concurrent hits.
 
 use std::time::Duration;
 
 use super::*;
-use crate::clock::ManualClock;
 use crate::error::Error;
 use crate::keys::Keyring;
 use crate::login::LoginStep;
-use crate::mail::RecordingMailer;
 use crate::policy::Policy;
 use crate::rate_limit::{Limit, LoginContext};
 use crate::service::TwoFactorService;
 use crate::store::{EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore, TotpRecord};
+use crate::testing::ManualClock;
+use crate::testing::RecordingMailer;
 
 /// A whole minute, so that windows of 60 s start at it.
 const T0: u64 = 1_700_000_040;
@@ -160,40 +160,45 @@ pub async fn client_ceiling_across_accounts<S: OtpStore>(store: Arc<S>) {
     }
     let mut tokens = Vec::new();
     for u in &users {
-        match tf.begin_login_with(&ip, u).await.unwrap() {
+        match tf.begin_login(&ip, u).await.unwrap() {
             LoginStep::Challenge(c) => tokens.push(c.token().clone()),
             LoginStep::Complete(_) => panic!("{u} has a factor"),
         }
     }
     // The 4th step of this client, on another account's challenge: allowed (a wrong code).
     assert!(matches!(
-        tf.verify_login_with(&ip, &tokens[0], "000000").await,
+        tf.verify_login(&ip, &tokens[0], "000000").await,
         Err(Error::InvalidCode { .. })
     ));
     // The 5th is refused, whichever account and step.
     assert!(matches!(
-        tf.verify_login_with(&ip, &tokens[1], "000000").await,
+        tf.verify_login(&ip, &tokens[1], "000000").await,
         Err(Error::RateLimited { .. })
     ));
     assert!(matches!(
-        tf.begin_login_with(&ip, &users[2]).await,
+        tf.begin_login(&ip, &users[2]).await,
         Err(Error::RateLimited { .. })
     ));
     // The refused attempt spent nothing: challenge 1 still has its whole budget.
     for _ in 0..tf.policy().challenge_max_attempts - 1 {
         assert!(matches!(
-            tf.verify_login(&tokens[1], "000000").await,
+            tf.verify_login(&LoginContext::new(), &tokens[1], "000000")
+                .await,
             Err(Error::InvalidCode { .. })
         ));
     }
     assert!(matches!(
-        tf.verify_login(&tokens[1], "000000").await,
+        tf.verify_login(&LoginContext::new(), &tokens[1], "000000")
+            .await,
         Err(Error::InvalidCode { .. })
     ));
     // Another client, and no client, are not held by this one's ceiling.
     let other = LoginContext::new().client(unique("198.51.100.2"));
-    assert!(tf.begin_login_with(&other, &users[2]).await.is_ok());
-    assert!(tf.begin_login(&users[2]).await.is_ok());
+    assert!(tf.begin_login(&other, &users[2]).await.is_ok());
+    assert!(tf
+        .begin_login(&LoginContext::new(), &users[2])
+        .await
+        .is_ok());
     clock.advance(MINUTE);
-    assert!(tf.begin_login_with(&ip, &users[2]).await.is_ok());
+    assert!(tf.begin_login(&ip, &users[2]).await.is_ok());
 }

@@ -60,7 +60,7 @@ return 1
 ///
 /// ```no_run
 /// # async fn demo(key: &str) -> Result<(), twofactor::Error> {
-/// use twofactor::{Keyring, LogMailer, RedisOtpStore, TwoFactorService};
+/// use twofactor::{Keyring, mail::LogMailer, store::RedisOtpStore, TwoFactorService};
 ///
 /// let otp = RedisOtpStore::builder("redis://127.0.0.1:6379")
 ///     .prefix("acme:2fa:")
@@ -167,8 +167,8 @@ impl RedisOtpStore {
 
 impl RedisEnrollmentStore {
     /// A store on a connection the host already has, as [`RedisOtpStore::from_connection`]:
-    /// `prefix` as for [`RedisOtpStoreBuilder::prefix`](crate::RedisOtpStoreBuilder::prefix)
-    /// ([`DEFAULT_REDIS_PREFIX`](crate::DEFAULT_REDIS_PREFIX) for the default).
+    /// `prefix` as for [`RedisOtpStoreBuilder::prefix`](crate::store::RedisOtpStoreBuilder::prefix)
+    /// ([`DEFAULT_REDIS_PREFIX`](crate::store::DEFAULT_REDIS_PREFIX) for the default).
     ///
     /// # Errors
     ///
@@ -436,7 +436,7 @@ mod tests {
         let users = ["alice", "a}b", "a%7Db", "{x}", "", "é", "a\nb"];
         let keys: Vec<String> = users.iter().map(|u| record_key("p:", u)).collect();
         for (i, k) in keys.iter().enumerate() {
-            let tag = crate::StoreKey::new(k.clone());
+            let tag = crate::store::StoreKey::new(k.clone());
             let tag = tag.hash_tag().unwrap();
             assert!(!tag.contains(['{', '}']), "{k}");
             for (j, other) in keys.iter().enumerate() {

@@ -1,4 +1,4 @@
-//! The composite [`OtpStore`](crate::OtpStore) operations on PostgreSQL: each one is a call of a
+//! The composite [`OtpStore`](crate::store::OtpStore) operations on PostgreSQL: each one is a call of a
 //! function of `migrations/postgres/0002_flow.sql`, so one statement and one round trip.
 
 use sqlx::PgPool;

@@ -1,4 +1,4 @@
-//! The composite [`OtpStore`](crate::OtpStore) operations on SQLite: each one is one transaction
+//! The composite [`OtpStore`](crate::store::OtpStore) operations on SQLite: each one is one transaction
 //! on one connection. It begins with `BEGIN IMMEDIATE`, so the database's write lock is held
 //! from the first read; reads the rows; applies the [`rules`]; writes back what changed and
 //! commits. SQLite runs in the process, so its statements cost no network round trip.

@@ -482,7 +482,7 @@ fn asynchronous_login_commits_stay_in_their_own_transaction() {
             challenge: Some(&challenge),
             user: &user,
             limits,
-            outcome: crate::flow::Outcome::Passed { totp_step: Some(7) },
+            outcome: crate::store::flow::Outcome::Passed { totp_step: Some(7) },
         };
         assert_eq!(store.settle(&pass, at(102)).await.unwrap(), Settled::Done);
         assert_eq!(

@@ -8,15 +8,17 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use twofactor::flow::{
+use twofactor::store::flow::{
     AttemptSpec, Begun, NewChallenge, Opened, Reserved, SendSpec, Settled, Settlement, UserLimits,
     UserState,
 };
 use twofactor::{
-    BackupCodeRecord, DeliveryError, EnrollmentRecord, EnrollmentStore, Keyring, Mailer,
-    ManualClock, MemoryEnrollmentStore, MemoryOtpStore, Message, OtpStore, Policy, RecordingEvents,
-    RecordingMailer, RecordingTextSender, Revision, StoreError, StoreKey, TextMessage, TextSender,
-    Timestamp, TwoFactorService,
+    clock::Timestamp, error::DeliveryError, error::StoreError, mail::Mailer, mail::Message,
+    store::BackupCodeRecord, store::EnrollmentRecord, store::EnrollmentStore,
+    store::MemoryEnrollmentStore, store::MemoryOtpStore, store::OtpStore, store::Revision,
+    store::StoreKey, testing::ManualClock, testing::RecordingEvents, testing::RecordingMailer,
+    testing::RecordingTextSender, text::TextMessage, text::TextSender, Keyring, Policy,
+    TwoFactorService,
 };
 
 use super::{Harness, PASSWORD, START};

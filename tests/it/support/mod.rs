@@ -14,10 +14,12 @@ pub(crate) mod svc;
 
 use std::sync::Arc;
 use std::time::Duration;
+use twofactor::LoginContext;
 
 use twofactor::{
-    totp_code, Keyring, LoginStep, ManualClock, MemoryEnrollmentStore, MemoryOtpStore, Policy,
-    RecordingEvents, RecordingMailer, RecordingTextSender, Timestamp, TotpParams, TotpSecret,
+    clock::Timestamp, store::MemoryEnrollmentStore, store::MemoryOtpStore, testing::ManualClock,
+    testing::RecordingEvents, testing::RecordingMailer, testing::RecordingTextSender,
+    totp::totp_code, totp::TotpParams, totp::TotpSecret, Keyring, LoginStep, Policy,
     TwoFactorService,
 };
 
@@ -57,11 +59,13 @@ impl Harness {
     }
 
     /// A harness whose service checks passwords with `verifier` (its `password_checks` stays 0).
-    pub(crate) fn with_password_verifier(verifier: impl twofactor::PasswordVerifier) -> Self {
+    pub(crate) fn with_password_verifier(
+        verifier: impl twofactor::service::PasswordVerifier,
+    ) -> Self {
         Self::assemble(Policy::default(), Keyring::generate(), |_| verifier)
     }
 
-    fn assemble<V: twofactor::PasswordVerifier>(
+    fn assemble<V: twofactor::service::PasswordVerifier>(
         policy: Policy,
         keys: Keyring,
         verifier: impl FnOnce(Arc<std::sync::atomic::AtomicU64>) -> V,
@@ -100,7 +104,7 @@ impl Harness {
     }
 
     pub(crate) fn now(&self) -> u64 {
-        use twofactor::Clock;
+        use twofactor::clock::Clock;
         self.clock.now().as_unix_secs()
     }
 
@@ -122,7 +126,8 @@ impl Harness {
     pub(crate) async fn enroll_totp(&self, user: &str) -> (String, Vec<String>) {
         let setup = self
             .tf
-            .start_totp_setup(user, &format!("{user}@example.com"))
+            .totp()
+            .start_setup(user, &format!("{user}@example.com"))
             .await
             .unwrap();
         let secret = setup.secret_base32().to_owned();
@@ -132,7 +137,8 @@ impl Harness {
             .map(|c| c.expose().to_owned())
             .collect();
         self.tf
-            .confirm_totp_setup(user, &self.totp(&secret))
+            .totp()
+            .confirm_setup(user, &self.totp(&secret))
             .await
             .unwrap();
         // Move to the next step so that the confirmation code's step is in the past.
@@ -142,16 +148,16 @@ impl Harness {
 
     /// Enrols email 2FA for `user` at `address`.
     pub(crate) async fn enroll_email(&self, user: &str, address: &str) {
-        self.tf.start_email_setup(user, address).await.unwrap();
+        self.tf.email().start_setup(user, address).await.unwrap();
         let code = self.last_code(address);
-        self.tf.confirm_email_setup(user, &code).await.unwrap();
+        self.tf.email().confirm_setup(user, &code).await.unwrap();
     }
 
     /// Enrols a phone (SMS) factor for `user` at `phone` (E.164).
     pub(crate) async fn enroll_sms(&self, user: &str, phone: &str) {
-        self.tf.start_sms_setup(user, phone).await.unwrap();
+        self.tf.sms().start_setup(user, phone).await.unwrap();
         let code = self.last_text_code(phone);
-        self.tf.confirm_sms_setup(user, &code).await.unwrap();
+        self.tf.sms().confirm_setup(user, &code).await.unwrap();
     }
 
     /// The code in the most recent text to `phone` (E.164).
@@ -172,7 +178,12 @@ impl Harness {
 
     /// Starts a login that must answer with a challenge.
     pub(crate) async fn challenge(&self, user: &str) -> twofactor::Challenge {
-        match self.tf.begin_login(user).await.unwrap() {
+        match self
+            .tf
+            .begin_login(LoginContext::none(), user)
+            .await
+            .unwrap()
+        {
             LoginStep::Challenge(c) => c,
             LoginStep::Complete(_) => panic!("expected a challenge"),
         }

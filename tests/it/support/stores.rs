@@ -92,10 +92,10 @@ pub(crate) fn sqlite_url() -> &'static str {
 }
 
 #[cfg(feature = "redis")]
-pub(crate) async fn redis_store() -> Option<twofactor::RedisOtpStore> {
+pub(crate) async fn redis_store() -> Option<twofactor::store::RedisOtpStore> {
     let url = redis_url()?;
     Some(
-        twofactor::RedisOtpStore::builder(url)
+        twofactor::store::RedisOtpStore::builder(url)
             .prefix(redis_prefix())
             .connect()
             .await
@@ -105,10 +105,10 @@ pub(crate) async fn redis_store() -> Option<twofactor::RedisOtpStore> {
 
 /// A store on the test Redis Cluster, under a prefix of its own.
 #[cfg(feature = "redis-cluster")]
-pub(crate) async fn redis_cluster_store() -> Option<twofactor::RedisOtpStore> {
+pub(crate) async fn redis_cluster_store() -> Option<twofactor::store::RedisOtpStore> {
     let urls = redis_cluster_urls()?;
     Some(
-        twofactor::RedisOtpStore::cluster_builder(urls)
+        twofactor::store::RedisOtpStore::cluster_builder(urls)
             .prefix(redis_prefix())
             .connect()
             .await
@@ -119,14 +119,14 @@ pub(crate) async fn redis_cluster_store() -> Option<twofactor::RedisOtpStore> {
 /// A Redis enrolment store on the test Redis, under a prefix of its own. The test Redis runs
 /// without persistence: these tests prove the semantics, not durability.
 #[cfg(feature = "redis")]
-pub(crate) async fn redis_enrollment_store() -> Option<twofactor::RedisEnrollmentStore> {
+pub(crate) async fn redis_enrollment_store() -> Option<twofactor::store::RedisEnrollmentStore> {
     Some(redis_store().await?.enrollment_store())
 }
 
 #[cfg(feature = "postgres")]
-pub(crate) async fn postgres_store() -> Option<twofactor::SqlStore> {
+pub(crate) async fn postgres_store() -> Option<twofactor::store::SqlStore> {
     let url = postgres_url()?;
-    let store = twofactor::SqlStore::builder(url)
+    let store = twofactor::store::SqlStore::builder(url)
         .schema(pg_schema())
         .max_connections(8)
         .connect()
@@ -139,9 +139,9 @@ pub(crate) async fn postgres_store() -> Option<twofactor::SqlStore> {
 /// As [`postgres_store`], with the login steps committed asynchronously
 /// (`dangerous_asynchronous_login_commits`): the same invariants must hold.
 #[cfg(feature = "postgres")]
-pub(crate) async fn postgres_store_async_login_commits() -> Option<twofactor::SqlStore> {
+pub(crate) async fn postgres_store_async_login_commits() -> Option<twofactor::store::SqlStore> {
     let url = postgres_url()?;
-    let store = twofactor::SqlStore::builder(url)
+    let store = twofactor::store::SqlStore::builder(url)
         .schema(pg_schema())
         .max_connections(8)
         .dangerous_asynchronous_login_commits(true)
@@ -153,8 +153,8 @@ pub(crate) async fn postgres_store_async_login_commits() -> Option<twofactor::Sq
 }
 
 #[cfg(feature = "sqlite")]
-pub(crate) async fn sqlite_store() -> Option<twofactor::SqlStore> {
-    let store = twofactor::SqlStore::builder(sqlite_url())
+pub(crate) async fn sqlite_store() -> Option<twofactor::store::SqlStore> {
+    let store = twofactor::store::SqlStore::builder(sqlite_url())
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(30))
         .connect()
@@ -180,7 +180,7 @@ pub(crate) fn dead_port() -> u16 {
 }
 
 /// The store error inside `e`, or a failure naming what came instead.
-pub(crate) fn store_error(e: Error) -> twofactor::StoreError {
+pub(crate) fn store_error(e: Error) -> twofactor::error::StoreError {
     match e {
         Error::Store(s) => s,
         other => panic!("expected a store error, got {other:?}"),
@@ -271,9 +271,9 @@ impl OwnRedis {
     }
 
     /// Connects, waiting (a bounded number of tries) for the server to accept.
-    pub(crate) async fn connect(&self) -> twofactor::RedisOtpStore {
+    pub(crate) async fn connect(&self) -> twofactor::store::RedisOtpStore {
         for _ in 0..100 {
-            match twofactor::RedisOtpStore::builder(self.url())
+            match twofactor::store::RedisOtpStore::builder(self.url())
                 .connect_timeout(SHORT)
                 .response_timeout(SHORT)
                 .reconnect_attempts(1)

@@ -4,10 +4,12 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use twofactor::LoginContext;
 
 use twofactor::{
-    totp_code, Challenge, EnrollmentStore, Error, Keyring, LoginStep, ManualClock, OtpStore,
-    RecordingMailer, Timestamp, TotpParams, TotpSecret, TwoFactorService,
+    clock::Timestamp, store::EnrollmentStore, store::OtpStore, testing::ManualClock,
+    testing::RecordingMailer, totp::totp_code, totp::TotpParams, totp::TotpSecret, Challenge,
+    Error, Keyring, LoginStep, TwoFactorService,
 };
 
 use super::{stores, PASSWORD, START};
@@ -58,7 +60,7 @@ impl Svc {
     }
 
     pub(crate) fn totp(&self, secret: &str) -> String {
-        use twofactor::Clock;
+        use twofactor::clock::Clock;
         let secret = TotpSecret::from_base32(secret).unwrap();
         totp_code(
             secret.as_bytes(),
@@ -71,7 +73,8 @@ impl Svc {
     pub(crate) async fn start_setup(&self, user: &str) -> (String, Vec<String>) {
         let setup = self
             .tf
-            .start_totp_setup(user, &format!("{user}@example.com"))
+            .totp()
+            .start_setup(user, &format!("{user}@example.com"))
             .await
             .unwrap();
         let codes = setup
@@ -85,7 +88,8 @@ impl Svc {
     pub(crate) async fn enroll(&self, user: &str) -> (String, Vec<String>) {
         let (secret, codes) = self.start_setup(user).await;
         self.tf
-            .confirm_totp_setup(user, &self.totp(&secret))
+            .totp()
+            .confirm_setup(user, &self.totp(&secret))
             .await
             .unwrap();
         self.advance(30);
@@ -93,7 +97,10 @@ impl Svc {
     }
 
     pub(crate) async fn challenge(&self, user: &str) -> Challenge {
-        match retry(|| self.tf.begin_login(user)).await.0 {
+        match retry(|| self.tf.begin_login(LoginContext::none(), user))
+            .await
+            .0
+        {
             Ok(LoginStep::Challenge(c)) => c,
             other => panic!("expected a challenge, got {other:?}"),
         }

@@ -10,7 +10,7 @@
 //! host's label and the times. A token is checked only against the records of the user the
 //! host names, so a token of one user never opens another's account.
 //!
-//! Devices live in the [`EnrollmentRecord`](crate::EnrollmentRecord) (`trusted_devices`), so
+//! Devices live in the [`EnrollmentRecord`](crate::store::EnrollmentRecord) (`trusted_devices`), so
 //! every enrolment store keeps them durably, updates them by compare-and-swap, and drops them
 //! with the record at [`disable`](TwoFactorService::disable). A backup-code regeneration and
 //! [`revoke_devices`](TwoFactorService::revoke_devices) (call it on a password change) revoke
@@ -21,170 +21,32 @@
 //! failures or lock, and it does not count as a fresh factor for security changes
 //! ([`reauthenticate`](TwoFactorService::reauthenticate) still asks for a code).
 
-use std::fmt;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use rand::rngs::OsRng;
 use rand::RngCore;
-use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::clock::Timestamp;
 use crate::code;
 use crate::error::Error;
 use crate::events::Event;
+use crate::input::check_user;
 use crate::login::LoginStep;
 use crate::mail::MailContent;
 use crate::method::{Method, Verified};
 use crate::service::TwoFactorService;
-use crate::input::check_user;
 use crate::store::{EnrollmentRecord, Revision, TrustedDeviceRecord};
 
-const PREFIX: &str = "tfd1_";
-const RANDOM_BYTES: usize = 32;
-const BODY_CHARS: usize = 43;
-const ID_BYTES: usize = 12;
-/// The longest label accepted, in bytes.
-pub const MAX_DEVICE_LABEL: usize = 128;
+pub(crate) mod types;
 
-/// An opaque trusted-device token, for a `Secure; HttpOnly; SameSite=Lax` cookie.
-///
-/// `Debug` is redacted, the token is zeroized on drop and compared in constant time. Parse what
-/// a client sends back with [`DeviceToken::parse`] or [`str::parse`]: malformed input is an
-/// error, never a panic. A challenge token is not a device token, nor the reverse:
-///
-/// ```
-/// use twofactor::{ChallengeToken, DeviceToken};
-/// assert!(DeviceToken::parse("not a token").is_err());
-/// let challenge = format!("tfc2_{}", "A".repeat(59));
-/// assert!(DeviceToken::parse(&challenge).is_err());
-/// let device = format!("tfd1_{}", "A".repeat(43));
-/// assert!(DeviceToken::parse(&device).is_ok());
-/// assert!(ChallengeToken::parse(&device).is_err());
-/// ```
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct DeviceToken(String);
-
-impl PartialEq for DeviceToken {
-    fn eq(&self, other: &Self) -> bool {
-        code::ct_eq(self.0.as_bytes(), other.0.as_bytes())
-    }
-}
-
-impl Eq for DeviceToken {}
-
-impl fmt::Debug for DeviceToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("DeviceToken([redacted])")
-    }
-}
-
-impl std::str::FromStr for DeviceToken {
-    type Err = Error;
-
-    /// [`DeviceToken::parse`].
-    fn from_str(text: &str) -> Result<Self, Error> {
-        Self::parse(text)
-    }
-}
-
-impl DeviceToken {
-    fn generate() -> (Self, [u8; RANDOM_BYTES]) {
-        let mut random = [0u8; RANDOM_BYTES];
-        OsRng.fill_bytes(&mut random);
-        let mut text = String::with_capacity(PREFIX.len() + BODY_CHARS);
-        text.push_str(PREFIX);
-        URL_SAFE_NO_PAD.encode_string(random, &mut text);
-        (DeviceToken(text), random)
-    }
-
-    /// Parses a token a client sent back: `tfd1_` and 43 canonical base64url characters.
-    ///
-    /// # Errors
-    /// [`Error::InvalidInput`] for anything else; the error never repeats the input.
-    pub fn parse(text: &str) -> Result<Self, Error> {
-        Self::random_of(text)
-            .map(|_| DeviceToken(text.to_owned()))
-            .ok_or(Error::InvalidInput("not a device token"))
-    }
-
-    fn random_of(text: &str) -> Option<[u8; RANDOM_BYTES]> {
-        let body = text.strip_prefix(PREFIX)?;
-        if body.len() != BODY_CHARS {
-            return None;
-        }
-        let bytes = URL_SAFE_NO_PAD.decode(body).ok()?;
-        let random: [u8; RANDOM_BYTES] = bytes.as_slice().try_into().ok()?;
-        // Only the canonical encoding: one token has one text.
-        (URL_SAFE_NO_PAD.encode(random) == body).then_some(random)
-    }
-
-    /// The token's text, for the cookie.
-    ///
-    /// **Security warning:** it signs the user in without a code: put it only in a `Secure;
-    /// HttpOnly; SameSite=Lax` cookie for that user's browser, never in a log or a URL.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A trusted device as listed to its user: no token, nothing secret.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct TrustedDevice {
-    /// The device's public id, for [`TwoFactorService::revoke_device`].
-    pub id: String,
-    /// The host's label ("Firefox on Linux").
-    pub label: String,
-    /// When it was trusted.
-    pub created_at: Timestamp,
-    /// When it last signed in without a code (`None`: not yet).
-    pub last_used_at: Option<Timestamp>,
-    /// When its trust ends.
-    pub expires_at: Timestamp,
-}
-
-impl From<&TrustedDeviceRecord> for TrustedDevice {
-    fn from(r: &TrustedDeviceRecord) -> Self {
-        TrustedDevice {
-            id: r.id.clone(),
-            label: r.label.clone(),
-            created_at: r.created_at,
-            last_used_at: r.last_used_at,
-            expires_at: r.expires_at,
-        }
-    }
-}
-
-/// What [`TwoFactorService::trust_device`] gives: the token for the cookie and the device as
-/// listed. `Debug` shows no token.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct DeviceTrust {
-    /// The token, for a `Secure; HttpOnly; SameSite=Lax` cookie that lives until
-    /// `device.expires_at`.
-    pub token: DeviceToken,
-    /// The device as [`TwoFactorService::trusted_devices`] lists it.
-    pub device: TrustedDevice,
-}
+pub use types::{DeviceToken, DeviceTrust, TrustedDevice, MAX_DEVICE_LABEL};
+use types::{ID_BYTES, RANDOM_BYTES};
 
 impl TwoFactorService {
-    /// Trusts the browser a user just passed the second factor in: returns a device token that
-    /// lets [`begin_login_with_device`](Self::begin_login_with_device) complete later logins of
-    /// that user without a code, for `ttl` (default and cap:
-    /// [`Policy::trusted_device_ttl`](crate::Policy::trusted_device_ttl), 30 days).
-    ///
-    /// It takes the [`Verified`] of that check, which only this crate makes: it must name a
-    /// second factor (not a login without one, nor a device login, so a device cannot extend its
-    /// own trust) and be at most [`Policy::reauth_window`](crate::Policy::reauth_window) old.
-    /// The user's email factor, if any, is told that a device was trusted.
-    ///
-    /// # Errors
-    /// [`Error::ReauthRequired`] for a `Verified` that is stale or names no factor;
-    /// [`Error::NotEnrolled`] when the user no longer has a factor; [`Error::InvalidInput`] for
-    /// an empty or over-long label, or one with control characters; store errors.
-    pub async fn trust_device(
+    /// [`Devices::trust`](crate::service::Devices::trust).
+    pub(crate) async fn trust_device(
         &self,
         verified: &Verified,
         label: &str,
@@ -266,26 +128,15 @@ impl TwoFactorService {
         })
     }
 
-    /// [`begin_login`](Self::begin_login), for a browser that may hold a device token (the
-    /// cookie of [`trust_device`](Self::trust_device)).
+    /// The login's second step with a device token (see [`LoginContext::device`]): a live
+    /// trusted device of the user completes it, any other token falls through to the challenge.
     ///
-    /// A token that is live, trusted by this user, and not revoked completes the login at once:
-    /// [`LoginStep::Complete`] with [`Method::TrustedDevice`], no challenge, no mail; the
-    /// device's last use is recorded. Any other token (another user's, expired, revoked,
-    /// malformed, or none) is refused quietly ([`Event::DeviceRejected`] when one was given) and
-    /// the login goes on exactly as `begin_login`: the host may then clear the cookie.
-    ///
-    /// # Errors
-    /// As [`begin_login`](Self::begin_login); store errors while checking the token.
-    pub async fn begin_login_with_device(
+    /// [`LoginContext::device`]: crate::LoginContext::device
+    pub(crate) async fn begin_login_with_device(
         &self,
         user: &str,
-        device: Option<&DeviceToken>,
+        token: &DeviceToken,
     ) -> Result<LoginStep, Error> {
-        check_user(user)?;
-        let Some(token) = device else {
-            return self.begin_login(user).await;
-        };
         // One load serves the device check and, when the token is refused, the challenge.
         let (loaded, remaining) = self.load_with_codes_revised(user).await?;
         match self.device_login(user, token, loaded, remaining).await? {
@@ -294,23 +145,16 @@ impl TwoFactorService {
         }
     }
 
-    /// The user's live trusted devices, oldest first.
-    ///
-    /// # Errors
-    /// Store errors; [`Error::InvalidInput`] for an unusable user id.
-    pub async fn trusted_devices(&self, user: &str) -> Result<Vec<TrustedDevice>, Error> {
+    /// [`Devices::list`](crate::service::Devices::list).
+    pub(crate) async fn trusted_devices(&self, user: &str) -> Result<Vec<TrustedDevice>, Error> {
         check_user(user)?;
         let now = self.now();
         let (rec, _) = self.load(user).await?;
         Ok(live(&rec, now).map(TrustedDevice::from).collect())
     }
 
-    /// Revokes one trusted device by its [`id`](TrustedDevice::id); `false` when the user has
-    /// no such device.
-    ///
-    /// # Errors
-    /// Store errors; [`Error::InvalidInput`] for an unusable user id.
-    pub async fn revoke_device(&self, user: &str, id: &str) -> Result<bool, Error> {
+    /// [`Devices::revoke`](crate::service::Devices::revoke).
+    pub(crate) async fn revoke_device(&self, user: &str, id: &str) -> Result<bool, Error> {
         check_user(user)?;
         let mut found = false;
         self.update(user, |rec| {
@@ -329,13 +173,8 @@ impl TwoFactorService {
         Ok(found)
     }
 
-    /// Revokes every trusted device of the user and returns how many there were. Call it when
-    /// the user changes or resets their password. A backup-code regeneration does the same, and
-    /// [`disable`](Self::disable) drops them with the enrolment.
-    ///
-    /// # Errors
-    /// Store errors; [`Error::InvalidInput`] for an unusable user id.
-    pub async fn revoke_devices(&self, user: &str) -> Result<u32, Error> {
+    /// [`Devices::revoke_all`](crate::service::Devices::revoke_all).
+    pub(crate) async fn revoke_devices(&self, user: &str) -> Result<u32, Error> {
         check_user(user)?;
         self.revoke_devices_from(user, None).await
     }
