@@ -2,7 +2,7 @@
 //!
 //! Every decision about expiry in `twofactor` is made from a [`Timestamp`] handed out by a
 //! [`Clock`]. Stores never read the wall clock: the service passes `now` in. That keeps the logic
-//! testable (move a [`ManualClock`] instead of sleeping) and keeps every backend in agreement.
+//! testable (move a [`ManualClock`](crate::testing::ManualClock) instead of sleeping) and keeps every backend in agreement.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -62,7 +62,7 @@ impl Timestamp {
 /// The source of the current time.
 ///
 /// Implement it to drive time yourself; [`SystemClock`] reads the operating system's clock and
-/// [`ManualClock`] is moved by hand in tests.
+/// [`ManualClock`](crate::testing::ManualClock) is moved by hand in tests.
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> Timestamp;

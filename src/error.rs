@@ -101,7 +101,7 @@ pub enum Error {
     #[error("add an authenticator app, email or phone factor first")]
     FallbackFactorRequired,
     /// The change needs a fresh second factor: confirm with a current code first
-    /// ([`TwoFactorService::reauthenticate`](crate::TwoFactorService::reauthenticate)).
+    /// ([`Account::reauthenticate`](crate::service::Account::reauthenticate)).
     #[error("a fresh second factor is required")]
     ReauthRequired,
     /// The host's password check refused the password.
@@ -115,7 +115,7 @@ pub enum Error {
     /// An argument was unusable (empty user id, malformed email address, …).
     #[error("invalid input: {0}")]
     InvalidInput(&'static str),
-    /// A phone number is not in E.164 form; the [`PhoneError`](crate::error::PhoneError) says why
+    /// A phone number is not in E.164 form; the [`PhoneError`] says why
     /// (its own [`code`](crate::error::PhoneError::code)). Holds no digit of the input.
     #[error("invalid phone number: {0}")]
     InvalidPhone(#[from] PhoneError),
@@ -146,7 +146,7 @@ pub enum Error {
     ///   accepted twice ([`Error::CodeReused`] on the new challenge: the user waits for the
     ///   next TOTP code, or uses the emailed or a backup code). Each retry counts as an
     ///   attempt on the challenge and is bounded by its cap.
-    /// - [`confirm_totp_setup`](crate::TwoFactorService::confirm_totp_setup) retried with the
+    /// - [`confirm_totp_setup`](crate::service::Totp::confirm_setup) retried with the
     ///   same code answers `Ok`, or [`Error::AlreadyEnrolled`] when the failed try did enable
     ///   the factor (with the backup codes shown at setup); with [`Error::CodeReused`], the step
     ///   was recorded but the setup is still pending: confirm with the next code.

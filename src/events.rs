@@ -2,7 +2,7 @@
 //!
 //! The service reports every success, failure, lockout, replay, enrolment change and backup-code
 //! use to an [`EventSink`]. The default, [`TracingEvents`], writes them to the `tracing` log;
-//! [`RecordingEvents`] keeps them for tests. Events never carry a code or a secret.
+//! [`RecordingEvents`](crate::testing::RecordingEvents) keeps them for tests. Events never carry a code or a secret.
 
 use crate::clock::Timestamp;
 use crate::method::Method;
@@ -84,7 +84,7 @@ pub enum Event {
         /// The digits the policy asked for.
         digits: u32,
     },
-    /// A device was trusted ([`trust_device`](crate::TwoFactorService::trust_device)).
+    /// A device was trusted ([`trust_device`](crate::service::Devices::trust)).
     DeviceTrusted {
         /// The user.
         user: String,
@@ -107,7 +107,7 @@ pub enum Event {
     /// An account recovery was asked for: two-factor authentication is turned off at
     /// `effective_at` unless a second-factor check or a cancellation comes first. Tell the
     /// account's own address, and run
-    /// [`process_recovery`](crate::TwoFactorService::process_recovery) for this user until then.
+    /// [`process_recovery`](crate::service::Recovery::process) for this user until then.
     RecoveryRequested {
         /// The user.
         user: String,

@@ -17,7 +17,7 @@
 //! - The **sealing key** (the current master's AEAD key) seals TOTP secrets and rotates with
 //!   [`Keyring::rotate_to`]. Old sealing keys stay in the ring to open what they sealed; a
 //!   secret is re-sealed under the current key at the user's next TOTP check, or at once by
-//!   [`TwoFactorService::reseal_totp_secret`](crate::TwoFactorService::reseal_totp_secret).
+//!   [`Totp::reseal_secret`](crate::service::Totp::reseal_secret).
 //!   [`Status::totp_key_id`](crate::account::Status::totp_key_id) tells which key a user's secret is
 //!   sealed under: once no user reports an old key id (and a challenge lifetime and a TOTP setup
 //!   lifetime have passed since the last re-seal, for the copies those hold), that key can leave

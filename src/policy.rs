@@ -73,7 +73,7 @@ pub struct Policy {
     pub totp_algorithm: TotpAlgorithm,
     /// TOTP digits: 6 (default) or 8.
     pub totp_digits: u32,
-    /// What [`confirm_totp_setup`](crate::TwoFactorService::confirm_totp_setup) does when the
+    /// What [`confirm_totp_setup`](crate::service::Totp::confirm_setup) does when the
     /// policy asks for SHA-256/512 or 8 digits and the confirmation code is instead the SHA-1,
     /// 6-digit code of the same secret (an app that ignored `algorithm=` and `digits=`, such as
     /// Google Authenticator on Android). `false` (default): refuse with
@@ -99,7 +99,7 @@ pub struct Policy {
     /// How long an unconfirmed TOTP setup stays pending. Default 15 minutes.
     pub totp_setup_ttl: Duration,
     /// How long a trusted device signs in without a code
-    /// ([`trust_device`](crate::TwoFactorService::trust_device)): the default lifetime and the
+    /// ([`trust_device`](crate::service::Devices::trust)): the default lifetime and the
     /// cap on the one a host asks for. Default 30 days (the design's figure: a code once a month on
     /// a trusted browser); 1 s to 365 days. A trusted device signs in with the password alone,
     /// so keep it short where the password is the weaker link.
@@ -107,13 +107,13 @@ pub struct Policy {
     /// Trusted devices kept per user; trusting one more forgets the least recently used.
     /// Default 10; 1 to 50.
     pub max_trusted_devices: u32,
-    /// How long after [`request_recovery`](crate::TwoFactorService::request_recovery) two-factor
+    /// How long after [`request_recovery`](crate::service::Recovery::request) two-factor
     /// authentication is turned off, unless a second-factor check or a cancellation comes
     /// first. Default 72 hours (the design's figure: long enough for the real user, told at
     /// once, to react); 1 hour to 30 days.
     pub recovery_delay: Duration,
     /// How long before a recovery takes effect the reminder goes out
-    /// ([`process_recovery`](crate::TwoFactorService::process_recovery)). Default 24 hours;
+    /// ([`process_recovery`](crate::service::Recovery::process)). Default 24 hours;
     /// positive and shorter than `recovery_delay`.
     pub recovery_reminder: Duration,
     /// Backup codes per set. Default 10 (seed 002).
@@ -121,13 +121,13 @@ pub struct Policy {
     /// How backup codes are stored. Default keyed HMAC.
     pub backup_code_hashing: BackupCodeHashing,
     /// Login steps per client ([`LoginContext::client`](crate::LoginContext::client)) across
-    /// every account, counted by [`TwoFactorService::begin_login_with`] and
-    /// [`TwoFactorService::verify_login_with`](crate::TwoFactorService::verify_login_with).
+    /// every account, counted by [`TwoFactorService::begin_login`](crate::TwoFactorService::begin_login) and
+    /// [`TwoFactorService::verify_login`](crate::TwoFactorService::verify_login).
     /// Default 60 in any 15 minutes, sliding (seed 001 limits per IP; an honest login is two
     /// steps, so a shared address still fits 30 logins). Must allow at least one step in a
     /// window of 1 s to 1 day.
     ///
-    /// [`TwoFactorService::begin_login_with`]: crate::TwoFactorService::begin_login_with
+    /// [`TwoFactorService::begin_login`]: crate::TwoFactorService::begin_login
     pub client_login_limit: Limit,
     /// Security keys and passkeys (WebAuthn): the relying party and its rules. `None` (the
     /// default) offers no security key; see [`SecurityKeyPolicy`](crate::security_key::SecurityKeyPolicy).
@@ -284,7 +284,7 @@ impl Policy {
     /// the lock lifts (one level up), or after waiting `failure_window` more for the level to
     /// lapse (back to level 0); and a run stopped one short of the threshold is forgotten
     /// `failure_window` after its first failure, without a lock. [`validate`](Self::validate)
-    /// refuses a policy whose figure passes [`MAX_FAILURES_PER_DAY`].
+    /// refuses a policy whose figure passes [`Policy::MAX_FAILURES_PER_DAY`].
     ///
     /// ```
     /// use twofactor::Policy;
@@ -342,7 +342,7 @@ impl Policy {
         best.min(CAP)
     }
 
-    /// Accepts a lockout policy that lets more than [`MAX_FAILURES_PER_DAY`] failed codes per
+    /// Accepts a lockout policy that lets more than [`Policy::MAX_FAILURES_PER_DAY`] failed codes per
     /// user be evaluated in 24 hours.
     ///
     /// **WARNING:** above that figure a 6-digit code falls to online guessing far sooner than

@@ -1,9 +1,9 @@
-//! Delayed account recovery, for a user who lost every factor: [`TwoFactorService::request_recovery`]
+//! Delayed account recovery, for a user who lost every factor: [`Recovery::request`](crate::service::Recovery::request)
 //! (with the password) schedules turning two-factor authentication off after
 //! [`Policy::recovery_delay`](crate::Policy::recovery_delay) (72 hours), tells the user's email
 //! factor at once and again [`Policy::recovery_reminder`](crate::Policy::recovery_reminder)
 //! before it takes effect, and any passed second-factor check (a login, a reauthentication, a
-//! step-up) or [`TwoFactorService::cancel_recovery`] cancels it.
+//! step-up) or [`Recovery::cancel`](crate::service::Recovery::cancel) cancels it.
 //!
 //! The delay is what stops an attacker who has only the password: the real user, still holding a
 //! factor, signs in once (or cancels) within it. A second request neither extends nor shortens
@@ -11,9 +11,9 @@
 //!
 //! Nothing runs in the background: a due recovery takes effect at the user's next
 //! [`begin_login`](TwoFactorService::begin_login), or when the host calls
-//! [`TwoFactorService::process_recovery`], which also sends the reminder. A host runs it
+//! [`Recovery::process`](crate::service::Recovery::process), which also sends the reminder. A host runs it
 //! periodically (hourly, say) for the users with a pending recovery, which it learns from
-//! [`Event::RecoveryRequested`]; [`status`](TwoFactorService::status) shows the deadline.
+//! [`Event::RecoveryRequested`]; [`status`](crate::service::Account::status) shows the deadline.
 
 use crate::clock::Timestamp;
 use crate::error::Error;
@@ -26,7 +26,7 @@ use crate::service::TwoFactorService;
 use crate::store::{EnrollmentRecord, RecoveryRecord};
 use crate::text::TextContent;
 
-/// Where a user's recovery stands, from [`TwoFactorService::process_recovery`].
+/// Where a user's recovery stands, from [`Recovery::process`](crate::service::Recovery::process).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RecoveryProgress {

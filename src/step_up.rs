@@ -1,5 +1,5 @@
-//! Actions that need a fresh factor outside a login ([`TwoFactorService::disable`],
-//! [`TwoFactorService::regenerate_backup_codes`]) and the user's [`Status`].
+//! Actions that need a fresh factor outside a login ([`Account::disable`](crate::service::Account::disable),
+//! [`BackupCodes::regenerate`](crate::service::BackupCodes::regenerate)) and the user's [`Status`].
 
 use crate::backup::{self, BackupCodeSet};
 use crate::challenge::CodeRecord;
@@ -54,11 +54,11 @@ pub struct Status {
     /// the algorithm or digits the policy asked for
     /// ([`Policy::totp_allow_sha1_fallback`](crate::Policy::totp_allow_sha1_fallback)).
     pub totp_sha1_fallback: bool,
-    /// Live trusted devices (see [`TwoFactorService::trusted_devices`]).
+    /// Live trusted devices (see [`Devices::list`](crate::service::Devices::list)).
     pub trusted_devices: u32,
     /// When a pending account recovery turns two-factor authentication off (see
-    /// [`TwoFactorService::request_recovery`]); a time already past takes effect at the next
-    /// login or [`TwoFactorService::process_recovery`].
+    /// [`Recovery::request`](crate::service::Recovery::request)); a time already past takes effect at the next
+    /// login or [`Recovery::process`](crate::service::Recovery::process).
     pub recovery_pending_until: Option<Timestamp>,
     /// Registered security keys and passkeys (feature `webauthn`).
     pub security_keys: u32,
@@ -66,7 +66,7 @@ pub struct Status {
 
 /// What a step-up is answered with: a code, or a security key's assertion (the JSON of
 /// `navigator.credentials.get`'s result, after
-/// [`start_security_key_step_up`](TwoFactorService::start_security_key_step_up)).
+/// [`start_security_key_step_up`](crate::service::SecurityKeys::start_step_up)).
 pub(crate) enum Answer {
     Code(Secret),
     #[cfg(feature = "webauthn")]
@@ -318,7 +318,7 @@ impl TwoFactorService {
         self.turn_off(user, &rec).await
     }
 
-    /// The check of [`disable`](Self::disable) and the other changes that need the password
+    /// The check of [`disable`](crate::service::Account::disable) and the other changes that need the password
     /// besides a fresh factor: the password (under its own limit; a wrong one also counts
     /// against the code step's ceiling) and a code or security key assertion.
     pub(crate) async fn confirm_with_password(

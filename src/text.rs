@@ -1,6 +1,6 @@
 //! The text channel (SMS or any short-message service) beside email: the [`TextSender`] trait,
 //! the [`TextMessage`] it sends, short [`TextTemplates`], and the shipped senders
-//! [`RecordingTextSender`] (tests) and [`LogTextSender`] (development).
+//! [`RecordingTextSender`](crate::testing::RecordingTextSender) (tests) and [`LogTextSender`] (development).
 //!
 //! **NIST SP 800-63B §5.1.3.3 makes SMS (the public telephone network) a *restricted*
 //! authenticator**: numbers can be ported or SIM-swapped, and messages intercepted. Offer a text
@@ -49,7 +49,7 @@ pub enum TextContent<'a> {
         expires_in: Duration,
     },
     /// Notification: an account recovery was asked for (see
-    /// [`request_recovery`](crate::TwoFactorService::request_recovery)).
+    /// [`request_recovery`](crate::service::Recovery::request)).
     RecoveryRequested,
     /// Notification: a pending account recovery takes effect soon.
     RecoveryReminder,

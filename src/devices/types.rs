@@ -105,7 +105,7 @@ impl DeviceToken {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct TrustedDevice {
-    /// The device's public id, for [`TwoFactorService::revoke_device`].
+    /// The device's public id, for [`Devices::revoke`](crate::service::Devices::revoke).
     pub id: String,
     /// The host's label ("Firefox on Linux").
     pub label: String,
@@ -129,7 +129,7 @@ impl From<&TrustedDeviceRecord> for TrustedDevice {
     }
 }
 
-/// What [`TwoFactorService::trust_device`] gives: the token for the cookie and the device as
+/// What [`Devices::trust`](crate::service::Devices::trust) gives: the token for the cookie and the device as
 /// listed. `Debug` shows no token.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -137,6 +137,6 @@ pub struct DeviceTrust {
     /// The token, for a `Secure; HttpOnly; SameSite=Lax` cookie that lives until
     /// `device.expires_at`.
     pub token: DeviceToken,
-    /// The device as [`TwoFactorService::trusted_devices`] lists it.
+    /// The device as [`Devices::list`](crate::service::Devices::list) lists it.
     pub device: TrustedDevice,
 }

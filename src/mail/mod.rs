@@ -2,7 +2,7 @@
 //!
 //! The service decides *what* to say ([`MailContent`]), a [`Templates`] implementation decides *how*
 //! (subject, plain text, HTML), and a [`Mailer`] delivers it. [`EnglishTemplates`] is the default
-//! and [`GermanTemplates`] the example of a translation; [`RecordingMailer`] keeps messages for
+//! and [`GermanTemplates`] the example of a translation; [`RecordingMailer`](crate::testing::RecordingMailer) keeps messages for
 //! tests and [`LogMailer`] writes them to the log during development.
 
 use std::fmt;

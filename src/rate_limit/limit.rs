@@ -19,7 +19,7 @@ pub enum WindowKind {
     Sliding,
 }
 
-/// How many hits a [`RateLimiter`] allows per key, and in what window.
+/// How many hits a [`RateLimiter`](super::RateLimiter) allows per key, and in what window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Limit {
     max: u32,
@@ -85,7 +85,7 @@ impl Limit {
     }
 }
 
-/// The outcome of one [`RateLimiter::check`].
+/// The outcome of one [`RateLimiter::check`](super::RateLimiter::check).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Decision {

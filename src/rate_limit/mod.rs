@@ -28,7 +28,7 @@
 //!
 //! | layer | key | where | why |
 //! | --- | --- | --- | --- |
-//! | per client address | the IP (or its /64 for IPv6) | before the password check and on every login step: [`LoginContext`] with [`TwoFactorService::begin_login_with`] and [`TwoFactorService::verify_login_with`] ([`Policy::client_login_limit`](crate::Policy::client_login_limit)) | caps what one source can try across every account (credential stuffing, code guessing on stolen passwords) |
+//! | per client address | the IP (or its /64 for IPv6) | before the password check and on every login step: [`LoginContext`] with [`TwoFactorService::begin_login`](crate::TwoFactorService::begin_login) and [`TwoFactorService::verify_login`](crate::TwoFactorService::verify_login) ([`Policy::client_login_limit`](crate::Policy::client_login_limit)) | caps what one source can try across every account (credential stuffing, code guessing on stolen passwords) |
 //! | per account | the normalised username | before the password check, in the host | caps password guesses on one account from many addresses; together with the per-user code lock of the crate, no success in one step forgives failures in another |
 //! | per challenge | (built in) | [`TwoFactorService::verify_login`] | each challenge is void after [`Policy::challenge_max_attempts`](crate::Policy::challenge_max_attempts), each user locked after [`Policy::lockout_threshold`](crate::Policy::lockout_threshold) consecutive failures |
 //! | per address or route | the email address, the route | registration, password-reset or contact forms | caps mail to one address and work per route |

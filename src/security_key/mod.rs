@@ -11,7 +11,7 @@
 //!
 //! [`begin_login`]: TwoFactorService::begin_login
 //! [`verify_login`]: TwoFactorService::verify_login
-//! [`verify_login_security_key`]: TwoFactorService::verify_login_security_key
+//! [`verify_login_security_key`]: crate::TwoFactorService::verify_login
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

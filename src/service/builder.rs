@@ -14,7 +14,7 @@ use crate::policy::Policy;
 use crate::store::{EnrollmentStore, OtpStore};
 use crate::text::{EnglishTextTemplates, TextSender, TextTemplates};
 
-/// Checks a user's password for the flows that need it ([`TwoFactorService::disable`]).
+/// Checks a user's password for the flows that need it ([`Account::disable`](crate::service::Account::disable)).
 ///
 /// It is async, so a host can look the user up in its database and run its password hash off the
 /// executor. `Ok(false)` means the password is wrong ([`Error::InvalidPassword`], counted against
@@ -176,7 +176,7 @@ impl ServiceBuilder {
         self
     }
 
-    /// The password check used by [`TwoFactorService::disable`]. Without it, `disable` refuses.
+    /// The password check used by [`Account::disable`](crate::service::Account::disable). Without it, `disable` refuses.
     pub fn password_verifier(mut self, verifier: impl PasswordVerifier) -> Self {
         self.password = Some(Arc::new(verifier));
         self

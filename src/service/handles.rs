@@ -44,7 +44,7 @@ impl Totp<'_> {
     /// code set that becomes valid on confirmation. A second call replaces an unconfirmed setup.
     ///
     /// On an account that already has a factor (email), this needs a fresh one: see
-    /// [`reauthenticate`](Self::reauthenticate).
+    /// [`reauthenticate`](crate::service::Account::reauthenticate).
     ///
     /// # Errors
     /// [`Error::AlreadyEnrolled`] when TOTP is already confirmed; [`Error::ReauthRequired`];
@@ -61,7 +61,7 @@ impl Totp<'_> {
     /// code is refused with [`Error::TotpAlgorithmUnsupported`], or, under
     /// [`Policy::totp_allow_sha1_fallback`](crate::Policy::totp_allow_sha1_fallback), enrols
     /// SHA-1 with 6 digits ([`Status::totp_algorithm`](crate::account::Status::totp_algorithm) shows
-    /// it, every later check uses it, and [`Event::TotpSha1Fallback`] records it). A code
+    /// it, every later check uses it, and [`Event::TotpSha1Fallback`](crate::events::Event::TotpSha1Fallback) records it). A code
     /// compared under both settings counts as two attempts against the user's lock.
     ///
     /// # Errors
@@ -108,11 +108,11 @@ impl Totp<'_> {
 pub struct Email<'a>(pub(crate) &'a TwoFactorService);
 
 impl Email<'_> {
-    /// Mails a code to `address`; confirming it with [`confirm_email_setup`](Self::confirm_email_setup)
+    /// Mails a code to `address`; confirming it with [`confirm_email_setup`](crate::service::Email::confirm_setup)
     /// makes the proven address a second factor.
     ///
     /// On an account that already has a factor, this needs a fresh one: see
-    /// [`reauthenticate`](Self::reauthenticate).
+    /// [`reauthenticate`](crate::service::Account::reauthenticate).
     ///
     /// # Errors
     /// [`Error::AlreadyEnrolled`] when email 2FA is on; [`Error::ReauthRequired`];
@@ -134,7 +134,7 @@ impl Email<'_> {
     /// Mails a code that verifies `address` at registration (not a second factor by itself).
     ///
     /// # Errors
-    /// As [`start_email_setup`](Self::start_email_setup), without `AlreadyEnrolled`.
+    /// As [`start_email_setup`](crate::service::Email::start_setup), without `AlreadyEnrolled`.
     pub async fn send_verification_code(self, user: &str, address: &str) -> Result<(), Error> {
         self.0.send_verification_code(user, address).await
     }
@@ -142,7 +142,7 @@ impl Email<'_> {
     /// Checks a registration code; returns the address it proves.
     ///
     /// # Errors
-    /// As [`confirm_email_setup`](Self::confirm_email_setup).
+    /// As [`confirm_email_setup`](crate::service::Email::confirm_setup).
     pub async fn verify_registration_code(self, user: &str, code: &str) -> Result<String, Error> {
         self.0.verify_registration_code(user, code).await
     }
@@ -156,7 +156,7 @@ pub struct Sms<'a>(pub(crate) &'a TwoFactorService);
 
 impl Sms<'_> {
     /// Texts a code to `phone` (E.164; spaces and dashes are dropped); confirming it with
-    /// [`confirm_sms_setup`](Self::confirm_sms_setup) makes the proven number a second factor.
+    /// [`confirm_sms_setup`](crate::service::Sms::confirm_setup) makes the proven number a second factor.
     ///
     /// **SMS is a restricted authenticator (NIST SP 800-63B §5.1.3.3)**: numbers are ported and
     /// SIM-swapped, texts intercepted. Offer it beside a TOTP app or a security key, which are
@@ -164,7 +164,7 @@ impl Sms<'_> {
     /// email codes.
     ///
     /// On an account that already has a factor, this needs a fresh one: see
-    /// [`reauthenticate`](Self::reauthenticate).
+    /// [`reauthenticate`](crate::service::Account::reauthenticate).
     ///
     /// # Errors
     /// [`Error::InvalidPhone`] for a number not in E.164 form; [`Error::InvalidConfig`] without a
@@ -175,11 +175,11 @@ impl Sms<'_> {
         self.0.start_sms_setup(user, phone).await
     }
 
-    /// Confirms the code texted by [`start_sms_setup`](Self::start_sms_setup), enabling the
+    /// Confirms the code texted by [`start_sms_setup`](crate::service::Sms::start_setup), enabling the
     /// phone as a factor ([`Method::Sms`]). Returns the proven number.
     ///
     /// # Errors
-    /// As [`confirm_email_setup`](Self::confirm_email_setup).
+    /// As [`confirm_email_setup`](crate::service::Email::confirm_setup).
     pub async fn confirm_setup(self, user: &str, code: &str) -> Result<PhoneNumber, Error> {
         self.0.confirm_sms_setup(user, code).await
     }
@@ -210,8 +210,8 @@ pub struct Account<'a>(pub(crate) &'a TwoFactorService);
 impl Account<'_> {
     /// Mails a code to the user's email factor (or, without one, texts it to their phone
     /// factor) that confirms `action`, to answer
-    /// [`disable`](Self::disable), [`regenerate_backup_codes`](Self::regenerate_backup_codes) or
-    /// [`reauthenticate`](Self::reauthenticate) when they have no app at hand. The message names
+    /// [`disable`](crate::service::Account::disable), [`regenerate_backup_codes`](crate::service::BackupCodes::regenerate) or
+    /// [`reauthenticate`](crate::service::Account::reauthenticate) when they have no app at hand. The message names
     /// the change it confirms.
     ///
     /// # Errors
@@ -223,8 +223,8 @@ impl Account<'_> {
 
     /// Confirms a fresh second factor (a TOTP code, a step-up email code or a backup code) before
     /// a change to the user's factors. For [`Policy::reauth_window`] afterwards, the user may add
-    /// a factor ([`start_totp_setup`](Self::start_totp_setup),
-    /// [`start_email_setup`](Self::start_email_setup)); without it, an account that has a factor
+    /// a factor ([`start_totp_setup`](crate::service::Totp::start_setup),
+    /// [`start_email_setup`](crate::service::Email::start_setup)); without it, an account that has a factor
     /// answers those with [`Error::ReauthRequired`], so that a session alone cannot add a factor
     /// of its own.
     ///
@@ -335,7 +335,7 @@ pub struct Devices<'a>(pub(crate) &'a TwoFactorService);
 
 impl Devices<'_> {
     /// Trusts the browser a user just passed the second factor in: returns a device token that
-    /// lets [`begin_login_with_device`](Self::begin_login_with_device) complete later logins of
+    /// lets [`begin_login_with_device`](crate::LoginContext::device) complete later logins of
     /// that user without a code, for `ttl` (default and cap:
     /// [`Policy::trusted_device_ttl`](crate::Policy::trusted_device_ttl), 30 days).
     ///
@@ -376,7 +376,7 @@ impl Devices<'_> {
 
     /// Revokes every trusted device of the user and returns how many there were. Call it when
     /// the user changes or resets their password. A backup-code regeneration does the same, and
-    /// [`disable`](Self::disable) drops them with the enrolment.
+    /// [`disable`](crate::service::Account::disable) drops them with the enrolment.
     ///
     /// # Errors
     /// Store errors; [`Error::InvalidInput`] for an unusable user id.
@@ -395,11 +395,11 @@ impl Recovery<'_> {
     /// Schedules turning two-factor authentication off for a user who lost every factor, after
     /// [`Policy::recovery_delay`](crate::Policy::recovery_delay), and returns when it takes
     /// effect. Needs the password (the host's [`PasswordVerifier`](crate::service::PasswordVerifier),
-    /// with the same limit of its own as at [`disable`](Self::disable)).
+    /// with the same limit of its own as at [`disable`](crate::service::Account::disable)).
     ///
-    /// The user's email factor is told at once ([`MailContent::RecoveryRequested`]), and their
-    /// phone factor by text ([`TextContent::RecoveryRequested`], with a text sender); the host
-    /// should also tell the account's own address, from [`Event::RecoveryRequested`]. While one
+    /// The user's email factor is told at once ([`MailContent::RecoveryRequested`](crate::mail::MailContent::RecoveryRequested)), and their
+    /// phone factor by text ([`TextContent::RecoveryRequested`](crate::text::TextContent::RecoveryRequested), with a text sender); the host
+    /// should also tell the account's own address, from [`Event::RecoveryRequested`](crate::events::Event::RecoveryRequested). While one
     /// is pending, a new request changes nothing and returns the same time.
     ///
     /// # Errors
@@ -420,7 +420,7 @@ impl Recovery<'_> {
     }
 
     /// Moves the user's recovery on: when it is due, turns two-factor authentication off (as
-    /// [`disable`](Self::disable) does, telling the email factor); when it takes effect within
+    /// [`disable`](crate::service::Account::disable) does, telling the email factor); when it takes effect within
     /// [`Policy::recovery_reminder`](crate::Policy::recovery_reminder), sends the reminder once.
     /// Run it periodically for each user with a pending recovery.
     ///
@@ -434,7 +434,7 @@ impl Recovery<'_> {
 #[cfg(feature = "webauthn")]
 /// Security keys and passkeys (WebAuthn, feature `webauthn`): registration, listing, renaming, removal, step-up.
 ///
-/// Made by [`TwoFactorService::security_keys`].
+/// Made by [`SecurityKeys::list`](crate::service::SecurityKeys::list).
 #[derive(Clone, Copy, Debug)]
 pub struct SecurityKeys<'a>(pub(crate) &'a TwoFactorService);
 
@@ -443,16 +443,16 @@ impl SecurityKeys<'_> {
     /// Starts registering a security key or passkey for `user`: the options for
     /// `navigator.credentials.create`. The user's keys already registered are excluded (the
     /// browser refuses to register one twice). Finish with
-    /// [`finish_security_key_registration`](Self::finish_security_key_registration) within
-    /// [`SecurityKeyPolicy::ceremony_ttl`]; a new start replaces an unfinished one.
+    /// [`finish_security_key_registration`](crate::service::SecurityKeys::finish_registration) within
+    /// [`SecurityKeyPolicy::ceremony_ttl`](crate::security_key::SecurityKeyPolicy::ceremony_ttl); a new start replaces an unfinished one.
     ///
     /// On an account that already has a factor this needs a fresh one, as adding any factor
-    /// does (see [`reauthenticate`](Self::reauthenticate)).
+    /// does (see [`reauthenticate`](crate::service::Account::reauthenticate)).
     ///
     /// # Errors
     /// [`Error::ReauthRequired`]; [`Error::FallbackFactorRequired`] when the policy does not let
     /// a key stand alone and the user has no code factor; [`Error::InvalidInput`] for an
-    /// unusable `display_name` or when the user has [`SecurityKeyPolicy::max_keys`] keys;
+    /// unusable `display_name` or when the user has [`SecurityKeyPolicy::max_keys`](crate::security_key::SecurityKeyPolicy::max_keys) keys;
     /// [`Error::InvalidConfig`] without [`Policy::security_keys`](crate::Policy); store errors.
     pub async fn start_registration(
         &self,
@@ -469,14 +469,14 @@ impl SecurityKeys<'_> {
     /// The ceremony is single use: it is taken before the response is checked, so a failed
     /// finish needs a new start.
     ///
-    /// The user's email factor is told; the event is [`Event::FactorEnabled`] with
+    /// The user's email factor is told; the event is [`Event::FactorEnabled`](crate::events::Event::FactorEnabled) with
     /// [`Method::SecurityKey`].
     ///
     /// # Errors
     /// [`Error::NothingPending`] without a live registration; [`Error::SecurityKeyRejected`]
     /// for a response that fails verification (another origin, another ceremony, malformed);
     /// [`Error::AlreadyEnrolled`] for a key the user already has; [`Error::InvalidInput`] for
-    /// an unusable label or past [`SecurityKeyPolicy::max_keys`];
+    /// an unusable label or past [`SecurityKeyPolicy::max_keys`](crate::security_key::SecurityKeyPolicy::max_keys);
     /// [`Error::FallbackFactorRequired`]; store errors.
     pub async fn finish_registration(
         &self,
@@ -510,15 +510,15 @@ impl SecurityKeys<'_> {
         self.0.rename_security_key(user, id, label).await
     }
 
-    /// Removes one of the user's keys. The same rules as [`disable`](Self::disable): the
+    /// Removes one of the user's keys. The same rules as [`disable`](crate::service::Account::disable): the
     /// password (checked by the host's [`PasswordVerifier`](crate::service::PasswordVerifier)) and a
     /// fresh factor (a code, or an assertion of any of the user's keys, this one included; see
-    /// [`start_security_key_step_up`](Self::start_security_key_step_up)). When it was the
+    /// [`start_security_key_step_up`](crate::service::SecurityKeys::start_step_up)). When it was the
     /// user's last factor, two-factor authentication is turned off, as `disable` does (backup
     /// codes and trusted devices go too).
     ///
     /// # Errors
-    /// [`Error::NotEnrolled`] when the user has no such key; then as [`disable`](Self::disable).
+    /// [`Error::NotEnrolled`] when the user has no such key; then as [`disable`](crate::service::Account::disable).
     pub async fn remove(
         &self,
         user: &str,
@@ -530,10 +530,10 @@ impl SecurityKeys<'_> {
     }
 
     /// Starts a step-up with a security key: the options for `navigator.credentials.get`. The
-    /// browser's assertion then goes where a code would: [`reauthenticate`](Self::reauthenticate),
-    /// [`disable`](Self::disable), [`regenerate_backup_codes`](Self::regenerate_backup_codes),
-    /// [`remove_security_key`](Self::remove_security_key). It is good for one attempt within
-    /// [`SecurityKeyPolicy::ceremony_ttl`]; a new start replaces it.
+    /// browser's assertion then goes where a code would: [`reauthenticate`](crate::service::Account::reauthenticate),
+    /// [`disable`](crate::service::Account::disable), [`regenerate_backup_codes`](crate::service::BackupCodes::regenerate),
+    /// [`remove_security_key`](crate::service::SecurityKeys::remove). It is good for one attempt within
+    /// [`SecurityKeyPolicy::ceremony_ttl`](crate::security_key::SecurityKeyPolicy::ceremony_ttl); a new start replaces it.
     ///
     /// # Errors
     /// [`Error::NotEnrolled`] when the user has no key; [`Error::InvalidConfig`]; store errors.

@@ -1,5 +1,5 @@
-//! TOTP enrolment in the service: [`TwoFactorService::start_totp_setup`] and
-//! [`TwoFactorService::confirm_totp_setup`], the TOTP check with replay protection used by every
+//! TOTP enrolment in the service: [`Totp::start_setup`](crate::service::Totp::start_setup) and
+//! [`Totp::confirm_setup`](crate::service::Totp::confirm_setup), the TOTP check with replay protection used by every
 //! flow, and re-sealing a secret after a key rotation.
 
 use crate::backup::BackupCodeSet;
