@@ -38,6 +38,8 @@ mod store;
 mod text;
 mod totp;
 
+pub mod manual;
+
 /// The attribute every `impl` of this crate's async traits needs ([`OtpStore`],
 /// [`EnrollmentStore`], [`Mailer`], [`PasswordVerifier`]): `#[twofactor::async_trait]`. Re-exported
 /// so that a host needs no dependency of its own, and cannot pick a mismatched version.
