@@ -26,6 +26,7 @@ mod keys;
 mod keyspace;
 mod lockout;
 mod login;
+pub mod manual;
 pub mod mail;
 mod method;
 mod password;

@@ -1,4 +1,4 @@
-//! The error mapping a host relies on (SECURITY-CHECKLIST 17; ASVS 5.0 6.3.8): every `Error`
+//! The error mapping a host relies on (SECURITY.md: CHK-17; ASVS 5.0 6.3.8): every `Error`
 //! variant's machine code, HTTP status, `retry_after` and transience; one uniform public message
 //! for every failure of the code step (unknown challenge, wrong, expired, reused or malformed
 //! code), produced by the real flows; and `retry_after` on every `Locked`, `Cooldown` and

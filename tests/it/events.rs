@@ -1,4 +1,4 @@
-//! Security events (SECURITY-CHECKLIST 22; ASVS 2.8.5, 2.5.5): a recording sink sees exactly the
+//! Security events (SECURITY.md: CHK-22; ASVS 2.8.5, 2.5.5): a recording sink sees exactly the
 //! expected events, in order, for success, failure, lockout, replay, factors enabled and
 //! disabled, backup codes used and regenerated, and codes sent.
 //!

@@ -1,4 +1,4 @@
-//! Fail closed (DESIGN.md invariant 8; SECURITY-CHECKLIST 18): a store or mailer that fails at
+//! Fail closed (SECURITY.md: INV-8, CHK-18): a store or mailer that fails at
 //! call k, for every k of a flow, gives no wrongful success, a typed error, and loses no
 //! enrolment.
 //!

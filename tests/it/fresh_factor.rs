@@ -1,4 +1,4 @@
-//! A session alone cannot change the factors (SECURITY-CHECKLIST item 24): on an account with a
+//! A session alone cannot change the factors (SECURITY.md: INV-10, CHK-24): on an account with a
 //! factor, adding one needs a second-factor check passed within `Policy::reauth_window`, and the
 //! existing factors are told when one is added.
 

@@ -1,4 +1,4 @@
-//! No panic on any input (DESIGN.md invariant 8; SECURITY-CHECKLIST 16, 23, 27): arbitrary text
+//! No panic on any input (SECURITY.md: INV-8; CHK-16, CHK-23, CHK-27): arbitrary text
 //! (Unicode digits, huge input, NUL, emoji, near-miss tokens) into every entry point that takes
 //! text gets a typed error — a 4xx one, since the stores are healthy — or a legitimate success,
 //! never a panic; times up to `u64::MAX` on the clock and huge `Policy` values either are refused

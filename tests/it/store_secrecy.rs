@@ -1,10 +1,10 @@
-//! Nothing secret where it should not be (DESIGN.md invariants 2 and 7; SECURITY-CHECKLIST 6,
-//! 12, 21, 25).
+//! Nothing secret where it should not be (SECURITY.md: INV-2, INV-7; CHK-6, CHK-12, CHK-21,
+//! CHK-25).
 //!
 //! - The stores hold no code in clear and no unkeyed hash of one: every six-digit code is
-//!   brute-forced against a dump of both stores with SHA-256 (what the seeds stored), SHA-1 and
-//!   SHA-256 over the user id and the code, and none is found, while the same search recovers
-//!   codes planted that way.
+//!   brute-forced against a dump of both stores with SHA-256 (the plain hash a naive store keeps),
+//!   SHA-1 and SHA-256 over the user id and the code, and none is found, while the same search
+//!   recovers codes planted that way.
 //! - `Debug` of every secret-bearing public type prints no secret.
 //! - Errors' `Display` and `Debug` hold no code, token or secret.
 //! - The `tracing` output of a whole enrol / login / backup / disable run, captured at TRACE,
@@ -116,7 +116,7 @@ impl Dump {
 /// The unkeyed hashes tried for each candidate code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Unkeyed {
-    /// SHA-256(code): what the seeds stored.
+    /// SHA-256(code): the plain hash a naive store keeps.
     Sha256,
     /// SHA-1(code).
     Sha1,
@@ -229,7 +229,7 @@ async fn the_store_holds_no_code_in_clear_and_no_unkeyed_hash() {
     }
 
     // Brute force: every six-digit code under every unkeyed hash, against the real dump plus
-    // two records planted the way the seeds stored codes. Exactly the planted ones come out.
+    // two records planted the way a naive store keeps codes. Exactly the planted ones come out.
     let mut leaky = Dump {
         blobs: dump.blobs.clone(),
     };

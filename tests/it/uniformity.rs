@@ -1,5 +1,5 @@
-//! Codes are uniform and keep their leading zeros (DESIGN.md invariant 1; SECURITY-CHECKLIST 1,
-//! ASVS 2.7.6 / 6.5.3).
+//! Codes are uniform and keep their leading zeros (SECURITY.md: INV-1, CHK-1; ASVS 2.7.6 /
+//! 6.5.3).
 //!
 //! Email codes are collected through the public API (`send_verification_code` for many users, the
 //! code read from the delivered message as the user reads it); backup codes through
