@@ -1,4 +1,4 @@
-//! Composite [`OtpStore`] operations shaped like the login flow.
+//! Composite [`OtpStore`](crate::OtpStore) operations shaped like the login flow.
 //!
 //! A login step needs several records at once: the challenge (or pending code) with its attempt
 //! count, and the user's record with the run of failures, the lock, the last accepted TOTP step,
@@ -30,6 +30,14 @@
 //! - a user key `U` holds the user's record without its counters; the run of failures is the
 //!   counter `U:f:<run>`, the last TOTP step `U:step` (an [`OtpStore::advance`] mark), and the
 //!   send count `U:sends`.
+//!
+//! [`OtpStore::begin_challenge`]: crate::OtpStore::begin_challenge
+//! [`OtpStore::reserve_send`]: crate::OtpStore::reserve_send
+//! [`OtpStore::store_code`]: crate::OtpStore::store_code
+//! [`OtpStore::open_attempt`]: crate::OtpStore::open_attempt
+//! [`OtpStore::settle`]: crate::OtpStore::settle
+//! [`OtpStore::user_state`]: crate::OtpStore::user_state
+//! [`OtpStore::advance`]: crate::OtpStore::advance
 
 use std::time::Duration;
 
@@ -37,9 +45,9 @@ use crate::clock::Timestamp;
 use crate::codec::{Reader, Writer};
 use crate::error::StoreError;
 
-use super::{OtpStore, StoreKey};
+use super::StoreKey;
 
-/// What the login steps keep per user in the [`OtpStore`].
+/// What the login steps keep per user in the [`OtpStore`](crate::OtpStore).
 ///
 /// A native store keeps it as one record (see [`UserState::to_bytes`]) and changes it only
 /// through the [`rules`].
@@ -214,7 +222,7 @@ pub enum SendRefused {
     },
 }
 
-/// A challenge to create with [`OtpStore::begin_challenge`].
+/// A challenge to create with [`OtpStore::begin_challenge`](crate::OtpStore::begin_challenge).
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct NewChallenge<'a> {
@@ -234,7 +242,7 @@ pub struct NewChallenge<'a> {
     pub send_required: bool,
 }
 
-/// The outcome of [`OtpStore::begin_challenge`].
+/// The outcome of [`OtpStore::begin_challenge`](crate::OtpStore::begin_challenge).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Begun {
@@ -255,7 +263,7 @@ pub enum Begun {
     Collision,
 }
 
-/// The outcome of [`OtpStore::reserve_send`].
+/// The outcome of [`OtpStore::reserve_send`](crate::OtpStore::reserve_send).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reserved {
@@ -268,7 +276,7 @@ pub enum Reserved {
     NoChallenge,
 }
 
-/// One attempt to open with [`OtpStore::open_attempt`].
+/// One attempt to open with [`OtpStore::open_attempt`](crate::OtpStore::open_attempt).
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct AttemptSpec<'a> {
@@ -280,7 +288,8 @@ pub struct AttemptSpec<'a> {
     pub limits: UserLimits,
 }
 
-/// An attempt counted by [`OtpStore::open_attempt`]: the caller may now compare.
+/// An attempt counted by [`OtpStore::open_attempt`](crate::OtpStore::open_attempt): the caller
+/// may now compare.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OpenAttempt {
@@ -294,11 +303,11 @@ pub struct OpenAttempt {
     pub level: u32,
 }
 
-/// The outcome of [`OtpStore::open_attempt`].
+/// The outcome of [`OtpStore::open_attempt`](crate::OtpStore::open_attempt).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Opened {
-    /// Counted; compare, then [`settle`](OtpStore::settle).
+    /// Counted; compare, then [`settle`](crate::OtpStore::settle).
     Open(OpenAttempt),
     /// The named challenge is not live.
     NoChallenge,
@@ -336,7 +345,7 @@ pub enum Outcome {
     },
 }
 
-/// An attempt to settle with [`OtpStore::settle`].
+/// An attempt to settle with [`OtpStore::settle`](crate::OtpStore::settle).
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct Settlement<'a> {
@@ -350,7 +359,7 @@ pub struct Settlement<'a> {
     pub outcome: Outcome,
 }
 
-/// The result of [`OtpStore::settle`].
+/// The result of [`OtpStore::settle`](crate::OtpStore::settle).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Settled {
@@ -507,20 +516,22 @@ pub mod rules {
     }
 }
 
-// ---- the default implementations, built from the primitives ----------------------------------
+// ---- the encodings of the default layout -------------------------------------------------------
 
-fn sub(key: &StoreKey, suffix: &str) -> StoreKey {
+/// The key `suffix` of the record under `key` (`K:code`, `U:sends`, …).
+pub(crate) fn sub(key: &StoreKey, suffix: &str) -> StoreKey {
     StoreKey::new(format!("{}:{suffix}", key.as_str()))
 }
 
 /// The user's record as the default layout keeps it: without the counters, plus the id of the
 /// current run of failures.
-fn encode_default_user(user: &UserState, run: u64) -> Vec<u8> {
+pub(crate) fn encode_default_user(user: &UserState, run: u64) -> Vec<u8> {
     let mut out = user.to_bytes().to_vec();
     out.extend_from_slice(&run.to_be_bytes());
     out
 }
 
+/// Reads [`encode_default_user`] output: the state and the id of the current run of failures.
 pub(crate) fn decode_default_user(bytes: &[u8]) -> Result<(UserState, u64), StoreError> {
     let (state, run) = bytes
         .split_at_checked(USER_STATE_LEN)
@@ -531,344 +542,21 @@ pub(crate) fn decode_default_user(bytes: &[u8]) -> Result<(UserState, u64), Stor
     Ok((UserState::from_bytes(state)?, u64::from_be_bytes(run)))
 }
 
-fn parse_number(bytes: &[u8]) -> u64 {
+/// The number held by a counter or an `advance` mark, as `get` reads it back (decimal text);
+/// 0 when it is not one.
+pub(crate) fn parse_number(bytes: &[u8]) -> u64 {
     std::str::from_utf8(bytes)
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
 
-async fn load_user<S: OtpStore + ?Sized>(
-    store: &S,
-    key: &StoreKey,
-    now: Timestamp,
-) -> Result<(UserState, u64), StoreError> {
-    match store.get(key, now).await? {
-        Some(bytes) => decode_default_user(&bytes),
-        None => Ok((UserState::default(), 0)),
-    }
-}
-
-async fn save_user<S: OtpStore + ?Sized>(
-    store: &S,
-    key: &StoreKey,
-    user: &UserState,
-    run: u64,
-    limits: &UserLimits,
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    let expires = rules::user_expires_at(user, limits, now);
-    store
-        .put(key, &encode_default_user(user, run), expires, now)
-        .await
-}
-
-async fn load_challenge<S: OtpStore + ?Sized>(
-    store: &S,
-    key: &StoreKey,
-    now: Timestamp,
-) -> Result<Option<ChallengeState>, StoreError> {
-    let Some(bytes) = store.get(key, now).await? else {
-        return Ok(None);
-    };
-    let (expires, value) = bytes
-        .split_first_chunk::<8>()
-        .ok_or_else(|| StoreError::corrupt("malformed challenge record"))?;
-    let expires_at = Timestamp::from_unix_secs(u64::from_be_bytes(*expires));
-    if expires_at <= now {
-        return Ok(None);
-    }
-    let code = store.get(&sub(key, "code"), now).await?;
-    let attempts = match store.get(&sub(key, "n"), now).await? {
-        Some(n) => u32::try_from(parse_number(&n)).unwrap_or(u32::MAX),
-        None => 0,
-    };
-    Ok(Some(ChallengeState {
-        value: value.to_vec(),
-        code,
-        attempts,
-        expires_at,
-    }))
-}
-
-fn challenge_bytes(value: &[u8], expires_at: Timestamp) -> Vec<u8> {
+/// A challenge record: `expires_at` (8 bytes, big-endian), then the challenge's value.
+pub(crate) fn challenge_bytes(value: &[u8], expires_at: Timestamp) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + value.len());
     out.extend_from_slice(&expires_at.as_unix_secs().to_be_bytes());
     out.extend_from_slice(value);
     out
-}
-
-/// Reserves a send in the default layout: the cooldown by `put_if_absent`, the cap by
-/// `increment` (a refused send gives its cooldown back).
-async fn default_reserve<S: OtpStore + ?Sized>(
-    store: &S,
-    user_key: &StoreKey,
-    spec: &SendSpec<'_>,
-    now: Timestamp,
-) -> Result<Result<(), SendRefused>, StoreError> {
-    let stamp = spec.cooldown_until.as_unix_secs().to_be_bytes();
-    if !store
-        .put_if_absent(spec.cooldown, &stamp, spec.cooldown_until, now)
-        .await?
-    {
-        let until = match store.get(spec.cooldown, now).await? {
-            Some(b) => b.first_chunk::<8>().map_or(spec.cooldown_until, |t| {
-                Timestamp::from_unix_secs(u64::from_be_bytes(*t))
-            }),
-            None => now.saturating_add(Duration::from_secs(1)),
-        };
-        return Ok(Err(SendRefused::Cooldown { until }));
-    }
-    let window_end = now.saturating_add(spec.send_window);
-    match store
-        .increment(&sub(user_key, "sends"), window_end, now)
-        .await
-    {
-        Ok(n) if n <= u64::from(spec.max_sends) => Ok(Ok(())),
-        Ok(_) => {
-            store.delete(spec.cooldown).await?;
-            Ok(Err(SendRefused::Capped { until: window_end }))
-        }
-        Err(e) => {
-            let _ = store.delete(spec.cooldown).await;
-            Err(e)
-        }
-    }
-}
-
-pub(crate) async fn default_begin_challenge<S: OtpStore + ?Sized>(
-    store: &S,
-    new: &NewChallenge<'_>,
-    now: Timestamp,
-) -> Result<Begun, StoreError> {
-    let (user, _) = load_user(store, new.user, now).await?;
-    if let Some(until) = rules::locked(&user, now) {
-        return Ok(Begun::Locked { until });
-    }
-    let send = match &new.send {
-        Some((spec, _)) => Some(default_reserve(store, new.user, spec, now).await?),
-        None => None,
-    };
-    if let (true, Some(Err(refused))) = (new.send_required, send) {
-        return Ok(Begun::SendRefused(refused));
-    }
-    if !store
-        .put_if_absent(
-            new.challenge,
-            &challenge_bytes(new.value, new.expires_at),
-            new.expires_at,
-            now,
-        )
-        .await?
-    {
-        return Ok(Begun::Collision);
-    }
-    if let (Some((_, code)), Some(Ok(()))) = (&new.send, send) {
-        store
-            .put(&sub(new.challenge, "code"), code, new.expires_at, now)
-            .await?;
-    }
-    Ok(Begun::Created { send })
-}
-
-pub(crate) async fn default_reserve_send<S: OtpStore + ?Sized>(
-    store: &S,
-    user: &StoreKey,
-    challenge: Option<&StoreKey>,
-    spec: &SendSpec<'_>,
-    now: Timestamp,
-) -> Result<Reserved, StoreError> {
-    let value = match challenge {
-        Some(key) => match load_challenge(store, key, now).await? {
-            Some(ch) => Some(ch.value),
-            None => return Ok(Reserved::NoChallenge),
-        },
-        None => None,
-    };
-    Ok(match default_reserve(store, user, spec, now).await? {
-        Ok(()) => Reserved::Granted(value),
-        Err(refused) => Reserved::Refused(refused),
-    })
-}
-
-pub(crate) async fn default_store_code<S: OtpStore + ?Sized>(
-    store: &S,
-    key: &StoreKey,
-    create: Option<(&[u8], Timestamp)>,
-    code: &[u8],
-    now: Timestamp,
-) -> Result<bool, StoreError> {
-    let expires_at = match load_challenge(store, key, now).await? {
-        Some(ch) => match create {
-            // A new pending code replaces the value and expiry; the attempt count stays.
-            Some((value, expires_at)) => {
-                store
-                    .put(key, &challenge_bytes(value, expires_at), expires_at, now)
-                    .await?;
-                // The attempt counter moves to the new expiry with its count (counted again:
-                // the primitives have no way to change a counter's expiry).
-                let n = sub(key, "n");
-                if ch.attempts > 0 {
-                    store.delete(&n).await?;
-                    for _ in 0..ch.attempts {
-                        store.increment(&n, expires_at, now).await?;
-                    }
-                }
-                expires_at
-            }
-            None => ch.expires_at,
-        },
-        None => match create {
-            Some((value, expires_at)) => {
-                store.delete(&sub(key, "n")).await?;
-                store
-                    .put(key, &challenge_bytes(value, expires_at), expires_at, now)
-                    .await?;
-                expires_at
-            }
-            None => return Ok(false),
-        },
-    };
-    store.put(&sub(key, "code"), code, expires_at, now).await?;
-    Ok(true)
-}
-
-pub(crate) async fn default_open_attempt<S: OtpStore + ?Sized>(
-    store: &S,
-    spec: &AttemptSpec<'_>,
-    now: Timestamp,
-) -> Result<Opened, StoreError> {
-    let mut challenge = None;
-    if let Some((key, max)) = spec.challenge {
-        let Some(ch) = load_challenge(store, key, now).await? else {
-            return Ok(Opened::NoChallenge);
-        };
-        if ch.attempts >= max {
-            return Ok(Opened::Exhausted);
-        }
-        challenge = Some((key, max, ch));
-    }
-    let (user, run) = load_user(store, spec.user, now).await?;
-    let user = rules::current(user, &spec.limits, now);
-    if let Some(until) = rules::locked(&user, now) {
-        return Ok(Opened::Locked { until: Some(until) });
-    }
-    let mut attempts = 0;
-    let challenge = match challenge {
-        Some((key, max, mut ch)) => {
-            let n = store.increment(&sub(key, "n"), ch.expires_at, now).await?;
-            if n > u64::from(max) {
-                return Ok(Opened::Exhausted);
-            }
-            attempts = u32::try_from(n).unwrap_or(u32::MAX);
-            ch.attempts = attempts;
-            Some(ch)
-        }
-        None => None,
-    };
-    let failures = store
-        .increment(
-            &sub(spec.user, &format!("f:{run}")),
-            now.saturating_add(spec.limits.failure_window),
-            now,
-        )
-        .await?;
-    if failures > u64::from(spec.limits.threshold) {
-        return Ok(Opened::Locked { until: None });
-    }
-    Ok(Opened::Open(OpenAttempt {
-        challenge,
-        attempts,
-        failures: u32::try_from(failures).unwrap_or(u32::MAX),
-        level: user.level,
-    }))
-}
-
-pub(crate) async fn default_settle<S: OtpStore + ?Sized>(
-    store: &S,
-    settlement: &Settlement<'_>,
-    now: Timestamp,
-) -> Result<Settled, StoreError> {
-    let (user, run) = load_user(store, settlement.user, now).await?;
-    let mut user = rules::current(user, &settlement.limits, now);
-    match settlement.outcome {
-        Outcome::Passed { totp_step } => {
-            // Take the challenge first: of concurrent passes exactly one gets it, and the others
-            // find it gone (charged nothing). A replayed step then puts it back as it was (its
-            // attempt count and code live under keys of their own and were not touched).
-            let taken = match settlement.challenge {
-                Some(key) => match store.take(key, now).await? {
-                    Some(bytes) => Some((key, bytes)),
-                    None => return Ok(Settled::ChallengeGone),
-                },
-                None => None,
-            };
-            if let Some(step) = totp_step {
-                // The mark outlives every window in which a code of that step is accepted.
-                let expires = now.saturating_add(settlement.limits.retention);
-                if !store
-                    .advance(&sub(settlement.user, "step"), step, expires, now)
-                    .await?
-                {
-                    if let Some((key, bytes)) = &taken {
-                        let expires_at = bytes
-                            .first_chunk::<8>()
-                            .map_or(now, |t| Timestamp::from_unix_secs(u64::from_be_bytes(*t)));
-                        store.put(key, bytes, expires_at, now).await?;
-                    }
-                    return Ok(Settled::Replayed);
-                }
-            }
-            if let Some((key, _)) = taken {
-                let _ = store.delete(&sub(key, "code")).await;
-                let _ = store.delete(&sub(key, "n")).await;
-            }
-            rules::settle(true, &mut user, Outcome::Passed { totp_step: None }, now);
-            user.last_step = totp_step.or(user.last_step);
-        }
-        outcome @ (Outcome::Lock { .. } | Outcome::Failed) => {
-            let live = match settlement.challenge {
-                Some(key) => load_challenge(store, key, now).await?.is_some(),
-                None => true,
-            };
-            let settled = rules::settle(live, &mut user, outcome, now);
-            if settled != Settled::Done || outcome == Outcome::Failed {
-                return Ok(settled);
-            }
-        }
-    }
-    // A new run: the old run's counter is no longer read.
-    save_user(
-        store,
-        settlement.user,
-        &user,
-        run.wrapping_add(1),
-        &settlement.limits,
-        now,
-    )
-    .await?;
-    Ok(Settled::Done)
-}
-
-pub(crate) async fn default_user_state<S: OtpStore + ?Sized>(
-    store: &S,
-    user: &StoreKey,
-    limits: &UserLimits,
-    now: Timestamp,
-) -> Result<UserState, StoreError> {
-    let (state, run) = load_user(store, user, now).await?;
-    // The counters keep their own expiry: read them after the record's lapses are applied.
-    let mut state = rules::current(state, limits, now);
-    if let Some(n) = store.get(&sub(user, &format!("f:{run}")), now).await? {
-        state.failures = u32::try_from(parse_number(&n)).unwrap_or(u32::MAX);
-    }
-    if let Some(n) = store.get(&sub(user, "sends"), now).await? {
-        state.sends = u32::try_from(parse_number(&n)).unwrap_or(u32::MAX);
-    }
-    if let Some(n) = store.get(&sub(user, "step"), now).await? {
-        state.last_step = Some(parse_number(&n));
-    }
-    Ok(state)
 }
 
 #[cfg(test)]
