@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::flow::layout::{
+    challenge_bytes, decode_default_user, encode_default_user, parse_number, sub,
+};
 use super::flow::{
-    challenge_bytes, decode_default_user, encode_default_user, parse_number, rules, sub,
-    AttemptSpec, Begun, ChallengeState, NewChallenge, OpenAttempt, Opened, Outcome, Reserved,
-    SendRefused, SendSpec, Settled, Settlement, UserLimits, UserState,
+    rules, AttemptSpec, Begun, ChallengeState, NewChallenge, OpenAttempt, Opened, Outcome,
+    Reserved, SendRefused, SendSpec, Settled, Settlement, UserLimits, UserState,
 };
 use super::StoreKey;
 use crate::clock::Timestamp;

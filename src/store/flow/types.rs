@@ -1,56 +1,17 @@
-//! Composite [`OtpStore`](crate::OtpStore) operations shaped like the login flow.
-//!
-//! A login step needs several records at once: the challenge (or pending code) with its attempt
-//! count, and the user's record with the run of failures, the lock, the last accepted TOTP step,
-//! the send budget and the last verification. The composite operations read and change them
-//! together, so that one step is one store call:
-//!
-//! | operation | what it does, atomically |
-//! | --- | --- |
-//! | [`OtpStore::begin_challenge`] | refuses a locked user; reserves a send (cooldown, cap); creates the challenge with its code |
-//! | [`OtpStore::reserve_send`] | checks the challenge, the cooldown and the send cap; starts the cooldown; counts the send |
-//! | [`OtpStore::store_code`] | puts a new code into a challenge or pending record, keeping its attempt count |
-//! | [`OtpStore::open_attempt`] | loads the challenge and counts the attempt; refuses a locked user; counts the attempt against the user's run |
-//! | [`OtpStore::settle`] | on a pass: takes the challenge, records the TOTP step (refusing a replay), ends the run; on a failure that reached the threshold: locks |
-//! | [`OtpStore::user_state`] | the user's record, for status |
-//!
-//! Every operation has a default implementation built from the primitives, in the layout
-//! described under [Default layout](#default-layout), so a store that implements only the
-//! primitives works unchanged, with more round trips. A native implementation keeps one record
-//! per challenge and one per user, and runs each operation as one round trip: the memory store
-//! under its lock, Redis as one Lua script on the user's slot, SQL as one statement or one
-//! transaction. The rules every implementation follows are the functions of [`rules`]; the
-//! conformance suite checks them on defaults and natives alike.
-//!
-//! # Default layout
-//!
-//! Built from the primitives, under the keys the service passes in:
-//! - a challenge key `K` holds `expires_at` (8 bytes, big-endian) and the challenge's value; its
-//!   code is under `K:code` and its attempt counter under `K:n`;
-//! - a user key `U` holds the user's record without its counters; the run of failures is the
-//!   counter `U:f:<run>`, the last TOTP step `U:step` (an [`OtpStore::advance`] mark), and the
-//!   send count `U:sends`.
-//!
-//! [`OtpStore::begin_challenge`]: crate::OtpStore::begin_challenge
-//! [`OtpStore::reserve_send`]: crate::OtpStore::reserve_send
-//! [`OtpStore::store_code`]: crate::OtpStore::store_code
-//! [`OtpStore::open_attempt`]: crate::OtpStore::open_attempt
-//! [`OtpStore::settle`]: crate::OtpStore::settle
-//! [`OtpStore::user_state`]: crate::OtpStore::user_state
-//! [`OtpStore::advance`]: crate::OtpStore::advance
+//! The values passed between the service and a store in the composite operations: the records a
+//! store keeps per user and per challenge, the requests, and the outcomes.
 
 use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::codec::{Reader, Writer};
 use crate::error::StoreError;
-
-use super::StoreKey;
+use crate::store::StoreKey;
 
 /// What the login steps keep per user in the [`OtpStore`](crate::OtpStore).
 ///
 /// A native store keeps it as one record (see [`UserState::to_bytes`]) and changes it only
-/// through the [`rules`].
+/// through the [`rules`](super::rules).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UserState {
@@ -371,194 +332,6 @@ pub enum Settled {
     Replayed,
 }
 
-/// The rules of the composite operations, as pure functions over the records: a native store
-/// loads the records, applies the rule and writes back what changed, all in one atomic step.
-pub mod rules {
-    use super::*;
-
-    /// The user's record as seen at `now`: a lapsed run of failures, lock level or send window
-    /// is forgotten.
-    pub fn current(mut user: UserState, limits: &UserLimits, now: Timestamp) -> UserState {
-        if user.failures_until <= now {
-            user.failures = 0;
-        }
-        if user.level > 0 && user.locked_until.saturating_add(limits.failure_window) <= now {
-            user.level = 0;
-        }
-        if user.sends_until <= now {
-            user.sends = 0;
-        }
-        user
-    }
-
-    /// Reserves a send for `user`, given whether a cooldown is live (and until when). Returns
-    /// the refusal, or changes `user` and returns `Ok`; the caller then starts the cooldown.
-    pub fn reserve(
-        user: &mut UserState,
-        cooldown: Option<Timestamp>,
-        spec: &SendSpec<'_>,
-        now: Timestamp,
-    ) -> Result<(), SendRefused> {
-        if let Some(until) = cooldown {
-            return Err(SendRefused::Cooldown { until });
-        }
-        if user.sends >= spec.max_sends {
-            return Err(SendRefused::Capped {
-                until: user.sends_until,
-            });
-        }
-        if user.sends == 0 {
-            user.sends_until = now.saturating_add(spec.send_window);
-        }
-        user.sends = user.sends.saturating_add(1);
-        Ok(())
-    }
-
-    /// Whether the user's code step is locked at `now` (for `begin_challenge`).
-    pub fn locked(user: &UserState, now: Timestamp) -> Option<Timestamp> {
-        (user.locked_until > now).then_some(user.locked_until)
-    }
-
-    /// Opens an attempt: counts it on the challenge (when named) and against the user's run.
-    /// `challenge` is the live challenge, if any; on `Opened::Open` both records were changed
-    /// and must be written back, otherwise nothing was changed.
-    pub fn open(
-        challenge: Option<&mut ChallengeState>,
-        max_attempts: Option<u32>,
-        user: &mut UserState,
-        limits: &UserLimits,
-        now: Timestamp,
-    ) -> Opened {
-        let mut attempts = 0;
-        let mut challenge = challenge;
-        if let Some(max) = max_attempts {
-            let Some(ch) = challenge.as_deref() else {
-                return Opened::NoChallenge;
-            };
-            if ch.attempts >= max {
-                return Opened::Exhausted;
-            }
-            attempts = ch.attempts + 1;
-        }
-        if let Some(until) = locked(user, now) {
-            return Opened::Locked { until: Some(until) };
-        }
-        if user.failures >= limits.threshold {
-            return Opened::Locked { until: None };
-        }
-        if user.failures == 0 {
-            user.failures_until = now.saturating_add(limits.failure_window);
-        }
-        user.failures += 1;
-        if let Some(ch) = challenge.as_deref_mut() {
-            ch.attempts = attempts;
-        }
-        Opened::Open(OpenAttempt {
-            challenge: challenge.as_deref().cloned(),
-            attempts,
-            failures: user.failures,
-            level: user.level,
-        })
-    }
-
-    /// Settles an attempt. `challenge_live` says whether the named challenge is still live
-    /// (`true` when none was named). On `Settled::Done` the caller writes `user` back (unless the
-    /// outcome was `Failed`) and, on a pass with a challenge, deletes the challenge; otherwise it
-    /// writes nothing.
-    pub fn settle(
-        challenge_live: bool,
-        user: &mut UserState,
-        outcome: Outcome,
-        now: Timestamp,
-    ) -> Settled {
-        match outcome {
-            Outcome::Passed { totp_step } => {
-                if !challenge_live {
-                    return Settled::ChallengeGone;
-                }
-                if let Some(step) = totp_step {
-                    if user.last_step.is_some_and(|last| last >= step) {
-                        return Settled::Replayed;
-                    }
-                    user.last_step = Some(step);
-                }
-                user.failures = 0;
-                user.level = 0;
-                user.locked_until = Timestamp::EPOCH;
-                user.last_verified_at = Some(user.last_verified_at.map_or(now, |t| t.max(now)));
-                Settled::Done
-            }
-            Outcome::Failed => {
-                if !challenge_live {
-                    return Settled::ChallengeGone;
-                }
-                Settled::Done
-            }
-            Outcome::Lock { until, level } => {
-                if !challenge_live {
-                    return Settled::ChallengeGone;
-                }
-                user.failures = 0;
-                user.level = level;
-                user.locked_until = user.locked_until.max(until);
-                Settled::Done
-            }
-        }
-    }
-
-    /// When the user's record expires after a write at `now`: kept `retention`, and never
-    /// before its lock and run are over.
-    pub fn user_expires_at(user: &UserState, limits: &UserLimits, now: Timestamp) -> Timestamp {
-        now.saturating_add(limits.retention)
-            .max(user.failures_until)
-            .max(user.locked_until.saturating_add(limits.failure_window))
-            .max(user.sends_until)
-    }
-}
-
-// ---- the encodings of the default layout -------------------------------------------------------
-
-/// The key `suffix` of the record under `key` (`K:code`, `U:sends`, …).
-pub(crate) fn sub(key: &StoreKey, suffix: &str) -> StoreKey {
-    StoreKey::new(format!("{}:{suffix}", key.as_str()))
-}
-
-/// The user's record as the default layout keeps it: without the counters, plus the id of the
-/// current run of failures.
-pub(crate) fn encode_default_user(user: &UserState, run: u64) -> Vec<u8> {
-    let mut out = user.to_bytes().to_vec();
-    out.extend_from_slice(&run.to_be_bytes());
-    out
-}
-
-/// Reads [`encode_default_user`] output: the state and the id of the current run of failures.
-pub(crate) fn decode_default_user(bytes: &[u8]) -> Result<(UserState, u64), StoreError> {
-    let (state, run) = bytes
-        .split_at_checked(USER_STATE_LEN)
-        .ok_or_else(|| StoreError::corrupt("malformed user record"))?;
-    let run: [u8; 8] = run
-        .try_into()
-        .map_err(|_| StoreError::corrupt("malformed user record"))?;
-    Ok((UserState::from_bytes(state)?, u64::from_be_bytes(run)))
-}
-
-/// The number held by a counter or an `advance` mark, as `get` reads it back (decimal text);
-/// 0 when it is not one.
-pub(crate) fn parse_number(bytes: &[u8]) -> u64 {
-    std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
-/// A challenge record: `expires_at` (8 bytes, big-endian), then the challenge's value.
-pub(crate) fn challenge_bytes(value: &[u8], expires_at: Timestamp) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + value.len());
-    out.extend_from_slice(&expires_at.as_unix_secs().to_be_bytes());
-    out.extend_from_slice(value);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,36 +358,5 @@ mod tests {
         // and locked_until.
         bad[1 + 4 + 8 + 4 + 8] = 7;
         assert!(UserState::from_bytes(&bad).is_err());
-    }
-
-    #[test]
-    fn open_counts_before_comparing_and_stops_at_the_threshold() {
-        let limits = UserLimits::new(2, Duration::from_secs(100), Duration::from_secs(1_000));
-        let now = Timestamp::from_unix_secs(10);
-        let mut user = UserState::default();
-        let mut ch = ChallengeState::new(b"v".to_vec(), None, Timestamp::from_unix_secs(50));
-        let first = rules::open(Some(&mut ch), Some(5), &mut user, &limits, now);
-        assert!(matches!(
-            first,
-            Opened::Open(OpenAttempt {
-                attempts: 1,
-                failures: 1,
-                ..
-            })
-        ));
-        let second = rules::open(Some(&mut ch), Some(5), &mut user, &limits, now);
-        assert!(matches!(
-            second,
-            Opened::Open(OpenAttempt {
-                attempts: 2,
-                failures: 2,
-                ..
-            })
-        ));
-        let third = rules::open(Some(&mut ch), Some(5), &mut user, &limits, now);
-        assert_eq!(third, Opened::Locked { until: None });
-        assert_eq!(ch.attempts, 2, "a refused attempt is not counted");
-        let later = rules::current(user, &limits, now.saturating_add(Duration::from_secs(100)));
-        assert_eq!(later.failures, 0, "the run lapses after the window");
     }
 }
