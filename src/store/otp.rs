@@ -12,7 +12,7 @@ use super::flow::{
     rules, AttemptSpec, Begun, ChallengeState, NewChallenge, OpenAttempt, Opened, Outcome,
     Reserved, SendRefused, SendSpec, Settled, Settlement, UserLimits, UserState,
 };
-use super::StoreKey;
+use super::key::StoreKey;
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 

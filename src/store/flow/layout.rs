@@ -4,7 +4,7 @@
 
 use crate::clock::Timestamp;
 use crate::error::StoreError;
-use crate::store::StoreKey;
+use crate::store::key::StoreKey;
 
 use super::{UserState, USER_STATE_LEN};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::clock::Timestamp;
 use crate::codec::{Reader, Writer};
 use crate::error::StoreError;
-use crate::store::StoreKey;
+use crate::store::key::StoreKey;
 
 /// What the login steps keep per user in the [`OtpStore`](crate::OtpStore).
 ///
