@@ -2,18 +2,75 @@
 //!
 //! Both traits are small, async and object safe; every primitive is required, so no default can
 //! quietly weaken single use or atomicity. The composite operations shaped like a login step
-//! (see [`flow`]) have defaults built from the primitives, which fast stores override. Stores never read a clock: each call that decides
-//! expiry receives `now`, and each write receives the record's absolute `expires_at`. A backend's
-//! own TTL (Redis `PEXPIREAT`, a purge job in SQL) is only garbage collection.
+//! (see [`flow`]) have defaults built from the primitives, which fast stores override. Stores
+//! never read a clock: each call that decides expiry receives `now`, and each write receives the
+//! record's absolute `expires_at`. A backend's own TTL (Redis `PEXPIREAT`, a purge job in SQL) is
+//! only garbage collection.
 //!
 //! The crate ships [`MemoryOtpStore`] and [`MemoryEnrollmentStore`]; other backends live behind
 //! cargo features. To prove a store of your own right, run the conformance suite exported under
 //! the `test-util` feature.
+//!
+//! # The two stores
+//!
+//! | store | holds | written with |
+//! | --- | --- | --- |
+//! | [`OtpStore`] | pending codes, challenges, counters, lockouts, cooldowns, the last TOTP step: opaque bytes under a [`StoreKey`], each with its expiry | single-use and atomic primitives (`put_if_absent`, `take`, `increment`, `advance`), and the composite operations of [`flow`] |
+//! | [`EnrollmentStore`] | one [`EnrollmentRecord`] per user (TOTP, email, phone, security keys, trusted devices, a pending recovery) and the user's [`BackupCodeRecord`]s | compare-and-swap on a [`Revision`]; a backup code is consumed by one atomic call |
+//!
+//! # Backends
+//!
+//! | backend | cargo feature | types |
+//! | --- | --- | --- |
+//! | process memory | none | [`MemoryOtpStore`], [`MemoryEnrollmentStore`] |
+//! | Redis | `redis` | `RedisOtpStore`, `RedisEnrollmentStore` |
+//! | PostgreSQL, SQLite | `postgres`, `sqlite` | `SqlStore`, both traits in one |
+//!
+//! The service takes each store as `impl OtpStore` and `impl EnrollmentStore`; an `Arc<S>` or a
+//! `Box<dyn …>` of a store is a store too, so the host can keep a handle on one it shares.
+//!
+//! # Example
+//!
+//! A write names the revision it read, so a stale writer is refused instead of overwriting:
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use twofactor::{
+//!     EmailRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore, StoreError, Timestamp,
+//! };
+//!
+//! let store = MemoryEnrollmentStore::new();
+//! let mut record = EnrollmentRecord::new();
+//! record.email = Some(EmailRecord::new("alice@example.com", Timestamp::from_unix_secs(100)));
+//!
+//! // The first write expects no record at all.
+//! let first = store.save("alice", &record, None).await?.expect("no record yet");
+//! let (loaded, revision) = store.load("alice").await?.expect("just saved");
+//! assert_eq!((&loaded, revision), (&record, first));
+//!
+//! // A second writer that also expected no record is refused, and nothing is written.
+//! assert_eq!(store.save("alice", &EnrollmentRecord::new(), None).await?, None);
+//! assert_eq!(store.load("alice").await?, Some((record, first)));
+//! # Ok::<(), StoreError>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Writing a store
+//!
+//! Implement the primitives of each trait with `#[twofactor::async_trait]` on the `impl` (the
+//! traits' docs show a wrapper of each); the composite operations then run on their defaults,
+//! correct but with more round trips, until the store overrides them. The conformance suite
+//! runs the same tests on your store, defaults and overrides alike, as on every store of this
+//! crate.
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
+mod enrollment;
 pub mod flow;
+mod key;
 mod memory;
+mod otp;
+mod records;
 #[cfg(feature = "redis")]
 mod redis;
 mod shared;
@@ -24,780 +81,15 @@ mod sql;
 pub use self::redis::{
     RedisEnrollmentStore, RedisOtpStore, RedisOtpStoreBuilder, DEFAULT_REDIS_PREFIX,
 };
-use flow::{
-    AttemptSpec, Begun, NewChallenge, Opened, Reserved, SendSpec, Settled, Settlement, UserLimits,
-    UserState,
-};
+pub use enrollment::EnrollmentStore;
+pub use key::StoreKey;
 #[cfg(feature = "fuzzing")]
 pub(crate) use memory::{challenge_entry_bytes, read_challenge_entry};
 pub use memory::{MemoryEnrollmentStore, MemoryOtpStore};
+pub use otp::OtpStore;
+pub use records::{
+    BackupCodeRecord, EmailRecord, EnrollmentRecord, PendingTotp, PhoneRecord, RecoveryRecord,
+    Revision, SecurityKeyRecord, TotpRecord, TrustedDeviceRecord,
+};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use sql::{SqlPool, SqlStore, SqlStoreBuilder};
-
-use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-
-use crate::clock::Timestamp;
-use crate::error::StoreError;
-
-/// The key of a short-lived record, built by the service.
-///
-/// Keys are ASCII, at most a few hundred bytes, and contain a `{…}` hash tag naming the user or
-/// challenge they belong to, so that a Redis Cluster keeps related keys on one slot. A store may
-/// prefix them (to share one Redis between applications) but must not otherwise change them.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StoreKey(String);
-
-impl StoreKey {
-    /// A key from its text. Intended for stores' own tests; the service builds its own keys.
-    pub fn new(key: impl Into<String>) -> Self {
-        StoreKey(key.into())
-    }
-
-    /// The key as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The hash tag: the text between the first `{` and the next `}`, if any.
-    pub fn hash_tag(&self) -> Option<&str> {
-        let start = self.0.find('{')?;
-        let rest = self.0.get(start + 1..)?;
-        let end = rest.find('}')?;
-        rest.get(..end)
-    }
-}
-
-impl std::fmt::Display for StoreKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Short-lived state: pending codes, challenges, counters, lockouts, cooldowns, TOTP steps.
-///
-/// Each method must be atomic on its own (one round trip in Redis, one statement in SQL): the
-/// security of the limits depends on it. A record whose `expires_at` is at or before the `now`
-/// passed in is treated as absent by every method, whether or not the backend has removed it yet.
-///
-/// Values are opaque bytes written by this crate (at most a few kilobytes).
-///
-/// # Implementing it
-///
-/// The trait is async through [`async_trait`](crate::async_trait): put `#[twofactor::async_trait]`
-/// on the `impl` too (without it the compiler answers E0195, "lifetime parameters or bounds do not
-/// match"). An `Arc<S>` or a `Box<dyn OtpStore>` is an `OtpStore` as well, forwarding every
-/// call. A store that wraps another, here to count calls, forwards the composite operations
-/// too; one that does not gets the defaults, built from its primitives: still correct, but with
-/// more round trips.
-///
-/// ```
-/// use std::sync::atomic::{AtomicU64, Ordering};
-/// use twofactor::store::flow::{
-///     AttemptSpec, Begun, NewChallenge, Opened, Reserved, SendSpec, Settled, Settlement,
-///     UserLimits, UserState,
-/// };
-/// use twofactor::{async_trait, store::MemoryOtpStore, store::OtpStore, error::StoreError, store::StoreKey, clock::Timestamp};
-///
-/// /// Counts the calls that reach the store inside.
-/// struct Metered<S> {
-///     inner: S,
-///     calls: AtomicU64,
-/// }
-///
-/// impl<S> Metered<S> {
-///     fn hit(&self) {
-///         self.calls.fetch_add(1, Ordering::Relaxed);
-///     }
-/// }
-///
-/// #[async_trait]
-/// impl<S: OtpStore> OtpStore for Metered<S> {
-///     async fn put(&self, key: &StoreKey, value: &[u8], expires_at: Timestamp, now: Timestamp)
-///         -> Result<(), StoreError> {
-///         self.hit();
-///         self.inner.put(key, value, expires_at, now).await
-///     }
-///     async fn put_if_absent(&self, key: &StoreKey, value: &[u8], expires_at: Timestamp,
-///         now: Timestamp) -> Result<bool, StoreError> {
-///         self.hit();
-///         self.inner.put_if_absent(key, value, expires_at, now).await
-///     }
-///     async fn get(&self, key: &StoreKey, now: Timestamp) -> Result<Option<Vec<u8>>, StoreError> {
-///         self.hit();
-///         self.inner.get(key, now).await
-///     }
-///     async fn take(&self, key: &StoreKey, now: Timestamp) -> Result<Option<Vec<u8>>, StoreError> {
-///         self.hit();
-///         self.inner.take(key, now).await
-///     }
-///     async fn delete(&self, key: &StoreKey) -> Result<(), StoreError> {
-///         self.hit();
-///         self.inner.delete(key).await
-///     }
-///     async fn increment(&self, key: &StoreKey, expires_at: Timestamp, now: Timestamp)
-///         -> Result<u64, StoreError> {
-///         self.hit();
-///         self.inner.increment(key, expires_at, now).await
-///     }
-///     async fn advance(&self, key: &StoreKey, value: u64, expires_at: Timestamp, now: Timestamp)
-///         -> Result<bool, StoreError> {
-///         self.hit();
-///         self.inner.advance(key, value, expires_at, now).await
-///     }
-///     // The composite operations: forwarded, so the inner store's native ones run.
-///     async fn begin_challenge(&self, new: &NewChallenge<'_>, now: Timestamp)
-///         -> Result<Begun, StoreError> {
-///         self.hit();
-///         self.inner.begin_challenge(new, now).await
-///     }
-///     async fn reserve_send(&self, user: &StoreKey, challenge: Option<&StoreKey>,
-///         spec: &SendSpec<'_>, now: Timestamp) -> Result<Reserved, StoreError> {
-///         self.hit();
-///         self.inner.reserve_send(user, challenge, spec, now).await
-///     }
-///     async fn store_code(&self, key: &StoreKey, create: Option<(&[u8], Timestamp)>, code: &[u8],
-///         now: Timestamp) -> Result<bool, StoreError> {
-///         self.hit();
-///         self.inner.store_code(key, create, code, now).await
-///     }
-///     async fn open_attempt(&self, spec: &AttemptSpec<'_>, now: Timestamp)
-///         -> Result<Opened, StoreError> {
-///         self.hit();
-///         self.inner.open_attempt(spec, now).await
-///     }
-///     async fn settle(&self, settlement: &Settlement<'_>, now: Timestamp)
-///         -> Result<Settled, StoreError> {
-///         self.hit();
-///         self.inner.settle(settlement, now).await
-///     }
-///     async fn user_state(&self, user: &StoreKey, limits: &UserLimits, now: Timestamp)
-///         -> Result<UserState, StoreError> {
-///         self.hit();
-///         self.inner.user_state(user, limits, now).await
-///     }
-/// }
-///
-/// let store = std::sync::Arc::new(Metered { inner: MemoryOtpStore::new(), calls: AtomicU64::new(0) });
-/// // The host keeps a handle to read the count; the service takes the Arc as a store.
-/// let _builder = twofactor::TwoFactorService::builder().otp_store(store.clone());
-/// # assert_eq!(store.calls.load(Ordering::Relaxed), 0);
-/// ```
-#[async_trait]
-pub trait OtpStore: Send + Sync + 'static {
-    /// Stores `value` under `key`, replacing any record, until `expires_at`.
-    async fn put(
-        &self,
-        key: &StoreKey,
-        value: &[u8],
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<(), StoreError>;
-
-    /// Stores `value` only if no live record exists under `key`. Returns whether it was stored.
-    async fn put_if_absent(
-        &self,
-        key: &StoreKey,
-        value: &[u8],
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<bool, StoreError>;
-
-    /// The live value under `key`, if any.
-    async fn get(&self, key: &StoreKey, now: Timestamp) -> Result<Option<Vec<u8>>, StoreError>;
-
-    /// Removes the record under `key` and returns its value if it was live.
-    ///
-    /// Under concurrent calls for one key, exactly one caller receives the value.
-    async fn take(&self, key: &StoreKey, now: Timestamp) -> Result<Option<Vec<u8>>, StoreError>;
-
-    /// Removes the record under `key`, live or not. Removing nothing is not an error.
-    async fn delete(&self, key: &StoreKey) -> Result<(), StoreError>;
-
-    /// Adds one to the counter under `key` and returns the new count.
-    ///
-    /// A missing or expired counter starts again at 1 and expires at `expires_at`; a live counter
-    /// keeps its expiry. N concurrent calls on a fresh key return exactly 1..=N.
-    async fn increment(
-        &self,
-        key: &StoreKey,
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<u64, StoreError>;
-
-    /// Stores `value` if no live record exists under `key` or the live one holds a smaller number.
-    /// Returns whether it was stored; on success the record expires at `expires_at`.
-    ///
-    /// Used for the last accepted TOTP step: of N concurrent calls with the same value, exactly one
-    /// returns `true`.
-    async fn advance(
-        &self,
-        key: &StoreKey,
-        value: u64,
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<bool, StoreError>;
-
-    // ---- composite operations (see [`flow`]) -------------------------------------------------
-
-    /// Creates a login challenge in one step: refuses a locked user, reserves the code's send
-    /// when one is asked for, and stores the challenge (with the code when the send was granted).
-    ///
-    /// The default runs the [`flow`] rules over the primitives (several round trips); a native
-    /// store does it in one.
-    async fn begin_challenge(
-        &self,
-        new: &NewChallenge<'_>,
-        now: Timestamp,
-    ) -> Result<Begun, StoreError> {
-        flow::default_begin_challenge(self, new, now).await
-    }
-
-    /// Reserves a send for the user `user`: checks the named challenge is live (returning its
-    /// value), then the cooldown and the send cap; a granted send starts the cooldown and is
-    /// counted.
-    async fn reserve_send(
-        &self,
-        user: &StoreKey,
-        challenge: Option<&StoreKey>,
-        spec: &SendSpec<'_>,
-        now: Timestamp,
-    ) -> Result<Reserved, StoreError> {
-        flow::default_reserve_send(self, user, challenge, spec, now).await
-    }
-
-    /// Stores `code` as the current code of the challenge or pending record under `key`, keeping
-    /// its attempt count. With `create = Some((value, expires_at))` the record's value and expiry
-    /// are set too, and a missing record is created; without it, a missing record is left missing
-    /// and `false` returned.
-    async fn store_code(
-        &self,
-        key: &StoreKey,
-        create: Option<(&[u8], Timestamp)>,
-        code: &[u8],
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        flow::default_store_code(self, key, create, code, now).await
-    }
-
-    /// Opens one attempt: loads the named challenge and counts the attempt on it, refuses a
-    /// locked user, and counts the attempt against the user's run of failures, before the caller
-    /// compares anything.
-    ///
-    /// Under N concurrent calls, no more than the challenge's cap and the user's threshold are
-    /// opened.
-    async fn open_attempt(
-        &self,
-        spec: &AttemptSpec<'_>,
-        now: Timestamp,
-    ) -> Result<Opened, StoreError> {
-        flow::default_open_attempt(self, spec, now).await
-    }
-
-    /// Settles an opened attempt: on a pass, takes the challenge, records the TOTP step (refusing
-    /// a replay) and ends the user's run; on a failure that reached the threshold, locks.
-    ///
-    /// Under N concurrent passes on one challenge, exactly one returns [`Settled::Done`], and a
-    /// pass that does not is written nowhere.
-    async fn settle(
-        &self,
-        settlement: &Settlement<'_>,
-        now: Timestamp,
-    ) -> Result<Settled, StoreError> {
-        flow::default_settle(self, settlement, now).await
-    }
-
-    /// The user's record as of `now` (default values when there is none).
-    async fn user_state(
-        &self,
-        user: &StoreKey,
-        limits: &UserLimits,
-        now: Timestamp,
-    ) -> Result<UserState, StoreError> {
-        flow::default_user_state(self, user, limits, now).await
-    }
-}
-
-/// A revision number for optimistic concurrency on an [`EnrollmentRecord`].
-pub type Revision = u64;
-
-/// The durable two-factor state of one user, except backup codes (kept by the store on their own).
-///
-/// Serialisable; the `version` field lets a later release migrate old records.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct EnrollmentRecord {
-    /// Record format version (currently 1).
-    pub version: u32,
-    /// The confirmed TOTP factor, if any.
-    pub totp: Option<TotpRecord>,
-    /// A TOTP setup started but not yet confirmed.
-    pub pending_totp: Option<PendingTotp>,
-    /// The proven email factor, if any.
-    pub email: Option<EmailRecord>,
-    /// When the user last passed a second-factor check.
-    pub last_verified_at: Option<Timestamp>,
-    /// The user's trusted devices (see [`Devices::trust`](crate::service::Devices::trust)),
-    /// expired ones included until the next write drops them. Absent in older records (empty).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub trusted_devices: Vec<TrustedDeviceRecord>,
-    /// A pending account recovery (see
-    /// [`Recovery::request`](crate::service::Recovery::request)).
-    /// Absent in older records.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recovery: Option<RecoveryRecord>,
-    /// The proven phone number of the text (SMS) factor (see
-    /// [`Sms::start_setup`](crate::service::Sms::start_setup)).
-    /// Absent in older records.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<PhoneRecord>,
-    /// The user's security keys and passkeys (WebAuthn; see
-    /// `TwoFactorService::start_security_key_registration`, feature `webauthn`). Kept whatever
-    /// the features of the build reading the record. Absent in older records (empty).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub security_keys: Vec<SecurityKeyRecord>,
-}
-
-/// A registered security key or passkey, kept in the [`EnrollmentRecord`].
-///
-/// The credential is public-key material (no secret): its JSON as the `webauthn-rs` crate writes
-/// it, with the signature counter the service checks for cloned authenticators.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct SecurityKeyRecord {
-    /// The key's public id (`sk_` and 16 base64url characters), for listing and removal.
-    pub id: String,
-    /// The user's name for it.
-    pub label: String,
-    /// The credential, as JSON (public key, credential id, counter, flags).
-    pub credential: String,
-    /// The highest signature counter seen (0 for authenticators without one).
-    pub counter: u32,
-    /// When it was registered.
-    pub created_at: Timestamp,
-    /// When it last passed a check.
-    pub last_used_at: Option<Timestamp>,
-    /// A short tag of the ceremony its last check answered: the same assertion sent twice is
-    /// a repeat, not a counter going backwards.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_ceremony: Option<String>,
-}
-
-impl SecurityKeyRecord {
-    /// A record from its parts, never used yet.
-    pub fn new(id: String, label: String, credential: String, created_at: Timestamp) -> Self {
-        SecurityKeyRecord {
-            id,
-            label,
-            credential,
-            counter: 0,
-            created_at,
-            last_used_at: None,
-            last_ceremony: None,
-        }
-    }
-}
-
-/// A proven phone number used as a (restricted, NIST SP 800-63B) text factor.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct PhoneRecord {
-    /// The number, E.164 (masked in `Debug`).
-    pub number: crate::phone::PhoneNumber,
-    /// When a code sent to it was confirmed.
-    pub verified_at: Timestamp,
-}
-
-impl PhoneRecord {
-    /// A record from its parts.
-    pub fn new(number: crate::phone::PhoneNumber, verified_at: Timestamp) -> Self {
-        PhoneRecord {
-            number,
-            verified_at,
-        }
-    }
-}
-
-/// A pending account recovery, kept in the [`EnrollmentRecord`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct RecoveryRecord {
-    /// When it was asked for.
-    pub requested_at: Timestamp,
-    /// When it turns two-factor authentication off.
-    pub effective_at: Timestamp,
-    /// When the reminder was sent, once.
-    pub reminded_at: Option<Timestamp>,
-}
-
-impl RecoveryRecord {
-    /// A recovery asked for at `requested_at`, due at `effective_at`, not yet reminded.
-    pub fn new(requested_at: Timestamp, effective_at: Timestamp) -> Self {
-        RecoveryRecord {
-            requested_at,
-            effective_at,
-            reminded_at: None,
-        }
-    }
-}
-
-impl EnrollmentRecord {
-    /// The format version this release writes and reads.
-    pub const VERSION: u32 = 1;
-
-    /// An empty record of the current version.
-    pub fn new() -> Self {
-        EnrollmentRecord {
-            version: Self::VERSION,
-            ..Default::default()
-        }
-    }
-
-    /// Whether any second factor is enabled.
-    pub fn is_enabled(&self) -> bool {
-        self.has_code_factor() || !self.security_keys.is_empty()
-    }
-
-    /// Whether the user has a factor answered with a code (TOTP, email or text): what a policy
-    /// that does not let a security key stand alone asks for beside keys.
-    pub fn has_code_factor(&self) -> bool {
-        self.totp.is_some() || self.email.is_some() || self.phone.is_some()
-    }
-}
-
-/// A TOTP factor: the secret, sealed, and its parameters.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct TotpRecord {
-    /// The sealed secret (an envelope naming its key id; opaque to stores).
-    pub sealed_secret: Vec<u8>,
-    /// Hash algorithm name: `SHA1`, `SHA256` or `SHA512`.
-    pub algorithm: String,
-    /// Digits per code (6 or 8).
-    pub digits: u32,
-    /// Step length in seconds.
-    pub period: u64,
-    /// When the setup was started.
-    pub created_at: Timestamp,
-    /// When a code from the app confirmed it.
-    pub confirmed_at: Option<Timestamp>,
-    /// Whether the setup asked for another algorithm or digits and was confirmed with SHA-1 and
-    /// 6 digits instead (see [`Policy::totp_allow_sha1_fallback`](crate::Policy::totp_allow_sha1_fallback));
-    /// `algorithm` and `digits` then hold what the app uses. Absent in older records (`false`).
-    #[serde(default)]
-    pub sha1_fallback: bool,
-}
-
-impl TotpRecord {
-    /// A record from its parts.
-    pub fn new(
-        sealed_secret: Vec<u8>,
-        algorithm: impl Into<String>,
-        digits: u32,
-        period: u64,
-        created_at: Timestamp,
-    ) -> Self {
-        TotpRecord {
-            sealed_secret,
-            algorithm: algorithm.into(),
-            digits,
-            period,
-            created_at,
-            confirmed_at: None,
-            sha1_fallback: false,
-        }
-    }
-}
-
-/// A TOTP setup waiting for its first code, with the backup codes that come with it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct PendingTotp {
-    /// The secret and parameters being set up.
-    pub totp: TotpRecord,
-    /// Hashes of the backup codes shown at setup; installed when the setup is confirmed.
-    pub backup_codes: Vec<BackupCodeRecord>,
-    /// When the pending setup lapses.
-    pub expires_at: Timestamp,
-}
-
-impl PendingTotp {
-    /// A pending setup from its parts.
-    pub fn new(
-        totp: TotpRecord,
-        backup_codes: Vec<BackupCodeRecord>,
-        expires_at: Timestamp,
-    ) -> Self {
-        PendingTotp {
-            totp,
-            backup_codes,
-            expires_at,
-        }
-    }
-}
-
-/// A trusted device, as kept in the [`EnrollmentRecord`]: the keyed hash of its token, never
-/// the token.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct TrustedDeviceRecord {
-    /// The device's public id.
-    pub id: String,
-    /// `HMAC-SHA256(index key, "trusted device" ‖ user ‖ token)`.
-    pub mac: Vec<u8>,
-    /// The host's label.
-    pub label: String,
-    /// When it was trusted.
-    pub created_at: Timestamp,
-    /// When it last signed in without a code.
-    pub last_used_at: Option<Timestamp>,
-    /// When its trust ends.
-    pub expires_at: Timestamp,
-}
-
-impl TrustedDeviceRecord {
-    /// A device record from its parts, never used yet.
-    pub fn new(
-        id: String,
-        mac: Vec<u8>,
-        label: String,
-        created_at: Timestamp,
-        expires_at: Timestamp,
-    ) -> Self {
-        TrustedDeviceRecord {
-            id,
-            mac,
-            label,
-            created_at,
-            last_used_at: None,
-            expires_at,
-        }
-    }
-}
-
-/// A proven email address used as a factor.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct EmailRecord {
-    /// The address.
-    pub address: String,
-    /// When a code sent to it was confirmed.
-    pub verified_at: Timestamp,
-}
-
-impl EmailRecord {
-    /// A record from its parts.
-    pub fn new(address: impl Into<String>, verified_at: Timestamp) -> Self {
-        EmailRecord {
-            address: address.into(),
-            verified_at,
-        }
-    }
-}
-
-/// One stored backup code: never the code itself.
-///
-/// `lookup` is a keyed HMAC of the code (the whole 32 bytes when codes are HMAC-stored, a short
-/// prefix when they are argon2id-stored); `verifier` is the argon2id PHC string in the latter case.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct BackupCodeRecord {
-    /// Keyed-hash lookup value, unique within one user's set.
-    pub lookup: Vec<u8>,
-    /// An argon2id PHC string to check after the lookup, when codes are argon2id-stored.
-    pub verifier: Option<String>,
-}
-
-impl BackupCodeRecord {
-    /// A record from its parts.
-    pub fn new(lookup: Vec<u8>, verifier: Option<String>) -> Self {
-        BackupCodeRecord { lookup, verifier }
-    }
-}
-
-/// Durable per-user factors and backup codes.
-///
-/// Writes to the [`EnrollmentRecord`] use compare-and-swap on a [`Revision`], so two concurrent
-/// changes cannot silently overwrite each other. Backup codes are a set of their own whose
-/// consumption is a single atomic operation.
-///
-/// # Implementing it
-///
-/// As for [`OtpStore`]: `#[twofactor::async_trait]` on the `impl`, and a wrapper forwards the
-/// operations with defaults (`load_with_codes`, `redeem_backup_code`) too. An `Arc<S>` or a
-/// `Box<dyn EnrollmentStore>` is an `EnrollmentStore` as well.
-///
-/// ```
-/// use twofactor::{async_trait, store::BackupCodeRecord, store::EnrollmentRecord, store::EnrollmentStore, store::MemoryEnrollmentStore, store::Revision, error::StoreError, clock::Timestamp};
-///
-/// /// Refuses writes while the host is in maintenance; reads go through.
-/// struct ReadOnlyDuringMaintenance<S> {
-///     inner: S,
-///     maintenance: bool,
-/// }
-///
-/// impl<S> ReadOnlyDuringMaintenance<S> {
-///     fn writable(&self) -> Result<(), StoreError> {
-///         if self.maintenance {
-///             return Err(StoreError::unavailable("maintenance"));
-///         }
-///         Ok(())
-///     }
-/// }
-///
-/// #[async_trait]
-/// impl<S: EnrollmentStore> EnrollmentStore for ReadOnlyDuringMaintenance<S> {
-///     async fn load(&self, user: &str) -> Result<Option<(EnrollmentRecord, Revision)>, StoreError> {
-///         self.inner.load(user).await
-///     }
-///     async fn save(&self, user: &str, record: &EnrollmentRecord, expected: Option<Revision>)
-///         -> Result<Option<Revision>, StoreError> {
-///         self.writable()?;
-///         self.inner.save(user, record, expected).await
-///     }
-///     async fn remove(&self, user: &str) -> Result<(), StoreError> {
-///         self.writable()?;
-///         self.inner.remove(user).await
-///     }
-///     async fn replace_backup_codes(&self, user: &str, codes: &[BackupCodeRecord], now: Timestamp)
-///         -> Result<(), StoreError> {
-///         self.writable()?;
-///         self.inner.replace_backup_codes(user, codes, now).await
-///     }
-///     async fn find_backup_code(&self, user: &str, lookup: &[u8])
-///         -> Result<Option<BackupCodeRecord>, StoreError> {
-///         self.inner.find_backup_code(user, lookup).await
-///     }
-///     async fn consume_backup_code(&self, user: &str, lookup: &[u8], now: Timestamp)
-///         -> Result<bool, StoreError> {
-///         self.writable()?;
-///         self.inner.consume_backup_code(user, lookup, now).await
-///     }
-///     async fn backup_codes_remaining(&self, user: &str) -> Result<u32, StoreError> {
-///         self.inner.backup_codes_remaining(user).await
-///     }
-///     async fn load_with_codes(&self, user: &str)
-///         -> Result<(Option<(EnrollmentRecord, Revision)>, u32), StoreError> {
-///         self.inner.load_with_codes(user).await
-///     }
-///     async fn redeem_backup_code(&self, user: &str, lookup: &[u8], now: Timestamp)
-///         -> Result<Option<u32>, StoreError> {
-///         self.writable()?;
-///         self.inner.redeem_backup_code(user, lookup, now).await
-///     }
-/// }
-///
-/// let store = ReadOnlyDuringMaintenance { inner: MemoryEnrollmentStore::new(), maintenance: false };
-/// let _builder = twofactor::TwoFactorService::builder().enrollments(store);
-/// ```
-#[async_trait]
-pub trait EnrollmentStore: Send + Sync + 'static {
-    /// The user's record and its revision, if the user has one.
-    async fn load(&self, user: &str) -> Result<Option<(EnrollmentRecord, Revision)>, StoreError>;
-
-    /// Writes `record` if the stored revision equals `expected` (`None`: no record exists yet).
-    ///
-    /// Returns the new revision, or `None` when the expectation failed and nothing was written.
-    async fn save(
-        &self,
-        user: &str,
-        record: &EnrollmentRecord,
-        expected: Option<Revision>,
-    ) -> Result<Option<Revision>, StoreError>;
-
-    /// Removes the user's record and all their backup codes, in one transaction where the
-    /// backend has them. Removing nothing is not an error.
-    async fn remove(&self, user: &str) -> Result<(), StoreError>;
-
-    /// Replaces the user's whole backup-code set with `codes`, atomically: afterwards no old code
-    /// is usable.
-    async fn replace_backup_codes(
-        &self,
-        user: &str,
-        codes: &[BackupCodeRecord],
-        now: Timestamp,
-    ) -> Result<(), StoreError>;
-
-    /// The unused backup code whose lookup equals `lookup`, if any (for argon2id-stored codes,
-    /// which need their verifier checked before they are consumed).
-    async fn find_backup_code(
-        &self,
-        user: &str,
-        lookup: &[u8],
-    ) -> Result<Option<BackupCodeRecord>, StoreError>;
-
-    /// Marks the unused backup code with `lookup` as used. Returns whether this call did so.
-    ///
-    /// Under N concurrent calls with the same lookup, exactly one returns `true`.
-    async fn consume_backup_code(
-        &self,
-        user: &str,
-        lookup: &[u8],
-        now: Timestamp,
-    ) -> Result<bool, StoreError>;
-
-    /// How many unused backup codes the user holds.
-    async fn backup_codes_remaining(&self, user: &str) -> Result<u32, StoreError>;
-
-    /// The user's record and revision with the number of unused backup codes, in one call where
-    /// the backend can (the default makes two).
-    async fn load_with_codes(
-        &self,
-        user: &str,
-    ) -> Result<(Option<(EnrollmentRecord, Revision)>, u32), StoreError> {
-        let record = self.load(user).await?;
-        let remaining = self.backup_codes_remaining(user).await?;
-        Ok((record, remaining))
-    }
-
-    /// Consumes the unused backup code with `lookup` and returns how many unused codes remain,
-    /// or `None` when there was no such code (in one call where the backend can; the default
-    /// makes two).
-    ///
-    /// Under N concurrent calls with the same lookup, exactly one returns `Some`.
-    async fn redeem_backup_code(
-        &self,
-        user: &str,
-        lookup: &[u8],
-        now: Timestamp,
-    ) -> Result<Option<u32>, StoreError> {
-        if !self.consume_backup_code(user, lookup, now).await? {
-            return Ok(None);
-        }
-        Ok(Some(self.backup_codes_remaining(user).await?))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Records written before the phone factor existed still load (every store keeps the
-    /// record as JSON), and a record without a phone is written as before.
-    #[test]
-    fn records_without_a_phone_read_and_write_as_before() {
-        let old = r#"{"version":1,"totp":null,"pending_totp":null,"email":{"address":"a@b.co","verified_at":5},"last_verified_at":null}"#;
-        let rec: EnrollmentRecord = serde_json::from_str(old).unwrap();
-        assert_eq!(rec.phone, None);
-        assert!(rec.is_enabled());
-        let json = serde_json::to_string(&EnrollmentRecord::new()).unwrap();
-        assert!(!json.contains("phone"), "{json}");
-        let mut with = EnrollmentRecord::new();
-        with.phone = Some(PhoneRecord::new(
-            crate::phone::PhoneNumber::parse("+491701234567").unwrap(),
-            Timestamp::from_unix_secs(7),
-        ));
-        assert!(with.is_enabled());
-        let json = serde_json::to_string(&with).unwrap();
-        assert_eq!(
-            serde_json::from_str::<EnrollmentRecord>(&json).unwrap(),
-            with
-        );
-        assert!(
-            !format!("{with:?}").contains("1701234567"),
-            "masked in Debug"
-        );
-        let bad = json.replace("+491701234567", "0170");
-        assert!(serde_json::from_str::<EnrollmentRecord>(&bad).is_err());
-    }
-}

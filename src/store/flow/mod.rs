@@ -1,0 +1,51 @@
+//! Composite [`OtpStore`](crate::OtpStore) operations shaped like the login flow.
+//!
+//! A login step needs several records at once: the challenge (or pending code) with its attempt
+//! count, and the user's record with the run of failures, the lock, the last accepted TOTP step,
+//! the send budget and the last verification. The composite operations read and change them
+//! together, so that one step is one store call:
+//!
+//! | operation | what it does, atomically |
+//! | --- | --- |
+//! | [`OtpStore::begin_challenge`] | refuses a locked user; reserves a send (cooldown, cap); creates the challenge with its code |
+//! | [`OtpStore::reserve_send`] | checks the challenge, the cooldown and the send cap; starts the cooldown; counts the send |
+//! | [`OtpStore::store_code`] | puts a new code into a challenge or pending record, keeping its attempt count |
+//! | [`OtpStore::open_attempt`] | loads the challenge and counts the attempt; refuses a locked user; counts the attempt against the user's run |
+//! | [`OtpStore::settle`] | on a pass: takes the challenge, records the TOTP step (refusing a replay), ends the run; on a failure that reached the threshold: locks |
+//! | [`OtpStore::user_state`] | the user's record, for status |
+//!
+//! Every operation has a default implementation built from the primitives, in the layout
+//! described under [Default layout](#default-layout), so a store that implements only the
+//! primitives works unchanged, with more round trips. A native implementation keeps one record
+//! per challenge and one per user, and runs each operation as one round trip: the memory store
+//! under its lock, Redis as one Lua script on the user's slot, SQL as one statement or one
+//! transaction. The rules every implementation follows are the functions of [`rules`]; the
+//! conformance suite checks them on defaults and natives alike.
+//!
+//! # Default layout
+//!
+//! Built from the primitives, under the keys the service passes in:
+//! - a challenge key `K` holds `expires_at` (8 bytes, big-endian) and the challenge's value; its
+//!   code is under `K:code` and its attempt counter under `K:n`;
+//! - a user key `U` holds the user's record without its counters; the run of failures is the
+//!   counter `U:f:<run>`, the last TOTP step `U:step` (an [`OtpStore::advance`] mark), and the
+//!   send count `U:sends`.
+//!
+//! [`OtpStore::begin_challenge`]: crate::OtpStore::begin_challenge
+//! [`OtpStore::reserve_send`]: crate::OtpStore::reserve_send
+//! [`OtpStore::store_code`]: crate::OtpStore::store_code
+//! [`OtpStore::open_attempt`]: crate::OtpStore::open_attempt
+//! [`OtpStore::settle`]: crate::OtpStore::settle
+//! [`OtpStore::user_state`]: crate::OtpStore::user_state
+//! [`OtpStore::advance`]: crate::OtpStore::advance
+
+pub(crate) mod layout;
+pub mod rules;
+mod types;
+
+#[cfg(feature = "fuzzing")]
+pub(crate) use layout::decode_default_user;
+pub use types::{
+    AttemptSpec, Begun, ChallengeState, NewChallenge, OpenAttempt, Opened, Outcome, Reserved,
+    SendRefused, SendSpec, Settled, Settlement, UserLimits, UserState, USER_STATE_LEN,
+};
