@@ -7,7 +7,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::*;
+#[cfg(feature = "postgres")]
+use super::migrate::POSTGRES_MIGRATIONS;
+#[cfg(feature = "sqlite")]
+use super::migrate::SQLITE_MIGRATIONS;
+use super::migrate::{Migration, CREATE_MIGRATIONS_TABLE};
+#[cfg(feature = "postgres")]
+use super::{postgres, LoginCommit};
+use super::{Backend, SqlStore};
+use crate::clock::Timestamp;
+use crate::store::flow::{AttemptSpec, Opened, UserLimits};
+#[cfg(feature = "postgres")]
+use crate::store::flow::{Begun, NewChallenge, Settled, Settlement};
+use crate::store::{BackupCodeRecord, EnrollmentRecord, EnrollmentStore, OtpStore, StoreKey};
 
 fn word() -> String {
     format!("{:016x}", rand::random::<u64>())
@@ -99,7 +111,7 @@ mod differential {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::store::flow::Outcome;
+    use crate::store::flow::{Outcome, SendSpec};
 
     /// One random step of a login-shaped workload on one user with two challenges.
     struct Workload {
