@@ -13,37 +13,36 @@ use crate::error::StoreError;
 use crate::store::{BackupCodeRecord, EnrollmentRecord, EnrollmentStore, Revision};
 
 /// The largest number of backup codes inserted by one statement.
-pub(super) const CODES_PER_INSERT: usize = 200;
+const CODES_PER_INSERT: usize = 200;
 
-pub(super) const ENROLLMENT_LOAD: &str = "SELECT record, revision FROM twofactor_enrollments
+const ENROLLMENT_LOAD: &str = "SELECT record, revision FROM twofactor_enrollments
 WHERE user_id = $1 AND record IS NOT NULL";
 
 /// The record (if any) and the unused backup codes, in one row.
-pub(super) const ENROLLMENT_LOAD_WITH_CODES: &str = "SELECT e.record, e.revision,
+const ENROLLMENT_LOAD_WITH_CODES: &str = "SELECT e.record, e.revision,
     (SELECT COUNT(*) FROM twofactor_backup_codes c WHERE c.user_id = $1 AND c.used_at IS NULL)
 FROM (SELECT 1) AS one
 LEFT JOIN twofactor_enrollments e ON e.user_id = $1 AND e.record IS NOT NULL";
 
-pub(super) const ENROLLMENT_INSERT: &str =
-    "INSERT INTO twofactor_enrollments (user_id, record, revision)
+const ENROLLMENT_INSERT: &str = "INSERT INTO twofactor_enrollments (user_id, record, revision)
 VALUES ($1, $2, 1)
 ON CONFLICT (user_id) DO UPDATE
 SET record = excluded.record, revision = twofactor_enrollments.revision + 1
 WHERE twofactor_enrollments.record IS NULL
 RETURNING revision";
 
-pub(super) const ENROLLMENT_UPDATE: &str = "UPDATE twofactor_enrollments
+const ENROLLMENT_UPDATE: &str = "UPDATE twofactor_enrollments
 SET record = $2, revision = revision + 1
 WHERE user_id = $1 AND revision = $3 AND record IS NOT NULL
 RETURNING revision";
 
-pub(super) const ENROLLMENT_REMOVE: &str = "UPDATE twofactor_enrollments
+const ENROLLMENT_REMOVE: &str = "UPDATE twofactor_enrollments
 SET record = NULL, revision = revision + 1
 WHERE user_id = $1 AND record IS NOT NULL";
 
-pub(super) const CODES_DELETE: &str = "DELETE FROM twofactor_backup_codes WHERE user_id = $1";
+const CODES_DELETE: &str = "DELETE FROM twofactor_backup_codes WHERE user_id = $1";
 
-pub(super) const CODES_FIND: &str = "SELECT lookup, verifier FROM twofactor_backup_codes
+const CODES_FIND: &str = "SELECT lookup, verifier FROM twofactor_backup_codes
 WHERE user_id = $1 AND lookup = $2 AND used_at IS NULL";
 
 pub(super) const CODES_CONSUME: &str = "UPDATE twofactor_backup_codes SET used_at = $3
@@ -56,7 +55,7 @@ WHERE user_id = $1 AND used_at IS NULL";
 /// Consumes a code and counts the unused ones, in one statement. Both counts read the snapshot
 /// taken before the `UPDATE`: the remaining count is the second minus the first.
 #[cfg(feature = "postgres")]
-pub(super) const CODES_REDEEM: &str = "WITH used AS (
+const CODES_REDEEM: &str = "WITH used AS (
     UPDATE twofactor_backup_codes SET used_at = $3
     WHERE user_id = $1 AND lookup = $2 AND used_at IS NULL
     RETURNING 1

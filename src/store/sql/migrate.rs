@@ -1,9 +1,7 @@
-//! The schema migrations shipped under `migrations/`, and [`SqlStore::migrate`], which applies
-//! the ones a database lacks.
+//! The schema migrations shipped under `migrations/`, and the run behind
+//! [`SqlStore::migrate`], which applies the ones a database lacks.
 
-use super::convert::store_error;
 use super::{Backend, SqlStore};
-use crate::error::Error;
 
 /// One schema migration shipped with the crate.
 pub(super) struct Migration {
@@ -52,78 +50,67 @@ pub(super) const CREATE_MIGRATIONS_TABLE: &str =
 #[cfg(feature = "postgres")]
 const MIGRATION_LOCK: i64 = 0x7477_6f66_6163_746f; // "twofacto"
 
-impl SqlStore {
-    /// Creates or upgrades the tables (see `migrations/` in the crate). Safe to call at every
-    /// start and from several instances at once: each migration runs once, in a transaction.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Store`] when the database fails or refuses the statements: the same error type
-    /// as [`connect`](Self::connect), so both go through one `?`.
-    pub async fn migrate(&self) -> Result<(), Error> {
-        let run: Result<(), sqlx::Error> = async {
-            match &*self.backend {
-                #[cfg(feature = "postgres")]
-                Backend::Postgres(pool) => {
-                    let mut tx = pool.begin().await?;
-                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                        .bind(MIGRATION_LOCK)
-                        .execute(&mut *tx)
-                        .await?;
-                    if let Some(schema) = &self.schema {
-                        // The name was checked to be a plain identifier when connecting.
-                        sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    sqlx::query(CREATE_MIGRATIONS_TABLE)
-                        .execute(&mut *tx)
-                        .await?;
-                    let done: Vec<i64> =
-                        sqlx::query_scalar("SELECT version FROM twofactor_schema_migrations")
-                            .fetch_all(&mut *tx)
-                            .await?;
-                    for m in POSTGRES_MIGRATIONS {
-                        if !done.contains(&m.version) {
-                            sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
-                            sqlx::query(
-                                "INSERT INTO twofactor_schema_migrations (version, name) VALUES ($1, $2)",
-                            )
-                            .bind(m.version)
-                            .bind(m.name)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                    }
-                    tx.commit().await
-                }
-                #[cfg(feature = "sqlite")]
-                Backend::Sqlite(pool) => {
-                    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                    sqlx::query(CREATE_MIGRATIONS_TABLE)
-                        .execute(&mut *tx)
-                        .await?;
-                    let done: Vec<i64> =
-                        sqlx::query_scalar("SELECT version FROM twofactor_schema_migrations")
-                            .fetch_all(&mut *tx)
-                            .await?;
-                    for m in SQLITE_MIGRATIONS {
-                        if !done.contains(&m.version) {
-                            sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
-                            sqlx::query(
-                                "INSERT INTO twofactor_schema_migrations (version, name) VALUES ($1, $2)",
-                            )
-                            .bind(m.version)
-                            .bind(m.name)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                    }
-                    tx.commit().await
+/// Applies the migrations the database of `store` lacks ([`SqlStore::migrate`]): under a lock,
+/// in one transaction.
+pub(super) async fn run(store: &SqlStore) -> Result<(), sqlx::Error> {
+    match &*store.backend {
+        #[cfg(feature = "postgres")]
+        Backend::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            if let Some(schema) = &store.schema {
+                // The name was checked to be a plain identifier when connecting.
+                sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(CREATE_MIGRATIONS_TABLE)
+                .execute(&mut *tx)
+                .await?;
+            let done: Vec<i64> =
+                sqlx::query_scalar("SELECT version FROM twofactor_schema_migrations")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for m in POSTGRES_MIGRATIONS {
+                if !done.contains(&m.version) {
+                    sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
+                    sqlx::query(
+                        "INSERT INTO twofactor_schema_migrations (version, name) VALUES ($1, $2)",
+                    )
+                    .bind(m.version)
+                    .bind(m.name)
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
+            tx.commit().await
         }
-        .await;
-        run.map_err(|e| Error::Store(store_error(e)))
+        #[cfg(feature = "sqlite")]
+        Backend::Sqlite(pool) => {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            sqlx::query(CREATE_MIGRATIONS_TABLE)
+                .execute(&mut *tx)
+                .await?;
+            let done: Vec<i64> =
+                sqlx::query_scalar("SELECT version FROM twofactor_schema_migrations")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for m in SQLITE_MIGRATIONS {
+                if !done.contains(&m.version) {
+                    sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
+                    sqlx::query(
+                        "INSERT INTO twofactor_schema_migrations (version, name) VALUES ($1, $2)",
+                    )
+                    .bind(m.version)
+                    .bind(m.name)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await
+        }
     }
 }

@@ -61,7 +61,8 @@
 
 use std::fmt;
 
-use crate::error::Error;
+use crate::clock::Timestamp;
+use crate::error::{Error, StoreError};
 
 pub(crate) enum Backend {
     #[cfg(feature = "postgres")]
@@ -265,10 +266,42 @@ impl SqlStore {
         }
     }
 
-    /// Closes the pool; later calls fail with a [`StoreError`](crate::StoreError) of kind
-    /// `Unavailable`.
+    /// Creates or upgrades the tables (see `migrations/` in the crate). Safe to call at every
+    /// start and from several instances at once: each migration runs once, in a transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when the database fails or refuses the statements: the same error type
+    /// as [`connect`](Self::connect), so both go through one `?`.
+    pub async fn migrate(&self) -> Result<(), Error> {
+        migrate::run(self)
+            .await
+            .map_err(|e| Error::Store(convert::store_error(e)))
+    }
+
+    /// Deletes every short-lived record that has expired by `now`, and returns how many.
+    ///
+    /// Expired records are already treated as absent; this only reclaims their space. Run it
+    /// every few minutes (the index on `expires_at` keeps it cheap).
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the database fails.
+    pub async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        otp::purge_expired(self, now).await
+    }
+
+    /// Closes the pool; later calls fail with a [`StoreError`] of kind `Unavailable`.
     pub async fn close(&self) {
         with_pool!(self.backend, pool => pool.close().await)
+    }
+}
+
+#[cfg(feature = "test-util")]
+#[async_trait::async_trait]
+impl crate::conformance::Purge for SqlStore {
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        SqlStore::purge_expired(self, now).await
     }
 }
 

@@ -1,6 +1,6 @@
-//! The short-lived records: the [`OtpStore`] statements and impl of [`SqlStore`], and
-//! [`SqlStore::purge_expired`]. The primitives are one statement each; the composite operations
-//! run in the backend's module (`postgres` or `sqlite`).
+//! The short-lived records: the [`OtpStore`] statements and impl of [`SqlStore`], and the
+//! purge behind [`SqlStore::purge_expired`]. The primitives are one statement each; the
+//! composite operations run in the backend's module (`postgres` or `sqlite`).
 
 use async_trait::async_trait;
 use sqlx::Row;
@@ -15,28 +15,26 @@ use crate::store::flow::{
 };
 use crate::store::{OtpStore, StoreKey};
 
-pub(super) const OTP_PUT: &str = "INSERT INTO twofactor_otp (key, value, number, expires_at)
+const OTP_PUT: &str = "INSERT INTO twofactor_otp (key, value, number, expires_at)
 VALUES ($1, $2, NULL, $3)
 ON CONFLICT (key) DO UPDATE
 SET value = excluded.value, number = NULL, code = NULL, expires_at = excluded.expires_at";
 
-pub(super) const OTP_PUT_IF_ABSENT: &str =
-    "INSERT INTO twofactor_otp (key, value, number, expires_at)
+const OTP_PUT_IF_ABSENT: &str = "INSERT INTO twofactor_otp (key, value, number, expires_at)
 VALUES ($1, $2, NULL, $3)
 ON CONFLICT (key) DO UPDATE
 SET value = excluded.value, number = NULL, code = NULL, expires_at = excluded.expires_at
 WHERE twofactor_otp.expires_at <= $4
 RETURNING key";
 
-pub(super) const OTP_GET: &str =
-    "SELECT value, number FROM twofactor_otp WHERE key = $1 AND expires_at > $2";
+const OTP_GET: &str = "SELECT value, number FROM twofactor_otp WHERE key = $1 AND expires_at > $2";
 
-pub(super) const OTP_TAKE: &str =
+const OTP_TAKE: &str =
     "DELETE FROM twofactor_otp WHERE key = $1 RETURNING value, number, expires_at";
 
 pub(super) const OTP_DELETE: &str = "DELETE FROM twofactor_otp WHERE key = $1";
 
-pub(super) const OTP_INCREMENT: &str = "INSERT INTO twofactor_otp (key, value, number, expires_at)
+const OTP_INCREMENT: &str = "INSERT INTO twofactor_otp (key, value, number, expires_at)
 VALUES ($1, NULL, 1, $2)
 ON CONFLICT (key) DO UPDATE SET
     number = CASE WHEN twofactor_otp.expires_at > $3 THEN twofactor_otp.number + 1 ELSE 1 END,
@@ -46,20 +44,20 @@ ON CONFLICT (key) DO UPDATE SET
         THEN twofactor_otp.expires_at ELSE excluded.expires_at END
 RETURNING number";
 
-pub(super) const OTP_ADVANCE: &str = "INSERT INTO twofactor_otp (key, value, number, expires_at)
+const OTP_ADVANCE: &str = "INSERT INTO twofactor_otp (key, value, number, expires_at)
 VALUES ($1, NULL, $2, $3)
 ON CONFLICT (key) DO UPDATE
 SET value = NULL, number = excluded.number, code = NULL, expires_at = excluded.expires_at
 WHERE twofactor_otp.expires_at <= $4 OR twofactor_otp.number < excluded.number
 RETURNING key";
 
-pub(super) const OTP_PURGE: &str = "DELETE FROM twofactor_otp WHERE expires_at <= $1";
+const OTP_PURGE: &str = "DELETE FROM twofactor_otp WHERE expires_at <= $1";
 
-pub(super) const USERS_PURGE: &str = "DELETE FROM twofactor_users WHERE expires_at <= $1";
+const USERS_PURGE: &str = "DELETE FROM twofactor_users WHERE expires_at <= $1";
 
 /// `store_code` with `create`: value, expiry and code replaced, the attempt count kept while the
 /// record is live.
-pub(super) const CODE_CREATE: &str = "INSERT INTO twofactor_otp (key, value, number, code, expires_at)
+const CODE_CREATE: &str = "INSERT INTO twofactor_otp (key, value, number, code, expires_at)
 VALUES ($1, $2, 0, $3, $4)
 ON CONFLICT (key) DO UPDATE SET
     value = excluded.value,
@@ -68,8 +66,7 @@ ON CONFLICT (key) DO UPDATE SET
     expires_at = excluded.expires_at";
 
 /// `store_code` without `create`: the code of a live record only.
-pub(super) const CODE_REPLACE: &str =
-    "UPDATE twofactor_otp SET code = $2 WHERE key = $1 AND expires_at > $3";
+const CODE_REPLACE: &str = "UPDATE twofactor_otp SET code = $2 WHERE key = $1 AND expires_at > $3";
 
 /// The user's record, when live (`user_state`, and the SQLite transactions).
 pub(super) const USER_GET: &str =
@@ -77,35 +74,19 @@ pub(super) const USER_GET: &str =
     sends_until, last_verified_at
 FROM twofactor_users WHERE key = $1 AND expires_at > $2";
 
-impl SqlStore {
-    /// Deletes every short-lived record that has expired by `now`, and returns how many.
-    ///
-    /// Expired records are already treated as absent; this only reclaims their space. Run it
-    /// every few minutes (the index on `expires_at` keeps it cheap).
-    ///
-    /// # Errors
-    ///
-    /// A [`StoreError`] when the database fails.
-    pub async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
-        let mut purged = 0;
-        for sql in [OTP_PURGE, USERS_PURGE] {
-            purged += with_pool!(self.backend, pool => sqlx::query(sql)
-                .bind(secs(now))
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected()))
-            .map_err(store_error)?;
-        }
-        Ok(purged)
+/// Deletes the expired rows of both tables of short-lived records, and counts them
+/// ([`SqlStore::purge_expired`]).
+pub(super) async fn purge_expired(store: &SqlStore, now: Timestamp) -> Result<u64, StoreError> {
+    let mut purged = 0;
+    for sql in [OTP_PURGE, USERS_PURGE] {
+        purged += with_pool!(store.backend, pool => sqlx::query(sql)
+            .bind(secs(now))
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(store_error)?;
     }
-}
-
-#[cfg(feature = "test-util")]
-#[async_trait]
-impl crate::conformance::Purge for SqlStore {
-    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
-        SqlStore::purge_expired(self, now).await
-    }
+    Ok(purged)
 }
 
 #[async_trait]
