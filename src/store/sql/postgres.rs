@@ -3,7 +3,8 @@
 
 use sqlx::PgPool;
 
-use super::{clamp, count, dur, secs, store_error, time, LoginCommit};
+use super::convert::{clamp, count, dur, secs, store_error, time};
+use super::LoginCommit;
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::store::flow::{

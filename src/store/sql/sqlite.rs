@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use sqlx::{SqliteConnection, SqlitePool, Transaction};
 
-use super::{
-    codes_count, count, secs, store_error, time, user_from_row, UserRow, CODES_CONSUME,
-    CODES_REMAINING, OTP_DELETE,
-};
+use super::convert::{codes_count, count, secs, store_error, time, user_from_row, UserRow};
+use super::enrollment::{CODES_CONSUME, CODES_REMAINING};
+use super::otp::OTP_DELETE;
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::store::flow::{
@@ -107,7 +106,7 @@ async fn save_user(
         .bind(secs(user.failures_until))
         .bind(i64::from(user.level))
         .bind(secs(user.locked_until))
-        .bind(user.last_step.map(super::clamp))
+        .bind(user.last_step.map(super::convert::clamp))
         .bind(i64::from(user.sends))
         .bind(secs(user.sends_until))
         .bind(user.last_verified_at.map(secs))

@@ -2,12 +2,28 @@
 //! `TWOFACTOR_TEST_POSTGRES_URL` is set (a schema of its own, dropped afterwards): the composite
 //! operations of both backends against each other over random sequences, the enrolment
 //! composites, and the migrations applied on top of version 1.
+//!
+//! Without the URL, the PostgreSQL tests (and the PostgreSQL half of the tests that run on both
+//! backends) print `skipped: …` and pass, unless `TWOFACTOR_REQUIRE_SERVERS=1` (set by CI):
+//! then they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::*;
+#[cfg(feature = "postgres")]
+use super::migrate::POSTGRES_MIGRATIONS;
+#[cfg(feature = "sqlite")]
+use super::migrate::SQLITE_MIGRATIONS;
+use super::migrate::{Migration, CREATE_MIGRATIONS_TABLE};
+#[cfg(feature = "postgres")]
+use super::{postgres, LoginCommit};
+use super::{Backend, SqlStore};
+use crate::clock::Timestamp;
+use crate::store::flow::{AttemptSpec, Opened, UserLimits};
+#[cfg(feature = "postgres")]
+use crate::store::flow::{Begun, NewChallenge, Settled, Settlement};
+use crate::store::{BackupCodeRecord, EnrollmentRecord, EnrollmentStore, OtpStore, StoreKey};
 
 fn word() -> String {
     format!("{:016x}", rand::random::<u64>())
@@ -21,17 +37,28 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A store on a fresh schema of the test PostgreSQL, not yet migrated; `None` (after saying so)
-/// when `TWOFACTOR_TEST_POSTGRES_URL` is not set.
+/// The test PostgreSQL's URL (`TWOFACTOR_TEST_POSTGRES_URL`) for the test `what`. When it is
+/// not set: a panic if `TWOFACTOR_REQUIRE_SERVERS=1`, else `None` after printing `skipped: …`.
 #[cfg(feature = "postgres")]
-async fn postgres_unmigrated() -> Option<SqlStore> {
-    let Some(url) = std::env::var("TWOFACTOR_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("skipped: TWOFACTOR_TEST_POSTGRES_URL is not set");
-        return None;
-    };
+fn postgres_url(what: &str) -> Option<String> {
+    match std::env::var("TWOFACTOR_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("TWOFACTOR_REQUIRE_SERVERS").is_ok_and(|v| v == "1") => panic!(
+            "{what}: TWOFACTOR_TEST_POSTGRES_URL is not set but TWOFACTOR_REQUIRE_SERVERS=1: \
+             the PostgreSQL tests must run"
+        ),
+        _ => {
+            eprintln!("skipped: {what}: TWOFACTOR_TEST_POSTGRES_URL is not set");
+            None
+        }
+    }
+}
+
+/// A store on a fresh schema of the test PostgreSQL, not yet migrated; `None` when the test
+/// `what` skips PostgreSQL (see [`postgres_url`]).
+#[cfg(feature = "postgres")]
+async fn postgres_unmigrated(what: &str) -> Option<SqlStore> {
+    let url = postgres_url(what)?;
     let store = SqlStore::builder(url)
         .schema(format!("tf_unit_{}_{}", std::process::id(), word()))
         .max_connections(8)
@@ -78,13 +105,15 @@ async fn dispose(store: &SqlStore) {
     }
 }
 
-/// Every store to test: SQLite always, PostgreSQL when configured.
-async fn stores() -> Vec<SqlStore> {
+/// Every store the test `what` runs on: SQLite, and PostgreSQL unless it skips it (see
+/// [`postgres_url`]).
+#[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+async fn stores(what: &str) -> Vec<SqlStore> {
     let mut out = Vec::new();
     #[cfg(feature = "sqlite")]
     out.push(sqlite_unmigrated().await);
     #[cfg(feature = "postgres")]
-    out.extend(postgres_unmigrated().await);
+    out.extend(postgres_unmigrated(&format!("{what} (its PostgreSQL half)")).await);
     out
 }
 
@@ -99,7 +128,7 @@ mod differential {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::store::flow::Outcome;
+    use crate::store::flow::{Outcome, SendSpec};
 
     /// One random step of a login-shaped workload on one user with two challenges.
     struct Workload {
@@ -210,7 +239,8 @@ mod differential {
     #[test]
     fn composite_operations_agree_across_backends() {
         runtime().block_on(async {
-            let Some(pg) = postgres_unmigrated().await else {
+            let Some(pg) = postgres_unmigrated("composite_operations_agree_across_backends").await
+            else {
                 return;
             };
             let lite = sqlite_unmigrated().await;
@@ -254,7 +284,7 @@ mod differential {
 #[test]
 fn enrollment_composites() {
     runtime().block_on(async {
-        for store in stores().await {
+        for store in stores("enrollment_composites").await {
             store.migrate().await.unwrap();
             let user = format!("user-{}", word());
             assert_eq!(store.load_with_codes(&user).await.unwrap(), (None, 0));
@@ -326,7 +356,7 @@ fn enrollment_composites() {
 #[test]
 fn migrations_apply_on_top_of_version_1() {
     runtime().block_on(async {
-        for store in stores().await {
+        for store in stores("migrations_apply_on_top_of_version_1").await {
             let (migrations, begin, bytes): (&[Migration], &str, &str) = match &*store.backend {
                 #[cfg(feature = "postgres")]
                 Backend::Postgres(_) => (POSTGRES_MIGRATIONS, "BEGIN", "'\\x00ff'::bytea"),
@@ -414,11 +444,8 @@ fn migrations_apply_on_top_of_version_1() {
 #[test]
 fn asynchronous_login_commits_stay_in_their_own_transaction() {
     runtime().block_on(async {
-        let Some(url) = std::env::var("TWOFACTOR_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
+        let Some(url) = postgres_url("asynchronous_login_commits_stay_in_their_own_transaction")
         else {
-            eprintln!("skipped: TWOFACTOR_TEST_POSTGRES_URL is not set");
             return;
         };
         let store = SqlStore::builder(url)
