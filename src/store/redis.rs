@@ -1706,9 +1706,9 @@ mod tests {
     }
 }
 
-/// The native layout on a live Redis (`TWOFACTOR_TEST_REDIS_URL`; skipped without it): the
-/// records, their TTLs and the keys touched, the clamp of far times, and records of the other
-/// layout.
+/// The native layout on a live Redis (`TWOFACTOR_TEST_REDIS_URL`; skipped without it, or a
+/// failure under `TWOFACTOR_REQUIRE_SERVERS=1`): the records, their TTLs and the keys touched,
+/// the clamp of far times, and records of the other layout.
 #[cfg(test)]
 mod live {
     use super::*;
@@ -1739,17 +1739,29 @@ mod live {
         }
     }
 
+    /// The live Redis (`TWOFACTOR_TEST_REDIS_URL`), or `None` after printing `skipped: …`. With
+    /// `TWOFACTOR_REQUIRE_SERVERS=1` (set by CI) an absent URL fails the test instead.
+    fn redis_url(name: &str) -> Option<String> {
+        match std::env::var("TWOFACTOR_TEST_REDIS_URL") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ if std::env::var("TWOFACTOR_REQUIRE_SERVERS").is_ok_and(|v| v == "1") => panic!(
+                "{name}: TWOFACTOR_TEST_REDIS_URL is not set but TWOFACTOR_REQUIRE_SERVERS=1: \
+                 the live Redis tests must run"
+            ),
+            _ => {
+                eprintln!("skipped: {name}: TWOFACTOR_TEST_REDIS_URL is not set");
+                None
+            }
+        }
+    }
+
     /// Runs `test` with a store under a prefix of its own, and removes its keys afterwards.
     fn with_redis<F, Fut>(name: &str, test: F)
     where
         F: FnOnce(RedisOtpStore) -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
-        let Some(url) = std::env::var("TWOFACTOR_TEST_REDIS_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-        else {
-            eprintln!("skipped: {name}: TWOFACTOR_TEST_REDIS_URL is not set");
+        let Some(url) = redis_url(name) else {
             return;
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
