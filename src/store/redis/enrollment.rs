@@ -8,7 +8,8 @@ use ::redis::{RedisError, Script};
 use async_trait::async_trait;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
-use super::{store_error, RedisOtpStore};
+use super::connection::{store_error, Conn};
+use super::otp::RedisOtpStore;
 use crate::clock::Timestamp;
 use crate::error::{Error, StoreError};
 use crate::store::{BackupCodeRecord, EnrollmentRecord, EnrollmentStore, Revision};
@@ -137,7 +138,7 @@ return 1
 /// | `redeem_backup_code` | `MULTI`: `HDEL`, `HLEN`, `EXEC` |
 #[derive(Clone)]
 pub struct RedisEnrollmentStore {
-    conn: super::Conn,
+    conn: Conn,
     prefix: String,
     scripts: std::sync::Arc<Scripts>,
 }
@@ -180,7 +181,7 @@ impl RedisEnrollmentStore {
         Ok(RedisOtpStore::from_connection(conn, prefix)?.enrollment_store())
     }
 
-    fn new(conn: super::Conn, prefix: String) -> Self {
+    fn new(conn: Conn, prefix: String) -> Self {
         RedisEnrollmentStore {
             conn,
             prefix,
