@@ -33,6 +33,27 @@ fn packaged_files() -> Vec<String> {
         .collect()
 }
 
+/// Every `.lua` file under `dir`, as a path relative to the manifest with `/` separators.
+fn lua_sources(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read a source folder") {
+        let path = entry.expect("a folder entry").path();
+        if path.is_dir() {
+            found.extend(lua_sources(&path));
+        } else if path.extension().is_some_and(|e| e == "lua") {
+            let relative = path
+                .strip_prefix(manifest_dir())
+                .expect("under the manifest");
+            let parts: Vec<_> = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            found.push(parts.join("/"));
+        }
+    }
+    found
+}
+
 #[test]
 fn the_package_ships_the_library_and_no_ci_fuzz_browser_or_test_servers() {
     let files = packaged_files();
@@ -59,6 +80,13 @@ fn the_package_ships_the_library_and_no_ci_fuzz_browser_or_test_servers() {
         "examples/quickstart.rs",
     ] {
         assert!(files.iter().any(|f| f == needed), "{needed} is not shipped");
+    }
+    // The Redis store's Lua scripts are compiled in with `include_str!`: without them the
+    // published crate does not build.
+    let scripts = lua_sources(&manifest_dir().join("src"));
+    assert!(!scripts.is_empty(), "no Lua script found under src/");
+    for script in &scripts {
+        assert!(files.contains(script), "{script} is not shipped");
     }
     let unwanted = |f: &String| {
         f.starts_with(".ci/")

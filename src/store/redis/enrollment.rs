@@ -8,7 +8,8 @@ use ::redis::{RedisError, Script};
 use async_trait::async_trait;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
-use super::{store_error, RedisOtpStore};
+use super::connection::{store_error, Conn};
+use super::otp::RedisOtpStore;
 use crate::clock::Timestamp;
 use crate::error::{Error, StoreError};
 use crate::store::{BackupCodeRecord, EnrollmentRecord, EnrollmentStore, Revision};
@@ -21,28 +22,11 @@ const TAG_ESCAPES: &AsciiSet = &CONTROLS.add(b'%').add(b'{').add(b'}');
 const RECORD: &str = "record";
 const REVISION: &str = "revision";
 
-/// `save`: KEYS record; ARGV the record, the expected revision (empty: none). Returns the new
-/// revision, or nil when the expectation failed and nothing was written.
-const SAVE: &str = r"
-local cur = redis.call('HMGET', KEYS[1], 'record', 'revision')
-if ARGV[2] == '' then
-  if cur[1] then return false end
-elseif not cur[1] or cur[2] ~= ARGV[2] then
-  return false
-end
-local rev = redis.call('HINCRBY', KEYS[1], 'revision', 1)
-redis.call('HSET', KEYS[1], 'record', ARGV[1])
-return rev
-";
+/// `save` (`lua/enrollment_save.lua`).
+const SAVE: &str = include_str!("lua/enrollment_save.lua");
 
-/// `remove`: KEYS record, codes. Deletes the codes and the record; the revision keeps counting.
-const REMOVE: &str = r"
-redis.call('DEL', KEYS[2])
-if redis.call('HDEL', KEYS[1], 'record') == 1 then
-  redis.call('HINCRBY', KEYS[1], 'revision', 1)
-end
-return 1
-";
+/// `remove` (`lua/enrollment_remove.lua`).
+const REMOVE: &str = include_str!("lua/enrollment_remove.lua");
 
 /// An [`EnrollmentStore`] on Redis: every operation atomic in one round trip.
 ///
@@ -137,7 +121,7 @@ return 1
 /// | `redeem_backup_code` | `MULTI`: `HDEL`, `HLEN`, `EXEC` |
 #[derive(Clone)]
 pub struct RedisEnrollmentStore {
-    conn: super::Conn,
+    conn: Conn,
     prefix: String,
     scripts: std::sync::Arc<Scripts>,
 }
@@ -180,7 +164,7 @@ impl RedisEnrollmentStore {
         Ok(RedisOtpStore::from_connection(conn, prefix)?.enrollment_store())
     }
 
-    fn new(conn: super::Conn, prefix: String) -> Self {
+    fn new(conn: Conn, prefix: String) -> Self {
         RedisEnrollmentStore {
             conn,
             prefix,
