@@ -14,15 +14,12 @@ use crate::error::StoreError;
 ///
 /// # Implementing it
 ///
-/// As for [`OtpStore`](crate::OtpStore): `#[twofactor::async_trait]` on the `impl`, and a
+/// As for [`OtpStore`](crate::store::OtpStore): `#[twofactor::async_trait]` on the `impl`, and a
 /// wrapper forwards the operations with defaults (`load_with_codes`, `redeem_backup_code`) too.
 /// An `Arc<S>` or a `Box<dyn EnrollmentStore>` is an `EnrollmentStore` as well.
 ///
 /// ```
-/// use twofactor::{
-///     async_trait, BackupCodeRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore,
-///     Revision, StoreError, Timestamp,
-/// };
+/// use twofactor::{async_trait, store::BackupCodeRecord, store::EnrollmentRecord, store::EnrollmentStore, store::MemoryEnrollmentStore, store::Revision, error::StoreError, clock::Timestamp};
 ///
 /// /// Refuses writes while the host is in maintenance; reads go through.
 /// struct ReadOnlyDuringMaintenance<S> {

@@ -1,4 +1,4 @@
-//! [`StoreKey`]: the key of a short-lived record in the [`OtpStore`](crate::OtpStore).
+//! [`StoreKey`]: the key of a short-lived record in the [`OtpStore`](crate::store::OtpStore).
 
 /// The key of a short-lived record, built by the service.
 ///

@@ -35,9 +35,7 @@
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! use twofactor::{
-//!     EmailRecord, EnrollmentRecord, EnrollmentStore, MemoryEnrollmentStore, StoreError, Timestamp,
-//! };
+//! use twofactor::{store::EmailRecord, store::EnrollmentRecord, store::EnrollmentStore, store::MemoryEnrollmentStore, error::StoreError, clock::Timestamp};
 //!
 //! let store = MemoryEnrollmentStore::new();
 //! let mut record = EnrollmentRecord::new();

@@ -1,5 +1,5 @@
 //! The [`OtpStore`] trait, and the default implementations of its composite operations, built
-//! from its primitives in the [default layout](crate::flow#default-layout).
+//! from its primitives in the [default layout](crate::store::flow#default-layout).
 
 use std::time::Duration;
 
@@ -35,11 +35,11 @@ use crate::error::StoreError;
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};
-/// use twofactor::flow::{
+/// use twofactor::store::flow::{
 ///     AttemptSpec, Begun, NewChallenge, Opened, Reserved, SendSpec, Settled, Settlement,
 ///     UserLimits, UserState,
 /// };
-/// use twofactor::{async_trait, MemoryOtpStore, OtpStore, StoreError, StoreKey, Timestamp};
+/// use twofactor::{async_trait, store::MemoryOtpStore, store::OtpStore, error::StoreError, store::StoreKey, clock::Timestamp};
 ///
 /// /// Counts the calls that reach the store inside.
 /// struct Metered<S> {
@@ -185,7 +185,7 @@ pub trait OtpStore: Send + Sync + 'static {
     /// Creates a login challenge in one step: refuses a locked user, reserves the code's send
     /// when one is asked for, and stores the challenge (with the code when the send was granted).
     ///
-    /// The default runs the [`flow`](crate::flow) rules over the primitives (several round
+    /// The default runs the [`flow`](crate::store::flow) rules over the primitives (several round
     /// trips); a native store does it in one.
     async fn begin_challenge(
         &self,

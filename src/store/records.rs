@@ -1,4 +1,4 @@
-//! The durable records kept by the [`EnrollmentStore`](crate::EnrollmentStore): one
+//! The durable records kept by the [`EnrollmentStore`](crate::store::EnrollmentStore): one
 //! [`EnrollmentRecord`] per user, with the factors inside it, and the user's backup codes.
 
 use serde::{Deserialize, Serialize};
@@ -24,17 +24,17 @@ pub struct EnrollmentRecord {
     pub email: Option<EmailRecord>,
     /// When the user last passed a second-factor check.
     pub last_verified_at: Option<Timestamp>,
-    /// The user's trusted devices (see [`TwoFactorService::trust_device`](crate::TwoFactorService::trust_device)),
+    /// The user's trusted devices (see [`Devices::trust`](crate::service::Devices::trust)),
     /// expired ones included until the next write drops them. Absent in older records (empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_devices: Vec<TrustedDeviceRecord>,
     /// A pending account recovery (see
-    /// [`TwoFactorService::request_recovery`](crate::TwoFactorService::request_recovery)).
+    /// [`Recovery::request`](crate::service::Recovery::request)).
     /// Absent in older records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryRecord>,
     /// The proven phone number of the text (SMS) factor (see
-    /// [`TwoFactorService::start_sms_setup`](crate::TwoFactorService::start_sms_setup)).
+    /// [`Sms::start_setup`](crate::service::Sms::start_setup)).
     /// Absent in older records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<PhoneRecord>,

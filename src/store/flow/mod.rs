@@ -1,4 +1,4 @@
-//! Composite [`OtpStore`](crate::OtpStore) operations shaped like the login flow.
+//! Composite [`OtpStore`](crate::store::OtpStore) operations shaped like the login flow.
 //!
 //! A login step needs several records at once: the challenge (or pending code) with its attempt
 //! count, and the user's record with the run of failures, the lock, the last accepted TOTP step,
@@ -31,13 +31,13 @@
 //!   counter `U:f:<run>`, the last TOTP step `U:step` (an [`OtpStore::advance`] mark), and the
 //!   send count `U:sends`.
 //!
-//! [`OtpStore::begin_challenge`]: crate::OtpStore::begin_challenge
-//! [`OtpStore::reserve_send`]: crate::OtpStore::reserve_send
-//! [`OtpStore::store_code`]: crate::OtpStore::store_code
-//! [`OtpStore::open_attempt`]: crate::OtpStore::open_attempt
-//! [`OtpStore::settle`]: crate::OtpStore::settle
-//! [`OtpStore::user_state`]: crate::OtpStore::user_state
-//! [`OtpStore::advance`]: crate::OtpStore::advance
+//! [`OtpStore::begin_challenge`]: crate::store::OtpStore::begin_challenge
+//! [`OtpStore::reserve_send`]: crate::store::OtpStore::reserve_send
+//! [`OtpStore::store_code`]: crate::store::OtpStore::store_code
+//! [`OtpStore::open_attempt`]: crate::store::OtpStore::open_attempt
+//! [`OtpStore::settle`]: crate::store::OtpStore::settle
+//! [`OtpStore::user_state`]: crate::store::OtpStore::user_state
+//! [`OtpStore::advance`]: crate::store::OtpStore::advance
 
 pub(crate) mod layout;
 pub mod rules;

@@ -8,7 +8,7 @@ use crate::codec::{Reader, Writer};
 use crate::error::StoreError;
 use crate::store::key::StoreKey;
 
-/// What the login steps keep per user in the [`OtpStore`](crate::OtpStore).
+/// What the login steps keep per user in the [`OtpStore`](crate::store::OtpStore).
 ///
 /// A native store keeps it as one record (see [`UserState::to_bytes`]) and changes it only
 /// through the [`rules`](super::rules).
@@ -183,7 +183,7 @@ pub enum SendRefused {
     },
 }
 
-/// A challenge to create with [`OtpStore::begin_challenge`](crate::OtpStore::begin_challenge).
+/// A challenge to create with [`OtpStore::begin_challenge`](crate::store::OtpStore::begin_challenge).
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct NewChallenge<'a> {
@@ -203,7 +203,7 @@ pub struct NewChallenge<'a> {
     pub send_required: bool,
 }
 
-/// The outcome of [`OtpStore::begin_challenge`](crate::OtpStore::begin_challenge).
+/// The outcome of [`OtpStore::begin_challenge`](crate::store::OtpStore::begin_challenge).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Begun {
@@ -224,7 +224,7 @@ pub enum Begun {
     Collision,
 }
 
-/// The outcome of [`OtpStore::reserve_send`](crate::OtpStore::reserve_send).
+/// The outcome of [`OtpStore::reserve_send`](crate::store::OtpStore::reserve_send).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reserved {
@@ -237,7 +237,7 @@ pub enum Reserved {
     NoChallenge,
 }
 
-/// One attempt to open with [`OtpStore::open_attempt`](crate::OtpStore::open_attempt).
+/// One attempt to open with [`OtpStore::open_attempt`](crate::store::OtpStore::open_attempt).
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct AttemptSpec<'a> {
@@ -249,7 +249,7 @@ pub struct AttemptSpec<'a> {
     pub limits: UserLimits,
 }
 
-/// An attempt counted by [`OtpStore::open_attempt`](crate::OtpStore::open_attempt): the caller
+/// An attempt counted by [`OtpStore::open_attempt`](crate::store::OtpStore::open_attempt): the caller
 /// may now compare.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -264,11 +264,11 @@ pub struct OpenAttempt {
     pub level: u32,
 }
 
-/// The outcome of [`OtpStore::open_attempt`](crate::OtpStore::open_attempt).
+/// The outcome of [`OtpStore::open_attempt`](crate::store::OtpStore::open_attempt).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Opened {
-    /// Counted; compare, then [`settle`](crate::OtpStore::settle).
+    /// Counted; compare, then [`settle`](crate::store::OtpStore::settle).
     Open(OpenAttempt),
     /// The named challenge is not live.
     NoChallenge,
@@ -306,7 +306,7 @@ pub enum Outcome {
     },
 }
 
-/// An attempt to settle with [`OtpStore::settle`](crate::OtpStore::settle).
+/// An attempt to settle with [`OtpStore::settle`](crate::store::OtpStore::settle).
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct Settlement<'a> {
@@ -320,7 +320,7 @@ pub struct Settlement<'a> {
     pub outcome: Outcome,
 }
 
-/// The result of [`OtpStore::settle`](crate::OtpStore::settle).
+/// The result of [`OtpStore::settle`](crate::store::OtpStore::settle).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Settled {

@@ -28,7 +28,7 @@ use crate::store::{OtpStore, StoreKey};
 ///
 /// ```
 /// # tokio_test_block_on(async {
-/// use twofactor::{MemoryOtpStore, OtpStore, StoreKey, Timestamp};
+/// use twofactor::{store::MemoryOtpStore, store::OtpStore, store::StoreKey, clock::Timestamp};
 ///
 /// let store = MemoryOtpStore::new();
 /// let key = StoreKey::new("{u1}:demo");

@@ -117,7 +117,7 @@ impl RedisOtpStore {
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), twofactor::Error> {
-    /// use twofactor::RedisOtpStore;
+    /// use twofactor::store::RedisOtpStore;
     ///
     /// let store = RedisOtpStore::cluster_builder(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"])
     ///     .prefix("acme:2fa:")

@@ -195,7 +195,7 @@ impl RedisOtpStore {
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// use twofactor::{RedisOtpStore, DEFAULT_REDIS_PREFIX};
+    /// use twofactor::{store::RedisOtpStore, store::DEFAULT_REDIS_PREFIX};
     ///
     /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
     /// let conn = redis::aio::ConnectionManager::new(client).await?; // the host's, shared

@@ -8,24 +8,24 @@
 //! exactly as the numbers do, so the Lua scripts decide expiry and "greater than" without floating
 //! point.
 //!
-//! The composite operations (see [`flow`](crate::flow)) keep one record per challenge and one
+//! The composite operations (see [`flow`](crate::store::flow)) keep one record per challenge and one
 //! per user, under the keys the service passes in, instead of the default layout of
-//! [`flow`](crate::flow#default-layout):
+//! [`flow`](crate::store::flow#default-layout):
 //!
 //! | record | Redis type | contents |
 //! | --- | --- | --- |
 //! | a challenge or pending code | string | a version byte (1), `expires_at` (8 bytes), the attempts (4 bytes), whether a code is held (1 byte) and its length (4 bytes), then the code and the value |
-//! | the user (the `user` key itself) | string | [`UserState::to_bytes`](crate::flow::UserState::to_bytes), then `expires_at` (8 bytes): when the record lapses, [`rules::user_expires_at`](crate::flow::rules::user_expires_at) |
+//! | the user (the `user` key itself) | string | [`UserState::to_bytes`](crate::store::flow::UserState::to_bytes), then `expires_at` (8 bytes): when the record lapses, [`rules::user_expires_at`](crate::store::flow::rules::user_expires_at) |
 //! | a cooldown | string | the end of the cooldown, in decimal |
 //!
 //! Times are Unix seconds; binary integers are big-endian, read and written by the scripts with
 //! Redis' `struct` library. Each record is one `GET` to read and one `SET … PX` to write (an
 //! attempt rewrites only the challenge's counter, with `SETRANGE`); a hash with one field each
 //! cost about three times as much server time. A user whose record is absent or
-//! lapsed is [`UserState::default()`](crate::flow::UserState); each script applies
-//! [`rules::current`](crate::flow::rules::current) to what it reads, so a lapsed run of
+//! lapsed is [`UserState::default()`](crate::store::flow::UserState); each script applies
+//! [`rules::current`](crate::store::flow::rules::current) to what it reads, so a lapsed run of
 //! failures, lock level or send window is forgotten. `reserve_send`, which is given no
-//! [`UserLimits`](crate::flow::UserLimits), leaves the lock level as stored (it lapses on the
+//! [`UserLimits`](crate::store::flow::UserLimits), leaves the lock level as stored (it lapses on the
 //! next read all the same) and keeps the record until its earlier expiry or the end of the send
 //! window, whichever is later. A key holds the records of one layout only: a record of the
 //! other layout under it is refused as corrupt.
@@ -39,7 +39,7 @@
 //! store therefore clamps every time, duration (in whole seconds, as
 //! [`Timestamp::saturating_add`] counts them), TOTP step and count it passes to a script at
 //! 2^53 - 1, and sums in the scripts saturate there, so every comparison is exact. The only
-//! visible difference from the [`rules`](crate::flow::rules), which saturate at `u64::MAX`: a
+//! visible difference from the [`rules`](crate::store::flow::rules), which saturate at `u64::MAX`: a
 //! time or step past 2^53 - 1 (some 285 million years after the epoch) is kept and read back as
 //! 2^53 - 1. The scripts write numbers with `string.format('%d')`, never `tostring`, which would
 //! round them to 14 digits.
@@ -85,8 +85,8 @@
 //! Nothing else differs: a call never runs on two slots, so a resharding cannot split an
 //! operation.
 //!
-//! [`Timestamp::saturating_add`]: crate::Timestamp::saturating_add
-//! [`StoreError`]: crate::StoreError
+//! [`Timestamp::saturating_add`]: crate::clock::Timestamp::saturating_add
+//! [`StoreError`]: crate::error::StoreError
 //! [`ConnectionManager`]: ::redis::aio::ConnectionManager
 
 #[cfg(feature = "redis-cluster")]

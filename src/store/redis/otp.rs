@@ -27,7 +27,7 @@ use crate::store::{OtpStore, StoreKey};
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), twofactor::Error> {
-/// use twofactor::RedisOtpStore;
+/// use twofactor::store::RedisOtpStore;
 ///
 /// let store = RedisOtpStore::builder("redis://127.0.0.1:6379")
 ///     .prefix("acme:2fa:")

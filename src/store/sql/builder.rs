@@ -49,7 +49,7 @@ impl SqlStoreBuilder {
     }
 
     /// How long a call may wait for a connection, and SQLite for a lock (default 5 s); past it
-    /// the call fails with a transient [`StoreError`](crate::StoreError) of kind `Timeout`.
+    /// the call fails with a transient [`StoreError`](crate::error::StoreError) of kind `Timeout`.
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = timeout;
         self
@@ -68,7 +68,7 @@ impl SqlStoreBuilder {
     /// flush (`synchronous_commit = off` for those transactions alone). Off by default.
     ///
     /// It applies to `begin_challenge`, `reserve_send`, `open_attempt` and `settle`, the
-    /// operations of [`flow`](crate::flow) that [`begin_login`](crate::TwoFactorService::begin_login),
+    /// operations of [`flow`](crate::store::flow) that [`begin_login`](crate::TwoFactorService::begin_login),
     /// [`resend_code`](crate::TwoFactorService::resend_code) and
     /// [`verify_login`](crate::TwoFactorService::verify_login) run. A login then waits for no
     /// disk flush: on a server where a flush takes milliseconds this multiplies the logins per

@@ -4,10 +4,10 @@
 //! Every [`OtpStore`] primitive and every backup-code consumption is one statement, atomic on its
 //! own (`INSERT … ON CONFLICT … RETURNING`, `UPDATE … WHERE used_at IS NULL RETURNING`,
 //! `DELETE … RETURNING`); replacing a backup-code set and removing a user are one transaction.
-//! The composite operations of [`flow`](crate::flow) run natively: on PostgreSQL each one is one
+//! The composite operations of [`flow`](crate::store::flow) run natively: on PostgreSQL each one is one
 //! statement, a call of a PL/pgSQL function (`migrations/postgres/0002_flow.sql`); on SQLite,
 //! which runs in the process, each one is one transaction on one connection (`BEGIN IMMEDIATE`:
-//! read the rows, apply [`flow::rules`](crate::flow::rules) in Rust, write back, commit).
+//! read the rows, apply [`flow::rules`](crate::store::flow::rules) in Rust, write back, commit).
 //!
 //! Timestamps and numbers are stored as signed 64-bit integers; values beyond `i64::MAX` (the
 //! year 292 billion) are clamped to it. Whether a record is live is decided from its
@@ -147,7 +147,7 @@ pub use builder::SqlStoreBuilder;
 /// ```no_run
 /// # async fn demo() -> Result<(), twofactor::Error> {
 /// use std::sync::Arc;
-/// use twofactor::SqlStore;
+/// use twofactor::store::SqlStore;
 ///
 /// let store = SqlStore::connect("sqlite://twofactor.db").await?; // or "postgres://…"
 /// store.migrate().await?;
@@ -244,7 +244,7 @@ impl SqlStore {
     /// # #[cfg(feature = "postgres")]
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     /// let pool = sqlx::PgPool::connect("postgres://app@db/app").await?; // the host's pool
-    /// let store = twofactor::SqlStore::from_pool(pool.clone());
+    /// let store = twofactor::store::SqlStore::from_pool(pool.clone());
     /// store.migrate().await?;
     /// # Ok(()) }
     /// ```
@@ -299,7 +299,7 @@ impl SqlStore {
 
 #[cfg(feature = "test-util")]
 #[async_trait::async_trait]
-impl crate::conformance::Purge for SqlStore {
+impl crate::store::conformance::Purge for SqlStore {
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         SqlStore::purge_expired(self, now).await
     }

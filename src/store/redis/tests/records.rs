@@ -58,7 +58,7 @@ fn malformed_records_are_corrupt_not_panics() {
         b"00000000000000000099zv",
     ] {
         let e = decode_live(Some(raw.to_vec()), Timestamp::EPOCH).unwrap_err();
-        assert_eq!(e.kind(), crate::StoreErrorKind::Corrupt);
+        assert_eq!(e.kind(), crate::error::StoreErrorKind::Corrupt);
     }
 }
 

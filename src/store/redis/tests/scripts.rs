@@ -142,7 +142,7 @@ fn script_replies_parse_and_refuse_garbage() {
         bulk("malformed user record"),
     ]))
     .unwrap_err();
-    assert_eq!(corrupt.kind(), crate::StoreErrorKind::Corrupt);
+    assert_eq!(corrupt.kind(), crate::error::StoreErrorKind::Corrupt);
     assert!(corrupt.to_string().contains("malformed user record"));
 
     for garbage in [
@@ -153,7 +153,7 @@ fn script_replies_parse_and_refuse_garbage() {
         Value::Array(vec![Value::BulkString(vec![0xff])]),
     ] {
         let e = Reply::parse(garbage).unwrap_err();
-        assert_eq!(e.kind(), crate::StoreErrorKind::Corrupt);
+        assert_eq!(e.kind(), crate::error::StoreErrorKind::Corrupt);
     }
     let mut negative = Reply::parse(Value::Array(vec![bulk("user"), Value::Int(-1)])).unwrap();
     assert!(negative.num().is_err());

@@ -103,7 +103,7 @@ async fn pttl(store: &RedisOtpStore, key: &StoreKey) -> i64 {
 /// The user's record as stored: its [`UserState`] and its expiry.
 async fn raw_user(store: &RedisOtpStore, key: &StoreKey) -> (UserState, u64) {
     let raw: Vec<u8> = query(store, redis::cmd("GET").arg(store.full_key(key))).await;
-    let (state, exp) = raw.split_at(crate::flow::USER_STATE_LEN);
+    let (state, exp) = raw.split_at(crate::store::flow::USER_STATE_LEN);
     (
         UserState::from_bytes(state).unwrap(),
         u64::from_be_bytes(exp.try_into().unwrap()),

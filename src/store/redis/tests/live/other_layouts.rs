@@ -2,10 +2,10 @@
 //! corrupt; a record of the earlier hash layout is read and replaced.
 
 use super::{at, keys, limits, query, raw_user, with_redis, T0};
+use crate::error::StoreErrorKind;
 use crate::store::flow::{AttemptSpec, Opened, Outcome, Settled, Settlement, UserState};
 use crate::store::redis::record::{encode, TAG_BYTES};
 use crate::store::{OtpStore, StoreKey};
-use crate::StoreErrorKind;
 
 #[test]
 fn records_of_the_other_layout_are_corrupt() {
