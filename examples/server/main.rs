@@ -1,5 +1,5 @@
-//! `cargo run --example server --features webauthn`: the whole two-factor flow behind a JSON API
-//! and a web page.
+//! `cargo run -p twofactor-server-example`: the whole two-factor flow behind a JSON API and a web
+//! page.
 //!
 //! With no configuration it listens on 127.0.0.1:8080, keeps everything in memory (in a SQLite
 //! file when built with the `sqlite` feature) and prints each email on the console, so a
@@ -191,10 +191,8 @@ fn check_features() -> Result<(), Box<dyn Error>> {
     if missing.is_empty() {
         return Ok(());
     }
-    // The example itself needs webauthn (its required feature).
-    let features: Vec<&str> = std::iter::once("webauthn")
-        .chain(wanted.iter().map(|(_, feature, _)| *feature))
-        .collect();
+    // The package's features of the same names (the library's webauthn is always on).
+    let features: Vec<&str> = wanted.iter().map(|(_, feature, _)| *feature).collect();
     let (verb, pronoun) = if missing.len() == 1 {
         ("is", "it")
     } else {
@@ -202,7 +200,7 @@ fn check_features() -> Result<(), Box<dyn Error>> {
     };
     Err(format!(
         "{} {verb} set, but this build lacks the feature: run \
-         `cargo run --example server --features {}`, or unset {pronoun} to run on the \
+         `cargo run -p twofactor-server-example --features {}`, or unset {pronoun} to run on the \
          defaults (memory stores, console mailer)",
         missing.join(" and "),
         features.join(","),

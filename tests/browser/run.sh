@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Browser test of the server example: installs what is missing (Debian's chromium, playwright-core
-# from npm), starts the server example (feature webauthn) on a free port, runs login_flow.js
-# against it and keeps the screenshots in ci-artifacts/. Exits non-zero when the test fails.
+# from npm), starts the server example (package twofactor-server-example) on a free port, runs
+# login_flow.js against it and keeps the screenshots in ci-artifacts/. Exits non-zero when the
+# test fails.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -19,15 +20,15 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   (cd tests/browser && npm install --no-audit --no-fund --loglevel=error)
 fi
 
-# The example needs the webauthn feature (security keys); CARGO_TARGET_DIR is honoured.
-cargo build --quiet --example server --features webauthn
+# The server example is a package of the workspace (examples/server); CARGO_TARGET_DIR is honoured.
+cargo build --quiet -p twofactor-server-example --bin server
 target=${CARGO_TARGET_DIR:-$root/target}
 case $target in /*) ;; *) target="$root/$target" ;; esac
 log="$artifacts/server-example.log"
 : >"$log"
 # PORT=0: the operating system picks a free port; the banner says which. Unset PUBLIC_ORIGIN:
 # the page is opened at http://localhost:PORT, the security keys' default origin.
-env -u PUBLIC_ORIGIN PORT=0 RUST_LOG=info "$target/debug/examples/server" >"$log" 2>&1 &
+env -u PUBLIC_ORIGIN PORT=0 RUST_LOG=info "$target/debug/server" >"$log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 

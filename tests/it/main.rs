@@ -35,9 +35,6 @@ mod rfc_vectors;
 mod security_key;
 #[cfg(all(feature = "webauthn", feature = "test-util"))]
 mod security_key_stores;
-// The server example renders PNG QR codes and offers security keys.
-#[cfg(all(feature = "qr-png", feature = "webauthn"))]
-mod server_http;
 mod sms;
 #[cfg(feature = "smtp")]
 mod smtp;

@@ -1,7 +1,8 @@
 //! Packaging: what `cargo package` ships, the license notice and the manifest's links.
 //!
 //! Runs `cargo package --list` on this crate (no network, no build), so the `include` list in
-//! `Cargo.toml` is checked against the files it really selects.
+//! `Cargo.toml` is checked against the files it really selects. The repository is a workspace:
+//! every cargo command here names this package (`-p twofactor`), the published library.
 
 use std::path::Path;
 use std::process::Command;
@@ -18,7 +19,15 @@ fn cargo() -> Command {
 
 fn packaged_files() -> Vec<String> {
     let out = cargo()
-        .args(["package", "--list", "--allow-dirty", "--offline", "--quiet"])
+        .args([
+            "package",
+            "--list",
+            "-p",
+            "twofactor",
+            "--allow-dirty",
+            "--offline",
+            "--quiet",
+        ])
         .output()
         .expect("run cargo package --list");
     assert!(
@@ -94,6 +103,9 @@ fn the_package_ships_the_library_and_no_ci_fuzz_browser_or_test_servers() {
             || f.starts_with("tests/")
             || f.starts_with("benches/")
             || f.starts_with("examples/server/")
+            // The workspace's example packages and the other examples: of examples/, only the
+            // quickstart's source ships.
+            || (f.starts_with("examples/") && f != "examples/quickstart.rs")
             || f.ends_with("package-lock.json")
             || f.ends_with(".py")
             || f.ends_with(".sh")
@@ -140,11 +152,26 @@ fn the_manifest_names_the_repository_and_the_documentation() {
     assert_eq!(pkg["documentation"], "https://docs.rs/twofactor");
 }
 
-/// The distinct crates (name and version, this one included) a build with these cargo
-/// arguments compiles, normal dependencies only: what `cargo tree -e normal` lists.
+/// The distinct crates (name and version, this one included) a build of this package with these
+/// cargo arguments compiles, normal dependencies only: what `cargo tree -e normal` lists.
 fn crates_in_build(args: &[&str]) -> Vec<String> {
+    crates_in_tree("twofactor", "normal", args)
+}
+
+/// The distinct crates (name and version, the package included) `cargo tree -e <edges>` lists for
+/// `package` with these cargo arguments.
+fn crates_in_tree(package: &str, edges: &str, args: &[&str]) -> Vec<String> {
     let out = cargo()
-        .args(["tree", "-e", "normal", "--prefix", "none", "--offline"])
+        .args([
+            "tree",
+            "-p",
+            package,
+            "-e",
+            edges,
+            "--prefix",
+            "none",
+            "--offline",
+        ])
         .args(args)
         .output()
         .expect("run cargo tree");
@@ -182,4 +209,67 @@ fn a_build_without_default_features_is_lean() {
     // The PNG renderer is the default-on `qr-png` feature.
     let default = crates_in_build(&[]);
     assert!(default.iter().any(|c| c.starts_with("image ")));
+}
+
+/// The README's first command, `cargo run --example quickstart`, builds the quickstart's own
+/// package: the library and Tokio, without the test and benchmark dependencies of this package
+/// (criterion, passkey, proptest, …), which Cargo builds for any example of a package. Counted
+/// with the development dependencies, so that one added to that package shows here.
+#[test]
+fn the_quickstart_package_is_light() {
+    let crates = crates_in_tree("twofactor-quickstart-example", "normal,build,dev", &[]);
+    assert!(
+        crates.len() <= 120,
+        "{} distinct crates for the quickstart (at most 120):\n{}",
+        crates.len(),
+        crates.join("\n")
+    );
+    for heavy in [
+        "criterion ",
+        "passkey ",
+        "proptest ",
+        "axum ",
+        "reqwest ",
+        "webauthn-rs ",
+    ] {
+        assert!(
+            !crates.iter().any(|c| c.starts_with(heavy)),
+            "{heavy}in the quickstart's build"
+        );
+    }
+}
+
+/// The packages beside the library (the examples) are never published.
+#[test]
+fn only_the_library_is_published() {
+    let out = cargo()
+        .args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+        ])
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata json");
+    let packages = meta["packages"].as_array().expect("packages");
+    assert!(packages.len() > 1, "a workspace of several packages");
+    for pkg in packages {
+        if pkg["name"] == "twofactor" {
+            assert!(pkg["publish"].is_null(), "the library is published");
+        } else {
+            assert_eq!(
+                pkg["publish"],
+                serde_json::json!([]),
+                "{} is published",
+                pkg["name"]
+            );
+        }
+    }
 }

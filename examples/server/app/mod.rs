@@ -1,7 +1,7 @@
 //! The server example's application: state, routes and handlers.
 //!
-//! `main.rs` reads the environment and serves this router; `tests/it/server_http.rs` includes this
-//! module with `#[path]` and drives the same router in process.
+//! `main.rs` reads the environment and serves this router; the HTTP tests (`tests/http`) include
+//! this module with `#[path]` and drive the same router in process.
 
 mod background;
 mod hashing;
@@ -150,7 +150,7 @@ impl AppState {
     }
 
     /// The argon2 gate (tests hold its permits to fill it).
-    #[allow(dead_code)] // used by tests/it/server_http.rs
+    #[allow(dead_code)] // used by the HTTP tests (tests/http)
     pub(crate) fn hash_gate(&self) -> &HashGate {
         &self.hashes
     }
