@@ -114,7 +114,7 @@ async fn a_registered_key_answers_a_login() {
 }
 
 #[tokio::test]
-async fn the_sibling_entry_point_takes_the_assertion_too() {
+async fn verify_login_takes_the_assertion_json_and_refuses_broken_json_uncounted() {
     let h = harness();
     let (_, mut key, _) = enrolled(&h, "u1").await;
     let c = h.challenge("u1").await;
@@ -131,10 +131,11 @@ async fn the_sibling_entry_point_takes_the_assertion_too() {
             .await,
         Err(Error::MalformedCode)
     ));
+    // The challenge is still open and takes a code (here a wrong one).
     assert!(matches!(
         h.tf.verify_login(LoginContext::none(), c.token(), "123456")
             .await,
-        Err(Error::MalformedCode)
+        Err(Error::InvalidCode)
     ));
 }
 
