@@ -1,6 +1,6 @@
 //! Test doubles for hosts' own tests: a mailer, a text sender and an event sink that record what
-//! they are given, and a clock that moves only when told to. With the `test-util` feature, also
-//! the store conformance suite ([`conformance`]), to prove a store of your own right.
+//! they are given, and a clock that moves only when told to. The store conformance suite, to
+//! prove a store of your own right, is `store::conformance` (feature `test-util`).
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -38,10 +38,6 @@ use crate::error::DeliveryError;
 use crate::events::{Event, EventSink};
 use crate::mail::{Mailer, Message};
 use crate::text::{TextMessage, TextSender};
-
-#[cfg(feature = "test-util")]
-#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
-pub use crate::store::conformance;
 
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
