@@ -82,7 +82,13 @@ impl TwoFactorService {
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// use twofactor::{LoginContext, LoginStep};
-    /// # let tf = twofactor::testing::memory_service();
+    /// # let tf = twofactor::TwoFactorService::builder()
+    /// #     .issuer("Acme")
+    /// #     .keys(twofactor::Keyring::generate())
+    /// #     .otp_store(twofactor::store::MemoryOtpStore::new())
+    /// #     .enrollments(twofactor::store::MemoryEnrollmentStore::new())
+    /// #     .mailer(twofactor::testing::RecordingMailer::new())
+    /// #     .build()?;
     /// let ctx = LoginContext::new().client("203.0.113.7");
     /// match tf.begin_login(&LoginContext::new(), &ctx, "alice").await? {
     ///     LoginStep::Complete(verified) => assert_eq!(verified.user(), "alice"),
