@@ -7,12 +7,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use twofactor::store::flow::UserState;
 use twofactor::testing::fuzz::{
     challenge_record, code_record, default_user_record, memory_challenge_entry,
     memory_challenge_entry_bytes, CHALLENGE_KNOWN_BITS,
 };
-use twofactor::store::flow::UserState;
-use twofactor::{store::EnrollmentRecord, clock::Timestamp};
+use twofactor::{clock::Timestamp, store::EnrollmentRecord};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, bytes)) = data.split_first() else {
