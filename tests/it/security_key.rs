@@ -135,7 +135,7 @@ async fn verify_login_takes_the_assertion_json_and_refuses_broken_json_uncounted
     assert!(matches!(
         h.tf.verify_login(LoginContext::none(), c.token(), "123456")
             .await,
-        Err(Error::InvalidCode)
+        Err(Error::InvalidCode { .. })
     ));
 }
 
