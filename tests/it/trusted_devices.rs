@@ -40,6 +40,34 @@ fn refused(step: &LoginStep) -> bool {
     matches!(step, LoginStep::Challenge(_))
 }
 
+/// A device login passes the same per-client gate as any other login step: with the client
+/// named in the context, it counts against `Policy::client_login_limit`, and past it the device
+/// does not complete the login for that client (another client still gets through).
+#[tokio::test]
+async fn a_device_login_counts_against_the_client_limit() {
+    let mut policy = Policy::default();
+    policy.client_login_limit = twofactor::rate_limit::Limit::fixed(2, Duration::from_secs(60));
+    let h = Harness::with_policy(policy);
+    let (secret, _) = h.enroll_totp("u1").await;
+    let v = login(&h, "u1", &secret).await;
+    let trust = h.tf.devices().trust(&v, "laptop", None).await.unwrap();
+    let from = |client: &str| {
+        LoginContext::new()
+            .client(client)
+            .device(trust.token.clone())
+    };
+    for _ in 0..2 {
+        let step = h.tf.begin_login(&from("198.51.100.7"), "u1").await.unwrap();
+        assert!(completed_by_device(&step));
+    }
+    assert!(matches!(
+        h.tf.begin_login(&from("198.51.100.7"), "u1").await,
+        Err(Error::RateLimited { .. })
+    ));
+    let step = h.tf.begin_login(&from("203.0.113.9"), "u1").await.unwrap();
+    assert!(completed_by_device(&step));
+}
+
 #[tokio::test]
 async fn a_trusted_device_signs_in_without_a_challenge() {
     let h = Harness::new();
