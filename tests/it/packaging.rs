@@ -63,6 +63,26 @@ fn lua_sources(dir: &Path) -> Vec<String> {
     found
 }
 
+/// `cargo metadata` of the workspace, without dependencies.
+fn metadata() -> serde_json::Value {
+    let out = cargo()
+        .args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+        ])
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("metadata json")
+}
+
 #[test]
 fn the_package_ships_the_library_and_no_ci_fuzz_browser_or_test_servers() {
     let files = packaged_files();
@@ -125,22 +145,7 @@ fn the_license_notice_names_both_license_files() {
 
 #[test]
 fn the_manifest_names_the_repository_and_the_documentation() {
-    let out = cargo()
-        .args([
-            "metadata",
-            "--no-deps",
-            "--offline",
-            "--format-version",
-            "1",
-        ])
-        .output()
-        .expect("run cargo metadata");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata json");
+    let meta = metadata();
     let pkg = meta["packages"]
         .as_array()
         .and_then(|p| p.iter().find(|p| p["name"] == "twofactor"))
@@ -242,22 +247,7 @@ fn the_quickstart_package_is_light() {
 /// The packages beside the library (the examples) are never published.
 #[test]
 fn only_the_library_is_published() {
-    let out = cargo()
-        .args([
-            "metadata",
-            "--no-deps",
-            "--offline",
-            "--format-version",
-            "1",
-        ])
-        .output()
-        .expect("run cargo metadata");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata json");
+    let meta = metadata();
     let packages = meta["packages"].as_array().expect("packages");
     assert!(packages.len() > 1, "a workspace of several packages");
     for pkg in packages {
