@@ -141,7 +141,7 @@ async fn resend_without_an_email_factor_and_the_send_cap() {
     assert_retry_after(&r, 1);
 }
 
-/// The statuses the README lists for `/auth/login/resend` besides 202, 404 and 429 (above).
+/// The statuses the manual's server page lists for `/auth/login/resend` besides 202, 404 and 429 (above).
 #[tokio::test]
 async fn resend_refuses_bad_bodies_and_challenges() {
     let s = Server::new();

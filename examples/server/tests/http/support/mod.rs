@@ -1,6 +1,10 @@
 //! What the HTTP tests share: the example's router on the memory stores with a manual clock and a
 //! recording mailer ([`Server`]), its replies, a user of the tests and the assertions on errors.
 
+// The library's own software key and browser, shared rather than copied: these tests use only
+// part of it.
+#[allow(dead_code)]
+#[path = "../../../../../tests/it/support/authenticator.rs"]
 pub(crate) mod authenticator;
 
 use std::sync::Arc;
