@@ -146,7 +146,7 @@ pub enum Error {
     ///   accepted twice ([`Error::CodeReused`] on the new challenge: the user waits for the
     ///   next TOTP code, or uses the emailed or a backup code). Each retry counts as an
     ///   attempt on the challenge and is bounded by its cap.
-    /// - [`confirm_totp_setup`](crate::service::Totp::confirm_setup) retried with the
+    /// - [`totp().confirm_setup`](crate::service::Totp::confirm_setup) retried with the
     ///   same code answers `Ok`, or [`Error::AlreadyEnrolled`] when the failed try did enable
     ///   the factor (with the backup codes shown at setup); with [`Error::CodeReused`], the step
     ///   was recorded but the setup is still pending: confirm with the next code.

@@ -84,7 +84,7 @@ pub enum Event {
         /// The digits the policy asked for.
         digits: u32,
     },
-    /// A device was trusted ([`trust_device`](crate::service::Devices::trust)).
+    /// A device was trusted ([`devices().trust`](crate::service::Devices::trust)).
     DeviceTrusted {
         /// The user.
         user: String,
@@ -107,7 +107,7 @@ pub enum Event {
     /// An account recovery was asked for: two-factor authentication is turned off at
     /// `effective_at` unless a second-factor check or a cancellation comes first. Tell the
     /// account's own address, and run
-    /// [`process_recovery`](crate::service::Recovery::process) for this user until then.
+    /// [`recovery().process`](crate::service::Recovery::process) for this user until then.
     RecoveryRequested {
         /// The user.
         user: String,

@@ -34,7 +34,7 @@
 //!
 //! Only the code step. Every check of a second factor opens and settles an attempt: answering a
 //! login challenge, confirming a TOTP or email setup, a registration code, and the step-up of
-//! `disable` (where a wrong password counts too) and `regenerate_backup_codes`.
+//! `disable` (where a wrong password counts too) and `backup_codes().regenerate`.
 //! [`TwoFactorService::begin_login`] refuses to start a challenge while the user is locked but
 //! counts nothing. The password step comes first and is the host's, so someone without the
 //! password cannot lock a user out. The per-challenge attempt limit is separate (see

@@ -18,7 +18,7 @@ pub enum Method {
     /// A code sent by text (SMS) to a proven phone number. NIST SP 800-63B makes it a
     /// *restricted* authenticator: weaker than [`Totp`](Self::Totp) or a security key.
     Sms,
-    /// A trusted device's token ([`trust_device`](crate::service::Devices::trust)): a
+    /// A trusted device's token ([`devices().trust`](crate::service::Devices::trust)): a
     /// login completed without a code.
     TrustedDevice,
     /// A security key or passkey (WebAuthn, feature `webauthn`): a signed assertion.

@@ -73,7 +73,7 @@ pub struct Policy {
     pub totp_algorithm: TotpAlgorithm,
     /// TOTP digits: 6 (default) or 8.
     pub totp_digits: u32,
-    /// What [`confirm_totp_setup`](crate::service::Totp::confirm_setup) does when the
+    /// What [`totp().confirm_setup`](crate::service::Totp::confirm_setup) does when the
     /// policy asks for SHA-256/512 or 8 digits and the confirmation code is instead the SHA-1,
     /// 6-digit code of the same secret (an app that ignored `algorithm=` and `digits=`, such as
     /// Google Authenticator on Android). `false` (default): refuse with
@@ -93,13 +93,13 @@ pub struct Policy {
     /// TOTP secret length in bytes. Default 20 = 160 bits (RFC 4226 R6); under 16 refused.
     pub totp_secret_bytes: usize,
     /// How recent a passed second-factor check must be to add a factor without a new code
-    /// (`start_totp_setup` and `start_email_setup` on an account with a factor). Default 5
+    /// (`totp().start_setup` and `email().start_setup` on an account with a factor). Default 5
     /// minutes (ASVS 5.0 6.4.4: changes to factors need re-authentication); 1 s to 1 hour.
     pub reauth_window: Duration,
     /// How long an unconfirmed TOTP setup stays pending. Default 15 minutes.
     pub totp_setup_ttl: Duration,
     /// How long a trusted device signs in without a code
-    /// ([`trust_device`](crate::service::Devices::trust)): the default lifetime and the
+    /// ([`devices().trust`](crate::service::Devices::trust)): the default lifetime and the
     /// cap on the one a host asks for. Default 30 days (the design's figure: a code once a month on
     /// a trusted browser); 1 s to 365 days. A trusted device signs in with the password alone,
     /// so keep it short where the password is the weaker link.
@@ -107,13 +107,13 @@ pub struct Policy {
     /// Trusted devices kept per user; trusting one more forgets the least recently used.
     /// Default 10; 1 to 50.
     pub max_trusted_devices: u32,
-    /// How long after [`request_recovery`](crate::service::Recovery::request) two-factor
+    /// How long after [`recovery().request`](crate::service::Recovery::request) two-factor
     /// authentication is turned off, unless a second-factor check or a cancellation comes
     /// first. Default 72 hours (the design's figure: long enough for the real user, told at
     /// once, to react); 1 hour to 30 days.
     pub recovery_delay: Duration,
     /// How long before a recovery takes effect the reminder goes out
-    /// ([`process_recovery`](crate::service::Recovery::process)). Default 24 hours;
+    /// ([`recovery().process`](crate::service::Recovery::process)). Default 24 hours;
     /// positive and shorter than `recovery_delay`.
     pub recovery_reminder: Duration,
     /// Backup codes per set. Default 10 (seed 002).

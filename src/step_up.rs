@@ -66,7 +66,7 @@ pub struct Status {
 
 /// What a step-up is answered with: a code, or a security key's assertion (the JSON of
 /// `navigator.credentials.get`'s result, after
-/// [`start_security_key_step_up`](crate::service::SecurityKeys::start_step_up)).
+/// [`security_keys().start_step_up`](crate::service::SecurityKeys::start_step_up)).
 pub(crate) enum Answer {
     Code(Secret),
     #[cfg(feature = "webauthn")]

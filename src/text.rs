@@ -49,7 +49,7 @@ pub enum TextContent<'a> {
         expires_in: Duration,
     },
     /// Notification: an account recovery was asked for (see
-    /// [`request_recovery`](crate::service::Recovery::request)).
+    /// [`recovery().request`](crate::service::Recovery::request)).
     RecoveryRequested,
     /// Notification: a pending account recovery takes effect soon.
     RecoveryReminder,

@@ -18,7 +18,7 @@
 //!
 //! A variable whose feature is not compiled in stops the start with the `--features` to add.
 //! Open <http://localhost:8080/> (not 127.0.0.1: security keys need a domain) and register; the
-//! API is described in the README.
+//! API is described in the manual (`twofactor::manual::server`).
 
 mod app;
 

@@ -13,13 +13,13 @@
 //! Devices live in the [`EnrollmentRecord`](crate::store::EnrollmentRecord) (`trusted_devices`), so
 //! every enrolment store keeps them durably, updates them by compare-and-swap, and drops them
 //! with the record at [`disable`](crate::service::Account::disable). A backup-code regeneration and
-//! [`revoke_devices`](crate::service::Devices::revoke_all) (call it on a password change) revoke
+//! [`devices().revoke_all`](crate::service::Devices::revoke_all) (call it on a password change) revoke
 //! them all. At most [`Policy::max_trusted_devices`](crate::Policy::max_trusted_devices) are kept
 //! per user: trusting one more forgets the least recently used.
 //!
 //! A device login is not a second-factor check: it neither ends nor resets the user's run of
 //! failures or lock, and it does not count as a fresh factor for security changes
-//! ([`reauthenticate`](crate::service::Account::reauthenticate) still asks for a code).
+//! ([`account().reauthenticate`](crate::service::Account::reauthenticate) still asks for a code).
 
 use std::time::Duration;
 
@@ -179,7 +179,7 @@ impl TwoFactorService {
         self.revoke_devices_from(user, None).await
     }
 
-    /// [`revoke_devices`](crate::service::Devices::revoke_all) from a record the caller has just loaded: no
+    /// [`devices().revoke_all`](crate::service::Devices::revoke_all) from a record the caller has just loaded: no
     /// store call when there is no device to revoke.
     pub(crate) async fn revoke_devices_from(
         &self,

@@ -3,7 +3,7 @@
 //!
 //! A key answers the same challenge as the codes do: [`begin_login`] offers
 //! [`Method::SecurityKey`] with the request options for `navigator.credentials.get`, and the
-//! browser's assertion goes to [`verify_login`] (or [`verify_login_security_key`]). It is counted
+//! browser's assertion goes to [`verify_login`] (or [`verify_login`]). It is counted
 //! against the challenge's and the user's limits before it is checked, and a pass consumes the
 //! challenge, exactly as a code's does.
 //!
@@ -11,7 +11,7 @@
 //!
 //! [`begin_login`]: TwoFactorService::begin_login
 //! [`verify_login`]: TwoFactorService::verify_login
-//! [`verify_login_security_key`]: crate::TwoFactorService::verify_login
+//! [`verify_login`]: crate::TwoFactorService::verify_login
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

@@ -96,7 +96,7 @@ pub struct SecurityKeyPolicy {
     /// beside an authenticator app, email or phone factor, so that a lost key is no lock-out
     /// ([`Error::FallbackFactorRequired`] otherwise). With `true`, a key alone enables two-factor
     /// authentication; the user should then keep backup codes
-    /// ([`regenerate_backup_codes`](crate::service::BackupCodes::regenerate)).
+    /// ([`backup_codes().regenerate`](crate::service::BackupCodes::regenerate)).
     pub allow_key_alone: bool,
     /// Keys kept per user. Default 10; 1 to 20.
     pub max_keys: u32,

@@ -1,5 +1,5 @@
 //! The per-concept handles of [`TwoFactorService`]: `tf.totp()`, `tf.email()`, `tf.sms()`,
-//! `tf.backup_codes()`, `tf.security_keys()`, `tf.devices()`, `tf.recovery()`, `tf.account()`.
+//! `tf.backup_codes()`, `tf.security_keys().list()`, `tf.devices()`, `tf.recovery()`, `tf.account()`.
 //! Each borrows the service and groups the calls of one concept; the login steps stay on the
 //! service itself.
 
@@ -44,7 +44,7 @@ impl Totp<'_> {
     /// code set that becomes valid on confirmation. A second call replaces an unconfirmed setup.
     ///
     /// On an account that already has a factor (email), this needs a fresh one: see
-    /// [`reauthenticate`](crate::service::Account::reauthenticate).
+    /// [`account().reauthenticate`](crate::service::Account::reauthenticate).
     ///
     /// # Errors
     /// [`Error::AlreadyEnrolled`] when TOTP is already confirmed; [`Error::ReauthRequired`];
@@ -107,11 +107,11 @@ impl Totp<'_> {
 pub struct Email<'a>(pub(crate) &'a TwoFactorService);
 
 impl Email<'_> {
-    /// Mails a code to `address`; confirming it with [`confirm_email_setup`](crate::service::Email::confirm_setup)
+    /// Mails a code to `address`; confirming it with [`email().confirm_setup`](crate::service::Email::confirm_setup)
     /// makes the proven address a second factor.
     ///
     /// On an account that already has a factor, this needs a fresh one: see
-    /// [`reauthenticate`](crate::service::Account::reauthenticate).
+    /// [`account().reauthenticate`](crate::service::Account::reauthenticate).
     ///
     /// # Errors
     /// [`Error::AlreadyEnrolled`] when email 2FA is on; [`Error::ReauthRequired`];
@@ -133,7 +133,7 @@ impl Email<'_> {
     /// Mails a code that verifies `address` at registration (not a second factor by itself).
     ///
     /// # Errors
-    /// As [`start_email_setup`](crate::service::Email::start_setup), without `AlreadyEnrolled`.
+    /// As [`email().start_setup`](crate::service::Email::start_setup), without `AlreadyEnrolled`.
     pub async fn send_verification_code(self, user: &str, address: &str) -> Result<(), Error> {
         self.0.send_verification_code(user, address).await
     }
@@ -141,7 +141,7 @@ impl Email<'_> {
     /// Checks a registration code; returns the address it proves.
     ///
     /// # Errors
-    /// As [`confirm_email_setup`](crate::service::Email::confirm_setup).
+    /// As [`email().confirm_setup`](crate::service::Email::confirm_setup).
     pub async fn verify_registration_code(self, user: &str, code: &str) -> Result<String, Error> {
         self.0.verify_registration_code(user, code).await
     }
@@ -155,7 +155,7 @@ pub struct Sms<'a>(pub(crate) &'a TwoFactorService);
 
 impl Sms<'_> {
     /// Texts a code to `phone` (E.164; spaces and dashes are dropped); confirming it with
-    /// [`confirm_sms_setup`](crate::service::Sms::confirm_setup) makes the proven number a second factor.
+    /// [`sms().confirm_setup`](crate::service::Sms::confirm_setup) makes the proven number a second factor.
     ///
     /// **SMS is a restricted authenticator (NIST SP 800-63B §5.1.3.3)**: numbers are ported and
     /// SIM-swapped, texts intercepted. Offer it beside a TOTP app or a security key, which are
@@ -163,7 +163,7 @@ impl Sms<'_> {
     /// email codes.
     ///
     /// On an account that already has a factor, this needs a fresh one: see
-    /// [`reauthenticate`](crate::service::Account::reauthenticate).
+    /// [`account().reauthenticate`](crate::service::Account::reauthenticate).
     ///
     /// # Errors
     /// [`Error::InvalidPhone`] for a number not in E.164 form; [`Error::InvalidConfig`] without a
@@ -174,11 +174,11 @@ impl Sms<'_> {
         self.0.start_sms_setup(user, phone).await
     }
 
-    /// Confirms the code texted by [`start_sms_setup`](crate::service::Sms::start_setup), enabling the
+    /// Confirms the code texted by [`sms().start_setup`](crate::service::Sms::start_setup), enabling the
     /// phone as a factor ([`Method::Sms`]). Returns the proven number.
     ///
     /// # Errors
-    /// As [`confirm_email_setup`](crate::service::Email::confirm_setup).
+    /// As [`email().confirm_setup`](crate::service::Email::confirm_setup).
     pub async fn confirm_setup(self, user: &str, code: &str) -> Result<PhoneNumber, Error> {
         self.0.confirm_sms_setup(user, code).await
     }
@@ -209,8 +209,8 @@ pub struct Account<'a>(pub(crate) &'a TwoFactorService);
 impl Account<'_> {
     /// Mails a code to the user's email factor (or, without one, texts it to their phone
     /// factor) that confirms `action`, to answer
-    /// [`disable`](crate::service::Account::disable), [`regenerate_backup_codes`](crate::service::BackupCodes::regenerate) or
-    /// [`reauthenticate`](crate::service::Account::reauthenticate) when they have no app at hand. The message names
+    /// [`disable`](crate::service::Account::disable), [`backup_codes().regenerate`](crate::service::BackupCodes::regenerate) or
+    /// [`account().reauthenticate`](crate::service::Account::reauthenticate) when they have no app at hand. The message names
     /// the change it confirms.
     ///
     /// # Errors
@@ -222,8 +222,8 @@ impl Account<'_> {
 
     /// Confirms a fresh second factor (a TOTP code, a step-up email code or a backup code) before
     /// a change to the user's factors. For [`Policy::reauth_window`] afterwards, the user may add
-    /// a factor ([`start_totp_setup`](crate::service::Totp::start_setup),
-    /// [`start_email_setup`](crate::service::Email::start_setup)); without it, an account that has a factor
+    /// a factor ([`totp().start_setup`](crate::service::Totp::start_setup),
+    /// [`email().start_setup`](crate::service::Email::start_setup)); without it, an account that has a factor
     /// answers those with [`Error::ReauthRequired`], so that a session alone cannot add a factor
     /// of its own.
     ///
@@ -334,7 +334,7 @@ pub struct Devices<'a>(pub(crate) &'a TwoFactorService);
 
 impl Devices<'_> {
     /// Trusts the browser a user just passed the second factor in: returns a device token that
-    /// lets [`begin_login_with_device`](crate::LoginContext::device) complete later logins of
+    /// lets [`begin_login`](crate::LoginContext::device) complete later logins of
     /// that user without a code, for `ttl` (default and cap:
     /// [`Policy::trusted_device_ttl`](crate::Policy::trusted_device_ttl), 30 days).
     ///
@@ -442,11 +442,11 @@ impl SecurityKeys<'_> {
     /// Starts registering a security key or passkey for `user`: the options for
     /// `navigator.credentials.create`. The user's keys already registered are excluded (the
     /// browser refuses to register one twice). Finish with
-    /// [`finish_security_key_registration`](crate::service::SecurityKeys::finish_registration) within
+    /// [`security_keys().finish_registration`](crate::service::SecurityKeys::finish_registration) within
     /// [`SecurityKeyPolicy::ceremony_ttl`](crate::security_key::SecurityKeyPolicy::ceremony_ttl); a new start replaces an unfinished one.
     ///
     /// On an account that already has a factor this needs a fresh one, as adding any factor
-    /// does (see [`reauthenticate`](crate::service::Account::reauthenticate)).
+    /// does (see [`account().reauthenticate`](crate::service::Account::reauthenticate)).
     ///
     /// # Errors
     /// [`Error::ReauthRequired`]; [`Error::FallbackFactorRequired`] when the policy does not let
@@ -512,7 +512,7 @@ impl SecurityKeys<'_> {
     /// Removes one of the user's keys. The same rules as [`disable`](crate::service::Account::disable): the
     /// password (checked by the host's [`PasswordVerifier`](crate::service::PasswordVerifier)) and a
     /// fresh factor (a code, or an assertion of any of the user's keys, this one included; see
-    /// [`start_security_key_step_up`](crate::service::SecurityKeys::start_step_up)). When it was the
+    /// [`security_keys().start_step_up`](crate::service::SecurityKeys::start_step_up)). When it was the
     /// user's last factor, two-factor authentication is turned off, as `disable` does (backup
     /// codes and trusted devices go too).
     ///
@@ -529,9 +529,9 @@ impl SecurityKeys<'_> {
     }
 
     /// Starts a step-up with a security key: the options for `navigator.credentials.get`. The
-    /// browser's assertion then goes where a code would: [`reauthenticate`](crate::service::Account::reauthenticate),
-    /// [`disable`](crate::service::Account::disable), [`regenerate_backup_codes`](crate::service::BackupCodes::regenerate),
-    /// [`remove_security_key`](crate::service::SecurityKeys::remove). It is good for one attempt within
+    /// browser's assertion then goes where a code would: [`account().reauthenticate`](crate::service::Account::reauthenticate),
+    /// [`disable`](crate::service::Account::disable), [`backup_codes().regenerate`](crate::service::BackupCodes::regenerate),
+    /// [`security_keys().remove`](crate::service::SecurityKeys::remove). It is good for one attempt within
     /// [`SecurityKeyPolicy::ceremony_ttl`](crate::security_key::SecurityKeyPolicy::ceremony_ttl); a new start replaces it.
     ///
     /// # Errors

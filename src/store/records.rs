@@ -39,7 +39,7 @@ pub struct EnrollmentRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone: Option<PhoneRecord>,
     /// The user's security keys and passkeys (WebAuthn; see
-    /// `TwoFactorService::start_security_key_registration`, feature `webauthn`). Kept whatever
+    /// `SecurityKeys::start_registration`, feature `webauthn`). Kept whatever
     /// the features of the build reading the record. Absent in older records (empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_keys: Vec<SecurityKeyRecord>,

@@ -250,7 +250,7 @@ mod postgres {
 
     /// `SIGSTOP` on every process of the cluster mid-login. `SqlStore` has no timeout on a
     /// statement already sent, so the host bounds the call (`tokio::time::timeout`, as the
-    /// README says) and the call is dropped; after `SIGCONT` the retry with the same code ends
+    /// stores page of the manual says) and the call is dropped; after `SIGCONT` the retry with the same code ends
     /// as documented, and the code is consumed once.
     #[test]
     fn postgres_stalled_by_sigstop_under_a_host_timeout_then_resumes() {

@@ -347,7 +347,7 @@ async fn check_round_trips(wrap: Wrap) {
         .await
         .unwrap();
     assert!(matches!(step, LoginStep::Complete(_)));
-    record("begin_login_with_device (trusted)");
+    record("begin_login with a device (trusted)");
     let other =
         twofactor::account::DeviceToken::parse(&format!("tfd1_{}", "A".repeat(43))).unwrap();
     challenge(
@@ -355,7 +355,7 @@ async fn check_round_trips(wrap: Wrap) {
             .await
             .unwrap(),
     );
-    record("begin_login_with_device (refused token)");
+    record("begin_login with a device (refused token)");
     assert_eq!(tf.devices().revoke_all("t").await.unwrap(), 1);
     record("revoke_devices");
     let ch = challenge(tf.begin_login(LoginContext::none(), "t").await.unwrap());
@@ -461,8 +461,8 @@ async fn check_round_trips(wrap: Wrap) {
         ("begin_login (TOTP user)", 1, 2, 2),
         ("verify_login (TOTP)", 2, 2, 2),
         ("trust_device", 0, 2, 2),
-        ("begin_login_with_device (trusted)", 0, 2, 2),
-        ("begin_login_with_device (refused token)", 1, 2, 2),
+        ("begin_login with a device (trusted)", 0, 2, 2),
+        ("begin_login with a device (refused token)", 1, 2, 2),
         ("revoke_devices", 0, 2, 2),
         ("verify_login (wrong code)", 1, 1, 1),
         // The backup code lives in the enrolment store: one redeem there, beside the two steps.
@@ -483,7 +483,7 @@ async fn check_round_trips(wrap: Wrap) {
     budget.extend_from_slice(security_key::BUDGET);
     assert_eq!(
         measured, budget,
-        "{wrap:?}: round trips per step changed: update the budget and the README"
+        "{wrap:?}: round trips per step changed: update the budget and the manual's stores page"
     );
 }
 

@@ -146,8 +146,8 @@ async fn enroll_totp(enrollments: &MemoryEnrollmentStore, tf: &TwoFactorService,
     enrollments.save(user, &rec, None).await.unwrap();
 }
 
-/// The per-client ceiling of the login steps holds across accounts, counts `begin_login_with`
-/// and `verify_login_with` together, and a refused step spends none of the challenge's or the
+/// The per-client ceiling of the login steps holds across accounts, counts `begin_login`
+/// and `verify_login` together, and a refused step spends none of the challenge's or the
 /// user's budget. Without a client, only the per-user limits apply.
 pub async fn client_ceiling_across_accounts<S: OtpStore>(store: Arc<S>) {
     let mut policy = Policy::default();
