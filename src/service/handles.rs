@@ -1,5 +1,5 @@
 //! The per-concept handles of [`TwoFactorService`]: `tf.totp()`, `tf.email()`, `tf.sms()`,
-//! `tf.backup_codes()`, `tf.security_keys().list()`, `tf.devices()`, `tf.recovery()`, `tf.account()`.
+//! `tf.backup_codes()`, `tf.security_keys()`, `tf.devices()`, `tf.recovery()`, `tf.account()`.
 //! Each borrows the service and groups the calls of one concept; the login steps stay on the
 //! service itself.
 
