@@ -90,7 +90,7 @@ impl TwoFactorService {
     /// #     .mailer(twofactor::testing::RecordingMailer::new())
     /// #     .build()?;
     /// let ctx = LoginContext::new().client("203.0.113.7");
-    /// match tf.begin_login(&LoginContext::new(), &ctx, "alice").await? {
+    /// match tf.begin_login(&ctx, "alice").await? {
     ///     LoginStep::Complete(verified) => assert_eq!(verified.user, "alice"),
     ///     LoginStep::Challenge(challenge) => println!("ask for {:?}", challenge.methods()),
     /// }

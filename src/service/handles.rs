@@ -242,21 +242,21 @@ impl Account<'_> {
     ///     .mailer(mailer.clone())
     ///     .clock(clock.clone())
     ///     .build()?;
-    /// let setup = tf.start_totp_setup("alice", "alice@example.com").await?;
+    /// let setup = tf.totp().start_setup("alice", "alice@example.com").await?;
     /// let secret = TotpSecret::from_base32(setup.secret_base32())?;
     /// let code = |t: u64| totp_code(secret.as_bytes(), TotpParams::default(), t);
-    /// tf.confirm_totp_setup("alice", &code(1_700_000_000)).await?;
+    /// tf.totp().confirm_setup("alice", &code(1_700_000_000)).await?;
     ///
     /// // An hour later, a session alone may not add a factor.
     /// clock.advance(std::time::Duration::from_secs(3600));
     /// let later = 1_700_003_600;
     /// assert!(matches!(
-    ///     tf.start_email_setup("alice", "alice@example.com").await,
+    ///     tf.email().start_setup("alice", "alice@example.com").await,
     ///     Err(Error::ReauthRequired)
     /// ));
     /// // A current code opens the window.
-    /// tf.reauthenticate("alice", &code(later)).await?;
-    /// tf.start_email_setup("alice", "alice@example.com").await?;
+    /// tf.account().reauthenticate("alice", &code(later)).await?;
+    /// tf.email().start_setup("alice", "alice@example.com").await?;
     /// # Ok::<(), Error>(())
     /// # }).unwrap();
     /// ```
