@@ -49,8 +49,12 @@ fuzz_args=(${FUZZ_ARGS:-})
 if [ $# -gt 0 ]; then
     targets=("$@")
 else
-    mapfile -t targets < <(cargo_fuzz list)
+    # A failing `cargo fuzz list` stops the script here (set -e), and so does an empty list:
+    # a run of no target proves nothing.
+    listed="$(cargo_fuzz list)"
+    mapfile -t targets <<<"$listed"
 fi
+[ -n "${targets[*]}" ] || { echo "fuzz/run.sh: no fuzz target found" >&2; exit 1; }
 
 if [ -n "${FUZZ_WORK:-}" ]; then
     work="$FUZZ_WORK"

@@ -26,4 +26,4 @@ pub use crate::devices::{DeviceToken, DeviceTrust, TrustedDevice, MAX_DEVICE_LAB
 pub use crate::password::{hash_password, verify_password};
 pub use crate::policy::BackupCodeHashing;
 pub use crate::recovery::RecoveryProgress;
-pub use crate::step_up::Status;
+pub use crate::status::Status;

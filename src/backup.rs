@@ -16,7 +16,10 @@ use rand::RngCore;
 use crate::clock::Timestamp;
 use crate::code::Secret;
 use crate::error::Error;
+use crate::events::Event;
+use crate::input::check_user;
 use crate::keys::Keyring;
+use crate::mail::MailContent;
 use crate::password::{argon2_hash, argon2_verify};
 use crate::policy::BackupCodeHashing;
 use crate::service::TwoFactorService;
@@ -219,6 +222,41 @@ impl TwoFactorService {
                 Ok(store.redeem_backup_code(user, &lookup, now).await?)
             }
         }
+    }
+}
+
+impl TwoFactorService {
+    /// [`BackupCodes::regenerate`](crate::service::BackupCodes::regenerate).
+    pub(crate) async fn regenerate_backup_codes(
+        &self,
+        user: &str,
+        code: &str,
+    ) -> Result<Vec<Secret>, Error> {
+        check_user(user)?;
+        let code = Self::step_up_answer(code)?;
+        let policy = &self.inner.policy;
+        let now = self.now();
+        let (rec, rev) = self.load(user).await?;
+        if !rec.is_enabled() {
+            return Err(Error::NotEnrolled);
+        }
+        self.step_up(user, (&rec, rev), &code, None, now).await?;
+        // Trusted devices go first: when that fails, nothing has changed.
+        self.revoke_devices_from(user, Some((rec.clone(), rev)))
+            .await?;
+        let mut set = BackupCodeSet::generate(policy.backup_code_count as usize);
+        let records = set.records(&self.inner.keys, user, policy.backup_code_hashing)?;
+        self.inner
+            .enrollments
+            .replace_backup_codes(user, &records, now)
+            .await?;
+        self.event(Event::BackupCodesRegenerated {
+            user: user.to_owned(),
+        });
+        let to = rec.email.as_ref().map(|e| e.address.as_str());
+        self.notify(user, to, MailContent::BackupCodesRegenerated)
+            .await;
+        Ok(set.codes().to_vec())
     }
 }
 

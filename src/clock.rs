@@ -3,6 +3,18 @@
 //! Every decision about expiry in `twofactor` is made from a [`Timestamp`] handed out by a
 //! [`Clock`]. Stores never read the wall clock: the service passes `now` in. That keeps the logic
 //! testable (move a [`ManualClock`](crate::testing::ManualClock) instead of sleeping) and keeps every backend in agreement.
+//!
+//! ```
+//! use std::time::Duration;
+//! use twofactor::clock::{Clock, SystemClock, Timestamp};
+//!
+//! let issued = Timestamp::from_unix_secs(1_700_000_000);
+//! let expires = issued.saturating_add(Duration::from_secs(600));
+//! assert_eq!(expires.duration_since(issued), Duration::from_secs(600));
+//! // Never negative: an earlier time less a later one is zero.
+//! assert_eq!(issued.duration_since(expires), Duration::ZERO);
+//! assert!(SystemClock.now() > issued);
+//! ```
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -20,8 +20,8 @@ use crate::method::Method;
 use crate::phone::PhoneNumber;
 use crate::service::TwoFactorService;
 use crate::store::flow::{Reserved, SendRefused, SendSpec};
-use crate::store::{EmailRecord, PhoneRecord, StoreKey};
-use crate::text::{TextContent, TextMessage, TextSender};
+use crate::store::{EmailRecord, StoreKey};
+use crate::text::{TextContent, TextMessage};
 
 /// Where a code goes: an email address or, by text, a phone number.
 #[derive(Clone, Copy)]
@@ -133,59 +133,6 @@ impl TwoFactorService {
             }
             (None, None) => Err(Error::NotEnrolled),
         }
-    }
-
-    /// [`Sms::start_setup`](crate::service::Sms::start_setup).
-    pub(crate) async fn start_sms_setup(&self, user: &str, phone: &str) -> Result<(), Error> {
-        check_user(user)?;
-        let number = PhoneNumber::parse(phone)?;
-        self.text_sender()?;
-        let (rec, _) = self.load(user).await?;
-        if rec.phone.is_some() {
-            return Err(Error::AlreadyEnrolled);
-        }
-        self.require_fresh_factor(user, &rec, self.now()).await?;
-        self.send_purpose_code(user, Channel::Text(&number), CodePurpose::SmsSetup)
-            .await?;
-        self.event(Event::FactorSetupStarted {
-            user: user.to_owned(),
-            method: Method::Sms,
-        });
-        Ok(())
-    }
-
-    /// [`Sms::confirm_setup`](crate::service::Sms::confirm_setup).
-    pub(crate) async fn confirm_sms_setup(
-        &self,
-        user: &str,
-        code: &str,
-    ) -> Result<PhoneNumber, Error> {
-        check_user(user)?;
-        let stored = self
-            .verify_purpose_code(user, code, CodePurpose::SmsSetup)
-            .await?;
-        let number = PhoneNumber::parse(&stored)
-            .map_err(|_| Error::Store(crate::error::StoreError::corrupt("pending phone")))?;
-        let now = self.now();
-        self.update(user, |rec| {
-            rec.phone = Some(PhoneRecord::new(number.clone(), now));
-            rec.last_verified_at = Some(now);
-            Ok(true)
-        })
-        .await?;
-        self.event(Event::FactorEnabled {
-            user: user.to_owned(),
-            method: Method::Sms,
-        });
-        Ok(number)
-    }
-
-    /// The configured text sender.
-    fn text_sender(&self) -> Result<&dyn TextSender, Error> {
-        self.inner
-            .texts
-            .as_deref()
-            .ok_or_else(|| Error::InvalidConfig("text_sender is not configured".into()))
     }
 
     /// Renders and sends a code by `to`'s channel.
@@ -355,7 +302,7 @@ impl TwoFactorService {
         Ok(())
     }
 
-    async fn send_purpose_code(
+    pub(crate) async fn send_purpose_code(
         &self,
         user: &str,
         to: Channel<'_>,
@@ -387,7 +334,7 @@ impl TwoFactorService {
     }
 
     /// Checks a code sent for `purpose`; on success it is consumed and its address returned.
-    async fn verify_purpose_code(
+    pub(crate) async fn verify_purpose_code(
         &self,
         user: &str,
         input: &str,

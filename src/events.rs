@@ -3,6 +3,30 @@
 //! The service reports every success, failure, lockout, replay, enrolment change and backup-code
 //! use to an [`EventSink`]. The default, [`TracingEvents`], writes them to the `tracing` log;
 //! [`RecordingEvents`](crate::testing::RecordingEvents) keeps them for tests. Events never carry a code or a secret.
+//!
+//! A sink is one method; a host sends events to its audit log or its alerting:
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use twofactor::events::{Event, EventSink};
+//!
+//! /// Counts lockouts, for an alert.
+//! #[derive(Clone, Default)]
+//! struct Lockouts(Arc<Mutex<Vec<String>>>);
+//!
+//! impl EventSink for Lockouts {
+//!     fn record(&self, event: &Event) {
+//!         if let Event::LockedOut { user, .. } = event {
+//!             self.0.lock().unwrap().push(user.clone());
+//!         }
+//!     }
+//! }
+//!
+//! let sink = Lockouts::default();
+//! sink.record(&Event::CodeRejected { user: "alice".into() });
+//! assert!(sink.0.lock().unwrap().is_empty());
+//! // The service takes it with `TwoFactorService::builder().events(sink)`.
+//! ```
 
 use crate::clock::Timestamp;
 use crate::method::Method;

@@ -38,6 +38,8 @@ mod recovery;
 #[cfg_attr(docsrs, doc(cfg(feature = "webauthn")))]
 pub mod security_key;
 pub mod service;
+mod sms;
+mod status;
 mod step_up;
 pub mod store;
 pub mod testing;

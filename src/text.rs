@@ -10,6 +10,29 @@
 //!
 //! Texts carry codes (a sign-in code, a phone-setup code, a step-up code) and the account
 //! recovery notices; other notifications about account changes go by email.
+//!
+//! ```
+//! use twofactor::async_trait;
+//! use twofactor::error::DeliveryError;
+//! use twofactor::text::{PhoneNumber, TextMessage, TextSender};
+//!
+//! /// A sender over a vendor's HTTP API (the request itself left out).
+//! struct Vendor;
+//!
+//! #[async_trait]
+//! impl TextSender for Vendor {
+//!     async fn send(&self, text: &TextMessage) -> Result<(), DeliveryError> {
+//!         let _to = text.to.as_e164(); // "+4915112345678", what vendors take
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let number = PhoneNumber::parse("+49 151 1234 5678")?;
+//! assert_eq!(number.as_e164(), "+4915112345678");
+//! // Shown to the user (and in `Debug`) masked.
+//! assert!(!number.masked().contains("1234"));
+//! # Ok::<(), twofactor::error::PhoneError>(())
+//! ```
 
 use std::fmt;
 use std::sync::Arc;

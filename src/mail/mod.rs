@@ -4,6 +4,42 @@
 //! (subject, plain text, HTML), and a [`Mailer`] delivers it. [`EnglishTemplates`] is the default
 //! and [`GermanTemplates`] the example of a translation; [`RecordingMailer`](crate::testing::RecordingMailer) keeps messages for
 //! tests and [`LogMailer`] writes them to the log during development.
+//!
+//! A mailer of your own is one async method; it gets the rendered message and must never log
+//! its text, which holds a code:
+//!
+//! ```
+//! use std::time::Duration;
+//! use twofactor::async_trait;
+//! use twofactor::error::DeliveryError;
+//! use twofactor::mail::{
+//!     EnglishTemplates, MailContent, MailContext, Mailer, Message, MessagePurpose, Templates,
+//! };
+//!
+//! struct Outbox;
+//!
+//! #[async_trait]
+//! impl Mailer for Outbox {
+//!     async fn send(&self, message: &Message) -> Result<(), DeliveryError> {
+//!         // Hand `message.to`, `message.subject`, `message.text` and `message.html` to the
+//!         // provider here; a refused address is `DeliveryError::permanent`.
+//!         if message.to.ends_with("@invalid") {
+//!             return Err(DeliveryError::permanent("unknown recipient"));
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let content = MailContent::LoginCode { code: "123456", expires_in: Duration::from_secs(600) };
+//! let rendered = EnglishTemplates.render(&MailContext::new("Acme", None, content));
+//! let message = Message::new("alice@example.com", MessagePurpose::LoginCode, rendered);
+//! assert!(message.text.contains("123 456") || message.text.contains("123456"));
+//! // `Debug` never shows the body, so a logged message leaks no code.
+//! assert!(!format!("{message:?}").contains("123"));
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! assert!(Outbox.send(&message).await.is_ok());
+//! # });
+//! ```
 
 use std::fmt;
 use std::time::Duration;

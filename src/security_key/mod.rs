@@ -3,15 +3,42 @@
 //!
 //! A key answers the same challenge as the codes do: [`begin_login`] offers
 //! [`Method::SecurityKey`] with the request options for `navigator.credentials.get`, and the
-//! browser's assertion goes to [`verify_login`] (or [`verify_login`]). It is counted
+//! browser's assertion goes to [`verify_login`]. It is counted
 //! against the challenge's and the user's limits before it is checked, and a pass consumes the
 //! challenge, exactly as a code's does.
 //!
 //! Why the ceremony state may live in the store: see [`SecurityKeyPolicy`].
 //!
 //! [`begin_login`]: TwoFactorService::begin_login
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use twofactor::security_key::SecurityKeyPolicy;
+//! use twofactor::store::{MemoryEnrollmentStore, MemoryOtpStore};
+//! use twofactor::{Keyring, Policy, TwoFactorService};
+//!
+//! let mut policy = Policy::default();
+//! let mut keys = SecurityKeyPolicy::new("example.com", "https://example.com");
+//! keys.allow_key_alone = true; // a key may be the account's only factor
+//! policy.security_keys = Some(keys);
+//! let tf = TwoFactorService::builder()
+//!     .issuer("Acme")
+//!     .keys(Keyring::generate())
+//!     .otp_store(MemoryOtpStore::new())
+//!     .enrollments(MemoryEnrollmentStore::new())
+//!     .mailer(twofactor::testing::RecordingMailer::new())
+//!     .policy(policy)
+//!     .build()?;
+//! // The options for `navigator.credentials.create`, as JSON for the page.
+//! let options = tf.security_keys().start_registration("alice", "Alice").await?;
+//! assert!(options.as_json()["publicKey"]["challenge"].is_string());
+//! assert_eq!(options.as_json()["publicKey"]["rp"]["id"], "example.com");
+//! # Ok::<(), twofactor::Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! [`begin_login`]: TwoFactorService::begin_login
 //! [`verify_login`]: TwoFactorService::verify_login
-//! [`verify_login`]: crate::TwoFactorService::verify_login
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

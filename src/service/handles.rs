@@ -433,7 +433,7 @@ impl Recovery<'_> {
 #[cfg(feature = "webauthn")]
 /// Security keys and passkeys (WebAuthn, feature `webauthn`): registration, listing, renaming, removal, step-up.
 ///
-/// Made by [`SecurityKeys::list`](crate::service::SecurityKeys::list).
+/// Made by [`TwoFactorService::security_keys`].
 #[derive(Clone, Copy, Debug)]
 pub struct SecurityKeys<'a>(pub(crate) &'a TwoFactorService);
 
@@ -454,7 +454,7 @@ impl SecurityKeys<'_> {
     /// unusable `display_name` or when the user has [`SecurityKeyPolicy::max_keys`](crate::security_key::SecurityKeyPolicy::max_keys) keys;
     /// [`Error::InvalidConfig`] without [`Policy::security_keys`](crate::Policy); store errors.
     pub async fn start_registration(
-        &self,
+        self,
         user: &str,
         display_name: &str,
     ) -> Result<SecurityKeyOptions, Error> {

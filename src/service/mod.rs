@@ -3,8 +3,26 @@
 //!
 //! The flows live next to their concepts, each in an `impl TwoFactorService` block: the login in
 //! `login`, the per-user lock in `lockout`, email codes in `email_code`, TOTP setup in
-//! `totp::setup`, backup codes in `backup`, step-up actions and status in `step_up`. This module
-//! adds the builder (`builder`) and the enrolment-record access (`records`).
+//! `totp::setup`, backup codes in `backup`, the SMS factor in `sms`, the status in `status`,
+//! fresh-factor checks and disable in `step_up`. This module adds the builder (`builder`), the
+//! per-concept handles (`handles`) and the enrolment-record access (`records`).
+//!
+//! ```
+//! use twofactor::store::{MemoryEnrollmentStore, MemoryOtpStore};
+//! use twofactor::{Keyring, TwoFactorService};
+//!
+//! let tf = TwoFactorService::builder()
+//!     .issuer("Acme")
+//!     .keys(Keyring::generate())
+//!     .otp_store(MemoryOtpStore::new())
+//!     .enrollments(MemoryEnrollmentStore::new())
+//!     .mailer(twofactor::mail::LogMailer)
+//!     .build()?;
+//! // The login steps are on the service; the rest is grouped by concept.
+//! let _totp = tf.totp();
+//! let _account = tf.account();
+//! # Ok::<(), twofactor::Error>(())
+//! ```
 
 use std::sync::Arc;
 

@@ -22,6 +22,23 @@
 //! transaction. The rules every implementation follows are the functions of [`rules`]; the
 //! conformance suite checks them on defaults and natives alike.
 //!
+//! ```
+//! use std::time::Duration;
+//! use twofactor::clock::Timestamp;
+//! use twofactor::store::flow::{rules, UserLimits, UserState};
+//!
+//! let limits = UserLimits::new(5, Duration::from_secs(900), Duration::from_secs(86_400));
+//! let mut user = UserState::default();
+//! user.failures = 3;
+//! user.failures_until = Timestamp::from_unix_secs(1_000);
+//! // Before the run lapses it counts; after, a store sees a clean record.
+//! assert_eq!(rules::current(user, &limits, Timestamp::from_unix_secs(999)).failures, 3);
+//! assert_eq!(rules::current(user, &limits, Timestamp::from_unix_secs(1_000)).failures, 0);
+//! // The record's fixed binary form, as every native store keeps it.
+//! assert_eq!(UserState::from_bytes(&user.to_bytes())?, user);
+//! # Ok::<(), twofactor::error::StoreError>(())
+//! ```
+//!
 //! # Default layout
 //!
 //! Built from the primitives, under the keys the service passes in:
