@@ -26,6 +26,7 @@ mod login;
 mod no_panic;
 mod packaging;
 mod policy_bounds;
+mod published_figures;
 mod quickstart;
 #[cfg(all(feature = "test-util", any(feature = "redis", feature = "postgres")))]
 mod real_failures;
