@@ -1,5 +1,7 @@
 //! Round trips of each flow step, counted: the stores are wrapped in a decorator that counts
-//! every call, and each step's calls are compared with the budget below.
+//! every call, and each step's calls are compared with the budget below. On the wire too: a TCP
+//! proxy counts the Redis enrolment store's round trips, and PostgreSQL's per step against the
+//! budget's SQL column.
 //!
 //! Every `OtpStore` call is one round trip on Redis (one command or one script) and one
 //! statement (or one transaction on one connection) on SQL; the composite operations are counted
@@ -298,143 +300,12 @@ async fn check_round_trips(wrap: Wrap) {
         .password_verifier(|_: &str, p: &str| p == "pw")
         .build()
         .unwrap();
-    let totp = |secret: &str| {
-        use twofactor::clock::Clock;
-        let s = TotpSecret::from_base32(secret).unwrap();
-        totp_code(
-            s.as_bytes(),
-            TotpParams::default(),
-            clock.now().as_unix_secs(),
-        )
-    };
-    let last_code = |to: &str| code_in(&mailer.last_to(to).unwrap().text).unwrap();
-    let challenge = |step: LoginStep| match step {
-        LoginStep::Challenge(c) => c,
-        LoginStep::Complete(_) => panic!("expected a challenge"),
-    };
-
     let mut steps: Vec<(&'static str, BTreeMap<&'static str, u32>)> = Vec::new();
-    let mut record = |name: &'static str| steps.push((name, counts.take()));
-
-    // TOTP enrollment.
-    let setup = tf.totp().start_setup("t", "t@example.com").await.unwrap();
-    record("start_totp_setup");
-    let secret = setup.secret_base32().to_owned();
-    let backup: Vec<String> = setup
-        .backup_codes()
-        .iter()
-        .map(|c| c.expose().to_owned())
-        .collect();
-    tf.totp().confirm_setup("t", &totp(&secret)).await.unwrap();
-    record("confirm_totp_setup");
-    clock.advance(Duration::from_secs(30));
-
-    // Login with TOTP, a wrong code, a backup code.
-    let ch = challenge(tf.begin_login(LoginContext::none(), "t").await.unwrap());
-    record("begin_login (TOTP user)");
-    let verified = tf
-        .verify_login(LoginContext::none(), ch.token(), &totp(&secret))
-        .await
-        .unwrap();
-    record("verify_login (TOTP)");
-
-    // A trusted device: its login is the enrolment load and the save of its last use; a refused
-    // token falls through to the challenge on the same load.
-    let trust = tf.devices().trust(&verified, "laptop", None).await.unwrap();
-    record("trust_device");
-    let step = tf
-        .begin_login(&LoginContext::new().device(trust.token.clone()), "t")
-        .await
-        .unwrap();
-    assert!(matches!(step, LoginStep::Complete(_)));
-    record("begin_login with a device (trusted)");
-    let other =
-        twofactor::account::DeviceToken::parse(&format!("tfd1_{}", "A".repeat(43))).unwrap();
-    challenge(
-        tf.begin_login(&LoginContext::new().device(other.clone()), "t")
-            .await
-            .unwrap(),
-    );
-    record("begin_login with a device (refused token)");
-    assert_eq!(tf.devices().revoke_all("t").await.unwrap(), 1);
-    record("revoke_devices");
-    let ch = challenge(tf.begin_login(LoginContext::none(), "t").await.unwrap());
-    counts.take();
-    tf.verify_login(LoginContext::none(), ch.token(), &wrong(&totp(&secret)))
-        .await
-        .unwrap_err();
-    record("verify_login (wrong code)");
-    tf.verify_login(LoginContext::none(), ch.token(), &backup[0])
-        .await
-        .unwrap();
-    record("verify_login (backup code)");
-    tf.account().status("t").await.unwrap();
-    record("status");
-    clock.advance(Duration::from_secs(30));
-    let fresh = tf
-        .backup_codes()
-        .regenerate("t", &totp(&secret))
-        .await
-        .unwrap();
-    record("regenerate_backup_codes");
-    tf.account()
-        .disable("t", "pw", fresh[0].expose())
-        .await
-        .unwrap();
-    record("disable");
-
-    // Email enrollment and login by email code.
-    tf.email().start_setup("e", "e@example.com").await.unwrap();
-    record("start_email_setup");
-    tf.email()
-        .confirm_setup("e", &last_code("e@example.com"))
-        .await
-        .unwrap();
-    record("confirm_email_setup");
-    let ch = challenge(tf.begin_login(LoginContext::none(), "e").await.unwrap());
-    record("begin_login (email user, sends a code)");
-    clock.advance(Duration::from_secs(61));
-    tf.resend_code(ch.token()).await.unwrap();
-    record("resend_code");
-    tf.verify_login(
-        &LoginContext::new(),
-        ch.token(),
-        &last_code("e@example.com"),
-    )
-    .await
-    .unwrap();
-    record("verify_login (email code)");
-
-    // Registration code; a user without factors.
-    tf.email()
-        .send_verification_code("r", "r@example.com")
-        .await
-        .unwrap();
-    record("send_verification_code");
-    tf.email()
-        .verify_registration_code("r", &last_code("r@example.com"))
-        .await
-        .unwrap();
-    record("verify_registration_code");
-    assert!(matches!(
-        tf.begin_login(LoginContext::none(), "none").await.unwrap(),
-        LoginStep::Complete(_)
-    ));
-    record("begin_login (no factor)");
-
-    // Security keys: a TOTP user (the set-up is not counted) registers a key, logs in and steps
-    // up with it.
-    #[cfg(feature = "webauthn")]
-    {
-        let setup = tf.totp().start_setup("k", "k@example.com").await.unwrap();
-        tf.totp()
-            .confirm_setup("k", &totp(setup.secret_base32()))
-            .await
-            .unwrap();
-        clock.advance(Duration::from_secs(30));
-        counts.take();
-        security_key::steps(&tf, &mut record).await;
-    }
+    run_steps(&tf, &clock, &mailer, "", &mut |step| match step {
+        Some(name) => steps.push((name, counts.take())),
+        None => drop(counts.take()),
+    })
+    .await;
 
     println!("{wrap:?}:");
     println!(
@@ -452,10 +323,18 @@ async fn check_round_trips(wrap: Wrap) {
         measured.push((*name, redis, sql, both));
     }
 
-    // (step, Redis round trips with enrolments elsewhere, SQL round trips, Redis round trips
-    // with Redis for both stores): the budget each step is held to.
+    let budget = budget();
+    assert_eq!(
+        measured, budget,
+        "{wrap:?}: round trips per step changed: update the budget and the manual's stores page"
+    );
+}
+
+/// The budget each step is held to: (step, Redis round trips with enrolments elsewhere, SQL
+/// round trips, Redis round trips with Redis for both stores).
+fn budget() -> Vec<(&'static str, u32, u32, u32)> {
     #[cfg_attr(not(feature = "webauthn"), allow(unused_mut))]
-    let mut budget: Vec<(&str, u32, u32, u32)> = vec![
+    let mut budget: Vec<(&'static str, u32, u32, u32)> = vec![
         ("start_totp_setup", 0, 2, 2),
         ("confirm_totp_setup", 2, 8, 5),
         ("begin_login (TOTP user)", 1, 2, 2),
@@ -481,10 +360,148 @@ async fn check_round_trips(wrap: Wrap) {
     ];
     #[cfg(feature = "webauthn")]
     budget.extend_from_slice(security_key::BUDGET);
-    assert_eq!(
-        measured, budget,
-        "{wrap:?}: round trips per step changed: update the budget and the manual's stores page"
+    budget
+}
+
+/// The steps every count runs, for users whose ids start with `p`. `mark(Some(step))` closes a
+/// step; `mark(None)` drops what the set-up between two steps cost.
+async fn run_steps(
+    tf: &TwoFactorService,
+    clock: &ManualClock,
+    mailer: &RecordingMailer,
+    p: &str,
+    mark: &mut (dyn FnMut(Option<&'static str>) + Send),
+) {
+    #[cfg_attr(not(feature = "webauthn"), allow(unused_variables))]
+    let [t, e, r, nobody, k] = ["t", "e", "r", "none", "k"].map(|u| format!("{p}{u}"));
+    let [t_at, e_at, r_at, k_at] = [&t, &e, &r, &k].map(|u| format!("{u}@example.com"));
+    let totp = |secret: &str| {
+        use twofactor::clock::Clock;
+        let s = TotpSecret::from_base32(secret).unwrap();
+        totp_code(
+            s.as_bytes(),
+            TotpParams::default(),
+            clock.now().as_unix_secs(),
+        )
+    };
+    let last_code = |to: &str| code_in(&mailer.last_to(to).unwrap().text).unwrap();
+    let challenge = |step: LoginStep| match step {
+        LoginStep::Challenge(c) => c,
+        LoginStep::Complete(_) => panic!("expected a challenge"),
+    };
+
+    // TOTP enrollment.
+    let setup = tf.totp().start_setup(&t, &t_at).await.unwrap();
+    mark(Some("start_totp_setup"));
+    let secret = setup.secret_base32().to_owned();
+    let backup: Vec<String> = setup
+        .backup_codes()
+        .iter()
+        .map(|c| c.expose().to_owned())
+        .collect();
+    tf.totp().confirm_setup(&t, &totp(&secret)).await.unwrap();
+    mark(Some("confirm_totp_setup"));
+    clock.advance(Duration::from_secs(30));
+
+    // Login with TOTP, a wrong code, a backup code.
+    let ch = challenge(tf.begin_login(LoginContext::none(), &t).await.unwrap());
+    mark(Some("begin_login (TOTP user)"));
+    let verified = tf
+        .verify_login(LoginContext::none(), ch.token(), &totp(&secret))
+        .await
+        .unwrap();
+    mark(Some("verify_login (TOTP)"));
+
+    // A trusted device: its login is the enrolment load and the save of its last use; a refused
+    // token falls through to the challenge on the same load.
+    let trust = tf.devices().trust(&verified, "laptop", None).await.unwrap();
+    mark(Some("trust_device"));
+    let step = tf
+        .begin_login(&LoginContext::new().device(trust.token.clone()), &t)
+        .await
+        .unwrap();
+    assert!(matches!(step, LoginStep::Complete(_)));
+    mark(Some("begin_login with a device (trusted)"));
+    let other =
+        twofactor::account::DeviceToken::parse(&format!("tfd1_{}", "A".repeat(43))).unwrap();
+    challenge(
+        tf.begin_login(&LoginContext::new().device(other.clone()), &t)
+            .await
+            .unwrap(),
     );
+    mark(Some("begin_login with a device (refused token)"));
+    assert_eq!(tf.devices().revoke_all(&t).await.unwrap(), 1);
+    mark(Some("revoke_devices"));
+    let ch = challenge(tf.begin_login(LoginContext::none(), &t).await.unwrap());
+    mark(None);
+    tf.verify_login(LoginContext::none(), ch.token(), &wrong(&totp(&secret)))
+        .await
+        .unwrap_err();
+    mark(Some("verify_login (wrong code)"));
+    tf.verify_login(LoginContext::none(), ch.token(), &backup[0])
+        .await
+        .unwrap();
+    mark(Some("verify_login (backup code)"));
+    tf.account().status(&t).await.unwrap();
+    mark(Some("status"));
+    clock.advance(Duration::from_secs(30));
+    let fresh = tf
+        .backup_codes()
+        .regenerate(&t, &totp(&secret))
+        .await
+        .unwrap();
+    mark(Some("regenerate_backup_codes"));
+    tf.account()
+        .disable(&t, "pw", fresh[0].expose())
+        .await
+        .unwrap();
+    mark(Some("disable"));
+
+    // Email enrollment and login by email code.
+    tf.email().start_setup(&e, &e_at).await.unwrap();
+    mark(Some("start_email_setup"));
+    tf.email()
+        .confirm_setup(&e, &last_code(&e_at))
+        .await
+        .unwrap();
+    mark(Some("confirm_email_setup"));
+    let ch = challenge(tf.begin_login(LoginContext::none(), &e).await.unwrap());
+    mark(Some("begin_login (email user, sends a code)"));
+    clock.advance(Duration::from_secs(61));
+    tf.resend_code(ch.token()).await.unwrap();
+    mark(Some("resend_code"));
+    tf.verify_login(&LoginContext::new(), ch.token(), &last_code(&e_at))
+        .await
+        .unwrap();
+    mark(Some("verify_login (email code)"));
+
+    // Registration code; a user without factors.
+    tf.email().send_verification_code(&r, &r_at).await.unwrap();
+    mark(Some("send_verification_code"));
+    tf.email()
+        .verify_registration_code(&r, &last_code(&r_at))
+        .await
+        .unwrap();
+    mark(Some("verify_registration_code"));
+    assert!(matches!(
+        tf.begin_login(LoginContext::none(), &nobody).await.unwrap(),
+        LoginStep::Complete(_)
+    ));
+    mark(Some("begin_login (no factor)"));
+
+    // Security keys: a TOTP user (the set-up is not counted) registers a key, logs in and steps
+    // up with it.
+    #[cfg(feature = "webauthn")]
+    {
+        let setup = tf.totp().start_setup(&k, &k_at).await.unwrap();
+        tf.totp()
+            .confirm_setup(&k, &totp(setup.secret_base32()))
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(30));
+        mark(None);
+        security_key::steps(tf, &k, mark).await;
+    }
 }
 
 /// The security-key steps, with their budget (columns as in the table above).
@@ -511,60 +528,59 @@ mod security_key {
         ("reauthenticate (security key)", 2, 4, 4),
     ];
 
-    /// User `k` registers a key, logs in with it and steps up with it; `record` closes each step.
-    pub(super) async fn steps(tf: &TwoFactorService, record: &mut impl FnMut(&'static str)) {
+    /// User `k` registers a key, logs in with it and steps up with it; `mark` closes each step.
+    pub(super) async fn steps(
+        tf: &TwoFactorService,
+        k: &str,
+        mark: &mut (dyn FnMut(Option<&'static str>) + Send),
+    ) {
         let mut key = SoftKey::new();
-        let opts = tf
-            .security_keys()
-            .start_registration("k", "K")
-            .await
-            .unwrap();
-        record("start_security_key_registration");
+        let opts = tf.security_keys().start_registration(k, "K").await.unwrap();
+        mark(Some("start_security_key_registration"));
         let response = key.create(opts.as_json()).await;
         tf.security_keys()
-            .finish_registration("k", &response, "Key")
+            .finish_registration(k, &response, "Key")
             .await
             .unwrap();
-        record("finish_security_key_registration");
-        let LoginStep::Challenge(c) = tf.begin_login(LoginContext::none(), "k").await.unwrap()
-        else {
+        mark(Some("finish_security_key_registration"));
+        let LoginStep::Challenge(c) = tf.begin_login(LoginContext::none(), k).await.unwrap() else {
             panic!("expected a challenge");
         };
-        record("begin_login (security key user)");
+        mark(Some("begin_login (security key user)"));
         let assertion = key.get(&options(&c)).await;
         tf.verify_login(LoginContext::none(), c.token(), &assertion)
             .await
             .unwrap();
-        record("verify_login (security key)");
-        let opts = tf.security_keys().start_step_up("k").await.unwrap();
-        record("start_security_key_step_up");
+        mark(Some("verify_login (security key)"));
+        let opts = tf.security_keys().start_step_up(k).await.unwrap();
+        mark(Some("start_security_key_step_up"));
         let assertion = key.get(opts.as_json()).await;
-        tf.account().reauthenticate("k", &assertion).await.unwrap();
-        record("reauthenticate (security key)");
+        tf.account().reauthenticate(k, &assertion).await.unwrap();
+        mark(Some("reauthenticate (security key)"));
     }
 }
 
-/// Round trips of `RedisEnrollmentStore` on the wire: a TCP proxy between the store and the
-/// test Redis counts the turns of the conversation (a request that follows a reply), and each
-/// operation, run alone, must take exactly one.
-#[cfg(feature = "redis")]
-mod redis_wire {
+/// A TCP proxy that counts the turns of a conversation: a request that follows a reply (or
+/// opens the conversation) is one round trip, however many commands it pipelines.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod wire {
     use std::sync::{Arc, Mutex};
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
-    use twofactor::{
-        clock::Timestamp, store::BackupCodeRecord, store::EnrollmentRecord, store::EnrollmentStore,
-    };
-
-    use crate::support::stores;
 
     /// Who spoke last, and how many requests followed a reply (or opened the conversation).
     #[derive(Default)]
-    struct Turns {
+    pub(super) struct Turns {
         server_spoke_last: bool,
         requests: u32,
+        /// PostgreSQL requests that are a lone `Sync`: sqlx's check of a connection as it goes
+        /// back to the pool, not a statement.
+        pings: u32,
     }
+
+    /// A PostgreSQL `Sync` message alone: what sqlx's `ping` sends.
+    const PG_SYNC: [u8; 5] = [b'S', 0, 0, 0, 4];
 
     /// Copies `from` to `to`, noting each chunk in `turns`.
     async fn pipe(
@@ -582,7 +598,9 @@ mod redis_wire {
             {
                 let mut t = turns.lock().unwrap();
                 if from_client {
-                    if t.server_spoke_last {
+                    if buf[..n] == PG_SYNC {
+                        t.pings += 1;
+                    } else if t.server_spoke_last {
                         t.requests += 1;
                     }
                     t.server_spoke_last = false;
@@ -596,13 +614,13 @@ mod redis_wire {
         }
     }
 
-    /// A proxy to the test Redis on a free port: its URL and the turn counter.
-    async fn proxy(upstream: String) -> (String, Arc<Mutex<Turns>>) {
+    /// A proxy to `upstream` (`host:port`) on a free port: its `host:port` and the turn counter.
+    pub(super) async fn proxy(upstream: String) -> (String, Arc<Mutex<Turns>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap().to_string();
         let turns = Arc::new(Mutex::new(Turns {
             server_spoke_last: true,
-            requests: 0,
+            ..Turns::default()
         }));
         let t = turns.clone();
         tokio::spawn(async move {
@@ -614,12 +632,31 @@ mod redis_wire {
                 tokio::spawn(pipe(sr, cw, t.clone(), false));
             }
         });
-        (url, turns)
+        (addr, turns)
     }
 
-    fn round_trips_since(turns: &Mutex<Turns>) -> u32 {
+    pub(super) fn round_trips_since(turns: &Mutex<Turns>) -> u32 {
         std::mem::take(&mut turns.lock().unwrap().requests)
     }
+
+    /// The lone `Sync` requests since the last call.
+    #[cfg(feature = "postgres")]
+    pub(super) fn pings_since(turns: &Mutex<Turns>) -> u32 {
+        std::mem::take(&mut turns.lock().unwrap().pings)
+    }
+}
+
+/// Round trips of `RedisEnrollmentStore` on the wire: a TCP proxy between the store and the
+/// test Redis counts the turns of the conversation (a request that follows a reply), and each
+/// operation, run alone, must take exactly one.
+#[cfg(feature = "redis")]
+mod redis_wire {
+    use twofactor::{
+        clock::Timestamp, store::BackupCodeRecord, store::EnrollmentRecord, store::EnrollmentStore,
+    };
+
+    use super::wire::{proxy, round_trips_since};
+    use crate::support::stores;
 
     #[test]
     fn every_enrollment_operation_is_one_round_trip() {
@@ -631,13 +668,14 @@ mod redis_wire {
                 let rest = url.trim_start_matches("redis://");
                 let rest = rest.rsplit('@').next().unwrap();
                 let upstream = rest.split('/').next().unwrap().to_owned();
-                let (proxy_url, turns) = proxy(upstream).await;
-                let store = twofactor::store::RedisOtpStore::builder(proxy_url)
-                    .prefix(stores::redis_prefix())
-                    .connect()
-                    .await
-                    .unwrap()
-                    .enrollment_store();
+                let (proxy_addr, turns) = proxy(upstream).await;
+                let store =
+                    twofactor::store::RedisOtpStore::builder(format!("redis://{proxy_addr}"))
+                        .prefix(stores::redis_prefix())
+                        .connect()
+                        .await
+                        .unwrap()
+                        .enrollment_store();
                 let now = Timestamp::from_unix_secs(100);
                 let codes: Vec<BackupCodeRecord> = (0..10u8)
                     .map(|i| BackupCodeRecord::new(vec![i; 32], Some(format!("$argon2id${i}"))))
@@ -701,6 +739,95 @@ mod redis_wire {
                 for (op, n) in measured {
                     assert_eq!(n, 1, "{op}: {n} round trips");
                 }
+            },
+        );
+    }
+}
+
+/// The SQL column of the budget on the wire: the service on one PostgreSQL store for both
+/// traits, through a proxy that counts round trips. The steps run once to fill the
+/// connection's statement cache (a statement's first use adds a turn to prepare it), then again,
+/// counted, and each step must take what the budget says.
+#[cfg(feature = "postgres")]
+mod postgres_wire {
+    use std::sync::Arc;
+
+    use twofactor::{
+        clock::Timestamp, store::SqlStore, testing::ManualClock, testing::RecordingMailer,
+        TwoFactorService,
+    };
+
+    use super::wire::{pings_since, proxy, round_trips_since};
+    use super::{budget, run_steps};
+    use crate::support::stores;
+
+    #[test]
+    fn each_step_takes_its_sql_round_trips_on_the_wire() {
+        twofactor::store::conformance::run(
+            "each_step_takes_its_sql_round_trips_on_the_wire",
+            || async { stores::postgres_url() },
+            |url| async move {
+                // postgres://[user[:password]@]host:port/db: the proxy takes host:port's place.
+                let (scheme, rest) = url.split_once("://").unwrap();
+                let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+                let (credentials, upstream) = match authority.rsplit_once('@') {
+                    Some((c, h)) => (format!("{c}@"), h.to_owned()),
+                    None => (String::new(), authority.to_owned()),
+                };
+                let (proxy_addr, turns) = proxy(upstream).await;
+                let store = SqlStore::builder(format!(
+                    "{scheme}://{credentials}{proxy_addr}/{path}?sslmode=disable"
+                ))
+                .schema(stores::pg_schema())
+                .max_connections(1)
+                .connect()
+                .await
+                .unwrap();
+                store.migrate().await.unwrap();
+                let store = Arc::new(store);
+                let clock = ManualClock::new(Timestamp::from_unix_secs(2_200_000_000));
+                let mailer = RecordingMailer::new();
+                let builder = TwoFactorService::builder();
+                #[cfg(feature = "webauthn")]
+                let builder = builder.policy(super::security_key::policy());
+                let tf = builder
+                    .issuer("Acme")
+                    .keys(twofactor::Keyring::generate())
+                    .otp_store(store.clone())
+                    .enrollments(store)
+                    .mailer(mailer.clone())
+                    .clock(clock.clone())
+                    .password_verifier(|_: &str, p: &str| p == "pw")
+                    .build()
+                    .unwrap();
+                let run = stores::random_word();
+                run_steps(&tf, &clock, &mailer, &format!("warm-{run}-"), &mut |_| {}).await;
+                round_trips_since(&turns);
+                pings_since(&turns);
+                let mut measured = Vec::new();
+                run_steps(&tf, &clock, &mailer, &format!("wire-{run}-"), &mut |step| {
+                    let n = round_trips_since(&turns);
+                    if let Some(name) = step {
+                        measured.push((name, n));
+                    }
+                })
+                .await;
+                let statements: u32 = measured.iter().map(|(_, n)| n).sum();
+                let pings = pings_since(&turns);
+                println!(
+                    "PostgreSQL on the wire: {statements} statement round trips over {} steps, \
+                     and {pings} pool checks (a lone Sync as a connection goes back to the pool); \
+                     per step: {measured:?}",
+                    measured.len()
+                );
+                let expected: Vec<(&str, u32)> = budget()
+                    .into_iter()
+                    .map(|(step, _, sql, _)| (step, sql))
+                    .collect();
+                assert_eq!(
+                    measured, expected,
+                    "SQL round trips on the wire differ from the budget's SQL column"
+                );
             },
         );
     }
