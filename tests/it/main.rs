@@ -12,6 +12,7 @@
 mod support;
 
 mod backup_codes;
+mod ci_scripts;
 mod concurrency;
 mod delivery_failure;
 mod disable;
