@@ -22,6 +22,7 @@ mod events;
 mod faults;
 mod fresh_factor;
 mod hardening;
+mod incidents;
 mod keys;
 mod login;
 mod no_panic;
