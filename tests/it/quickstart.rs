@@ -4,19 +4,9 @@
 //! `cargo test` builds the examples beside the test binaries; this test runs the built one. When
 //! only this binary was built (`cargo test --test it`), it says so and skips.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-/// The built example `name`, when `cargo test` built the examples.
-pub(crate) fn example_binary(name: &str) -> Option<PathBuf> {
-    // target/<profile>/deps/it-<hash> → target/<profile>/examples/<name>
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?;
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    bin.is_file().then_some(bin)
-}
+use crate::support::tools::example_binary;
 
 #[test]
 fn the_quickstart_names_each_method_plainly() {

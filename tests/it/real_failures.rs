@@ -12,11 +12,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use twofactor::LoginContext;
 
-use twofactor::{error::StoreErrorKind, Challenge, Error, Method, Verified};
+use twofactor::{
+    error::StoreErrorKind, store::EnrollmentStore, store::OtpStore, Challenge, Error, Method,
+    Verified,
+};
 
 use crate::support::proxy::{Cut, Proxy};
 use crate::support::stores::{self, runtime};
-use crate::support::svc::{retry, user, Svc};
+use crate::support::{fresh_user, retry, Harness};
+
+fn user() -> String {
+    fresh_user("failure")
+}
 
 /// The store error of a failed step, which must be transient and never a success.
 fn transient_kind<T: std::fmt::Debug>(outcome: Result<T, Error>) -> StoreErrorKind {
@@ -31,7 +38,12 @@ fn transient_kind<T: std::fmt::Debug>(outcome: Result<T, Error>) -> StoreErrorKi
 
 /// After a login passed with `code` on `ch`: the token is spent, and the code's step is spent
 /// on any other challenge too.
-async fn spent_once(svc: &Svc, user: &str, ch: &Challenge, code: &str) {
+async fn spent_once<O: OtpStore + ?Sized, E: EnrollmentStore + ?Sized>(
+    svc: &Harness<O, E>,
+    user: &str,
+    ch: &Challenge,
+    code: &str,
+) {
     assert!(
         matches!(
             svc.tf
@@ -41,7 +53,7 @@ async fn spent_once(svc: &Svc, user: &str, ch: &Challenge, code: &str) {
         ),
         "a consumed challenge never passes twice"
     );
-    let again = svc.challenge(user).await;
+    let again = svc.challenge_retrying(user).await;
     assert!(
         matches!(
             svc.tf
@@ -97,10 +109,10 @@ mod redis {
         };
         runtime().block_on(async {
             let store = server.connect().await;
-            let svc = Svc::new(Arc::new(store), Arc::new(MemoryEnrollmentStore::new()));
+            let svc = Harness::on(Arc::new(store), Arc::new(MemoryEnrollmentStore::new()));
             let u = user();
-            let (secret, _) = svc.enroll(&u).await;
-            let ch = svc.challenge(&u).await;
+            let (secret, _) = svc.enroll_totp(&u).await;
+            let ch = svc.challenge_retrying(&u).await;
             let code = svc.totp(&secret);
 
             server.signal("STOP");
@@ -141,14 +153,14 @@ mod redis {
         runtime().block_on(async {
             let _wait = via(port).await;
             let proxy = Proxy::start(port);
-            let svc = Svc::new(
+            let svc = Harness::on(
                 Arc::new(via(proxy.port()).await),
                 Arc::new(MemoryEnrollmentStore::new()),
             );
             let u = user();
-            let (secret, _) = svc.enroll(&u).await;
+            let (secret, _) = svc.enroll_totp(&u).await;
             // One whole login first, so that the scripts are loaded on the server.
-            let ch = svc.challenge(&u).await;
+            let ch = svc.challenge_retrying(&u).await;
             svc.tf
                 .verify_login(LoginContext::none(), ch.token(), &svc.totp(&secret))
                 .await
@@ -156,7 +168,7 @@ mod redis {
 
             for (cut, landed) in [(Cut::AfterForward, true), (Cut::BeforeForward, false)] {
                 svc.advance(30);
-                let ch = svc.challenge(&u).await;
+                let ch = svc.challenge_retrying(&u).await;
                 let code = svc.totp(&secret);
                 // The second script of verify_login is the settle step.
                 proxy.arm("EVALSHA", 1, 0, cut);
@@ -211,10 +223,10 @@ mod postgres {
         };
         runtime().block_on(async {
             let store = sql(pg.url_via(pg.port()), 4).await;
-            let svc = Svc::new(store.clone(), store.clone());
+            let svc = Harness::on(store.clone(), store.clone());
             let u = user();
-            let (secret, codes) = svc.enroll(&u).await;
-            let ch = svc.challenge(&u).await;
+            let (secret, codes) = svc.enroll_totp(&u).await;
+            let ch = svc.challenge_retrying(&u).await;
             let code = svc.totp(&secret);
 
             pg.stop_immediate();
@@ -259,10 +271,10 @@ mod postgres {
         };
         runtime().block_on(async {
             let store = sql(pg.url_via(pg.port()), 4).await;
-            let svc = Svc::new(store.clone(), store.clone());
+            let svc = Harness::on(store.clone(), store.clone());
             let u = user();
-            let (secret, _) = svc.enroll(&u).await;
-            let ch = svc.challenge(&u).await;
+            let (secret, _) = svc.enroll_totp(&u).await;
+            let ch = svc.challenge_retrying(&u).await;
             let code = svc.totp(&secret);
 
             let pids = pg.pids();
@@ -300,16 +312,16 @@ mod postgres {
         };
         runtime().block_on(async {
             let direct = sql(pg.url_via(pg.port()), 2).await;
-            let svc = Svc::new(direct.clone(), direct);
+            let svc = Harness::on(direct.clone(), direct);
             let u = user();
-            let (secret, _) = svc.enroll(&u).await;
-            let ch = svc.challenge(&u).await;
+            let (secret, _) = svc.enroll_totp(&u).await;
+            let ch = svc.challenge_retrying(&u).await;
             let code = svc.totp(&secret);
             // A second instance on a fresh connection through the proxy: its first settle call
             // is prepared first (its text), then bound and run: the cut falls after the run.
             let proxy = Proxy::start(pg.port());
             let proxied = sql(pg.url_via(proxy.port()), 1).await;
-            let other = svc.twin(proxied.clone(), proxied);
+            let other = svc.twin_on(proxied.clone(), proxied);
             proxy.arm("twofactor_settle", 0, 1, Cut::AfterForward);
             let kind = transient_kind(
                 other
@@ -344,9 +356,9 @@ mod postgres {
         runtime().block_on(async {
             let proxy = Proxy::start(pg.port());
             let store = sql(pg.url_via(proxy.port()), 1).await;
-            let svc = Svc::new(store.clone(), store.clone());
+            let svc = Harness::on(store.clone(), store.clone());
             let u = user();
-            let (secret, codes) = svc.start_setup(&u).await;
+            let (secret, codes) = svc.start_totp_setup(&u).await;
             let code = svc.totp(&secret);
             // The statement is prepared first (its text), then bound and run: cut after the run.
             proxy.arm("SET record = $2, revision", 0, 1, Cut::AfterForward);
@@ -365,7 +377,7 @@ mod postgres {
             assert!(status.enabled && status.totp_confirmed_at.is_some());
             assert_eq!(status.backup_codes_remaining, 10);
             // The factor works: a backup code shown at setup, then the next TOTP step.
-            let ch = svc.challenge(&u).await;
+            let ch = svc.challenge_retrying(&u).await;
             let v = svc
                 .tf
                 .verify_login(LoginContext::none(), ch.token(), &codes[3])
@@ -373,7 +385,7 @@ mod postgres {
                 .unwrap();
             assert_eq!(v.method, Some(Method::BackupCode));
             svc.advance(30);
-            let ch = svc.challenge(&u).await;
+            let ch = svc.challenge_retrying(&u).await;
             let v = svc
                 .tf
                 .verify_login(LoginContext::none(), ch.token(), &svc.totp(&secret))

@@ -8,19 +8,12 @@ use twofactor::LoginContext;
 
 use twofactor::{
     events::Event, mail::MessagePurpose, security_key::SecurityKeyInfo,
-    security_key::SecurityKeyPolicy, security_key::UserVerification, Challenge, Error, LoginStep,
-    Method, Policy,
+    security_key::SecurityKeyPolicy, security_key::UserVerification, Error, LoginStep, Method,
+    Policy,
 };
 
-use crate::support::authenticator::{SoftKey, ORIGIN, RP_ID};
+use crate::support::authenticator::{options, policy, SoftKey, ORIGIN, RP_ID};
 use crate::support::{Harness, PASSWORD};
-
-/// Security keys for the tests' relying party.
-pub(crate) fn policy() -> Policy {
-    let mut p = Policy::default();
-    p.security_keys = Some(SecurityKeyPolicy::new(RP_ID, ORIGIN));
-    p
-}
 
 fn harness() -> Harness {
     Harness::with_policy(policy())
@@ -46,14 +39,6 @@ async fn enrolled(h: &Harness, user: &str) -> (String, SoftKey, SecurityKeyInfo)
     let mut key = SoftKey::new();
     let info = add_key(h, user, &mut key, "YubiKey").await;
     (secret, key, info)
-}
-
-/// The request options a login challenge carries.
-pub(crate) fn options(c: &Challenge) -> serde_json::Value {
-    c.security_key()
-        .expect("a security key is on offer")
-        .as_json()
-        .clone()
 }
 
 #[tokio::test]
@@ -861,15 +846,12 @@ async fn without_a_security_key_policy_keys_are_neither_offered_nor_registered()
     enrolled(&h, "u1").await;
     // The same stores, a service without the policy (a login reads no sealed secret, so a
     // keyring of its own does).
-    let plain = twofactor::TwoFactorService::builder()
-        .issuer("Acme")
+    let plain = h
+        .like()
+        .policy(Policy::default())
         .keys(twofactor::Keyring::generate())
-        .otp_store(h.otp.clone())
-        .enrollments(h.enrollments.clone())
-        .mailer(h.mailer.clone())
-        .clock(h.clock.clone())
         .build()
-        .unwrap();
+        .tf;
     assert!(matches!(
         plain.security_keys().start_registration("u1", "A").await,
         Err(Error::InvalidConfig(_))
@@ -1021,16 +1003,7 @@ async fn a_key_rotation_loses_no_key_and_no_ceremony() {
             .await
             .unwrap();
     let handle = opts.as_json()["publicKey"]["user"]["id"].clone();
-    let rotated = twofactor::TwoFactorService::builder()
-        .issuer("Acme")
-        .keys(old.rotate_to(&twofactor::Keyring::generate()))
-        .otp_store(h.otp.clone())
-        .enrollments(h.enrollments.clone())
-        .mailer(h.mailer.clone())
-        .clock(h.clock.clone())
-        .policy(policy())
-        .build()
-        .unwrap();
+    let rotated = h.rekeyed(old.rotate_to(&twofactor::Keyring::generate())).tf;
     let a = key.get(&options(&before)).await;
     assert_eq!(
         rotated
