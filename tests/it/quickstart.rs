@@ -2,7 +2,8 @@
 //! name (`by totp`), never a Rust debug form such as `by Some(Totp)`.
 //!
 //! `cargo test` builds the examples beside the test binaries; this test runs the built one. When
-//! only this binary was built (`cargo test --test it`), it says so and skips.
+//! only this binary was built (`cargo test --test it`), it skips and says so on the real standard
+//! error (see `support::skip`).
 
 use std::process::Command;
 
@@ -11,7 +12,6 @@ use crate::support::tools::example_binary;
 #[test]
 fn the_quickstart_names_each_method_plainly() {
     let Some(bin) = example_binary("quickstart") else {
-        println!("skipped: the quickstart example is not built (run the whole `cargo test`)");
         return;
     };
     let out = Command::new(&bin).output().expect("run the quickstart");

@@ -445,7 +445,6 @@ async fn no_code_or_number_in_debug_errors_or_logs() {
 #[test]
 fn the_http_text_example_runs() {
     let Some(bin) = crate::support::tools::example_binary("text_http") else {
-        println!("skipped: the text_http example is not built (run the whole `cargo test`)");
         return;
     };
     let out = std::process::Command::new(&bin)

@@ -1,11 +1,11 @@
 //! `SmtpMailer` against a real SMTP server: `tests/smtp_sink.py`, an aiosmtpd server started by
 //! each test on a port the OS picks, which stores what it receives.
 //!
-//! When the sink cannot be started (no Python with aiosmtpd), each test prints `skipped: …` and
-//! passes, unless `TWOFACTOR_REQUIRE_SERVERS=1`, when it fails. The Python used is
+//! When the sink cannot be started (no Python with aiosmtpd), each test skips and says so on the
+//! real standard error (see `support::skip`), unless `TWOFACTOR_REQUIRE_SERVERS=1`, when it fails. The Python used is
 //! `TWOFACTOR_SMTP_PYTHON`, else `/usr/bin/python3` (Debian's `python3-aiosmtpd`), else `python3`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,7 +20,7 @@ use twofactor::{
     mail::SmtpTls, mail::Templates, testing::RecordingMailer, Challenge, Error, LoginStep, Method,
 };
 
-use crate::support::{code_in, Harness};
+use crate::support::{code_in, skip, Harness};
 
 const CODE: &str = "042917";
 const SPACED: &str = "042 917";
@@ -40,7 +40,7 @@ struct SinkOptions<'a> {
 }
 
 impl Sink {
-    /// Starts a plaintext sink, or returns `None` after printing why the test is skipped.
+    /// Starts a plaintext sink, or returns `None` after saying why the test is skipped.
     fn start() -> Option<Sink> {
         Self::start_with(SinkOptions::default())
     }
@@ -152,14 +152,13 @@ fn python() -> String {
 }
 
 fn unavailable(why: &str) -> Option<Sink> {
-    if std::env::var("TWOFACTOR_REQUIRE_SERVERS").as_deref() == Ok("1") {
+    if skip::servers_required() {
         panic!("TWOFACTOR_REQUIRE_SERVERS=1 but the SMTP sink could not start: {why}");
     }
-    // Written to stderr directly so the test harness does not capture it.
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipped: the SMTP sink (tests/smtp_sink.py) could not start: {why}; \
-         install python3-aiosmtpd or set TWOFACTOR_SMTP_PYTHON"
+    skip::skipped(
+        "SMTP tests: the SMTP sink (tests/smtp_sink.py) could not start (install \
+         python3-aiosmtpd or set TWOFACTOR_SMTP_PYTHON)",
+        Some(why),
     );
     None
 }

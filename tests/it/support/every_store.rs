@@ -3,8 +3,8 @@
 //! The setups, each compiled with its features: memory; PostgreSQL and SQLite (one `SqlStore`
 //! for both stores); Redis for the one-time store with memory enrolments, with PostgreSQL
 //! enrolments, and for both stores; and a Redis Cluster for the one-time store with memory
-//! enrolments (feature `redis-cluster`). A server-backed setup skips without its server's URL, or
-//! fails under `TWOFACTOR_REQUIRE_SERVERS=1`.
+//! enrolments (feature `redis-cluster`). A server-backed setup skips (visibly, see
+//! [`skip`](super::skip)) without its server's URL, or fails under `TWOFACTOR_REQUIRE_SERVERS=1`.
 // A build without every store feature leaves the constructors of the stores it lacks unused.
 #![cfg_attr(
     not(all(
@@ -79,7 +79,7 @@ pub(crate) async fn redis_cluster_with_memory_enrolments() -> Option<Stores> {
 }
 
 /// Runs `body` on the stores `make` gives, through the conformance runner (a runtime of its
-/// own; a skip when `make` gives `None`).
+/// own; a visible skip when `make` gives `None`).
 #[cfg(feature = "test-util")]
 pub(crate) fn run<MF, TF>(
     name: &str,

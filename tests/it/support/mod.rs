@@ -1,5 +1,5 @@
 //! Shared test support: the one service [`Harness`] (memory or any stores, a manual clock,
-//! recording doubles), the every-store macro, the store servers, fault
+//! recording doubles), the every-store macro, the store servers and their visible skips, fault
 //! injection, and helpers to read codes the way a user would. Test files share helpers only
 //! through here.
 
@@ -11,6 +11,7 @@ pub(crate) mod harness;
 pub(crate) mod logs;
 #[cfg(all(feature = "test-util", any(feature = "redis", feature = "postgres")))]
 pub(crate) mod proxy;
+pub(crate) mod skip;
 pub(crate) mod stores;
 pub(crate) mod tools;
 

@@ -1,7 +1,8 @@
 //! Shared set-up of the store test suites: servers from the environment, per-run isolation.
 //!
-//! - `TWOFACTOR_TEST_REDIS_URL`, `TWOFACTOR_TEST_POSTGRES_URL`: the servers. Absent: the
-//!   server-backed tests print `skipped: …` and pass.
+//! - `TWOFACTOR_TEST_REDIS_URL`, `TWOFACTOR_TEST_POSTGRES_URL`,
+//!   `TWOFACTOR_TEST_REDIS_CLUSTER_URLS`: the servers. Absent: the server-backed tests skip,
+//!   and say so on the real standard error (see [`skip`](super::skip)).
 //! - `TWOFACTOR_REQUIRE_SERVERS=1` (set by CI): an absent URL is a failure instead.
 //! - `TWOFACTOR_TEST_PG_SCHEMA_PREFIX`: the prefix of the per-process PostgreSQL schema
 //!   (default `tf_test`), so a CI run can drop its own schemas afterwards.
@@ -16,36 +17,38 @@ use std::time::Duration;
 
 use twofactor::Error;
 
-/// Whether absent servers fail the run (CI) instead of skipping.
-pub(crate) fn servers_required() -> bool {
-    std::env::var("TWOFACTOR_REQUIRE_SERVERS").is_ok_and(|v| v == "1")
-}
+use super::skip::{self, Decision};
 
+/// The URL in `var`, or `None` when the test should skip (after saying so); a failure when it
+/// is absent and servers are required.
 fn server_url(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if servers_required() => {
+    match skip::decide(
+        std::env::var(var).ok().as_deref(),
+        std::env::var("TWOFACTOR_REQUIRE_SERVERS").ok().as_deref(),
+    ) {
+        Decision::Run(url) => Some(url),
+        Decision::Fail => {
             panic!("{var} is not set but TWOFACTOR_REQUIRE_SERVERS=1: the server-backed suite must run")
         }
-        _ => {
-            eprintln!("skipped: {var} is not set");
+        Decision::Skip => {
+            skip::skipped(&format!("server-backed tests: {var} not set"), None);
             None
         }
     }
 }
 
-/// The Redis URL, or `None` (after printing why) when the suite should skip.
+/// The Redis URL, or `None` (after saying so) when the suite should skip.
 pub(crate) fn redis_url() -> Option<String> {
     server_url("TWOFACTOR_TEST_REDIS_URL")
 }
 
-/// The PostgreSQL URL, or `None` (after printing why) when the suite should skip.
+/// The PostgreSQL URL, or `None` (after saying so) when the suite should skip.
 pub(crate) fn postgres_url() -> Option<String> {
     server_url("TWOFACTOR_TEST_POSTGRES_URL")
 }
 
 /// The seed URLs of a Redis Cluster (`TWOFACTOR_TEST_REDIS_CLUSTER_URLS`, comma-separated), or
-/// `None` (after printing why) when the suite should skip.
+/// `None` (after saying so) when the suite should skip.
 pub(crate) fn redis_cluster_urls() -> Option<Vec<String>> {
     let urls = server_url("TWOFACTOR_TEST_REDIS_CLUSTER_URLS")?;
     Some(
@@ -204,7 +207,7 @@ pub(crate) struct OwnRedis {
 
 #[cfg(feature = "redis")]
 impl OwnRedis {
-    /// Starts `redis-server` on `port`; `None` (after printing why) when the binary is missing
+    /// Starts `redis-server` on `port`; `None` (after saying so) when the binary is missing
     /// and servers are not required.
     pub(crate) fn start(port: u16) -> Option<Self> {
         Self::spawn(port, &["--save", "", "--appendonly", "no"])
@@ -243,9 +246,12 @@ impl OwnRedis {
                 child: Some(child),
                 port,
             }),
-            Err(e) if servers_required() => panic!("redis-server could not be started: {e}"),
+            Err(e) if skip::servers_required() => panic!("redis-server could not be started: {e}"),
             Err(e) => {
-                eprintln!("skipped: redis-server could not be started: {e}");
+                skip::skipped(
+                    "server-backed tests: redis-server could not be started",
+                    Some(&e.to_string()),
+                );
                 None
             }
         }
@@ -341,15 +347,18 @@ impl OwnPostgres {
         bin.join("initdb").exists().then_some(bin)
     }
 
-    /// Creates and starts the cluster; `None` (after printing why) when the binaries are
+    /// Creates and starts the cluster; `None` (after saying so) when the binaries are
     /// missing and servers are not required.
     pub(crate) fn start() -> Option<Self> {
         let Some(bin) = Self::bin_dir() else {
             assert!(
-                !servers_required(),
+                !skip::servers_required(),
                 "initdb/pg_ctl not found but TWOFACTOR_REQUIRE_SERVERS=1"
             );
-            eprintln!("skipped: initdb/pg_ctl (PostgreSQL server binaries) not found");
+            skip::skipped(
+                "server-backed tests: initdb/pg_ctl (PostgreSQL server binaries) not found",
+                None,
+            );
             return None;
         };
         let uid = std::process::Command::new("id").arg("-u").output().ok()?;

@@ -1,20 +1,25 @@
 //! Outside programs the tests use when they are there: `oathtool` and `zbarimg` (Debian
 //! packages `oathtool` and `zbar-tools`) as outside witnesses, and the examples `cargo test`
-//! builds.
+//! builds. A missing one is a visible skip (see [`skip`](super::skip)).
 
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Whether `tool` runs; when it does not, says so on stderr (or fails under
-/// TWOFACTOR_REQUIRE_SERVERS=1).
+use super::skip;
+
+/// Whether `tool` runs; when it does not, the test skips and says so (or fails under
+/// `TWOFACTOR_REQUIRE_SERVERS=1`).
 pub(crate) fn have(tool: &str, package: &str) -> bool {
     match Command::new(tool).arg("--version").output() {
         Ok(_) => true,
         Err(e) => {
-            if std::env::var("TWOFACTOR_REQUIRE_SERVERS").as_deref() == Ok("1") {
+            if skip::servers_required() {
                 panic!("{tool} is required (TWOFACTOR_REQUIRE_SERVERS=1) but not runnable: {e}");
             }
-            eprintln!("skipped: {tool} not installed (apt-get install {package})");
+            skip::skipped(
+                &format!("outside-witness tests: {tool} not installed (apt-get install {package})"),
+                Some(&e.to_string()),
+            );
             false
         }
     }
@@ -41,8 +46,20 @@ pub(crate) fn oathtool(mode: &str, digits: u32, secret_b32: &str, time: u64) -> 
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-/// The built example `name`, when `cargo test` built the examples.
+/// The built example `name`, when `cargo test` built the examples; else `None`, and the test
+/// skips and says so (only this binary was built: `cargo test --test it`).
 pub(crate) fn example_binary(name: &str) -> Option<PathBuf> {
+    let bin = built_example(name);
+    if bin.is_none() {
+        skip::skipped(
+            "example tests: the examples are not built (run the whole `cargo test`)",
+            Some(&format!("no built {name} example")),
+        );
+    }
+    bin
+}
+
+fn built_example(name: &str) -> Option<PathBuf> {
     // target/<profile>/deps/it-<hash> → target/<profile>/examples/<name>
     let exe = std::env::current_exe().ok()?;
     let profile_dir = exe.parent()?.parent()?;
