@@ -914,7 +914,9 @@ async fn no_input_makes_a_ceremony_panic() {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
     // A good assertion and registration response, then random edits of them and random text:
-    // every answer is a typed 4xx error (or, for an untouched input, a success), never a panic.
+    // every answer is a typed 4xx error (or, for a registration response still whole, a
+    // success), never a panic. The assertion signed an earlier challenge than the ones it is
+    // tried on, so it never passes, edited or not.
     let h = harness();
     let (_, mut key, _) = enrolled(&h, "u1").await;
     let c = h.challenge("u1").await;
@@ -956,9 +958,14 @@ async fn no_input_makes_a_ceremony_panic() {
         )
         .unwrap();
     for (a, r) in cases.into_inner().unwrap() {
+        // Every assertion here, edited or not, signed the first challenge: on this one it must
+        // fail.
         let c = h.challenge("u1").await;
         match h.tf.verify_login(LoginContext::none(), c.token(), &a).await {
-            Ok(_) => {}
+            Ok(v) => panic!(
+                "an assertion for an earlier challenge passed: {v:?} for {}",
+                a.chars().take(200).collect::<String>()
+            ),
             Err(e) => assert!((400..500).contains(&e.http_status()), "{e:?}"),
         }
         h.tf.security_keys()

@@ -127,9 +127,18 @@ async fn lockout_holds_across_challenges() {
         svc.tf.begin_login(LoginContext::none(), u).await,
         Err(Error::Locked { .. })
     ));
-    // The right code is refused too while locked.
+    // No new challenge while locked, and the right code is refused on every challenge still
+    // open from before the lock.
     let ch = svc.tf.begin_login(LoginContext::none(), u).await;
     assert!(matches!(ch, Err(Error::Locked { .. })), "{ch:?}");
+    let right = svc.totp(&secret);
+    for token in &tokens {
+        let r = svc
+            .tf
+            .verify_login(LoginContext::none(), token, &right)
+            .await;
+        assert!(matches!(r, Err(Error::Locked { .. })), "{r:?}");
+    }
 }
 
 /// The masters of the cluster: (address, node id, slot ranges), from `CLUSTER NODES`.
