@@ -83,24 +83,26 @@ mod redis {
     use super::*;
     use twofactor::{store::MemoryEnrollmentStore, store::RedisOtpStore};
 
+    /// A store on the Redis (or the proxy) at `port`, with patient timeouts: a cut connection
+    /// fails its call at once, and a slow answer is waited for.
     async fn via(port: u16) -> RedisOtpStore {
-        for _ in 0..100 {
-            if let Ok(store) = RedisOtpStore::builder(format!("redis://127.0.0.1:{port}"))
-                .connect_timeout(stores::SHORT)
-                .response_timeout(stores::SHORT)
+        stores::wait_for(&format!("a Redis on port {port}"), || async {
+            RedisOtpStore::builder(format!("redis://127.0.0.1:{port}"))
+                .connect_timeout(stores::PATIENT)
+                .response_timeout(stores::PATIENT)
                 .reconnect_attempts(1)
                 .connect()
                 .await
-            {
-                return store;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("no Redis on port {port}");
+                .ok()
+        })
+        .await
     }
 
     /// `SIGSTOP` mid-login: the step times out (typed `Timeout`, transient) and passes nothing;
-    /// after `SIGCONT` the same code verifies once, and only once.
+    /// after `SIGCONT` the same code verifies once, and only once. The calls made while the
+    /// server is stopped go through a second instance whose store handle times out after
+    /// [`stores::SHORT`]; the others (the retry included), through one with patient timeouts,
+    /// which a loaded machine does not make time out.
     #[test]
     fn stalled_redis_times_out_then_the_same_code_verifies_once() {
         let port = stores::dead_port();
@@ -110,6 +112,10 @@ mod redis {
         runtime().block_on(async {
             let store = server.connect().await;
             let svc = Harness::on(Arc::new(store), Arc::new(MemoryEnrollmentStore::new()));
+            let quick = svc.twin_on(
+                Arc::new(server.connect_timing_out_after(stores::SHORT).await),
+                svc.enrollments.clone(),
+            );
             let u = user();
             let (secret, _) = svc.enroll_totp(&u).await;
             let ch = svc.challenge_retrying(&u).await;
@@ -117,14 +123,15 @@ mod redis {
 
             server.signal("STOP");
             let kind = transient_kind(
-                svc.tf
+                quick
+                    .tf
                     .verify_login(LoginContext::none(), ch.token(), &code)
                     .await,
             );
             eprintln!("redis SIGSTOP: verify_login -> store error of kind {kind:?}");
             assert_eq!(kind, StoreErrorKind::Timeout);
             assert_eq!(
-                transient_kind(svc.tf.begin_login(LoginContext::none(), &u).await),
+                transient_kind(quick.tf.begin_login(LoginContext::none(), &u).await),
                 StoreErrorKind::Timeout
             );
             server.signal("CONT");
@@ -198,20 +205,22 @@ mod postgres {
     use stores::OwnPostgres;
     use twofactor::store::SqlStore;
 
-    async fn sql(url: String, connections: u32) -> Arc<SqlStore> {
-        for _ in 0..100 {
-            if let Ok(store) = SqlStore::builder(url.clone())
+    /// A migrated store on the PostgreSQL at `url` whose pool waits up to `acquire` for a
+    /// connection: [`stores::PATIENT`] for calls that must succeed, [`stores::SHORT`] for a
+    /// handle whose calls must fail while the server is down (the pool keeps retrying a refused
+    /// connection until then).
+    async fn sql(url: String, connections: u32, acquire: Duration) -> Arc<SqlStore> {
+        let store = stores::wait_for("the test's PostgreSQL accepts a connection", || async {
+            SqlStore::builder(url.clone())
                 .max_connections(connections)
-                .acquire_timeout(stores::SHORT)
+                .acquire_timeout(acquire)
                 .connect()
                 .await
-            {
-                store.migrate().await.unwrap();
-                return Arc::new(store);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the test's PostgreSQL never accepted a connection");
+                .ok()
+        })
+        .await;
+        store.migrate().await.unwrap();
+        Arc::new(store)
     }
 
     /// `pg_ctl stop -m immediate` mid-login: transient errors, nothing passes; once started
@@ -222,8 +231,11 @@ mod postgres {
             return;
         };
         runtime().block_on(async {
-            let store = sql(pg.url_via(pg.port()), 4).await;
+            let store = sql(pg.url_via(pg.port()), 4, stores::PATIENT).await;
             let svc = Harness::on(store.clone(), store.clone());
+            // The calls made while the server is down, on a pool that gives up after SHORT.
+            let down = sql(pg.url_via(pg.port()), 4, stores::SHORT).await;
+            let quick = svc.twin_on(down.clone(), down);
             let u = user();
             let (secret, codes) = svc.enroll_totp(&u).await;
             let ch = svc.challenge_retrying(&u).await;
@@ -231,20 +243,22 @@ mod postgres {
 
             pg.stop_immediate();
             let kind = transient_kind(
-                svc.tf
+                quick
+                    .tf
                     .verify_login(LoginContext::none(), ch.token(), &code)
                     .await,
             );
             eprintln!("postgres stopped: verify_login -> store error of kind {kind:?}");
             for c in [code.clone(), codes[0].clone()] {
                 transient_kind(
-                    svc.tf
+                    quick
+                        .tf
                         .verify_login(LoginContext::none(), ch.token(), &c)
                         .await,
                 );
             }
-            transient_kind(svc.tf.begin_login(LoginContext::none(), &u).await);
-            transient_kind(svc.tf.account().status(&u).await);
+            transient_kind(quick.tf.begin_login(LoginContext::none(), &u).await);
+            transient_kind(quick.tf.account().status(&u).await);
 
             pg.start_again();
             let (outcome, transient) =
@@ -270,7 +284,7 @@ mod postgres {
             return;
         };
         runtime().block_on(async {
-            let store = sql(pg.url_via(pg.port()), 4).await;
+            let store = sql(pg.url_via(pg.port()), 4, stores::PATIENT).await;
             let svc = Harness::on(store.clone(), store.clone());
             let u = user();
             let (secret, _) = svc.enroll_totp(&u).await;
@@ -311,7 +325,7 @@ mod postgres {
             return;
         };
         runtime().block_on(async {
-            let direct = sql(pg.url_via(pg.port()), 2).await;
+            let direct = sql(pg.url_via(pg.port()), 2, stores::PATIENT).await;
             let svc = Harness::on(direct.clone(), direct);
             let u = user();
             let (secret, _) = svc.enroll_totp(&u).await;
@@ -320,7 +334,7 @@ mod postgres {
             // A second instance on a fresh connection through the proxy: its first settle call
             // is prepared first (its text), then bound and run: the cut falls after the run.
             let proxy = Proxy::start(pg.port());
-            let proxied = sql(pg.url_via(proxy.port()), 1).await;
+            let proxied = sql(pg.url_via(proxy.port()), 1, stores::PATIENT).await;
             let other = svc.twin_on(proxied.clone(), proxied);
             proxy.arm("twofactor_settle", 0, 1, Cut::AfterForward);
             let kind = transient_kind(
@@ -355,7 +369,7 @@ mod postgres {
         };
         runtime().block_on(async {
             let proxy = Proxy::start(pg.port());
-            let store = sql(pg.url_via(proxy.port()), 1).await;
+            let store = sql(pg.url_via(proxy.port()), 1, stores::PATIENT).await;
             let svc = Harness::on(store.clone(), store.clone());
             let u = user();
             let (secret, codes) = svc.start_totp_setup(&u).await;

@@ -195,7 +195,34 @@ pub(crate) fn has_source(e: &dyn std::error::Error) -> bool {
     e.source().is_some()
 }
 
+/// A timeout that must fire: for a server that cannot answer (a silent port, a stopped
+/// process), where it bounds how long the test waits for the typed timeout it checks. Never
+/// for a call that must succeed: a loaded machine may take longer than this to answer.
 pub(crate) const SHORT: Duration = Duration::from_millis(500);
+
+/// A timeout for calls that must succeed, and the deadline of a wait for a server to come up:
+/// long enough for a loaded machine, so that reaching it means something is wrong.
+pub(crate) const PATIENT: Duration = Duration::from_secs(30);
+
+/// Calls `attempt` until it gives `Some`, pausing briefly between tries; a failure naming
+/// `what` when [`PATIENT`] passes first.
+pub(crate) async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> T {
+    let until_some = async {
+        loop {
+            if let Some(value) = attempt().await {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    match tokio::time::timeout(PATIENT, until_some).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what}: not within {PATIENT:?}"),
+    }
+}
 
 /// A `redis-server` child process on a port of its own (no persistence unless asked), killed
 /// when dropped.
@@ -276,21 +303,31 @@ impl OwnRedis {
         }
     }
 
-    /// Connects, waiting (a bounded number of tries) for the server to accept.
+    /// Connects, waiting (up to [`PATIENT`]) for the server to accept, with patient timeouts:
+    /// a call fails at once when the server is gone, and waits for a slow one.
     pub(crate) async fn connect(&self) -> twofactor::store::RedisOtpStore {
-        for _ in 0..100 {
-            match twofactor::store::RedisOtpStore::builder(self.url())
-                .connect_timeout(SHORT)
-                .response_timeout(SHORT)
-                .reconnect_attempts(1)
-                .connect()
-                .await
-            {
-                Ok(store) => return store,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-        panic!("the redis-server started by the test never accepted a connection");
+        self.connect_timing_out_after(PATIENT).await
+    }
+
+    /// As [`OwnRedis::connect`], with connect and response timeouts of `timeout`: [`SHORT`]
+    /// for a handle whose calls must time out on the stalled server.
+    pub(crate) async fn connect_timing_out_after(
+        &self,
+        timeout: Duration,
+    ) -> twofactor::store::RedisOtpStore {
+        wait_for(
+            "the redis-server started by the test accepts a connection",
+            || async {
+                twofactor::store::RedisOtpStore::builder(self.url())
+                    .connect_timeout(timeout)
+                    .response_timeout(timeout)
+                    .reconnect_attempts(1)
+                    .connect()
+                    .await
+                    .ok()
+            },
+        )
+        .await
     }
 }
 
