@@ -1,11 +1,10 @@
 //! Sealed TOTP secrets: bound to their user and key id, tamper-evident, and rotatable.
 
-use std::sync::Arc;
 use twofactor::LoginContext;
 
 use twofactor::{
-    clock::Timestamp, store::EnrollmentStore, testing::ManualClock, testing::RecordingMailer,
-    Error, Keyring, Method, Policy, TwoFactorService,
+    clock::Timestamp, store::EnrollmentStore, testing::ManualClock, Error, Keyring, Method, Policy,
+    TwoFactorService,
 };
 
 use crate::support::Harness;
@@ -74,17 +73,9 @@ async fn every_flipped_byte_of_the_envelope_is_refused() {
     }
 }
 
+/// Another service on the harness's stores, with `keys` and `clock`.
 fn service_over(h: &Harness, keys: Keyring, clock: ManualClock) -> TwoFactorService {
-    TwoFactorService::builder()
-        .issuer("Acme")
-        .keys(keys)
-        .otp_store(h.otp.clone())
-        .enrollments(h.enrollments.clone() as Arc<dyn EnrollmentStore>)
-        .mailer(RecordingMailer::new())
-        .clock(clock)
-        .policy(Policy::default())
-        .build()
-        .unwrap()
+    h.like().keys(keys).clock(clock).build().tf
 }
 
 #[tokio::test]

@@ -38,6 +38,7 @@ mod rfc_vectors;
 mod security_key;
 #[cfg(all(feature = "webauthn", feature = "test-util"))]
 mod security_key_stores;
+mod skips;
 mod sms;
 #[cfg(feature = "smtp")]
 mod smtp;

@@ -2,26 +2,16 @@
 //! name (`by totp`), never a Rust debug form such as `by Some(Totp)`.
 //!
 //! `cargo test` builds the examples beside the test binaries; this test runs the built one. When
-//! only this binary was built (`cargo test --test it`), it says so and skips.
+//! only this binary was built (`cargo test --test it`), it skips and says so on the real standard
+//! error (see `support::skip`).
 
-use std::path::PathBuf;
 use std::process::Command;
 
-/// The built example `name`, when `cargo test` built the examples.
-pub(crate) fn example_binary(name: &str) -> Option<PathBuf> {
-    // target/<profile>/deps/it-<hash> → target/<profile>/examples/<name>
-    let exe = std::env::current_exe().ok()?;
-    let profile_dir = exe.parent()?.parent()?;
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    bin.is_file().then_some(bin)
-}
+use crate::support::tools::example_binary;
 
 #[test]
 fn the_quickstart_names_each_method_plainly() {
     let Some(bin) = example_binary("quickstart") else {
-        println!("skipped: the quickstart example is not built (run the whole `cargo test`)");
         return;
     };
     let out = Command::new(&bin).output().expect("run the quickstart");

@@ -12,11 +12,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use twofactor::LoginContext;
 
-use twofactor::{error::StoreErrorKind, Challenge, Error, Method, Verified};
+use twofactor::{
+    error::StoreErrorKind, store::EnrollmentStore, store::OtpStore, Challenge, Error, Method,
+    Verified,
+};
 
 use crate::support::proxy::{Cut, Proxy};
 use crate::support::stores::{self, runtime};
-use crate::support::svc::{retry, user, Svc};
+use crate::support::{fresh_user, retry, Harness};
+
+fn user() -> String {
+    fresh_user("failure")
+}
 
 /// The store error of a failed step, which must be transient and never a success.
 fn transient_kind<T: std::fmt::Debug>(outcome: Result<T, Error>) -> StoreErrorKind {
@@ -31,7 +38,12 @@ fn transient_kind<T: std::fmt::Debug>(outcome: Result<T, Error>) -> StoreErrorKi
 
 /// After a login passed with `code` on `ch`: the token is spent, and the code's step is spent
 /// on any other challenge too.
-async fn spent_once(svc: &Svc, user: &str, ch: &Challenge, code: &str) {
+async fn spent_once<O: OtpStore + ?Sized, E: EnrollmentStore + ?Sized>(
+    svc: &Harness<O, E>,
+    user: &str,
+    ch: &Challenge,
+    code: &str,
+) {
     assert!(
         matches!(
             svc.tf
@@ -41,7 +53,7 @@ async fn spent_once(svc: &Svc, user: &str, ch: &Challenge, code: &str) {
         ),
         "a consumed challenge never passes twice"
     );
-    let again = svc.challenge(user).await;
+    let again = svc.challenge_retrying(user).await;
     assert!(
         matches!(
             svc.tf
@@ -71,24 +83,26 @@ mod redis {
     use super::*;
     use twofactor::{store::MemoryEnrollmentStore, store::RedisOtpStore};
 
+    /// A store on the Redis (or the proxy) at `port`, with patient timeouts: a cut connection
+    /// fails its call at once, and a slow answer is waited for.
     async fn via(port: u16) -> RedisOtpStore {
-        for _ in 0..100 {
-            if let Ok(store) = RedisOtpStore::builder(format!("redis://127.0.0.1:{port}"))
-                .connect_timeout(stores::SHORT)
-                .response_timeout(stores::SHORT)
+        stores::wait_for(&format!("a Redis on port {port}"), || async {
+            RedisOtpStore::builder(format!("redis://127.0.0.1:{port}"))
+                .connect_timeout(stores::PATIENT)
+                .response_timeout(stores::PATIENT)
                 .reconnect_attempts(1)
                 .connect()
                 .await
-            {
-                return store;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("no Redis on port {port}");
+                .ok()
+        })
+        .await
     }
 
     /// `SIGSTOP` mid-login: the step times out (typed `Timeout`, transient) and passes nothing;
-    /// after `SIGCONT` the same code verifies once, and only once.
+    /// after `SIGCONT` the same code verifies once, and only once. The calls made while the
+    /// server is stopped go through a second instance whose store handle times out after
+    /// [`stores::SHORT`]; the others (the retry included), through one with patient timeouts,
+    /// which a loaded machine does not make time out.
     #[test]
     fn stalled_redis_times_out_then_the_same_code_verifies_once() {
         let port = stores::dead_port();
@@ -97,22 +111,27 @@ mod redis {
         };
         runtime().block_on(async {
             let store = server.connect().await;
-            let svc = Svc::new(Arc::new(store), Arc::new(MemoryEnrollmentStore::new()));
+            let svc = Harness::on(Arc::new(store), Arc::new(MemoryEnrollmentStore::new()));
+            let quick = svc.twin_on(
+                Arc::new(server.connect_timing_out_after(stores::SHORT).await),
+                svc.enrollments.clone(),
+            );
             let u = user();
-            let (secret, _) = svc.enroll(&u).await;
-            let ch = svc.challenge(&u).await;
+            let (secret, _) = svc.enroll_totp(&u).await;
+            let ch = svc.challenge_retrying(&u).await;
             let code = svc.totp(&secret);
 
             server.signal("STOP");
             let kind = transient_kind(
-                svc.tf
+                quick
+                    .tf
                     .verify_login(LoginContext::none(), ch.token(), &code)
                     .await,
             );
             eprintln!("redis SIGSTOP: verify_login -> store error of kind {kind:?}");
             assert_eq!(kind, StoreErrorKind::Timeout);
             assert_eq!(
-                transient_kind(svc.tf.begin_login(LoginContext::none(), &u).await),
+                transient_kind(quick.tf.begin_login(LoginContext::none(), &u).await),
                 StoreErrorKind::Timeout
             );
             server.signal("CONT");
@@ -141,14 +160,14 @@ mod redis {
         runtime().block_on(async {
             let _wait = via(port).await;
             let proxy = Proxy::start(port);
-            let svc = Svc::new(
+            let svc = Harness::on(
                 Arc::new(via(proxy.port()).await),
                 Arc::new(MemoryEnrollmentStore::new()),
             );
             let u = user();
-            let (secret, _) = svc.enroll(&u).await;
+            let (secret, _) = svc.enroll_totp(&u).await;
             // One whole login first, so that the scripts are loaded on the server.
-            let ch = svc.challenge(&u).await;
+            let ch = svc.challenge_retrying(&u).await;
             svc.tf
                 .verify_login(LoginContext::none(), ch.token(), &svc.totp(&secret))
                 .await
@@ -156,7 +175,7 @@ mod redis {
 
             for (cut, landed) in [(Cut::AfterForward, true), (Cut::BeforeForward, false)] {
                 svc.advance(30);
-                let ch = svc.challenge(&u).await;
+                let ch = svc.challenge_retrying(&u).await;
                 let code = svc.totp(&secret);
                 // The second script of verify_login is the settle step.
                 proxy.arm("EVALSHA", 1, 0, cut);
@@ -186,20 +205,22 @@ mod postgres {
     use stores::OwnPostgres;
     use twofactor::store::SqlStore;
 
-    async fn sql(url: String, connections: u32) -> Arc<SqlStore> {
-        for _ in 0..100 {
-            if let Ok(store) = SqlStore::builder(url.clone())
+    /// A migrated store on the PostgreSQL at `url` whose pool waits up to `acquire` for a
+    /// connection: [`stores::PATIENT`] for calls that must succeed, [`stores::SHORT`] for a
+    /// handle whose calls must fail while the server is down (the pool keeps retrying a refused
+    /// connection until then).
+    async fn sql(url: String, connections: u32, acquire: Duration) -> Arc<SqlStore> {
+        let store = stores::wait_for("the test's PostgreSQL accepts a connection", || async {
+            SqlStore::builder(url.clone())
                 .max_connections(connections)
-                .acquire_timeout(stores::SHORT)
+                .acquire_timeout(acquire)
                 .connect()
                 .await
-            {
-                store.migrate().await.unwrap();
-                return Arc::new(store);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the test's PostgreSQL never accepted a connection");
+                .ok()
+        })
+        .await;
+        store.migrate().await.unwrap();
+        Arc::new(store)
     }
 
     /// `pg_ctl stop -m immediate` mid-login: transient errors, nothing passes; once started
@@ -210,29 +231,34 @@ mod postgres {
             return;
         };
         runtime().block_on(async {
-            let store = sql(pg.url_via(pg.port()), 4).await;
-            let svc = Svc::new(store.clone(), store.clone());
+            let store = sql(pg.url_via(pg.port()), 4, stores::PATIENT).await;
+            let svc = Harness::on(store.clone(), store.clone());
+            // The calls made while the server is down, on a pool that gives up after SHORT.
+            let down = sql(pg.url_via(pg.port()), 4, stores::SHORT).await;
+            let quick = svc.twin_on(down.clone(), down);
             let u = user();
-            let (secret, codes) = svc.enroll(&u).await;
-            let ch = svc.challenge(&u).await;
+            let (secret, codes) = svc.enroll_totp(&u).await;
+            let ch = svc.challenge_retrying(&u).await;
             let code = svc.totp(&secret);
 
             pg.stop_immediate();
             let kind = transient_kind(
-                svc.tf
+                quick
+                    .tf
                     .verify_login(LoginContext::none(), ch.token(), &code)
                     .await,
             );
             eprintln!("postgres stopped: verify_login -> store error of kind {kind:?}");
             for c in [code.clone(), codes[0].clone()] {
                 transient_kind(
-                    svc.tf
+                    quick
+                        .tf
                         .verify_login(LoginContext::none(), ch.token(), &c)
                         .await,
                 );
             }
-            transient_kind(svc.tf.begin_login(LoginContext::none(), &u).await);
-            transient_kind(svc.tf.account().status(&u).await);
+            transient_kind(quick.tf.begin_login(LoginContext::none(), &u).await);
+            transient_kind(quick.tf.account().status(&u).await);
 
             pg.start_again();
             let (outcome, transient) =
@@ -258,11 +284,11 @@ mod postgres {
             return;
         };
         runtime().block_on(async {
-            let store = sql(pg.url_via(pg.port()), 4).await;
-            let svc = Svc::new(store.clone(), store.clone());
+            let store = sql(pg.url_via(pg.port()), 4, stores::PATIENT).await;
+            let svc = Harness::on(store.clone(), store.clone());
             let u = user();
-            let (secret, _) = svc.enroll(&u).await;
-            let ch = svc.challenge(&u).await;
+            let (secret, _) = svc.enroll_totp(&u).await;
+            let ch = svc.challenge_retrying(&u).await;
             let code = svc.totp(&secret);
 
             let pids = pg.pids();
@@ -299,17 +325,17 @@ mod postgres {
             return;
         };
         runtime().block_on(async {
-            let direct = sql(pg.url_via(pg.port()), 2).await;
-            let svc = Svc::new(direct.clone(), direct);
+            let direct = sql(pg.url_via(pg.port()), 2, stores::PATIENT).await;
+            let svc = Harness::on(direct.clone(), direct);
             let u = user();
-            let (secret, _) = svc.enroll(&u).await;
-            let ch = svc.challenge(&u).await;
+            let (secret, _) = svc.enroll_totp(&u).await;
+            let ch = svc.challenge_retrying(&u).await;
             let code = svc.totp(&secret);
             // A second instance on a fresh connection through the proxy: its first settle call
             // is prepared first (its text), then bound and run: the cut falls after the run.
             let proxy = Proxy::start(pg.port());
-            let proxied = sql(pg.url_via(proxy.port()), 1).await;
-            let other = svc.twin(proxied.clone(), proxied);
+            let proxied = sql(pg.url_via(proxy.port()), 1, stores::PATIENT).await;
+            let other = svc.twin_on(proxied.clone(), proxied);
             proxy.arm("twofactor_settle", 0, 1, Cut::AfterForward);
             let kind = transient_kind(
                 other
@@ -343,10 +369,10 @@ mod postgres {
         };
         runtime().block_on(async {
             let proxy = Proxy::start(pg.port());
-            let store = sql(pg.url_via(proxy.port()), 1).await;
-            let svc = Svc::new(store.clone(), store.clone());
+            let store = sql(pg.url_via(proxy.port()), 1, stores::PATIENT).await;
+            let svc = Harness::on(store.clone(), store.clone());
             let u = user();
-            let (secret, codes) = svc.start_setup(&u).await;
+            let (secret, codes) = svc.start_totp_setup(&u).await;
             let code = svc.totp(&secret);
             // The statement is prepared first (its text), then bound and run: cut after the run.
             proxy.arm("SET record = $2, revision", 0, 1, Cut::AfterForward);
@@ -365,7 +391,7 @@ mod postgres {
             assert!(status.enabled && status.totp_confirmed_at.is_some());
             assert_eq!(status.backup_codes_remaining, 10);
             // The factor works: a backup code shown at setup, then the next TOTP step.
-            let ch = svc.challenge(&u).await;
+            let ch = svc.challenge_retrying(&u).await;
             let v = svc
                 .tf
                 .verify_login(LoginContext::none(), ch.token(), &codes[3])
@@ -373,7 +399,7 @@ mod postgres {
                 .unwrap();
             assert_eq!(v.method, Some(Method::BackupCode));
             svc.advance(30);
-            let ch = svc.challenge(&u).await;
+            let ch = svc.challenge_retrying(&u).await;
             let v = svc
                 .tf
                 .verify_login(LoginContext::none(), ch.token(), &svc.totp(&secret))

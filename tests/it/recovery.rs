@@ -5,16 +5,15 @@
 // The per-store runs need the `test-util` feature; without it their helpers are unused.
 #![cfg_attr(not(feature = "test-util"), allow(dead_code))]
 
-use std::sync::Arc;
 use std::time::Duration;
 use twofactor::LoginContext;
 
 use twofactor::{
-    account::RecoveryProgress, events::Event, mail::MessagePurpose, testing::ManualClock, Error,
-    Keyring, LoginStep, Method, Policy, TwoFactorService,
+    account::RecoveryProgress, events::Event, mail::MessagePurpose, Error, LoginStep, Method,
+    Policy,
 };
 
-use crate::support::{Harness, PASSWORD};
+use crate::support::{every_store, fresh_user, Harness, Stores, PASSWORD};
 
 const DELAY: u64 = 72 * 3600;
 const ADDRESS: &str = "u1@example.com";
@@ -205,8 +204,7 @@ async fn the_host_job_reminds_once_and_completes_at_the_deadline() {
 
 #[tokio::test]
 async fn a_second_request_neither_extends_nor_shortens_the_first() {
-    let keys = Keyring::generate();
-    let h = Harness::with(Policy::default(), keys.clone());
+    let h = Harness::new();
     enrolled(&h).await;
     let first = h.tf.recovery().request("u1", PASSWORD).await.unwrap();
     h.advance(10 * 3600);
@@ -220,14 +218,14 @@ async fn a_second_request_neither_extends_nor_shortens_the_first() {
     let mut short = Policy::default();
     short.recovery_delay = Duration::from_secs(3600);
     short.recovery_reminder = Duration::from_secs(600);
-    let twin = twin(&h, short, keys);
+    let twin = h.like().policy(short).build();
     assert_eq!(
-        twin.recovery().request("u1", PASSWORD).await.unwrap(),
+        twin.tf.recovery().request("u1", PASSWORD).await.unwrap(),
         first
     );
     h.advance(3600);
     assert_eq!(
-        twin.recovery().process("u1").await.unwrap(),
+        twin.tf.recovery().process("u1").await.unwrap(),
         RecoveryProgress::Pending {
             effective_at: first
         }
@@ -286,33 +284,17 @@ fn the_policy_bounds_the_delay_and_the_reminder() {
     assert!(p.validate().is_err());
 }
 
-/// Another service on the harness's stores and clock, with its own policy.
-fn twin(h: &Harness, policy: Policy, keys: Keyring) -> TwoFactorService {
-    let clock: ManualClock = h.clock.clone();
-    TwoFactorService::builder()
-        .issuer("Acme")
-        .keys(keys)
-        .otp_store(Arc::clone(&h.otp))
-        .enrollments(Arc::clone(&h.enrollments))
-        .mailer(h.mailer.clone())
-        .clock(clock)
-        .policy(policy)
-        .password_verifier(|_u: &str, p: &str| p == PASSWORD)
-        .build()
-        .unwrap()
-}
-
 /// Recovery on every store: a login cancels it; a second request keeps the first deadline; the
 /// host job completes it there.
-async fn recovery_flow(stores: &crate::trusted_devices::Stores) {
-    use crate::trusted_devices::{code_now, enrolled_on};
-    let (tf, clock, u, secret) = enrolled_on(stores).await;
+async fn recovery_flow(stores: &Stores) {
+    let h = Harness::on_stores(stores);
+    let (tf, clock) = (&h.tf, &h.clock);
+    let u = fresh_user("flow-user");
+    let (secret, _) = h.enroll_totp(&u).await;
     tf.recovery().request(&u, PASSWORD).await.unwrap();
     clock.advance(Duration::from_secs(3600));
-    let LoginStep::Challenge(c) = tf.begin_login(LoginContext::none(), &u).await.unwrap() else {
-        panic!("expected a challenge");
-    };
-    tf.verify_login(LoginContext::none(), c.token(), &code_now(&clock, &secret))
+    let c = h.challenge(&u).await;
+    tf.verify_login(LoginContext::none(), c.token(), &h.totp(&secret))
         .await
         .unwrap();
     assert_eq!(
@@ -357,4 +339,4 @@ async fn recovery_flow(stores: &crate::trusted_devices::Stores) {
     ));
 }
 
-crate::on_every_store!(super::recovery_flow);
+every_store!(recovery_flow);

@@ -8,19 +8,12 @@ use twofactor::LoginContext;
 
 use twofactor::{
     events::Event, mail::MessagePurpose, security_key::SecurityKeyInfo,
-    security_key::SecurityKeyPolicy, security_key::UserVerification, Challenge, Error, LoginStep,
-    Method, Policy,
+    security_key::SecurityKeyPolicy, security_key::UserVerification, Error, LoginStep, Method,
+    Policy,
 };
 
-use crate::support::authenticator::{SoftKey, ORIGIN, RP_ID};
+use crate::support::authenticator::{options, policy, SoftKey, ORIGIN, RP_ID};
 use crate::support::{Harness, PASSWORD};
-
-/// Security keys for the tests' relying party.
-pub(crate) fn policy() -> Policy {
-    let mut p = Policy::default();
-    p.security_keys = Some(SecurityKeyPolicy::new(RP_ID, ORIGIN));
-    p
-}
 
 fn harness() -> Harness {
     Harness::with_policy(policy())
@@ -46,14 +39,6 @@ async fn enrolled(h: &Harness, user: &str) -> (String, SoftKey, SecurityKeyInfo)
     let mut key = SoftKey::new();
     let info = add_key(h, user, &mut key, "YubiKey").await;
     (secret, key, info)
-}
-
-/// The request options a login challenge carries.
-pub(crate) fn options(c: &Challenge) -> serde_json::Value {
-    c.security_key()
-        .expect("a security key is on offer")
-        .as_json()
-        .clone()
 }
 
 #[tokio::test]
@@ -861,15 +846,12 @@ async fn without_a_security_key_policy_keys_are_neither_offered_nor_registered()
     enrolled(&h, "u1").await;
     // The same stores, a service without the policy (a login reads no sealed secret, so a
     // keyring of its own does).
-    let plain = twofactor::TwoFactorService::builder()
-        .issuer("Acme")
+    let plain = h
+        .like()
+        .policy(Policy::default())
         .keys(twofactor::Keyring::generate())
-        .otp_store(h.otp.clone())
-        .enrollments(h.enrollments.clone())
-        .mailer(h.mailer.clone())
-        .clock(h.clock.clone())
         .build()
-        .unwrap();
+        .tf;
     assert!(matches!(
         plain.security_keys().start_registration("u1", "A").await,
         Err(Error::InvalidConfig(_))
@@ -932,7 +914,9 @@ async fn no_input_makes_a_ceremony_panic() {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
     // A good assertion and registration response, then random edits of them and random text:
-    // every answer is a typed 4xx error (or, for an untouched input, a success), never a panic.
+    // every answer is a typed 4xx error (or, for a registration response still whole, a
+    // success), never a panic. The assertion signed an earlier challenge than the ones it is
+    // tried on, so it never passes, edited or not.
     let h = harness();
     let (_, mut key, _) = enrolled(&h, "u1").await;
     let c = h.challenge("u1").await;
@@ -974,9 +958,14 @@ async fn no_input_makes_a_ceremony_panic() {
         )
         .unwrap();
     for (a, r) in cases.into_inner().unwrap() {
+        // Every assertion here, edited or not, signed the first challenge: on this one it must
+        // fail.
         let c = h.challenge("u1").await;
         match h.tf.verify_login(LoginContext::none(), c.token(), &a).await {
-            Ok(_) => {}
+            Ok(v) => panic!(
+                "an assertion for an earlier challenge passed: {v:?} for {}",
+                a.chars().take(200).collect::<String>()
+            ),
             Err(e) => assert!((400..500).contains(&e.http_status()), "{e:?}"),
         }
         h.tf.security_keys()
@@ -1021,16 +1010,7 @@ async fn a_key_rotation_loses_no_key_and_no_ceremony() {
             .await
             .unwrap();
     let handle = opts.as_json()["publicKey"]["user"]["id"].clone();
-    let rotated = twofactor::TwoFactorService::builder()
-        .issuer("Acme")
-        .keys(old.rotate_to(&twofactor::Keyring::generate()))
-        .otp_store(h.otp.clone())
-        .enrollments(h.enrollments.clone())
-        .mailer(h.mailer.clone())
-        .clock(h.clock.clone())
-        .policy(policy())
-        .build()
-        .unwrap();
+    let rotated = h.rekeyed(old.rotate_to(&twofactor::Keyring::generate())).tf;
     let a = key.get(&options(&before)).await;
     assert_eq!(
         rotated

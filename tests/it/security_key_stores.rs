@@ -1,4 +1,4 @@
-//! Security keys on every store setup (see `on_every_store!`): registration, logins that record
+//! Security keys on every store setup (see `every_store!`): registration, logins that record
 //! the signature counter in the enrolment record, a replay refused, concurrent submissions of one
 //! assertion, step-up with the key and its removal. On Redis and PostgreSQL the concurrent
 //! submissions really interleave.
@@ -8,10 +8,8 @@ use twofactor::{
     events::Event, testing::RecordingEvents, Error, LoginStep, Method, TwoFactorService,
 };
 
-use crate::security_key::{options, policy};
-use crate::support::authenticator::SoftKey;
-use crate::support::{race, PASSWORD};
-use crate::trusted_devices::{code_now, enrolled_on_with, Stores};
+use crate::support::authenticator::{options, policy, SoftKey};
+use crate::support::{every_store, fresh_user, race, Harness, Stores, PASSWORD};
 
 /// A login challenge (the user has a factor).
 async fn challenge(tf: &TwoFactorService, user: &str) -> twofactor::Challenge {
@@ -31,9 +29,10 @@ async fn stored_key(stores: &Stores, user: &str) -> (u32, Option<String>) {
 
 /// The key flow on one store setup.
 async fn key_flow(stores: &Stores) {
-    let events = RecordingEvents::new();
-    let (tf, clock, u, secret) =
-        enrolled_on_with(stores, |b| b.policy(policy()).events(events.clone())).await;
+    let h = Harness::builder_on(stores).policy(policy()).build();
+    let (tf, events) = (&h.tf, &h.events);
+    let u = fresh_user("flow-user");
+    let (secret, _) = h.enroll_totp(&u).await;
 
     // Registration, right after the TOTP enrolment (a fresh factor).
     let mut key = SoftKey::new();
@@ -51,7 +50,7 @@ async fn key_flow(stores: &Stores) {
     assert_eq!(stored_key(stores, &u).await, (0, None));
 
     // A login with the key; the counter lands in the enrolment record.
-    let c = challenge(&tf, &u).await;
+    let c = challenge(tf, &u).await;
     assert!(c.methods().contains(&Method::SecurityKey));
     let first = key.get(&options(&c)).await;
     let v = tf
@@ -68,13 +67,13 @@ async fn key_flow(stores: &Stores) {
 
     // A second login works and moves the counter on; the first assertion, replayed on a new
     // challenge, is refused (it signed another challenge).
-    let c = challenge(&tf, &u).await;
+    let c = challenge(tf, &u).await;
     let second = key.get(&options(&c)).await;
     tf.verify_login(LoginContext::none(), c.token(), &second)
         .await
         .unwrap();
     assert_eq!(stored_key(stores, &u).await.0, 2);
-    let c = challenge(&tf, &u).await;
+    let c = challenge(tf, &u).await;
     assert!(matches!(
         tf.verify_login(LoginContext::none(), c.token(), &first)
             .await,
@@ -85,8 +84,8 @@ async fn key_flow(stores: &Stores) {
     // 16 concurrent submissions of one assertion on a new challenge: exactly one passes; the
     // others lost the race for the challenge or found its attempts spent, none charged as a
     // wrong answer nor taken for a clone (the same ceremony, not a counter going back).
-    let c = challenge(&tf, &u).await;
-    assert!(!cloned(&events));
+    let c = challenge(tf, &u).await;
+    assert!(!cloned(events));
     events.clear();
     let third = key.get(&options(&c)).await;
     let results = race(16, |_| {
@@ -126,18 +125,18 @@ async fn key_flow(stores: &Stores) {
 
     // Removal with the password and a TOTP code: TOTP stays, the key is offered no more.
     tf.security_keys()
-        .remove(&u, &info.id, PASSWORD, &code_now(&clock, &secret))
+        .remove(&u, &info.id, PASSWORD, &h.totp(&secret))
         .await
         .unwrap();
     let (rec, _) = stores.1.load(&u).await.unwrap().expect("a record");
     assert!(rec.security_keys.is_empty());
     assert!(rec.totp.is_some());
-    let c = challenge(&tf, &u).await;
+    let c = challenge(tf, &u).await;
     assert!(c.methods().contains(&Method::Totp));
     assert!(!c.methods().contains(&Method::SecurityKey));
     assert!(c.security_key().is_none());
 
-    assert!(!cloned(&events));
+    assert!(!cloned(events));
 }
 
 /// Whether a clone signal was reported.
@@ -148,4 +147,4 @@ fn cloned(events: &RecordingEvents) -> bool {
         .any(|e| matches!(e, Event::SecurityKeyCloneSuspected { .. }))
 }
 
-crate::on_every_store!(super::key_flow);
+every_store!(key_flow);

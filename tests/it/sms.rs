@@ -393,7 +393,7 @@ async fn a_failed_text_fails_closed_and_lifts_the_cooldown() {
 /// No code or whole number in `Debug`, in errors, or in the log of a whole text run.
 #[tokio::test]
 async fn no_code_or_number_in_debug_errors_or_logs() {
-    let capture = crate::store_secrecy::Capture::default();
+    let capture = crate::support::logs::Capture::default();
     let guard = capture.install();
     let texts = RecordingTextSender::new();
     let tf = builder().text_sender(texts.clone()).build().unwrap();
@@ -444,8 +444,7 @@ async fn no_code_or_number_in_debug_errors_or_logs() {
 /// enrols a phone, signs in by text, and fails closed when the vendor is down.
 #[test]
 fn the_http_text_example_runs() {
-    let Some(bin) = crate::quickstart::example_binary("text_http") else {
-        println!("skipped: the text_http example is not built (run the whole `cargo test`)");
+    let Some(bin) = crate::support::tools::example_binary("text_http") else {
         return;
     };
     let out = std::process::Command::new(&bin)

@@ -1,11 +1,11 @@
 //! `SmtpMailer` against a real SMTP server: `tests/smtp_sink.py`, an aiosmtpd server started by
 //! each test on a port the OS picks, which stores what it receives.
 //!
-//! When the sink cannot be started (no Python with aiosmtpd), each test prints `skipped: …` and
-//! passes, unless `TWOFACTOR_REQUIRE_SERVERS=1`, when it fails. The Python used is
+//! When the sink cannot be started (no Python with aiosmtpd), each test skips and says so on the
+//! real standard error (see `support::skip`), unless `TWOFACTOR_REQUIRE_SERVERS=1`, when it fails. The Python used is
 //! `TWOFACTOR_SMTP_PYTHON`, else `/usr/bin/python3` (Debian's `python3-aiosmtpd`), else `python3`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,14 +15,12 @@ use twofactor::LoginContext;
 use async_trait::async_trait;
 use serde_json::Value;
 use twofactor::{
-    clock::Timestamp, error::DeliveryError, mail::EnglishTemplates, mail::GermanTemplates,
-    mail::MailContent, mail::MailContext, mail::Mailer, mail::Message, mail::SmtpMailer,
-    mail::SmtpMailerBuilder, mail::SmtpTls, mail::Templates, store::MemoryEnrollmentStore,
-    store::MemoryOtpStore, testing::ManualClock, testing::RecordingMailer, Challenge, Error,
-    Keyring, LoginStep, Method, TwoFactorService,
+    error::DeliveryError, mail::EnglishTemplates, mail::GermanTemplates, mail::MailContent,
+    mail::MailContext, mail::Mailer, mail::Message, mail::SmtpMailer, mail::SmtpMailerBuilder,
+    mail::SmtpTls, mail::Templates, testing::RecordingMailer, Challenge, Error, LoginStep, Method,
 };
 
-use crate::support::{code_in, START};
+use crate::support::{code_in, skip, Harness};
 
 const CODE: &str = "042917";
 const SPACED: &str = "042 917";
@@ -42,7 +40,7 @@ struct SinkOptions<'a> {
 }
 
 impl Sink {
-    /// Starts a plaintext sink, or returns `None` after printing why the test is skipped.
+    /// Starts a plaintext sink, or returns `None` after saying why the test is skipped.
     fn start() -> Option<Sink> {
         Self::start_with(SinkOptions::default())
     }
@@ -154,14 +152,13 @@ fn python() -> String {
 }
 
 fn unavailable(why: &str) -> Option<Sink> {
-    if std::env::var("TWOFACTOR_REQUIRE_SERVERS").as_deref() == Ok("1") {
+    if skip::servers_required() {
         panic!("TWOFACTOR_REQUIRE_SERVERS=1 but the SMTP sink could not start: {why}");
     }
-    // Written to stderr directly so the test harness does not capture it.
-    let _ = writeln!(
-        std::io::stderr(),
-        "skipped: the SMTP sink (tests/smtp_sink.py) could not start: {why}; \
-         install python3-aiosmtpd or set TWOFACTOR_SMTP_PYTHON"
+    skip::skipped(
+        "SMTP tests: the SMTP sink (tests/smtp_sink.py) could not start (install \
+         python3-aiosmtpd or set TWOFACTOR_SMTP_PYTHON)",
+        Some(why),
     );
     None
 }
@@ -594,7 +591,6 @@ async fn tls_failures_are_permanent_and_never_fall_back_to_plaintext() {
 
 /// Sends through SMTP, and keeps a copy of every message it was asked to send, delivered or not:
 /// the test can then try the code of a message the server refused.
-#[derive(Clone)]
 struct Tap {
     smtp: SmtpMailer,
     attempted: RecordingMailer,
@@ -608,44 +604,34 @@ impl Mailer for Tap {
     }
 }
 
+/// The sink, and a harness whose mail goes through `SmtpMailer` to it (its `mailer` holds every
+/// message the service asked to send, delivered or not).
 struct Flow {
     sink: Sink,
-    tf: TwoFactorService,
-    tap: Tap,
-    clock: ManualClock,
+    h: Harness,
 }
 
 /// A service whose mail goes through `SmtpMailer` to a sink, with a user enrolled in email 2FA
 /// by a code that really travelled over SMTP.
 async fn email_user_over_smtp() -> Option<Flow> {
     let sink = Sink::start()?;
-    let tap = Tap {
-        smtp: sink.mailer().build().unwrap(),
-        attempted: RecordingMailer::new(),
-    };
-    let clock = ManualClock::new(Timestamp::from_unix_secs(START));
-    let tf = TwoFactorService::builder()
-        .issuer("Acme")
-        .keys(Keyring::generate())
-        .otp_store(MemoryOtpStore::new())
-        .enrollments(MemoryEnrollmentStore::new())
-        .mailer(tap.clone())
-        .clock(clock.clone())
-        .display_names(|_user: &str| Some(SCRIPT_NAME.to_owned()))
-        .build()
-        .unwrap();
-    tf.email()
+    let smtp = sink.mailer().build().unwrap();
+    let h = Harness::builder()
+        .service(move |b, w| {
+            b.mailer(Tap {
+                smtp,
+                attempted: w.doubles.mailer.clone(),
+            })
+            .display_names(|_user: &str| Some(SCRIPT_NAME.to_owned()))
+        })
+        .build();
+    h.tf.email()
         .start_setup("u1", "alice@example.com")
         .await
         .unwrap();
     let code = delivered_code(&sink, 1);
-    tf.email().confirm_setup("u1", &code).await.unwrap();
-    Some(Flow {
-        sink,
-        tf,
-        tap,
-        clock,
-    })
+    h.tf.email().confirm_setup("u1", &code).await.unwrap();
+    Some(Flow { sink, h })
 }
 
 /// The code in the text part of the `n`-th message the sink received (1-based), checking that
@@ -676,7 +662,8 @@ async fn begin_login_with_smtp_refusing_fails_closed_and_starts_no_cooldown() {
     let Some(flow) = email_user_over_smtp().await else {
         return;
     };
-    let Flow { sink, tf, tap, .. } = &flow;
+    let Flow { sink, h } = &flow;
+    let tf = &h.tf;
 
     for (refusal, transient) in [
         ("550 5.1.1 mailbox unavailable", false),
@@ -698,7 +685,7 @@ async fn begin_login_with_smtp_refusing_fails_closed_and_starts_no_cooldown() {
         assert_eq!(err.http_status(), 503);
         assert_eq!(sink.received().len(), delivered_before, "nothing delivered");
         // The code of the refused message, as the service generated it.
-        let refused_code = code_in(&tap.attempted.messages().last().unwrap().text).unwrap();
+        let refused_code = code_in(&h.mailer.messages().last().unwrap().text).unwrap();
 
         // The server is back. No clock movement: a cooldown would refuse this at once.
         sink.refuse_rcpt(None);
@@ -733,21 +720,17 @@ async fn a_resend_refused_by_smtp_starts_no_cooldown_and_leaves_no_usable_code()
     let Some(flow) = email_user_over_smtp().await else {
         return;
     };
-    let Flow {
-        sink,
-        tf,
-        tap,
-        clock,
-    } = &flow;
+    let Flow { sink, h } = &flow;
+    let tf = &h.tf;
     let ch = challenge(tf.begin_login(LoginContext::none(), "u1").await.unwrap());
     let first = delivered_code(sink, 2);
 
-    clock.advance(Duration::from_secs(60)); // past the resend cooldown
+    h.advance(60); // past the resend cooldown
     sink.refuse_data(Some("554 5.7.1 message refused"));
     let err = tf.resend_code(ch.token()).await.unwrap_err();
     assert!(matches!(err, Error::Delivery(_)), "{err:?}");
     assert!(!err.is_transient());
-    let refused = code_in(&tap.attempted.messages().last().unwrap().text).unwrap();
+    let refused = code_in(&h.mailer.messages().last().unwrap().text).unwrap();
     assert_eq!(sink.received().len(), 2, "nothing delivered");
 
     // Back at once, with no clock movement: the refused send started no cooldown.

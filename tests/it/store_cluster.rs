@@ -8,8 +8,7 @@ use twofactor::LoginContext;
 
 use twofactor::{store::MemoryEnrollmentStore, Error};
 
-use crate::support::svc::Svc;
-use crate::support::{race, stores, wrong};
+use crate::support::{race, stores, wrong, Harness};
 
 mod otp {
     use crate::support::stores::redis_cluster_store;
@@ -28,9 +27,12 @@ mod enrollment {
 }
 
 /// A service on a cluster store (its own prefix) and memory enrolments; `None` to skip.
-async fn service() -> Option<(Svc, twofactor::store::RedisOtpStore)> {
+async fn service() -> Option<(
+    Harness<twofactor::store::RedisOtpStore, MemoryEnrollmentStore>,
+    twofactor::store::RedisOtpStore,
+)> {
     let store = stores::redis_cluster_store().await?;
-    let svc = Svc::new(
+    let svc = Harness::on(
         Arc::new(store.clone()),
         Arc::new(MemoryEnrollmentStore::new()),
     );
@@ -43,8 +45,8 @@ async fn sixty_four_submissions_of_one_code_on_one_challenge_pass_once() {
         return;
     };
     let u = "cluster-once";
-    let (secret, _) = svc.enroll(u).await;
-    let ch = svc.challenge(u).await;
+    let (secret, _) = svc.enroll_totp(u).await;
+    let ch = svc.challenge_retrying(u).await;
     let (token, code) = (ch.token().clone(), svc.totp(&secret));
     let tf = svc.tf.clone();
     let results = race(64, |_| {
@@ -73,8 +75,8 @@ async fn sixty_four_wrong_guesses_evaluate_exactly_the_cap() {
         return;
     };
     let u = "cluster-guesses";
-    let (secret, _) = svc.enroll(u).await;
-    let ch = svc.challenge(u).await;
+    let (secret, _) = svc.enroll_totp(u).await;
+    let ch = svc.challenge_retrying(u).await;
     let (token, bad) = (ch.token().clone(), wrong(&svc.totp(&secret)));
     let tf = svc.tf.clone();
     let results = race(64, |_| {
@@ -102,11 +104,11 @@ async fn lockout_holds_across_challenges() {
         return;
     };
     let u = "cluster-lockout";
-    let (secret, _) = svc.enroll(u).await;
+    let (secret, _) = svc.enroll_totp(u).await;
     let bad = wrong(&svc.totp(&secret));
     let mut tokens = Vec::new();
     for _ in 0..100 {
-        tokens.push(svc.challenge(u).await.token().clone());
+        tokens.push(svc.challenge_retrying(u).await.token().clone());
     }
     let tf = svc.tf.clone();
     let results = race(100, |i| {
@@ -125,9 +127,18 @@ async fn lockout_holds_across_challenges() {
         svc.tf.begin_login(LoginContext::none(), u).await,
         Err(Error::Locked { .. })
     ));
-    // The right code is refused too while locked.
+    // No new challenge while locked, and the right code is refused on every challenge still
+    // open from before the lock.
     let ch = svc.tf.begin_login(LoginContext::none(), u).await;
     assert!(matches!(ch, Err(Error::Locked { .. })), "{ch:?}");
+    let right = svc.totp(&secret);
+    for token in &tokens {
+        let r = svc
+            .tf
+            .verify_login(LoginContext::none(), token, &right)
+            .await;
+        assert!(matches!(r, Err(Error::Locked { .. })), "{r:?}");
+    }
 }
 
 /// The masters of the cluster: (address, node id, slot ranges), from `CLUSTER NODES`.
@@ -166,7 +177,7 @@ async fn users_spread_over_all_masters() {
         return;
     };
     for i in 0..48 {
-        svc.enroll(&format!("cluster-spread-{i}")).await;
+        svc.enroll_totp(&format!("cluster-spread-{i}")).await;
     }
     let seed = stores::redis_cluster_urls().unwrap().remove(0);
     let masters = masters(&seed).await;

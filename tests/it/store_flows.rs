@@ -6,123 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use twofactor::LoginContext;
 
-use twofactor::{
-    clock::Timestamp, events::Event, store::EnrollmentStore, store::OtpStore, testing::ManualClock,
-    testing::RecordingEvents, testing::RecordingMailer, totp::totp_code, totp::TotpParams,
-    totp::TotpSecret, Challenge, Error, Keyring, LoginStep, Method, TwoFactorService,
+use twofactor::{events::Event, Challenge, Error, Keyring, LoginStep, Method};
+
+use crate::support::{
+    every_store, fresh_user, stores, wrong, AnyHarness, Harness, Stores, PASSWORD,
 };
-
-use crate::support::{code_in, stores, wrong, PASSWORD, START};
-
-/// The two stores a service runs on.
-type Stores = (Arc<dyn OtpStore>, Arc<dyn EnrollmentStore>);
-
-/// A service on the given stores with a manual clock and a recording mailer.
-struct Flow {
-    tf: TwoFactorService,
-    clock: ManualClock,
-    mailer: RecordingMailer,
-    events: RecordingEvents,
-    keys: Keyring,
-}
-
-impl Flow {
-    fn new(stores: &Stores) -> Self {
-        let clock = ManualClock::new(Timestamp::from_unix_secs(START));
-        Self::with(stores, Keyring::generate(), clock)
-    }
-
-    /// Another service instance on the same stores, keys and clock (a second app server).
-    fn twin(&self, stores: &Stores) -> Self {
-        Self::with(stores, self.keys.clone(), self.clock.clone())
-    }
-
-    fn with(stores: &Stores, keys: Keyring, clock: ManualClock) -> Self {
-        let mailer = RecordingMailer::new();
-        let events = RecordingEvents::new();
-        let tf = TwoFactorService::builder()
-            .issuer("Acme")
-            .keys(keys.clone())
-            .otp_store(stores.0.clone())
-            .enrollments(stores.1.clone())
-            .mailer(mailer.clone())
-            .clock(clock.clone())
-            .events(events.clone())
-            .password_verifier(|_user: &str, password: &str| password == PASSWORD)
-            .build()
-            .unwrap();
-        Flow {
-            tf,
-            clock,
-            mailer,
-            events,
-            keys,
-        }
-    }
-
-    fn now(&self) -> u64 {
-        use twofactor::clock::Clock;
-        self.clock.now().as_unix_secs()
-    }
-
-    fn advance(&self, secs: u64) {
-        self.clock.advance(Duration::from_secs(secs));
-    }
-
-    fn totp(&self, secret_b32: &str) -> String {
-        let secret = TotpSecret::from_base32(secret_b32).unwrap();
-        totp_code(secret.as_bytes(), TotpParams::default(), self.now())
-    }
-
-    async fn enroll_totp(&self, user: &str) -> (String, Vec<String>) {
-        let setup = self
-            .tf
-            .totp()
-            .start_setup(user, &format!("{user}@example.com"))
-            .await
-            .unwrap();
-        let secret = setup.secret_base32().to_owned();
-        let codes = setup
-            .backup_codes()
-            .iter()
-            .map(|c| c.expose().to_owned())
-            .collect();
-        self.tf
-            .totp()
-            .confirm_setup(user, &self.totp(&secret))
-            .await
-            .unwrap();
-        self.advance(30);
-        (secret, codes)
-    }
-
-    async fn enroll_email(&self, user: &str, address: &str) {
-        self.tf.email().start_setup(user, address).await.unwrap();
-        let code = self.last_code(address);
-        self.tf.email().confirm_setup(user, &code).await.unwrap();
-    }
-
-    fn last_code(&self, to: &str) -> String {
-        let msg = self.mailer.last_to(to).expect("a message was sent");
-        code_in(&msg.text).expect("the message holds a code")
-    }
-
-    async fn challenge(&self, user: &str) -> Challenge {
-        match self
-            .tf
-            .begin_login(LoginContext::none(), user)
-            .await
-            .unwrap()
-        {
-            LoginStep::Challenge(c) => c,
-            LoginStep::Complete(_) => panic!("expected a challenge"),
-        }
-    }
-}
 
 /// A user id of its own, so flows can share one database.
 fn user() -> String {
-    format!("flow-user-{}", stores::random_word())
+    fresh_user("flow-user")
 }
 
 /// The flow bodies, each run against every store.
@@ -130,8 +22,8 @@ mod flows {
     use super::*;
 
     /// Enrol TOTP, log in with it; the challenge is single use; a second instance sees it all.
-    pub(crate) async fn login_with_totp(stores: Arc<Stores>) {
-        let f = Flow::new(&stores);
+    pub(crate) async fn login_with_totp(stores: &Stores) {
+        let f = Harness::on_stores(stores);
         let u = user();
         let (secret, _) = f.enroll_totp(&u).await;
         let status = f.tf.account().status(&u).await.unwrap();
@@ -156,7 +48,7 @@ mod flows {
         ));
 
         // Another instance on the same stores: the challenge made here is answered there.
-        let twin = f.twin(&stores);
+        let twin = f.twin();
         let ch = f.challenge(&u).await;
         let v = twin
             .tf
@@ -169,8 +61,8 @@ mod flows {
     }
 
     /// Enrol email, log in with the mailed code; the code of one challenge never answers another.
-    pub(crate) async fn login_with_email_code(stores: Arc<Stores>) {
-        let f = Flow::new(&stores);
+    pub(crate) async fn login_with_email_code(stores: &Stores) {
+        let f = Harness::on_stores(stores);
         let u = user();
         let addr = format!("{u}@example.com");
         f.enroll_email(&u, &addr).await;
@@ -201,8 +93,8 @@ mod flows {
     }
 
     /// A backup code logs in once, on any challenge; the count goes down.
-    pub(crate) async fn login_with_backup_code(stores: Arc<Stores>) {
-        let f = Flow::new(&stores);
+    pub(crate) async fn login_with_backup_code(stores: &Stores) {
+        let f = Harness::on_stores(stores);
         let u = user();
         let (_, codes) = f.enroll_totp(&u).await;
         let ch = f.challenge(&u).await;
@@ -229,8 +121,8 @@ mod flows {
     }
 
     /// Five attempts void a challenge; ten failures across challenges lock the user.
-    pub(crate) async fn lockout(stores: Arc<Stores>) {
-        let f = Flow::new(&stores);
+    pub(crate) async fn lockout(stores: &Stores) {
+        let f = Harness::on_stores(stores);
         let u = user();
         let (secret, _) = f.enroll_totp(&u).await;
         let ch = f.challenge(&u).await;
@@ -277,8 +169,8 @@ mod flows {
 
     /// A TOTP code is accepted once per user: a replay on another challenge is refused, and of
     /// 8 concurrent submissions on 8 challenges exactly one succeeds.
-    pub(crate) async fn replay(stores: Arc<Stores>) {
-        let f = Flow::new(&stores);
+    pub(crate) async fn replay(stores: &Stores) {
+        let f = Harness::on_stores(stores);
         let u = user();
         let (secret, _) = f.enroll_totp(&u).await;
         let code = f.totp(&secret);
@@ -318,8 +210,8 @@ mod flows {
     }
 
     /// Regeneration voids the old set; disable needs the password and a code, and removes all.
-    pub(crate) async fn regenerate_and_disable(stores: Arc<Stores>) {
-        let f = Flow::new(&stores);
+    pub(crate) async fn regenerate_and_disable(stores: &Stores) {
+        let f = Harness::on_stores(stores);
         let u = user();
         let (secret, old) = f.enroll_totp(&u).await;
         let new =
@@ -363,6 +255,13 @@ mod flows {
             LoginStep::Complete(_)
         ));
     }
+
+    every_store!(login_with_totp);
+    every_store!(login_with_email_code);
+    every_store!(login_with_backup_code);
+    every_store!(lockout);
+    every_store!(replay);
+    every_store!(regenerate_and_disable);
 }
 
 /// Floods: 64 concurrent submissions of the right answer on one challenge.
@@ -371,7 +270,7 @@ mod floods {
 
     /// Submits `code` 64 times at once on `ch`: the number of successes, and the failures
     /// charged to the user meanwhile.
-    async fn flood(f: &Flow, ch: &Challenge, code: &str) -> (usize, usize) {
+    async fn flood(f: &AnyHarness, ch: &Challenge, code: &str) -> (usize, usize) {
         f.events.clear();
         let barrier = Arc::new(tokio::sync::Barrier::new(64));
         let mut tasks = Vec::new();
@@ -413,8 +312,8 @@ mod floods {
 
     /// 20 rounds of 64 concurrent right TOTP codes: exactly one success each round, and no
     /// loser is charged a failure.
-    pub(crate) async fn right_totp_codes(stores: Arc<Stores>) {
-        let f = Flow::new(&stores);
+    pub(crate) async fn right_totp_codes(stores: &Stores) {
+        let f = Harness::on_stores(stores);
         let u = user();
         let (secret, _) = f.enroll_totp(&u).await;
         for round in 0..20 {
@@ -430,8 +329,8 @@ mod floods {
     /// loser that finds it spent while the winner has not yet settled is refused as a failure;
     /// the winner's pass then ends the run, so nothing charged outlives the round: after the
     /// last round the whole threshold of failures is still available.
-    pub(crate) async fn right_email_and_backup_codes(stores: Arc<Stores>) {
-        let f = Flow::new(&stores);
+    pub(crate) async fn right_email_and_backup_codes(stores: &Stores) {
+        let f = Harness::on_stores(stores);
         let u = user();
         let (secret, codes) = f.enroll_totp(&u).await;
         f.enroll_email(&u, &format!("{u}@example.com")).await;
@@ -470,6 +369,9 @@ mod floods {
             }
         }
     }
+
+    every_store!(right_totp_codes);
+    every_store!(right_email_and_backup_codes);
 }
 
 /// Key rotation between the steps of every flow: a service on the rotated ring (the same stores
@@ -477,16 +379,16 @@ mod floods {
 mod rotation {
     use super::*;
 
-    fn rotated(old: &Flow, stores: &Stores) -> Flow {
+    fn rotated(old: &AnyHarness) -> AnyHarness {
         let next = Keyring::generate();
-        Flow::with(stores, old.keys.rotate_to(&next), old.clock.clone())
+        old.rekeyed(old.keys.rotate_to(&next))
     }
 
     /// Nothing is lost: a TOTP setup, an open challenge, backup codes, a pending email code, an
     /// emailed login code, each made before the rotation, work after it.
-    pub(crate) async fn nothing_is_lost(stores: Arc<Stores>) {
-        let old = Flow::new(&stores);
-        let new = rotated(&old, &stores);
+    pub(crate) async fn nothing_is_lost(stores: &Stores) {
+        let old = Harness::on_stores(stores);
+        let new = rotated(&old);
         let u = user();
         let address = format!("{u}@example.com");
         let setup = old.tf.totp().start_setup(&u, &address).await.unwrap();
@@ -558,9 +460,9 @@ mod rotation {
 
     /// Nothing re-opens: a used TOTP step, a used backup code, a lock and a spent challenge stay
     /// so across the rotation, either way round.
-    pub(crate) async fn nothing_re_opens(stores: Arc<Stores>) {
-        let old = Flow::new(&stores);
-        let new = rotated(&old, &stores);
+    pub(crate) async fn nothing_re_opens(stores: &Stores) {
+        let old = Harness::on_stores(stores);
+        let new = rotated(&old);
         let u = user();
         let (secret, codes) = old.enroll_totp(&u).await;
         let code = old.totp(&secret);
@@ -616,112 +518,9 @@ mod rotation {
             Err(Error::Locked { .. })
         ));
     }
-}
 
-/// One `#[test]` per flow body for the stores `$make` gives.
-macro_rules! flow_tests {
-    ($make:expr) => {
-        flow_tests!(@each $make; login_with_totp, login_with_email_code, login_with_backup_code,
-            lockout, replay, regenerate_and_disable);
-        flow_tests!(@floods $make; right_totp_codes, right_email_and_backup_codes);
-        flow_tests!(@rotation $make; nothing_is_lost, nothing_re_opens);
-    };
-    (@rotation $make:expr; $($name:ident),+) => {
-        $(
-            #[test]
-            fn $name() {
-                twofactor::store::conformance::run(stringify!($name), $make, crate::store_flows::rotation::$name);
-            }
-        )+
-    };
-    (@floods $make:expr; $($name:ident),+) => {
-        $(
-            #[test]
-            fn $name() {
-                twofactor::store::conformance::run(stringify!($name), $make, crate::store_flows::floods::$name);
-            }
-        )+
-    };
-    (@each $make:expr; $($name:ident),+) => {
-        $(
-            #[test]
-            fn $name() {
-                twofactor::store::conformance::run(stringify!($name), $make, crate::store_flows::flows::$name);
-            }
-        )+
-    };
-}
-
-mod memory {
-    use super::*;
-    use twofactor::{store::MemoryEnrollmentStore, store::MemoryOtpStore};
-
-    async fn stores() -> Option<Stores> {
-        Some((
-            Arc::new(MemoryOtpStore::new()),
-            Arc::new(MemoryEnrollmentStore::new()),
-        ))
-    }
-    flow_tests!(stores);
-}
-
-#[cfg(feature = "redis")]
-mod redis {
-    use super::*;
-    use twofactor::store::MemoryEnrollmentStore;
-
-    async fn stores() -> Option<Stores> {
-        let otp = stores::redis_store().await?;
-        Some((Arc::new(otp), Arc::new(MemoryEnrollmentStore::new())))
-    }
-    flow_tests!(stores);
-}
-
-#[cfg(feature = "redis-cluster")]
-mod redis_cluster {
-    use super::*;
-    use twofactor::store::MemoryEnrollmentStore;
-
-    async fn stores() -> Option<Stores> {
-        let otp = stores::redis_cluster_store().await?;
-        Some((Arc::new(otp), Arc::new(MemoryEnrollmentStore::new())))
-    }
-    flow_tests!(stores);
-}
-
-/// Redis for both stores, on one connection and one prefix.
-#[cfg(feature = "redis")]
-mod redis_only {
-    use super::*;
-
-    async fn stores() -> Option<Stores> {
-        let otp = stores::redis_store().await?;
-        let enrollments = otp.enrollment_store();
-        Some((Arc::new(otp), Arc::new(enrollments)))
-    }
-    flow_tests!(stores);
-}
-
-#[cfg(feature = "postgres")]
-mod postgres {
-    use super::*;
-
-    async fn stores() -> Option<Stores> {
-        let sql = Arc::new(stores::postgres_store().await?);
-        Some((sql.clone(), sql))
-    }
-    flow_tests!(stores);
-}
-
-#[cfg(feature = "sqlite")]
-mod sqlite {
-    use super::*;
-
-    async fn stores() -> Option<Stores> {
-        let sql = Arc::new(stores::sqlite_store().await?);
-        Some((sql.clone(), sql))
-    }
-    flow_tests!(stores);
+    every_store!(nothing_is_lost);
+    every_store!(nothing_re_opens);
 }
 
 /// Redis dies in the middle of a login: the right code is not accepted while it is down, the
@@ -739,8 +538,7 @@ fn redis_stopped_mid_login_fails_closed_and_loses_no_enrollment() {
         |_| async move {
             let otp = Arc::new(server.connect().await);
             let sql = Arc::new(stores::sqlite_store().await.unwrap());
-            let stores: Stores = (otp, sql);
-            let f = Flow::new(&stores);
+            let f = Harness::on(otp, sql);
             let u = user();
             let (secret, codes) = f.enroll_totp(&u).await;
             let ch = f.challenge(&u).await;
@@ -828,8 +626,7 @@ fn redis_enrollments_survive_a_crash_only_with_persistence() {
             || async { Some(()) },
             |_| async move {
                 let otp = server.connect().await;
-                let stores: Stores = (Arc::new(otp.clone()), Arc::new(otp.enrollment_store()));
-                let f = Flow::new(&stores);
+                let f = Harness::on(Arc::new(otp.clone()), Arc::new(otp.enrollment_store()));
                 let u = user();
                 let (_secret, codes) = f.enroll_totp(&u).await;
                 let ch = f.challenge(&u).await;
@@ -842,8 +639,7 @@ fn redis_enrollments_survive_a_crash_only_with_persistence() {
                 server.kill();
                 let back = start().unwrap();
                 let otp = back.connect().await;
-                let stores: Stores = (Arc::new(otp.clone()), Arc::new(otp.enrollment_store()));
-                let g = f.twin(&stores);
+                let g = f.twin_on(Arc::new(otp.clone()), Arc::new(otp.enrollment_store()));
                 let status = g.tf.account().status(&u).await.unwrap();
                 if !durable {
                     assert!(

@@ -509,9 +509,8 @@ async fn run_steps(
 mod security_key {
     use twofactor::{LoginContext, LoginStep, TwoFactorService};
 
-    use crate::security_key::options;
-    pub(super) use crate::security_key::policy;
-    use crate::support::authenticator::SoftKey;
+    pub(super) use crate::support::authenticator::policy;
+    use crate::support::authenticator::{options, SoftKey};
 
     pub(super) const BUDGET: &[(&str, u32, u32, u32)] = &[
         // The record, the user's last verification (a fresh factor), the ceremony put.

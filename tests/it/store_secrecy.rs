@@ -12,8 +12,7 @@
 //!   development `LogMailer` logs on purpose.
 
 use std::collections::HashSet;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use twofactor::LoginContext;
 
 use sha1::Sha1;
@@ -25,6 +24,7 @@ use twofactor::{
     Secret, TwoFactorService,
 };
 
+use crate::support::logs::Capture;
 use crate::support::{self, code_in, faults, wrong, Harness, PASSWORD, START};
 
 // ---- what a leaked store shows ------------------------------------------------------------
@@ -509,37 +509,6 @@ async fn errors_hold_no_code_token_or_secret() {
 }
 
 // ---- logs -------------------------------------------------------------------------------
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-pub(crate) struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-
-    /// Captures everything logged on this thread, at every level, while the guard lives.
-    pub(crate) fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let me = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .without_time()
-            .with_writer(move || me.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-}
 
 /// A service with the default event sink (the `tracing` log), on memory stores or the faulty
 /// wrappers.

@@ -10,6 +10,8 @@ use twofactor::{
     totp::TotpParams, totp::TotpSecret, totp::TotpVerifier, Error,
 };
 
+use crate::support::tools::{have, oathtool};
+
 const ALGORITHMS: [TotpAlgorithm; 3] = [
     TotpAlgorithm::Sha1,
     TotpAlgorithm::Sha256,
@@ -579,42 +581,6 @@ proptest! {
 
 // ---------------------------------------------------------------------------------------------
 // Outside witnesses: oathtool and zbarimg (Debian packages `oathtool` and `zbar-tools`)
-
-/// Whether `tool` runs; when it does not, says so on stderr (or fails under
-/// TWOFACTOR_REQUIRE_SERVERS=1).
-pub(crate) fn have(tool: &str, package: &str) -> bool {
-    match Command::new(tool).arg("--version").output() {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("TWOFACTOR_REQUIRE_SERVERS").as_deref() == Ok("1") {
-                panic!("{tool} is required (TWOFACTOR_REQUIRE_SERVERS=1) but not runnable: {e}");
-            }
-            eprintln!("skipped: {tool} not installed (apt-get install {package})");
-            false
-        }
-    }
-}
-
-pub(crate) fn oathtool(mode: &str, digits: u32, secret_b32: &str, time: u64) -> String {
-    let out = Command::new("oathtool")
-        .args([
-            mode,
-            "-d",
-            &digits.to_string(),
-            "-b",
-            secret_b32,
-            "-N",
-            &format!("@{time}"),
-        ])
-        .output()
-        .expect("oathtool runs");
-    assert!(
-        out.status.success(),
-        "oathtool failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 #[test]
 fn codes_match_oathtool() {

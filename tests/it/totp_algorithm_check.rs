@@ -4,8 +4,8 @@
 use twofactor::LoginContext;
 use twofactor::{events::Event, totp::TotpAlgorithm, Error, LoginStep, Policy};
 
+use crate::support::tools::{have, oathtool};
 use crate::support::{wrong, Harness};
-use crate::totp::{have, oathtool};
 
 fn policy(algorithm: TotpAlgorithm, digits: u32, fallback: bool) -> Policy {
     let mut p = Policy::default();

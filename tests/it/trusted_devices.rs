@@ -4,16 +4,15 @@
 // The per-store runs need the `test-util` feature; without it their helpers are unused.
 #![cfg_attr(not(feature = "test-util"), allow(dead_code))]
 
-use std::sync::Arc;
 use std::time::Duration;
 use twofactor::LoginContext;
 
 use twofactor::{
     account::DeviceToken, events::Event, mail::MessagePurpose, store::EnrollmentStore,
-    store::OtpStore, ChallengeToken, Error, LoginStep, Method, Policy, TwoFactorService, Verified,
+    ChallengeToken, Error, LoginStep, Method, Policy, TwoFactorService, Verified,
 };
 
-use crate::support::{wrong, Harness, PASSWORD};
+use crate::support::{every_store, fresh_user, wrong, Harness, Stores, PASSWORD};
 
 /// A login answered with the user's TOTP code.
 async fn login(h: &Harness, user: &str, secret: &str) -> Verified {
@@ -434,195 +433,37 @@ async fn the_least_recently_used_device_is_forgotten_past_the_cap() {
     ));
 }
 
-/// The two stores a service runs on.
-pub(crate) type Stores = (Arc<dyn OtpStore>, Arc<dyn EnrollmentStore>);
-
-/// What [`enrolled_on`] gives: the service, the clock, the user and the TOTP secret.
-pub(crate) type Enrolled = (
-    TwoFactorService,
-    twofactor::testing::ManualClock,
-    String,
-    twofactor::totp::TotpSecret,
-);
-
-/// A service on `stores` with a manual clock, and a user of its own with TOTP enrolled: the
-/// service, the clock, the user and the TOTP secret.
-pub(crate) async fn enrolled_on(stores: &Stores) -> Enrolled {
-    enrolled_on_with(stores, |b| b).await
-}
-
-/// As [`enrolled_on`], with the service's builder adjusted by `adjust` first (a policy, an
-/// event sink).
-pub(crate) async fn enrolled_on_with(
-    stores: &Stores,
-    adjust: impl FnOnce(twofactor::service::ServiceBuilder) -> twofactor::service::ServiceBuilder,
-) -> Enrolled {
-    use twofactor::{clock::Timestamp, testing::ManualClock, totp::TotpSecret, Keyring};
-    let clock = ManualClock::new(Timestamp::from_unix_secs(crate::support::START));
-    let tf = adjust(TwoFactorService::builder())
-        .issuer("Acme")
-        .keys(Keyring::generate())
-        .otp_store(stores.0.clone())
-        .enrollments(stores.1.clone())
-        .mailer(twofactor::testing::RecordingMailer::new())
-        .clock(clock.clone())
-        .password_verifier(|_u: &str, p: &str| p == PASSWORD)
-        .build()
-        .unwrap();
-    let u = format!("flow-user-{}", crate::support::stores::random_word());
-    let setup = tf.totp().start_setup(&u, "x").await.unwrap();
-    let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
-    tf.totp()
-        .confirm_setup(&u, &code_now(&clock, &secret))
-        .await
-        .unwrap();
-    clock.advance(Duration::from_secs(30));
-    (tf, clock, u, secret)
-}
-
-/// The TOTP code of `secret` at the clock's time.
-pub(crate) fn code_now(
-    clock: &twofactor::testing::ManualClock,
-    secret: &twofactor::totp::TotpSecret,
-) -> String {
-    use twofactor::{clock::Clock, totp::totp_code, totp::TotpParams};
-    totp_code(
-        secret.as_bytes(),
-        TotpParams::default(),
-        clock.now().as_unix_secs(),
-    )
-}
-
-/// Generates a `#[test]` per store that runs `$body(&stores)`: memory, PostgreSQL, SQLite, and
-/// Redis (with memory enrolments, with PostgreSQL enrolments, and for both stores).
-#[macro_export]
-macro_rules! on_every_store {
-    ($body:path) => {
-        // The conformance runner comes with the `test-util` feature.
-        #[cfg(feature = "test-util")]
-        mod on_every_store {
-            use std::sync::Arc;
-            use twofactor::{store::EnrollmentStore, store::OtpStore};
-            #[allow(unused_imports)]
-            use $crate::support::stores;
-            type Stores = $crate::trusted_devices::Stores;
-
-            fn run<F: std::future::Future<Output = Option<Stores>>>(
-                name: &str,
-                make: impl FnOnce() -> F,
-            ) {
-                twofactor::store::conformance::run(name, make, |s: Arc<Stores>| async move {
-                    $body(&s).await
-                });
-            }
-
-            #[test]
-            fn memory() {
-                run("memory", || async {
-                    Some((
-                        Arc::new(twofactor::store::MemoryOtpStore::new()) as Arc<dyn OtpStore>,
-                        Arc::new(twofactor::store::MemoryEnrollmentStore::new())
-                            as Arc<dyn EnrollmentStore>,
-                    ))
-                });
-            }
-
-            #[cfg(feature = "postgres")]
-            #[test]
-            fn postgres() {
-                run("postgres", || async {
-                    let sql = Arc::new(stores::postgres_store().await?);
-                    Some((
-                        sql.clone() as Arc<dyn OtpStore>,
-                        sql as Arc<dyn EnrollmentStore>,
-                    ))
-                });
-            }
-
-            #[cfg(feature = "sqlite")]
-            #[test]
-            fn sqlite() {
-                run("sqlite", || async {
-                    let sql = Arc::new(stores::sqlite_store().await?);
-                    Some((
-                        sql.clone() as Arc<dyn OtpStore>,
-                        sql as Arc<dyn EnrollmentStore>,
-                    ))
-                });
-            }
-
-            #[cfg(feature = "redis")]
-            #[test]
-            fn redis_with_memory_enrolments() {
-                run("redis", || async {
-                    let otp = stores::redis_store().await?;
-                    Some((
-                        Arc::new(otp) as Arc<dyn OtpStore>,
-                        Arc::new(twofactor::store::MemoryEnrollmentStore::new())
-                            as Arc<dyn EnrollmentStore>,
-                    ))
-                });
-            }
-
-            #[cfg(all(feature = "redis", feature = "postgres"))]
-            #[test]
-            fn redis_with_postgres_enrolments() {
-                run("redis_with_postgres_enrolments", || async {
-                    let otp = stores::redis_store().await?;
-                    let sql = stores::postgres_store().await?;
-                    Some((
-                        Arc::new(otp) as Arc<dyn OtpStore>,
-                        Arc::new(sql) as Arc<dyn EnrollmentStore>,
-                    ))
-                });
-            }
-
-            #[cfg(feature = "redis")]
-            #[test]
-            fn redis_for_both() {
-                run("redis_for_both", || async {
-                    let otp = stores::redis_store().await?;
-                    let enrollments = otp.enrollment_store();
-                    Some((
-                        Arc::new(otp) as Arc<dyn OtpStore>,
-                        Arc::new(enrollments) as Arc<dyn EnrollmentStore>,
-                    ))
-                });
-            }
-        }
-    };
-}
-
 /// The device flow on every store: trust, sign in, list, revoke one, disable.
 async fn device_flow(stores: &Stores) {
-    use twofactor::clock::Clock;
-    let (tf, clock, u, secret) = enrolled_on(stores).await;
-    let now = || clock.now().as_unix_secs();
-    let code = |_: u64| code_now(&clock, &secret);
-    let LoginStep::Challenge(c) = tf.begin_login(LoginContext::none(), &u).await.unwrap() else {
-        panic!("expected a challenge");
-    };
-    let v = tf
-        .verify_login(LoginContext::none(), c.token(), &code(now()))
-        .await
-        .unwrap();
-    let a = tf.devices().trust(&v, "a", None).await.unwrap();
-    let b = tf.devices().trust(&v, "b", None).await.unwrap();
-    clock.advance(Duration::from_secs(60));
-    assert!(completed_by_device(&device_login(&tf, &u, &a.token).await));
-    let listed = tf.devices().list(&u).await.unwrap();
+    let h = Harness::on_stores(stores);
+    let u = fresh_user("flow-user");
+    let (secret, _) = h.enroll_totp(&u).await;
+    let c = h.challenge(&u).await;
+    let v =
+        h.tf.verify_login(LoginContext::none(), c.token(), &h.totp(&secret))
+            .await
+            .unwrap();
+    let a = h.tf.devices().trust(&v, "a", None).await.unwrap();
+    let b = h.tf.devices().trust(&v, "b", None).await.unwrap();
+    h.advance(60);
+    assert!(completed_by_device(
+        &device_login(&h.tf, &u, &a.token).await
+    ));
+    let listed = h.tf.devices().list(&u).await.unwrap();
     assert_eq!(listed.len(), 2);
-    assert_eq!(listed[0].last_used_at.unwrap().as_unix_secs(), now());
-    assert!(tf.devices().revoke(&u, &a.device.id).await.unwrap());
-    assert!(refused(&device_login(&tf, &u, &a.token).await));
-    assert!(completed_by_device(&device_login(&tf, &u, &b.token).await));
-    clock.advance(Duration::from_secs(30));
-    tf.account()
-        .disable(&u, PASSWORD, &code(now()))
+    assert_eq!(listed[0].last_used_at.unwrap().as_unix_secs(), h.now());
+    assert!(h.tf.devices().revoke(&u, &a.device.id).await.unwrap());
+    assert!(refused(&device_login(&h.tf, &u, &a.token).await));
+    assert!(completed_by_device(
+        &device_login(&h.tf, &u, &b.token).await
+    ));
+    h.advance(30);
+    h.tf.account()
+        .disable(&u, PASSWORD, &h.totp(&secret))
         .await
         .unwrap();
-    let step = device_login(&tf, &u, &b.token).await;
+    let step = device_login(&h.tf, &u, &b.token).await;
     assert!(matches!(&step, LoginStep::Complete(v) if v.method.is_none()));
 }
 
-on_every_store!(super::device_flow);
+every_store!(device_flow);

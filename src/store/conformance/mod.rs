@@ -12,7 +12,8 @@
 //! use twofactor::{store::MemoryEnrollmentStore, store::MemoryOtpStore};
 //!
 //! // The constructor is called once per test and returns `Option<Store>`: `None` skips the
-//! // test (for example when the server's URL is not set), after printing a line saying so.
+//! // test (for example when the server's URL is not set); standard error says so, past the
+//! // test harness's output capture.
 //! mod otp {
 //!     twofactor::otp_store_tests!(|| async { Some(twofactor::store::MemoryOtpStore::new()) }, purge);
 //! }
@@ -82,7 +83,11 @@ impl Purge for MemoryOtpStore {
 }
 
 /// Runs one test body on a fresh multi-threaded runtime with a store from `make`; when `make`
-/// gives `None`, prints `skipped: <name>` to stderr and returns.
+/// gives `None`, the test is skipped: the process's standard error says so, written directly
+/// so that the test harness's output capture does not hide it, once per process with a count
+/// of the skipped tests at the first, the tenth, the hundredth, … skip
+/// (`twofactor conformance: SKIPPED store tests: no store configured (1 test skipped so far,
+/// latest: <name>)`).
 ///
 /// Used by the macros; call it yourself to run a single body.
 pub fn run<S, M, MF, T, TF>(name: &str, make: M, test: T)
@@ -101,9 +106,29 @@ where
     runtime.block_on(async {
         match make().await {
             Some(store) => test(Arc::new(store)).await,
-            None => eprintln!("skipped: {name}: no store configured"),
+            None => report_skip(name),
         }
     });
+}
+
+/// The number of tests [`run`] skipped in this process.
+static SKIPPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts a skipped test and, at the first, the tenth, the hundredth, … writes a line saying
+/// so to standard error. Written with `write_all`, not `eprintln!`: the libtest harness
+/// captures what the print macros write, so a skip said that way would only show for a
+/// failing test or under `--nocapture`.
+fn report_skip(name: &str) {
+    use std::io::Write as _;
+    let n = SKIPPED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    if n == 10usize.pow(n.ilog10()) {
+        let tests = if n == 1 { "test" } else { "tests" };
+        let line = format!(
+            "twofactor conformance: SKIPPED store tests: no store configured \
+             ({n} {tests} skipped so far, latest: {name})\n"
+        );
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
 }
 
 /// Generates one `#[test]` per [`OtpStore`](crate::store::OtpStore) conformance body.

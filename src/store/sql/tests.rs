@@ -4,8 +4,8 @@
 //! composites, and the migrations applied on top of version 1.
 //!
 //! Without the URL, the PostgreSQL tests (and the PostgreSQL half of the tests that run on both
-//! backends) print `skipped: …` and pass, unless `TWOFACTOR_REQUIRE_SERVERS=1` (set by CI):
-//! then they fail.
+//! backends) skip, saying so on standard error past the output capture, unless
+//! `TWOFACTOR_REQUIRE_SERVERS=1` (set by CI): then they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -38,7 +38,8 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// The test PostgreSQL's URL (`TWOFACTOR_TEST_POSTGRES_URL`) for the test `what`. When it is
-/// not set: a panic if `TWOFACTOR_REQUIRE_SERVERS=1`, else `None` after printing `skipped: …`.
+/// not set: a panic if `TWOFACTOR_REQUIRE_SERVERS=1`, else `None` after saying so (see
+/// [`report_skip`]).
 #[cfg(feature = "postgres")]
 fn postgres_url(what: &str) -> Option<String> {
     match std::env::var("TWOFACTOR_TEST_POSTGRES_URL") {
@@ -48,9 +49,33 @@ fn postgres_url(what: &str) -> Option<String> {
              the PostgreSQL tests must run"
         ),
         _ => {
-            eprintln!("skipped: {what}: TWOFACTOR_TEST_POSTGRES_URL is not set");
+            report_skip("TWOFACTOR_TEST_POSTGRES_URL", what);
             None
         }
+    }
+}
+
+/// Says on standard error that the test `name` skips for want of `var`: once per process, at
+/// the first, the tenth, the hundredth, … test to skip, with the count so far. Written with
+/// `write_all`, not `eprintln!`, which the libtest harness captures: the skip shows in the
+/// run's output without `--nocapture`.
+#[cfg(feature = "postgres")]
+fn report_skip(var: &str, name: &str) {
+    use std::io::Write as _;
+    static SKIPPED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
+    if !skipped.insert(name.to_owned()) {
+        return;
+    }
+    let n = skipped.len();
+    if n == 10usize.pow(n.ilog10()) {
+        let tests = if n == 1 { "test" } else { "tests" };
+        let line = format!(
+            "twofactor unit tests: SKIPPED server-backed tests: {var} not set \
+             ({n} {tests} skipped so far, latest: {name})\n"
+        );
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 }
 

@@ -13,6 +13,23 @@ use url::Url;
 pub(crate) const RP_ID: &str = "localhost";
 pub(crate) const ORIGIN: &str = "http://localhost:8080";
 
+/// The default policy with security keys for the tests' relying party.
+pub(crate) fn policy() -> twofactor::Policy {
+    let mut p = twofactor::Policy::default();
+    p.security_keys = Some(twofactor::security_key::SecurityKeyPolicy::new(
+        RP_ID, ORIGIN,
+    ));
+    p
+}
+
+/// The request options a login challenge carries.
+pub(crate) fn options(c: &twofactor::Challenge) -> serde_json::Value {
+    c.security_key()
+        .expect("a security key is on offer")
+        .as_json()
+        .clone()
+}
+
 /// A user who is always there and verified; it refuses to register a credential the options
 /// exclude, as a real key's owner is told to.
 struct Present;

@@ -16,12 +16,11 @@ use twofactor::{
     clock::Timestamp, error::DeliveryError, error::StoreError, mail::Mailer, mail::Message,
     store::BackupCodeRecord, store::EnrollmentRecord, store::EnrollmentStore,
     store::MemoryEnrollmentStore, store::MemoryOtpStore, store::OtpStore, store::Revision,
-    store::StoreKey, testing::ManualClock, testing::RecordingEvents, testing::RecordingMailer,
-    testing::RecordingTextSender, text::TextMessage, text::TextSender, Keyring, Policy,
-    TwoFactorService,
+    store::StoreKey, testing::RecordingMailer, testing::RecordingTextSender, text::TextMessage,
+    text::TextSender, Policy,
 };
 
-use super::{Harness, PASSWORD, START};
+use super::Harness;
 
 /// When the injected failure strikes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -436,50 +435,32 @@ impl TextSender for FaultyTextSender {
     }
 }
 
-/// A [`Harness`] whose service runs on the faulty wrappers (its `otp`, `enrollments` and
-/// `mailer` fields are the healthy stores and mailer underneath), and the shared fault plan.
+/// A [`Harness`] whose service runs on the faulty wrappers (its `otp`, `enrollments`,
+/// `mailer` and `texts` are the healthy stores and doubles underneath), and the shared fault
+/// plan.
 pub(crate) fn harness(policy: Policy) -> (Harness, Arc<Faults>) {
     let faults = Faults::new();
-    let clock = ManualClock::new(Timestamp::from_unix_secs(START));
-    let mailer = RecordingMailer::new();
-    let texts = RecordingTextSender::new();
-    let events = RecordingEvents::new();
-    let otp = Arc::new(MemoryOtpStore::new());
-    let enrollments = Arc::new(MemoryEnrollmentStore::new());
-    let tf = TwoFactorService::builder()
-        .issuer("Acme")
-        .keys(Keyring::generate())
-        .otp_store(FaultyOtpStore {
-            inner: otp.clone(),
-            faults: faults.clone(),
-        })
-        .enrollments(FaultyEnrollmentStore {
-            inner: enrollments.clone(),
-            faults: faults.clone(),
-        })
-        .mailer(FaultyMailer {
-            inner: mailer.clone(),
-            faults: faults.clone(),
-        })
-        .text_sender(FaultyTextSender {
-            inner: texts.clone(),
-            faults: faults.clone(),
-        })
-        .clock(clock.clone())
+    let plan = faults.clone();
+    let h = Harness::builder()
         .policy(policy)
-        .events(events.clone())
-        .password_verifier(|_user: &str, password: &str| password == PASSWORD)
-        .build()
-        .unwrap();
-    let h = Harness {
-        tf,
-        clock,
-        mailer,
-        texts,
-        events,
-        otp,
-        enrollments,
-        password_checks: Default::default(),
-    };
+        .service(move |b, w| {
+            b.otp_store(FaultyOtpStore {
+                inner: w.otp.clone(),
+                faults: plan.clone(),
+            })
+            .enrollments(FaultyEnrollmentStore {
+                inner: w.enrollments.clone(),
+                faults: plan.clone(),
+            })
+            .mailer(FaultyMailer {
+                inner: w.doubles.mailer.clone(),
+                faults: plan.clone(),
+            })
+            .text_sender(FaultyTextSender {
+                inner: w.doubles.texts.clone(),
+                faults: plan,
+            })
+        })
+        .build();
     (h, faults)
 }

@@ -1,13 +1,20 @@
 //! A TCP proxy on a free loopback port that relays to a server and, when armed, cuts one
 //! connection at a chosen request: after forwarding it (the server acts, the client never hears
 //! back: the result of the write is unknown to the client) or before (the server never sees it).
+//!
+//! A cut after forwarding waits until the server has answered the forwarded request (the answer
+//! is swallowed) before it closes the connection, so the server has acted on it; it gives up
+//! after [`ANSWER_DEADLINE`], which only a broken server reaches.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
+
+/// How long a cut after forwarding waits for the server's answer at most.
+pub(crate) const ANSWER_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Where the armed cut falls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,17 +150,43 @@ fn decide(shared: &Shared, chunk: &[u8]) -> Step {
     Step::Cut(cut)
 }
 
+/// Whether the server has answered since the cut (or closed the connection), and a condition
+/// variable to wait for it on.
+#[derive(Default)]
+struct Answered {
+    answered: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Answered {
+    fn set(&self) {
+        *self.answered.lock().unwrap() = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until the server answered, for at most `deadline`.
+    fn wait(&self, deadline: Duration) {
+        let guard = self.answered.lock().unwrap();
+        let _ = self
+            .changed
+            .wait_timeout_while(guard, deadline, |answered| !*answered)
+            .unwrap();
+    }
+}
+
 fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
     let cut = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(Answered::default());
     {
         let mut streams = shared.streams.lock().unwrap();
         streams.push(client.try_clone().unwrap());
         streams.push(server.try_clone().unwrap());
     }
-    // Server to client: relays until the connection is cut.
+    // Server to client: relays until the connection is cut; the first answer after the cut is
+    // swallowed and reported.
     {
         let (mut from, mut to) = (server.try_clone().unwrap(), client.try_clone().unwrap());
-        let cut = cut.clone();
+        let (cut, answered) = (cut.clone(), answered.clone());
         thread::spawn(move || {
             let mut buf = [0u8; 16 * 1024];
             loop {
@@ -165,6 +198,7 @@ fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                     break;
                 }
             }
+            answered.set();
             let _ = to.shutdown(Shutdown::Both);
         });
     }
@@ -185,10 +219,9 @@ fn relay(client: TcpStream, server: TcpStream, shared: Arc<Shared>) {
                 }
                 Step::Cut(how) => {
                     cut.store(true, Ordering::SeqCst);
-                    if how == Cut::AfterForward {
-                        let _ = to.write_all(&buf[..n]);
-                        // Let the server act on it before the connection goes.
-                        thread::sleep(Duration::from_millis(200));
+                    if how == Cut::AfterForward && to.write_all(&buf[..n]).is_ok() {
+                        // The server acts on it: its answer is the sign that it did.
+                        answered.wait(ANSWER_DEADLINE);
                     }
                     break;
                 }

@@ -1,7 +1,8 @@
 //! Shared set-up of the store test suites: servers from the environment, per-run isolation.
 //!
-//! - `TWOFACTOR_TEST_REDIS_URL`, `TWOFACTOR_TEST_POSTGRES_URL`: the servers. Absent: the
-//!   server-backed tests print `skipped: …` and pass.
+//! - `TWOFACTOR_TEST_REDIS_URL`, `TWOFACTOR_TEST_POSTGRES_URL`,
+//!   `TWOFACTOR_TEST_REDIS_CLUSTER_URLS`: the servers. Absent: the server-backed tests skip,
+//!   and say so on the real standard error (see [`skip`](super::skip)).
 //! - `TWOFACTOR_REQUIRE_SERVERS=1` (set by CI): an absent URL is a failure instead.
 //! - `TWOFACTOR_TEST_PG_SCHEMA_PREFIX`: the prefix of the per-process PostgreSQL schema
 //!   (default `tf_test`), so a CI run can drop its own schemas afterwards.
@@ -16,36 +17,38 @@ use std::time::Duration;
 
 use twofactor::Error;
 
-/// Whether absent servers fail the run (CI) instead of skipping.
-pub(crate) fn servers_required() -> bool {
-    std::env::var("TWOFACTOR_REQUIRE_SERVERS").is_ok_and(|v| v == "1")
-}
+use super::skip::{self, Decision};
 
+/// The URL in `var`, or `None` when the test should skip (after saying so); a failure when it
+/// is absent and servers are required.
 fn server_url(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if servers_required() => {
+    match skip::decide(
+        std::env::var(var).ok().as_deref(),
+        std::env::var("TWOFACTOR_REQUIRE_SERVERS").ok().as_deref(),
+    ) {
+        Decision::Run(url) => Some(url),
+        Decision::Fail => {
             panic!("{var} is not set but TWOFACTOR_REQUIRE_SERVERS=1: the server-backed suite must run")
         }
-        _ => {
-            eprintln!("skipped: {var} is not set");
+        Decision::Skip => {
+            skip::skipped(&format!("server-backed tests: {var} not set"), None);
             None
         }
     }
 }
 
-/// The Redis URL, or `None` (after printing why) when the suite should skip.
+/// The Redis URL, or `None` (after saying so) when the suite should skip.
 pub(crate) fn redis_url() -> Option<String> {
     server_url("TWOFACTOR_TEST_REDIS_URL")
 }
 
-/// The PostgreSQL URL, or `None` (after printing why) when the suite should skip.
+/// The PostgreSQL URL, or `None` (after saying so) when the suite should skip.
 pub(crate) fn postgres_url() -> Option<String> {
     server_url("TWOFACTOR_TEST_POSTGRES_URL")
 }
 
 /// The seed URLs of a Redis Cluster (`TWOFACTOR_TEST_REDIS_CLUSTER_URLS`, comma-separated), or
-/// `None` (after printing why) when the suite should skip.
+/// `None` (after saying so) when the suite should skip.
 pub(crate) fn redis_cluster_urls() -> Option<Vec<String>> {
     let urls = server_url("TWOFACTOR_TEST_REDIS_CLUSTER_URLS")?;
     Some(
@@ -192,7 +195,34 @@ pub(crate) fn has_source(e: &dyn std::error::Error) -> bool {
     e.source().is_some()
 }
 
+/// A timeout that must fire: for a server that cannot answer (a silent port, a stopped
+/// process), where it bounds how long the test waits for the typed timeout it checks. Never
+/// for a call that must succeed: a loaded machine may take longer than this to answer.
 pub(crate) const SHORT: Duration = Duration::from_millis(500);
+
+/// A timeout for calls that must succeed, and the deadline of a wait for a server to come up:
+/// long enough for a loaded machine, so that reaching it means something is wrong.
+pub(crate) const PATIENT: Duration = Duration::from_secs(30);
+
+/// Calls `attempt` until it gives `Some`, pausing briefly between tries; a failure naming
+/// `what` when [`PATIENT`] passes first.
+pub(crate) async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> T {
+    let until_some = async {
+        loop {
+            if let Some(value) = attempt().await {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    match tokio::time::timeout(PATIENT, until_some).await {
+        Ok(value) => value,
+        Err(_) => panic!("{what}: not within {PATIENT:?}"),
+    }
+}
 
 /// A `redis-server` child process on a port of its own (no persistence unless asked), killed
 /// when dropped.
@@ -204,7 +234,7 @@ pub(crate) struct OwnRedis {
 
 #[cfg(feature = "redis")]
 impl OwnRedis {
-    /// Starts `redis-server` on `port`; `None` (after printing why) when the binary is missing
+    /// Starts `redis-server` on `port`; `None` (after saying so) when the binary is missing
     /// and servers are not required.
     pub(crate) fn start(port: u16) -> Option<Self> {
         Self::spawn(port, &["--save", "", "--appendonly", "no"])
@@ -243,9 +273,12 @@ impl OwnRedis {
                 child: Some(child),
                 port,
             }),
-            Err(e) if servers_required() => panic!("redis-server could not be started: {e}"),
+            Err(e) if skip::servers_required() => panic!("redis-server could not be started: {e}"),
             Err(e) => {
-                eprintln!("skipped: redis-server could not be started: {e}");
+                skip::skipped(
+                    "server-backed tests: redis-server could not be started",
+                    Some(&e.to_string()),
+                );
                 None
             }
         }
@@ -270,21 +303,31 @@ impl OwnRedis {
         }
     }
 
-    /// Connects, waiting (a bounded number of tries) for the server to accept.
+    /// Connects, waiting (up to [`PATIENT`]) for the server to accept, with patient timeouts:
+    /// a call fails at once when the server is gone, and waits for a slow one.
     pub(crate) async fn connect(&self) -> twofactor::store::RedisOtpStore {
-        for _ in 0..100 {
-            match twofactor::store::RedisOtpStore::builder(self.url())
-                .connect_timeout(SHORT)
-                .response_timeout(SHORT)
-                .reconnect_attempts(1)
-                .connect()
-                .await
-            {
-                Ok(store) => return store,
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-        panic!("the redis-server started by the test never accepted a connection");
+        self.connect_timing_out_after(PATIENT).await
+    }
+
+    /// As [`OwnRedis::connect`], with connect and response timeouts of `timeout`: [`SHORT`]
+    /// for a handle whose calls must time out on the stalled server.
+    pub(crate) async fn connect_timing_out_after(
+        &self,
+        timeout: Duration,
+    ) -> twofactor::store::RedisOtpStore {
+        wait_for(
+            "the redis-server started by the test accepts a connection",
+            || async {
+                twofactor::store::RedisOtpStore::builder(self.url())
+                    .connect_timeout(timeout)
+                    .response_timeout(timeout)
+                    .reconnect_attempts(1)
+                    .connect()
+                    .await
+                    .ok()
+            },
+        )
+        .await
     }
 }
 
@@ -341,15 +384,18 @@ impl OwnPostgres {
         bin.join("initdb").exists().then_some(bin)
     }
 
-    /// Creates and starts the cluster; `None` (after printing why) when the binaries are
+    /// Creates and starts the cluster; `None` (after saying so) when the binaries are
     /// missing and servers are not required.
     pub(crate) fn start() -> Option<Self> {
         let Some(bin) = Self::bin_dir() else {
             assert!(
-                !servers_required(),
+                !skip::servers_required(),
                 "initdb/pg_ctl not found but TWOFACTOR_REQUIRE_SERVERS=1"
             );
-            eprintln!("skipped: initdb/pg_ctl (PostgreSQL server binaries) not found");
+            skip::skipped(
+                "server-backed tests: initdb/pg_ctl (PostgreSQL server binaries) not found",
+                None,
+            );
             return None;
         };
         let uid = std::process::Command::new("id").arg("-u").output().ok()?;
