@@ -148,3 +148,62 @@ async fn every_single_factor_user_is_challenged_and_only_they() {
         Ok(LoginStep::Complete(_))
     ));
 }
+
+/// kanidm #2274: user verification skipped. With `UserVerification::Required`, an assertion
+/// whose authenticator did not verify the user (its UV flag clear, because the page asked for
+/// `discouraged`) is refused, counted as a failure, and leaves the challenge for a proper one.
+#[cfg(feature = "webauthn")]
+#[tokio::test]
+async fn an_assertion_without_user_verification_is_refused_when_required() {
+    use crate::support::authenticator::{options, policy, SoftKey};
+    use twofactor::security_key::UserVerification;
+
+    let mut p = policy();
+    p.security_keys.as_mut().unwrap().user_verification = UserVerification::Required;
+    let h = Harness::with_policy(p);
+    h.enroll_totp("u").await;
+    let opts =
+        h.tf.security_keys()
+            .start_registration("u", "U")
+            .await
+            .unwrap();
+    let mut key = SoftKey::new();
+    let response = key.create(opts.as_json()).await;
+    h.tf.security_keys()
+        .finish_registration("u", &response, "Key")
+        .await
+        .unwrap();
+    let c = h.challenge("u").await;
+    let mut asked = options(&c);
+    assert_eq!(asked["publicKey"]["userVerification"], "required");
+    // A page (or a tampering client) that asks the key for less.
+    asked["publicKey"]["userVerification"] = "discouraged".into();
+    let unverified = key.get(&asked).await;
+    // The authenticator data's flags (byte 32): user present (0x01), not verified (0x04).
+    let flags = {
+        use base64::Engine as _;
+        let json: serde_json::Value = serde_json::from_str(&unverified).unwrap();
+        let data = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(json["response"]["authenticatorData"].as_str().unwrap())
+            .unwrap();
+        data[32]
+    };
+    assert_eq!(flags & 0x05, 0x01, "flags {flags:#04x}");
+    let r =
+        h.tf.verify_login(LoginContext::none(), c.token(), &unverified)
+            .await;
+    assert!(
+        matches!(
+            r,
+            Err(Error::InvalidCode { .. } | Error::SecurityKeyRejected)
+        ),
+        "{r:?}"
+    );
+    // The same key, verifying the user as asked, passes on the same challenge.
+    let verified = key.get(&options(&c)).await;
+    let v =
+        h.tf.verify_login(LoginContext::none(), c.token(), &verified)
+            .await
+            .unwrap();
+    assert_eq!(v.method, Some(Method::SecurityKey));
+}
