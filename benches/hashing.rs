@@ -336,7 +336,7 @@ fn time_verify_login(
         let start = Instant::now();
         let v = run(tf.verify_login(LoginContext::none(), black_box(&token), black_box(&input)));
         total += start.elapsed();
-        assert_eq!(v.unwrap().method, Some(expect));
+        assert_eq!(v.unwrap().method(), Some(expect));
     }
     total
 }

@@ -260,7 +260,7 @@ impl Subject {
             .map(|(_, s)| totp_code(s.as_bytes(), TotpParams::default(), now))
             .collect();
         let check = |v: Result<twofactor::Verified, twofactor::Error>| {
-            assert_eq!(v.unwrap().method, Some(Method::Totp));
+            assert_eq!(v.unwrap().method(), Some(Method::Totp));
         };
         let tf = &self.tf;
         let elapsed = match mode {

@@ -37,7 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let user = "user-42";
     // `Verified::method` is `None` only for a user without a second factor.
-    let by = |v: &twofactor::Verified| v.method.map_or("no second factor", |m| m.as_str());
+    let by = |v: &twofactor::Verified| v.method().map_or("no second factor", |m| m.as_str());
     let next_step = || clock.advance(Duration::from_secs(30));
     let app_code = |secret: &str| -> Result<String, twofactor::Error> {
         let secret = TotpSecret::from_base32(secret)?;
@@ -76,7 +76,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let verified = tf
         .verify_login(LoginContext::none(), challenge.token(), &app_code(&secret)?)
         .await?;
-    println!("   verified {} by {}", verified.user, by(&verified));
+    println!("   verified {} by {}", verified.user(), by(&verified));
 
     println!("3. Add email as a second factor and log in with an emailed code");
     tf.email().start_setup(user, "alice@example.com").await?;
@@ -107,7 +107,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "   verified by {}; {} backup codes left",
         by(&verified),
-        verified.backup_codes_remaining
+        verified.backup_codes_remaining()
     );
     // "Remember this device": the token goes in a Secure, HttpOnly, SameSite=Lax cookie.
     let trust = tf

@@ -143,7 +143,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let verified = tf
         .verify_login(LoginContext::none(), challenge.token(), &code)
         .await?;
-    assert_eq!(verified.method, Some(Method::Sms));
+    assert_eq!(verified.method(), Some(Method::Sms));
     println!("signed in by {}", Method::Sms);
 
     // The vendor is down: the login fails closed with a transient delivery error.

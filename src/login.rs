@@ -91,7 +91,7 @@ impl TwoFactorService {
     /// #     .build()?;
     /// let ctx = LoginContext::new().client("203.0.113.7");
     /// match tf.begin_login(&ctx, "alice").await? {
-    ///     LoginStep::Complete(verified) => assert_eq!(verified.user, "alice"),
+    ///     LoginStep::Complete(verified) => assert_eq!(verified.user(), "alice"),
     ///     LoginStep::Challenge(challenge) => println!("ask for {:?}", challenge.methods()),
     /// }
     /// # Ok::<(), twofactor::Error>(())

@@ -50,18 +50,47 @@ impl Method {
 
 /// Proof that a user passed the second factor. The host issues its own session from it.
 ///
+/// Only the crate makes one, and its fields are read through accessors: a host cannot turn one
+/// user's proof into another's, or make an old one look fresh, before handing it back (to
+/// [`devices().trust`](crate::service::Devices::trust), say).
+///
+/// ```compile_fail
+/// // Alice's proof cannot be made Bob's.
+/// fn forge(mut alice: twofactor::Verified) -> twofactor::Verified {
+///     alice.user = "bob".into();
+///     alice
+/// }
+/// ```
+///
 /// Serializes as `{"user": …, "method": "totp" | "email" | "sms" | "backup_code" | "trusted_device" |
 /// "security_key" | null,
 /// "backup_codes_remaining": …, "verified_at": <unix seconds>}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
 pub struct Verified {
+    pub(crate) user: String,
+    pub(crate) method: Option<Method>,
+    pub(crate) backup_codes_remaining: u32,
+    pub(crate) verified_at: Timestamp,
+}
+
+impl Verified {
     /// The user.
-    pub user: String,
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
     /// How they passed; `None` when they have no factor enrolled and no code was asked.
-    pub method: Option<Method>,
+    pub fn method(&self) -> Option<Method> {
+        self.method
+    }
+
     /// Unused backup codes left.
-    pub backup_codes_remaining: u32,
+    pub fn backup_codes_remaining(&self) -> u32 {
+        self.backup_codes_remaining
+    }
+
     /// When.
-    pub verified_at: Timestamp,
+    pub fn verified_at(&self) -> Timestamp {
+        self.verified_at
+    }
 }

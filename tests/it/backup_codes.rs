@@ -14,8 +14,8 @@ async fn a_backup_code_logs_in_once() {
         h.tf.verify_login(LoginContext::none(), ch.token(), &codes[3])
             .await
             .unwrap();
-    assert_eq!(v.method, Some(Method::BackupCode));
-    assert_eq!(v.backup_codes_remaining, 9);
+    assert_eq!(v.method(), Some(Method::BackupCode));
+    assert_eq!(v.backup_codes_remaining(), 9);
     let ch = h.challenge("u1").await;
     assert!(matches!(
         h.tf.verify_login(LoginContext::none(), ch.token(), &codes[3])
@@ -48,7 +48,7 @@ async fn input_ignores_case_spaces_dashes_and_confusables() {
             h.tf.verify_login(LoginContext::none(), ch.token(), &t)
                 .await
                 .unwrap()
-                .method,
+                .method(),
             Some(Method::BackupCode),
             "{t}"
         );
@@ -121,7 +121,7 @@ async fn regeneration_needs_a_fresh_factor_and_voids_the_old_set() {
         h.tf.verify_login(LoginContext::none(), ch.token(), new[0].expose())
             .await
             .unwrap();
-    assert_eq!(v.backup_codes_remaining, 9);
+    assert_eq!(v.backup_codes_remaining(), 9);
     // A backup code can itself authorise a regeneration (and is spent doing so).
     let newer =
         h.tf.backup_codes()
@@ -186,8 +186,8 @@ async fn argon2id_storage_works_with_a_lookup_prefix() {
         h.tf.verify_login(LoginContext::none(), ch.token(), &codes[1])
             .await
             .unwrap();
-    assert_eq!(v.method, Some(Method::BackupCode));
-    assert_eq!(v.backup_codes_remaining, 2);
+    assert_eq!(v.method(), Some(Method::BackupCode));
+    assert_eq!(v.backup_codes_remaining(), 2);
     let ch = h.challenge("u1").await;
     assert!(h
         .tf

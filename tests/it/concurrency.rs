@@ -96,7 +96,7 @@ async fn the_same_backup_code_submitted_32_times_succeeds_once() {
         ok.len()
     );
     assert_eq!(ok.len(), 1);
-    assert_eq!(ok[0].method, Some(Method::BackupCode));
+    assert_eq!(ok[0].method(), Some(Method::BackupCode));
     assert_eq!(
         h.tf.account()
             .status("u1")

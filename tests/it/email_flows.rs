@@ -81,7 +81,7 @@ async fn login_by_email_code() {
         h.tf.verify_login(LoginContext::none(), ch.token(), &code)
             .await
             .unwrap();
-    assert_eq!(v.method, Some(Method::Email));
+    assert_eq!(v.method(), Some(Method::Email));
     // Used once.
     assert!(h
         .tf
@@ -318,7 +318,7 @@ async fn a_user_with_totp_and_email_may_answer_with_either() {
         h.tf.verify_login(LoginContext::none(), ch.token(), &h.totp(&secret))
             .await
             .unwrap();
-    assert_eq!(v.method, Some(Method::Totp));
+    assert_eq!(v.method(), Some(Method::Totp));
     h.advance(60);
     let ch = h.challenge("u1").await;
     let code = h.last_code("alice@example.com");
@@ -326,7 +326,7 @@ async fn a_user_with_totp_and_email_may_answer_with_either() {
         h.tf.verify_login(LoginContext::none(), ch.token(), &code)
             .await
             .unwrap();
-    assert_eq!(v.method, Some(Method::Email));
+    assert_eq!(v.method(), Some(Method::Email));
 }
 
 #[tokio::test]

@@ -152,7 +152,7 @@ async fn run(flow: Flow, input: Input, h: &Harness, ctx: &mut Ctx) -> Result<(),
             let v =
                 h.tf.verify_login(LoginContext::none(), ch.token(), &code)
                     .await?;
-            assert_eq!(v.method, Some(Method::Totp));
+            assert_eq!(v.method(), Some(Method::Totp));
         }
         Flow::EmailLogin => {
             let ch = begin(h).await?;
@@ -161,7 +161,7 @@ async fn run(flow: Flow, input: Input, h: &Harness, ctx: &mut Ctx) -> Result<(),
             let v =
                 h.tf.verify_login(LoginContext::none(), ch.token(), &code)
                     .await?;
-            assert_eq!(v.method, Some(Method::Email));
+            assert_eq!(v.method(), Some(Method::Email));
         }
         Flow::SmsLogin => {
             let ch = begin(h).await?;
@@ -170,7 +170,7 @@ async fn run(flow: Flow, input: Input, h: &Harness, ctx: &mut Ctx) -> Result<(),
             let v =
                 h.tf.verify_login(LoginContext::none(), ch.token(), &code)
                     .await?;
-            assert_eq!(v.method, Some(Method::Sms));
+            assert_eq!(v.method(), Some(Method::Sms));
         }
         Flow::SmsConfirm => {
             h.tf.sms().start_setup(USER, PHONE).await?;
@@ -191,8 +191,8 @@ async fn run(flow: Flow, input: Input, h: &Harness, ctx: &mut Ctx) -> Result<(),
             let v =
                 h.tf.verify_login(LoginContext::none(), ch.token(), &code)
                     .await?;
-            assert_eq!(v.method, Some(Method::BackupCode));
-            assert_eq!(v.backup_codes_remaining, 9);
+            assert_eq!(v.method(), Some(Method::BackupCode));
+            assert_eq!(v.backup_codes_remaining(), 9);
         }
         Flow::TotpConfirm => {
             let setup = h.tf.totp().start_setup(USER, ADDR).await?;
@@ -245,7 +245,7 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
             assert_status(&st, true, &[Method::Totp, Method::BackupCode], 10);
             h.advance(30);
             let code = h.totp(ctx.secret.as_deref().unwrap());
-            assert_eq!(login(h, &code).await.unwrap().method, Some(Method::Totp));
+            assert_eq!(login(h, &code).await.unwrap().method(), Some(Method::Totp));
         }
         Flow::EmailLogin => {
             assert_status(&st, true, &[Method::Email], 0);
@@ -253,7 +253,7 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
             let v =
                 h.tf.verify_login(LoginContext::none(), ch.token(), &h.last_code(ADDR))
                     .await;
-            assert_eq!(v.unwrap().method, Some(Method::Email));
+            assert_eq!(v.unwrap().method(), Some(Method::Email));
         }
         Flow::SmsLogin => {
             assert_status(&st, true, &[Method::Sms], 0);
@@ -261,7 +261,7 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
             let v =
                 h.tf.verify_login(LoginContext::none(), ch.token(), &h.last_text_code(PHONE))
                     .await;
-            assert_eq!(v.unwrap().method, Some(Method::Sms));
+            assert_eq!(v.unwrap().method(), Some(Method::Sms));
         }
         Flow::SmsConfirm => {
             if !st.enabled {
@@ -284,7 +284,7 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
             let v =
                 h.tf.verify_login(LoginContext::none(), ch.token(), &h.last_text_code(PHONE))
                     .await;
-            assert_eq!(v.unwrap().method, Some(Method::Sms));
+            assert_eq!(v.unwrap().method(), Some(Method::Sms));
         }
         Flow::BackupLogin => {
             let methods = [Method::Totp, Method::BackupCode];
@@ -306,10 +306,10 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
                     Err(Error::InvalidCode { .. })
                 ));
                 let v = login(h, &ctx.backup[1]).await.unwrap();
-                assert_eq!(v.backup_codes_remaining, 8);
+                assert_eq!(v.backup_codes_remaining(), 8);
             } else {
                 let v = login(h, first).await.unwrap();
-                assert_eq!(v.backup_codes_remaining, 9);
+                assert_eq!(v.backup_codes_remaining(), 9);
             }
         }
         Flow::TotpConfirm => {
@@ -339,11 +339,11 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
                     // The backup codes installed are those shown with this secret.
                     h.advance(30);
                     let v = login(h, &ctx.backup[3]).await.unwrap();
-                    assert_eq!(v.method, Some(Method::BackupCode));
+                    assert_eq!(v.method(), Some(Method::BackupCode));
                 }
                 h.advance(30);
                 let v = login(h, &h.totp(&secret)).await.unwrap();
-                assert_eq!(v.method, Some(Method::Totp));
+                assert_eq!(v.method(), Some(Method::Totp));
             } else {
                 assert_eq!(input, Input::Right, "enabled by a wrong code");
                 assert_status(&st, true, &[Method::Totp, Method::BackupCode], 10);
@@ -351,10 +351,10 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
                 let secret = ctx.secret.as_deref().unwrap();
                 h.advance(30);
                 let v = login(h, &ctx.backup[3]).await.unwrap();
-                assert_eq!(v.method, Some(Method::BackupCode));
+                assert_eq!(v.method(), Some(Method::BackupCode));
                 h.advance(30);
                 let v = login(h, &h.totp(secret)).await.unwrap();
-                assert_eq!(v.method, Some(Method::Totp));
+                assert_eq!(v.method(), Some(Method::Totp));
             }
         }
         Flow::EmailConfirm => {
@@ -381,7 +381,7 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
             let v =
                 h.tf.verify_login(LoginContext::none(), ch.token(), &h.last_code(ADDR))
                     .await;
-            assert_eq!(v.unwrap().method, Some(Method::Email));
+            assert_eq!(v.unwrap().method(), Some(Method::Email));
         }
         Flow::Disable => {
             let all = [Method::Totp, Method::Email, Method::BackupCode];
@@ -412,7 +412,7 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
             if ok {
                 // ctx.backup holds the new set: it works.
                 let v = login(h, &ctx.backup[0]).await.unwrap();
-                assert_eq!(v.backup_codes_remaining, 9);
+                assert_eq!(v.backup_codes_remaining(), 9);
             } else {
                 // The old set is intact, or (a lost answer after the replacement) a whole new
                 // set replaced it; then no old code works.
@@ -431,7 +431,7 @@ async fn check_after(flow: Flow, input: Input, h: &Harness, ctx: &Ctx, r: &Resul
                     assert!(login(h, c).await.is_err(), "an old code survived");
                 }
                 let v = login(h, new[0].expose()).await.unwrap();
-                assert_eq!(v.method, Some(Method::BackupCode));
+                assert_eq!(v.method(), Some(Method::BackupCode));
             }
         }
     }

@@ -205,5 +205,5 @@ async fn an_assertion_without_user_verification_is_refused_when_required() {
         h.tf.verify_login(LoginContext::none(), c.token(), &verified)
             .await
             .unwrap();
-    assert_eq!(v.method, Some(Method::SecurityKey));
+    assert_eq!(v.method(), Some(Method::SecurityKey));
 }

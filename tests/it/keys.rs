@@ -120,7 +120,7 @@ async fn rotation_keeps_old_secrets_working_and_reseals_them() {
         .verify_login(LoginContext::none(), ch.token(), &code)
         .await
         .unwrap();
-    assert_eq!(v.method, Some(Method::Totp));
+    assert_eq!(v.method(), Some(Method::Totp));
     let (rec, _) = h.enrollments.load("alice").await.unwrap().unwrap();
     let env = &rec.totp.unwrap().sealed_secret;
     let key_id: String = env[1..5].iter().map(|b| format!("{b:02x}")).collect();

@@ -17,8 +17,8 @@ async fn a_user_without_factors_completes_at_once() {
         .unwrap()
     {
         LoginStep::Complete(v) => {
-            assert_eq!(v.user, "nobody");
-            assert_eq!(v.method, None);
+            assert_eq!(v.user(), "nobody");
+            assert_eq!(v.method(), None);
         }
         LoginStep::Challenge(_) => panic!("no factor: no challenge"),
     }
@@ -41,10 +41,10 @@ async fn login_with_totp_returns_verified_and_consumes_the_challenge() {
         h.tf.verify_login(LoginContext::none(), ch.token(), &typed)
             .await
             .unwrap();
-    assert_eq!(v.user, "u1");
-    assert_eq!(v.method, Some(Method::Totp));
-    assert_eq!(v.backup_codes_remaining, 10);
-    assert_eq!(v.verified_at.as_unix_secs(), h.now());
+    assert_eq!(v.user(), "u1");
+    assert_eq!(v.method(), Some(Method::Totp));
+    assert_eq!(v.backup_codes_remaining(), 10);
+    assert_eq!(v.verified_at().as_unix_secs(), h.now());
     let status = h.tf.account().status("u1").await.unwrap();
     assert_eq!(status.last_verified_at.unwrap().as_unix_secs(), h.now());
     // The challenge is single use.
@@ -80,7 +80,7 @@ async fn clock_skew_of_one_step_is_accepted_two_is_not() {
         )
         .await
         .unwrap();
-    assert_eq!(v.method, Some(Method::Totp));
+    assert_eq!(v.method(), Some(Method::Totp));
 }
 
 #[tokio::test]

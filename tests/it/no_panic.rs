@@ -120,8 +120,8 @@ fn verify_login_takes_any_input_with_a_real_or_a_garbage_token() {
     let v = rt
         .block_on(h.tf.verify_login(LoginContext::none(), ch.token(), &backup[0]))
         .unwrap();
-    assert_eq!(v.method, Some(twofactor::Method::BackupCode));
-    assert_eq!(v.backup_codes_remaining, 9);
+    assert_eq!(v.method(), Some(twofactor::Method::BackupCode));
+    assert_eq!(v.backup_codes_remaining(), 9);
 }
 
 /// Unicode digits are not digits here, not even when they spell the right code.

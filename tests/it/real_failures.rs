@@ -70,7 +70,7 @@ async fn spent_once<O: OtpStore + ?Sized, E: EnrollmentStore + ?Sized>(
 fn settled(outcome: &Result<Verified, Error>) -> bool {
     match outcome {
         Ok(v) => {
-            assert_eq!(v.method, Some(Method::Totp));
+            assert_eq!(v.method(), Some(Method::Totp));
             false
         }
         Err(Error::InvalidChallenge) => true,
@@ -397,7 +397,7 @@ mod postgres {
                 .verify_login(LoginContext::none(), ch.token(), &codes[3])
                 .await
                 .unwrap();
-            assert_eq!(v.method, Some(Method::BackupCode));
+            assert_eq!(v.method(), Some(Method::BackupCode));
             svc.advance(30);
             let ch = svc.challenge_retrying(&u).await;
             let v = svc
@@ -405,7 +405,7 @@ mod postgres {
                 .verify_login(LoginContext::none(), ch.token(), &svc.totp(&secret))
                 .await
                 .unwrap();
-            assert_eq!(v.method, Some(Method::Totp));
+            assert_eq!(v.method(), Some(Method::Totp));
         });
     }
 }

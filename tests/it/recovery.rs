@@ -84,7 +84,7 @@ async fn a_login_with_a_factor_cancels_it() {
         h.tf.verify_login(LoginContext::none(), c.token(), &h.totp(&secret))
             .await
             .unwrap();
-    assert_eq!(v.method, Some(Method::Totp));
+    assert_eq!(v.method(), Some(Method::Totp));
     assert_eq!(
         h.tf.account()
             .status("u1")
@@ -156,7 +156,7 @@ async fn it_takes_effect_at_the_deadline() {
     let LoginStep::Complete(v) = h.tf.begin_login(LoginContext::none(), "u1").await.unwrap() else {
         panic!("the recovery took effect: no factor is left");
     };
-    assert_eq!(v.method, None);
+    assert_eq!(v.method(), None);
     let status = h.tf.account().status("u1").await.unwrap();
     assert!(!status.enabled);
     assert_eq!(status.backup_codes_remaining, 0);
@@ -254,7 +254,7 @@ async fn a_trusted_device_neither_cancels_nor_outlives_it() {
         h.tf.begin_login(&LoginContext::new().device(trust.token.clone()), "u1")
             .await
             .unwrap();
-    assert!(matches!(&step, LoginStep::Complete(v) if v.method == Some(Method::TrustedDevice)));
+    assert!(matches!(&step, LoginStep::Complete(v) if v.method() == Some(Method::TrustedDevice)));
     assert!(h
         .tf
         .account()
@@ -268,7 +268,7 @@ async fn a_trusted_device_neither_cancels_nor_outlives_it() {
         h.tf.begin_login(&LoginContext::new().device(trust.token.clone()), "u1")
             .await
             .unwrap();
-    assert!(matches!(&step, LoginStep::Complete(v) if v.method.is_none()));
+    assert!(matches!(&step, LoginStep::Complete(v) if v.method().is_none()));
     assert!(!h.tf.account().status("u1").await.unwrap().enabled);
 }
 
@@ -335,7 +335,7 @@ async fn recovery_flow(stores: &Stores) {
     assert_eq!(status.backup_codes_remaining, 0);
     assert!(matches!(
         tf.begin_login(LoginContext::none(), &u).await.unwrap(),
-        LoginStep::Complete(v) if v.method.is_none()
+        LoginStep::Complete(v) if v.method().is_none()
     ));
 }
 

@@ -78,9 +78,9 @@ async fn a_registered_key_answers_a_login() {
         h.tf.verify_login(LoginContext::none(), c.token(), &assertion)
             .await
             .unwrap();
-    assert_eq!(v.user, "u1");
-    assert_eq!(v.method, Some(Method::SecurityKey));
-    assert_eq!(v.backup_codes_remaining, 10);
+    assert_eq!(v.user(), "u1");
+    assert_eq!(v.method(), Some(Method::SecurityKey));
+    assert_eq!(v.backup_codes_remaining(), 10);
     assert!(h.events.events().contains(&Event::Verified {
         user: "u1".into(),
         method: Method::SecurityKey,
@@ -108,7 +108,7 @@ async fn verify_login_takes_the_assertion_json_and_refuses_broken_json_uncounted
         h.tf.verify_login(LoginContext::none(), c.token(), &assertion)
             .await
             .unwrap();
-    assert_eq!(v.method, Some(Method::SecurityKey));
+    assert_eq!(v.method(), Some(Method::SecurityKey));
     // Garbage is malformed, not a counted attempt.
     let c = h.challenge("u1").await;
     assert!(matches!(
@@ -216,7 +216,7 @@ async fn an_assertion_for_another_users_challenge_is_refused() {
         h.tf.verify_login(LoginContext::none(), alice.token(), &assertion)
             .await
             .unwrap();
-    assert_eq!(v.user, "alice");
+    assert_eq!(v.user(), "alice");
 }
 
 #[tokio::test]
@@ -729,7 +729,7 @@ async fn register_and_sign_in(policy: Policy, uv: &str) -> serde_json::Value {
         h.tf.verify_login(LoginContext::none(), c.token(), &a)
             .await
             .unwrap()
-            .method,
+            .method(),
         Some(Method::SecurityKey)
     );
     pk
@@ -1017,7 +1017,7 @@ async fn a_key_rotation_loses_no_key_and_no_ceremony() {
             .verify_login(LoginContext::none(), before.token(), &a)
             .await
             .unwrap()
-            .method,
+            .method(),
         Some(Method::SecurityKey)
     );
     let mut second = SoftKey::new();

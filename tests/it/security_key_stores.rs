@@ -58,7 +58,7 @@ async fn key_flow(stores: &Stores) {
         .await
         .unwrap();
     assert_eq!(
-        (v.user.as_str(), v.method),
+        (v.user(), v.method()),
         (u.as_str(), Some(Method::SecurityKey))
     );
     let (counter, ceremony) = stored_key(stores, &u).await;

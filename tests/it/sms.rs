@@ -145,7 +145,7 @@ async fn login_by_text_code_and_resend() {
         h.tf.verify_login(LoginContext::none(), ch.token(), &second)
             .await
             .unwrap();
-    assert_eq!(v.method, Some(Method::Sms));
+    assert_eq!(v.method(), Some(Method::Sms));
     assert!(
         h.tf.verify_login(LoginContext::none(), ch.token(), &second)
             .await
@@ -313,7 +313,7 @@ async fn codes_are_bound_to_purpose_and_user() {
         h.tf.verify_login(LoginContext::none(), c8.token(), &other)
             .await
             .unwrap()
-            .user,
+            .user(),
         "u8"
     );
 }
@@ -499,7 +499,7 @@ async fn events_and_trusted_device_after_a_text_login() {
         h.tf.begin_login(&LoginContext::new().device(trust.token.clone()), "u1")
             .await
             .unwrap();
-    assert!(matches!(step, LoginStep::Complete(v) if v.method == Some(Method::TrustedDevice)));
+    assert!(matches!(step, LoginStep::Complete(v) if v.method() == Some(Method::TrustedDevice)));
 }
 
 /// Concurrent resends of a text challenge: one text, as for email; attempts are not reset.

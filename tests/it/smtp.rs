@@ -710,8 +710,8 @@ async fn begin_login_with_smtp_refusing_fails_closed_and_starts_no_cooldown() {
             .verify_login(LoginContext::none(), ch.token(), &code)
             .await
             .unwrap();
-        assert_eq!(v.user, "u1");
-        assert_eq!(v.method, Some(Method::Email));
+        assert_eq!(v.user(), "u1");
+        assert_eq!(v.method(), Some(Method::Email));
     }
 }
 
@@ -751,5 +751,5 @@ async fn a_resend_refused_by_smtp_starts_no_cooldown_and_leaves_no_usable_code()
         .verify_login(LoginContext::none(), ch.token(), &second)
         .await
         .unwrap();
-    assert_eq!(v.method, Some(Method::Email));
+    assert_eq!(v.method(), Some(Method::Email));
 }

@@ -36,10 +36,7 @@ mod flows {
             f.tf.verify_login(LoginContext::none(), ch.token(), &f.totp(&secret))
                 .await
                 .unwrap();
-        assert_eq!(
-            (v.user.as_str(), v.method),
-            (u.as_str(), Some(Method::Totp))
-        );
+        assert_eq!((v.user(), v.method()), (u.as_str(), Some(Method::Totp)));
         f.advance(30);
         assert!(matches!(
             f.tf.verify_login(LoginContext::none(), ch.token(), &f.totp(&secret))
@@ -55,7 +52,7 @@ mod flows {
             .verify_login(LoginContext::none(), ch.token(), &f.totp(&secret))
             .await
             .unwrap();
-        assert_eq!(v.method, Some(Method::Totp));
+        assert_eq!(v.method(), Some(Method::Totp));
         let status = twin.tf.account().status(&u).await.unwrap();
         assert_eq!(status.last_verified_at.unwrap().as_unix_secs(), f.now());
     }
@@ -83,7 +80,7 @@ mod flows {
             f.tf.verify_login(LoginContext::none(), ch2.token(), &code2)
                 .await
                 .unwrap();
-        assert_eq!(v.method, Some(Method::Email));
+        assert_eq!(v.method(), Some(Method::Email));
         assert!(
             f.tf.verify_login(LoginContext::none(), ch2.token(), &code2)
                 .await
@@ -102,8 +99,8 @@ mod flows {
             f.tf.verify_login(LoginContext::none(), ch.token(), &codes[3])
                 .await
                 .unwrap();
-        assert_eq!(v.method, Some(Method::BackupCode));
-        assert_eq!(v.backup_codes_remaining, 9);
+        assert_eq!(v.method(), Some(Method::BackupCode));
+        assert_eq!(v.backup_codes_remaining(), 9);
         let ch = f.challenge(&u).await;
         assert!(matches!(
             f.tf.verify_login(LoginContext::none(), ch.token(), &codes[3])
@@ -164,7 +161,7 @@ mod flows {
             f.tf.verify_login(LoginContext::none(), ch.token(), &f.totp(&secret))
                 .await
                 .unwrap();
-        assert_eq!(v.method, Some(Method::Totp));
+        assert_eq!(v.method(), Some(Method::Totp));
     }
 
     /// A TOTP code is accepted once per user: a replay on another challenge is refused, and of
@@ -231,7 +228,7 @@ mod flows {
             f.tf.verify_login(LoginContext::none(), ch.token(), new[0].expose())
                 .await
                 .unwrap();
-        assert_eq!(v.backup_codes_remaining, 9);
+        assert_eq!(v.backup_codes_remaining(), 9);
         f.advance(30);
         assert!(matches!(
             f.tf.account()
@@ -415,7 +412,7 @@ mod rotation {
             .verify_login(LoginContext::none(), ch.token(), &new.totp(&secret))
             .await
             .unwrap();
-        assert_eq!(v.method, Some(Method::Totp));
+        assert_eq!(v.method(), Some(Method::Totp));
         // That TOTP check under the new ring re-sealed the secret: the old key seals nothing.
         assert_eq!(
             new.tf.account().status(&u).await.unwrap().totp_key_id,
@@ -428,7 +425,7 @@ mod rotation {
             .await
             .unwrap();
         assert_eq!(
-            (v.method, v.backup_codes_remaining),
+            (v.method(), v.backup_codes_remaining()),
             (Some(Method::BackupCode), 9)
         );
         let ch = new.challenge(&u).await;
@@ -593,8 +590,8 @@ fn redis_stopped_mid_login_fails_closed_and_loses_no_enrollment() {
                 f.tf.verify_login(LoginContext::none(), ch.token(), &codes[0])
                     .await
                     .unwrap();
-            assert_eq!(v.method, Some(Method::BackupCode));
-            assert_eq!(v.backup_codes_remaining, 9);
+            assert_eq!(v.method(), Some(Method::BackupCode));
+            assert_eq!(v.backup_codes_remaining(), 9);
         },
     );
 }
@@ -634,7 +631,7 @@ fn redis_enrollments_survive_a_crash_only_with_persistence() {
                     f.tf.verify_login(LoginContext::none(), ch.token(), &codes[0])
                         .await
                         .unwrap();
-                assert_eq!(v.backup_codes_remaining, 9);
+                assert_eq!(v.backup_codes_remaining(), 9);
 
                 server.kill();
                 let back = start().unwrap();
@@ -662,8 +659,8 @@ fn redis_enrollments_survive_a_crash_only_with_persistence() {
                     g.tf.verify_login(LoginContext::none(), ch.token(), &codes[1])
                         .await
                         .unwrap();
-                assert_eq!(v.method, Some(Method::BackupCode));
-                assert_eq!(v.backup_codes_remaining, 8);
+                assert_eq!(v.method(), Some(Method::BackupCode));
+                assert_eq!(v.backup_codes_remaining(), 8);
             },
         );
         std::fs::remove_dir_all(&dir).unwrap();

@@ -46,7 +46,7 @@ async fn enrol_and_log_in(otp: impl OtpStore, enrollments: impl EnrollmentStore,
         .verify_login(LoginContext::none(), ch.token(), &code(&secret))
         .await
         .unwrap();
-    assert_eq!(v.user, user);
+    assert_eq!(v.user(), user);
 }
 
 #[cfg(feature = "sqlite")]

@@ -138,7 +138,7 @@ async fn with_the_fallback_allowed_a_sha1_code_enrols_sha1_and_logins_use_it() {
         h.tf.verify_login(LoginContext::none(), c.token(), &sha1_6(&h, &secret))
             .await
             .unwrap();
-    assert_eq!(v.method, Some(twofactor::Method::Totp));
+    assert_eq!(v.method(), Some(twofactor::Method::Totp));
 }
 
 #[tokio::test]

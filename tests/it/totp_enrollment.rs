@@ -87,7 +87,7 @@ async fn the_confirmation_code_cannot_be_replayed_at_login() {
         )
         .await
         .unwrap();
-    assert_eq!(v.method, Some(Method::Totp));
+    assert_eq!(v.method(), Some(Method::Totp));
 }
 
 #[tokio::test]
@@ -126,8 +126,8 @@ async fn a_second_setup_replaces_an_unconfirmed_one() {
         )
         .await
         .unwrap();
-    assert_eq!(v.method, Some(Method::BackupCode));
-    assert_eq!(v.backup_codes_remaining, 9);
+    assert_eq!(v.method(), Some(Method::BackupCode));
+    assert_eq!(v.backup_codes_remaining(), 9);
 }
 
 #[tokio::test]

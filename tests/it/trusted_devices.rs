@@ -32,7 +32,7 @@ async fn device_login(tf: &TwoFactorService, user: &str, token: &DeviceToken) ->
 }
 
 fn completed_by_device(step: &LoginStep) -> bool {
-    matches!(step, LoginStep::Complete(v) if v.method == Some(Method::TrustedDevice))
+    matches!(step, LoginStep::Complete(v) if v.method() == Some(Method::TrustedDevice))
 }
 
 fn refused(step: &LoginStep) -> bool {
@@ -105,9 +105,9 @@ async fn a_trusted_device_signs_in_without_a_challenge() {
     let LoginStep::Complete(v) = &step else {
         panic!("expected a completed login, got {step:?}");
     };
-    assert_eq!(v.method, Some(Method::TrustedDevice));
-    assert_eq!(v.user, "u1");
-    assert_eq!(v.backup_codes_remaining, 10);
+    assert_eq!(v.method(), Some(Method::TrustedDevice));
+    assert_eq!(v.user(), "u1");
+    assert_eq!(v.backup_codes_remaining(), 10);
     assert_eq!(h.mailer.messages().len(), sent, "no code was mailed");
     assert!(h.events.events().contains(&Event::Verified {
         user: "u1".into(),
@@ -253,7 +253,7 @@ async fn disable_revokes_every_device_also_after_enrolling_again() {
         .unwrap();
     // No factor: the login completes without one, and not by the device.
     let step = device_login(&h.tf, "u1", &trust.token).await;
-    assert!(matches!(&step, LoginStep::Complete(v) if v.method.is_none()));
+    assert!(matches!(&step, LoginStep::Complete(v) if v.method().is_none()));
     h.advance(30);
     let (secret, _) = h.enroll_totp("u1").await;
     assert!(refused(&device_login(&h.tf, "u1", &trust.token).await));
@@ -316,7 +316,7 @@ async fn device_and_challenge_tokens_are_never_taken_for_each_other() {
         h.tf.verify_login(LoginContext::none(), challenge.token(), &h.totp(&secret))
             .await
             .unwrap();
-    assert_eq!(v.method, Some(Method::Totp));
+    assert_eq!(v.method(), Some(Method::Totp));
 }
 
 #[tokio::test]
@@ -463,7 +463,7 @@ async fn device_flow(stores: &Stores) {
         .await
         .unwrap();
     let step = device_login(&h.tf, &u, &b.token).await;
-    assert!(matches!(&step, LoginStep::Complete(v) if v.method.is_none()));
+    assert!(matches!(&step, LoginStep::Complete(v) if v.method().is_none()));
 }
 
 every_store!(device_flow);

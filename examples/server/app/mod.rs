@@ -767,13 +767,15 @@ async fn login_two_factor(
         s.tf.verify_login(&client.context(), &token, &input)
             .await
             .map_err(too_many)?;
-    s.users.get(&verified.user).ok_or(ApiError::INVALID_TOKEN)?;
+    s.users
+        .get(verified.user())
+        .ok_or(ApiError::INVALID_TOKEN)?;
     Ok(Json(tokens_json(
         &s,
-        &verified.user,
+        verified.user(),
         json!({
-            "method": verified.method.map(Method::as_str),
-            "backup_codes_remaining": verified.backup_codes_remaining,
+            "method": verified.method().map(Method::as_str),
+            "backup_codes_remaining": verified.backup_codes_remaining(),
         }),
     )))
 }
