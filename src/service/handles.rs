@@ -412,6 +412,12 @@ impl Recovery<'_> {
     /// Cancels a pending recovery; `false` when none was pending. A passed second-factor check
     /// cancels it too.
     ///
+    /// **A privileged call: it takes no proof.** Whoever can make the host call it for a user
+    /// can keep that user's recovery from ever completing, so expose it only behind a check of
+    /// the host's own: a session that has just passed a second factor (the login that cancels
+    /// the recovery anyway), or an operator's tool. Never on the strength of the password alone,
+    /// which is what the recovery exists to outlast.
+    ///
     /// # Errors
     /// Store errors; [`Error::InvalidInput`] for an unusable user id.
     pub async fn cancel(self, user: &str) -> Result<bool, Error> {
