@@ -393,8 +393,13 @@ pub struct Recovery<'a>(pub(crate) &'a TwoFactorService);
 impl Recovery<'_> {
     /// Schedules turning two-factor authentication off for a user who lost every factor, after
     /// [`Policy::recovery_delay`](crate::Policy::recovery_delay), and returns when it takes
-    /// effect. Needs the password (the host's [`PasswordVerifier`](crate::service::PasswordVerifier),
-    /// with the same limit of its own as at [`disable`](crate::service::Account::disable)).
+    /// effect. Needs the password (the host's [`PasswordVerifier`](crate::service::PasswordVerifier)).
+    ///
+    /// The call needs no session, so it tells nothing to whoever lacks the password: the
+    /// password is checked first, once, whether or not the account has a factor, and a wrong
+    /// one is [`Error::InvalidPassword`] either way. Only with the right password does an account
+    /// without a factor answer [`Error::NotEnrolled`] (its holder would see as much by signing
+    /// in). The checks are limited as at [`disable`](crate::service::Account::disable).
     ///
     /// The user's email factor is told at once ([`MailContent::RecoveryRequested`](crate::mail::MailContent::RecoveryRequested)), and their
     /// phone factor by text ([`TextContent::RecoveryRequested`](crate::text::TextContent::RecoveryRequested), with a text sender); the host
@@ -402,9 +407,10 @@ impl Recovery<'_> {
     /// is pending, a new request changes nothing and returns the same time.
     ///
     /// # Errors
-    /// [`Error::NotEnrolled`] without a factor; [`Error::InvalidPassword`]; [`Error::Locked`]
-    /// past the password limit; [`Error::PasswordCheck`]; [`Error::InvalidConfig`] without a
-    /// password verifier; store errors.
+    /// [`Error::InvalidPassword`]; [`Error::Locked`] past the password limit (then the password
+    /// is not checked); [`Error::NotEnrolled`], with the right password, without a factor;
+    /// [`Error::PasswordCheck`]; [`Error::InvalidConfig`] without a password verifier; store
+    /// errors.
     pub async fn request(self, user: &str, password: &str) -> Result<Timestamp, Error> {
         self.0.request_recovery(user, password).await
     }

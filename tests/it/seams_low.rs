@@ -84,3 +84,66 @@ async fn every_code_step_failure_has_one_public_status_and_code() {
         assert_eq!(e.public_code(), e.code(), "{e:?}");
     }
 }
+
+fn checks(h: &Harness) -> u64 {
+    h.password_checks.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// A recovery request checks the password once whether or not the account has a factor, and
+/// a wrong password gets the same answer either way: without the password, nobody learns
+/// whether an account has two-factor authentication. Only the password's holder, who could
+/// sign in and see it anyway, is told that there is nothing to recover.
+#[tokio::test]
+async fn a_recovery_request_tells_no_stranger_whether_an_account_has_a_factor() {
+    let h = Harness::new();
+    h.enroll_totp("on").await;
+    let mut answers = Vec::new();
+    for user in ["on", "off"] {
+        let before = checks(&h);
+        let e = h.tf.recovery().request(user, "guess").await.unwrap_err();
+        assert_eq!(
+            checks(&h) - before,
+            1,
+            "{user}: the password is checked once"
+        );
+        answers.push(e);
+    }
+    assert!(
+        matches!(answers[0], Error::InvalidPassword),
+        "{:?}",
+        answers[0]
+    );
+    assert_eq!(format!("{:?}", answers[0]), format!("{:?}", answers[1]));
+    assert_eq!(answers[0].to_string(), answers[1].to_string());
+
+    // The limit is reached alike.
+    for user in ["on", "off"] {
+        let mut last = None;
+        for _ in 0..10 {
+            last = Some(h.tf.recovery().request(user, "guess").await.unwrap_err());
+        }
+        assert!(
+            matches!(last, Some(Error::Locked { .. })),
+            "{user}: {last:?}"
+        );
+    }
+
+    // The real user of an account without a factor learns, with the password, that there is
+    // nothing to recover; no recovery is scheduled.
+    let h = Harness::new();
+    let before = checks(&h);
+    let e =
+        h.tf.recovery()
+            .request("off", crate::support::PASSWORD)
+            .await;
+    assert!(matches!(e, Err(Error::NotEnrolled)), "{e:?}");
+    assert_eq!(checks(&h) - before, 1);
+    assert!(h
+        .tf
+        .account()
+        .status("off")
+        .await
+        .unwrap()
+        .recovery_pending_until
+        .is_none());
+}
