@@ -53,6 +53,7 @@ impl CodePurpose {
 /// | a login challenge | `tf:{tag}:c:<id>` |
 /// | a pending code of a purpose | `tf:{tag}:p:<purpose>` |
 /// | the password checks since the last correct one | `tf:{tag}:pw:run` |
+/// | the same, for recovery requests | `tf:{tag}:pw:recovery` |
 /// | the send cooldown of either | the key above + `:s` |
 pub(crate) struct UserKeys {
     pub(crate) tag: [u8; TAG_BYTES],
@@ -99,9 +100,17 @@ impl UserKeys {
         self.under("p", purpose.name())
     }
 
-    /// The count of password checks since the last correct password.
+    /// The count of password checks since the last correct password, at
+    /// [`disable`](crate::service::Account::disable) and the other signed-in changes.
     pub(crate) fn password_run(&self) -> StoreKey {
         self.under("pw", "run")
+    }
+
+    /// The same count for [`recovery().request`](crate::service::Recovery::request), which
+    /// needs no session: kept apart, so that a stranger's guesses there never lock the owner's
+    /// password at `disable`.
+    pub(crate) fn recovery_password_run(&self) -> StoreKey {
+        self.under("pw", "recovery")
     }
 
     /// The send cooldown of a challenge or pending code.

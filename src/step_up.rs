@@ -14,7 +14,7 @@ use crate::mail::MailContent;
 use crate::method::Method;
 use crate::service::TwoFactorService;
 use crate::store::flow::OpenAttempt;
-use crate::store::{EnrollmentRecord, Revision};
+use crate::store::{EnrollmentRecord, Revision, StoreKey};
 
 /// What a step-up is answered with: a code, or a security key's assertion (the JSON of
 /// `navigator.credentials.get`'s result, after
@@ -288,8 +288,9 @@ impl TwoFactorService {
         let verifier = self.password_verifier()?;
         let now = self.now();
         let answer = Answer::parse(code)?;
+        let run = self.user_keys(user).password_run();
         let password_ok = self
-            .check_password_with(verifier, user, password, now)
+            .check_password_with(verifier, user, password, &run, now)
             .await?;
         self.step_up(user, loaded, &answer, Some(password_ok), now)
             .await
@@ -317,9 +318,10 @@ impl TwoFactorService {
         Ok(())
     }
 
-    /// Checks the password with the host's verifier, under the passwords' limit of their own:
-    /// counted before the check, ended only by a correct password (no code, however right,
-    /// resets it).
+    /// Checks the password with the host's verifier, under the passwords' limit of their own,
+    /// counted on `run` (one count per flow that takes a password, so that one flow's guesses
+    /// never lock another): counted before the check, ended only by a correct password in the
+    /// same flow (no code, however right, resets it).
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] without a verifier; [`Error::Locked`] past the limit;
@@ -328,14 +330,11 @@ impl TwoFactorService {
         &self,
         user: &str,
         password: &str,
+        run: &StoreKey,
         now: Timestamp,
     ) -> Result<bool, Error> {
-        let verifier = self
-            .inner
-            .password
-            .as_ref()
-            .ok_or_else(|| Error::InvalidConfig("no password verifier configured".into()))?;
-        self.check_password_with(verifier.as_ref(), user, password, now)
+        let verifier = self.password_verifier()?;
+        self.check_password_with(verifier, user, password, run, now)
             .await
     }
 
@@ -344,14 +343,14 @@ impl TwoFactorService {
         verifier: &dyn crate::service::PasswordVerifier,
         user: &str,
         password: &str,
+        run: &StoreKey,
         now: Timestamp,
     ) -> Result<bool, Error> {
-        let run = self.user_keys(user).password_run();
         let policy = &self.inner.policy;
         let tried = self
             .inner
             .otp
-            .increment(&run, now.saturating_add(policy.failure_window), now)
+            .increment(run, now.saturating_add(policy.failure_window), now)
             .await?;
         if tried > u64::from(policy.lockout_threshold) {
             return Err(Error::Locked {
@@ -363,7 +362,7 @@ impl TwoFactorService {
             .await
             .map_err(Error::PasswordCheck)?;
         if password_ok {
-            self.inner.otp.delete(&run).await?;
+            self.inner.otp.delete(run).await?;
         }
         Ok(password_ok)
     }

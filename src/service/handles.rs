@@ -399,7 +399,10 @@ impl Recovery<'_> {
     /// password is checked first, once, whether or not the account has a factor, and a wrong
     /// one is [`Error::InvalidPassword`] either way. Only with the right password does an account
     /// without a factor answer [`Error::NotEnrolled`] (its holder would see as much by signing
-    /// in). The checks are limited as at [`disable`](crate::service::Account::disable).
+    /// in). The checks are limited as at [`disable`](crate::service::Account::disable) (10 per
+    /// 24 hours by default, ended only by a correct password), but on a count of their own: a
+    /// stranger's guesses here never lock the owner's password at `disable`, and a correct
+    /// password at one does not reset the other.
     ///
     /// The user's email factor is told at once ([`MailContent::RecoveryRequested`](crate::mail::MailContent::RecoveryRequested)), and their
     /// phone factor by text ([`TextContent::RecoveryRequested`](crate::text::TextContent::RecoveryRequested), with a text sender); the host

@@ -147,3 +147,42 @@ async fn a_recovery_request_tells_no_stranger_whether_an_account_has_a_factor() 
         .recovery_pending_until
         .is_none());
 }
+
+/// Recovery requests need no session: a stranger who tries passwords there must not lock the
+/// signed-in owner's password limit at `disable`. They are limited on a counter of their own.
+#[tokio::test]
+async fn wrong_recovery_requests_do_not_lock_the_owners_disable() {
+    let h = Harness::new();
+    let (secret, _) = h.enroll_totp("u1").await;
+    let mut answers = Vec::new();
+    for _ in 0..12 {
+        answers.push(h.tf.recovery().request("u1", "guess").await.unwrap_err());
+    }
+    assert!(
+        answers[..10]
+            .iter()
+            .all(|e| matches!(e, Error::InvalidPassword)),
+        "{answers:?}"
+    );
+    assert!(
+        answers[10..]
+            .iter()
+            .all(|e| matches!(e, Error::Locked { .. })),
+        "the recovery requests are limited on their own: {answers:?}"
+    );
+    // Even the right password is refused there now, without being checked.
+    let before = checks(&h);
+    let e =
+        h.tf.recovery()
+            .request("u1", crate::support::PASSWORD)
+            .await;
+    assert!(matches!(e, Err(Error::Locked { .. })), "{e:?}");
+    assert_eq!(checks(&h), before);
+
+    // The owner, signed in, turns 2FA off with the password and a code.
+    h.tf.account()
+        .disable("u1", crate::support::PASSWORD, &h.totp(&secret))
+        .await
+        .unwrap();
+    assert!(!h.tf.account().status("u1").await.unwrap().enabled);
+}
