@@ -361,6 +361,16 @@ impl TwoFactorService {
         now: Timestamp,
     ) -> Result<String, Error> {
         let key = keys.pending(purpose);
+        // A registration code proves an address, not a factor: its attempts count on a run of
+        // their own, so that a pass neither ends the run that guards the factors nor opens the
+        // re-authentication window (see `UserKeys::address_checks`).
+        let address_checks;
+        let keys = if purpose == CodePurpose::Registration {
+            address_checks = keys.address_checks();
+            &address_checks
+        } else {
+            keys
+        };
         let max = self.inner.policy.code_max_attempts;
         let attempt = match self
             .open_attempt(keys, Some((&key, max)), Error::NothingPending, now)

@@ -50,6 +50,7 @@ impl CodePurpose {
 /// | record | key |
 /// | --- | --- |
 /// | the user's record (failures, lock, last TOTP step, sends, last verification) | `tf:{tag}` |
+/// | the record of the address checks' failures and lock (registration codes) | `tf:{tag}:r` |
 /// | a login challenge | `tf:{tag}:c:<id>` |
 /// | a pending code of a purpose | `tf:{tag}:p:<purpose>` |
 /// | the password checks since the last correct one | `tf:{tag}:pw:run` |
@@ -75,6 +76,23 @@ impl UserKeys {
     /// The user's record.
     pub(crate) fn user(&self) -> &StoreKey {
         &self.user
+    }
+
+    /// The keys to count address checks (registration codes) with: the same tag, but a record
+    /// of their own, `tf:{tag}:r`, in place of the user's record. Attempts opened with them
+    /// are limited as at the code step (the same threshold, lock and escalation) without
+    /// feeding or ending the user's run, and a pass records no verification there: an address
+    /// check is not a factor check. Only their [`user`](Self::user) record is theirs; name
+    /// pending codes with the user's own keys.
+    pub(crate) fn address_checks(&self) -> UserKeys {
+        let base = self.user.as_str();
+        let mut key = String::with_capacity(base.len() + 2);
+        key.push_str(base);
+        key.push_str(":r");
+        UserKeys {
+            tag: self.tag,
+            user: StoreKey::new(key),
+        }
     }
 
     fn under(&self, kind: &str, name: &str) -> StoreKey {

@@ -140,6 +140,12 @@ impl Email<'_> {
 
     /// Checks a registration code; returns the address it proves.
     ///
+    /// It proves the address, not a second factor: it sets no last verification and opens no
+    /// re-authentication window (an account with a factor still answers
+    /// [`Error::ReauthRequired`] when adding one), and it neither ends nor feeds the run of
+    /// failed codes that guards the factors. Its attempts are limited as codes are (per code,
+    /// and per user with the same lock and escalation), on a count of their own.
+    ///
     /// # Errors
     /// As [`email().confirm_setup`](crate::service::Email::confirm_setup).
     pub async fn verify_registration_code(self, user: &str, code: &str) -> Result<String, Error> {

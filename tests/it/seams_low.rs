@@ -186,3 +186,86 @@ async fn wrong_recovery_requests_do_not_lock_the_owners_disable() {
         .unwrap();
     assert!(!h.tf.account().status("u1").await.unwrap().enabled);
 }
+
+/// A registration code proves an address, not a factor: a session that verifies an address it
+/// controls must not gain the re-authentication window, and so cannot enrol that mailbox (or
+/// anything else) as a factor without a real factor check.
+#[tokio::test]
+async fn a_registration_code_opens_no_reauthentication_window() {
+    let h = Harness::new();
+    let (secret, _) = h.enroll_totp("u1").await;
+    h.advance(3600);
+    let before = h.tf.account().status("u1").await.unwrap().last_verified_at;
+    assert!(before.is_some());
+
+    h.tf.email()
+        .send_verification_code("u1", "mine@example.com")
+        .await
+        .unwrap();
+    let code = h.last_code("mine@example.com");
+    let proven = h.tf.email().verify_registration_code("u1", &code).await;
+    assert_eq!(proven.unwrap(), "mine@example.com");
+
+    let e = h.tf.email().start_setup("u1", "mine@example.com").await;
+    assert!(matches!(e, Err(Error::ReauthRequired)), "{e:?}");
+    let e = h.tf.sms().start_setup("u1", "+49 151 12345678").await;
+    assert!(matches!(e, Err(Error::ReauthRequired)), "{e:?}");
+    assert_eq!(
+        h.tf.account().status("u1").await.unwrap().last_verified_at,
+        before,
+        "an address check is not a verification"
+    );
+
+    // A real factor check opens it.
+    h.tf.account()
+        .reauthenticate("u1", &h.totp(&secret))
+        .await
+        .unwrap();
+    h.tf.email()
+        .start_setup("u1", "mine@example.com")
+        .await
+        .unwrap();
+}
+
+/// Nor does a registration code end the run of failed codes that guards the login: a session
+/// holding a mailbox cannot buy more guesses at the user's factor with it.
+#[tokio::test]
+async fn a_registration_code_does_not_end_the_run_of_failures() {
+    let h = Harness::new();
+    let (secret, _) = h.enroll_totp("u1").await;
+    h.advance(3600);
+    let wrong_code = wrong(&h.totp(&secret));
+    let mut failed = 0;
+    while failed < 9 {
+        let c = h.challenge("u1").await;
+        for _ in 0..4 {
+            if failed == 9 {
+                break;
+            }
+            let e =
+                h.tf.verify_login(LoginContext::none(), c.token(), &wrong_code)
+                    .await
+                    .unwrap_err();
+            assert!(matches!(e, Error::InvalidCode { .. }), "{e:?}");
+            failed += 1;
+        }
+    }
+    h.tf.email()
+        .send_verification_code("u1", "mine@example.com")
+        .await
+        .unwrap();
+    let code = h.last_code("mine@example.com");
+    h.tf.email()
+        .verify_registration_code("u1", &code)
+        .await
+        .unwrap();
+    // The tenth failure locks, as it would have without the registration code.
+    let c = h.challenge("u1").await;
+    let e =
+        h.tf.verify_login(LoginContext::none(), c.token(), &wrong_code)
+            .await
+            .unwrap_err();
+    assert!(matches!(e, Error::InvalidCode { .. }), "{e:?}");
+    let locked = h.tf.begin_login(LoginContext::none(), "u1").await;
+    assert!(matches!(locked, Err(Error::Locked { .. })), "{locked:?}");
+}
