@@ -69,9 +69,17 @@ impl TwoFactorService {
             .saturating_add(policy.reauth_window)
             .as_unix_secs()
             >= now.as_unix_secs();
+        // Every second factor, a security key's assertion included; not a device login (a
+        // device cannot extend its own trust) nor a login without a factor.
         if !matches!(
             verified.method,
-            Some(Method::Totp | Method::Email | Method::Sms | Method::BackupCode)
+            Some(
+                Method::Totp
+                    | Method::Email
+                    | Method::Sms
+                    | Method::BackupCode
+                    | Method::SecurityKey
+            )
         ) || !fresh
         {
             return Err(Error::ReauthRequired);

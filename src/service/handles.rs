@@ -345,8 +345,9 @@ impl Devices<'_> {
     /// [`Policy::trusted_device_ttl`](crate::Policy::trusted_device_ttl), 30 days).
     ///
     /// It takes the [`Verified`] of that check, which only this crate makes: it must name a
-    /// second factor (not a login without one, nor a device login, so a device cannot extend its
-    /// own trust) and be at most [`Policy::reauth_window`](crate::Policy::reauth_window) old.
+    /// second factor (a code, a backup code or, feature `webauthn`, a security key; not a login
+    /// without a factor, nor a device login, so a device cannot extend its own trust) and be at
+    /// most [`Policy::reauth_window`](crate::Policy::reauth_window) old.
     /// The user's email factor, if any, is told that a device was trusted.
     ///
     /// # Errors

@@ -269,3 +269,50 @@ async fn a_registration_code_does_not_end_the_run_of_failures() {
     let locked = h.tf.begin_login(LoginContext::none(), "u1").await;
     assert!(matches!(locked, Err(Error::Locked { .. })), "{locked:?}");
 }
+
+/// A login answered with a security key is a second-factor pass like a code: the browser it
+/// happened in may be trusted.
+#[cfg(feature = "webauthn")]
+#[tokio::test]
+async fn a_security_key_login_may_trust_its_device() {
+    use crate::support::authenticator::{SoftKey, ORIGIN, RP_ID};
+    use twofactor::{security_key::SecurityKeyPolicy, LoginStep, Method, Policy};
+
+    let mut policy = Policy::default();
+    policy.security_keys = Some(SecurityKeyPolicy::new(RP_ID, ORIGIN));
+    let h = Harness::with_policy(policy);
+    h.enroll_totp("u1").await;
+    let mut key = SoftKey::new();
+    let options =
+        h.tf.security_keys()
+            .start_registration("u1", "Alice Example")
+            .await
+            .unwrap();
+    let response = key.create(options.as_json()).await;
+    h.tf.security_keys()
+        .finish_registration("u1", &response, "YubiKey")
+        .await
+        .unwrap();
+    h.advance(3600);
+
+    let c = h.challenge("u1").await;
+    let options = c.security_key().unwrap().as_json().clone();
+    let assertion = key.get(&options).await;
+    let v =
+        h.tf.verify_login(LoginContext::none(), c.token(), &assertion)
+            .await
+            .unwrap();
+    assert_eq!(v.method, Some(Method::SecurityKey));
+    let trust = h.tf.devices().trust(&v, "Laptop", None).await.unwrap();
+
+    h.advance(3600);
+    let ctx = LoginContext::new().device(trust.token.clone());
+    let step = h.tf.begin_login(&ctx, "u1").await.unwrap();
+    assert!(
+        matches!(&step, LoginStep::Complete(v) if v.method == Some(Method::TrustedDevice)),
+        "{step:?}"
+    );
+    // A stale proof from a key is refused like any other.
+    let e = h.tf.devices().trust(&v, "Laptop", None).await;
+    assert!(matches!(e, Err(Error::ReauthRequired)), "{e:?}");
+}
