@@ -64,8 +64,18 @@ impl Totp<'_> {
     /// it, every later check uses it, and [`Event::TotpSha1Fallback`](crate::events::Event::TotpSha1Fallback) records it). A code
     /// compared under both settings counts as two attempts against the user's lock.
     ///
+    /// When the account has a factor by the time of confirmation, this needs a fresh one, as
+    /// [`totp().start_setup`](crate::service::Totp::start_setup) does: a second-factor check
+    /// passed within [`Policy::reauth_window`](crate::Policy::reauth_window) (see
+    /// [`account().reauthenticate`](crate::service::Account::reauthenticate)). So a setup
+    /// started while the account had no factor does not add one later on the strength of that
+    /// start. Refused with [`Error::ReauthRequired`], the setup stays pending and may be
+    /// confirmed after a reauthentication, within
+    /// [`Policy::totp_setup_ttl`](crate::Policy::totp_setup_ttl).
+    ///
     /// # Errors
-    /// [`Error::NothingPending`] without a live setup; [`Error::InvalidCode`],
+    /// [`Error::NothingPending`] without a live setup; [`Error::ReauthRequired`];
+    /// [`Error::InvalidCode`],
     /// [`Error::TotpAlgorithmUnsupported`], [`Error::CodeReused`],
     /// [`Error::Locked`], [`Error::MalformedCode`]; store errors (nothing is half-enabled).
     pub async fn confirm_setup(self, user: &str, code: &str) -> Result<(), Error> {

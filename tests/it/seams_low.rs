@@ -316,3 +316,58 @@ async fn a_security_key_login_may_trust_its_device() {
     let e = h.tf.devices().trust(&v, "Laptop", None).await;
     assert!(matches!(e, Err(Error::ReauthRequired)), "{e:?}");
 }
+
+/// A pending TOTP setup lives at most an hour, whatever the policy asks.
+#[test]
+fn the_totp_setup_ttl_is_capped() {
+    use std::time::Duration;
+    use twofactor::Policy;
+    for refused in [
+        Duration::from_secs(3601),
+        Duration::from_secs(365 * 86_400),
+        Duration::MAX,
+        Duration::ZERO,
+    ] {
+        let mut p = Policy::default();
+        p.totp_setup_ttl = refused;
+        let e = p.validate().unwrap_err();
+        assert!(matches!(e, Error::InvalidConfig(_)), "{refused:?}: {e:?}");
+    }
+    let mut p = Policy::default();
+    p.totp_setup_ttl = Duration::from_secs(3600);
+    p.validate().unwrap();
+}
+
+/// A TOTP setup started while the account had no factor, confirmed after a factor was added,
+/// needs a fresh factor at confirmation, as starting it would have then.
+#[tokio::test]
+async fn a_pending_totp_setup_needs_a_fresh_factor_once_the_account_has_one() {
+    let h = Harness::new();
+    let setup =
+        h.tf.totp()
+            .start_setup("u1", "u1@example.com")
+            .await
+            .unwrap();
+    let secret = setup.secret_base32().to_owned();
+    h.enroll_email("u1", "u1@example.com").await;
+    h.advance(6 * 60);
+
+    let e = h.tf.totp().confirm_setup("u1", &h.totp(&secret)).await;
+    assert!(matches!(e, Err(Error::ReauthRequired)), "{e:?}");
+    let status = h.tf.account().status("u1").await.unwrap();
+    assert!(!status.methods.contains(&twofactor::Method::Totp));
+
+    // A fresh factor (the email factor's step-up code) lets the same setup be confirmed.
+    h.tf.account()
+        .send_step_up_code("u1", twofactor::mail::SecurityAction::AddFactor)
+        .await
+        .unwrap();
+    let code = h.last_code("u1@example.com");
+    h.tf.account().reauthenticate("u1", &code).await.unwrap();
+    h.tf.totp()
+        .confirm_setup("u1", &h.totp(&secret))
+        .await
+        .unwrap();
+    let status = h.tf.account().status("u1").await.unwrap();
+    assert!(status.methods.contains(&twofactor::Method::Totp));
+}
