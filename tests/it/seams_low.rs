@@ -371,3 +371,222 @@ async fn a_pending_totp_setup_needs_a_fresh_factor_once_the_account_has_one() {
     let status = h.tf.account().status("u1").await.unwrap();
     assert!(status.methods.contains(&twofactor::Method::Totp));
 }
+
+/// A device's last use is written coarsely: once, then again only when the stored time is an
+/// hour old. What `devices().list` shows follows.
+#[tokio::test]
+async fn a_device_use_is_recorded_at_most_hourly() {
+    use twofactor::LoginStep;
+    let h = Harness::new();
+    let (secret, _) = h.enroll_totp("u1").await;
+    let c = h.challenge("u1").await;
+    let v =
+        h.tf.verify_login(LoginContext::none(), c.token(), &h.totp(&secret))
+            .await
+            .unwrap();
+    let trust = h.tf.devices().trust(&v, "Laptop", None).await.unwrap();
+    let ctx = LoginContext::new().device(trust.token.clone());
+    let login = || async {
+        let step = h.tf.begin_login(&ctx, "u1").await.unwrap();
+        assert!(matches!(step, LoginStep::Complete(_)), "{step:?}");
+    };
+    let last_used = || async {
+        h.tf.devices().list("u1").await.unwrap()[0]
+            .last_used_at
+            .map(|t| t.as_unix_secs())
+    };
+    h.advance(60);
+    login().await;
+    let first = h.now();
+    assert_eq!(last_used().await, Some(first));
+    h.advance(3599);
+    login().await;
+    assert_eq!(
+        last_used().await,
+        Some(first),
+        "within the hour: not rewritten"
+    );
+    h.advance(1);
+    login().await;
+    assert_eq!(last_used().await, Some(h.now()));
+}
+
+/// 64 concurrent logins with one valid device token all complete, on every store; once the
+/// device is revoked, none does.
+#[cfg(feature = "test-util")]
+mod device_logins {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use twofactor::clock::{Clock, Timestamp};
+    use twofactor::store::{EnrollmentStore, OtpStore};
+    use twofactor::testing::{ManualClock, RecordingMailer};
+    use twofactor::totp::{totp_code, TotpParams, TotpSecret};
+    use twofactor::{Keyring, LoginContext, LoginStep, Method, TwoFactorService};
+
+    #[allow(unused_imports)]
+    use crate::support::stores;
+    use crate::support::{race, PASSWORD, START};
+
+    type Stores = (Arc<dyn OtpStore>, Arc<dyn EnrollmentStore>);
+
+    const N: usize = 64;
+
+    async fn concurrent_device_logins(name: &str, stores: &Stores) {
+        let clock = ManualClock::new(Timestamp::from_unix_secs(START));
+        let tf = TwoFactorService::builder()
+            .issuer("Acme")
+            .keys(Keyring::generate())
+            .otp_store(stores.0.clone())
+            .enrollments(stores.1.clone())
+            .mailer(RecordingMailer::new())
+            .clock(clock.clone())
+            .password_verifier(|_u: &str, p: &str| p == PASSWORD)
+            .build()
+            .unwrap();
+        let code = |secret: &TotpSecret| {
+            totp_code(
+                secret.as_bytes(),
+                TotpParams::default(),
+                clock.now().as_unix_secs(),
+            )
+        };
+        let user = format!("device-race-{}", stores::random_word());
+        let setup = tf.totp().start_setup(&user, "x").await.unwrap();
+        let secret = TotpSecret::from_base32(setup.secret_base32()).unwrap();
+        tf.totp()
+            .confirm_setup(&user, &code(&secret))
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(30));
+        let LoginStep::Challenge(c) = tf.begin_login(LoginContext::none(), &user).await.unwrap()
+        else {
+            panic!("expected a challenge");
+        };
+        let v = tf
+            .verify_login(LoginContext::none(), c.token(), &code(&secret))
+            .await
+            .unwrap();
+        let trust = tf.devices().trust(&v, "Laptop", None).await.unwrap();
+        clock.advance(Duration::from_secs(60));
+
+        let logins = || {
+            race(N, |_| {
+                let tf = tf.clone();
+                let user = user.clone();
+                let ctx = LoginContext::new().device(trust.token.clone());
+                async move { tf.begin_login(&ctx, &user).await }
+            })
+        };
+        let results = logins().await;
+        let completed = results
+            .iter()
+            .filter(|r| {
+                matches!(r, Ok(LoginStep::Complete(v)) if v.method == Some(Method::TrustedDevice))
+            })
+            .count();
+        let mut errors = std::collections::BTreeMap::<String, usize>::new();
+        for e in results.iter().filter_map(|r| r.as_ref().err()) {
+            *errors.entry(format!("{e:?}")).or_default() += 1;
+        }
+        eprintln!("{name}: {completed} of {N} concurrent device logins completed");
+        assert_eq!(completed, N, "{name}: {errors:?}");
+        let listed = tf.devices().list(&user).await.unwrap();
+        assert_eq!(
+            listed[0].last_used_at.map(|t| t.as_unix_secs()),
+            Some(clock.now().as_unix_secs()),
+            "{name}: the use is recorded"
+        );
+
+        // Revoked, the device lets no one in, however many try at once.
+        assert!(tf.devices().revoke(&user, &trust.device.id).await.unwrap());
+        let results = logins().await;
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Ok(LoginStep::Challenge(_)))),
+            "{name}: {results:?}"
+        );
+    }
+
+    fn run<F: std::future::Future<Output = Option<Stores>>>(name: &str, make: impl FnOnce() -> F) {
+        let label = name.to_owned();
+        twofactor::store::conformance::run(name, make, |s: Arc<Stores>| async move {
+            concurrent_device_logins(&label, &s).await
+        });
+    }
+
+    #[test]
+    fn memory() {
+        run("memory", || async {
+            Some((
+                Arc::new(twofactor::store::MemoryOtpStore::new()) as Arc<dyn OtpStore>,
+                Arc::new(twofactor::store::MemoryEnrollmentStore::new())
+                    as Arc<dyn EnrollmentStore>,
+            ))
+        });
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres() {
+        run("postgres", || async {
+            let sql = Arc::new(stores::postgres_store().await?);
+            Some((
+                sql.clone() as Arc<dyn OtpStore>,
+                sql as Arc<dyn EnrollmentStore>,
+            ))
+        });
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite() {
+        run("sqlite", || async {
+            let sql = Arc::new(stores::sqlite_store().await?);
+            Some((
+                sql.clone() as Arc<dyn OtpStore>,
+                sql as Arc<dyn EnrollmentStore>,
+            ))
+        });
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_with_memory_enrolments() {
+        run("redis with memory enrolments", || async {
+            let otp = stores::redis_store().await?;
+            Some((
+                Arc::new(otp) as Arc<dyn OtpStore>,
+                Arc::new(twofactor::store::MemoryEnrollmentStore::new())
+                    as Arc<dyn EnrollmentStore>,
+            ))
+        });
+    }
+
+    #[cfg(all(feature = "redis", feature = "postgres"))]
+    #[test]
+    fn redis_with_postgres_enrolments() {
+        run("redis with postgres enrolments", || async {
+            let otp = stores::redis_store().await?;
+            let sql = stores::postgres_store().await?;
+            Some((
+                Arc::new(otp) as Arc<dyn OtpStore>,
+                Arc::new(sql) as Arc<dyn EnrollmentStore>,
+            ))
+        });
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_for_both() {
+        run("redis for both", || async {
+            let otp = stores::redis_store().await?;
+            let enrollments = otp.enrollment_store();
+            Some((
+                Arc::new(otp) as Arc<dyn OtpStore>,
+                Arc::new(enrollments) as Arc<dyn EnrollmentStore>,
+            ))
+        });
+    }
+}
