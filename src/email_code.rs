@@ -320,7 +320,7 @@ impl TwoFactorService {
         self.deliver_code(user, to, &cooldown, kind, &code, policy.email_code_ttl)
             .await?;
         let record = CodeRecord {
-            mac: self.code_mac(purpose.name().as_bytes(), user, &code),
+            mac: self.code_mac(purpose.scope().as_bytes(), user, &code),
             expires_at,
         };
         self.inner
@@ -388,7 +388,7 @@ impl TwoFactorService {
             Some(bytes) => CodeRecord::decode(bytes)?,
             None => return Err(Error::NothingPending),
         };
-        let expected = self.code_mac(purpose.name().as_bytes(), user, code);
+        let expected = self.code_mac(purpose.scope().as_bytes(), user, code);
         if stored.expires_at <= now || !code::ct_eq(&expected, &stored.mac) {
             self.fail_attempt(user, keys, &attempt, now).await;
             if stored.expires_at <= now {

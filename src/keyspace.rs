@@ -10,7 +10,8 @@ use crate::mail::SecurityAction;
 use crate::store::StoreKey;
 
 /// Purposes of codes sent outside a login challenge. A step-up code names the change it
-/// confirms in its message; one pending step-up code serves every change.
+/// confirms in its message, and is bound to it (see [`CodePurpose::scope`]); one step-up code
+/// is pending at a time, whatever its change.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CodePurpose {
     EmailSetup,
@@ -25,8 +26,16 @@ pub(crate) enum CodePurpose {
     SecurityKeyStepUp,
 }
 
-/// The purpose a step-up code is stored and checked under, whatever change it names.
+/// The purpose a step-up code is stored under, whatever change it names (its keyed hash is
+/// bound to the change: [`CodePurpose::scope`]).
 pub(crate) const STEP_UP: CodePurpose = CodePurpose::StepUp(SecurityAction::AddFactor);
+
+/// Every change a step-up code may name.
+pub(crate) const SECURITY_ACTIONS: [SecurityAction; 3] = [
+    SecurityAction::AddFactor,
+    SecurityAction::DisableTwoFactor,
+    SecurityAction::RegenerateBackupCodes,
+];
 
 impl CodePurpose {
     pub(crate) fn name(self) -> &'static str {
@@ -39,6 +48,19 @@ impl CodePurpose {
             CodePurpose::SecurityKeyRegistration => "sk-register",
             #[cfg(feature = "webauthn")]
             CodePurpose::SecurityKeyStepUp => "sk-step-up",
+        }
+    }
+
+    /// What a code of this purpose is bound to, in its keyed hash: the purpose's
+    /// [`name`](Self::name) and, for a step-up code, the change it confirms, so that a code
+    /// mailed for one change does not confirm another. (A code to add a factor keeps the
+    /// purpose's name alone, the scope every step-up code had before the change was bound.)
+    pub(crate) fn scope(self) -> &'static str {
+        match self {
+            CodePurpose::StepUp(SecurityAction::AddFactor) => "step-up",
+            CodePurpose::StepUp(SecurityAction::DisableTwoFactor) => "step-up:disable",
+            CodePurpose::StepUp(SecurityAction::RegenerateBackupCodes) => "step-up:regenerate",
+            other => other.name(),
         }
     }
 }

@@ -229,6 +229,16 @@ impl Account<'_> {
     /// [`account().reauthenticate`](crate::service::Account::reauthenticate) when they have no app at hand. The message names
     /// the change it confirms.
     ///
+    /// The code confirms that change and no other: [`disable`](crate::service::Account::disable)
+    /// (and [`security_keys().remove`](crate::service::SecurityKeys::remove), a smaller change
+    /// of the same kind) takes a code sent for [`SecurityAction::DisableTwoFactor`],
+    /// [`backup_codes().regenerate`](crate::service::BackupCodes::regenerate) one sent for
+    /// [`SecurityAction::RegenerateBackupCodes`]; a code sent for another change is refused as
+    /// a wrong code, and counted like one. [`account().reauthenticate`](crate::service::Account::reauthenticate),
+    /// which changes nothing by itself, takes a code sent for any change; send
+    /// [`SecurityAction::AddFactor`] before adding a factor. One step-up code is pending at a
+    /// time: a new one, for any change, replaces it.
+    ///
     /// # Errors
     /// [`Error::NotEnrolled`] without an email or phone factor; cooldown, cap, delivery and
     /// store errors.

@@ -590,3 +590,84 @@ mod device_logins {
         });
     }
 }
+
+/// A step-up code confirms the change its message names, and no other: a code mailed to
+/// regenerate the backup codes does not turn two-factor authentication off, and a refused use is
+/// a counted failure. `reauthenticate`, which only proves the factor, takes a code of any action.
+#[tokio::test]
+async fn a_step_up_code_is_bound_to_its_action() {
+    use twofactor::events::Event;
+    use twofactor::mail::SecurityAction;
+    const ADDRESS: &str = "u1@example.com";
+    let h = Harness::new();
+    h.enroll_totp("u1").await;
+    h.enroll_email("u1", ADDRESS).await;
+    h.advance(3600);
+    let rejected = |h: &Harness| {
+        h.events
+            .events()
+            .iter()
+            .filter(|e| matches!(e, Event::CodeRejected { user } if user == "u1"))
+            .count()
+    };
+    let h = &h;
+    let send = |action| async move {
+        h.tf.account()
+            .send_step_up_code("u1", action)
+            .await
+            .unwrap();
+        // Past the cooldown, and at most five sends in any 15 minutes.
+        h.advance(181);
+        h.last_code(ADDRESS)
+    };
+
+    // Mailed for a regeneration: refused by disable, and counted.
+    let code = send(SecurityAction::RegenerateBackupCodes).await;
+    let before = rejected(h);
+    let e =
+        h.tf.account()
+            .disable("u1", crate::support::PASSWORD, &code)
+            .await;
+    assert!(matches!(e, Err(Error::InvalidCode { .. })), "{e:?}");
+    assert_eq!(
+        rejected(h),
+        before + 1,
+        "a code for another action is a failure"
+    );
+    assert!(h.tf.account().status("u1").await.unwrap().enabled);
+    // It still does what it was sent for.
+    h.tf.backup_codes().regenerate("u1", &code).await.unwrap();
+
+    // Mailed to turn 2FA off: no regeneration with it.
+    let code = send(SecurityAction::DisableTwoFactor).await;
+    let e = h.tf.backup_codes().regenerate("u1", &code).await;
+    assert!(matches!(e, Err(Error::InvalidCode { .. })), "{e:?}");
+
+    // Mailed to add a factor: neither.
+    let code = send(SecurityAction::AddFactor).await;
+    let e = h.tf.backup_codes().regenerate("u1", &code).await;
+    assert!(matches!(e, Err(Error::InvalidCode { .. })), "{e:?}");
+    let e =
+        h.tf.account()
+            .disable("u1", crate::support::PASSWORD, &code)
+            .await;
+    assert!(matches!(e, Err(Error::InvalidCode { .. })), "{e:?}");
+    assert!(h.tf.account().status("u1").await.unwrap().enabled);
+
+    // reauthenticate takes a code of any action, as before.
+    for action in [
+        SecurityAction::AddFactor,
+        SecurityAction::RegenerateBackupCodes,
+        SecurityAction::DisableTwoFactor,
+    ] {
+        let code = send(action).await;
+        h.tf.account().reauthenticate("u1", &code).await.unwrap();
+    }
+    // And disable takes its own.
+    let code = send(SecurityAction::DisableTwoFactor).await;
+    h.tf.account()
+        .disable("u1", crate::support::PASSWORD, &code)
+        .await
+        .unwrap();
+    assert!(!h.tf.account().status("u1").await.unwrap().enabled);
+}

@@ -975,7 +975,8 @@ async fn email_confirm(
 }
 
 /// What a step-up code confirms: `?action=regenerate`, `?action=add_factor`, or (by default)
-/// turning two-factor authentication off. The message names it.
+/// turning two-factor authentication off. The message names it, and the code confirms only that
+/// change (`/auth/2fa/reauthenticate` takes a code of any).
 #[derive(serde::Deserialize)]
 struct StepUpQuery {
     action: Option<String>,
