@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::events::Event;
 use crate::input::check_user;
 use crate::keys::Keyring;
-use crate::mail::MailContent;
+use crate::mail::{MailContent, SecurityAction};
 use crate::password::{argon2_hash, argon2_verify};
 use crate::policy::BackupCodeHashing;
 use crate::service::TwoFactorService;
@@ -240,7 +240,9 @@ impl TwoFactorService {
         if !rec.is_enabled() {
             return Err(Error::NotEnrolled);
         }
-        self.step_up(user, (&rec, rev), &code, None, now).await?;
+        let action = Some(SecurityAction::RegenerateBackupCodes);
+        self.step_up(user, (&rec, rev), &code, action, None, now)
+            .await?;
         // Trusted devices go first: when that fails, nothing has changed.
         self.revoke_devices_from(user, Some((rec.clone(), rev)))
             .await?;

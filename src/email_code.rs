@@ -320,7 +320,7 @@ impl TwoFactorService {
         self.deliver_code(user, to, &cooldown, kind, &code, policy.email_code_ttl)
             .await?;
         let record = CodeRecord {
-            mac: self.code_mac(purpose.name().as_bytes(), user, &code),
+            mac: self.code_mac(purpose.scope().as_bytes(), user, &code),
             expires_at,
         };
         self.inner
@@ -361,6 +361,16 @@ impl TwoFactorService {
         now: Timestamp,
     ) -> Result<String, Error> {
         let key = keys.pending(purpose);
+        // A registration code proves an address, not a factor: its attempts count on a run of
+        // their own, so that a pass neither ends the run that guards the factors nor opens the
+        // re-authentication window (see `UserKeys::address_checks`).
+        let address_checks;
+        let keys = if purpose == CodePurpose::Registration {
+            address_checks = keys.address_checks();
+            &address_checks
+        } else {
+            keys
+        };
         let max = self.inner.policy.code_max_attempts;
         let attempt = match self
             .open_attempt(keys, Some((&key, max)), Error::NothingPending, now)
@@ -378,7 +388,7 @@ impl TwoFactorService {
             Some(bytes) => CodeRecord::decode(bytes)?,
             None => return Err(Error::NothingPending),
         };
-        let expected = self.code_mac(purpose.name().as_bytes(), user, code);
+        let expected = self.code_mac(purpose.scope().as_bytes(), user, code);
         if stored.expires_at <= now || !code::ct_eq(&expected, &stored.mac) {
             self.fail_attempt(user, keys, &attempt, now).await;
             if stored.expires_at <= now {

@@ -6,8 +6,10 @@
 //! let e = Error::InvalidCode { attempts_remaining: Some(2) };
 //! assert_eq!(e.code(), "invalid_code");
 //! assert_eq!(e.http_status(), 401);
-//! // One message for every failed code step, so a response reveals nothing.
+//! // One message, code and status for every failed code step, so a response reveals nothing.
 //! assert_eq!(e.public_message(), Error::InvalidChallenge.public_message());
+//! assert_eq!(Error::MalformedCode.public_code(), e.public_code());
+//! assert_eq!(Error::MalformedCode.public_http_status(), e.public_http_status());
 //! ```
 
 use std::fmt;
@@ -19,7 +21,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Everything that can go wrong in a two-factor flow.
 ///
 /// Match on the variants you treat specially and fall back to [`Error::http_status`] and
-/// [`Error::code`] for the rest. No variant ever carries a secret or a code.
+/// [`Error::code`] for the rest; answer a client with [`Error::public_http_status`],
+/// [`Error::public_code`] and [`Error::public_message`]. No variant ever carries a secret or a
+/// code.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -245,7 +249,8 @@ impl Error {
     /// A machine code safe to show a client: [`code`](Self::code), except that every failure of
     /// the code step (wrong, malformed, expired or reused code; unknown, used or tampered
     /// challenge; nothing pending) shares `invalid_code`, so a response never tells an attacker
-    /// which part was wrong. Log [`code`](Self::code); answer with this.
+    /// which part was wrong. Log [`code`](Self::code); answer with this and
+    /// [`public_http_status`](Self::public_http_status).
     ///
     /// ```
     /// use twofactor::Error;
@@ -262,6 +267,35 @@ impl Error {
             | Error::CodeReused
             | Error::NothingPending => "invalid_code",
             other => other.code(),
+        }
+    }
+
+    /// The HTTP status safe to answer a client with: [`http_status`](Self::http_status), except
+    /// that every failure of the code step that [`public_code`](Self::public_code) answers with
+    /// `invalid_code` (a wrong, malformed, expired or reused code; an unknown, used or tampered
+    /// challenge; nothing pending) answers 401, so the status tells no more than the code does.
+    /// [`http_status`](Self::http_status) gives 400 for a malformed code and 409 when nothing is
+    /// pending: log it, answer with this.
+    ///
+    /// ```
+    /// use twofactor::Error;
+    ///
+    /// let malformed = Error::MalformedCode;
+    /// let wrong = Error::InvalidCode { attempts_remaining: Some(2) };
+    /// assert_eq!(malformed.http_status(), 400); // for the log
+    /// assert_eq!(malformed.public_http_status(), 401); // for the client
+    /// assert_eq!(malformed.public_http_status(), wrong.public_http_status());
+    /// assert_eq!(malformed.public_code(), wrong.public_code());
+    /// assert_eq!(Error::NothingPending.public_http_status(), 401);
+    /// // Outside the code step, the public status is the status.
+    /// assert_eq!(Error::TooManyAttempts.public_http_status(), 429);
+    /// assert_eq!(Error::ReauthRequired.public_http_status(), 403);
+    /// ```
+    pub fn public_http_status(&self) -> u16 {
+        if self.public_code() == "invalid_code" {
+            401
+        } else {
+            self.http_status()
         }
     }
 

@@ -33,8 +33,11 @@
 //! # What is guarded
 //!
 //! Only the code step. Every check of a second factor opens and settles an attempt: answering a
-//! login challenge, confirming a TOTP or email setup, a registration code, and the step-up of
-//! `disable` (where a wrong password counts too) and `backup_codes().regenerate`.
+//! login challenge, confirming a TOTP or email setup, and the step-up of `disable` (where a
+//! wrong password counts too) and `backup_codes().regenerate`. A registration code proves an
+//! address, not a factor: its attempts open and settle the same way, with the same limits, on
+//! a record of their own (`UserKeys::address_checks`), so that it neither ends nor feeds this
+//! run and records no verification.
 //! [`TwoFactorService::begin_login`] refuses to start a challenge while the user is locked but
 //! counts nothing. The password step comes first and is the host's, so someone without the
 //! password cannot lock a user out. The per-challenge attempt limit is separate (see

@@ -96,7 +96,11 @@ pub struct Policy {
     /// (`totp().start_setup` and `email().start_setup` on an account with a factor). Default 5
     /// minutes (ASVS 5.0 6.4.4: changes to factors need re-authentication); 1 s to 1 hour.
     pub reauth_window: Duration,
-    /// How long an unconfirmed TOTP setup stays pending. Default 15 minutes.
+    /// How long an unconfirmed TOTP setup stays pending. Default 15 minutes; 1 s to
+    /// [`Policy::MAX_TOTP_SETUP_TTL`] (1 hour): a setup is meant to be confirmed while the user
+    /// is at the screen that shows it, and one left pending for days would outlive the
+    /// circumstances it was started in (its confirmation needs a fresh factor anyway once the
+    /// account has one, see [`totp().confirm_setup`](crate::service::Totp::confirm_setup)).
     pub totp_setup_ttl: Duration,
     /// How long a trusted device signs in without a code
     /// ([`devices().trust`](crate::service::Devices::trust)): the default lifetime and the
@@ -190,6 +194,9 @@ impl Policy {
     /// [`Policy::dangerous_allow_over_100_failures_per_day`].
     pub const MAX_FAILURES_PER_DAY: u64 = MAX_FAILURES_PER_DAY;
 
+    /// The longest [`Policy::totp_setup_ttl`] that [`Policy::validate`] accepts: 1 hour.
+    pub const MAX_TOTP_SETUP_TTL: Duration = Duration::from_secs(3600);
+
     /// Checks every value against its safe range.
     ///
     /// # Errors
@@ -252,8 +259,8 @@ impl Policy {
         if !(1..=3600).contains(&self.reauth_window.as_secs()) {
             return bad("reauth_window must be 1 s to 1 hour");
         }
-        if self.totp_setup_ttl.as_secs() == 0 {
-            return bad("totp_setup_ttl must be positive");
+        if self.totp_setup_ttl.as_secs() == 0 || self.totp_setup_ttl > Self::MAX_TOTP_SETUP_TTL {
+            return bad("totp_setup_ttl must be 1 s to 1 hour");
         }
         if !(1..=365 * DAY_SECS).contains(&self.trusted_device_ttl.as_secs()) {
             return bad("trusted_device_ttl must be 1 s to 365 days");

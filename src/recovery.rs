@@ -50,12 +50,18 @@ impl TwoFactorService {
     ) -> Result<Timestamp, Error> {
         check_user(user)?;
         let now = self.now();
+        // The password first, whatever the enrolment, so that without it the answer and the
+        // work are the same for every account; on a count of its own, since no session is
+        // needed here (a stranger's guesses must not lock the owner's password at `disable`).
+        let run = self.user_keys(user).recovery_password_run();
+        if !self.check_password(user, password, &run, now).await? {
+            return Err(Error::InvalidPassword);
+        }
+        // Only the password's holder learns that there is nothing to recover, which signing in
+        // would show them anyway.
         let (rec, rev) = self.load(user).await?;
         if !rec.is_enabled() {
             return Err(Error::NotEnrolled);
-        }
-        if !self.check_password(user, password, now).await? {
-            return Err(Error::InvalidPassword);
         }
         let effective_at = now.saturating_add(self.inner.policy.recovery_delay);
         let mut created = false;

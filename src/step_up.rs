@@ -9,12 +9,12 @@ use crate::code::{self, Secret};
 use crate::error::Error;
 use crate::events::Event;
 use crate::input::check_user;
-use crate::keyspace::STEP_UP;
-use crate::mail::MailContent;
+use crate::keyspace::{CodePurpose, SECURITY_ACTIONS, STEP_UP};
+use crate::mail::{MailContent, SecurityAction};
 use crate::method::Method;
 use crate::service::TwoFactorService;
 use crate::store::flow::OpenAttempt;
-use crate::store::{EnrollmentRecord, Revision};
+use crate::store::{EnrollmentRecord, Revision, StoreKey};
 
 /// What a step-up is answered with: a code, or a security key's assertion (the JSON of
 /// `navigator.credentials.get`'s result, after
@@ -58,11 +58,15 @@ impl TwoFactorService {
     /// Checks a fresh factor outside a login (a TOTP code, a step-up email code, or a backup
     /// code), and the password first when `password` is given: one attempt, opened before any
     /// comparison (on the pending step-up code, when the input may be one) and settled.
+    ///
+    /// A step-up code passes only for the change it was sent for, `action`; `None` (a
+    /// reauthentication, which proves the factor and changes nothing) takes a code sent for any.
     pub(crate) async fn step_up(
         &self,
         user: &str,
         (rec, rev): (&EnrollmentRecord, Option<Revision>),
         answer: &Answer,
+        action: Option<SecurityAction>,
         password: Option<bool>,
         now: Timestamp,
     ) -> Result<Method, Error> {
@@ -121,7 +125,7 @@ impl TwoFactorService {
                 code,
                 backup_code.as_ref(),
                 &attempt,
-                password,
+                (action, password),
                 now,
             )
             .await;
@@ -168,7 +172,8 @@ impl TwoFactorService {
     }
 
     /// Compares the input of an opened step-up attempt: `None` when nothing matched. A backup
-    /// code is redeemed here (only an existing code passes).
+    /// code is redeemed here (only an existing code passes). The pending step-up code matches
+    /// only when it was sent for `action` (for any, when `action` is `None`).
     #[allow(clippy::too_many_arguments)]
     async fn match_step_up(
         &self,
@@ -177,7 +182,7 @@ impl TwoFactorService {
         code: &Secret,
         backup_code: Option<&Secret>,
         attempt: &OpenAttempt,
-        password: Option<bool>,
+        (action, password): (Option<SecurityAction>, Option<bool>),
         now: Timestamp,
     ) -> Result<Option<(Method, Taken)>, Error> {
         if password == Some(false) {
@@ -195,8 +200,16 @@ impl TwoFactorService {
         }
         if let Some(bytes) = attempt.challenge.as_ref().and_then(|p| p.code.as_deref()) {
             let stored = CodeRecord::decode(bytes)?;
-            let expected = self.code_mac(STEP_UP.name().as_bytes(), user, code);
-            if stored.expires_at > now && code::ct_eq(&expected, &stored.mac) {
+            // Every accepted change is compared, whichever matches.
+            let mut matched = false;
+            for sent_for in SECURITY_ACTIONS {
+                if action.is_none_or(|a| a == sent_for) {
+                    let scope = CodePurpose::StepUp(sent_for).scope();
+                    let expected = self.code_mac(scope.as_bytes(), user, code);
+                    matched |= code::ct_eq(&expected, &stored.mac);
+                }
+            }
+            if stored.expires_at > now && matched {
                 let method = if rec.email.is_some() {
                     Method::Email
                 } else {
@@ -225,7 +238,9 @@ impl TwoFactorService {
         if !rec.is_enabled() {
             return Err(Error::NotEnrolled);
         }
-        let method = self.step_up(user, (&rec, rev), &code, None, now).await?;
+        let method = self
+            .step_up(user, (&rec, rev), &code, None, None, now)
+            .await?;
         self.event(Event::Reauthenticated {
             user: user.to_owned(),
             method,
@@ -270,28 +285,32 @@ impl TwoFactorService {
         if !rec.is_enabled() {
             return Err(Error::NotEnrolled);
         }
-        self.confirm_with_password(user, (&rec, rev), password, code)
+        let action = SecurityAction::DisableTwoFactor;
+        self.confirm_with_password(user, (&rec, rev), password, code, action)
             .await?;
         self.turn_off(user, &rec).await
     }
 
     /// The check of [`disable`](crate::service::Account::disable) and the other changes that need the password
     /// besides a fresh factor: the password (under its own limit; a wrong one also counts
-    /// against the code step's ceiling) and a code or security key assertion.
+    /// against the code step's ceiling) and a code or security key assertion (a step-up code
+    /// only when sent for `action`).
     pub(crate) async fn confirm_with_password(
         &self,
         user: &str,
         loaded: (&EnrollmentRecord, Option<Revision>),
         password: &str,
         code: &str,
+        action: SecurityAction,
     ) -> Result<Method, Error> {
         let verifier = self.password_verifier()?;
         let now = self.now();
         let answer = Answer::parse(code)?;
+        let run = self.user_keys(user).password_run();
         let password_ok = self
-            .check_password_with(verifier, user, password, now)
+            .check_password_with(verifier, user, password, &run, now)
             .await?;
-        self.step_up(user, loaded, &answer, Some(password_ok), now)
+        self.step_up(user, loaded, &answer, Some(action), Some(password_ok), now)
             .await
     }
 
@@ -317,9 +336,10 @@ impl TwoFactorService {
         Ok(())
     }
 
-    /// Checks the password with the host's verifier, under the passwords' limit of their own:
-    /// counted before the check, ended only by a correct password (no code, however right,
-    /// resets it).
+    /// Checks the password with the host's verifier, under the passwords' limit of their own,
+    /// counted on `run` (one count per flow that takes a password, so that one flow's guesses
+    /// never lock another): counted before the check, ended only by a correct password in the
+    /// same flow (no code, however right, resets it).
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] without a verifier; [`Error::Locked`] past the limit;
@@ -328,14 +348,11 @@ impl TwoFactorService {
         &self,
         user: &str,
         password: &str,
+        run: &StoreKey,
         now: Timestamp,
     ) -> Result<bool, Error> {
-        let verifier = self
-            .inner
-            .password
-            .as_ref()
-            .ok_or_else(|| Error::InvalidConfig("no password verifier configured".into()))?;
-        self.check_password_with(verifier.as_ref(), user, password, now)
+        let verifier = self.password_verifier()?;
+        self.check_password_with(verifier, user, password, run, now)
             .await
     }
 
@@ -344,14 +361,14 @@ impl TwoFactorService {
         verifier: &dyn crate::service::PasswordVerifier,
         user: &str,
         password: &str,
+        run: &StoreKey,
         now: Timestamp,
     ) -> Result<bool, Error> {
-        let run = self.user_keys(user).password_run();
         let policy = &self.inner.policy;
         let tried = self
             .inner
             .otp
-            .increment(&run, now.saturating_add(policy.failure_window), now)
+            .increment(run, now.saturating_add(policy.failure_window), now)
             .await?;
         if tried > u64::from(policy.lockout_threshold) {
             return Err(Error::Locked {
@@ -363,7 +380,7 @@ impl TwoFactorService {
             .await
             .map_err(Error::PasswordCheck)?;
         if password_ok {
-            self.inner.otp.delete(&run).await?;
+            self.inner.otp.delete(run).await?;
         }
         Ok(password_ok)
     }

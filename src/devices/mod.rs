@@ -44,6 +44,14 @@ pub(crate) mod types;
 pub use types::{DeviceToken, DeviceTrust, TrustedDevice, MAX_DEVICE_LABEL};
 use types::{ID_BYTES, RANDOM_BYTES};
 
+/// How stale a device's stored last use must be before a login rewrites it (see
+/// [`TrustedDevice::last_used_at`]).
+const LAST_USE_GRANULARITY: Duration = Duration::from_secs(3600);
+
+/// Reads (and, when the use is to be recorded, compare-and-swap writes) a device login makes
+/// before it stops recording the use and lets the device in on the last read.
+const LAST_USE_WRITES: usize = 5;
+
 impl TwoFactorService {
     /// [`Devices::trust`](crate::service::Devices::trust).
     pub(crate) async fn trust_device(
@@ -69,9 +77,17 @@ impl TwoFactorService {
             .saturating_add(policy.reauth_window)
             .as_unix_secs()
             >= now.as_unix_secs();
+        // Every second factor, a security key's assertion included; not a device login (a
+        // device cannot extend its own trust) nor a login without a factor.
         if !matches!(
             verified.method,
-            Some(Method::Totp | Method::Email | Method::Sms | Method::BackupCode)
+            Some(
+                Method::Totp
+                    | Method::Email
+                    | Method::Sms
+                    | Method::BackupCode
+                    | Method::SecurityKey
+            )
         ) || !fresh
         {
             return Err(Error::ReauthRequired);
@@ -243,20 +259,44 @@ impl TwoFactorService {
             rejected();
             return Ok(Err((loaded.0, remaining)));
         }
-        // Record the use; a revocation or disable that won the race refuses the token.
-        let mut used = None;
-        self.update_from(user, Some(loaded), |rec| {
-            used = matching(rec);
-            let Some(id) = &used else {
-                return Ok(false);
+        // Record the use, coarsely: only when the stored time is `LAST_USE_GRANULARITY` old or
+        // absent, so that concurrent logins on one device do not all rewrite the record. The
+        // time is best-effort: a write that loses its compare-and-swap does not fail the login.
+        // The device itself is not: each try checks it again on the record it read, so a
+        // revocation or disable that won the race refuses the token.
+        let mut loaded = Some(loaded);
+        let mut admitted = false;
+        for _ in 0..LAST_USE_WRITES {
+            let (mut rec, rev) = match loaded.take() {
+                Some(first) => first,
+                None => self.load(user).await?,
             };
-            for d in rec.trusted_devices.iter_mut().filter(|d| &d.id == id) {
-                d.last_used_at = Some(now);
+            let Some(id) = matching(&rec) else {
+                admitted = false;
+                break;
+            };
+            admitted = true;
+            let mut stale = false;
+            for d in rec.trusted_devices.iter_mut().filter(|d| d.id == id) {
+                if d.last_used_at
+                    .is_none_or(|t| t.saturating_add(LAST_USE_GRANULARITY) <= now)
+                {
+                    d.last_used_at = Some(now);
+                    stale = true;
+                }
             }
-            Ok(true)
-        })
-        .await?;
-        if used.is_none() {
+            if !stale
+                || self
+                    .inner
+                    .enrollments
+                    .save(user, &rec, rev)
+                    .await?
+                    .is_some()
+            {
+                break;
+            }
+        }
+        if !admitted {
             rejected();
             return Ok(Err(self.load_with_codes(user).await?));
         }

@@ -111,7 +111,10 @@ pub struct TrustedDevice {
     pub label: String,
     /// When it was trusted.
     pub created_at: Timestamp,
-    /// When it last signed in without a code (`None`: not yet).
+    /// When it last signed in without a code (`None`: not yet). Recorded coarsely: a sign-in
+    /// rewrites it only when the stored time is an hour old or more, so that many sign-ins at
+    /// once on one device do not contend for the enrolment record. It may therefore be up to an
+    /// hour behind the latest sign-in.
     pub last_used_at: Option<Timestamp>,
     /// When its trust ends.
     pub expires_at: Timestamp,

@@ -94,7 +94,8 @@ pub enum MessagePurpose {
     RecoveryReminder,
 }
 
-/// The security change a [`MailContent::SecurityCode`] confirms, named in its message.
+/// The security change a [`MailContent::SecurityCode`] confirms, named in its message. The code
+/// is bound to it: see [`Account::send_step_up_code`](crate::service::Account::send_step_up_code).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SecurityAction {

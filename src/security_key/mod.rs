@@ -369,7 +369,10 @@ impl TwoFactorService {
         if !rec.security_keys.iter().any(|k| k.id == id) {
             return Err(Error::NotEnrolled);
         }
-        self.confirm_with_password(user, (&rec, rev), password, code)
+        // A step-up code sent to turn two-factor authentication off also confirms removing one
+        // key, which may turn it off (the last factor) and otherwise does less.
+        let action = crate::mail::SecurityAction::DisableTwoFactor;
+        self.confirm_with_password(user, (&rec, rev), password, code, action)
             .await?;
         let mut last = false;
         let saved = self

@@ -64,8 +64,18 @@ impl Totp<'_> {
     /// it, every later check uses it, and [`Event::TotpSha1Fallback`](crate::events::Event::TotpSha1Fallback) records it). A code
     /// compared under both settings counts as two attempts against the user's lock.
     ///
+    /// When the account has a factor by the time of confirmation, this needs a fresh one, as
+    /// [`totp().start_setup`](crate::service::Totp::start_setup) does: a second-factor check
+    /// passed within [`Policy::reauth_window`](crate::Policy::reauth_window) (see
+    /// [`account().reauthenticate`](crate::service::Account::reauthenticate)). So a setup
+    /// started while the account had no factor does not add one later on the strength of that
+    /// start. Refused with [`Error::ReauthRequired`], the setup stays pending and may be
+    /// confirmed after a reauthentication, within
+    /// [`Policy::totp_setup_ttl`](crate::Policy::totp_setup_ttl).
+    ///
     /// # Errors
-    /// [`Error::NothingPending`] without a live setup; [`Error::InvalidCode`],
+    /// [`Error::NothingPending`] without a live setup; [`Error::ReauthRequired`];
+    /// [`Error::InvalidCode`],
     /// [`Error::TotpAlgorithmUnsupported`], [`Error::CodeReused`],
     /// [`Error::Locked`], [`Error::MalformedCode`]; store errors (nothing is half-enabled).
     pub async fn confirm_setup(self, user: &str, code: &str) -> Result<(), Error> {
@@ -140,6 +150,12 @@ impl Email<'_> {
 
     /// Checks a registration code; returns the address it proves.
     ///
+    /// It proves the address, not a second factor: it sets no last verification and opens no
+    /// re-authentication window (an account with a factor still answers
+    /// [`Error::ReauthRequired`] when adding one), and it neither ends nor feeds the run of
+    /// failed codes that guards the factors. Its attempts are limited as codes are (per code,
+    /// and per user with the same lock and escalation), on a count of their own.
+    ///
     /// # Errors
     /// As [`email().confirm_setup`](crate::service::Email::confirm_setup).
     pub async fn verify_registration_code(self, user: &str, code: &str) -> Result<String, Error> {
@@ -212,6 +228,16 @@ impl Account<'_> {
     /// [`disable`](crate::service::Account::disable), [`backup_codes().regenerate`](crate::service::BackupCodes::regenerate) or
     /// [`account().reauthenticate`](crate::service::Account::reauthenticate) when they have no app at hand. The message names
     /// the change it confirms.
+    ///
+    /// The code confirms that change and no other: [`disable`](crate::service::Account::disable)
+    /// (and [`security_keys().remove`](crate::service::SecurityKeys::remove), a smaller change
+    /// of the same kind) takes a code sent for [`SecurityAction::DisableTwoFactor`],
+    /// [`backup_codes().regenerate`](crate::service::BackupCodes::regenerate) one sent for
+    /// [`SecurityAction::RegenerateBackupCodes`]; a code sent for another change is refused as
+    /// a wrong code, and counted like one. [`account().reauthenticate`](crate::service::Account::reauthenticate),
+    /// which changes nothing by itself, takes a code sent for any change; send
+    /// [`SecurityAction::AddFactor`] before adding a factor. One step-up code is pending at a
+    /// time: a new one, for any change, replaces it.
     ///
     /// # Errors
     /// [`Error::NotEnrolled`] without an email or phone factor; cooldown, cap, delivery and
@@ -339,8 +365,9 @@ impl Devices<'_> {
     /// [`Policy::trusted_device_ttl`](crate::Policy::trusted_device_ttl), 30 days).
     ///
     /// It takes the [`Verified`] of that check, which only this crate makes: it must name a
-    /// second factor (not a login without one, nor a device login, so a device cannot extend its
-    /// own trust) and be at most [`Policy::reauth_window`](crate::Policy::reauth_window) old.
+    /// second factor (a code, a backup code or, feature `webauthn`, a security key; not a login
+    /// without a factor, nor a device login, so a device cannot extend its own trust) and be at
+    /// most [`Policy::reauth_window`](crate::Policy::reauth_window) old.
     /// The user's email factor, if any, is told that a device was trusted.
     ///
     /// # Errors
@@ -393,8 +420,16 @@ pub struct Recovery<'a>(pub(crate) &'a TwoFactorService);
 impl Recovery<'_> {
     /// Schedules turning two-factor authentication off for a user who lost every factor, after
     /// [`Policy::recovery_delay`](crate::Policy::recovery_delay), and returns when it takes
-    /// effect. Needs the password (the host's [`PasswordVerifier`](crate::service::PasswordVerifier),
-    /// with the same limit of its own as at [`disable`](crate::service::Account::disable)).
+    /// effect. Needs the password (the host's [`PasswordVerifier`](crate::service::PasswordVerifier)).
+    ///
+    /// The call needs no session, so it tells nothing to whoever lacks the password: the
+    /// password is checked first, once, whether or not the account has a factor, and a wrong
+    /// one is [`Error::InvalidPassword`] either way. Only with the right password does an account
+    /// without a factor answer [`Error::NotEnrolled`] (its holder would see as much by signing
+    /// in). The checks are limited as at [`disable`](crate::service::Account::disable) (10 per
+    /// 24 hours by default, ended only by a correct password), but on a count of their own: a
+    /// stranger's guesses here never lock the owner's password at `disable`, and a correct
+    /// password at one does not reset the other.
     ///
     /// The user's email factor is told at once ([`MailContent::RecoveryRequested`](crate::mail::MailContent::RecoveryRequested)), and their
     /// phone factor by text ([`TextContent::RecoveryRequested`](crate::text::TextContent::RecoveryRequested), with a text sender); the host
@@ -402,9 +437,10 @@ impl Recovery<'_> {
     /// is pending, a new request changes nothing and returns the same time.
     ///
     /// # Errors
-    /// [`Error::NotEnrolled`] without a factor; [`Error::InvalidPassword`]; [`Error::Locked`]
-    /// past the password limit; [`Error::PasswordCheck`]; [`Error::InvalidConfig`] without a
-    /// password verifier; store errors.
+    /// [`Error::InvalidPassword`]; [`Error::Locked`] past the password limit (then the password
+    /// is not checked); [`Error::NotEnrolled`], with the right password, without a factor;
+    /// [`Error::PasswordCheck`]; [`Error::InvalidConfig`] without a password verifier; store
+    /// errors.
     pub async fn request(self, user: &str, password: &str) -> Result<Timestamp, Error> {
         self.0.request_recovery(user, password).await
     }

@@ -241,6 +241,9 @@ impl TwoFactorService {
             Some(p) if p.expires_at > now => p.clone(),
             _ => return Err(Error::NothingPending),
         };
+        // A setup started before the account had a factor is not a licence to add one later:
+        // once there is a factor, confirming needs a fresh one, as starting would now.
+        self.require_fresh_factor(user, &rec, now).await?;
         let keys = self.user_keys(user);
         let (_, fallback) = self
             .confirm_candidates(user, &keys, &pending.totp, &input, now)

@@ -332,7 +332,7 @@ async fn a_step_up_code_is_sent_and_answers_regeneration() {
     take(&h);
     // Email-only users hold no backup codes until they regenerate.
     h.tf.account()
-        .send_step_up_code("u1", SecurityAction::DisableTwoFactor)
+        .send_step_up_code("u1", SecurityAction::RegenerateBackupCodes)
         .await
         .unwrap();
     assert_eq!(take(&h), [sent("u1")]);

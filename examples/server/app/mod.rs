@@ -302,11 +302,8 @@ impl From<twofactor::Error> for ApiError {
         // Every failure of the code step answers the same code and status, so a response never
         // tells an attacker whether the code, its format or the challenge was wrong.
         let code = e.public_code();
-        let status = if code == "invalid_code" {
-            StatusCode::UNAUTHORIZED
-        } else {
-            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-        };
+        let status = StatusCode::from_u16(e.public_http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if code != e.code() {
             tracing::info!(error = e.code(), "code step refused");
         }
@@ -980,7 +977,8 @@ async fn email_confirm(
 }
 
 /// What a step-up code confirms: `?action=regenerate`, `?action=add_factor`, or (by default)
-/// turning two-factor authentication off. The message names it.
+/// turning two-factor authentication off. The message names it, and the code confirms only that
+/// change (`/auth/2fa/reauthenticate` takes a code of any).
 #[derive(serde::Deserialize)]
 struct StepUpQuery {
     action: Option<String>,

@@ -449,12 +449,15 @@ $("email-form").addEventListener("submit", async (e) => {
   loadProfile();
 });
 
-$("send-step-up").addEventListener("click", async () => {
-  clearFlash();
-  const r = await authed("POST", "/auth/2fa/step-up");
-  if (!r.ok) { flash(errorText(r)); return; }
-  flash("We emailed you a code. Enter it below.", "info");
-});
+// A step-up code confirms the change it was mailed for: one link per change.
+for (const [id, query] of [["send-step-up", ""], ["send-step-up-regen", "?action=regenerate"]]) {
+  $(id).addEventListener("click", async () => {
+    clearFlash();
+    const r = await authed("POST", "/auth/2fa/step-up" + query);
+    if (!r.ok) { flash(errorText(r)); return; }
+    flash("We emailed you a code. Enter it below.", "info");
+  });
+}
 
 $("regen-form").addEventListener("submit", async (e) => {
   e.preventDefault();

@@ -47,8 +47,14 @@ async fn step_up_code_regenerates_backup_codes_and_old_codes_die() {
     let (_, old) = s.enrol_totp(&nia).await;
     s.enrol_email(&nia).await;
     s.advance(60);
+    // A step-up code confirms the change it was sent for.
     let r = s
-        .call("POST", "/auth/2fa/step-up", Some(&nia.access), None)
+        .call(
+            "POST",
+            "/auth/2fa/step-up?action=regenerate",
+            Some(&nia.access),
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
     let code = s.code_to("nia@example.com", MessagePurpose::SecurityCode);
