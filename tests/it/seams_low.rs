@@ -302,14 +302,14 @@ async fn a_security_key_login_may_trust_its_device() {
         h.tf.verify_login(LoginContext::none(), c.token(), &assertion)
             .await
             .unwrap();
-    assert_eq!(v.method, Some(Method::SecurityKey));
+    assert_eq!(v.method(), Some(Method::SecurityKey));
     let trust = h.tf.devices().trust(&v, "Laptop", None).await.unwrap();
 
     h.advance(3600);
     let ctx = LoginContext::new().device(trust.token.clone());
     let step = h.tf.begin_login(&ctx, "u1").await.unwrap();
     assert!(
-        matches!(&step, LoginStep::Complete(v) if v.method == Some(Method::TrustedDevice)),
+        matches!(&step, LoginStep::Complete(v) if v.method() == Some(Method::TrustedDevice)),
         "{step:?}"
     );
     // A stale proof from a key is refused like any other.
@@ -482,7 +482,7 @@ mod device_logins {
         let completed = results
             .iter()
             .filter(|r| {
-                matches!(r, Ok(LoginStep::Complete(v)) if v.method == Some(Method::TrustedDevice))
+                matches!(r, Ok(LoginStep::Complete(v)) if v.method() == Some(Method::TrustedDevice))
             })
             .count();
         let mut errors = std::collections::BTreeMap::<String, usize>::new();
