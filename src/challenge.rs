@@ -372,6 +372,7 @@ pub struct Challenge {
     pub(crate) expires_at: Timestamp,
     pub(crate) email_sent: bool,
     pub(crate) text_sent: bool,
+    pub(crate) recovery_pending: bool,
     /// The request options for `navigator.credentials.get`, when a security key is on offer.
     #[cfg(feature = "webauthn")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -404,6 +405,14 @@ impl Challenge {
     /// used when they have no email factor).
     pub fn text_sent(&self) -> bool {
         self.text_sent
+    }
+
+    /// Whether an account recovery is pending for the user: somebody with the password asked to
+    /// turn two-factor authentication off. Passing this challenge cancels it
+    /// ([`Verified::recovery_cancelled`](crate::Verified::recovery_cancelled)); a host shows the
+    /// user why a trusted device was not enough this time.
+    pub fn recovery_pending(&self) -> bool {
+        self.recovery_pending
     }
 
     /// The options for `navigator.credentials.get` when [`Method::SecurityKey`] is on offer

@@ -131,6 +131,7 @@ impl TwoFactorService {
                 method: None,
                 backup_codes_remaining: remaining,
                 verified_at: now,
+                recovery_cancelled: false,
             }));
         }
         let mut methods = Vec::with_capacity(3);
@@ -274,6 +275,7 @@ impl TwoFactorService {
             expires_at,
             email_sent,
             text_sent,
+            recovery_pending: record.recovery_pending,
             #[cfg(feature = "webauthn")]
             security_key,
         }))
@@ -468,14 +470,13 @@ impl TwoFactorService {
             user: user.to_owned(),
             method,
         });
-        if challenge.recovery_pending {
-            self.recovery().cancel(user).await?;
-        }
+        let recovery_cancelled = challenge.recovery_pending && self.recovery().cancel(user).await?;
         Ok(Verified {
             user: user.to_owned(),
             method: Some(method),
             backup_codes_remaining: remaining,
             verified_at: now,
+            recovery_cancelled,
         })
     }
 

@@ -64,13 +64,14 @@ impl Method {
 ///
 /// Serializes as `{"user": …, "method": "totp" | "email" | "sms" | "backup_code" | "trusted_device" |
 /// "security_key" | null,
-/// "backup_codes_remaining": …, "verified_at": <unix seconds>}`.
+/// "backup_codes_remaining": …, "verified_at": <unix seconds>, "recovery_cancelled": bool}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Verified {
     pub(crate) user: String,
     pub(crate) method: Option<Method>,
     pub(crate) backup_codes_remaining: u32,
     pub(crate) verified_at: Timestamp,
+    pub(crate) recovery_cancelled: bool,
 }
 
 impl Verified {
@@ -92,5 +93,11 @@ impl Verified {
     /// When.
     pub fn verified_at(&self) -> Timestamp {
         self.verified_at
+    }
+
+    /// Whether this pass cancelled a pending account recovery: tell the user that somebody
+    /// asked to turn their two-factor authentication off, and that it will not happen.
+    pub fn recovery_cancelled(&self) -> bool {
+        self.recovery_cancelled
     }
 }

@@ -176,6 +176,7 @@ impl TwoFactorService {
             method: None,
             backup_codes_remaining: 0,
             verified_at: now,
+            recovery_cancelled: false,
         })))
     }
 

@@ -235,15 +235,20 @@ impl TwoFactorService {
                 user: user.to_owned(),
             })
         };
+        if loaded.0.recovery.is_some() {
+            // Not a refused device: the challenge says why (`Challenge::recovery_pending`).
+            return Ok(Err((loaded.0, remaining)));
+        }
         let Some(random) = DeviceToken::random_of(token.as_str()) else {
             rejected();
             return Ok(Err((loaded.0, remaining)));
         };
         let mac = self.device_mac(user, &random);
         let matching = |rec: &EnrollmentRecord| -> Option<String> {
-            // A due recovery is applied by `begin_login`, not passed over.
-            let recovery_due = rec.recovery.as_ref().is_some_and(|r| r.effective_at <= now);
-            if !rec.is_enabled() || recovery_due {
+            // While a recovery is pending, a device alone is not enough: the login asks for a
+            // factor, whose pass cancels the recovery (and a due one is applied by
+            // `begin_login`, not passed over).
+            if !rec.is_enabled() || rec.recovery.is_some() {
                 return None;
             }
             // Every live device is compared, in constant time, whichever matches.
@@ -309,6 +314,7 @@ impl TwoFactorService {
             method: Some(Method::TrustedDevice),
             backup_codes_remaining: remaining,
             verified_at: now,
+            recovery_cancelled: false,
         }))
     }
 

@@ -283,14 +283,13 @@ impl TwoFactorService {
             user: user.to_owned(),
             method: Method::SecurityKey,
         });
-        if challenge.recovery_pending {
-            self.recovery().cancel(user).await?;
-        }
+        let recovery_cancelled = challenge.recovery_pending && self.recovery().cancel(user).await?;
         Ok(Verified {
             user: user.to_owned(),
             method: Some(Method::SecurityKey),
             backup_codes_remaining: challenge.backup_codes_remaining,
             verified_at: now,
+            recovery_cancelled,
         })
     }
 

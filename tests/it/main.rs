@@ -33,6 +33,7 @@ mod quickstart;
 #[cfg(all(feature = "test-util", any(feature = "redis", feature = "postgres")))]
 mod real_failures;
 mod recovery;
+mod recovery_seams;
 mod rfc_vectors;
 mod seams_low;
 #[cfg(feature = "webauthn")]
