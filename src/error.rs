@@ -75,6 +75,12 @@ pub enum Error {
     /// only when [`Challenge::methods`](crate::Challenge::methods) holds [`Method::Email`](crate::Method::Email).
     #[error("the challenge has no email code to resend")]
     NoEmailMethod,
+    /// A recovery was asked for a user who could not be told of it: no email factor, no phone
+    /// factor with a text sender, and no
+    /// [`ServiceBuilder::account_notices`](crate::service::ServiceBuilder::account_notices).
+    /// Nothing was scheduled.
+    #[error("there is no way to tell the account's owner")]
+    NoNoticeChannel,
     /// The factor is already enabled; disable it first.
     #[error("the factor is already enabled")]
     AlreadyEnrolled,
@@ -181,6 +187,7 @@ impl Error {
             Error::RateLimited { .. } => "rate_limited",
             Error::NotEnrolled => "not_enrolled",
             Error::NoEmailMethod => "no_email_method",
+            Error::NoNoticeChannel => "no_notice_channel",
             Error::TotpAlgorithmUnsupported { .. } => "totp_algorithm_unsupported",
             Error::AlreadyEnrolled => "already_enrolled",
             Error::NothingPending => "nothing_pending",
@@ -217,6 +224,7 @@ impl Error {
             Error::AlreadyEnrolled
             | Error::NothingPending
             | Error::NoEmailMethod
+            | Error::NoNoticeChannel
             | Error::FallbackFactorRequired => 409,
             Error::TooManyAttempts
             | Error::Locked { .. }
@@ -320,6 +328,9 @@ impl Error {
             }
             Error::NotEnrolled => "Two-factor authentication is not set up.",
             Error::NoEmailMethod => "This sign-in has no email code to resend.",
+            Error::NoNoticeChannel => {
+                "This account has no address to be told of a recovery. Please contact support."
+            }
             Error::TotpAlgorithmUnsupported { .. } => {
                 "Your authenticator app does not support the requested settings. \
                  Please use another authenticator app."

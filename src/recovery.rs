@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::events::Event;
 use crate::input::check_user;
 use crate::login::LoginStep;
-use crate::mail::MailContent;
+use crate::mail::{AccountNotice, MailContent};
 use crate::method::Verified;
 use crate::service::TwoFactorService;
 use crate::store::{EnrollmentRecord, RecoveryRecord};
@@ -64,6 +64,22 @@ impl TwoFactorService {
             return Err(Error::NotEnrolled);
         }
         let effective_at = now.saturating_add(self.inner.policy.recovery_delay);
+        // The owner must be told. An email factor, or a phone factor with a text sender, is a
+        // channel; else the host's own contact for the account is the only one, and it must
+        // take the notice before anything is scheduled.
+        let factor_channel =
+            rec.email.is_some() || (rec.phone.is_some() && self.inner.texts.is_some());
+        let notices = self.inner.notices.as_deref();
+        if !factor_channel {
+            let Some(notices) = notices else {
+                return Err(Error::NoNoticeChannel);
+            };
+            if rec.recovery.is_none() {
+                notices
+                    .send(user, &AccountNotice::RecoveryRequested { effective_at })
+                    .await?;
+            }
+        }
         let mut created = false;
         let rec = self
             .update_from(user, Some((rec, rev)), |rec| {
@@ -90,8 +106,23 @@ impl TwoFactorService {
             let phone = rec.phone.as_ref().map(|p| &p.number);
             self.notify_text(phone, TextContent::RecoveryRequested)
                 .await;
+            if factor_channel {
+                let notice = AccountNotice::RecoveryRequested {
+                    effective_at: pending.effective_at,
+                };
+                self.notify_contact(user, &notice).await;
+            }
         }
         Ok(pending.effective_at)
+    }
+
+    /// Tells the account's own contact, when the host gave one; a failure is logged.
+    async fn notify_contact(&self, user: &str, notice: &AccountNotice) {
+        if let Some(notices) = self.inner.notices.as_deref() {
+            if let Err(e) = notices.send(user, notice).await {
+                tracing::warn!(target: "twofactor", error = %e, "account notice not sent");
+            }
+        }
     }
 
     /// [`Recovery::cancel`](crate::service::Recovery::cancel).
@@ -150,6 +181,10 @@ impl TwoFactorService {
                 self.notify(user, to, MailContent::RecoveryReminder).await;
                 let phone = rec.phone.as_ref().map(|p| &p.number);
                 self.notify_text(phone, TextContent::RecoveryReminder).await;
+                let notice = AccountNotice::RecoveryReminder {
+                    effective_at: pending.effective_at,
+                };
+                self.notify_contact(user, &notice).await;
             }
         }
         Ok(RecoveryProgress::Pending {

@@ -36,7 +36,7 @@ use async_trait::async_trait;
 use crate::clock::{Clock, Timestamp};
 use crate::error::DeliveryError;
 use crate::events::{Event, EventSink};
-use crate::mail::{Mailer, Message};
+use crate::mail::{AccountNotice, AccountNotices, Mailer, Message};
 use crate::text::{TextMessage, TextSender};
 
 #[cfg(feature = "fuzzing")]
@@ -176,6 +176,41 @@ impl TextSender for RecordingTextSender {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(text.clone());
+        Ok(())
+    }
+}
+
+/// Keeps every [`AccountNotice`] the service sends to an account's own contact, for tests.
+/// Clones share the same list.
+///
+/// ```
+/// use twofactor::testing::RecordingNotices;
+/// assert!(RecordingNotices::new().notices().is_empty());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct RecordingNotices {
+    sent: Arc<Mutex<Vec<(String, AccountNotice)>>>,
+}
+
+impl RecordingNotices {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every notice sent so far with its user, oldest first.
+    pub fn notices(&self) -> Vec<(String, AccountNotice)> {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[async_trait]
+impl AccountNotices for RecordingNotices {
+    async fn send(&self, user: &str, notice: &AccountNotice) -> Result<(), DeliveryError> {
+        self.sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((user.to_owned(), *notice));
         Ok(())
     }
 }

@@ -48,11 +48,13 @@ use async_trait::async_trait;
 
 use crate::error::DeliveryError;
 
+mod notices;
 #[cfg(feature = "smtp")]
 mod smtp;
 mod templates;
 
 pub use crate::code::spaced;
+pub use notices::{AccountNotice, AccountNotices};
 
 #[cfg(feature = "smtp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]

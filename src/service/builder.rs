@@ -9,7 +9,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{BoxError, Error};
 use crate::events::{EventSink, TracingEvents};
 use crate::keys::Keyring;
-use crate::mail::{EnglishTemplates, Mailer, Templates};
+use crate::mail::{AccountNotices, EnglishTemplates, Mailer, Templates};
 use crate::policy::Policy;
 use crate::store::{EnrollmentStore, OtpStore};
 use crate::text::{EnglishTextTemplates, TextSender, TextTemplates};
@@ -90,6 +90,7 @@ pub struct ServiceBuilder {
     templates: Arc<dyn Templates>,
     texts: Option<Arc<dyn TextSender>>,
     text_templates: Arc<dyn TextTemplates>,
+    notices: Option<Arc<dyn AccountNotices>>,
     policy: Policy,
     clock: Arc<dyn Clock>,
     password: Option<Arc<dyn PasswordVerifier>>,
@@ -155,6 +156,14 @@ impl ServiceBuilder {
     /// security key, which are stronger, not instead of them.
     pub fn text_sender(mut self, sender: impl TextSender) -> Self {
         self.texts = Some(Arc::new(sender));
+        self
+    }
+
+    /// Where security notices to the account's own contact go (optional; see
+    /// [`AccountNotices`]). Without it, a user with neither an email nor a phone factor cannot
+    /// request a recovery ([`Error::NoNoticeChannel`]): nobody could tell them of it.
+    pub fn account_notices(mut self, notices: impl AccountNotices) -> Self {
+        self.notices = Some(Arc::new(notices));
         self
     }
 
@@ -229,6 +238,7 @@ impl ServiceBuilder {
                 templates: self.templates,
                 texts: self.texts,
                 text_templates: self.text_templates,
+                notices: self.notices,
                 policy: self.policy,
                 clock: self.clock,
                 password: self.password,
@@ -253,6 +263,7 @@ impl TwoFactorService {
             templates: Arc::new(EnglishTemplates),
             texts: None,
             text_templates: Arc::new(EnglishTextTemplates),
+            notices: None,
             policy: Policy::default(),
             clock: Arc::new(SystemClock),
             password: None,

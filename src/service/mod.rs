@@ -58,6 +58,7 @@ pub(crate) struct Inner {
     pub(crate) templates: Arc<dyn Templates>,
     pub(crate) texts: Option<Arc<dyn TextSender>>,
     pub(crate) text_templates: Arc<dyn TextTemplates>,
+    pub(crate) notices: Option<Arc<dyn crate::mail::AccountNotices>>,
     pub(crate) policy: Policy,
     clock: Arc<dyn Clock>,
     pub(crate) password: Option<Arc<dyn PasswordVerifier>>,

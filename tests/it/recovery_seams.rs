@@ -63,3 +63,86 @@ async fn a_device_alone_does_not_outlast_a_pending_recovery() {
     let c = h.challenge("u").await;
     assert!(!c.recovery_pending());
 }
+
+/// A TOTP-only user has no address the crate knows. Without a contact hook nobody could tell
+/// them that somebody asked to remove their factors, so the request is refused, with nothing
+/// scheduled; with the hook, the contact is told at the request and at the reminder; a hook
+/// that cannot deliver refuses the request too.
+#[tokio::test]
+async fn a_user_without_a_mail_or_phone_factor_is_still_told_or_nothing_happens() {
+    use twofactor::error::DeliveryError;
+    use twofactor::mail::{AccountNotice, AccountNotices};
+    use twofactor::Error;
+
+    // Told through the host's contact.
+    let h = Harness::new();
+    h.enroll_totp("u").await;
+    let effective_at = h.tf.recovery().request("u", PASSWORD).await.unwrap();
+    assert_eq!(
+        h.notices.notices(),
+        [(
+            "u".to_owned(),
+            AccountNotice::RecoveryRequested { effective_at }
+        )]
+    );
+    // A repeated request tells nobody again.
+    h.tf.recovery().request("u", PASSWORD).await.unwrap();
+    assert_eq!(h.notices.notices().len(), 1);
+    let reminder = h.tf.policy().recovery_reminder;
+    h.advance(
+        effective_at
+            .duration_since(twofactor::clock::Timestamp::from_unix_secs(h.now()))
+            .saturating_sub(reminder)
+            .as_secs(),
+    );
+    h.tf.recovery().process("u").await.unwrap();
+    assert_eq!(
+        h.notices.notices().last(),
+        Some(&(
+            "u".to_owned(),
+            AccountNotice::RecoveryReminder { effective_at }
+        ))
+    );
+
+    // No channel at all: refused, nothing pending.
+    let h = Harness::builder().without_account_notices().build();
+    h.enroll_totp("u").await;
+    let r = h.tf.recovery().request("u", PASSWORD).await;
+    assert!(matches!(r, Err(Error::NoNoticeChannel)), "{r:?}");
+    assert_eq!(r.unwrap_err().http_status(), 409);
+    assert_eq!(
+        h.tf.account()
+            .status("u")
+            .await
+            .unwrap()
+            .recovery_pending_until,
+        None
+    );
+    // A user with an email factor needs no hook.
+    h.enroll_email("m", "m@example.com").await;
+    h.tf.recovery().request("m", PASSWORD).await.unwrap();
+
+    // A hook that cannot deliver, as the only channel: refused, nothing pending.
+    let h = Harness::builder()
+        .service(|b, _| b.account_notices(Unreachable))
+        .build();
+    h.enroll_totp("u").await;
+    let r = h.tf.recovery().request("u", PASSWORD).await;
+    assert!(matches!(r, Err(Error::Delivery(_))), "{r:?}");
+    assert_eq!(
+        h.tf.account()
+            .status("u")
+            .await
+            .unwrap()
+            .recovery_pending_until,
+        None
+    );
+
+    struct Unreachable;
+    #[twofactor::async_trait]
+    impl AccountNotices for Unreachable {
+        async fn send(&self, _: &str, _: &AccountNotice) -> Result<(), DeliveryError> {
+            Err(DeliveryError::permanent("no contact on file"))
+        }
+    }
+}

@@ -104,6 +104,7 @@ async fn login_steps_serialize_for_the_client() {
     assert_eq!(v["methods"], json!(["totp", "backup_code"]));
     assert_eq!(v["expires_at"], json!(ch.expires_at().as_unix_secs()));
     assert_eq!(v["email_sent"], json!(false));
+    assert_eq!(v["recovery_pending"], json!(false));
 
     let step =
         h.tf.begin_login(LoginContext::none(), "nobody")
@@ -131,6 +132,7 @@ async fn verified_status_and_method_serialize() {
             "method": "totp",
             "backup_codes_remaining": 10,
             "verified_at": h.now(),
+            "recovery_cancelled": false,
         })
     );
     let status = serde_json::to_value(h.tf.account().status("u1").await.unwrap()).unwrap();

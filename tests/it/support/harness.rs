@@ -25,9 +25,9 @@ use std::time::Duration;
 use twofactor::{
     clock::Clock, clock::Timestamp, service::ServiceBuilder, store::EnrollmentStore,
     store::MemoryEnrollmentStore, store::MemoryOtpStore, store::OtpStore, testing::ManualClock,
-    testing::RecordingEvents, testing::RecordingMailer, testing::RecordingTextSender,
-    totp::totp_code, totp::TotpParams, totp::TotpSecret, Challenge, Error, Keyring, LoginContext,
-    LoginStep, Policy, TwoFactorService,
+    testing::RecordingEvents, testing::RecordingMailer, testing::RecordingNotices,
+    testing::RecordingTextSender, totp::totp_code, totp::TotpParams, totp::TotpSecret, Challenge,
+    Error, Keyring, LoginContext, LoginStep, Policy, TwoFactorService,
 };
 
 use super::every_store::Stores;
@@ -41,6 +41,8 @@ pub(crate) struct Harness<O: ?Sized = MemoryOtpStore, E: ?Sized = MemoryEnrollme
     pub(crate) policy: Policy,
     pub(crate) mailer: RecordingMailer,
     pub(crate) texts: RecordingTextSender,
+    /// Notices to the account's own contact.
+    pub(crate) notices: RecordingNotices,
     pub(crate) events: RecordingEvents,
     /// The one-time store under the service (beneath any wrapper a builder hook put on it).
     pub(crate) otp: Arc<O>,
@@ -59,6 +61,7 @@ pub(crate) type AnyHarness = Harness<dyn OtpStore, dyn EnrollmentStore>;
 pub(crate) struct Doubles {
     pub(crate) mailer: RecordingMailer,
     pub(crate) texts: RecordingTextSender,
+    pub(crate) notices: RecordingNotices,
     pub(crate) events: RecordingEvents,
     pub(crate) password_checks: Arc<AtomicU64>,
 }
@@ -68,6 +71,7 @@ impl Doubles {
         Doubles {
             mailer: RecordingMailer::new(),
             texts: RecordingTextSender::new(),
+            notices: RecordingNotices::new(),
             events: RecordingEvents::new(),
             password_checks: Arc::new(AtomicU64::new(0)),
         }
@@ -93,6 +97,8 @@ pub(crate) struct HarnessBuilder<O: ?Sized, E: ?Sized> {
     clock: ManualClock,
     doubles: Doubles,
     hooks: Vec<Hook<O, E>>,
+    /// Whether the service gets the recording account-notices hook.
+    account_notices: bool,
 }
 
 impl<O: OtpStore + ?Sized, E: EnrollmentStore + ?Sized> HarnessBuilder<O, E> {
@@ -107,7 +113,15 @@ impl<O: OtpStore + ?Sized, E: EnrollmentStore + ?Sized> HarnessBuilder<O, E> {
             clock: ManualClock::new(Timestamp::from_unix_secs(START)),
             doubles: Doubles::new(),
             hooks: Vec::new(),
+            account_notices: true,
         }
+    }
+
+    /// A service without the account-notices hook (a user with neither email nor phone factor
+    /// then has no notice channel).
+    pub(crate) fn without_account_notices(mut self) -> Self {
+        self.account_notices = false;
+        self
     }
 
     pub(crate) fn policy(mut self, policy: Policy) -> Self {
@@ -144,6 +158,7 @@ impl<O: OtpStore + ?Sized, E: EnrollmentStore + ?Sized> HarnessBuilder<O, E> {
             clock,
             doubles,
             hooks,
+            account_notices,
         } = self;
         let checks = doubles.password_checks.clone();
         let mut builder = TwoFactorService::builder()
@@ -160,6 +175,9 @@ impl<O: OtpStore + ?Sized, E: EnrollmentStore + ?Sized> HarnessBuilder<O, E> {
                 checks.fetch_add(1, Ordering::SeqCst);
                 password == PASSWORD
             });
+        if account_notices {
+            builder = builder.account_notices(doubles.notices.clone());
+        }
         let wiring = Wiring {
             otp,
             enrollments,
@@ -181,6 +199,7 @@ impl<O: OtpStore + ?Sized, E: EnrollmentStore + ?Sized> HarnessBuilder<O, E> {
             policy,
             mailer: doubles.mailer,
             texts: doubles.texts,
+            notices: doubles.notices,
             events: doubles.events,
             otp,
             enrollments,
@@ -255,6 +274,7 @@ impl<O: OtpStore + ?Sized, E: EnrollmentStore + ?Sized> Harness<O, E> {
             doubles: Doubles {
                 mailer: self.mailer.clone(),
                 texts: self.texts.clone(),
+                notices: self.notices.clone(),
                 events: self.events.clone(),
                 password_checks: self.password_checks.clone(),
             },
