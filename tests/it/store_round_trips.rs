@@ -154,6 +154,15 @@ impl OtpStore for Counting<dyn OtpStore> {
         self.counts.hit("otp.user_state");
         self.inner.user_state(user, limits, now).await
     }
+    async fn end_challenges(
+        &self,
+        user: &StoreKey,
+        limits: &UserLimits,
+        now: Timestamp,
+    ) -> Result<u32, StoreError> {
+        self.counts.hit("otp.end_challenges");
+        self.inner.end_challenges(user, limits, now).await
+    }
 }
 
 #[async_trait]
