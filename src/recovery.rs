@@ -75,6 +75,7 @@ impl TwoFactorService {
             return Err(Error::Internal("a recovery was scheduled but not kept"));
         };
         if created {
+            let ended = self.end_challenges(user).await;
             self.event(Event::RecoveryRequested {
                 user: user.to_owned(),
                 effective_at: pending.effective_at,
@@ -84,6 +85,7 @@ impl TwoFactorService {
             let phone = rec.phone.as_ref().map(|p| &p.number);
             self.notify_text(phone, TextContent::RecoveryRequested)
                 .await;
+            ended?;
         }
         Ok(pending.effective_at)
     }
@@ -190,6 +192,7 @@ impl TwoFactorService {
         if !done {
             return Ok(false);
         }
+        let ended = self.end_challenges(user).await;
         self.inner
             .enrollments
             .replace_backup_codes(user, &[], now)
@@ -202,6 +205,6 @@ impl TwoFactorService {
         });
         self.notify(user, email.as_deref(), MailContent::TwoFactorDisabled)
             .await;
-        Ok(true)
+        ended.map(|()| true)
     }
 }

@@ -34,6 +34,7 @@ mod quickstart;
 mod real_failures;
 mod recovery;
 mod rfc_vectors;
+mod seams_epoch;
 #[cfg(feature = "webauthn")]
 mod security_key;
 #[cfg(all(feature = "webauthn", feature = "test-util"))]
