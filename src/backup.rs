@@ -252,13 +252,14 @@ impl TwoFactorService {
             .enrollments
             .replace_backup_codes(user, &records, now)
             .await?;
+        let ended = self.end_challenges(user).await;
         self.event(Event::BackupCodesRegenerated {
             user: user.to_owned(),
         });
         let to = rec.email.as_ref().map(|e| e.address.as_str());
         self.notify(user, to, MailContent::BackupCodesRegenerated)
             .await;
-        Ok(set.codes().to_vec())
+        ended.map(|()| set.codes().to_vec())
     }
 }
 

@@ -83,11 +83,12 @@ impl TwoFactorService {
             Ok(true)
         })
         .await?;
+        let ended = self.end_challenges(user).await;
         self.event(Event::FactorEnabled {
             user: user.to_owned(),
             method: Method::Email,
         });
-        Ok(address)
+        ended.map(|()| address)
     }
 
     /// [`Email::send_verification_code`](crate::service::Email::send_verification_code).

@@ -480,6 +480,27 @@ impl TwoFactorService {
         })
     }
 
+    /// Ends every challenge of `user` begun so far ([`OtpStore::end_challenges`]), after a change
+    /// of the user's factors was written: a challenge carries what its answer is checked
+    /// against (the sealed TOTP secret, the code sent, whether a recovery was pending), so one
+    /// begun before the change could otherwise still pass with a factor that is gone. The end
+    /// is checked by the same atomic store step that opens or settles an attempt.
+    ///
+    /// # Errors
+    /// Store errors. The change stays written, and the challenges begun before it may still
+    /// stand until they lapse ([`Policy::challenge_ttl`](crate::Policy::challenge_ttl)):
+    /// calling it again is safe (it only ever ends challenges).
+    ///
+    /// [`OtpStore::end_challenges`]: crate::store::OtpStore::end_challenges
+    pub(crate) async fn end_challenges(&self, user: &str) -> Result<(), Error> {
+        let keys = self.user_keys(user);
+        self.inner
+            .otp
+            .end_challenges(keys.user(), &self.limits(), self.now())
+            .await?;
+        Ok(())
+    }
+
     /// Locates a challenge from its token, opens one attempt on it (counted on the challenge
     /// and against the user, before anything is compared) and decodes it.
     pub(crate) async fn open_challenge(

@@ -97,6 +97,7 @@ impl TwoFactorService {
             return Err(Error::Internal("a recovery was scheduled but not kept"));
         };
         if created {
+            let ended = self.end_challenges(user).await;
             self.event(Event::RecoveryRequested {
                 user: user.to_owned(),
                 effective_at: pending.effective_at,
@@ -112,6 +113,7 @@ impl TwoFactorService {
                 };
                 self.notify_contact(user, &notice).await;
             }
+            ended?;
         }
         Ok(pending.effective_at)
     }
@@ -232,6 +234,7 @@ impl TwoFactorService {
         if !done {
             return Ok(false);
         }
+        let ended = self.end_challenges(user).await;
         self.inner
             .enrollments
             .replace_backup_codes(user, &[], now)
@@ -244,6 +247,6 @@ impl TwoFactorService {
         });
         self.notify(user, email.as_deref(), MailContent::TwoFactorDisabled)
             .await;
-        Ok(true)
+        ended.map(|()| true)
     }
 }

@@ -52,11 +52,12 @@ impl TwoFactorService {
             Ok(true)
         })
         .await?;
+        let ended = self.end_challenges(user).await;
         self.event(Event::FactorEnabled {
             user: user.to_owned(),
             method: Method::Sms,
         });
-        Ok(number)
+        ended.map(|()| number)
     }
 
     /// The configured text sender.

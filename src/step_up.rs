@@ -328,12 +328,13 @@ impl TwoFactorService {
     /// Removes every factor and backup code of the user whose record was `rec`, and tells them.
     pub(crate) async fn turn_off(&self, user: &str, rec: &EnrollmentRecord) -> Result<(), Error> {
         self.inner.enrollments.remove(user).await?;
+        let ended = self.end_challenges(user).await;
         self.event(Event::FactorDisabled {
             user: user.to_owned(),
         });
         let to = rec.email.as_ref().map(|e| e.address.as_str());
         self.notify(user, to, MailContent::TwoFactorDisabled).await;
-        Ok(())
+        ended
     }
 
     /// Checks the password with the host's verifier, under the passwords' limit of their own,

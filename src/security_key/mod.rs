@@ -300,6 +300,7 @@ impl TwoFactorService {
                 Ok(true)
             })
             .await?;
+        let ended = self.end_challenges(user).await;
         self.event(Event::FactorEnabled {
             user: user.to_owned(),
             method: Method::SecurityKey,
@@ -313,7 +314,7 @@ impl TwoFactorService {
             },
         )
         .await;
-        Ok(info)
+        ended.map(|()| info)
     }
 
     /// [`SecurityKeys::list`](crate::service::SecurityKeys::list).
@@ -387,6 +388,7 @@ impl TwoFactorService {
             self.turn_off(user, &saved).await?;
             return Ok(());
         }
+        let ended = self.end_challenges(user).await;
         self.event(Event::SecurityKeyRemoved {
             user: user.to_owned(),
             key: id.to_owned(),
@@ -400,7 +402,7 @@ impl TwoFactorService {
             },
         )
         .await;
-        Ok(())
+        ended
     }
 
     /// [`SecurityKeys::start_step_up`](crate::service::SecurityKeys::start_step_up).

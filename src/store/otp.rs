@@ -6,7 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::flow::layout::{
-    challenge_bytes, decode_default_user, encode_default_user, parse_number, sub,
+    challenge_bytes, decode_default_user, encode_default_user, parse_number, read_challenge_bytes,
+    sub,
 };
 use super::flow::{
     rules, AttemptSpec, Begun, ChallengeState, NewChallenge, OpenAttempt, Opened, Outcome,
@@ -117,6 +118,11 @@ use crate::error::StoreError;
 ///         -> Result<UserState, StoreError> {
 ///         self.hit();
 ///         self.inner.user_state(user, limits, now).await
+///     }
+///     async fn end_challenges(&self, user: &StoreKey, limits: &UserLimits, now: Timestamp)
+///         -> Result<u32, StoreError> {
+///         self.hit();
+///         self.inner.end_challenges(user, limits, now).await
 ///     }
 /// }
 ///
@@ -258,6 +264,23 @@ pub trait OtpStore: Send + Sync + 'static {
     ) -> Result<UserState, StoreError> {
         default_user_state(self, user, limits, now).await
     }
+
+    /// Ends every challenge of the user begun so far: moves the user's
+    /// [epoch](crate::store::flow::UserState::epoch) on by one
+    /// ([`rules::end_challenges`](crate::store::flow::rules::end_challenges)) and returns the new
+    /// one, creating the user's record when there is none (kept as `limits` says). A challenge
+    /// begun before cannot be opened or passed afterwards.
+    ///
+    /// The service calls it after every change of a user's factors. Calling it again is safe:
+    /// it only ends challenges.
+    async fn end_challenges(
+        &self,
+        user: &StoreKey,
+        limits: &UserLimits,
+        now: Timestamp,
+    ) -> Result<u32, StoreError> {
+        default_end_challenges(self, user, limits, now).await
+    }
 }
 
 // ---- the default implementations, built from the primitives ----------------------------------
@@ -295,10 +318,7 @@ async fn load_challenge<S: OtpStore + ?Sized>(
     let Some(bytes) = store.get(key, now).await? else {
         return Ok(None);
     };
-    let (expires, value) = bytes
-        .split_first_chunk::<8>()
-        .ok_or_else(|| StoreError::corrupt("malformed challenge record"))?;
-    let expires_at = Timestamp::from_unix_secs(u64::from_be_bytes(*expires));
+    let (expires_at, epoch, value) = read_challenge_bytes(&bytes)?;
     if expires_at <= now {
         return Ok(None);
     }
@@ -312,7 +332,40 @@ async fn load_challenge<S: OtpStore + ?Sized>(
         code,
         attempts,
         expires_at,
+        epoch,
     }))
+}
+
+/// The user's epoch in the default layout: the counter `U:epoch` (0 when there is none).
+async fn load_epoch<S: OtpStore + ?Sized>(
+    store: &S,
+    user: &StoreKey,
+    now: Timestamp,
+) -> Result<u32, StoreError> {
+    Ok(match store.get(&sub(user, "epoch"), now).await? {
+        Some(n) => epoch_of(parse_number(&n)),
+        None => 0,
+    })
+}
+
+/// The epoch a count of `U:epoch` stands for (epochs wrap, as the rules' do).
+fn epoch_of(count: u64) -> u32 {
+    #[allow(clippy::cast_possible_truncation)] // wraps on purpose
+    let epoch = count as u32;
+    epoch
+}
+
+/// Moves the user's epoch on in the default layout. The counter never expires: a counter that
+/// lapsed would count up again through epochs that challenges still live may carry.
+async fn bump_epoch<S: OtpStore + ?Sized>(
+    store: &S,
+    user: &StoreKey,
+    now: Timestamp,
+) -> Result<u32, StoreError> {
+    let n = store
+        .increment(&sub(user, "epoch"), Timestamp::MAX, now)
+        .await?;
+    Ok(epoch_of(n))
 }
 
 /// Reserves a send in the default layout: the cooldown by `put_if_absent`, the cap by
@@ -362,6 +415,9 @@ async fn default_begin_challenge<S: OtpStore + ?Sized>(
     if let Some(until) = rules::locked(&user, now) {
         return Ok(Begun::Locked { until });
     }
+    // Read before the challenge is stored: a concurrent end_challenges either came first (the
+    // challenge carries its epoch) or ends the challenge.
+    let epoch = load_epoch(store, new.user, now).await?;
     let send = match &new.send {
         Some((spec, _)) => Some(default_reserve(store, new.user, spec, now).await?),
         None => None,
@@ -372,7 +428,7 @@ async fn default_begin_challenge<S: OtpStore + ?Sized>(
     if !store
         .put_if_absent(
             new.challenge,
-            &challenge_bytes(new.value, new.expires_at),
+            &challenge_bytes(new.value, new.expires_at, Some(epoch)),
             new.expires_at,
             now,
         )
@@ -396,10 +452,18 @@ async fn default_reserve_send<S: OtpStore + ?Sized>(
     now: Timestamp,
 ) -> Result<Reserved, StoreError> {
     let value = match challenge {
-        Some(key) => match load_challenge(store, key, now).await? {
-            Some(ch) => Some(ch.value),
-            None => return Ok(Reserved::NoChallenge),
-        },
+        Some(key) => {
+            let Some(ch) = load_challenge(store, key, now).await? else {
+                return Ok(Reserved::NoChallenge);
+            };
+            // A challenge of an earlier epoch is as good as gone: no code is sent for it.
+            if let Some(epoch) = ch.epoch {
+                if epoch != load_epoch(store, user, now).await? {
+                    return Ok(Reserved::NoChallenge);
+                }
+            }
+            Some(ch.value)
+        }
         None => None,
     };
     Ok(match default_reserve(store, user, spec, now).await? {
@@ -420,7 +484,12 @@ async fn default_store_code<S: OtpStore + ?Sized>(
             // A new pending code replaces the value and expiry; the attempt count stays.
             Some((value, expires_at)) => {
                 store
-                    .put(key, &challenge_bytes(value, expires_at), expires_at, now)
+                    .put(
+                        key,
+                        &challenge_bytes(value, expires_at, None),
+                        expires_at,
+                        now,
+                    )
                     .await?;
                 // The attempt counter moves to the new expiry with its count (counted again:
                 // the primitives have no way to change a counter's expiry).
@@ -439,7 +508,12 @@ async fn default_store_code<S: OtpStore + ?Sized>(
             Some((value, expires_at)) => {
                 store.delete(&sub(key, "n")).await?;
                 store
-                    .put(key, &challenge_bytes(value, expires_at), expires_at, now)
+                    .put(
+                        key,
+                        &challenge_bytes(value, expires_at, None),
+                        expires_at,
+                        now,
+                    )
                     .await?;
                 expires_at
             }
@@ -469,6 +543,19 @@ async fn default_open_attempt<S: OtpStore + ?Sized>(
     let user = rules::current(user, &spec.limits, now);
     if let Some(until) = rules::locked(&user, now) {
         return Ok(Opened::Locked { until: Some(until) });
+    }
+    // A challenge of an earlier epoch is refused before anything is counted.
+    if let Some((
+        _,
+        _,
+        ChallengeState {
+            epoch: Some(epoch), ..
+        },
+    )) = &challenge
+    {
+        if *epoch != load_epoch(store, spec.user, now).await? {
+            return Ok(Opened::NoChallenge);
+        }
     }
     let mut attempts = 0;
     let challenge = match challenge {
@@ -520,6 +607,17 @@ async fn default_settle<S: OtpStore + ?Sized>(
                 },
                 None => None,
             };
+            // The epoch is read after the challenge is taken: an end_challenges that returned
+            // before this settle began is seen, and the challenge (dead) stays taken.
+            if let Some((key, bytes)) = &taken {
+                if let (_, Some(epoch), _) = read_challenge_bytes(bytes)? {
+                    if epoch != load_epoch(store, settlement.user, now).await? {
+                        let _ = store.delete(&sub(key, "code")).await;
+                        let _ = store.delete(&sub(key, "n")).await;
+                        return Ok(Settled::ChallengeGone);
+                    }
+                }
+            }
             if let Some(step) = totp_step {
                 // The mark outlives every window in which a code of that step is accepted.
                 let expires = now.saturating_add(settlement.limits.retention);
@@ -528,9 +626,7 @@ async fn default_settle<S: OtpStore + ?Sized>(
                     .await?
                 {
                     if let Some((key, bytes)) = &taken {
-                        let expires_at = bytes
-                            .first_chunk::<8>()
-                            .map_or(now, |t| Timestamp::from_unix_secs(u64::from_be_bytes(*t)));
+                        let (expires_at, _, _) = read_challenge_bytes(bytes)?;
                         store.put(key, bytes, expires_at, now).await?;
                     }
                     return Ok(Settled::Replayed);
@@ -540,7 +636,13 @@ async fn default_settle<S: OtpStore + ?Sized>(
                 let _ = store.delete(&sub(key, "code")).await;
                 let _ = store.delete(&sub(key, "n")).await;
             }
-            rules::settle(true, &mut user, Outcome::Passed { totp_step: None }, now);
+            rules::settle(
+                true,
+                None,
+                &mut user,
+                Outcome::Passed { totp_step: None },
+                now,
+            );
             user.last_step = totp_step.or(user.last_step);
         }
         outcome @ (Outcome::Lock { .. } | Outcome::Failed) => {
@@ -548,10 +650,13 @@ async fn default_settle<S: OtpStore + ?Sized>(
                 Some(key) => load_challenge(store, key, now).await?.is_some(),
                 None => true,
             };
-            let settled = rules::settle(live, &mut user, outcome, now);
+            let settled = rules::settle(live, None, &mut user, outcome, now);
             if settled != Settled::Done || outcome == Outcome::Failed {
                 return Ok(settled);
             }
+            // The lock ends every challenge of the user (the epoch lives in its own counter;
+            // the record's copy is not read).
+            bump_epoch(store, settlement.user, now).await?;
         }
     }
     // A new run: the old run's counter is no longer read.
@@ -585,5 +690,15 @@ async fn default_user_state<S: OtpStore + ?Sized>(
     if let Some(n) = store.get(&sub(user, "step"), now).await? {
         state.last_step = Some(parse_number(&n));
     }
+    state.epoch = load_epoch(store, user, now).await?;
     Ok(state)
+}
+
+async fn default_end_challenges<S: OtpStore + ?Sized>(
+    store: &S,
+    user: &StoreKey,
+    _limits: &UserLimits,
+    now: Timestamp,
+) -> Result<u32, StoreError> {
+    bump_epoch(store, user, now).await
 }

@@ -131,6 +131,15 @@ macro_rules! forward_stores {
             ) -> Result<UserState, StoreError> {
                 (**self).user_state(user, limits, now).await
             }
+
+            async fn end_challenges(
+                &self,
+                user: &StoreKey,
+                limits: &UserLimits,
+                now: Timestamp,
+            ) -> Result<u32, StoreError> {
+                (**self).end_challenges(user, limits, now).await
+            }
         }
 
         #[async_trait]

@@ -274,6 +274,7 @@ impl TwoFactorService {
             Ok(true)
         })
         .await?;
+        let ended = self.end_challenges(user).await;
         if fallback {
             self.event(Event::TotpSha1Fallback {
                 user: user.to_owned(),
@@ -295,7 +296,7 @@ impl TwoFactorService {
             },
         )
         .await;
-        Ok(())
+        ended
     }
 
     /// Checks a setup's confirmation code: against the requested settings when it has their

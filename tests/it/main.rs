@@ -35,6 +35,7 @@ mod real_failures;
 mod recovery;
 mod recovery_seams;
 mod rfc_vectors;
+mod seams_epoch;
 mod seams_low;
 #[cfg(feature = "webauthn")]
 mod security_key;

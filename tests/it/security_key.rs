@@ -277,11 +277,11 @@ async fn a_removed_key_no_longer_answers() {
         user: "u1".into(),
         key: info.id.clone(),
     }));
-    // ...is not answered by it once it is removed.
+    // ...is not answered by it once it is removed: the removal ended the challenge.
     assert!(matches!(
         h.tf.verify_login(LoginContext::none(), c.token(), &assertion)
             .await,
-        Err(Error::InvalidCode { .. })
+        Err(Error::InvalidChallenge)
     ));
     // New challenges no longer offer it.
     let c = h.challenge("u1").await;

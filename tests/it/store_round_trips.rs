@@ -154,6 +154,15 @@ impl OtpStore for Counting<dyn OtpStore> {
         self.counts.hit("otp.user_state");
         self.inner.user_state(user, limits, now).await
     }
+    async fn end_challenges(
+        &self,
+        user: &StoreKey,
+        limits: &UserLimits,
+        now: Timestamp,
+    ) -> Result<u32, StoreError> {
+        self.counts.hit("otp.end_challenges");
+        self.inner.end_challenges(user, limits, now).await
+    }
 }
 
 #[async_trait]
@@ -336,7 +345,10 @@ fn budget() -> Vec<(&'static str, u32, u32, u32)> {
     #[cfg_attr(not(feature = "webauthn"), allow(unused_mut))]
     let mut budget: Vec<(&'static str, u32, u32, u32)> = vec![
         ("start_totp_setup", 0, 2, 2),
-        ("confirm_totp_setup", 2, 8, 5),
+        // Every step that changes the user's factors ends the challenges begun before it: one
+        // `end_challenges` more each (confirm_totp_setup, regenerate_backup_codes, disable,
+        // confirm_email_setup, finish_security_key_registration).
+        ("confirm_totp_setup", 3, 9, 6),
         ("begin_login (TOTP user)", 1, 2, 2),
         ("verify_login (TOTP)", 2, 2, 2),
         ("trust_device", 0, 2, 2),
@@ -347,10 +359,10 @@ fn budget() -> Vec<(&'static str, u32, u32, u32)> {
         // The backup code lives in the enrolment store: one redeem there, beside the two steps.
         ("verify_login (backup code)", 2, 3, 3),
         ("status", 1, 2, 2),
-        ("regenerate_backup_codes", 2, 7, 4),
-        ("disable", 4, 10, 7),
+        ("regenerate_backup_codes", 3, 8, 5),
+        ("disable", 5, 11, 8),
         ("start_email_setup", 2, 3, 3),
-        ("confirm_email_setup", 2, 4, 4),
+        ("confirm_email_setup", 3, 5, 5),
         ("begin_login (email user, sends a code)", 1, 2, 2),
         ("resend_code", 2, 2, 2),
         ("verify_login (email code)", 2, 2, 2),
@@ -515,8 +527,9 @@ mod security_key {
     pub(super) const BUDGET: &[(&str, u32, u32, u32)] = &[
         // The record, the user's last verification (a fresh factor), the ceremony put.
         ("start_security_key_registration", 2, 3, 3),
-        // The ceremony taken, the record loaded and saved with the key.
-        ("finish_security_key_registration", 1, 3, 3),
+        // The ceremony taken, the record loaded and saved with the key, the challenges begun
+        // before it ended.
+        ("finish_security_key_registration", 2, 4, 4),
         ("begin_login (security key user)", 1, 2, 2),
         // The two login steps, and the key's counter checked and saved in the record (one
         // compare-and-swap: a load and a save).

@@ -246,6 +246,11 @@ macro_rules! __flow_conformance_tests {
             settle_concurrent_exactly_one,
             runs_and_levels_lapse,
             failure_on_a_gone_challenge_is_not_charged,
+            end_challenges_ends_the_challenges_begun_before,
+            a_lock_ends_the_challenges_begun_before,
+            epochs_survive_in_the_user_record,
+            earlier_default_records_read_as_epoch_0,
+            a_lapsed_record_never_brings_a_challenge_back,
         );
     };
 }

@@ -50,9 +50,24 @@ pub fn locked(user: &UserState, now: Timestamp) -> Option<Timestamp> {
     (user.locked_until > now).then_some(user.locked_until)
 }
 
+/// Whether a challenge stamped with `challenge_epoch` still stands for `user`: it was begun in
+/// the user's current epoch, or is bound to none (a pending code made by `store_code`).
+pub fn in_epoch(challenge_epoch: Option<u32>, user: &UserState) -> bool {
+    challenge_epoch.is_none_or(|epoch| epoch == user.epoch)
+}
+
+/// Ends every challenge of the user begun so far: moves the epoch on by one (wrapping) and
+/// returns the new epoch. `end_challenges` does it alone; a lock does it too.
+pub fn end_challenges(user: &mut UserState) -> u32 {
+    user.epoch = user.epoch.wrapping_add(1);
+    user.epoch
+}
+
 /// Opens an attempt: counts it on the challenge (when named) and against the user's run.
-/// `challenge` is the live challenge, if any; on `Opened::Open` both records were changed
-/// and must be written back, otherwise nothing was changed.
+/// `challenge` is the live challenge, if any; a challenge of an earlier epoch (see
+/// [`in_epoch`]) is refused as `Opened::NoChallenge`, as a missing one is (checked after the
+/// cap and the lock, so that a locked user sees the lock). On `Opened::Open` both records were
+/// changed and must be written back, otherwise nothing was changed.
 pub fn open(
     challenge: Option<&mut ChallengeState>,
     max_attempts: Option<u32>,
@@ -77,6 +92,13 @@ pub fn open(
     if user.failures >= limits.threshold {
         return Opened::Locked { until: None };
     }
+    // After the lock: while it runs, an ended challenge answers as the user's other ones do.
+    if challenge
+        .as_deref()
+        .is_some_and(|ch| !in_epoch(ch.epoch, user))
+    {
+        return Opened::NoChallenge;
+    }
     if user.failures == 0 {
         user.failures_until = now.saturating_add(limits.failure_window);
     }
@@ -93,18 +115,22 @@ pub fn open(
 }
 
 /// Settles an attempt. `challenge_live` says whether the named challenge is still live
-/// (`true` when none was named). On `Settled::Done` the caller writes `user` back (unless the
-/// outcome was `Failed`) and, on a pass with a challenge, deletes the challenge; otherwise it
-/// writes nothing.
+/// (`true` when none was named), and `challenge_epoch` is its epoch (`None` when none was named
+/// or it is bound to none). A pass on a challenge of an earlier epoch (see [`in_epoch`]) is
+/// [`Settled::ChallengeGone`]: the user's factors changed, or a lock was set, since it was
+/// begun. A lock also ends every challenge of the user ([`end_challenges`]). On
+/// `Settled::Done` the caller writes `user` back (unless the outcome was `Failed`) and, on a
+/// pass with a challenge, deletes the challenge; otherwise it writes nothing.
 pub fn settle(
     challenge_live: bool,
+    challenge_epoch: Option<u32>,
     user: &mut UserState,
     outcome: Outcome,
     now: Timestamp,
 ) -> Settled {
     match outcome {
         Outcome::Passed { totp_step } => {
-            if !challenge_live {
+            if !challenge_live || !in_epoch(challenge_epoch, user) {
                 return Settled::ChallengeGone;
             }
             if let Some(step) = totp_step {
@@ -132,6 +158,7 @@ pub fn settle(
             user.failures = 0;
             user.level = level;
             user.locked_until = user.locked_until.max(until);
+            end_challenges(user);
             Settled::Done
         }
     }
@@ -139,11 +166,28 @@ pub fn settle(
 
 /// When the user's record expires after a write at `now`: kept `retention`, and never
 /// before its lock and run are over.
+///
+/// A store never moves a live record's expiry earlier: it writes the later of this and the
+/// expiry the record had. With [`keep_for_challenge`], that keeps a record whose epoch is not 0
+/// until every challenge stamped with it has lapsed, so that a lapsed record (read as epoch 0)
+/// can never count up again to the epoch of a challenge still live.
 pub fn user_expires_at(user: &UserState, limits: &UserLimits, now: Timestamp) -> Timestamp {
     now.saturating_add(limits.retention)
         .max(user.failures_until)
         .max(user.locked_until.saturating_add(limits.failure_window))
         .max(user.sends_until)
+}
+
+/// For `begin_challenge`: the expiry the user's record (expiring at `record_expires_at`) needs
+/// so as to outlive a challenge stamped with its epoch and expiring at `challenge_expires_at`,
+/// when the store must write it for that; `None` when it lives long enough already, or its
+/// epoch is 0 (the epoch a missing record reads as).
+pub fn keep_for_challenge(
+    user: &UserState,
+    record_expires_at: Timestamp,
+    challenge_expires_at: Timestamp,
+) -> Option<Timestamp> {
+    (user.epoch != 0 && record_expires_at < challenge_expires_at).then_some(challenge_expires_at)
 }
 
 #[cfg(test)]
@@ -182,5 +226,53 @@ mod tests {
         assert_eq!(ch.attempts, 2, "a refused attempt is not counted");
         let later = rules::current(user, &limits, now.saturating_add(Duration::from_secs(100)));
         assert_eq!(later.failures, 0, "the run lapses after the window");
+    }
+
+    #[test]
+    fn an_earlier_epoch_ends_a_challenge_and_a_lock_moves_the_epoch_on() {
+        let limits = UserLimits::new(5, Duration::from_secs(100), Duration::from_secs(1_000));
+        let now = Timestamp::from_unix_secs(10);
+        let mut user = UserState::default();
+        let exp = Timestamp::from_unix_secs(50);
+        let mut ch = ChallengeState::new(b"v".to_vec(), None, exp).in_epoch(0);
+        let mut pending = ChallengeState::new(b"p".to_vec(), None, exp);
+        assert_eq!(rules::end_challenges(&mut user), 1);
+        assert_eq!(
+            rules::open(Some(&mut ch), Some(5), &mut user, &limits, now),
+            Opened::NoChallenge
+        );
+        assert_eq!((ch.attempts, user.failures), (0, 0), "nothing counted");
+        assert!(matches!(
+            rules::open(Some(&mut pending), Some(5), &mut user, &limits, now),
+            Opened::Open(_)
+        ));
+        let pass = Outcome::Passed { totp_step: Some(1) };
+        assert_eq!(
+            rules::settle(true, Some(0), &mut user, pass, now),
+            Settled::ChallengeGone
+        );
+        assert_eq!(user.last_step, None);
+        assert_eq!(
+            rules::settle(true, Some(1), &mut user, pass, now),
+            Settled::Done
+        );
+        let lock = Outcome::Lock {
+            until: Timestamp::from_unix_secs(20),
+            level: 1,
+        };
+        assert_eq!(
+            rules::settle(true, Some(0), &mut user, lock, now),
+            Settled::Done
+        );
+        assert_eq!(user.epoch, 2, "a lock ends the challenges, stale or not");
+        user.epoch = u32::MAX;
+        assert_eq!(rules::end_challenges(&mut user), 0, "epochs wrap");
+        // A record whose epoch is not 0 is kept for a challenge stamped with it.
+        user.epoch = 3;
+        let record = Timestamp::from_unix_secs(40);
+        assert_eq!(rules::keep_for_challenge(&user, record, exp), Some(exp));
+        assert_eq!(rules::keep_for_challenge(&user, exp, exp), None);
+        user.epoch = 0;
+        assert_eq!(rules::keep_for_challenge(&user, record, exp), None);
     }
 }

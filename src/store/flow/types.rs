@@ -31,16 +31,28 @@ pub struct UserState {
     pub sends_until: Timestamp,
     /// When the user last passed a code check.
     pub last_verified_at: Option<Timestamp>,
+    /// The user's epoch: every challenge is stamped with the epoch it was begun in, and is dead
+    /// once the epoch moved on. [`end_challenges`](crate::store::OtpStore::end_challenges) (a
+    /// change of the user's factors) and a lock each move it on by one (see
+    /// [`rules::end_challenges`](super::rules::end_challenges)).
+    pub epoch: u32,
 }
 
-/// The length of [`UserState::to_bytes`].
-pub const USER_STATE_LEN: usize = 1 + 4 + 8 + 4 + 8 + 9 + 4 + 8 + 9;
+/// The length of [`UserState::to_bytes`] (version 2).
+pub const USER_STATE_LEN: usize = USER_STATE_V1_LEN + 4;
 
-const USER_STATE_VERSION: u8 = 1;
+/// The length of a version-1 record, which [`UserState::from_bytes`] still reads (with epoch 0):
+/// the form before the epoch was added.
+pub const USER_STATE_V1_LEN: usize = 1 + 4 + 8 + 4 + 8 + 9 + 4 + 8 + 9;
+
+const USER_STATE_VERSION: u8 = 2;
 
 impl UserState {
-    /// The fixed binary form: a version byte, then each field big-endian, options as a presence
-    /// byte and a value.
+    /// The fixed binary form: a version byte (2), then each field big-endian in the order
+    /// declared, options as a presence byte and a value.
+    ///
+    /// Version 1, read by [`from_bytes`](Self::from_bytes) as epoch 0, is the same without the
+    /// trailing epoch.
     pub fn to_bytes(&self) -> [u8; USER_STATE_LEN] {
         let mut w = Writer::with_capacity(USER_STATE_LEN);
         w.u8(USER_STATE_VERSION)
@@ -51,7 +63,8 @@ impl UserState {
             .opt_u64(self.last_step)
             .u32(self.sends)
             .u64(self.sends_until.as_unix_secs())
-            .opt_u64(self.last_verified_at.map(Timestamp::as_unix_secs));
+            .opt_u64(self.last_verified_at.map(Timestamp::as_unix_secs))
+            .u32(self.epoch);
         let mut out = [0u8; USER_STATE_LEN];
         let bytes = w.into_vec();
         if let Some(dst) = out.get_mut(..bytes.len()) {
@@ -60,7 +73,7 @@ impl UserState {
         out
     }
 
-    /// Reads [`to_bytes`](Self::to_bytes) output.
+    /// Reads [`to_bytes`](Self::to_bytes) output, or a version-1 record (epoch 0).
     ///
     /// # Errors
     /// A corrupt-record error for any other input.
@@ -70,10 +83,11 @@ impl UserState {
 
     fn read(bytes: &[u8]) -> Option<Self> {
         let mut r = Reader(bytes);
-        if r.u8()? != USER_STATE_VERSION {
+        let version = r.u8()?;
+        if version != 1 && version != USER_STATE_VERSION {
             return None;
         }
-        let state = UserState {
+        let mut state = UserState {
             failures: r.u32()?,
             failures_until: Timestamp::from_unix_secs(r.u64()?),
             level: r.u32()?,
@@ -82,7 +96,11 @@ impl UserState {
             sends: r.u32()?,
             sends_until: Timestamp::from_unix_secs(r.u64()?),
             last_verified_at: r.opt_u64()?.map(Timestamp::from_unix_secs),
+            epoch: 0,
         };
+        if version == USER_STATE_VERSION {
+            state.epoch = r.u32()?;
+        }
         r.is_empty().then_some(state)
     }
 }
@@ -99,17 +117,31 @@ pub struct ChallengeState {
     pub attempts: u32,
     /// When it lapses.
     pub expires_at: Timestamp,
+    /// The user's [epoch](UserState::epoch) when it was begun: it is dead once the user's epoch
+    /// differs. `None` for a record bound to no epoch: a pending code created by
+    /// [`store_code`](crate::store::OtpStore::store_code), which is not told the user.
+    /// A record written before epochs existed reads as epoch 0.
+    pub epoch: Option<u32>,
 }
 
 impl ChallengeState {
-    /// A fresh challenge with no attempt yet.
+    /// A fresh record with no attempt yet, bound to no epoch.
     pub fn new(value: Vec<u8>, code: Option<Vec<u8>>, expires_at: Timestamp) -> Self {
         ChallengeState {
             value,
             code,
             attempts: 0,
             expires_at,
+            epoch: None,
         }
+    }
+
+    /// The same, stamped with the user's epoch `epoch` (a challenge begun by
+    /// [`begin_challenge`](crate::store::OtpStore::begin_challenge)).
+    #[must_use]
+    pub fn in_epoch(mut self, epoch: u32) -> Self {
+        self.epoch = Some(epoch);
+        self
     }
 }
 
@@ -347,6 +379,7 @@ mod tests {
             sends: 4,
             sends_until: Timestamp::MAX,
             last_verified_at: None,
+            epoch: 7,
         };
         assert_eq!(UserState::from_bytes(&s.to_bytes()).unwrap(), s);
         assert!(UserState::from_bytes(&[]).is_err());
@@ -358,5 +391,38 @@ mod tests {
         // and locked_until.
         bad[1 + 4 + 8 + 4 + 8] = 7;
         assert!(UserState::from_bytes(&bad).is_err());
+        // A version-2 record cut to the length of version 1, and the reverse: refused.
+        let mut cut = s.to_bytes()[..USER_STATE_V1_LEN].to_vec();
+        assert!(UserState::from_bytes(&cut).is_err());
+        cut[0] = 1;
+        cut.extend_from_slice(&[0, 0, 0, 7]);
+        assert!(UserState::from_bytes(&cut).is_err());
+    }
+
+    /// A record written before the epoch was added (version 1) reads with epoch 0, and is
+    /// written back as version 2.
+    #[test]
+    fn a_version_1_user_record_reads_with_epoch_0() {
+        let s = UserState {
+            failures: 2,
+            locked_until: Timestamp::from_unix_secs(500),
+            last_step: Some(9),
+            ..UserState::default()
+        };
+        let v1 = version_1_bytes(&s);
+        assert_eq!(v1.len(), USER_STATE_V1_LEN);
+        let read = UserState::from_bytes(&v1).unwrap();
+        assert_eq!(read, s);
+        assert_eq!(read.epoch, 0);
+        let v2 = read.to_bytes();
+        assert_eq!((v2[0], v2.len()), (2, USER_STATE_LEN));
+        assert_eq!(v2[1..USER_STATE_V1_LEN], v1[1..]);
+    }
+
+    /// The version-1 form of `s` (its epoch dropped).
+    pub(crate) fn version_1_bytes(s: &UserState) -> Vec<u8> {
+        let mut v1 = s.to_bytes()[..USER_STATE_V1_LEN].to_vec();
+        v1[0] = 1;
+        v1
     }
 }

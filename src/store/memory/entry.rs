@@ -51,12 +51,18 @@ impl Entry {
     }
 }
 
-/// A challenge's entry: the attempt count, the code (a presence byte and a length-prefixed
-/// string) and the value, in one allocation.
+/// A challenge's entry: the attempt count, the epoch (a presence byte, then 4 bytes when
+/// present), the code (a presence byte and a length-prefixed string) and the value, in one
+/// allocation.
 pub(super) fn challenge_entry(ch: &ChallengeState) -> Entry {
     let code_len = ch.code.as_ref().map_or(0, |c| c.len() + 2);
-    let mut w = Writer::with_capacity(5 + code_len + ch.value.len());
+    let epoch_len = if ch.epoch.is_some() { 4 } else { 0 };
+    let mut w = Writer::with_capacity(6 + epoch_len + code_len + ch.value.len());
     w.u32(ch.attempts);
+    match ch.epoch {
+        Some(epoch) => w.u8(1).u32(epoch),
+        None => w.u8(0),
+    };
     match &ch.code {
         Some(code) => w.u8(1).bytes(code),
         None => w.u8(0),
@@ -78,20 +84,39 @@ pub(crate) fn read_challenge_entry(
     let mut r = Reader(bytes);
     let read = (|| {
         let attempts = r.u32()?;
+        let epoch = read_epoch(&mut r)?;
         let code = match r.u8()? {
             0 => None,
             1 => Some(r.bytes()?.to_vec()),
             _ => return None,
         };
-        Some((attempts, code))
+        Some((attempts, epoch, code))
     })();
-    let (attempts, code) = read.ok_or_else(|| StoreError::corrupt("malformed challenge"))?;
+    let (attempts, epoch, code) = read.ok_or_else(|| StoreError::corrupt("malformed challenge"))?;
     Ok(ChallengeState {
         value: r.0.to_vec(),
         code,
         attempts,
         expires_at,
+        epoch,
     })
+}
+
+/// The epoch of a [`challenge_entry`], after its attempt count: `None` when malformed.
+fn read_epoch(r: &mut Reader<'_>) -> Option<Option<u32>> {
+    match r.u8()? {
+        0 => Some(None),
+        1 => Some(Some(r.u32()?)),
+        _ => None,
+    }
+}
+
+/// The epoch of the challenge entry `bytes`, read without copying the rest.
+pub(super) fn challenge_entry_epoch(bytes: &[u8]) -> Result<Option<u32>, StoreError> {
+    let mut r = Reader(bytes);
+    r.u32()
+        .and_then(|_| read_epoch(&mut r))
+        .ok_or_else(|| StoreError::corrupt("malformed challenge"))
 }
 
 /// The bytes of a [`challenge_entry`].

@@ -208,7 +208,7 @@ impl OtpStore for MemoryOtpStore {
     ) -> Result<Begun, StoreError> {
         let mut state = lock(&self.state);
         let user_at = state.find(new.user);
-        let (user, _) = state.user_at(user_at, now)?;
+        let (user, user_expires) = state.user_at(user_at, now)?;
         let mut user = rules::current(user, &new.limits, now);
         if let Some(until) = rules::locked(&user, now) {
             return Ok(Begun::Locked { until });
@@ -229,13 +229,18 @@ impl OtpStore for MemoryOtpStore {
             return Ok(Begun::Collision);
         }
         let mut code = None;
+        let keep = rules::keep_for_challenge(&user, user_expires, new.expires_at);
         if let (Some((spec, c)), Some(Ok(())), Some(at)) = (&new.send, send, cooldown_at) {
             state.set_at(at, spec.cooldown, Entry::bytes(&[], spec.cooldown_until));
-            let expires = rules::user_expires_at(&user, &new.limits, now);
+            let expires = rules::user_expires_at(&user, &new.limits, now)
+                .max(user_expires)
+                .max(keep.unwrap_or(Timestamp::EPOCH));
             state.set_user_at(user_at, new.user, &user, expires);
             code = Some(c.to_vec());
+        } else if let Some(expires) = keep {
+            state.set_user_at(user_at, new.user, &user, expires);
         }
-        let ch = ChallengeState::new(new.value.to_vec(), code, new.expires_at);
+        let ch = ChallengeState::new(new.value.to_vec(), code, new.expires_at).in_epoch(user.epoch);
         state.set_at(challenge_at, new.challenge, challenge_entry(&ch));
         state.note_write(now);
         Ok(Begun::Created { send })
@@ -249,14 +254,14 @@ impl OtpStore for MemoryOtpStore {
         now: Timestamp,
     ) -> Result<Reserved, StoreError> {
         let mut state = lock(&self.state);
+        let (mut record, expires) = state.user(user, now)?;
         let value = match challenge {
             Some(key) => match state.challenge(key, now)? {
-                Some(ch) => Some(ch.value),
-                None => return Ok(Reserved::NoChallenge),
+                Some(ch) if rules::in_epoch(ch.epoch, &record) => Some(ch.value),
+                _ => return Ok(Reserved::NoChallenge),
             },
             None => None,
         };
-        let (mut record, expires) = state.user(user, now)?;
         if record.sends_until <= now {
             record.sends = 0;
         }
@@ -280,8 +285,10 @@ impl OtpStore for MemoryOtpStore {
         let ch = match (state.challenge(key, now)?, create) {
             (Some(mut ch), create) => {
                 if let Some((value, expires_at)) = create {
+                    // A new pending record: its attempt count stays, it is bound to no epoch.
                     ch.value = value.to_vec();
                     ch.expires_at = expires_at;
+                    ch.epoch = None;
                 }
                 ch.code = Some(code.to_vec());
                 ch
@@ -308,7 +315,7 @@ impl OtpStore for MemoryOtpStore {
             None => None,
         };
         let user_at = state.find(spec.user);
-        let (user, _) = state.user_at(user_at, now)?;
+        let (user, user_expires) = state.user_at(user_at, now)?;
         let mut user = rules::current(user, &spec.limits, now);
         let opened = rules::open(
             challenge.as_mut(),
@@ -321,7 +328,7 @@ impl OtpStore for MemoryOtpStore {
             if let (Some(at), Some(ch)) = (challenge_at, &challenge) {
                 state.count_attempt_at(at, ch.attempts);
             }
-            let expires = rules::user_expires_at(&user, &spec.limits, now);
+            let expires = rules::user_expires_at(&user, &spec.limits, now).max(user_expires);
             state.set_user_at(user_at, spec.user, &user, expires);
             state.note_write(now);
         }
@@ -335,16 +342,19 @@ impl OtpStore for MemoryOtpStore {
     ) -> Result<Settled, StoreError> {
         let mut state = lock(&self.state);
         let challenge_at = settlement.challenge.and_then(|key| state.find(key));
-        let live = match settlement.challenge {
-            Some(_) => state.live_at(challenge_at, now).is_some(),
-            None => true,
+        let (live, epoch) = match settlement.challenge {
+            Some(_) => match state.challenge_epoch_at(challenge_at, now)? {
+                Some(epoch) => (true, epoch),
+                None => (false, None),
+            },
+            None => (true, None),
         };
         let user_at = state.find(settlement.user);
-        let (user, _) = state.user_at(user_at, now)?;
+        let (user, user_expires) = state.user_at(user_at, now)?;
         let mut user = rules::current(user, &settlement.limits, now);
-        let settled = rules::settle(live, &mut user, settlement.outcome, now);
+        let settled = rules::settle(live, epoch, &mut user, settlement.outcome, now);
         if settled == Settled::Done && settlement.outcome != Outcome::Failed {
-            let expires = rules::user_expires_at(&user, &settlement.limits, now);
+            let expires = rules::user_expires_at(&user, &settlement.limits, now).max(user_expires);
             // Written before the challenge is removed: a removal moves the last record.
             state.set_user_at(user_at, settlement.user, &user, expires);
             if let (Some(at), Outcome::Passed { .. }) = (challenge_at, settlement.outcome) {
@@ -364,5 +374,22 @@ impl OtpStore for MemoryOtpStore {
         let state = lock(&self.state);
         let (record, _) = state.user(user, now)?;
         Ok(rules::current(record, limits, now))
+    }
+
+    async fn end_challenges(
+        &self,
+        user: &StoreKey,
+        limits: &UserLimits,
+        now: Timestamp,
+    ) -> Result<u32, StoreError> {
+        let mut state = lock(&self.state);
+        let user_at = state.find(user);
+        let (record, user_expires) = state.user_at(user_at, now)?;
+        let mut record = rules::current(record, limits, now);
+        let epoch = rules::end_challenges(&mut record);
+        let expires = rules::user_expires_at(&record, limits, now).max(user_expires);
+        state.set_user_at(user_at, user, &record, expires);
+        state.note_write(now);
+        Ok(epoch)
     }
 }

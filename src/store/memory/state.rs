@@ -4,7 +4,7 @@
 
 use indexmap::IndexMap;
 
-use super::entry::{read_challenge_entry, Entry, Value};
+use super::entry::{challenge_entry_epoch, read_challenge_entry, Entry, Value};
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::store::flow::{rules, ChallengeState, SendRefused, SendSpec, UserState};
@@ -154,6 +154,20 @@ impl OtpState {
         now: Timestamp,
     ) -> Result<Option<ChallengeState>, StoreError> {
         self.challenge_at(self.find(key), now)
+    }
+
+    /// The epoch of the live challenge at `at` (`None` when it is not live), read from the
+    /// entry's head without copying it.
+    pub(super) fn challenge_epoch_at(
+        &self,
+        at: Option<usize>,
+        now: Timestamp,
+    ) -> Result<Option<Option<u32>>, StoreError> {
+        match self.live_at(at, now).map(|e| &e.value) {
+            None => Ok(None),
+            Some(Value::Bytes(bytes)) => challenge_entry_epoch(bytes).map(Some),
+            Some(Value::Number(_)) => Err(StoreError::corrupt("a challenge key holds a counter")),
+        }
     }
 
     /// The user's record at `at` as of `now`; a missing one is a fresh user.

@@ -129,3 +129,41 @@ fn a_steady_map_does_not_shrink() {
     }
     assert_eq!(lock(&store.state).shrinks, 0);
 }
+
+/// A user record of version 1 (before the epoch), as an earlier release kept it under the
+/// user's key, reads with epoch 0; the next write keeps it in version 2.
+#[test]
+fn a_version_1_user_record_reads_with_epoch_0() {
+    use crate::store::flow::{UserLimits, UserState, USER_STATE_LEN, USER_STATE_V1_LEN};
+    let store = MemoryOtpStore::new();
+    let user = StoreKey::new("{v1}");
+    let state = UserState {
+        level: 2,
+        last_step: Some(5),
+        ..UserState::default()
+    };
+    let mut v1 = state.to_bytes()[..USER_STATE_V1_LEN].to_vec();
+    v1[0] = 1;
+    run(store.put(&user, &v1, at(5_000), at(100))).unwrap();
+    let limits = UserLimits::new(
+        3,
+        std::time::Duration::from_secs(10_000),
+        std::time::Duration::from_secs(60),
+    );
+    assert_eq!(
+        run(store.user_state(&user, &limits, at(100))).unwrap(),
+        state
+    );
+    assert_eq!(
+        run(store.end_challenges(&user, &limits, at(100))).unwrap(),
+        1
+    );
+    let raw = run(store.get(&user, at(100))).unwrap().unwrap();
+    assert_eq!((raw[0], raw.len()), (2, USER_STATE_LEN));
+    let read = run(store.user_state(&user, &limits, at(4_999))).unwrap();
+    assert_eq!(
+        (read.level, read.epoch),
+        (2, 1),
+        "kept as long as before, at least"
+    );
+}

@@ -14,8 +14,8 @@
 //!
 //! | record | Redis type | contents |
 //! | --- | --- | --- |
-//! | a challenge or pending code | string | a version byte (1), `expires_at` (8 bytes), the attempts (4 bytes), whether a code is held (1 byte) and its length (4 bytes), then the code and the value |
-//! | the user (the `user` key itself) | string | [`UserState::to_bytes`](crate::store::flow::UserState::to_bytes), then `expires_at` (8 bytes): when the record lapses, [`rules::user_expires_at`](crate::store::flow::rules::user_expires_at) |
+//! | a challenge or pending code | string | a version byte (2), `expires_at` (8 bytes), the attempts (4 bytes), whether a code is held (1 byte) and its length (4 bytes), whether it is bound to an epoch (1 byte) and the epoch (4 bytes, 0 when not), then the code and the value |
+//! | the user (the `user` key itself) | string | [`UserState::to_bytes`](crate::store::flow::UserState::to_bytes) (version 2, with the epoch), then `expires_at` (8 bytes): when the record lapses, [`rules::user_expires_at`](crate::store::flow::rules::user_expires_at), never earlier than it was |
 //! | a cooldown | string | the end of the cooldown, in decimal |
 //!
 //! Times are Unix seconds; binary integers are big-endian, read and written by the scripts with
@@ -29,6 +29,10 @@
 //! next read all the same) and keeps the record until its earlier expiry or the end of the send
 //! window, whichever is later. A key holds the records of one layout only: a record of the
 //! other layout under it is refused as corrupt.
+//!
+//! A challenge of version 1 (without the two epoch fields) and a user record of version 1
+//! (without the epoch), written before epochs existed, are still read, as epoch 0; a user record
+//! is written back in version 2, a challenge keeps its version until it is rewritten whole.
 //!
 //! Records of the earlier layout, which kept the challenge and the user as hashes with one
 //! decimal field each, are still read (a `GET` on them fails with `WRONGTYPE`, and the script
@@ -67,6 +71,7 @@
 //! | `open_attempt` | one Lua script (user and, when named, the challenge) |
 //! | `settle` | one Lua script (user and, when named, the challenge) |
 //! | `user_state` | one Lua script (user) |
+//! | `end_challenges` | one Lua script (user) |
 //!
 //! Scripts run as `EVALSHA` (the first call after Redis lost its script cache loads the script
 //! once more). Each primitive's script touches only its one key; each composite operation's

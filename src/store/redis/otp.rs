@@ -315,6 +315,7 @@ impl OtpStore for RedisOtpStore {
                         code: reply.opt_bytes()?,
                         attempts,
                         expires_at: reply.time()?,
+                        epoch: reply.opt_count()?,
                     }),
                     None => None,
                 };
@@ -386,6 +387,25 @@ impl OtpStore for RedisOtpStore {
             sends: reply.count()?,
             sends_until: reply.time()?,
             last_verified_at: reply.opt_time()?,
+            epoch: reply.count()?,
         })
+    }
+
+    async fn end_challenges(
+        &self,
+        user: &StoreKey,
+        limits: &UserLimits,
+        now: Timestamp,
+    ) -> Result<u32, StoreError> {
+        let mut call = self.scripts.end_challenges.prepare_invoke();
+        call.key(self.full_key(user))
+            .arg(lua_time(now))
+            .arg(lua_secs(limits.failure_window))
+            .arg(lua_secs(limits.retention));
+        let mut reply = self.run(&call).await?;
+        if reply.outcome != "epoch" {
+            return reply.unexpected();
+        }
+        reply.count()
     }
 }

@@ -54,6 +54,12 @@ impl Reply {
         u32::try_from(self.num()?).map_err(|_| malformed_reply())
     }
 
+    pub(super) fn opt_count(&mut self) -> Result<Option<u32>, StoreError> {
+        self.opt_num()?
+            .map(|n| u32::try_from(n).map_err(|_| malformed_reply()))
+            .transpose()
+    }
+
     pub(super) fn time(&mut self) -> Result<Timestamp, StoreError> {
         self.num().map(Timestamp::from_unix_secs)
     }

@@ -53,6 +53,9 @@ pub(super) const SETTLE: &str = composite!("lua/settle.lua");
 /// `user_state` (`lua/user_state.lua`, after the prelude).
 pub(super) const USER_STATE: &str = composite!("lua/user_state.lua");
 
+/// `end_challenges` (`lua/end_challenges.lua`, after the prelude).
+pub(super) const END_CHALLENGES: &str = composite!("lua/end_challenges.lua");
+
 /// The prelude alone, for the tests of the scripts.
 #[cfg(test)]
 pub(super) const PRELUDE: &str = include_str!("lua/prelude.lua");
@@ -69,6 +72,7 @@ pub(super) struct Scripts {
     pub(super) open_attempt: Script,
     pub(super) settle: Script,
     pub(super) user_state: Script,
+    pub(super) end_challenges: Script,
 }
 
 impl Scripts {
@@ -84,6 +88,7 @@ impl Scripts {
             open_attempt: Script::new(OPEN_ATTEMPT),
             settle: Script::new(SETTLE),
             user_state: Script::new(USER_STATE),
+            end_challenges: Script::new(END_CHALLENGES),
         }
     }
 }

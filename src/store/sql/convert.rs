@@ -45,12 +45,21 @@ pub(super) fn codes_count(n: i64) -> u32 {
 }
 
 /// A row of [`USER_GET`](super::otp::USER_GET).
-pub(super) type UserRow = (i64, i64, i64, i64, Option<i64>, i64, i64, Option<i64>);
+pub(super) type UserRow = (i64, i64, i64, i64, Option<i64>, i64, i64, Option<i64>, i64);
 
 /// The user's record from its row; the default record when there is none (or it expired).
 pub(super) fn user_from_row(row: Option<UserRow>) -> Result<UserState, StoreError> {
-    let Some((failures, failures_until, level, locked_until, last_step, sends, sends_until, last)) =
-        row
+    let Some((
+        failures,
+        failures_until,
+        level,
+        locked_until,
+        last_step,
+        sends,
+        sends_until,
+        last,
+        epoch,
+    )) = row
     else {
         return Ok(UserState::default());
     };
@@ -65,7 +74,13 @@ pub(super) fn user_from_row(row: Option<UserRow>) -> Result<UserState, StoreErro
         sends: count(sends, "a send count is out of range")?,
         sends_until: time(sends_until)?,
         last_verified_at: last.map(time).transpose()?,
+        epoch: count(epoch, "an epoch is out of range")?,
     })
+}
+
+/// A stored epoch: NULL for a record bound to none.
+pub(super) fn epoch(n: Option<i64>) -> Result<Option<u32>, StoreError> {
+    n.map(|n| count(n, "an epoch is out of range")).transpose()
 }
 
 /// An enrolment record and its revision from their columns.

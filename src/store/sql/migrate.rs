@@ -22,6 +22,11 @@ pub(super) const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "flow",
         sql: include_str!("../../../migrations/postgres/0002_flow.sql"),
     },
+    Migration {
+        version: 3,
+        name: "epoch",
+        sql: include_str!("../../../migrations/postgres/0003_epoch.sql"),
+    },
 ];
 
 #[cfg(feature = "sqlite")]
@@ -35,6 +40,11 @@ pub(super) const SQLITE_MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "flow",
         sql: include_str!("../../../migrations/sqlite/0002_flow.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "epoch",
+        sql: include_str!("../../../migrations/sqlite/0003_epoch.sql"),
     },
 ];
 

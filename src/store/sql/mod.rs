@@ -5,7 +5,8 @@
 //! own (`INSERT … ON CONFLICT … RETURNING`, `UPDATE … WHERE used_at IS NULL RETURNING`,
 //! `DELETE … RETURNING`); replacing a backup-code set and removing a user are one transaction.
 //! The composite operations of [`flow`](crate::store::flow) run natively: on PostgreSQL each one is one
-//! statement, a call of a PL/pgSQL function (`migrations/postgres/0002_flow.sql`); on SQLite,
+//! statement, a call of a PL/pgSQL function (`migrations/postgres/0002_flow.sql`, as
+//! `0003_epoch.sql` replaced them); on SQLite,
 //! which runs in the process, each one is one transaction on one connection (`BEGIN IMMEDIATE`:
 //! read the rows, apply [`flow::rules`](crate::store::flow::rules) in Rust, write back, commit).
 //!
@@ -17,8 +18,8 @@
 //!
 //! | table | a row is | columns |
 //! | --- | --- | --- |
-//! | `twofactor_otp` | a short-lived record | `key`; `value` (bytes); `number` (a counter or a TOTP step); `code` (a challenge's current code); `expires_at` |
-//! | `twofactor_users` | the [`UserState`] of a user key | one column per field (`failures`, `failures_until`, `level`, `locked_until`, `last_step`, `sends`, `sends_until`, `last_verified_at`); `expires_at` |
+//! | `twofactor_otp` | a short-lived record | `key`; `value` (bytes); `number` (a counter or a TOTP step); `code` (a challenge's current code); `expires_at`; `epoch` (the epoch a challenge was begun in; NULL for a pending code bound to none) |
+//! | `twofactor_users` | the [`UserState`] of a user key | one column per field (`failures`, `failures_until`, `level`, `locked_until`, `last_step`, `sends`, `sends_until`, `last_verified_at`, `epoch`); `expires_at` |
 //! | `twofactor_enrollments` | a user who ever enrolled | `user_id`; `record` (the [`EnrollmentRecord`] as JSON, NULL once removed); `revision` |
 //! | `twofactor_backup_codes` | a backup code | `user_id`, `lookup`; `verifier`; `created_at`; `used_at` (NULL while unused) |
 //! | `twofactor_schema_migrations` | an applied migration | `version`, `name` |
@@ -26,8 +27,9 @@
 //! For the composite operations, a challenge (or pending code) is a `twofactor_otp` row: its
 //! value in `value`, its attempt count in `number`, its code in `code`. A send's cooldown is a
 //! `twofactor_otp` row that expires when the cooldown ends. A user's record is a
-//! `twofactor_users` row, kept as long as [`rules::user_expires_at`] says; a row that has expired
-//! reads as the default record. [`SqlStore::purge_expired`] deletes expired rows of both tables.
+//! `twofactor_users` row, kept as long as [`rules::user_expires_at`] says (a write never
+//! shortens it); a row that has expired reads as the default record. Rows written before
+//! migration 3 read as epoch 0. [`SqlStore::purge_expired`] deletes expired rows of both tables.
 //!
 //! # Statements per operation
 //!
@@ -38,12 +40,13 @@
 //! | operation | PostgreSQL | SQLite |
 //! | --- | --- | --- |
 //! | each primitive (`put` … `advance`) | 1 | 1 |
-//! | `begin_challenge` | 1: `twofactor_begin_challenge` | 1 transaction, 3–7: user, *cooldown*, *insert challenge*, *cooldown, user* |
-//! | `reserve_send` | 1: `twofactor_reserve_send` | 1 transaction, 3–7: *challenge*, *user, cooldown*, *cooldown, user* |
+//! | `begin_challenge` | 1: `twofactor_begin_challenge` | 1 transaction, 3–7: user, *cooldown*, *insert challenge*, *cooldown*, *user* |
+//! | `reserve_send` | 1: `twofactor_reserve_send` | 1 transaction, 3–7: user, *challenge*, *cooldown*, *cooldown, user* |
 //! | `store_code` | 1: `INSERT … ON CONFLICT` or `UPDATE` | the same 1 |
-//! | `open_attempt` | 1: `twofactor_open_attempt` | 1 transaction, 3–6: *challenge*, user, *attempts, user* |
+//! | `open_attempt` | 1: `twofactor_open_attempt_epoch` | 1 transaction, 3–6: *challenge*, user, *attempts, user* |
 //! | `settle` | 1: `twofactor_settle` | 1 transaction, 3–6: *challenge*, user, *delete challenge, user* |
 //! | `user_state` | 1: `SELECT` | the same 1 |
+//! | `end_challenges` | 1: `twofactor_end_challenges` (always a durable commit) | 1 transaction, 4: user, user |
 //! | `load`, `save`, `find_backup_code`, `consume_backup_code`, `backup_codes_remaining` | 1 | 1 |
 //! | `load_with_codes` | 1: `SELECT` with a count | the same 1 |
 //! | `redeem_backup_code` | 1: `WITH used AS (UPDATE …) SELECT` counts | 1 transaction, 3–4: consume, *count* |

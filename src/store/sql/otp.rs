@@ -56,14 +56,15 @@ const OTP_PURGE: &str = "DELETE FROM twofactor_otp WHERE expires_at <= $1";
 const USERS_PURGE: &str = "DELETE FROM twofactor_users WHERE expires_at <= $1";
 
 /// `store_code` with `create`: value, expiry and code replaced, the attempt count kept while the
-/// record is live.
-const CODE_CREATE: &str = "INSERT INTO twofactor_otp (key, value, number, code, expires_at)
-VALUES ($1, $2, 0, $3, $4)
+/// record is live; the record is bound to no epoch (NULL).
+const CODE_CREATE: &str = "INSERT INTO twofactor_otp (key, value, number, code, expires_at, epoch)
+VALUES ($1, $2, 0, $3, $4, NULL)
 ON CONFLICT (key) DO UPDATE SET
     value = excluded.value,
     number = CASE WHEN twofactor_otp.expires_at > $5 THEN COALESCE(twofactor_otp.number, 0) ELSE 0 END,
     code = excluded.code,
-    expires_at = excluded.expires_at";
+    expires_at = excluded.expires_at,
+    epoch = NULL";
 
 /// `store_code` without `create`: the code of a live record only.
 const CODE_REPLACE: &str = "UPDATE twofactor_otp SET code = $2 WHERE key = $1 AND expires_at > $3";
@@ -71,7 +72,7 @@ const CODE_REPLACE: &str = "UPDATE twofactor_otp SET code = $2 WHERE key = $1 AN
 /// The user's record, when live (`user_state`, and the SQLite transactions).
 pub(super) const USER_GET: &str =
     "SELECT failures, failures_until, level, locked_until, last_step, sends,
-    sends_until, last_verified_at
+    sends_until, last_verified_at, epoch
 FROM twofactor_users WHERE key = $1 AND expires_at > $2";
 
 /// Deletes the expired rows of both tables of short-lived records, and counts them
@@ -289,5 +290,14 @@ impl OtpStore for SqlStore {
             .await)
         .map_err(store_error)?;
         Ok(rules::current(user_from_row(row)?, limits, now))
+    }
+
+    async fn end_challenges(
+        &self,
+        user: &StoreKey,
+        limits: &UserLimits,
+        now: Timestamp,
+    ) -> Result<u32, StoreError> {
+        composite!(self, end_challenges(user, limits, now))
     }
 }

@@ -1,15 +1,16 @@
 //! The composite [`OtpStore`](crate::store::OtpStore) operations on PostgreSQL: each one is a call of a
-//! function of `migrations/postgres/0002_flow.sql`, so one statement and one round trip.
+//! function of `migrations/postgres/0002_flow.sql` (as `0003_epoch.sql` replaced them), so one
+//! statement and one round trip.
 
 use sqlx::PgPool;
 
-use super::convert::{clamp, count, dur, secs, store_error, time};
+use super::convert::{clamp, count, dur, epoch, secs, store_error, time};
 use super::LoginCommit;
 use crate::clock::Timestamp;
 use crate::error::StoreError;
 use crate::store::flow::{
     AttemptSpec, Begun, ChallengeState, NewChallenge, OpenAttempt, Opened, Outcome, Reserved,
-    SendRefused, SendSpec, Settled, Settlement,
+    SendRefused, SendSpec, Settled, Settlement, UserLimits,
 };
 use crate::store::StoreKey;
 
@@ -39,12 +40,13 @@ call!(
 );
 call!(
     OPEN_ATTEMPT,
-    "twofactor_open_attempt($1, $2, $3, $4, $5, $6, $7)"
+    "twofactor_open_attempt_epoch($1, $2, $3, $4, $5, $6, $7)"
 );
 call!(
     SETTLE,
     "twofactor_settle($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 );
+call!(END_CHALLENGES, "twofactor_end_challenges($1, $2, $3, $4)");
 
 /// The text of `call` for `commit`.
 pub(super) fn sql(call: [&'static str; 2], commit: LoginCommit) -> &'static str {
@@ -141,12 +143,13 @@ pub(super) async fn reserve_send(
     }
 }
 
-/// A row of `twofactor_open_attempt`.
+/// A row of `twofactor_open_attempt_epoch`.
 type OpenRow = (
     String,
     Option<i64>,
     Option<Vec<u8>>,
     Option<Vec<u8>>,
+    Option<i64>,
     Option<i64>,
     Option<i64>,
     Option<i64>,
@@ -160,7 +163,7 @@ pub(super) async fn open_attempt(
     now: Timestamp,
 ) -> Result<Opened, StoreError> {
     let (key, max) = spec.challenge.unzip();
-    let (outcome, end, value, code, attempts, expires_at, failures, level): OpenRow =
+    let (outcome, end, value, code, attempts, expires_at, failures, level, stamp): OpenRow =
         sqlx::query_as(sql(OPEN_ATTEMPT, commit))
             .bind(key.map(StoreKey::as_str))
             .bind(max.map(i64::from))
@@ -182,6 +185,7 @@ pub(super) async fn open_attempt(
                     code,
                     attempts,
                     expires_at: time(expires_at.unwrap_or(-1))?,
+                    epoch: epoch(stamp)?,
                 }),
                 None => None,
             };
@@ -231,4 +235,24 @@ pub(super) async fn settle(
         "replayed" => Ok(Settled::Replayed),
         other => Err(unexpected(other)),
     }
+}
+
+/// `end_challenges`: always a durable commit, whatever the login steps use (a lost end would
+/// bring the challenges it ended back).
+pub(super) async fn end_challenges(
+    pool: &PgPool,
+    _commit: LoginCommit,
+    user: &StoreKey,
+    limits: &UserLimits,
+    now: Timestamp,
+) -> Result<u32, StoreError> {
+    let (epoch,): (i64,) = sqlx::query_as(sql(END_CHALLENGES, LoginCommit::Durable))
+        .bind(user.as_str())
+        .bind(dur(limits.failure_window))
+        .bind(dur(limits.retention))
+        .bind(secs(now))
+        .fetch_one(pool)
+        .await
+        .map_err(store_error)?;
+    count(epoch, "an epoch is out of range")
 }

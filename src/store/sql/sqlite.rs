@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sqlx::{SqliteConnection, SqlitePool, Transaction};
 
-use super::convert::{codes_count, count, secs, store_error, time, user_from_row, UserRow};
+use super::convert::{codes_count, count, epoch, secs, store_error, time, user_from_row, UserRow};
 use super::enrollment::{CODES_CONSUME, CODES_REMAINING};
 use super::otp::OTP_DELETE;
 use crate::clock::Timestamp;
@@ -18,14 +18,16 @@ use crate::store::flow::{
 };
 use crate::store::StoreKey;
 
-const CHALLENGE_GET: &str = "SELECT value, code, number, expires_at FROM twofactor_otp
+const CHALLENGE_GET: &str = "SELECT value, code, number, expires_at, epoch FROM twofactor_otp
 WHERE key = $1 AND expires_at > $2";
 
-/// A new challenge, unless a live record holds its key.
-const CHALLENGE_CREATE: &str = "INSERT INTO twofactor_otp (key, value, number, code, expires_at)
-VALUES ($1, $2, 0, $3, $4)
+/// A new challenge, stamped with the user's epoch, unless a live record holds its key.
+const CHALLENGE_CREATE: &str = "INSERT INTO twofactor_otp (key, value, number, code, expires_at,
+    epoch)
+VALUES ($1, $2, 0, $3, $4, $6)
 ON CONFLICT (key) DO UPDATE
-SET value = excluded.value, number = 0, code = excluded.code, expires_at = excluded.expires_at
+SET value = excluded.value, number = 0, code = excluded.code, expires_at = excluded.expires_at,
+    epoch = excluded.epoch
 WHERE twofactor_otp.expires_at <= $5
 RETURNING key";
 
@@ -42,12 +44,12 @@ SET value = NULL, number = excluded.number, code = NULL, expires_at = excluded.e
 
 /// `USER_GET` with the record's expiry.
 const USER_GET_WITH_EXPIRY: &str = "SELECT failures, failures_until, level, locked_until,
-    last_step, sends, sends_until, last_verified_at, expires_at
+    last_step, sends, sends_until, last_verified_at, epoch, expires_at
 FROM twofactor_users WHERE key = $1 AND expires_at > $2";
 
 const USER_PUT: &str = "INSERT INTO twofactor_users (key, failures, failures_until, level,
-    locked_until, last_step, sends, sends_until, last_verified_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    locked_until, last_step, sends, sends_until, last_verified_at, epoch, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $10)
 ON CONFLICT (key) DO UPDATE SET
     failures = excluded.failures,
     failures_until = excluded.failures_until,
@@ -57,6 +59,7 @@ ON CONFLICT (key) DO UPDATE SET
     sends = excluded.sends,
     sends_until = excluded.sends_until,
     last_verified_at = excluded.last_verified_at,
+    epoch = excluded.epoch,
     expires_at = excluded.expires_at";
 
 /// A transaction holding the write lock from its start.
@@ -78,7 +81,18 @@ async fn load_user(
     key: &StoreKey,
     now: Timestamp,
 ) -> Result<(UserState, Timestamp), StoreError> {
-    type Row = (i64, i64, i64, i64, Option<i64>, i64, i64, Option<i64>, i64);
+    type Row = (
+        i64,
+        i64,
+        i64,
+        i64,
+        Option<i64>,
+        i64,
+        i64,
+        Option<i64>,
+        i64,
+        i64,
+    );
     let row: Option<Row> = sqlx::query_as(USER_GET_WITH_EXPIRY)
         .bind(key.as_str())
         .bind(secs(now))
@@ -86,14 +100,16 @@ async fn load_user(
         .await
         .map_err(store_error)?;
     match row {
-        Some((a, b, c, d, e, f, g, h, expires_at)) => {
-            let row: UserRow = (a, b, c, d, e, f, g, h);
+        Some((a, b, c, d, e, f, g, h, epoch, expires_at)) => {
+            let row: UserRow = (a, b, c, d, e, f, g, h, epoch);
             Ok((user_from_row(Some(row))?, time(expires_at)?))
         }
         None => Ok((UserState::default(), Timestamp::EPOCH)),
     }
 }
 
+/// Writes the user's record, to expire at `expires_at` (the caller passes the later of the new
+/// expiry and the one the record had: a write never shortens a record).
 async fn save_user(
     conn: &mut SqliteConnection,
     key: &StoreKey,
@@ -111,6 +127,7 @@ async fn save_user(
         .bind(secs(user.sends_until))
         .bind(user.last_verified_at.map(secs))
         .bind(secs(expires_at))
+        .bind(i64::from(user.epoch))
         .execute(&mut *conn)
         .await
         .map_err(store_error)?;
@@ -122,19 +139,26 @@ async fn load_challenge(
     key: &StoreKey,
     now: Timestamp,
 ) -> Result<Option<ChallengeState>, StoreError> {
-    type Row = (Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>, i64);
+    type Row = (
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Option<i64>,
+        i64,
+        Option<i64>,
+    );
     let row: Option<Row> = sqlx::query_as(CHALLENGE_GET)
         .bind(key.as_str())
         .bind(secs(now))
         .fetch_optional(&mut *conn)
         .await
         .map_err(store_error)?;
-    row.map(|(value, code, attempts, expires_at)| {
+    row.map(|(value, code, attempts, expires_at, stamp)| {
         Ok(ChallengeState {
             value: value.unwrap_or_default(),
             code,
             attempts: count(attempts.unwrap_or(0), "an attempt count is out of range")?,
             expires_at: time(expires_at)?,
+            epoch: epoch(stamp)?,
         })
     })
     .transpose()
@@ -183,7 +207,7 @@ async fn begin_in(
     new: &NewChallenge<'_>,
     now: Timestamp,
 ) -> Result<Begun, StoreError> {
-    let (user, _) = load_user(conn, new.user, now).await?;
+    let (user, user_expires) = load_user(conn, new.user, now).await?;
     let mut user = rules::current(user, &new.limits, now);
     if let Some(until) = rules::locked(&user, now) {
         return Ok(Begun::Locked { until });
@@ -208,6 +232,7 @@ async fn begin_in(
         .bind(granted.map(|(_, code)| code))
         .bind(secs(new.expires_at))
         .bind(secs(now))
+        .bind(i64::from(user.epoch))
         .fetch_optional(&mut *conn)
         .await
         .map_err(store_error)?
@@ -216,9 +241,14 @@ async fn begin_in(
         // Nothing was created, so nothing is reserved either.
         return Ok(Begun::Collision);
     }
+    let keep = rules::keep_for_challenge(&user, user_expires, new.expires_at);
     if let Some((spec, _)) = granted {
         start_cooldown(conn, spec).await?;
-        let expires_at = rules::user_expires_at(&user, &new.limits, now);
+    }
+    if granted.is_some() || keep.is_some() {
+        let expires_at = rules::user_expires_at(&user, &new.limits, now)
+            .max(user_expires)
+            .max(keep.unwrap_or(Timestamp::EPOCH));
         save_user(conn, new.user, &user, expires_at).await?;
     }
     Ok(Begun::Created { send })
@@ -249,14 +279,14 @@ async fn reserve_in(
     spec: &SendSpec<'_>,
     now: Timestamp,
 ) -> Result<Reserved, StoreError> {
+    let (user, expires_at) = load_user(conn, user_key, now).await?;
     let value = match challenge {
         Some(key) => match load_challenge(conn, key, now).await? {
-            Some(ch) => Some(ch.value),
-            None => return Ok(Reserved::NoChallenge),
+            Some(ch) if rules::in_epoch(ch.epoch, &user) => Some(ch.value),
+            _ => return Ok(Reserved::NoChallenge),
         },
         None => None,
     };
-    let (user, expires_at) = load_user(conn, user_key, now).await?;
     let mut user = rules::current(user, &without_limits(), now);
     let cooldown = cooldown(conn, spec.cooldown, now).await?;
     if let Err(refused) = rules::reserve(&mut user, cooldown, spec, now) {
@@ -288,7 +318,7 @@ async fn open_in(
         Some(key) => load_challenge(conn, key, now).await?,
         None => None,
     };
-    let (user, _) = load_user(conn, spec.user, now).await?;
+    let (user, user_expires) = load_user(conn, spec.user, now).await?;
     let mut user = rules::current(user, &spec.limits, now);
     let opened = rules::open(challenge.as_mut(), max, &mut user, &spec.limits, now);
     if let Opened::Open(attempt) = &opened {
@@ -300,7 +330,7 @@ async fn open_in(
                 .await
                 .map_err(store_error)?;
         }
-        let expires_at = rules::user_expires_at(&user, &spec.limits, now);
+        let expires_at = rules::user_expires_at(&user, &spec.limits, now).max(user_expires);
         save_user(conn, spec.user, &user, expires_at).await?;
     }
     Ok(opened)
@@ -322,13 +352,22 @@ async fn settle_in(
     now: Timestamp,
 ) -> Result<Settled, StoreError> {
     let passed = matches!(settlement.outcome, Outcome::Passed { .. });
-    let challenge_live = match settlement.challenge {
-        Some(key) => load_challenge(conn, key, now).await?.is_some(),
-        None => true,
+    let (challenge_live, challenge_epoch) = match settlement.challenge {
+        Some(key) => match load_challenge(conn, key, now).await? {
+            Some(ch) => (true, ch.epoch),
+            None => (false, None),
+        },
+        None => (true, None),
     };
-    let (user, _) = load_user(conn, settlement.user, now).await?;
+    let (user, user_expires) = load_user(conn, settlement.user, now).await?;
     let mut user = rules::current(user, &settlement.limits, now);
-    let settled = rules::settle(challenge_live, &mut user, settlement.outcome, now);
+    let settled = rules::settle(
+        challenge_live,
+        challenge_epoch,
+        &mut user,
+        settlement.outcome,
+        now,
+    );
     if settled == Settled::Done && settlement.outcome != Outcome::Failed {
         if let (true, Some(key)) = (passed, settlement.challenge) {
             sqlx::query(OTP_DELETE)
@@ -337,10 +376,25 @@ async fn settle_in(
                 .await
                 .map_err(store_error)?;
         }
-        let expires_at = rules::user_expires_at(&user, &settlement.limits, now);
+        let expires_at = rules::user_expires_at(&user, &settlement.limits, now).max(user_expires);
         save_user(conn, settlement.user, &user, expires_at).await?;
     }
     Ok(settled)
+}
+
+pub(super) async fn end_challenges(
+    pool: &SqlitePool,
+    user: &StoreKey,
+    limits: &UserLimits,
+    now: Timestamp,
+) -> Result<u32, StoreError> {
+    let mut tx = immediate(pool).await?;
+    let (record, user_expires) = load_user(&mut tx, user, now).await?;
+    let mut record = rules::current(record, limits, now);
+    let epoch = rules::end_challenges(&mut record);
+    let expires_at = rules::user_expires_at(&record, limits, now).max(user_expires);
+    save_user(&mut tx, user, &record, expires_at).await?;
+    commit(tx, epoch).await
 }
 
 /// `EnrollmentStore::redeem_backup_code`: the consumption and the count in one transaction.

@@ -251,6 +251,10 @@ mod differential {
                     };
                     format!("{:?}", store.settle(&settlement, now).await)
                 }
+                15 => format!(
+                    "{:?}",
+                    store.end_challenges(&self.user, &self.limits, now).await
+                ),
                 _ => format!(
                     "{:?}",
                     store.user_state(&self.user, &self.limits, now).await
@@ -457,6 +461,76 @@ fn migrations_apply_on_top_of_version_1() {
             assert_eq!(challenge.value, vec![0, 255]);
             assert_eq!(challenge.code.as_deref(), Some(&b"c"[..]));
             assert_eq!((open.attempts, open.failures), (1, 1));
+            dispose(&store).await;
+        }
+    });
+}
+
+/// A database at version 2 (before the epoch) migrates to version 3 with its user records and
+/// challenges read as epoch 0: a challenge open during the upgrade stands until the user's
+/// epoch moves on.
+#[test]
+fn migration_3_reads_earlier_rows_as_epoch_0() {
+    runtime().block_on(async {
+        for store in stores("migration_3_reads_earlier_rows_as_epoch_0").await {
+            let (migrations, begin): (&[Migration], &str) = match &*store.backend {
+                #[cfg(feature = "postgres")]
+                Backend::Postgres(_) => (POSTGRES_MIGRATIONS, "BEGIN"),
+                #[cfg(feature = "sqlite")]
+                Backend::Sqlite(_) => (SQLITE_MIGRATIONS, "BEGIN IMMEDIATE"),
+            };
+            let v2: Vec<&Migration> = migrations.iter().filter(|m| m.version <= 2).collect();
+            assert_eq!(v2.len(), 2);
+            let script = format!(
+                "{begin};
+                {schema}
+                {CREATE_MIGRATIONS_TABLE};
+                {v1}
+                {v2}
+                INSERT INTO twofactor_schema_migrations (version, name)
+                    VALUES (1, 'init'), (2, 'flow');
+                INSERT INTO twofactor_users (key, failures, failures_until, level, locked_until,
+                    last_step, sends, sends_until, last_verified_at, expires_at)
+                    VALUES ('{{e}}', 1, 500, 0, 0, 42, 0, 0, NULL, 5000);
+                INSERT INTO twofactor_otp (key, value, number, code, expires_at)
+                    VALUES ('{{e}}:c', NULL, 1, NULL, 500);
+                COMMIT;",
+                schema = store
+                    .schema
+                    .as_deref()
+                    .map(|s| format!("CREATE SCHEMA {s};"))
+                    .unwrap_or_default(),
+                v1 = v2[0].sql,
+                v2 = v2[1].sql,
+            );
+            with_pool!(store.backend, pool => sqlx::raw_sql(&script).execute(pool).await.map(|_| ()))
+                .unwrap();
+            store.migrate().await.unwrap();
+            let now = at(100);
+            let user = StoreKey::new("{e}");
+            let limits = UserLimits::new(3, Duration::from_secs(600), Duration::from_secs(600));
+            let state = store.user_state(&user, &limits, now).await.unwrap();
+            assert_eq!(
+                (state.failures, state.last_step, state.epoch),
+                (1, Some(42), 0)
+            );
+            let spec = AttemptSpec {
+                challenge: Some((&StoreKey::new("{e}:c"), 5)),
+                user: &user,
+                limits,
+            };
+            let Opened::Open(open) = store.open_attempt(&spec, now).await.unwrap() else {
+                panic!("an attempt opens on the challenge of version 2");
+            };
+            assert_eq!(
+                (open.attempts, open.challenge.unwrap().epoch),
+                (2, Some(0))
+            );
+            assert_eq!(store.end_challenges(&user, &limits, now).await.unwrap(), 1);
+            assert_eq!(
+                store.open_attempt(&spec, now).await.unwrap(),
+                Opened::NoChallenge
+            );
             dispose(&store).await;
         }
     });

@@ -298,6 +298,19 @@ impl OtpStore for FaultyOtpStore {
             self.inner.user_state(user, limits, now)
         )
     }
+
+    async fn end_challenges(
+        &self,
+        user: &StoreKey,
+        limits: &UserLimits,
+        now: Timestamp,
+    ) -> Result<u32, StoreError> {
+        faulty!(
+            self,
+            "otp.end_challenges",
+            self.inner.end_challenges(user, limits, now)
+        )
+    }
 }
 
 /// An [`EnrollmentStore`] that fails as planned.

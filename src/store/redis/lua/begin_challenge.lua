@@ -25,9 +25,17 @@ if bad then return {'corrupt', bad} end
 if ch then return {'collision'} end
 local code = false
 if send == 'granted' then code = ARGV[7] end
-save_challenge(KEYS[2], {e = int(ARGV[5]), v = ARGV[4], c = code, n = 0})
+local e = int(ARGV[5])
+-- Stamped with the user's epoch (rules::in_epoch).
+save_challenge(KEYS[2], {e = e, v = ARGV[4], c = code, n = 0, epoch = u.epoch})
+-- rules::keep_for_challenge: a record whose epoch is not 0 outlives the challenges stamped with
+-- it (save_user never shortens it).
+local keep = u.epoch ~= 0 and u.expires_at < e
+if keep then u.expires_at = e end
 if send == 'granted' then
   start_cooldown(KEYS[3], int(ARGV[8]))
+  save_user(KEYS[1], u, window, retention)
+elseif keep then
   save_user(KEYS[1], u, window, retention)
 end
 return {'created', send, send_until}

@@ -40,14 +40,19 @@ local function ttl(exp)
   return fmt(ms)
 end
 
--- The user's record: UserState::to_bytes (version 1, failures, failures_until, level,
--- locked_until, last_step, sends, sends_until, last_verified_at), then expires_at.
-local USER_FMT = '>BI4I8I4I8BI8I4I8BI8I8'
-local USER_LEN = 63
+-- The user's record: UserState::to_bytes (version 2: failures, failures_until, level,
+-- locked_until, last_step, sends, sends_until, last_verified_at, epoch), then expires_at. A
+-- record of version 1 (without the epoch) reads with epoch 0.
+local USER_FMT = '>BI4I8I4I8BI8I4I8BI8I4I8'
+local USER_LEN = 67
+local USER_V1_FMT = '>BI4I8I4I8BI8I4I8BI8I8'
+local USER_V1_LEN = 63
+-- Epochs wrap at 2^32, as u32 in the rules.
+local EPOCHS = 4294967296
 
 local function default_user()
   return {expires_at = 0, failures = 0, failures_until = 0, level = 0, locked_until = 0,
-    last_step = false, sends = 0, sends_until = 0, last_verified_at = false}
+    last_step = false, sends = 0, sends_until = 0, last_verified_at = false, epoch = 0}
 end
 
 -- A number read from a binary field: nil past MAX.
@@ -101,11 +106,20 @@ local function load_user(key)
   if type(raw) == 'table' then return nil, 'unreadable user record' end
   local u = default_user()
   if not raw then return u end
-  if #raw ~= USER_LEN then return nil, 'malformed user record' end
   local v, failures, failures_until, level, locked_until, has_step, step, sends, sends_until,
-    has_verified, verified, exp = struct.unpack(USER_FMT, raw)
+    has_verified, verified, epoch, exp
+  if #raw == USER_LEN and string.byte(raw, 1) == 2 then
+    v, failures, failures_until, level, locked_until, has_step, step, sends, sends_until,
+      has_verified, verified, epoch, exp = struct.unpack(USER_FMT, raw)
+  elseif #raw == USER_V1_LEN and string.byte(raw, 1) == 1 then
+    v, failures, failures_until, level, locked_until, has_step, step, sends, sends_until,
+      has_verified, verified, exp = struct.unpack(USER_V1_FMT, raw)
+    epoch = 0
+  else
+    return nil, 'malformed user record'
+  end
   local last_step, last_verified_at = opt(has_step, step), opt(has_verified, verified)
-  if v ~= 1 or last_step == nil or last_verified_at == nil or not bin(exp) then
+  if last_step == nil or last_verified_at == nil or not bin(exp) then
     return nil, 'malformed user record'
   end
   if exp <= now then return u end
@@ -113,6 +127,7 @@ local function load_user(key)
     bin(failures_until), level, bin(locked_until)
   u.last_step, u.sends, u.sends_until, u.last_verified_at = last_step, sends, bin(sends_until),
     last_verified_at
+  u.epoch = epoch
   if not (u.failures_until and u.locked_until and u.sends_until) then
     return nil, 'malformed user record'
   end
@@ -127,37 +142,53 @@ local function current(u, window)
   if u.sends_until <= now then u.sends = 0 end
 end
 
--- Writes the user's record, kept until rules::user_expires_at; without limits (reserve_send)
--- until its earlier expiry or the end of the send window, whichever is later.
+-- Writes the user's record, kept until rules::user_expires_at, and never less long than it
+-- already was (u.expires_at); without limits (reserve_send) until its earlier expiry or the end
+-- of the send window, whichever is later.
 local function save_user(key, u, window, retention)
   local exp
   if retention then
     exp = math.max(add(now, retention), u.failures_until, add(u.locked_until, window),
-      u.sends_until)
+      u.sends_until, u.expires_at)
   else
     exp = math.max(u.expires_at, u.sends_until)
   end
   local step, verified = u.last_step, u.last_verified_at
-  redis.call('SET', key, struct.pack(USER_FMT, 1, u.failures, u.failures_until, u.level,
+  redis.call('SET', key, struct.pack(USER_FMT, 2, u.failures, u.failures_until, u.level,
     u.locked_until, step and 1 or 0, step or 0, u.sends, u.sends_until, verified and 1 or 0,
-    verified or 0, exp), 'PX', ttl(exp))
+    verified or 0, u.epoch, exp), 'PX', ttl(exp))
 end
 
--- A challenge or pending code: version 1, expires_at, attempts, whether it holds a code, the
--- code's length; then the code and the value.
-local CHALLENGE_FMT = '>BI8I4BI4'
-local CHALLENGE_HEAD = 18
--- Where the attempt count starts (0-based, for SETRANGE).
+-- rules::end_challenges: the next epoch, wrapping at 2^32.
+local function end_challenges(u)
+  u.epoch = (u.epoch + 1) % EPOCHS
+  return u.epoch
+end
+
+-- rules::in_epoch: whether a challenge stands in the user's epoch (one bound to none always
+-- does).
+local function in_epoch(ch, u)
+  return ch.epoch == false or ch.epoch == u.epoch
+end
+
+-- A challenge or pending code: version 2, expires_at, attempts, whether it holds a code, the
+-- code's length, whether it is bound to an epoch, the epoch (0 when not); then the code and the
+-- value. Version 1 is the same without the two epoch fields, and reads as epoch 0.
+local CHALLENGE_FMT = '>BI8I4BI4BI4'
+local CHALLENGE_HEAD = 23
+local CHALLENGE_V1_FMT = '>BI8I4BI4'
+local CHALLENGE_V1_HEAD = 18
+-- Where the attempt count starts (0-based, for SETRANGE), in both versions.
 local ATTEMPTS_AT = 9
 
 -- A challenge record of the older layout (a hash: e, v, c, n), read so that a challenge open
--- during an upgrade stays valid; the next write replaces it.
+-- during an upgrade stays valid; the next write replaces it. It reads as epoch 0.
 local function load_legacy_challenge(key)
   local f = redis.call('HMGET', key, 'e', 'v', 'c', 'n')
   local e, n = int(f[1]), int(f[4])
   if e == nil or n == nil or not f[2] then return nil, 'malformed challenge record' end
   if e <= now then return false end
-  return {e = e, v = f[2], c = f[3], n = n, legacy = true}
+  return {e = e, v = f[2], c = f[3], n = n, epoch = 0, legacy = true}
 end
 
 local function load_challenge(key)
@@ -165,22 +196,36 @@ local function load_challenge(key)
   if wrong_type(raw) then return load_legacy_challenge(key) end
   if type(raw) == 'table' then return nil, 'unreadable challenge record' end
   if not raw then return false end
-  if #raw < CHALLENGE_HEAD then return nil, 'malformed challenge record' end
-  local v, e, n, has_code, len = struct.unpack(CHALLENGE_FMT, raw)
-  if v ~= 1 or has_code > 1 or (has_code == 0 and len ~= 0) or not bin(e)
-    or #raw < CHALLENGE_HEAD + len then
+  local v, e, n, has_code, len, has_epoch, epoch, head
+  v = string.byte(raw, 1)
+  if v == 2 and #raw >= CHALLENGE_HEAD then
+    v, e, n, has_code, len, has_epoch, epoch = struct.unpack(CHALLENGE_FMT, raw)
+    head = CHALLENGE_HEAD
+    if has_epoch > 1 or (has_epoch == 0 and epoch ~= 0) then
+      return nil, 'malformed challenge record'
+    end
+    if has_epoch == 0 then epoch = false end
+  elseif v == 1 and #raw >= CHALLENGE_V1_HEAD then
+    v, e, n, has_code, len = struct.unpack(CHALLENGE_V1_FMT, raw)
+    head, epoch = CHALLENGE_V1_HEAD, 0
+  else
+    return nil, 'malformed challenge record'
+  end
+  if has_code > 1 or (has_code == 0 and len ~= 0) or not bin(e) or #raw < head + len then
     return nil, 'malformed challenge record'
   end
   if e <= now then return false end
   local c = false
-  if has_code == 1 then c = string.sub(raw, CHALLENGE_HEAD + 1, CHALLENGE_HEAD + len) end
-  return {e = e, n = n, c = c, v = string.sub(raw, CHALLENGE_HEAD + len + 1)}
+  if has_code == 1 then c = string.sub(raw, head + 1, head + len) end
+  return {e = e, n = n, c = c, v = string.sub(raw, head + len + 1), epoch = epoch}
 end
 
+-- Writes a challenge in version 2; `ch.epoch` is its epoch, or false for none.
 local function save_challenge(key, ch)
   local c = ch.c or ''
-  redis.call('SET', key, struct.pack(CHALLENGE_FMT, 1, ch.e, ch.n, ch.c and 1 or 0, #c) .. c
-    .. ch.v, 'PX', ttl(ch.e))
+  local epoch = ch.epoch or 0
+  redis.call('SET', key, struct.pack(CHALLENGE_FMT, 2, ch.e, ch.n, ch.c and 1 or 0, #c,
+    ch.epoch and 1 or 0, epoch) .. c .. ch.v, 'PX', ttl(ch.e))
 end
 
 -- Counts an attempt on a live challenge: only its counter is rewritten.

@@ -2,15 +2,16 @@
 -- max_sends, send_window. Replies `nochallenge`, `cooldown until`, `capped until` or `granted
 -- value`; `corrupt reason` for a malformed record.
 
+local u, bad = load_user(KEYS[1])
+if bad then return {'corrupt', bad} end
 local value = false
 if KEYS[3] then
   local ch, bad = load_challenge(KEYS[3])
   if bad then return {'corrupt', bad} end
-  if not ch then return {'nochallenge'} end
+  -- A challenge of an earlier epoch is as good as gone.
+  if not ch or not in_epoch(ch, u) then return {'nochallenge'} end
   value = ch.v
 end
-local u, bad = load_user(KEYS[1])
-if bad then return {'corrupt', bad} end
 current(u, nil)
 local cooldown, bad = load_cooldown(KEYS[2])
 if bad then return {'corrupt', bad} end

@@ -6,7 +6,9 @@ if bad then return {'corrupt', bad} end
 if ARGV[3] == '1' then
   local n = 0
   if ch then n = ch.n end
-  save_challenge(KEYS[1], {e = int(ARGV[5]), v = ARGV[4], c = ARGV[2], n = n})
+  -- A new pending record: its attempt count stays; store_code is not told the user, so it is
+  -- bound to no epoch.
+  save_challenge(KEYS[1], {e = int(ARGV[5]), v = ARGV[4], c = ARGV[2], n = n, epoch = false})
   return {'stored'}
 end
 if not ch then return {'missing'} end

@@ -6,4 +6,4 @@ local u, bad = load_user(KEYS[1])
 if bad then return {'corrupt', bad} end
 current(u, int(ARGV[2]))
 return {'user', u.failures, u.failures_until, u.level, u.locked_until, u.last_step, u.sends,
-  u.sends_until, u.last_verified_at}
+  u.sends_until, u.last_verified_at, u.epoch}

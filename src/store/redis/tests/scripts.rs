@@ -10,8 +10,8 @@ use crate::store::flow::SendRefused;
 use crate::store::redis::record::{GC_GRACE_MS, MAX_TTL_MS};
 use crate::store::redis::reply::Reply;
 use crate::store::redis::scripts::{
-    lua_num, lua_secs, lua_time, BEGIN_CHALLENGE, LUA_MAX, OPEN_ATTEMPT, PRELUDE, RESERVE_SEND,
-    SETTLE, STORE_CODE, USER_STATE,
+    lua_num, lua_secs, lua_time, BEGIN_CHALLENGE, END_CHALLENGES, LUA_MAX, OPEN_ATTEMPT, PRELUDE,
+    RESERVE_SEND, SETTLE, STORE_CODE, USER_STATE,
 };
 
 #[test]
@@ -51,13 +51,14 @@ fn the_lua_prelude_uses_the_rust_constants() {
     }
 }
 
-const COMPOSITE_SCRIPTS: [&str; 6] = [
+const COMPOSITE_SCRIPTS: [&str; 7] = [
     BEGIN_CHALLENGE,
     RESERVE_SEND,
     STORE_CODE,
     OPEN_ATTEMPT,
     SETTLE,
     USER_STATE,
+    END_CHALLENGES,
 ];
 
 /// Every Redis command of a composite script names a key passed in `KEYS` (directly, or as

@@ -53,14 +53,20 @@ fn records_ttls_and_keys() {
         assert_eq!(kind(&k.challenge).await, "string");
         assert_eq!(kind(&k.cooldown).await, "string");
         let ch: Vec<u8> = query(&store, redis::cmd("GET").arg(store.full_key(&k.challenge))).await;
-        let mut expected_ch = vec![1u8];
+        let mut expected_ch = vec![2u8];
         expected_ch.extend_from_slice(&(T0 + 300).to_be_bytes());
         expected_ch.extend_from_slice(&0u32.to_be_bytes());
         expected_ch.push(1);
         expected_ch.extend_from_slice(&u32::try_from(code.len()).unwrap().to_be_bytes());
+        // Stamped with the user's epoch (0: the user has no record yet).
+        expected_ch.push(1);
+        expected_ch.extend_from_slice(&0u32.to_be_bytes());
         expected_ch.extend_from_slice(code);
         expected_ch.extend_from_slice(value);
-        assert_eq!(ch, expected_ch, "version, expiry, attempts, code, value");
+        assert_eq!(
+            ch, expected_ch,
+            "version, expiry, attempts, code, epoch, then the code and the value"
+        );
         let cool: Vec<u8> = query(&store, redis::cmd("GET").arg(store.full_key(&k.cooldown))).await;
         assert_eq!(cool, b"1700000060");
         // TTLs: the lifetime plus the grace period (less the milliseconds since the write).

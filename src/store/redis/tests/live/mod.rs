@@ -9,6 +9,7 @@ use crate::store::flow::{UserLimits, UserState};
 use crate::store::redis::RedisOtpStore;
 use crate::store::StoreKey;
 
+mod epoch;
 mod layout;
 mod other_layouts;
 

@@ -35,13 +35,16 @@ fn records_of_the_other_layout_are_corrupt() {
             let full: Vec<u8> =
                 query(&store, redis::cmd("GET").arg(store.full_key(&k.challenge))).await;
             let mut bad_version = full.clone();
-            bad_version[0] = 2;
+            bad_version[0] = 3;
+            let mut bad_epoch = full.clone();
+            bad_epoch[18] = 2;
             let mut long_code = full.clone();
             long_code[14..18].copy_from_slice(&1_000u32.to_be_bytes());
             for raw in [
                 encode(at(T0 + 60), TAG_BYTES, b"v"),
                 full[..17].to_vec(),
                 bad_version,
+                bad_epoch,
                 long_code,
             ] {
                 let _: () = query(
@@ -64,7 +67,7 @@ fn records_of_the_other_layout_are_corrupt() {
             assert_eq!(e.kind(), StoreErrorKind::Corrupt);
             let mut user_raw = UserState::default().to_bytes().to_vec();
             user_raw.extend_from_slice(&(T0 + 60).to_be_bytes());
-            for (at_byte, value) in [(0, 2u8), (25, 2), (46, 7), (55, 0xff)] {
+            for (at_byte, value) in [(0, 3u8), (0, 1), (25, 2), (46, 7), (59, 0xff)] {
                 let mut raw = user_raw.clone();
                 raw[at_byte] = value;
                 let _: () = query(
@@ -145,6 +148,7 @@ fn records_of_the_earlier_hash_layout_are_read_and_replaced() {
             sends: 2,
             sends_until: at(T0 + 2_000),
             last_verified_at: Some(at(T0 - 100)),
+            epoch: 0,
         };
         assert_eq!(
             store.user_state(&k.user, &limits(), at(T0)).await.unwrap(),
