@@ -342,17 +342,13 @@ async fn load_epoch<S: OtpStore + ?Sized>(
     user: &StoreKey,
     now: Timestamp,
 ) -> Result<u32, StoreError> {
-    Ok(match store.get(&sub(user, "epoch"), now).await? {
-        Some(n) => epoch_of(parse_number(&n)),
-        None => 0,
-    })
+    let count = store.get(&sub(user, "epoch"), now).await?;
+    Ok(count.map_or(0, |n| epoch_of(parse_number(&n))))
 }
 
 /// The epoch a count of `U:epoch` stands for (epochs wrap, as the rules' do).
 fn epoch_of(count: u64) -> u32 {
-    #[allow(clippy::cast_possible_truncation)] // wraps on purpose
-    let epoch = count as u32;
-    epoch
+    u32::try_from(count & u64::from(u32::MAX)).unwrap_or(0)
 }
 
 /// Moves the user's epoch on in the default layout. The counter never expires: a counter that

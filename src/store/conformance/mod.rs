@@ -62,6 +62,7 @@ use crate::store::{EnrollmentStore, OtpStore};
 use crate::store::{MemoryOtpStore, StoreKey};
 
 pub mod enrollment;
+pub mod epoch;
 pub mod flow;
 pub mod otp;
 pub mod rate_limit;
@@ -246,6 +247,8 @@ macro_rules! __flow_conformance_tests {
             settle_concurrent_exactly_one,
             runs_and_levels_lapse,
             failure_on_a_gone_challenge_is_not_charged,
+        );
+        $crate::__conformance_tests!(epoch; $make;
             end_challenges_ends_the_challenges_begun_before,
             a_lock_ends_the_challenges_begun_before,
             epochs_survive_in_the_user_record,
