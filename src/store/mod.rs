@@ -72,6 +72,11 @@ mod records;
 #[cfg(feature = "redis")]
 mod redis;
 mod shared;
+#[cfg(any(
+    feature = "test-util",
+    all(test, any(feature = "redis", feature = "postgres"))
+))]
+mod skips;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sql;
 

@@ -107,29 +107,12 @@ where
     runtime.block_on(async {
         match make().await {
             Some(store) => test(Arc::new(store)).await,
-            None => report_skip(name),
+            None => crate::store::skips::report(
+                "conformance: SKIPPED store tests: no store configured",
+                name,
+            ),
         }
     });
-}
-
-/// The number of tests [`run`] skipped in this process.
-static SKIPPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// Counts a skipped test and, at the first, the tenth, the hundredth, … writes a line saying
-/// so to standard error. Written with `write_all`, not `eprintln!`: the libtest harness
-/// captures what the print macros write, so a skip said that way would only show for a
-/// failing test or under `--nocapture`.
-fn report_skip(name: &str) {
-    use std::io::Write as _;
-    let n = SKIPPED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-    if n == 10usize.pow(n.ilog10()) {
-        let tests = if n == 1 { "test" } else { "tests" };
-        let line = format!(
-            "twofactor conformance: SKIPPED store tests: no store configured \
-             ({n} {tests} skipped so far, latest: {name})\n"
-        );
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
-    }
 }
 
 /// Generates one `#[test]` per [`OtpStore`](crate::store::OtpStore) conformance body.

@@ -38,44 +38,10 @@ fn keys() -> Keys {
     }
 }
 
-/// The live Redis (`TWOFACTOR_TEST_REDIS_URL`), or `None` after saying so (see
-/// [`report_skip`]). With
-/// `TWOFACTOR_REQUIRE_SERVERS=1` (set by CI) an absent URL fails the test instead.
+/// The live Redis (`TWOFACTOR_TEST_REDIS_URL`) for the test `name`, or `None` when it skips
+/// (see [`server_url`](crate::store::skips::server_url)).
 fn redis_url(name: &str) -> Option<String> {
-    match std::env::var("TWOFACTOR_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("TWOFACTOR_REQUIRE_SERVERS").is_ok_and(|v| v == "1") => panic!(
-            "{name}: TWOFACTOR_TEST_REDIS_URL is not set but TWOFACTOR_REQUIRE_SERVERS=1: \
-             the live Redis tests must run"
-        ),
-        _ => {
-            report_skip("TWOFACTOR_TEST_REDIS_URL", name);
-            None
-        }
-    }
-}
-
-/// Says on standard error that the test `name` skips for want of `var`: once per process, at
-/// the first, the tenth, the hundredth, … test to skip, with the count so far. Written with
-/// `write_all`, not `eprintln!`, which the libtest harness captures: the skip shows in the
-/// run's output without `--nocapture`.
-fn report_skip(var: &str, name: &str) {
-    use std::io::Write as _;
-    static SKIPPED: std::sync::Mutex<std::collections::BTreeSet<String>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    let mut skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
-    if !skipped.insert(name.to_owned()) {
-        return;
-    }
-    let n = skipped.len();
-    if n == 10usize.pow(n.ilog10()) {
-        let tests = if n == 1 { "test" } else { "tests" };
-        let line = format!(
-            "twofactor unit tests: SKIPPED server-backed tests: {var} not set \
-             ({n} {tests} skipped so far, latest: {name})\n"
-        );
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
-    }
+    crate::store::skips::server_url("TWOFACTOR_TEST_REDIS_URL", name)
 }
 
 /// Runs `test` with a store under a prefix of its own, and removes its keys afterwards.
