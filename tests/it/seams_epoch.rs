@@ -9,16 +9,13 @@
 //! `recovery().process` at the deadline, on memory, Redis and PostgreSQL. A login that started
 //! after `process` returned `Completed` must never succeed.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use twofactor::{
-    account::RecoveryProgress, Challenge, Error, LoginContext, LoginStep, Policy, TwoFactorService,
-};
+use twofactor::{account::RecoveryProgress, Challenge, Error, LoginContext, LoginStep, Policy};
 
 use crate::support::{wrong, Harness, PASSWORD};
 
+#[cfg_attr(not(feature = "test-util"), allow(dead_code))]
 fn challenge_of(step: LoginStep) -> Challenge {
     match step {
         LoginStep::Challenge(c) => c,
@@ -237,208 +234,222 @@ async fn a_lock_ends_the_challenges_live_when_it_was_set() {
 
 // ---- the race ----------------------------------------------------------------------------
 
-use crate::support::every_store::Stores;
+/// The race needs the conformance runner (feature `test-util`).
+#[cfg(feature = "test-util")]
+mod race {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
 
-/// What one round of the race saw.
-#[derive(Debug, Default)]
-struct Round {
-    /// Whether `process` completed the recovery (a login that passed first cancels it).
-    completed: bool,
-    /// Logins that succeeded and started before `process` returned (or when it did not
-    /// complete the recovery).
-    ok_before: u32,
-    /// Logins that succeeded and started after `process` returned `Completed`: the defect.
-    ok_after: u32,
-    /// Logins that started after `process` returned `Completed`.
-    started_after: u32,
-}
+    use twofactor::TwoFactorService;
 
-/// Rounds of the race on `stores`, each with a user of its own.
-const ROUNDS: usize = 10;
-/// Right-code logins per round: half race `process`, half start once it has returned.
-const LOGINS: usize = 32;
+    use super::*;
 
-/// A service on `stores` with a manual clock; a policy whose per-user ceiling the 32 logins
-/// (most refused as replays of a TOTP step) cannot reach, so no lock ends the challenges before
-/// the recovery does.
-fn service(stores: &Stores) -> (TwoFactorService, twofactor::testing::ManualClock) {
-    let mut policy = Policy::default().dangerous_allow_over_100_failures_per_day();
-    policy.lockout_threshold = 100;
-    let h = crate::support::AnyHarness::builder_on(stores)
-        .policy(policy)
-        .build();
-    (h.tf, h.clock)
-}
+    use crate::support::every_store::Stores;
 
-/// The TOTP code of `secret` `back` steps before the clock's time.
-fn code_at(clock: &twofactor::testing::ManualClock, secret: &str, back: u64) -> String {
-    use twofactor::{clock::Clock, totp::totp_code, totp::TotpParams, totp::TotpSecret};
-    let secret = TotpSecret::from_base32(secret).unwrap();
-    totp_code(
-        secret.as_bytes(),
-        TotpParams::default(),
-        clock.now().as_unix_secs() - 30 * back,
-    )
-}
-
-/// One round: a user with TOTP and a pending recovery, 32 challenges opened a minute before
-/// its deadline. At the deadline `process` runs; 16 logins start with it (the code of the
-/// previous step, which the skew of one step accepts), and 16 once it has returned (the current
-/// step's code, so that a racing login that passed first does not make them replays). Every
-/// start and every return of `process` takes a number from one sequence.
-async fn round(stores: &Stores, n: usize) -> Round {
-    let (tf, clock) = service(stores);
-    let user = format!("race-{n}-{}", crate::support::stores::random_word());
-    let setup = tf.totp().start_setup(&user, "x").await.unwrap();
-    let secret = setup.secret_base32().to_owned();
-    tf.totp()
-        .confirm_setup(&user, &code_at(&clock, &secret, 0))
-        .await
-        .unwrap();
-    clock.advance(Duration::from_secs(30));
-    let effective_at = tf.recovery().request(&user, PASSWORD).await.unwrap();
-    {
-        use twofactor::clock::Clock;
-        let wait = effective_at.as_unix_secs() - clock.now().as_unix_secs() - 60;
-        clock.advance(Duration::from_secs(wait));
+    /// What one round of the race saw.
+    #[derive(Debug, Default)]
+    struct Round {
+        /// Whether `process` completed the recovery (a login that passed first cancels it).
+        completed: bool,
+        /// Logins that succeeded and started before `process` returned (or when it did not
+        /// complete the recovery).
+        ok_before: u32,
+        /// Logins that succeeded and started after `process` returned `Completed`: the defect.
+        ok_after: u32,
+        /// Logins that started after `process` returned `Completed`.
+        started_after: u32,
     }
-    let mut tokens = Vec::with_capacity(LOGINS);
-    for _ in 0..LOGINS {
-        let step = tf.begin_login(LoginContext::none(), &user).await.unwrap();
-        tokens.push(challenge_of(step).token().clone());
-    }
-    clock.advance(Duration::from_secs(61));
-    let (previous, current) = (code_at(&clock, &secret, 1), code_at(&clock, &secret, 0));
 
-    let seq = Arc::new(AtomicU64::new(0));
-    let processed = Arc::new(AtomicU64::new(u64::MAX));
-    let (returned, returned_rx) = tokio::sync::watch::channel(false);
-    let barrier = Arc::new(tokio::sync::Barrier::new(LOGINS / 2 + 1));
-    let process = {
-        let (tf, user, seq, processed, barrier) = (
-            tf.clone(),
-            user.clone(),
-            seq.clone(),
-            processed.clone(),
-            barrier.clone(),
-        );
-        tokio::spawn(async move {
-            barrier.wait().await;
-            let progress = tf.recovery().process(&user).await.unwrap();
-            let at = seq.fetch_add(1, Ordering::SeqCst);
-            if progress == RecoveryProgress::Completed {
-                processed.store(at, Ordering::SeqCst);
-            }
-            returned.send_replace(true);
-            progress
-        })
-    };
-    let mut logins = Vec::with_capacity(LOGINS);
-    for (i, token) in tokens.into_iter().enumerate() {
-        let racing = i < LOGINS / 2;
-        let code = if racing { &previous } else { &current }.clone();
-        let (tf, seq, barrier) = (tf.clone(), seq.clone(), barrier.clone());
-        let mut returned = returned_rx.clone();
-        logins.push(tokio::spawn(async move {
-            if racing {
+    /// Rounds of the race on `stores`, each with a user of its own.
+    const ROUNDS: usize = 10;
+    /// Right-code logins per round: half race `process`, half start once it has returned.
+    const LOGINS: usize = 32;
+
+    /// A service on `stores` with a manual clock; a policy whose per-user ceiling the 32 logins
+    /// (most refused as replays of a TOTP step) cannot reach, so no lock ends the challenges before
+    /// the recovery does.
+    fn service(stores: &Stores) -> (TwoFactorService, twofactor::testing::ManualClock) {
+        let mut policy = Policy::default().dangerous_allow_over_100_failures_per_day();
+        policy.lockout_threshold = 100;
+        let h = crate::support::AnyHarness::builder_on(stores)
+            .policy(policy)
+            .build();
+        (h.tf, h.clock)
+    }
+
+    /// The TOTP code of `secret` `back` steps before the clock's time.
+    fn code_at(clock: &twofactor::testing::ManualClock, secret: &str, back: u64) -> String {
+        use twofactor::{clock::Clock, totp::totp_code, totp::TotpParams, totp::TotpSecret};
+        let secret = TotpSecret::from_base32(secret).unwrap();
+        totp_code(
+            secret.as_bytes(),
+            TotpParams::default(),
+            clock.now().as_unix_secs() - 30 * back,
+        )
+    }
+
+    /// One round: a user with TOTP and a pending recovery, 32 challenges opened a minute before
+    /// its deadline. At the deadline `process` runs; 16 logins start with it (the code of the
+    /// previous step, which the skew of one step accepts), and 16 once it has returned (the current
+    /// step's code, so that a racing login that passed first does not make them replays). Every
+    /// start and every return of `process` takes a number from one sequence.
+    async fn round(stores: &Stores, n: usize) -> Round {
+        let (tf, clock) = service(stores);
+        let user = format!("race-{n}-{}", crate::support::stores::random_word());
+        let setup = tf.totp().start_setup(&user, "x").await.unwrap();
+        let secret = setup.secret_base32().to_owned();
+        tf.totp()
+            .confirm_setup(&user, &code_at(&clock, &secret, 0))
+            .await
+            .unwrap();
+        clock.advance(Duration::from_secs(30));
+        let effective_at = tf.recovery().request(&user, PASSWORD).await.unwrap();
+        {
+            use twofactor::clock::Clock;
+            let wait = effective_at.as_unix_secs() - clock.now().as_unix_secs() - 60;
+            clock.advance(Duration::from_secs(wait));
+        }
+        let mut tokens = Vec::with_capacity(LOGINS);
+        for _ in 0..LOGINS {
+            let step = tf.begin_login(LoginContext::none(), &user).await.unwrap();
+            tokens.push(challenge_of(step).token().clone());
+        }
+        clock.advance(Duration::from_secs(61));
+        let (previous, current) = (code_at(&clock, &secret, 1), code_at(&clock, &secret, 0));
+
+        let seq = Arc::new(AtomicU64::new(0));
+        let processed = Arc::new(AtomicU64::new(u64::MAX));
+        let (returned, returned_rx) = tokio::sync::watch::channel(false);
+        let barrier = Arc::new(tokio::sync::Barrier::new(LOGINS / 2 + 1));
+        let process = {
+            let (tf, user, seq, processed, barrier) = (
+                tf.clone(),
+                user.clone(),
+                seq.clone(),
+                processed.clone(),
+                barrier.clone(),
+            );
+            tokio::spawn(async move {
                 barrier.wait().await;
-                // Spread over the scheduler's turns: some before `process` writes, some during.
-                for _ in 0..i {
-                    tokio::task::yield_now().await;
+                let progress = tf.recovery().process(&user).await.unwrap();
+                let at = seq.fetch_add(1, Ordering::SeqCst);
+                if progress == RecoveryProgress::Completed {
+                    processed.store(at, Ordering::SeqCst);
                 }
-            } else {
-                returned.wait_for(|done| *done).await.unwrap();
+                returned.send_replace(true);
+                progress
+            })
+        };
+        let mut logins = Vec::with_capacity(LOGINS);
+        for (i, token) in tokens.into_iter().enumerate() {
+            let racing = i < LOGINS / 2;
+            let code = if racing { &previous } else { &current }.clone();
+            let (tf, seq, barrier) = (tf.clone(), seq.clone(), barrier.clone());
+            let mut returned = returned_rx.clone();
+            logins.push(tokio::spawn(async move {
+                if racing {
+                    barrier.wait().await;
+                    // Spread over the scheduler's turns: some before `process` writes, some during.
+                    for _ in 0..i {
+                        tokio::task::yield_now().await;
+                    }
+                } else {
+                    returned.wait_for(|done| *done).await.unwrap();
+                }
+                let started = seq.fetch_add(1, Ordering::SeqCst);
+                let result = tf.verify_login(LoginContext::none(), &token, &code).await;
+                (started, result.is_ok())
+            }));
+        }
+        let progress = process.await.unwrap();
+        let processed = processed.load(Ordering::SeqCst);
+        let mut seen = Round {
+            completed: progress == RecoveryProgress::Completed,
+            ..Round::default()
+        };
+        for login in logins {
+            let (started, ok) = login.await.unwrap();
+            let after = started > processed;
+            seen.started_after += u32::from(after);
+            match (ok, after) {
+                (true, true) => seen.ok_after += 1,
+                (true, false) => seen.ok_before += 1,
+                _ => {}
             }
-            let started = seq.fetch_add(1, Ordering::SeqCst);
-            let result = tf.verify_login(LoginContext::none(), &token, &code).await;
-            (started, result.is_ok())
-        }));
+        }
+        seen
     }
-    let progress = process.await.unwrap();
-    let processed = processed.load(Ordering::SeqCst);
-    let mut seen = Round {
-        completed: progress == RecoveryProgress::Completed,
-        ..Round::default()
-    };
-    for login in logins {
-        let (started, ok) = login.await.unwrap();
-        let after = started > processed;
-        seen.started_after += u32::from(after);
-        match (ok, after) {
-            (true, true) => seen.ok_after += 1,
-            (true, false) => seen.ok_before += 1,
-            _ => {}
+
+    /// Runs the race on `stores` and checks every round: no login that started after `process`
+    /// returned `Completed` succeeded.
+    async fn race_on(name: &str, stores: &Stores) {
+        let mut rounds = Vec::with_capacity(ROUNDS);
+        for n in 0..ROUNDS {
+            rounds.push(round(stores, n).await);
+        }
+        let completed = rounds.iter().filter(|r| r.completed).count();
+        let bad_rounds = rounds.iter().filter(|r| r.ok_after > 0).count();
+        let ok_before: u32 = rounds.iter().map(|r| r.ok_before).sum();
+        let ok_after: u32 = rounds.iter().map(|r| r.ok_after).sum();
+        let started_after: u32 = rounds.iter().map(|r| r.started_after).sum();
+        println!(
+            "race on {name}: {ROUNDS} rounds, {completed} completed by process; logins started \
+             after process returned: {started_after}; successes before: {ok_before}, after: \
+             {ok_after} (in {bad_rounds} rounds)"
+        );
+        for (n, r) in rounds.iter().enumerate() {
+            assert_eq!(
+                r.ok_after, 0,
+                "{name}, round {n}: a login that started after the recovery completed succeeded \
+                 ({r:?})"
+            );
         }
     }
-    seen
-}
 
-/// Runs the race on `stores` and checks every round: no login that started after `process`
-/// returned `Completed` succeeded.
-async fn race_on(name: &str, stores: &Stores) {
-    let mut rounds = Vec::with_capacity(ROUNDS);
-    for n in 0..ROUNDS {
-        rounds.push(round(stores, n).await);
+    fn run_race<F: std::future::Future<Output = Option<Stores>>>(
+        name: &str,
+        make: impl FnOnce() -> F,
+    ) {
+        twofactor::store::conformance::run(name, make, |stores: Arc<Stores>| async move {
+            race_on(name, &stores).await;
+        });
     }
-    let completed = rounds.iter().filter(|r| r.completed).count();
-    let bad_rounds = rounds.iter().filter(|r| r.ok_after > 0).count();
-    let ok_before: u32 = rounds.iter().map(|r| r.ok_before).sum();
-    let ok_after: u32 = rounds.iter().map(|r| r.ok_after).sum();
-    let started_after: u32 = rounds.iter().map(|r| r.started_after).sum();
-    println!(
-        "race on {name}: {ROUNDS} rounds, {completed} completed by process; logins started \
-         after process returned: {started_after}; successes before: {ok_before}, after: \
-         {ok_after} (in {bad_rounds} rounds)"
-    );
-    for (n, r) in rounds.iter().enumerate() {
-        assert_eq!(
-            r.ok_after, 0,
-            "{name}, round {n}: a login that started after the recovery completed succeeded \
-             ({r:?})"
-        );
+
+    #[cfg(feature = "test-util")]
+    #[test]
+    fn a_login_racing_a_recovery_never_passes_after_it_memory() {
+        run_race("memory", || async {
+            Some((
+                Arc::new(twofactor::store::MemoryOtpStore::new())
+                    as Arc<dyn twofactor::store::OtpStore>,
+                Arc::new(twofactor::store::MemoryEnrollmentStore::new())
+                    as Arc<dyn twofactor::store::EnrollmentStore>,
+            ))
+        });
     }
-}
 
-fn run_race<F: std::future::Future<Output = Option<Stores>>>(name: &str, make: impl FnOnce() -> F) {
-    twofactor::store::conformance::run(name, make, |stores: Arc<Stores>| async move {
-        race_on(name, &stores).await;
-    });
-}
+    #[cfg(all(feature = "test-util", feature = "redis"))]
+    #[test]
+    fn a_login_racing_a_recovery_never_passes_after_it_redis() {
+        run_race("redis", || async {
+            let otp = crate::support::stores::redis_store().await?;
+            let enrollments = otp.enrollment_store();
+            Some((
+                Arc::new(otp) as Arc<dyn twofactor::store::OtpStore>,
+                Arc::new(enrollments) as Arc<dyn twofactor::store::EnrollmentStore>,
+            ))
+        });
+    }
 
-#[cfg(feature = "test-util")]
-#[test]
-fn a_login_racing_a_recovery_never_passes_after_it_memory() {
-    run_race("memory", || async {
-        Some((
-            Arc::new(twofactor::store::MemoryOtpStore::new())
-                as Arc<dyn twofactor::store::OtpStore>,
-            Arc::new(twofactor::store::MemoryEnrollmentStore::new())
-                as Arc<dyn twofactor::store::EnrollmentStore>,
-        ))
-    });
-}
-
-#[cfg(all(feature = "test-util", feature = "redis"))]
-#[test]
-fn a_login_racing_a_recovery_never_passes_after_it_redis() {
-    run_race("redis", || async {
-        let otp = crate::support::stores::redis_store().await?;
-        let enrollments = otp.enrollment_store();
-        Some((
-            Arc::new(otp) as Arc<dyn twofactor::store::OtpStore>,
-            Arc::new(enrollments) as Arc<dyn twofactor::store::EnrollmentStore>,
-        ))
-    });
-}
-
-#[cfg(all(feature = "test-util", feature = "postgres"))]
-#[test]
-fn a_login_racing_a_recovery_never_passes_after_it_postgres() {
-    run_race("postgres", || async {
-        let sql = Arc::new(crate::support::stores::postgres_store().await?);
-        Some((
-            sql.clone() as Arc<dyn twofactor::store::OtpStore>,
-            sql as Arc<dyn twofactor::store::EnrollmentStore>,
-        ))
-    });
+    #[cfg(all(feature = "test-util", feature = "postgres"))]
+    #[test]
+    fn a_login_racing_a_recovery_never_passes_after_it_postgres() {
+        run_race("postgres", || async {
+            let sql = Arc::new(crate::support::stores::postgres_store().await?);
+            Some((
+                sql.clone() as Arc<dyn twofactor::store::OtpStore>,
+                sql as Arc<dyn twofactor::store::EnrollmentStore>,
+            ))
+        });
+    }
 }
